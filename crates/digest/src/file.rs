@@ -1,0 +1,175 @@
+use std::fs::File;
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::{Algorithm, Error, Hasher, Result};
+
+/// Bytes read per `pread` and per progress/cancellation check: 1 MiB keeps syscall overhead
+/// under 1% at SHA-256 speed while a cancel is seen within ~10 ms even for SHA3-512.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// What [`digest_file`] hashes.
+#[derive(Clone, Copy, Debug)]
+pub struct DigestOptions {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// First byte of the window (default 0).
+    pub start: u64,
+    /// Window length; `None` means to the end of the file. A window that runs past the end is
+    /// an [`Error::OutOfRange`], not a silently shorter hash.
+    pub length: Option<u64>,
+}
+
+impl DigestOptions {
+    /// Hash the whole file with `algorithm`.
+    pub fn new(algorithm: Algorithm) -> Self {
+        DigestOptions { algorithm, start: 0, length: None }
+    }
+}
+
+/// Hash `[start, start + length)` of the file at `path`; returns the lowercase hex digest.
+///
+/// `progress(done, total)` runs after every chunk; returning `ControlFlow::Break(())` stops
+/// the work with [`Error::Aborted`]. It is called once before any read so that a request
+/// cancelled before it started does no I/O.
+pub fn digest_file(
+    path: &Path,
+    opts: &DigestOptions,
+    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+) -> Result<String> {
+    let io_err = |op: &'static str, offset: Option<u64>| {
+        move |source: io::Error| Error::Io { source, path: path.to_path_buf(), offset, op }
+    };
+    let file = File::open(path).map_err(io_err("open", None))?;
+    let meta = file.metadata().map_err(io_err("stat", None))?;
+    if meta.is_dir() {
+        return Err(Error::IsADirectory(path.to_path_buf()));
+    }
+    let size = meta.len();
+    let total = match opts.length {
+        Some(len) => {
+            if opts.start.checked_add(len).is_none_or(|end| end > size) && meta.is_file() {
+                return Err(Error::OutOfRange { path: path.to_path_buf(), start: opts.start, length: len, size });
+            }
+            len
+        }
+        None => {
+            if opts.start > size {
+                return Err(Error::OutOfRange { path: path.to_path_buf(), start: opts.start, length: 0, size });
+            }
+            size - opts.start
+        }
+    };
+    if progress(0, total).is_break() {
+        return Err(Error::Aborted);
+    }
+    let mut hasher = Hasher::new(opts.algorithm);
+    let mut buf = vec![0u8; CHUNK_SIZE.min(total.max(1) as usize)];
+    let mut done = 0u64;
+    while done < total {
+        let want = (total - done).min(buf.len() as u64) as usize;
+        let offset = opts.start + done;
+        let n = read_full_at(&file, &mut buf[..want], offset).map_err(io_err("read", Some(offset)))?;
+        if n == 0 {
+            return Err(Error::ShortRead { path: path.to_path_buf(), offset });
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        if progress(done, total).is_break() {
+            return Err(Error::Aborted);
+        }
+    }
+    Ok(hasher.finish_hex())
+}
+
+/// `pread` until `buf` is full or end of file; EINTR is retried (a signal delivered to the
+/// libuv thread must not fail the hash).
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn whole(path: &Path, a: Algorithm) -> Result<String> {
+        digest_file(path, &DigestOptions::new(a), &mut |_, _| ControlFlow::Continue(()))
+    }
+
+    fn of_bytes(a: Algorithm, data: &[u8]) -> String {
+        let mut h = Hasher::new(a);
+        h.update(data);
+        h.finish_hex()
+    }
+
+    #[test]
+    fn window_matches_slice() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..3 * CHUNK_SIZE + 17).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        for a in [Algorithm::Sha256, Algorithm::Sha3_512, Algorithm::Blake3, Algorithm::Sha1] {
+            assert_eq!(whole(f.path(), a).unwrap(), of_bytes(a, &data));
+            let opts = DigestOptions { algorithm: a, start: 1000, length: Some(CHUNK_SIZE as u64 + 5) };
+            let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
+            assert_eq!(got, of_bytes(a, &data[1000..1000 + CHUNK_SIZE + 5]));
+        }
+    }
+
+    #[test]
+    fn out_of_range() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"hello").unwrap();
+        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 3, length: Some(3) };
+        let e = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, Error::OutOfRange { size: 5, .. }), "{e}");
+        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 5, length: None };
+        let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
+        assert_eq!(got, of_bytes(Algorithm::Sha256, b""));
+    }
+
+    #[test]
+    fn missing_and_directory() {
+        let e = whole(Path::new("/nonexistent/x"), Algorithm::Sha256).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(2));
+        assert!(e.to_string().contains("/nonexistent/x"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let e = whole(d.path(), Algorithm::Sha256).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(21));
+    }
+
+    #[test]
+    fn abort_and_progress() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![7u8; 4 * CHUNK_SIZE]).unwrap();
+        let mut seen = vec![];
+        let opts = DigestOptions::new(Algorithm::Sha256);
+        digest_file(f.path(), &opts, &mut |d, t| {
+            seen.push((d, t));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen.first(), Some(&(0, 4 * CHUNK_SIZE as u64)));
+        assert_eq!(seen.last(), Some(&(4 * CHUNK_SIZE as u64, 4 * CHUNK_SIZE as u64)));
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        let mut calls = 0;
+        let e = digest_file(f.path(), &opts, &mut |_, _| {
+            calls += 1;
+            if calls == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Aborted));
+        assert_eq!(calls, 2);
+    }
+}

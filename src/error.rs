@@ -1,0 +1,138 @@
+//! The one place where core errors become JS errors.
+//!
+//! Every rejection is a JS `Error` with `code` (the errno name such as `ENOENT` for OS errors,
+//! `ERR_SPARSEKIT_*` otherwise) and, when known, `errno` (negative, as Node's fs does),
+//! `syscall`, `path` and `offset`.
+
+use napi::bindgen_prelude::*;
+use napi::JsValue;
+
+/// A failure on its way to JS: built on the worker thread, turned into a JS object on the
+/// main thread by [`Failure::into_napi`].
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub errno: Option<i32>,
+    pub path: Option<String>,
+    pub offset: Option<u64>,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Error,
+    TypeError,
+    RangeError,
+}
+
+/// What every core crate's error type offers (see each crate's `Error`).
+pub trait CoreError: std::fmt::Display {
+    fn raw_os_error(&self) -> Option<i32>;
+    fn code(&self) -> &'static str;
+    fn path(&self) -> Option<&std::path::Path>;
+    fn offset(&self) -> Option<u64>;
+}
+
+macro_rules! core_error {
+    ($($t:ty),*) => {$(
+        impl CoreError for $t {
+            fn raw_os_error(&self) -> Option<i32> { <$t>::raw_os_error(self) }
+            fn code(&self) -> &'static str { <$t>::code(self) }
+            fn path(&self) -> Option<&std::path::Path> { <$t>::path(self) }
+            fn offset(&self) -> Option<u64> { <$t>::offset(self) }
+        }
+    )*};
+}
+core_error!(sparsekit_digest::Error);
+
+impl Failure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Failure {
+            code: code.to_string(),
+            message: message.into(),
+            errno: None,
+            path: None,
+            offset: None,
+            kind: FailureKind::Error,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Failure::new("ERR_SPARSEKIT_INTERNAL", message)
+    }
+
+    pub fn invalid_arg(message: impl Into<String>) -> Self {
+        Failure { kind: FailureKind::TypeError, ..Failure::new("ERR_INVALID_ARG_TYPE", message) }
+    }
+
+    pub fn invalid_value(message: impl Into<String>) -> Self {
+        Failure::new("ERR_INVALID_ARG_VALUE", message)
+    }
+
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Failure { kind: FailureKind::RangeError, ..Failure::new("ERR_OUT_OF_RANGE", message) }
+    }
+
+    /// OS errors keep their errno name as `code`; everything else uses the crate's code.
+    pub fn from_core<E: CoreError>(e: &E) -> Self {
+        let errno = e.raw_os_error();
+        let code = errno.and_then(errno_name).unwrap_or_else(|| e.code().to_string());
+        let message = match errno.and_then(errno_name) {
+            Some(name) => format!("{name}: {e}"),
+            None => e.to_string(),
+        };
+        Failure {
+            code,
+            message,
+            errno,
+            path: e.path().map(|p| p.to_string_lossy().into_owned()),
+            offset: e.offset(),
+            kind: FailureKind::Error,
+        }
+    }
+
+    /// Build the JS error object and wrap it so napi-rs throws or rejects with it as is.
+    pub fn into_napi(self, env: &Env) -> Error {
+        match self.build(env) {
+            Ok(e) => e,
+            Err(e) => e,
+        }
+    }
+
+    fn build(self, env: &Env) -> Result<Error> {
+        let mut obj = match self.kind {
+            FailureKind::Error => env.create_error(Error::new(Status::GenericFailure, self.message))?,
+            FailureKind::TypeError => {
+                let js = JsTypeError::from(Error::new(Status::InvalidArg, self.message));
+                Object::from_unknown(js.into_unknown(*env))?
+            }
+            FailureKind::RangeError => {
+                let js = JsRangeError::from(Error::new(Status::InvalidArg, self.message));
+                Object::from_unknown(js.into_unknown(*env))?
+            }
+        };
+        obj.set("code", self.code)?;
+        if let Some(errno) = self.errno {
+            obj.set("errno", -errno)?;
+        }
+        if let Some(path) = self.path {
+            obj.set("path", path)?;
+        }
+        if let Some(offset) = self.offset {
+            obj.set("offset", offset as f64)?;
+        }
+        Ok(Error::from(obj.to_unknown()))
+    }
+}
+
+/// `ENOENT` for 2, and so on: the names Node uses in `err.code`.
+pub fn errno_name(errno: i32) -> Option<String> {
+    let e = nix::errno::Errno::from_raw(errno);
+    if e == nix::errno::Errno::UnknownErrno {
+        return None;
+    }
+    // Linux defines EOPNOTSUPP == ENOTSUP; Node calls it ENOTSUP.
+    let name = format!("{e:?}");
+    Some(if name == "EOPNOTSUPP" { "ENOTSUP".to_string() } else { name })
+}

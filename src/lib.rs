@@ -1,0 +1,13 @@
+//! sparsekit's Node-API addon: glue only. Arguments are converted here, work runs in the core
+//! crates on the libuv thread pool ([`job::Job`]), and errors become JS errors in one place
+//! ([`error::Failure`]). No domain logic lives in this crate.
+#![deny(clippy::all)]
+
+#[macro_use]
+extern crate napi_derive;
+
+mod digest;
+mod error;
+mod job;
+
+pub use job::CancelToken;

@@ -1,0 +1,37 @@
+import native = require('./native')
+import { checkBytes, checkOneOf, checkOptions, checkPath } from './errors'
+import { LongOptions, run } from './run'
+
+/** Hash algorithms `digest()` offers. */
+export const ALGORITHMS = ['sha256', 'sha3-512', 'blake3', 'sha1'] as const
+/** A hash algorithm name. */
+export type Algorithm = (typeof ALGORITHMS)[number]
+
+/** Options of {@link digest}. */
+export interface DigestOptions extends LongOptions {
+  /** Hash algorithm; default `'sha256'`. */
+  algorithm?: Algorithm
+  /** First byte to hash; default 0. */
+  start?: number
+  /** Bytes to hash; default to the end of the file. A window past the end rejects with `ERR_SPARSEKIT_OUT_OF_RANGE`. */
+  length?: number
+}
+
+/**
+ * Hash a file, or the window `[start, start + length)` of it, off the main thread.
+ * @returns the digest as lowercase hex
+ */
+export async function digest(path: string, options?: DigestOptions): Promise<string> {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options) as DigestOptions
+  const algorithm = checkOneOf('options.algorithm', o.algorithm, ALGORITHMS) ?? 'sha256'
+  const start = checkBytes('options.start', o.start)
+  const length = checkBytes('options.length', o.length)
+  const result = await run(
+    'hash',
+    o,
+    (cancel, onProgress) => native.digest(file, { algorithm, start, length }, cancel, onProgress),
+    (r) => r.bytes,
+  )
+  return result.digest
+}

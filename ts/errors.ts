@@ -1,0 +1,102 @@
+/** Argument validation with Node's own error conventions. @internal */
+
+type Coded<E extends Error> = E & { code: string }
+
+function withCode<E extends Error>(err: E, code: string): Coded<E> {
+  return Object.assign(err, { code })
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`
+  if (typeof value === 'object') {
+    const ctor = (value as object).constructor
+    return ctor && ctor.name ? `an instance of ${ctor.name}` : 'an object'
+  }
+  let shown = String(value)
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`
+  if (typeof value === 'string') shown = `'${shown}'`
+  return `type ${typeof value} (${shown})`
+}
+
+/** `TypeError` with `code: 'ERR_INVALID_ARG_TYPE'`, worded as Node words it. */
+export function invalidArgType(name: string, expected: string, actual: unknown): Coded<TypeError> {
+  return withCode(
+    new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`),
+    'ERR_INVALID_ARG_TYPE',
+  )
+}
+
+/** `TypeError` with `code: 'ERR_INVALID_ARG_VALUE'`. */
+export function invalidArgValue(name: string, value: unknown, reason: string): Coded<TypeError> {
+  return withCode(
+    new TypeError(`The argument '${name}' ${reason}. Received ${describe(value)}`),
+    'ERR_INVALID_ARG_VALUE',
+  )
+}
+
+export function checkString(name: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  if (value.length === 0) throw invalidArgValue(name, value, 'must be a non-empty string')
+  if (value.includes('\0')) throw invalidArgValue(name, value, 'must be a string without null bytes')
+}
+
+export function checkPath(name: string, value: unknown): string {
+  if (value instanceof URL) {
+    if (value.protocol !== 'file:') throw invalidArgValue(name, value.href, 'must be a file: URL')
+    value = decodeURIComponent(value.pathname)
+  }
+  checkString(name, value)
+  return value
+}
+
+export function checkOptions(name: string, value: unknown): Record<string, unknown> {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType(name, 'of type object', value)
+  return value as Record<string, unknown>
+}
+
+/** A byte offset or size: an integer in [0, Number.MAX_SAFE_INTEGER]; RangeError otherwise. */
+export function checkBytes(name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
+  if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
+    throw withCode(
+      new RangeError(
+        `The value of "${name}" is out of range. It must be an integer >= 0 and <= ${Number.MAX_SAFE_INTEGER}. Received ${value}`,
+      ),
+      'ERR_OUT_OF_RANGE',
+    )
+  }
+  return value
+}
+
+export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  if (!allowed.includes(value as T)) {
+    throw invalidArgValue(name, value, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`)
+  }
+  return value as T
+}
+
+export function checkFunction(name: string, value: unknown): ((...args: never[]) => unknown) | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw invalidArgType(name, 'of type function', value)
+  return value as (...args: never[]) => unknown
+}
+
+export function checkBoolean(name: string, value: unknown): boolean | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
+  return value
+}
+
+/** The error an aborted operation rejects with. */
+export function abortError(signal?: AbortSignal): Coded<Error> {
+  const err = withCode(new Error('The operation was aborted'), 'ERR_SPARSEKIT_ABORTED')
+  err.name = 'AbortError'
+  if (signal && signal.reason !== undefined) (err as Error & { cause?: unknown }).cause = signal.reason
+  return err
+}
