@@ -13,8 +13,38 @@ export declare class CancelToken {
   get cancelled(): boolean
 }
 
+/** Sparse copy with dd-style skip/seek/length in bytes. */
+export declare function copy(src: string, dst: string, options?: NativeCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<NativeCopyResult>
+
 /** Hash `[start, start + length)` of a file. */
 export declare function digest(path: string, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
+
+/** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
+export declare function map(path: string, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeMap>
+
+export interface NativeCopyOptions {
+  skip?: number
+  seek?: number
+  length?: number
+  /** `auto` (default), `reflink`, `copy_file_range`, `sendfile` or `readwrite`. */
+  method?: string
+  /**
+   * Default true: the destination ends at `seek + copied` (dd); false: never shortened
+   * (dd conv=notrunc).
+   */
+  truncate?: boolean
+  /** Write zeros over source holes (default: holes are holes; on a block device, skipped). */
+  zeroHoles?: boolean
+}
+
+export interface NativeCopyResult {
+  bytesCopied: number
+  size: number
+  method: string
+  bytesZeroed: number
+  /** Bytes in the window (data and holes): the progress total. */
+  bytesTotal: number
+}
 
 export interface NativeDigest {
   /** Lowercase hex. */
@@ -28,6 +58,29 @@ export interface NativeDigestOptions {
   algorithm?: string
   start?: number
   length?: number
+}
+
+export interface NativeExtent {
+  offset: number
+  length: number
+  /** Present (true) only for preallocated ranges that read as zeros. */
+  unwritten?: boolean
+  /** Present (true) only for blocks shared with another file (reflink). */
+  shared?: boolean
+}
+
+export interface NativeMap {
+  size: number
+  blockSize: number
+  method: 'fiemap' | 'seek' | 'none'
+  extents: Array<NativeExtent>
+}
+
+export interface NativeMapOptions {
+  start?: number
+  length?: number
+  /** `auto` (default), `fiemap`, `seek` or `none`. */
+  method?: string
 }
 
 /** Test-only: a job that panics on the worker thread, proving panics become rejections. */

@@ -22,7 +22,6 @@ pub struct Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Error,
-    TypeError,
     RangeError,
 }
 
@@ -44,7 +43,11 @@ macro_rules! core_error {
         }
     )*};
 }
-core_error!(sparsekit_digest::Error);
+core_error!(
+    sparsekit_digest::Error,
+    sparsekit_extents::Error,
+    sparsekit_sparse_copy::Error
+);
 
 impl Failure {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
@@ -62,10 +65,6 @@ impl Failure {
         Failure::new("ERR_SPARSEKIT_INTERNAL", message)
     }
 
-    pub fn invalid_arg(message: impl Into<String>) -> Self {
-        Failure { kind: FailureKind::TypeError, ..Failure::new("ERR_INVALID_ARG_TYPE", message) }
-    }
-
     pub fn invalid_value(message: impl Into<String>) -> Self {
         Failure::new("ERR_INVALID_ARG_VALUE", message)
     }
@@ -77,8 +76,11 @@ impl Failure {
     /// OS errors keep their errno name as `code`; everything else uses the crate's code.
     pub fn from_core<E: CoreError>(e: &E) -> Self {
         let errno = e.raw_os_error();
-        let code = errno.and_then(errno_name).unwrap_or_else(|| e.code().to_string());
-        let message = match errno.and_then(errno_name) {
+        // A plain OS failure is known by its errno name; our own codes (UNSUPPORTED,
+        // OUT_OF_RANGE, ...) win even when an errno explains them, and keep `errno`.
+        let name = errno.and_then(errno_name).filter(|_| e.code() == "ERR_SPARSEKIT_IO");
+        let code = name.clone().unwrap_or_else(|| e.code().to_string());
+        let message = match name {
             Some(name) => format!("{name}: {e}"),
             None => e.to_string(),
         };
@@ -103,10 +105,6 @@ impl Failure {
     fn build(self, env: &Env) -> Result<Error> {
         let mut obj = match self.kind {
             FailureKind::Error => env.create_error(Error::new(Status::GenericFailure, self.message))?,
-            FailureKind::TypeError => {
-                let js = JsTypeError::from(Error::new(Status::InvalidArg, self.message));
-                Object::from_unknown(js.into_unknown(*env))?
-            }
             FailureKind::RangeError => {
                 let js = JsRangeError::from(Error::new(Status::InvalidArg, self.message));
                 Object::from_unknown(js.into_unknown(*env))?

@@ -6,8 +6,10 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod copy;
 mod digest;
 mod error;
+mod extents;
 mod job;
 
 pub use job::CancelToken;

@@ -8,6 +8,8 @@
  */
 export { digest, ALGORITHMS } from './digest'
 export type { Algorithm, DigestOptions } from './digest'
+export { map, copy, MAP_METHODS, COPY_METHODS } from './extents'
+export type { MapOptions, MapMethod, Extent, ExtentMap, CopyOptions, CopyMethod, CopyResult } from './extents'
 export type { Progress, LongOptions } from './run'
 
 /** The package version. */
