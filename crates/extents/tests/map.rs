@@ -3,7 +3,6 @@
 
 #![allow(clippy::single_range_in_vec_init)]
 
-mod support;
 
 use std::fs::{self, File};
 use std::ops::Range;
@@ -13,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sparsekit_extents::{map_path, BlockRange, Extent, MapOptions, Method};
-use support::{make_cases, pattern, run, Fs, LoopDev, Mount};
+use sparsekit_testfs::{make_cases, pattern, run, Fs, LoopDev, Mount};
 
 const K: u64 = 1024;
 const M: u64 = 1024 * 1024;

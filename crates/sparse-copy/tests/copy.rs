@@ -3,7 +3,6 @@
 
 #![allow(clippy::single_range_in_vec_init)]
 
-mod support;
 
 use std::fs::{self, File};
 use std::ops::{ControlFlow, Range};
@@ -14,7 +13,7 @@ use std::time::Instant;
 
 use sparsekit_extents::{map_path, MapOptions, Method};
 use sparsekit_sparse_copy::{copy, CopyMethod, CopyOptions, CopyReport, Error};
-use support::{blocks, make_cases, pattern, run, Fs, LoopDev, Mount};
+use sparsekit_testfs::{blocks, make_cases, pattern, run, Fs, LoopDev, Mount};
 
 const K: u64 = 1024;
 const M: u64 = 1024 * 1024;
@@ -525,7 +524,7 @@ fn unreadable_source() {
         assert_eq!(e.path(), Some(src));
         return;
     }
-    if !support::is_root() {
+    if !sparsekit_testfs::is_root() {
         eprintln!("SKIP unreadable_source: not root (needs setpriv to a second user)");
         return;
     }

@@ -1,6 +1,6 @@
 //! Real filesystems for the integration tests: loop-mounted images and tmpfs, cleaned up in
 //! `Drop` even when a test fails. Tests that cannot get one print `SKIP <test>: <reason>`.
-#![allow(dead_code, clippy::single_range_in_vec_init)]
+#![allow(clippy::single_range_in_vec_init, missing_docs)]
 
 use std::fs::File;
 use std::ops::Range;
