@@ -309,3 +309,18 @@ test('cli: map prints extents and a summary; --json is the API result; copy work
   t.is(bad.status, 1)
   t.regex(bad.stderr, /^sparsekit: ENOENT/)
 })
+
+fsTest(['loop'], 'digest and map of a loop block device use the device size', async (t) => {
+  const dir = tempDir(t)
+  const backing = join(dir, 'disk')
+  const bytes = randomBytes(3 * MiB)
+  writeFileSync(backing, bytes)
+  const dev = loopDevice(t, backing)
+  t.is(await sk.digest(dev, { algorithm: 'sha256' }), createHash('sha256').update(bytes).digest('hex'))
+  t.is(await sk.digest(dev, { start: MiB, length: 10 }), createHash('sha256').update(bytes.subarray(MiB, MiB + 10)).digest('hex'))
+  const m = await sk.map(dev)
+  t.is(m.size, 3 * MiB)
+  t.deepEqual(m.extents, [{ offset: 0, length: 3 * MiB }])
+  const e = await t.throwsAsync(sk.digest(dev, { start: 3 * MiB, length: 1 }))
+  t.is(e.code, 'ERR_SPARSEKIT_OUT_OF_RANGE')
+})

@@ -134,3 +134,33 @@ pub fn errno_name(errno: i32) -> Option<String> {
     let name = format!("{e:?}");
     Some(if name == "EOPNOTSUPP" { "ENOTSUP".to_string() } else { name })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names_match_node() {
+        assert_eq!(errno_name(2).as_deref(), Some("ENOENT"));
+        assert_eq!(errno_name(21).as_deref(), Some("EISDIR"));
+        assert_eq!(errno_name(28).as_deref(), Some("ENOSPC"));
+        assert_eq!(errno_name(95).as_deref(), Some("ENOTSUP"));
+        assert_eq!(errno_name(100_000), None);
+    }
+
+    #[test]
+    fn own_codes_win_over_errno() {
+        let e = sparsekit_extents::map_path(std::path::Path::new("/proc/self/status"), &sparsekit_extents::MapOptions {
+            method: sparsekit_extents::Method::Fiemap,
+            ..Default::default()
+        })
+        .unwrap_err();
+        let f = Failure::from_core(&e);
+        assert_eq!(f.code, "ERR_SPARSEKIT_UNSUPPORTED", "{f:?}");
+        let missing = sparsekit_extents::map_path(std::path::Path::new("/nonexistent"), &Default::default()).unwrap_err();
+        let f = Failure::from_core(&missing);
+        assert_eq!((f.code.as_str(), f.errno), ("ENOENT", Some(2)));
+        assert!(f.message.starts_with("ENOENT: "), "{}", f.message);
+        assert_eq!(f.path.as_deref(), Some("/nonexistent"));
+    }
+}

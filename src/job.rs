@@ -179,3 +179,19 @@ pub fn to_f64(name: &str, v: u64) -> std::result::Result<f64, Failure> {
     }
     Ok(v as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_numbers() {
+        assert_eq!(to_u64("x", 0.0).unwrap(), 0);
+        assert_eq!(to_u64("x", 9_007_199_254_740_991.0).unwrap(), 9_007_199_254_740_991);
+        for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, 9_007_199_254_740_992.0] {
+            assert_eq!(to_u64("x", bad).unwrap_err().code, "ERR_OUT_OF_RANGE", "{bad}");
+        }
+        assert!(to_f64("x", 1 << 53).is_err());
+        assert_eq!(to_f64("x", (1 << 53) - 1).unwrap(), 9_007_199_254_740_991.0);
+    }
+}

@@ -39,6 +39,8 @@ pub enum Error {
     },
     /// The algorithm name is not one of `sha256`, `sha1`, `sha3-512`, `blake3`.
     UnknownAlgorithm(String),
+    /// Sizing a block device failed.
+    Extents(sparsekit_extents::Error),
     /// The progress callback asked to stop.
     Aborted,
 }
@@ -49,6 +51,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => source.raw_os_error(),
             Error::IsADirectory(_) => Some(libc_eisdir()),
+            Error::Extents(e) => e.raw_os_error(),
             _ => None,
         }
     }
@@ -61,6 +64,7 @@ impl Error {
             Error::ShortRead { .. } => "ERR_SPARSEKIT_SHORT_READ",
             Error::UnknownAlgorithm(_) => "ERR_SPARSEKIT_INVALID_ARG",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+            Error::Extents(e) => e.code(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Error {
             | Error::IsADirectory(path)
             | Error::OutOfRange { path, .. }
             | Error::ShortRead { path, .. } => Some(path),
+            Error::Extents(e) => e.path(),
             _ => None,
         }
     }
@@ -116,6 +121,7 @@ impl fmt::Display for Error {
                 "unknown algorithm '{a}' (expected sha256, sha1, sha3-512 or blake3)"
             ),
             Error::Aborted => f.write_str("the operation was aborted"),
+            Error::Extents(e) => e.fmt(f),
         }
     }
 }
@@ -124,6 +130,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Extents(e) => Some(e),
             _ => None,
         }
     }

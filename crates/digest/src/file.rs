@@ -1,7 +1,7 @@
 use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 
 use crate::{Algorithm, Error, Hasher, Result};
@@ -47,10 +47,20 @@ pub fn digest_file(
     if meta.is_dir() {
         return Err(Error::IsADirectory(path.to_path_buf()));
     }
-    let size = meta.len();
+    // Regular files and block devices have a size (BLKGETSIZE64 for the latter, whose
+    // st_size is 0); pipes and character devices are read to end of file.
+    let sized = meta.is_file() || meta.file_type().is_block_device();
+    if !sized {
+        return digest_stream(&file, path, opts, progress);
+    }
+    let size = if meta.is_file() {
+        meta.len()
+    } else {
+        sparsekit_extents::file_size(&file).map_err(|e| Error::Extents(e.with_path(path)))?
+    };
     let total = match opts.length {
         Some(len) => {
-            if opts.start.checked_add(len).is_none_or(|end| end > size) && meta.is_file() {
+            if opts.start.checked_add(len).is_none_or(|end| end > size) {
                 return Err(Error::OutOfRange { path: path.to_path_buf(), start: opts.start, length: len, size });
             }
             len
@@ -103,6 +113,46 @@ pub fn digest_file(
     }
     if data_ends_early(&file, meta.is_file(), end) {
         return Err(Error::ShortRead { path: path.to_path_buf(), offset: file.metadata().map(|m| m.len()).unwrap_or(0) });
+    }
+    Ok(hasher.finish_hex())
+}
+
+/// Hash a stream with no size (pipe, character device): skip `start` bytes, then read
+/// `length` bytes or to end of file.
+fn digest_stream(
+    mut file: &File,
+    path: &Path,
+    opts: &DigestOptions,
+    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+) -> Result<String> {
+    use std::io::Read;
+    let io_err = |offset: u64| move |source: io::Error| Error::Io { source, path: path.to_path_buf(), offset: Some(offset), op: "read" };
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut hasher = Hasher::new(opts.algorithm);
+    let (mut pos, end) = (0u64, opts.length.map(|l| opts.start.saturating_add(l)));
+    if progress(0, opts.length.unwrap_or(0)).is_break() {
+        return Err(Error::Aborted);
+    }
+    while end.is_none_or(|e| pos < e) {
+        let limit = end.map_or(buf.len() as u64, |e| (e - pos).min(buf.len() as u64)) as usize;
+        let n = match file.read(&mut buf[..limit]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(pos)(e)),
+        };
+        if n == 0 {
+            if end.is_some() || pos < opts.start {
+                return Err(Error::ShortRead { path: path.to_path_buf(), offset: pos });
+            }
+            break;
+        }
+        let skip = opts.start.saturating_sub(pos).min(n as u64) as usize;
+        hasher.update(&buf[skip..n]);
+        pos += n as u64;
+        let done = pos.saturating_sub(opts.start);
+        if progress(done, opts.length.unwrap_or(done)).is_break() {
+            return Err(Error::Aborted);
+        }
     }
     Ok(hasher.finish_hex())
 }
@@ -269,5 +319,54 @@ mod sparse_tests {
         let mut h = Hasher::new(a);
         h.update(data);
         h.finish_hex()
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    fn fifo_with(data: Vec<u8>) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let p = path.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            // A reader that stops early closes the pipe: EPIPE is expected then.
+            let _ = std::fs::OpenOptions::new().write(true).open(p).unwrap().write_all(&data);
+        });
+        (dir, path, writer)
+    }
+
+    #[test]
+    fn fifo_is_read_to_eof() {
+        let data: Vec<u8> = (0..3 * CHUNK_SIZE + 5).map(|i| (i % 241) as u8).collect();
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.update(&data[10..]);
+        let want = h.finish_hex();
+        let (_d, path, w) = fifo_with(data);
+        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 10, length: None };
+        assert_eq!(digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(), want);
+        w.join().unwrap();
+    }
+
+    #[test]
+    fn fifo_window_and_short_stream() {
+        let data: Vec<u8> = (0..100_000).map(|i| (i % 13) as u8).collect();
+        let mut h = Hasher::new(Algorithm::Blake3);
+        h.update(&data[5..1005]);
+        let want = h.finish_hex();
+        let (_d, path, w) = fifo_with(data.clone());
+        let opts = DigestOptions { algorithm: Algorithm::Blake3, start: 5, length: Some(1000) };
+        assert_eq!(digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(), want);
+        drop(w);
+        let (_d2, path2, w2) = fifo_with(data);
+        let opts = DigestOptions { algorithm: Algorithm::Blake3, start: 0, length: Some(200_000) };
+        let e = digest_file(&path2, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
+        assert!(matches!(e, Error::ShortRead { offset: 100_000, .. }), "{e}");
+        w2.join().unwrap();
     }
 }
