@@ -3,7 +3,7 @@ import { writeFileSync, statSync, mkdirSync, readFileSync, chmodSync, openSync, 
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { sk, tempDir, sparseFile, randomBytes, has, run, cli } from './helpers.mjs'
+import { sk, tempDir, sparseFile, randomBytes, has, run, cli, testWith } from './helpers.mjs'
 import { fsTest, mountFs, loopDevice, flush } from './fs-helpers.mjs'
 
 const MiB = 1 << 20
@@ -323,4 +323,17 @@ fsTest(['loop'], 'digest and map of a loop block device use the device size', as
   t.deepEqual(m.extents, [{ offset: 0, length: 3 * MiB }])
   const e = await t.throwsAsync(sk.digest(dev, { start: 3 * MiB, length: 1 }))
   t.is(e.code, 'ERR_SPARSEKIT_OUT_OF_RANGE')
+})
+
+testWith(['script'], test)('cli: a progress bar on a TTY only, ending at 100%', (t) => {
+  const dir = tempDir(t)
+  const src = join(dir, 'src')
+  writeFileSync(src, randomBytes(20 * MiB))
+  const quiet = cli(['copy', src, join(dir, 'a')])
+  t.is(quiet.status, 0)
+  t.is(quiet.stderr.replace(/^npm warn.*\n/gm, ''), '') // not a TTY: no progress output
+  const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(new URL('../dist/cli.js', import.meta.url).pathname)} copy ${src} ${join(dir, 'b')}`
+  const tty = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8' })
+  t.is(tty.status, 0, tty.stderr)
+  t.regex(tty.stdout, /copy \[#+\] 100% 20\.0\/20\.0 MiB/)
 })

@@ -58,3 +58,16 @@ export function cli(args, opts = {}) {
 }
 
 export const isRoot = process.getuid && process.getuid() === 0
+
+/**
+ * `test` when every command in `cmds` is installed, else `test.skip` with the reason
+ * printed: a test that cannot run is reported as skipped, never as passed.
+ */
+export function testWith(cmds, test) {
+  const missing = cmds.filter((c) => !has(c))
+  if (missing.length === 0) return test
+  return (title, fn) => {
+    console.error(`SKIP ${title}: ${missing.join(', ')} not installed`)
+    return test.skip(title, fn)
+  }
+}
