@@ -84,6 +84,8 @@ pub fn digest_file(
     // had (pipes, procfs, mapping refused) everything is read.
     let data = data_ranges(&file, meta.is_file(), opts.start, total);
     let zeros = if data.is_some() { vec![0u8; buf.len()] } else { Vec::new() };
+    // Unknown map: the whole window is one data range.
+    #[allow(clippy::single_range_in_vec_init)]
     let mut ranges = data.unwrap_or_else(|| vec![opts.start..end]).into_iter().peekable();
     let mut pos = opts.start;
     while pos < end {
