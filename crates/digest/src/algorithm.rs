@@ -124,16 +124,26 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for a in [Algorithm::Sha256, Algorithm::Sha1, Algorithm::Sha3_512, Algorithm::Blake3] {
+        for a in [
+            Algorithm::Sha256,
+            Algorithm::Sha1,
+            Algorithm::Sha3_512,
+            Algorithm::Blake3,
+        ] {
             assert_eq!(a.name().parse::<Algorithm>().unwrap(), a);
             assert_eq!(hex_of(a, b"").len(), a.output_len() * 2);
         }
-        assert!(matches!("md5".parse::<Algorithm>(), Err(Error::UnknownAlgorithm(s)) if s == "md5"));
+        assert!(
+            matches!("md5".parse::<Algorithm>(), Err(Error::UnknownAlgorithm(s)) if s == "md5")
+        );
     }
 
     #[test]
     fn known_vectors() {
-        assert_eq!(hex_of(Algorithm::Sha1, b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex_of(Algorithm::Sha1, b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             hex_of(Algorithm::Sha3_512, b""),
             "a69f73cca23a9ac5c8b567dc185a756e97c982164fe25859e0d1dcc1475c80a6\

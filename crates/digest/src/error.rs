@@ -99,14 +99,29 @@ fn libc_eisdir() -> i32 {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { source, path, offset: Some(o), op } => {
+            Error::Io {
+                source,
+                path,
+                offset: Some(o),
+                op,
+            } => {
                 write!(f, "{op} '{}' at offset {o}: {source}", path.display())
             }
-            Error::Io { source, path, offset: None, op } => {
+            Error::Io {
+                source,
+                path,
+                offset: None,
+                op,
+            } => {
                 write!(f, "{op} '{}': {source}", path.display())
             }
             Error::IsADirectory(p) => write!(f, "'{}' is a directory, not a file", p.display()),
-            Error::OutOfRange { path, start, length, size } => write!(
+            Error::OutOfRange {
+                path,
+                start,
+                length,
+                size,
+            } => write!(
                 f,
                 "range start {start} length {length} runs past the end of '{}' (size {size})",
                 path.display()

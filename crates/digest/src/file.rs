@@ -25,7 +25,11 @@ pub struct DigestOptions {
 impl DigestOptions {
     /// Hash the whole file with `algorithm`.
     pub fn new(algorithm: Algorithm) -> Self {
-        DigestOptions { algorithm, start: 0, length: None }
+        DigestOptions {
+            algorithm,
+            start: 0,
+            length: None,
+        }
     }
 }
 
@@ -40,7 +44,12 @@ pub fn digest_file(
     progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<String> {
     let io_err = |op: &'static str, offset: Option<u64>| {
-        move |source: io::Error| Error::Io { source, path: path.to_path_buf(), offset, op }
+        move |source: io::Error| Error::Io {
+            source,
+            path: path.to_path_buf(),
+            offset,
+            op,
+        }
     };
     let file = File::open(path).map_err(io_err("open", None))?;
     let meta = file.metadata().map_err(io_err("stat", None))?;
@@ -61,13 +70,23 @@ pub fn digest_file(
     let total = match opts.length {
         Some(len) => {
             if opts.start.checked_add(len).is_none_or(|end| end > size) {
-                return Err(Error::OutOfRange { path: path.to_path_buf(), start: opts.start, length: len, size });
+                return Err(Error::OutOfRange {
+                    path: path.to_path_buf(),
+                    start: opts.start,
+                    length: len,
+                    size,
+                });
             }
             len
         }
         None => {
             if opts.start > size {
-                return Err(Error::OutOfRange { path: path.to_path_buf(), start: opts.start, length: 0, size });
+                return Err(Error::OutOfRange {
+                    path: path.to_path_buf(),
+                    start: opts.start,
+                    length: 0,
+                    size,
+                });
             }
             size - opts.start
         }
@@ -83,10 +102,17 @@ pub fn digest_file(
     // data written into a preallocated range is not mistaken for a hole. Where no map can be
     // had (pipes, procfs, mapping refused) everything is read.
     let data = data_ranges(&file, meta.is_file(), opts.start, total);
-    let zeros = if data.is_some() { vec![0u8; buf.len()] } else { Vec::new() };
+    let zeros = if data.is_some() {
+        vec![0u8; buf.len()]
+    } else {
+        Vec::new()
+    };
     // Unknown map: the whole window is one data range.
     #[allow(clippy::single_range_in_vec_init)]
-    let mut ranges = data.unwrap_or_else(|| vec![opts.start..end]).into_iter().peekable();
+    let mut ranges = data
+        .unwrap_or_else(|| vec![opts.start..end])
+        .into_iter()
+        .peekable();
     let mut pos = opts.start;
     while pos < end {
         while ranges.peek().is_some_and(|r| r.end <= pos) {
@@ -99,9 +125,13 @@ pub fn digest_file(
         };
         let want = (until - pos).min(buf.len() as u64) as usize;
         if in_data {
-            let n = read_full_at(&file, &mut buf[..want], pos).map_err(io_err("read", Some(pos)))?;
+            let n =
+                read_full_at(&file, &mut buf[..want], pos).map_err(io_err("read", Some(pos)))?;
             if n == 0 {
-                return Err(Error::ShortRead { path: path.to_path_buf(), offset: pos });
+                return Err(Error::ShortRead {
+                    path: path.to_path_buf(),
+                    offset: pos,
+                });
             }
             hasher.update(&buf[..n]);
             pos += n as u64;
@@ -114,7 +144,10 @@ pub fn digest_file(
         }
     }
     if data_ends_early(&file, meta.is_file(), end) {
-        return Err(Error::ShortRead { path: path.to_path_buf(), offset: file.metadata().map(|m| m.len()).unwrap_or(0) });
+        return Err(Error::ShortRead {
+            path: path.to_path_buf(),
+            offset: file.metadata().map(|m| m.len()).unwrap_or(0),
+        });
     }
     Ok(hasher.finish_hex())
 }
@@ -128,7 +161,14 @@ fn digest_stream(
     progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
 ) -> Result<String> {
     use std::io::Read;
-    let io_err = |offset: u64| move |source: io::Error| Error::Io { source, path: path.to_path_buf(), offset: Some(offset), op: "read" };
+    let io_err = |offset: u64| {
+        move |source: io::Error| Error::Io {
+            source,
+            path: path.to_path_buf(),
+            offset: Some(offset),
+            op: "read",
+        }
+    };
     let mut buf = vec![0u8; CHUNK_SIZE];
     let mut hasher = Hasher::new(opts.algorithm);
     let (mut pos, end) = (0u64, opts.length.map(|l| opts.start.saturating_add(l)));
@@ -144,7 +184,10 @@ fn digest_stream(
         };
         if n == 0 {
             if end.is_some() || pos < opts.start {
-                return Err(Error::ShortRead { path: path.to_path_buf(), offset: pos });
+                return Err(Error::ShortRead {
+                    path: path.to_path_buf(),
+                    offset: pos,
+                });
             }
             break;
         }
@@ -160,11 +203,20 @@ fn digest_stream(
 }
 
 /// The data ranges of `[start, start + len)`, or `None` when everything must be read.
-fn data_ranges(file: &File, regular: bool, start: u64, len: u64) -> Option<Vec<std::ops::Range<u64>>> {
+fn data_ranges(
+    file: &File,
+    regular: bool,
+    start: u64,
+    len: u64,
+) -> Option<Vec<std::ops::Range<u64>>> {
     if !regular || len == 0 {
         return None;
     }
-    let opts = sparsekit_extents::MapOptions { start, length: Some(len), method: sparsekit_extents::Method::Auto };
+    let opts = sparsekit_extents::MapOptions {
+        start,
+        length: Some(len),
+        method: sparsekit_extents::Method::Auto,
+    };
     match sparsekit_extents::map_file(file, &opts) {
         // 'none' means "everything is data": reading is the same as not knowing.
         Ok(map) if map.method != sparsekit_extents::Method::None => Some(map.data_ranges()),
@@ -199,7 +251,9 @@ mod tests {
     use std::io::Write;
 
     fn whole(path: &Path, a: Algorithm) -> Result<String> {
-        digest_file(path, &DigestOptions::new(a), &mut |_, _| ControlFlow::Continue(()))
+        digest_file(path, &DigestOptions::new(a), &mut |_, _| {
+            ControlFlow::Continue(())
+        })
     }
 
     fn of_bytes(a: Algorithm, data: &[u8]) -> String {
@@ -213,9 +267,18 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         let data: Vec<u8> = (0..3 * CHUNK_SIZE + 17).map(|i| (i % 251) as u8).collect();
         f.write_all(&data).unwrap();
-        for a in [Algorithm::Sha256, Algorithm::Sha3_512, Algorithm::Blake3, Algorithm::Sha1] {
+        for a in [
+            Algorithm::Sha256,
+            Algorithm::Sha3_512,
+            Algorithm::Blake3,
+            Algorithm::Sha1,
+        ] {
             assert_eq!(whole(f.path(), a).unwrap(), of_bytes(a, &data));
-            let opts = DigestOptions { algorithm: a, start: 1000, length: Some(CHUNK_SIZE as u64 + 5) };
+            let opts = DigestOptions {
+                algorithm: a,
+                start: 1000,
+                length: Some(CHUNK_SIZE as u64 + 5),
+            };
             let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
             assert_eq!(got, of_bytes(a, &data[1000..1000 + CHUNK_SIZE + 5]));
         }
@@ -225,10 +288,18 @@ mod tests {
     fn out_of_range() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"hello").unwrap();
-        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 3, length: Some(3) };
+        let opts = DigestOptions {
+            algorithm: Algorithm::Sha256,
+            start: 3,
+            length: Some(3),
+        };
         let e = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
         assert!(matches!(e, Error::OutOfRange { size: 5, .. }), "{e}");
-        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 5, length: None };
+        let opts = DigestOptions {
+            algorithm: Algorithm::Sha256,
+            start: 5,
+            length: None,
+        };
         let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
         assert_eq!(got, of_bytes(Algorithm::Sha256, b""));
     }
@@ -255,12 +326,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen.first(), Some(&(0, 4 * CHUNK_SIZE as u64)));
-        assert_eq!(seen.last(), Some(&(4 * CHUNK_SIZE as u64, 4 * CHUNK_SIZE as u64)));
+        assert_eq!(
+            seen.last(),
+            Some(&(4 * CHUNK_SIZE as u64, 4 * CHUNK_SIZE as u64))
+        );
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
         let mut calls = 0;
         let e = digest_file(f.path(), &opts, &mut |_, _| {
             calls += 1;
-            if calls == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if calls == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })
         .unwrap_err();
         assert!(matches!(e, Error::Aborted));
@@ -274,7 +352,11 @@ mod sparse_tests {
     use std::os::unix::fs::FileExt;
 
     fn hash_all(path: &Path, a: Algorithm, start: u64, length: Option<u64>) -> String {
-        let opts = DigestOptions { algorithm: a, start, length };
+        let opts = DigestOptions {
+            algorithm: a,
+            start,
+            length,
+        };
         digest_file(path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap()
     }
 
@@ -284,15 +366,28 @@ mod sparse_tests {
         let size = 40 * CHUNK_SIZE as u64 + 12345;
         f.as_file().set_len(size).unwrap();
         let mut model = vec![0u8; size as usize];
-        for (off, len) in [(0u64, 5000usize), (7 * CHUNK_SIZE as u64 + 3, 2 * CHUNK_SIZE), (size - 10, 10)] {
+        for (off, len) in [
+            (0u64, 5000usize),
+            (7 * CHUNK_SIZE as u64 + 3, 2 * CHUNK_SIZE),
+            (size - 10, 10),
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8 + 1).collect();
             f.as_file().write_at(&data, off).unwrap();
             model[off as usize..off as usize + len].copy_from_slice(&data);
         }
         for a in [Algorithm::Sha256, Algorithm::Blake3] {
             assert_eq!(hash_all(f.path(), a, 0, None), of(a, &model));
-            for (s, l) in [(1u64, 5000u64), (4096, 3 * CHUNK_SIZE as u64), (size - 11, 11), (6 * CHUNK_SIZE as u64, 0)] {
-                assert_eq!(hash_all(f.path(), a, s, Some(l)), of(a, &model[s as usize..(s + l) as usize]), "{s}+{l}");
+            for (s, l) in [
+                (1u64, 5000u64),
+                (4096, 3 * CHUNK_SIZE as u64),
+                (size - 11, 11),
+                (6 * CHUNK_SIZE as u64, 0),
+            ] {
+                assert_eq!(
+                    hash_all(f.path(), a, s, Some(l)),
+                    of(a, &model[s as usize..(s + l) as usize]),
+                    "{s}+{l}"
+                );
             }
         }
     }
@@ -314,7 +409,10 @@ mod sparse_tests {
         f.as_file().write_at(&data, 3 * CHUNK_SIZE as u64).unwrap();
         let mut model = vec![0u8; size as usize];
         model[3 * CHUNK_SIZE..4 * CHUNK_SIZE].copy_from_slice(&data);
-        assert_eq!(hash_all(f.path(), Algorithm::Sha256, 0, None), of(Algorithm::Sha256, &model));
+        assert_eq!(
+            hash_all(f.path(), Algorithm::Sha256, 0, None),
+            of(Algorithm::Sha256, &model)
+        );
     }
 
     fn of(a: Algorithm, data: &[u8]) -> String {
@@ -328,7 +426,13 @@ mod sparse_tests {
 mod stream_tests {
     use super::*;
 
-    fn fifo_with(data: Vec<u8>) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<()>) {
+    fn fifo_with(
+        data: Vec<u8>,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::thread::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fifo");
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -338,7 +442,11 @@ mod stream_tests {
         let writer = std::thread::spawn(move || {
             use std::io::Write;
             // A reader that stops early closes the pipe: EPIPE is expected then.
-            let _ = std::fs::OpenOptions::new().write(true).open(p).unwrap().write_all(&data);
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .write_all(&data);
         });
         (dir, path, writer)
     }
@@ -350,8 +458,15 @@ mod stream_tests {
         h.update(&data[10..]);
         let want = h.finish_hex();
         let (_d, path, w) = fifo_with(data);
-        let opts = DigestOptions { algorithm: Algorithm::Sha256, start: 10, length: None };
-        assert_eq!(digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(), want);
+        let opts = DigestOptions {
+            algorithm: Algorithm::Sha256,
+            start: 10,
+            length: None,
+        };
+        assert_eq!(
+            digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(),
+            want
+        );
         w.join().unwrap();
     }
 
@@ -362,13 +477,33 @@ mod stream_tests {
         h.update(&data[5..1005]);
         let want = h.finish_hex();
         let (_d, path, w) = fifo_with(data.clone());
-        let opts = DigestOptions { algorithm: Algorithm::Blake3, start: 5, length: Some(1000) };
-        assert_eq!(digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(), want);
+        let opts = DigestOptions {
+            algorithm: Algorithm::Blake3,
+            start: 5,
+            length: Some(1000),
+        };
+        assert_eq!(
+            digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(),
+            want
+        );
         drop(w);
         let (_d2, path2, w2) = fifo_with(data);
-        let opts = DigestOptions { algorithm: Algorithm::Blake3, start: 0, length: Some(200_000) };
+        let opts = DigestOptions {
+            algorithm: Algorithm::Blake3,
+            start: 0,
+            length: Some(200_000),
+        };
         let e = digest_file(&path2, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
-        assert!(matches!(e, Error::ShortRead { offset: 100_000, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::ShortRead {
+                    offset: 100_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         w2.join().unwrap();
     }
 }

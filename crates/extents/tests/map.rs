@@ -3,7 +3,6 @@
 
 #![allow(clippy::single_range_in_vec_init)]
 
-
 use std::fs::{self, File};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
