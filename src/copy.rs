@@ -37,7 +37,9 @@ pub fn copy(
     dst: String,
     options: Option<NativeCopyOptions>,
     cancel: Option<&CancelToken>,
-    #[napi(ts_arg_type = "(bytesDone: number, bytesTotal: number) => void")] on_progress: Option<ProgressFn>,
+    #[napi(ts_arg_type = "(bytesDone: number, bytesTotal: number) => void")] on_progress: Option<
+        ProgressFn,
+    >,
 ) -> AsyncTask<Job<NativeCopyResult>> {
     Job::new(Control::new(cancel, on_progress), move |control| {
         let o = options.unwrap_or(NativeCopyOptions {
@@ -50,21 +52,36 @@ pub fn copy(
         });
         let method = match o.method.as_deref() {
             None => CopyMethod::Auto,
-            Some(m) => m.parse().map_err(|e: sparsekit_sparse_copy::Error| Failure::from_core(&e))?,
+            Some(m) => m
+                .parse()
+                .map_err(|e: sparsekit_sparse_copy::Error| Failure::from_core(&e))?,
         };
         let opts = CopyOptions {
-            skip: o.skip.map(|v| to_u64("options.skip", v)).transpose()?.unwrap_or(0),
-            seek: o.seek.map(|v| to_u64("options.seek", v)).transpose()?.unwrap_or(0),
+            skip: o
+                .skip
+                .map(|v| to_u64("options.skip", v))
+                .transpose()?
+                .unwrap_or(0),
+            seek: o
+                .seek
+                .map(|v| to_u64("options.seek", v))
+                .transpose()?
+                .unwrap_or(0),
             length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
             method,
             truncate: o.truncate.unwrap_or(true),
             zero_holes: o.zero_holes.unwrap_or(false),
         };
         let mut total = 0;
-        let r = sparse_copy(&PathBuf::from(src), &PathBuf::from(dst), &opts, &mut |d, t| {
-            total = t;
-            control.tick(d, t)
-        })
+        let r = sparse_copy(
+            &PathBuf::from(src),
+            &PathBuf::from(dst),
+            &opts,
+            &mut |d, t| {
+                total = t;
+                control.tick(d, t)
+            },
+        )
         .map_err(|e| Failure::from_core(&e))?;
         Ok(NativeCopyResult {
             bytes_copied: to_f64("bytesCopied", r.bytes_copied)?,

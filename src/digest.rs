@@ -28,11 +28,17 @@ pub fn digest(
     path: String,
     options: Option<NativeDigestOptions>,
     cancel: Option<&CancelToken>,
-    #[napi(ts_arg_type = "(bytesDone: number, bytesTotal: number) => void")] on_progress: Option<ProgressFn>,
+    #[napi(ts_arg_type = "(bytesDone: number, bytesTotal: number) => void")] on_progress: Option<
+        ProgressFn,
+    >,
 ) -> AsyncTask<Job<NativeDigest>> {
     let control = Control::new(cancel, on_progress);
     Job::new(control, move |control| {
-        let o = options.unwrap_or(NativeDigestOptions { algorithm: None, start: None, length: None });
+        let o = options.unwrap_or(NativeDigestOptions {
+            algorithm: None,
+            start: None,
+            length: None,
+        });
         let algorithm = match o.algorithm.as_deref() {
             None => Algorithm::Sha256,
             Some(a @ ("sha256" | "sha1" | "sha3-512" | "blake3")) => a.parse().expect("listed names parse"),
@@ -44,7 +50,11 @@ pub fn digest(
         };
         let opts = DigestOptions {
             algorithm,
-            start: o.start.map(|v| to_u64("options.start", v)).transpose()?.unwrap_or(0),
+            start: o
+                .start
+                .map(|v| to_u64("options.start", v))
+                .transpose()?
+                .unwrap_or(0),
             length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
         };
         let mut bytes = 0;
@@ -53,7 +63,10 @@ pub fn digest(
             control.tick(d, t)
         })
         .map_err(|e| Failure::from_core(&e))?;
-        Ok(NativeDigest { digest, bytes: bytes as f64 })
+        Ok(NativeDigest {
+            digest,
+            bytes: bytes as f64,
+        })
     })
 }
 

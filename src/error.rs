@@ -70,7 +70,10 @@ impl Failure {
     }
 
     pub fn out_of_range(message: impl Into<String>) -> Self {
-        Failure { kind: FailureKind::RangeError, ..Failure::new("ERR_OUT_OF_RANGE", message) }
+        Failure {
+            kind: FailureKind::RangeError,
+            ..Failure::new("ERR_OUT_OF_RANGE", message)
+        }
     }
 
     /// OS errors keep their errno name as `code`; everything else uses the crate's code.
@@ -78,7 +81,9 @@ impl Failure {
         let errno = e.raw_os_error();
         // A plain OS failure is known by its errno name; our own codes (UNSUPPORTED,
         // OUT_OF_RANGE, ...) win even when an errno explains them, and keep `errno`.
-        let name = errno.and_then(errno_name).filter(|_| e.code() == "ERR_SPARSEKIT_IO");
+        let name = errno
+            .and_then(errno_name)
+            .filter(|_| e.code() == "ERR_SPARSEKIT_IO");
         let code = name.clone().unwrap_or_else(|| e.code().to_string());
         let message = match name {
             Some(name) => format!("{name}: {e}"),
@@ -104,7 +109,9 @@ impl Failure {
 
     fn build(self, env: &Env) -> Result<Error> {
         let mut obj = match self.kind {
-            FailureKind::Error => env.create_error(Error::new(Status::GenericFailure, self.message))?,
+            FailureKind::Error => {
+                env.create_error(Error::new(Status::GenericFailure, self.message))?
+            }
             FailureKind::RangeError => {
                 let js = JsRangeError::from(Error::new(Status::InvalidArg, self.message));
                 Object::from_unknown(js.into_unknown(*env))?
@@ -132,7 +139,11 @@ pub fn errno_name(errno: i32) -> Option<String> {
     }
     // Linux defines EOPNOTSUPP == ENOTSUP; Node calls it ENOTSUP.
     let name = format!("{e:?}");
-    Some(if name == "EOPNOTSUPP" { "ENOTSUP".to_string() } else { name })
+    Some(if name == "EOPNOTSUPP" {
+        "ENOTSUP".to_string()
+    } else {
+        name
+    })
 }
 
 #[cfg(test)]
@@ -150,14 +161,19 @@ mod tests {
 
     #[test]
     fn own_codes_win_over_errno() {
-        let e = sparsekit_extents::map_path(std::path::Path::new("/proc/self/status"), &sparsekit_extents::MapOptions {
-            method: sparsekit_extents::Method::Fiemap,
-            ..Default::default()
-        })
+        let e = sparsekit_extents::map_path(
+            std::path::Path::new("/proc/self/status"),
+            &sparsekit_extents::MapOptions {
+                method: sparsekit_extents::Method::Fiemap,
+                ..Default::default()
+            },
+        )
         .unwrap_err();
         let f = Failure::from_core(&e);
         assert_eq!(f.code, "ERR_SPARSEKIT_UNSUPPORTED", "{f:?}");
-        let missing = sparsekit_extents::map_path(std::path::Path::new("/nonexistent"), &Default::default()).unwrap_err();
+        let missing =
+            sparsekit_extents::map_path(std::path::Path::new("/nonexistent"), &Default::default())
+                .unwrap_err();
         let f = Failure::from_core(&missing);
         assert_eq!((f.code.as_str(), f.errno), ("ENOENT", Some(2)));
         assert!(f.message.starts_with("ENOENT: "), "{}", f.message);

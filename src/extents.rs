@@ -35,15 +35,29 @@ pub struct NativeMap {
 
 /// Where a file's data is: sorted, merged data ranges inside `[start, start + length)`.
 #[napi(ts_return_type = "Promise<NativeMap>")]
-pub fn map(path: String, options: Option<NativeMapOptions>, cancel: Option<&CancelToken>) -> AsyncTask<Job<NativeMap>> {
+pub fn map(
+    path: String,
+    options: Option<NativeMapOptions>,
+    cancel: Option<&CancelToken>,
+) -> AsyncTask<Job<NativeMap>> {
     Job::new(Control::new(cancel, None), move |_| {
-        let o = options.unwrap_or(NativeMapOptions { start: None, length: None, method: None });
+        let o = options.unwrap_or(NativeMapOptions {
+            start: None,
+            length: None,
+            method: None,
+        });
         let method = match o.method.as_deref() {
             None => Method::Auto,
-            Some(m) => m.parse().map_err(|e: sparsekit_extents::Error| Failure::from_core(&e))?,
+            Some(m) => m
+                .parse()
+                .map_err(|e: sparsekit_extents::Error| Failure::from_core(&e))?,
         };
         let opts = MapOptions {
-            start: o.start.map(|v| to_u64("options.start", v)).transpose()?.unwrap_or(0),
+            start: o
+                .start
+                .map(|v| to_u64("options.start", v))
+                .transpose()?
+                .unwrap_or(0),
             length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
             method,
         };

@@ -13,7 +13,8 @@ use crate::error::Failure;
 
 /// The JS progress callback, called as `(bytesDone, bytesTotal)` from any thread.
 /// Weak: a pending progress callback never keeps the event loop alive on its own.
-pub type ProgressFn = ThreadsafeFunction<FnArgs<(f64, f64)>, (), FnArgs<(f64, f64)>, Status, false, true>;
+pub type ProgressFn =
+    ThreadsafeFunction<FnArgs<(f64, f64)>, (), FnArgs<(f64, f64)>, Status, false, true>;
 
 /// Progress calls reach JS at most this often; the TS layer adds the final 100% call.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
@@ -29,7 +30,9 @@ pub struct CancelToken {
 impl CancelToken {
     #[napi(constructor)]
     pub fn new() -> Self {
-        CancelToken { flag: Arc::new(AtomicBool::new(false)) }
+        CancelToken {
+            flag: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Ask the job to stop at its next check (between chunks).
@@ -60,11 +63,17 @@ pub struct Control {
 
 impl Control {
     pub fn new(cancel: Option<&CancelToken>, progress: Option<ProgressFn>) -> Self {
-        Control { cancel: cancel.map(|c| c.flag.clone()), progress, last: None }
+        Control {
+            cancel: cancel.map(|c| c.flag.clone()),
+            progress,
+            last: None,
+        }
     }
 
     pub fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+        self.cancel
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// The callback core crates get: reports progress (throttled) and answers whether to go on.
@@ -74,11 +83,17 @@ impl Control {
         }
         if let Some(tsfn) = &self.progress {
             let now = Instant::now();
-            if self.last.is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL) {
+            if self
+                .last
+                .is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL)
+            {
                 self.last = Some(now);
                 // NonBlocking: a slow JS callback must never stall the I/O thread; the
                 // queue is unbounded and calls are throttled, so nothing piles up.
-                tsfn.call(FnArgs::from((done as f64, total as f64)), ThreadsafeFunctionCallMode::NonBlocking);
+                tsfn.call(
+                    FnArgs::from((done as f64, total as f64)),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
             }
         }
         ControlFlow::Continue(())
@@ -99,7 +114,11 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Job<T> {
         control: Control,
         work: impl FnOnce(&mut Control) -> std::result::Result<T, Failure> + Send + 'static,
     ) -> AsyncTask<Self> {
-        AsyncTask::new(Job { work: Some(Box::new(work)), control, failure: None })
+        AsyncTask::new(Job {
+            work: Some(Box::new(work)),
+            control,
+            failure: None,
+        })
     }
 }
 
@@ -108,9 +127,15 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
     type JsValue = T;
 
     fn compute(&mut self) -> Result<T> {
-        let work = self.work.take().ok_or_else(|| Error::from_reason("job ran twice"))?;
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| Error::from_reason("job ran twice"))?;
         if self.control.cancelled() {
-            self.failure = Some(Failure::new("ERR_SPARSEKIT_ABORTED", "the operation was aborted"));
+            self.failure = Some(Failure::new(
+                "ERR_SPARSEKIT_ABORTED",
+                "the operation was aborted",
+            ));
             return Err(Error::from_reason("aborted"));
         }
         let control = &mut self.control;
@@ -125,7 +150,9 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
             }
             Err(panic) => {
                 let what = panic_text(&*panic);
-                self.failure = Some(Failure::internal(format!("internal error (Rust panic): {what}")));
+                self.failure = Some(Failure::internal(format!(
+                    "internal error (Rust panic): {what}"
+                )));
                 Err(Error::from_reason("panic"))
             }
         }
@@ -136,7 +163,10 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
     }
 
     fn reject(&mut self, env: Env, err: Error) -> Result<T> {
-        let failure = self.failure.take().unwrap_or_else(|| Failure::internal(err.reason.clone()));
+        let failure = self
+            .failure
+            .take()
+            .unwrap_or_else(|| Failure::internal(err.reason.clone()));
         Err(failure.into_napi(&env))
     }
 }
@@ -146,7 +176,11 @@ pub fn sync_call<T>(env: &Env, f: impl FnOnce() -> std::result::Result<T, Failur
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(failure)) => Err(failure.into_napi(env)),
-        Err(panic) => Err(Failure::internal(format!("internal error (Rust panic): {}", panic_text(&*panic))).into_napi(env)),
+        Err(panic) => Err(Failure::internal(format!(
+            "internal error (Rust panic): {}",
+            panic_text(&*panic)
+        ))
+        .into_napi(env)),
     }
 }
 
@@ -162,7 +196,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 pub fn to_u64(name: &str, v: f64) -> std::result::Result<u64, Failure> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
     if !v.is_finite() || v.fract() != 0.0 {
-        return Err(Failure::out_of_range(format!("The value of \"{name}\" must be an integer. Received {v}")));
+        return Err(Failure::out_of_range(format!(
+            "The value of \"{name}\" must be an integer. Received {v}"
+        )));
     }
     if !(0.0..=MAX_SAFE).contains(&v) {
         return Err(Failure::out_of_range(format!(
@@ -175,7 +211,9 @@ pub fn to_u64(name: &str, v: f64) -> std::result::Result<u64, Failure> {
 /// Results going back to JS: above 2^53 a number would silently lose precision.
 pub fn to_f64(name: &str, v: u64) -> std::result::Result<f64, Failure> {
     if v > 9_007_199_254_740_991 {
-        return Err(Failure::out_of_range(format!("{name} {v} is above Number.MAX_SAFE_INTEGER")));
+        return Err(Failure::out_of_range(format!(
+            "{name} {v} is above Number.MAX_SAFE_INTEGER"
+        )));
     }
     Ok(v as f64)
 }
@@ -187,9 +225,16 @@ mod tests {
     #[test]
     fn byte_numbers() {
         assert_eq!(to_u64("x", 0.0).unwrap(), 0);
-        assert_eq!(to_u64("x", 9_007_199_254_740_991.0).unwrap(), 9_007_199_254_740_991);
+        assert_eq!(
+            to_u64("x", 9_007_199_254_740_991.0).unwrap(),
+            9_007_199_254_740_991
+        );
         for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, 9_007_199_254_740_992.0] {
-            assert_eq!(to_u64("x", bad).unwrap_err().code, "ERR_OUT_OF_RANGE", "{bad}");
+            assert_eq!(
+                to_u64("x", bad).unwrap_err().code,
+                "ERR_OUT_OF_RANGE",
+                "{bad}"
+            );
         }
         assert!(to_f64("x", 1 << 53).is_err());
         assert_eq!(to_f64("x", (1 << 53) - 1).unwrap(), 9_007_199_254_740_991.0);
