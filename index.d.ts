@@ -60,20 +60,17 @@ export interface NativeDigestOptions {
   length?: number
 }
 
-export interface NativeExtent {
-  offset: number
-  length: number
-  /** Present (true) only for preallocated ranges that read as zeros. */
-  unwritten?: boolean
-  /** Present (true) only for blocks shared with another file (reflink). */
-  shared?: boolean
-}
-
+/**
+ * What `map` resolves to. `table` holds the extents flattened as
+ * `[offset, length, flags, ...]` (flags: 1 unwritten, 2 shared) in one Float64Array
+ * copied in a single memcpy: 100 000 extents as JS objects built through Node-API cost
+ * ~100 ms, as array elements ~40 ms, as one typed array ~0.1 ms. ts/ builds the objects.
+ */
 export interface NativeMap {
   size: number
   blockSize: number
   method: 'fiemap' | 'seek' | 'none'
-  extents: Array<NativeExtent>
+  table: Float64Array
 }
 
 export interface NativeMapOptions {

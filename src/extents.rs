@@ -14,23 +14,27 @@ pub struct NativeMapOptions {
     pub method: Option<String>,
 }
 
-#[napi(object)]
-pub struct NativeExtent {
-    pub offset: f64,
-    pub length: f64,
-    /// Present (true) only for preallocated ranges that read as zeros.
-    pub unwritten: Option<bool>,
-    /// Present (true) only for blocks shared with another file (reflink).
-    pub shared: Option<bool>,
-}
-
-#[napi(object)]
+/// What `map` resolves to. `table` holds the extents flattened as
+/// `[offset, length, flags, ...]` (flags: 1 unwritten, 2 shared) in one Float64Array
+/// copied in a single memcpy: 100 000 extents as JS objects built through Node-API cost
+/// ~100 ms, as array elements ~40 ms, as one typed array ~0.1 ms. ts/ builds the objects.
+#[napi(object, object_to_js = false)]
 pub struct NativeMap {
     pub size: f64,
     pub block_size: f64,
     #[napi(ts_type = "'fiemap' | 'seek' | 'none'")]
     pub method: String,
-    pub extents: Vec<NativeExtent>,
+    #[napi(ts_type = "Float64Array")]
+    pub table: Vec<f64>,
+}
+
+fn map_to_js(env: &Env, m: NativeMap) -> Result<napi::sys::napi_value> {
+    let mut obj = Object::new(env)?;
+    obj.set("size", m.size)?;
+    obj.set("blockSize", m.block_size)?;
+    obj.set("method", m.method)?;
+    obj.set("table", Float64ArraySlice::copy_from(env, &m.table)?)?;
+    Ok(obj.raw())
 }
 
 /// Where a file's data is: sorted, merged data ranges inside `[start, start + length)`.
@@ -40,45 +44,43 @@ pub fn map(
     options: Option<NativeMapOptions>,
     cancel: Option<&CancelToken>,
 ) -> AsyncTask<Job<NativeMap>> {
-    Job::new(Control::new(cancel, None), move |_| {
-        let o = options.unwrap_or(NativeMapOptions {
-            start: None,
-            length: None,
-            method: None,
-        });
-        let method = match o.method.as_deref() {
-            None => Method::Auto,
-            Some(m) => m
-                .parse()
-                .map_err(|e: sparsekit_extents::Error| Failure::from_core(&e))?,
-        };
-        let opts = MapOptions {
-            start: o
-                .start
-                .map(|v| to_u64("options.start", v))
-                .transpose()?
-                .unwrap_or(0),
-            length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
-            method,
-        };
-        let m = map_path(&PathBuf::from(path), &opts).map_err(|e| Failure::from_core(&e))?;
-        let extents = m
-            .extents
-            .iter()
-            .map(|e| {
-                Ok(NativeExtent {
-                    offset: to_f64("extent offset", e.offset)?,
-                    length: to_f64("extent length", e.length)?,
-                    unwritten: e.unwritten.then_some(true),
-                    shared: e.shared.then_some(true),
-                })
+    Job::with_convert(
+        Control::new(cancel, None),
+        move |_| {
+            let o = options.unwrap_or(NativeMapOptions {
+                start: None,
+                length: None,
+                method: None,
+            });
+            let method = match o.method.as_deref() {
+                None => Method::Auto,
+                Some(m) => m
+                    .parse()
+                    .map_err(|e: sparsekit_extents::Error| Failure::from_core(&e))?,
+            };
+            let opts = MapOptions {
+                start: o
+                    .start
+                    .map(|v| to_u64("options.start", v))
+                    .transpose()?
+                    .unwrap_or(0),
+                length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
+                method,
+            };
+            let m = map_path(&PathBuf::from(path), &opts).map_err(|e| Failure::from_core(&e))?;
+            let mut table = Vec::with_capacity(m.extents.len() * 3);
+            for e in &m.extents {
+                table.push(to_f64("extent offset", e.offset)?);
+                table.push(to_f64("extent length", e.length)?);
+                table.push(f64::from(u8::from(e.unwritten) | (u8::from(e.shared) << 1)));
+            }
+            Ok(NativeMap {
+                size: to_f64("size", m.size)?,
+                block_size: m.block_size as f64,
+                method: m.method.name().to_string(),
+                table,
             })
-            .collect::<std::result::Result<_, Failure>>()?;
-        Ok(NativeMap {
-            size: to_f64("size", m.size)?,
-            block_size: m.block_size as f64,
-            method: m.method.name().to_string(),
-            extents,
-        })
-    })
+        },
+        map_to_js,
+    )
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::ScopedTask;
 
 use crate::error::Failure;
 
@@ -101,30 +102,50 @@ impl Control {
 }
 
 type Work<T> = Box<dyn FnOnce(&mut Control) -> std::result::Result<T, Failure> + Send>;
+/// Turns a job's output into its JS value on the main thread (where `env` is usable).
+type Convert<T> = fn(&Env, T) -> Result<napi::sys::napi_value>;
 
 /// One async call: `work` runs on the libuv pool; its result settles the Promise.
 pub struct Job<T: Send + 'static> {
     work: Option<Work<T>>,
     control: Control,
     failure: Option<Failure>,
+    convert: Convert<T>,
 }
 
-impl<T: Send + ToNapiValue + TypeName + 'static> Job<T> {
+impl<T: Send + ToNapiValue + 'static> Job<T> {
+    /// A job whose output converts to JS by its `ToNapiValue`.
     pub fn new(
         control: Control,
         work: impl FnOnce(&mut Control) -> std::result::Result<T, Failure> + Send + 'static,
+    ) -> AsyncTask<Self> {
+        // SAFETY: called on the main thread with the env of the settling callback.
+        Job::with_convert(control, work, |env, v| unsafe {
+            T::to_napi_value(env.raw(), v)
+        })
+    }
+}
+
+impl<T: Send + 'static> Job<T> {
+    /// A job whose output needs the env to become JS, e.g. to copy bulk numbers into a
+    /// typed array (copies, never external buffers: Electron forbids those).
+    pub fn with_convert(
+        control: Control,
+        work: impl FnOnce(&mut Control) -> std::result::Result<T, Failure> + Send + 'static,
+        convert: Convert<T>,
     ) -> AsyncTask<Self> {
         AsyncTask::new(Job {
             work: Some(Box::new(work)),
             control,
             failure: None,
+            convert,
         })
     }
 }
 
-impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
+impl<'task, T: Send + 'static> ScopedTask<'task> for Job<T> {
     type Output = T;
-    type JsValue = T;
+    type JsValue = Unknown<'task>;
 
     fn compute(&mut self) -> Result<T> {
         let work = self
@@ -158,16 +179,18 @@ impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
         }
     }
 
-    fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
-        Ok(output)
+    fn resolve(&mut self, env: &'task Env, output: T) -> Result<Unknown<'task>> {
+        let raw = (self.convert)(env, output)?;
+        // SAFETY: `raw` was just created in this env and scope.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
     }
 
-    fn reject(&mut self, env: Env, err: Error) -> Result<T> {
+    fn reject(&mut self, env: &'task Env, err: Error) -> Result<Unknown<'task>> {
         let failure = self
             .failure
             .take()
             .unwrap_or_else(|| Failure::internal(err.reason.clone()));
-        Err(failure.into_napi(&env))
+        Err(failure.into_napi(env))
     }
 }
 

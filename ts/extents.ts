@@ -50,7 +50,17 @@ export async function map(path: string, options?: MapOptions): Promise<ExtentMap
   const start = checkBytes('options.start', o.start)
   const length = checkBytes('options.length', o.length)
   const method = checkOneOf('options.method', o.method, MAP_METHODS)
-  return run('map', { signal: o.signal }, (cancel) => native.map(file, { start, length, method }, cancel))
+  const m = await run('map', { signal: o.signal }, (cancel) => native.map(file, { start, length, method }, cancel))
+  const t = m.table
+  const extents: Extent[] = new Array(t.length / 3)
+  for (let i = 0, j = 0; i < t.length; i += 3, j++) {
+    const flags = t[i + 2]
+    const e: Extent = { offset: t[i], length: t[i + 1] }
+    if (flags & 1) e.unwritten = true
+    if (flags & 2) e.shared = true
+    extents[j] = e
+  }
+  return { size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'], extents }
 }
 
 /** Copy methods; `auto` tries reflink, copy_file_range, sendfile, then read/write. */
