@@ -586,8 +586,18 @@ fn many_extents_copy() {
         fs::read(&src).unwrap() == fs::read(&dst).unwrap(),
         "content differs"
     );
-    assert_eq!(blocks(&dst), blocks(&src));
+    assert_eq!(data_ranges(&dst), data_ranges(&src));
     assert_eq!(data_ranges(&dst).len(), n as usize);
+    // st_blocks also counts ext4's extent-tree blocks (~1 200 of them for 100 000 extents
+    // on 1 KiB blocks), whose number depends on where the allocator put each extent: it
+    // differed by 2 KiB in one of five runs under qemu. The data blocks must be equal; the
+    // tree may differ by a few blocks, never by a filled hole (1 KiB each, 100 000 holes).
+    let tree = |p: &Path| blocks(p) * 512 - n * 1024;
+    let (src_tree, dst_tree) = (tree(&src), tree(&dst));
+    assert!(
+        dst_tree <= src_tree + 16 * 1024 && src_tree <= dst_tree + 16 * 1024,
+        "extent-tree blocks: source {src_tree} bytes, copy {dst_tree} bytes"
+    );
 }
 
 /// Errors for bad inputs carry their code, errno and path.
