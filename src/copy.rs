@@ -4,9 +4,10 @@ use napi::bindgen_prelude::*;
 use sparsekit_sparse_copy::{copy as sparse_copy, CopyMethod, CopyOptions};
 
 use crate::error::Failure;
-use crate::job::{to_f64, to_u64, CancelToken, Control, Job, ProgressFn};
+use crate::job::{opt_u64, to_f64, CancelToken, Control, Job, ProgressFn};
 
 #[napi(object)]
+#[derive(Default)]
 pub struct NativeCopyOptions {
     pub skip: Option<f64>,
     pub seek: Option<f64>,
@@ -42,14 +43,7 @@ pub fn copy(
     >,
 ) -> AsyncTask<Job<NativeCopyResult>> {
     Job::new(Control::new(cancel, on_progress), move |control| {
-        let o = options.unwrap_or(NativeCopyOptions {
-            skip: None,
-            seek: None,
-            length: None,
-            method: None,
-            truncate: None,
-            zero_holes: None,
-        });
+        let o = options.unwrap_or_default();
         let method = match o.method.as_deref() {
             None => CopyMethod::Auto,
             Some(m) => m
@@ -57,17 +51,9 @@ pub fn copy(
                 .map_err(|e: sparsekit_sparse_copy::Error| Failure::from_core(&e))?,
         };
         let opts = CopyOptions {
-            skip: o
-                .skip
-                .map(|v| to_u64("options.skip", v))
-                .transpose()?
-                .unwrap_or(0),
-            seek: o
-                .seek
-                .map(|v| to_u64("options.seek", v))
-                .transpose()?
-                .unwrap_or(0),
-            length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
+            skip: opt_u64("options.skip", o.skip)?.unwrap_or(0),
+            seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
+            length: opt_u64("options.length", o.length)?,
             method,
             truncate: o.truncate.unwrap_or(true),
             zero_holes: o.zero_holes.unwrap_or(false),

@@ -4,9 +4,10 @@ use napi::bindgen_prelude::*;
 use sparsekit_digest::{digest_file, Algorithm, DigestOptions};
 
 use crate::error::Failure;
-use crate::job::{to_u64, CancelToken, Control, Job, ProgressFn};
+use crate::job::{opt_u64, CancelToken, Control, Job, ProgressFn};
 
 #[napi(object)]
+#[derive(Default)]
 pub struct NativeDigestOptions {
     /// `sha256` (default), `sha1`, `sha3-512` or `blake3`.
     pub algorithm: Option<String>,
@@ -34,11 +35,7 @@ pub fn digest(
 ) -> AsyncTask<Job<NativeDigest>> {
     let control = Control::new(cancel, on_progress);
     Job::new(control, move |control| {
-        let o = options.unwrap_or(NativeDigestOptions {
-            algorithm: None,
-            start: None,
-            length: None,
-        });
+        let o = options.unwrap_or_default();
         let algorithm = match o.algorithm.as_deref() {
             None => Algorithm::Sha256,
             Some(a @ ("sha256" | "sha1" | "sha3-512" | "blake3")) => a.parse().expect("listed names parse"),
@@ -50,12 +47,8 @@ pub fn digest(
         };
         let opts = DigestOptions {
             algorithm,
-            start: o
-                .start
-                .map(|v| to_u64("options.start", v))
-                .transpose()?
-                .unwrap_or(0),
-            length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
+            start: opt_u64("options.start", o.start)?.unwrap_or(0),
+            length: opt_u64("options.length", o.length)?,
         };
         let mut bytes = 0;
         let digest = digest_file(&PathBuf::from(path), &opts, &mut |d, t| {

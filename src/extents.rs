@@ -4,9 +4,10 @@ use napi::bindgen_prelude::*;
 use sparsekit_extents::{map_path, MapOptions, Method};
 
 use crate::error::Failure;
-use crate::job::{to_f64, to_u64, CancelToken, Control, Job};
+use crate::job::{opt_u64, to_f64, CancelToken, Control, Job};
 
 #[napi(object)]
+#[derive(Default)]
 pub struct NativeMapOptions {
     pub start: Option<f64>,
     pub length: Option<f64>,
@@ -47,11 +48,7 @@ pub fn map(
     Job::with_convert(
         Control::new(cancel, None),
         move |_| {
-            let o = options.unwrap_or(NativeMapOptions {
-                start: None,
-                length: None,
-                method: None,
-            });
+            let o = options.unwrap_or_default();
             let method = match o.method.as_deref() {
                 None => Method::Auto,
                 Some(m) => m
@@ -59,12 +56,8 @@ pub fn map(
                     .map_err(|e: sparsekit_extents::Error| Failure::from_core(&e))?,
             };
             let opts = MapOptions {
-                start: o
-                    .start
-                    .map(|v| to_u64("options.start", v))
-                    .transpose()?
-                    .unwrap_or(0),
-                length: o.length.map(|v| to_u64("options.length", v)).transpose()?,
+                start: opt_u64("options.start", o.start)?.unwrap_or(0),
+                length: opt_u64("options.length", o.length)?,
                 method,
             };
             let m = map_path(&PathBuf::from(path), &opts).map_err(|e| Failure::from_core(&e))?;

@@ -231,6 +231,11 @@ pub fn to_u64(name: &str, v: f64) -> std::result::Result<u64, Failure> {
     Ok(v as u64)
 }
 
+/// An optional byte offset or size option.
+pub fn opt_u64(name: &str, v: Option<f64>) -> std::result::Result<Option<u64>, Failure> {
+    v.map(|v| to_u64(name, v)).transpose()
+}
+
 /// Results going back to JS: above 2^53 a number would silently lose precision.
 pub fn to_f64(name: &str, v: u64) -> std::result::Result<f64, Failure> {
     if v > 9_007_199_254_740_991 {
