@@ -152,10 +152,14 @@ const startupRows = rows([
   ['node-start', '`node -e 0`'],
   ['node-require', "`node -e \"require('./dist')\"` (loads the addon)"],
   ['py-import', "`/usr/bin/python3 -c 'from bmaptools import Filemap'`"],
+  ['node-start-extra-ca', '`node -e 0` with this machine\'s NODE_EXTRA_CA_CERTS (not used for any row above)'],
 ], () => undefined).map((r) => r.slice(0, 5))
 
 // --- observations computed from this run -----------------------------------------------
 const notes = []
+if (facts.extra_ca) {
+  notes.push(`This machine sets NODE_EXTRA_CA_CERTS (${facts.extra_ca}); with it every Node start parses that CA bundle${t('node-start-extra-ca') && t('node-start') ? ` (${fmt(t('node-start-extra-ca'))} against ${fmt(t('node-start'))})` : ''}. sparsekit opens no network connection, so bench/run unsets it: the process rows show Node's own start-up.`)
+}
 const mr = R['ip:map-rust']?.extra
 if (mr && mr.sys !== undefined) {
   const cpu = mr.user + mr.sys
