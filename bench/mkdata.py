@@ -58,7 +58,10 @@ def make_sparse(path):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit("usage: mkdata.py DIR")
     d = sys.argv[1]
     os.makedirs(d, exist_ok=True)
