@@ -1,0 +1,138 @@
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An OS call that failed, with what it was about: the one I/O error of sparsekit's crates.
+///
+/// `Display` reads `write 'disk.img' at offset 4096: No space left on device (os error 28)`.
+#[derive(Debug)]
+pub struct IoError {
+    /// What was being done, named after the call: `open`, `read`, `write`, `fsync`,
+    /// `fallocate`, `ioctl(FS_IOC_FIEMAP)`, ...
+    pub op: &'static str,
+    /// The file the call was about, when known.
+    pub path: Option<PathBuf>,
+    /// The byte offset the call was about, when it was a transfer.
+    pub offset: Option<u64>,
+    /// The OS error; `raw_os_error()` holds the errno.
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// A failed `op` with no path or offset yet.
+    pub fn new(op: &'static str, source: io::Error) -> Self {
+        IoError {
+            op,
+            path: None,
+            offset: None,
+            source,
+        }
+    }
+
+    /// A failed `op` from an errno value.
+    pub fn from_errno(op: &'static str, errno: i32) -> Self {
+        IoError::new(op, io::Error::from_raw_os_error(errno))
+    }
+
+    /// Attach the path (kept if one is already set).
+    pub fn with_path(mut self, path: &Path) -> Self {
+        if self.path.is_none() {
+            self.path = Some(path.to_path_buf());
+        }
+        self
+    }
+
+    /// Attach the byte offset.
+    pub fn at(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    /// The errno, when the OS gave one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+
+    /// The system call that failed, as Node reports it in `err.syscall` (`ioctl` for
+    /// `ioctl(FS_IOC_FIEMAP)`); `None` for failures that were no OS call (a short read).
+    pub fn syscall(&self) -> Option<&'static str> {
+        self.source.raw_os_error()?;
+        Some(match self.op.find('(') {
+            Some(i) => &self.op[..i],
+            None => self.op,
+        })
+    }
+
+    /// Whether this is a read that found end of file early (`UnexpectedEof`).
+    pub fn is_eof(&self) -> bool {
+        self.source.kind() == io::ErrorKind::UnexpectedEof
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.op)?;
+        match &self.path {
+            Some(p) => write!(f, " '{}'", p.display())?,
+            None => f.write_str(" the file")?,
+        }
+        if let Some(o) = self.offset {
+            write!(f, " at offset {o}")?;
+        }
+        write!(f, ": {}", self.source)
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Attach context to a plain `io::Result`: `file.sync_all().op("fsync", path)?`.
+pub trait Context<T> {
+    /// The failed call and its path.
+    fn op(self, op: &'static str, path: &Path) -> Result<T, IoError>;
+    /// The failed call, its path and the byte offset.
+    fn op_at(self, op: &'static str, path: &Path, offset: u64) -> Result<T, IoError>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn op(self, op: &'static str, path: &Path) -> Result<T, IoError> {
+        self.map_err(|e| IoError::new(op, e).with_path(path))
+    }
+    fn op_at(self, op: &'static str, path: &Path, offset: u64) -> Result<T, IoError> {
+        self.map_err(|e| IoError::new(op, e).with_path(path).at(offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_op_path_offset() {
+        let e = IoError::from_errno("write", libc::ENOSPC)
+            .with_path(Path::new("/x/disk.img"))
+            .at(4096);
+        let s = e.to_string();
+        assert!(
+            s.starts_with("write '/x/disk.img' at offset 4096: No space left"),
+            "{s}"
+        );
+        assert_eq!(e.syscall(), Some("write"));
+        let f = IoError::from_errno("ioctl(FS_IOC_FIEMAP)", libc::ENOTTY);
+        assert_eq!(f.syscall(), Some("ioctl"));
+        assert_eq!(
+            f.to_string().split(':').next(),
+            Some("ioctl(FS_IOC_FIEMAP) the file")
+        );
+    }
+
+    #[test]
+    fn eof_has_no_syscall() {
+        let e = IoError::new("read", io::ErrorKind::UnexpectedEof.into());
+        assert!(e.is_eof());
+        assert_eq!(e.syscall(), None);
+    }
+}

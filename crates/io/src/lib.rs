@@ -1,0 +1,47 @@
+//! The shared foundation of sparsekit's core crates: positional I/O over files, block
+//! devices and test storage, phased progress with cancellation, and one I/O error type.
+//!
+//! - [`Storage`] is what qcow2, bmap and blocksync parse and write through: `size`,
+//!   `read_at`/`write_at` (and their exact forms), `write_zeroes`, `punch_hole`, `set_len`,
+//!   `flush`. [`FileStorage`] implements it for regular files and block devices (sizes from
+//!   `BLKGETSIZE64`, not `st_size`), [`MemStorage`] in memory, and [`Faulty`] wraps any
+//!   storage to inject failures (fail after N writes, short reads, ENOSPC past a size).
+//! - [`IoError`] is an OS error with its context: the operation (`op`, also reported as the
+//!   failed `syscall`), the `path` and the byte `offset`. Crates wrap it in their own error
+//!   enums, which keep their own kinds.
+//! - [`Control`] carries a [`Cancel`] token and a progress sink. Core functions report
+//!   [`Progress`] (a [`Phase`], bytes done, bytes total) and call [`Control::check`]; they
+//!   never throttle (the caller does, and always passes the final report of each phase).
+//!   [`read_stream`] reads pipes and character devices and wakes up when cancelled.
+//!
+//! ```
+//! use sparsekit_io::{FileStorage, MemStorage, Storage, Faulty, Fault};
+//! let tmp = tempfile::NamedTempFile::new()?;
+//! let file = FileStorage::open_rw(tmp.path())?;
+//! file.write_all_at(b"hello", 4096)?;
+//! let mut buf = [0u8; 5];
+//! file.read_exact_at(&mut buf, 4096)?;
+//! assert_eq!(&buf, b"hello");
+//! assert_eq!(file.size()?, 4101);
+//!
+//! // The same code against storage that runs out of space after 8 KiB:
+//! let full = Faulty::new(MemStorage::new(), Fault::NoSpaceAfter(8192));
+//! assert_eq!(full.write_all_at(&[1; 16384], 0).unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod fault;
+mod file;
+mod mem;
+mod progress;
+mod storage;
+pub mod sys;
+
+pub use error::{Context, IoError};
+pub use fault::{Fault, Faulty};
+pub use file::{FileKind, FileStorage};
+pub use mem::MemStorage;
+pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
+pub use storage::{Storage, ZERO_CHUNK};

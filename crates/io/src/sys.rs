@@ -1,0 +1,228 @@
+//! Every Linux-specific call of this crate (and the ones other crates share): opening without
+//! blocking on FIFOs, block device sizes and zeroing, fallocate, poll, loop device backing
+//! files. A port to another OS replaces this module only.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+/// `BLKGETSIZE64 = _IOR(0x12, 114, size_t)` (linux/fs.h) on 64-bit architectures.
+const BLKGETSIZE64: u64 = 0x8008_1272;
+/// `BLKSSZGET = _IO(0x12, 104)` (linux/fs.h): logical sector size (int).
+const BLKSSZGET: u64 = 0x1268;
+/// `BLKPBSZGET = _IO(0x12, 123)` (linux/fs.h): physical sector size (unsigned int).
+const BLKPBSZGET: u64 = 0x127B;
+/// `BLKZEROOUT = _IO(0x12, 127)` (linux/fs.h): zero a byte range `{start, len}` (u64[2]),
+/// with the device's write-zeroes command where it has one (Linux 3.7).
+const BLKZEROOUT: u64 = 0x127F;
+/// `LOOP_GET_STATUS64 = 0x4C05` (linux/loop.h): `struct loop_info64` of a loop device.
+const LOOP_GET_STATUS64: u64 = 0x4C05;
+/// The loop driver's block major (linux/major.h `LOOP_MAJOR`).
+const LOOP_MAJOR: u32 = 7;
+
+/// `FALLOC_FL_KEEP_SIZE` (linux/falloc.h).
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+/// `FALLOC_FL_PUNCH_HOLE` (linux/falloc.h), always with KEEP_SIZE (Linux 2.6.38; ext4 3.0,
+/// XFS, btrfs 3.7, tmpfs 3.5; block devices 4.9).
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+/// `FALLOC_FL_ZERO_RANGE` (linux/falloc.h, Linux 3.15; ext4, XFS; not btrfs or tmpfs, which
+/// answer EOPNOTSUPP).
+pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
+/// Open `path` for reading (and writing, with `write`) without ever blocking in `open()`:
+/// `O_NONBLOCK` makes opening a FIFO with no writer return at once instead of waiting for
+/// one (fifo(7)). The flag is cleared again for regular files and block devices, where it
+/// means nothing for reads and writes; FIFOs, sockets and character devices keep it and
+/// are read with [`crate::read_stream`], which waits in `poll` and wakes on cancellation.
+/// `create` adds `O_CREAT` (mode 0666 & umask); `excl_device` adds `O_EXCL`, which on a
+/// block device means "fail with EBUSY when mounted or held" (open(2)).
+pub fn open(path: &Path, write: bool, create: bool, excl_device: bool) -> io::Result<File> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut flags = libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    if excl_device {
+        flags |= libc::O_EXCL;
+    }
+    let fd = loop {
+        // SAFETY: plain syscall with a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666 as libc::c_uint) };
+        if fd >= 0 {
+            break fd;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file.metadata()?;
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() || t.is_block_device() {
+        set_nonblocking(&file, false)?;
+    }
+    Ok(file)
+}
+
+/// Set or clear `O_NONBLOCK`.
+pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a valid descriptor.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        fl | libc::O_NONBLOCK
+    } else {
+        fl & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Wait up to `timeout_ms` for `file` to be readable (or at end of file / hung up).
+/// `Ok(false)` on time-out.
+pub fn poll_readable(file: &File, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(r > 0)
+}
+
+/// The size in bytes of a block device (`BLKGETSIZE64`; its `st_size` is 0).
+pub fn block_device_size(file: &File) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as libc::Ioctl, &mut size) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size)
+}
+
+/// A block device's logical and physical sector sizes (`BLKSSZGET`, `BLKPBSZGET`): the
+/// alignment `O_DIRECT` needs, and the size writes should come in.
+pub fn block_sizes(file: &File) -> io::Result<(u32, u32)> {
+    let mut logical: libc::c_int = 0;
+    let mut physical: libc::c_uint = 0;
+    // SAFETY: each ioctl writes one int.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), BLKSSZGET as libc::Ioctl, &mut logical) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(file.as_raw_fd(), BLKPBSZGET as libc::Ioctl, &mut physical) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((logical as u32, physical))
+}
+
+/// `fallocate(fd, mode, offset, len)`, retried on EINTR.
+pub fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: plain syscall.
+        if unsafe { libc::fallocate(file.as_raw_fd(), mode, off, len) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `BLKZEROOUT` over `[offset, offset + len)` of a block device (both 512-byte aligned,
+/// else EINVAL).
+pub fn blk_zeroout(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let range: [u64; 2] = [offset, len];
+    // SAFETY: BLKZEROOUT reads a u64[2].
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKZEROOUT as libc::Ioctl, range.as_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What a loop device reads and writes: the backing file's device and inode numbers and
+/// the offset into it. `Ok(None)` when `file` is no loop device or has no backing file.
+pub fn loop_backing(file: &File) -> io::Result<Option<(u64, u64, u64)>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = file.metadata()?;
+    if !meta.file_type().is_block_device() || libc::major(meta.rdev()) != LOOP_MAJOR {
+        return Ok(None);
+    }
+    // struct loop_info64 (linux/loop.h): lo_device, lo_inode, lo_rdevice, lo_offset,
+    // lo_sizelimit (u64 each), 4 u32, 64+64+32 bytes of names and key, lo_init[2] (u64):
+    // 232 bytes. Only the first four fields are read.
+    let mut info = [0u64; 29];
+    // SAFETY: the buffer is 232 bytes, as LOOP_GET_STATUS64 writes.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_GET_STATUS64 as libc::Ioctl,
+            info.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        // ENXIO: a loop device with no file attached.
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some((info[0], info[1], info[3])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_open_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let f = open(&p, false, false, false).unwrap();
+        // No writer: nothing to read, and poll says so without blocking.
+        assert!(!poll_readable(&f, 10).unwrap());
+    }
+
+    #[test]
+    fn regular_files_lose_nonblock() {
+        let t = tempfile::NamedTempFile::new().unwrap();
+        let f = open(t.path(), true, false, false).unwrap();
+        // SAFETY: fcntl on a valid fd.
+        let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0);
+        assert_eq!(loop_backing(&f).unwrap(), None);
+    }
+}
