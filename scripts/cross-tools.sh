@@ -6,8 +6,10 @@
 #
 # Why two compilers' worth of tools:
 # - Debian (`rustc-web`, `cargo-web`, `libstd-rust-web-dev:arm64`, `gcc-aarch64-linux-gnu`,
-#   `binutils-aarch64-linux-gnu`, `qemu-user-static`) gives one Rust compiler for both targets,
-#   a linker and libc for aarch64 test binaries, and qemu to run them.
+#   `libc6-dev-arm64-cross`, `binutils-aarch64-linux-gnu`, `qemu-user-static`; the full list,
+#   each with the file it is checked by, is SK_CROSS_PACKAGES in scripts/debian-packages.sh)
+#   gives one Rust compiler for both targets, a linker and C runtime for aarch64 test
+#   binaries, and qemu to run them.
 # - Linking against Debian 12's libc makes a `.node` need GLIBC_2.33+ (stat64, dlopen@2.34,
 #   ...). napi-rs' `@napi-rs/cross-toolchain-x64-target-*` npm packages ship crosstool-NG gcc
 #   with glibc 2.17 sysroots; linking with them keeps the floor at 2.17 (we promise 2.28).
@@ -27,37 +29,23 @@ declare -A SK_TOOLCHAIN_PKG=(
 
 sk_log() { echo "cross-tools: $*" >&2; }
 
-# Install the Debian cross packages that are missing. Never pulls nodejs:arm64 or
-# libnode*:arm64 (they would replace this machine's x86_64 node): the install is simulated
-# first and refused if it would remove a package or install either of them.
+# Install the Debian cross packages that are missing, each checked by a file it provides
+# (scripts/debian-packages.sh). Prints what it installed. Never pulls nodejs:arm64 or
+# libnode*:arm64 (they would replace this machine's x86_64 node) nor removes a package.
+# shellcheck source=scripts/debian-packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian-packages.sh"
 sk_ensure_debian_cross() {
-  local need=()
-  [ -x "$SK_CARGO" ] || need+=(cargo-web)
-  [ -x "$SK_RUSTC" ] || need+=(rustc-web)
-  [ -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] || need+=(libstd-rust-web-dev:arm64)
-  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
-  command -v aarch64-linux-gnu-objdump >/dev/null 2>&1 || need+=(binutils-aarch64-linux-gnu)
-  command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
-  command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+  local need=() pkg
+  while read -r pkg; do
+    # SPARSEKIT_CARGO / SPARSEKIT_RUSTC replace Debian's compiler: do not ask for it then.
+    case "$pkg" in
+      cargo-web) [ "$SK_CARGO" = /usr/bin/cargo ] || continue ;;
+      rustc-web) [ "$SK_RUSTC" = /usr/bin/rustc ] || continue ;;
+    esac
+    need+=("$pkg")
+  done < <(sk_missing_packages SK_CROSS_PACKAGES)
   [ ${#need[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    sk_log "missing Debian packages (${need[*]}) and cannot install them (need root and apt-get)"
-    return 1
-  fi
-  case " ${need[*]} " in
-    *:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;;
-  esac
-  sk_log "installing Debian packages: ${need[*]}"
-  apt-get update -qq || return 1
-  local plan
-  plan=$(DEBIAN_FRONTEND=noninteractive apt-get -s install -y --no-install-recommends "${need[@]}" 2>&1) || {
-    echo "$plan" >&2; return 1; }
-  if echo "$plan" | grep -Eq '^Remv |^Inst (nodejs|libnode[^ ]*):arm64'; then
-    sk_log "refusing: installing ${need[*]} would remove packages or install an arm64 node:"
-    echo "$plan" | grep -E '^(Remv|Inst)' >&2
-    return 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  sk_apt_install cross-tools "${need[@]}" >&2
 }
 
 # Print the folder of the glibc-2.17 gcc toolchain for TRIPLE, fetching and unpacking it
