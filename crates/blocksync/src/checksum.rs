@@ -1,0 +1,251 @@
+//! `checksum`: the destination side hashes its blocks and sends `Hash` records, then `rest`
+//! and `done`.
+
+use std::io::{self, Read, Write};
+
+use rayon::prelude::*;
+use sparsekit_io::{Control, Phase, Storage};
+
+use crate::error::{Error, Stream};
+use crate::hash::{sha3_512, BATCH_BLOCKS};
+use crate::record::{HashRecord, RecordWriter, BLOCK_SIZE, HASH_RECORD_LEN};
+
+/// What `checksum` reads: a file or device (positional, seekable: `rest` is sent), or a
+/// stream such as a pipe on stdin (no `rest`, as blockcopy does when `tell()` fails).
+pub enum ChecksumInput<'a> {
+    /// A regular file or block device.
+    Storage(&'a dyn Storage),
+    /// A pipe or other unseekable stream, read once from its current position.
+    Stream(&'a mut dyn Read),
+}
+
+/// Options of [`checksum`], named after blockcopy's flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumOptions {
+    /// `--start`: first byte hashed.
+    pub start: u64,
+    /// `--end`: hash up to here (exclusive); the input must be at least this long. When
+    /// set, no `rest` is sent.
+    pub end: Option<u64>,
+}
+
+/// What [`checksum`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumSummary {
+    /// `Hash` records sent.
+    pub blocks: u64,
+    /// Bytes hashed.
+    pub bytes_hashed: u64,
+    /// The offset sent in `rest`, if one was.
+    pub rest: Option<u64>,
+    /// Bytes written to the stream.
+    pub stream_bytes: u64,
+}
+
+/// Hash the destination in 128 KiB blocks on every core and write the hash stream to
+/// `out`, in order: `Hash` records, `rest` (unless `end` is set or the input is a stream),
+/// `done`. Reports [`Phase::Hash`].
+///
+/// Memory stays bounded: a batch of [`BATCH_BLOCKS`](crate) blocks is hashed at a time,
+/// and from a file each worker reads its own block.
+pub fn checksum<W: Write>(
+    input: ChecksumInput<'_>,
+    out: W,
+    opts: &ChecksumOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ChecksumSummary, Error> {
+    if let Some(end) = opts.end {
+        if opts.start >= end {
+            return Err(Error::InvalidArg {
+                name: "start",
+                reason: format!("--start {} is not below --end {end}", opts.start),
+            });
+        }
+    }
+    let mut w = RecordWriter::new(out, Stream::Hashes);
+    let mut sum = ChecksumSummary::default();
+    match input {
+        ChecksumInput::Storage(s) => from_storage(s, &mut w, opts, ctl, &mut sum)?,
+        ChecksumInput::Stream(r) => from_stream(r, &mut w, opts, ctl, &mut sum)?,
+    }
+    let mut tail = Vec::with_capacity(12 + 4);
+    if let Some(offset) = sum.rest {
+        HashRecord::Rest { offset }.encode(&mut tail);
+    }
+    HashRecord::Done.encode(&mut tail);
+    w.write_all(&tail)?;
+    w.flush()?;
+    sum.stream_bytes = w.bytes();
+    Ok(sum)
+}
+
+fn emit<W: Write>(
+    w: &mut RecordWriter<W>,
+    digests: &[(u64, u32, [u8; 64])],
+    sum: &mut ChecksumSummary,
+) -> Result<(), Error> {
+    let mut buf = Vec::with_capacity(digests.len() * HASH_RECORD_LEN);
+    for &(position, length, digest) in digests {
+        HashRecord::Hash {
+            position,
+            length,
+            digest,
+        }
+        .encode(&mut buf);
+        sum.blocks += 1;
+        sum.bytes_hashed += u64::from(length);
+    }
+    w.write_all(&buf)
+}
+
+fn from_storage<W: Write>(
+    s: &dyn Storage,
+    w: &mut RecordWriter<W>,
+    opts: &ChecksumOptions,
+    ctl: &mut Control<'_>,
+    sum: &mut ChecksumSummary,
+) -> Result<(), Error> {
+    let size = s.size()?;
+    let limit = match opts.end {
+        Some(end) if end > size => {
+            return Err(Error::EndPastSize {
+                path: s.path().map(|p| p.to_path_buf()),
+                end,
+                size,
+            })
+        }
+        Some(end) => end,
+        None => size,
+    };
+    let total = limit.saturating_sub(opts.start);
+    let cancel = ctl.cancel().clone();
+    let bs = u64::from(BLOCK_SIZE);
+    let mut pos = opts.start;
+    ctl.report(Phase::Hash, 0, Some(total))?;
+    while pos < limit {
+        let mut batch = Vec::with_capacity(BATCH_BLOCKS);
+        while pos < limit && batch.len() < BATCH_BLOCKS {
+            let len = (limit - pos).min(bs) as u32;
+            batch.push((pos, len));
+            pos += u64::from(len);
+        }
+        let digests = batch
+            .par_iter()
+            .map_init(
+                || vec![0u8; BLOCK_SIZE as usize],
+                |buf, &(p, len)| {
+                    if cancel.is_cancelled() {
+                        return Err(Error::Aborted);
+                    }
+                    let b = &mut buf[..len as usize];
+                    s.read_exact_at(b, p)?;
+                    Ok((p, len, sha3_512(b)))
+                },
+            )
+            .collect::<Result<Vec<_>, Error>>()?;
+        emit(w, &digests, sum)?;
+        ctl.report(Phase::Hash, pos - opts.start, Some(total))?;
+    }
+    // blockcopy sends where its read ended: the size, or `start` when that lies past it.
+    if opts.end.is_none() {
+        sum.rest = Some(size.max(opts.start));
+    }
+    Ok(())
+}
+
+/// Read until `buf` is full or the stream ends; the bytes read.
+fn fill(r: &mut dyn Read, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Io(
+                    sparsekit_io::IoError::new("read", e).at(offset + got as u64),
+                ))
+            }
+        }
+    }
+    Ok(got)
+}
+
+fn from_stream<W: Write>(
+    r: &mut dyn Read,
+    w: &mut RecordWriter<W>,
+    opts: &ChecksumOptions,
+    ctl: &mut Control<'_>,
+    sum: &mut ChecksumSummary,
+) -> Result<(), Error> {
+    let total = opts.end.map(|e| e - opts.start);
+    let cancel = ctl.cancel().clone();
+    let bs = BLOCK_SIZE as usize;
+    // A pipe cannot seek: skip to `start` by reading.
+    let mut pos = 0u64;
+    let mut scratch = vec![0u8; bs];
+    while pos < opts.start {
+        ctl.check()?;
+        let n = (opts.start - pos).min(bs as u64) as usize;
+        let got = fill(r, &mut scratch[..n], pos)?;
+        pos += got as u64;
+        if got < n {
+            break;
+        }
+    }
+    drop(scratch);
+    let mut bufs: Vec<Vec<u8>> = Vec::new();
+    let mut eof = pos < opts.start;
+    ctl.report(Phase::Hash, 0, total)?;
+    while !eof {
+        let mut batch: Vec<(u64, usize)> = Vec::with_capacity(BATCH_BLOCKS);
+        while batch.len() < BATCH_BLOCKS {
+            let want = match opts.end {
+                Some(end) if pos >= end => {
+                    eof = true;
+                    break;
+                }
+                Some(end) => (end - pos).min(bs as u64) as usize,
+                None => bs,
+            };
+            if bufs.len() <= batch.len() {
+                bufs.push(vec![0u8; bs]);
+            }
+            let got = fill(r, &mut bufs[batch.len()][..want], pos)?;
+            if got == 0 {
+                eof = true;
+                break;
+            }
+            batch.push((pos, got));
+            pos += got as u64;
+            if got < want {
+                eof = true;
+                break;
+            }
+        }
+        let digests = batch
+            .par_iter()
+            .zip(bufs.par_iter())
+            .map(|(&(p, len), buf)| {
+                if cancel.is_cancelled() {
+                    return Err(Error::Aborted);
+                }
+                Ok((p, len as u32, sha3_512(&buf[..len])))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        emit(w, &digests, sum)?;
+        ctl.report(Phase::Hash, pos.saturating_sub(opts.start), total)?;
+    }
+    if let Some(end) = opts.end {
+        if pos < end {
+            return Err(Error::EndPastSize {
+                path: None,
+                end,
+                size: pos,
+            });
+        }
+    }
+    let done = pos.saturating_sub(opts.start);
+    ctl.report(Phase::Hash, done, Some(done))?;
+    Ok(())
+}

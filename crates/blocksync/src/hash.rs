@@ -1,0 +1,35 @@
+//! Block hashing: SHA3-512 of one block, and the batch size the pipelines hash in parallel.
+
+use sha3::{Digest, Sha3_512};
+
+use crate::record::DIGEST_LEN;
+
+/// Blocks per batch handed to the rayon pool: enough to keep every core busy, few enough
+/// that a batch's buffers stay small (64 x 128 KiB = 8 MiB).
+pub(crate) const BATCH_BLOCKS: usize = 64;
+/// Payload bytes a batch may hold before it is processed, whatever the record lengths.
+pub(crate) const BATCH_BYTES: u64 = 8 << 20;
+
+/// SHA3-512 of `data`: the digest the protocol carries for every block.
+pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&Sha3_512::digest(data));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_digest() {
+        // FIPS 202 SHA3-512(""), as printed by `python3 -c 'import hashlib;
+        // print(hashlib.sha3_512(b"").hexdigest())'`.
+        let hex: String = sha3_512(b"").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "a69f73cca23a9ac5c8b567dc185a756e97c982164fe25859e0d1dcc1475c80a6\
+             15b2123af1f5f94c11e3e9402c3ac558f500199d95b6d3e301758586281dcd26"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Block-level delta sync for sparsekit, byte-compatible with the Python tool blockcopy:
+//! bring a destination that holds an older copy up to date by sending only the 128 KiB
+//! blocks whose SHA3-512 differs, over any pipe (ssh, netcat, a Node stream).
+//!
+//! Three functions, three processes (or threads), two streams:
+//! [`checksum`] (destination: hash every block, in parallel) `|` [`retrieve`] (source:
+//! compare, send the differing blocks) `|` [`save`] (destination: write them through a
+//! [`Storage`](sparsekit_io::Storage)). [`sync_files`] runs all three in one process over
+//! pipes. The records of both streams are in [`HashRecord`] and [`BlockRecord`], read by
+//! [`RecordReader`] (bounded: no length from the stream is trusted for an allocation) and
+//! written by [`RecordWriter`]. With default options the bytes are exactly blockcopy
+//! 0.0.2's.
+//!
+//! ```
+//! use sparsekit_blocksync::{checksum, retrieve, save, ChecksumInput, ChecksumOptions,
+//!     RetrieveOptions};
+//! use sparsekit_io::{Control, MemStorage, Storage};
+//!
+//! let src = MemStorage::from_vec(vec![7u8; 300_000]);
+//! let mut old = vec![7u8; 300_000];
+//! old[200_000] = 0; // one byte differs, in the second block
+//! let dst = MemStorage::from_vec(old);
+//!
+//! let mut hashes = Vec::new();
+//! checksum(ChecksumInput::Storage(&dst), &mut hashes, &ChecksumOptions::default(),
+//!     &mut Control::none())?;
+//! let mut blocks = Vec::new();
+//! let sent = retrieve(&src, &hashes[..], &mut blocks, &RetrieveOptions::default(),
+//!     &mut Control::none())?;
+//! assert_eq!(sent.blocks_sent, 1);
+//! save(&dst, &blocks[..], &mut Control::none())?;
+//! assert_eq!(dst.to_vec(), src.to_vec());
+//! # Ok::<(), sparsekit_blocksync::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod checksum;
+mod error;
+mod hash;
+mod local;
+mod record;
+mod retrieve;
+mod save;
+
+pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
+pub use error::{Error, Stream};
+pub use hash::sha3_512;
+pub use local::{sync_files, SyncSummary};
+pub use record::{
+    BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLOCK_HEADER_LEN,
+    BLOCK_SIZE, DIGEST_LEN, HASH_RECORD_LEN, MAX_RECORD_LEN, TAG_DATA, TAG_DLZM, TAG_DONE,
+    TAG_HASH, TAG_HASH_SEQ, TAG_REST,
+};
+pub use retrieve::{retrieve, RetrieveOptions, RetrieveSummary};
+pub use save::{save, SaveSummary};
+
+/// Result of this crate's functions.
+pub type Result<T> = std::result::Result<T, Error>;

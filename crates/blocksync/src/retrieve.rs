@@ -1,0 +1,229 @@
+//! `retrieve`: the source side reads the hash stream, compares its own blocks and sends
+//! the ones that differ.
+
+use std::io::{Read, Write};
+
+use rayon::prelude::*;
+use sparsekit_io::{Control, Phase, Storage};
+
+use crate::error::{Error, Stream};
+use crate::hash::{sha3_512, BATCH_BLOCKS, BATCH_BYTES};
+use crate::record::{
+    BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLOCK_SIZE, DIGEST_LEN,
+    TAG_DONE,
+};
+
+/// Options of [`retrieve`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetrieveOptions {
+    /// `--lzma`: send a compared block as `dlzm` (xz, preset 6, CRC64, as Python's
+    /// `lzma.compress`) when that is smaller than the block. Blocks after `rest` go raw,
+    /// as blockcopy sends them.
+    pub lzma: bool,
+}
+
+/// What [`retrieve`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetrieveSummary {
+    /// Blocks compared by digest.
+    pub blocks_compared: u64,
+    /// `data`/`dlzm` records sent.
+    pub blocks_sent: u64,
+    /// Source bytes sent (before compression).
+    pub bytes_sent: u64,
+    /// Bytes of the hash stream read.
+    pub hash_stream_bytes: u64,
+    /// Bytes written to the block stream.
+    pub stream_bytes: u64,
+}
+
+/// One block to look at.
+struct Item {
+    position: u64,
+    /// Source bytes at `position` (the record's length, or fewer at the source's end).
+    length: u32,
+    /// The destination's digest; `None` when the source ends inside the block, which is
+    /// then sent unconditionally.
+    digest: Option<[u8; DIGEST_LEN]>,
+}
+
+/// Read the hash stream from `hashes`, compare `src`'s blocks with it on every core, and
+/// write the block stream to `out`: the differing blocks in the order of the hash stream,
+/// everything from `rest` on, then `done` once the hash stream's `done` arrived. A hash
+/// stream without `done` is an error, and then no `done` is sent. Reports [`Phase::Send`]
+/// (source bytes dealt with; the total is known at the end).
+pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
+    src: &S,
+    hashes: R,
+    out: W,
+    opts: &RetrieveOptions,
+    ctl: &mut Control<'_>,
+) -> Result<RetrieveSummary, Error> {
+    let size = src.size()?;
+    let mut rd = RecordReader::new(hashes, Stream::Hashes);
+    let mut w = RecordWriter::new(out, Stream::Blocks);
+    let mut sum = RetrieveSummary::default();
+    let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
+    let mut batch_bytes = 0u64;
+    // Where the previous block ended in the source: the position of a deprecated `hash`.
+    let mut cursor = 0u64;
+    let mut covered = 0u64;
+    ctl.report(Phase::Send, 0, None)?;
+    loop {
+        let (_, rec) = rd.read_hash_record()?;
+        let (position, length, digest) = match rec {
+            HashRecord::Hash {
+                position,
+                length,
+                digest,
+            } => (position, length, digest),
+            HashRecord::HashSeq { length, digest } => (cursor, length, digest),
+            HashRecord::Rest { offset } => {
+                flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
+                batch_bytes = 0;
+                covered += send_rest(src, size, offset, &mut w, ctl, &mut sum, covered)?;
+                cursor = size.max(offset);
+                continue;
+            }
+            HashRecord::Done => break,
+        };
+        let n = u64::from(length).min(size.saturating_sub(position));
+        cursor = position + n;
+        if n == 0 {
+            // Past the source's end (the destination is larger): nothing to send.
+            continue;
+        }
+        batch.push(Item {
+            position,
+            length: n as u32,
+            digest: (n == u64::from(length)).then_some(digest),
+        });
+        batch_bytes += n;
+        covered += n;
+        if batch.len() >= BATCH_BLOCKS || batch_bytes >= BATCH_BYTES {
+            flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
+            batch_bytes = 0;
+            ctl.report(Phase::Send, covered, None)?;
+        }
+    }
+    flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
+    w.write_all(&TAG_DONE)?;
+    w.flush()?;
+    sum.hash_stream_bytes = rd.bytes();
+    sum.stream_bytes = w.bytes();
+    ctl.report(Phase::Send, covered, Some(covered))?;
+    Ok(sum)
+}
+
+fn flush_batch<S: Storage + ?Sized, W: Write>(
+    src: &S,
+    batch: &mut Vec<Item>,
+    w: &mut RecordWriter<W>,
+    opts: &RetrieveOptions,
+    ctl: &Control<'_>,
+    sum: &mut RetrieveSummary,
+) -> Result<(), Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let cancel = ctl.cancel().clone();
+    let results = batch
+        .par_iter()
+        .map_init(Vec::new, |buf: &mut Vec<u8>, item| {
+            if cancel.is_cancelled() {
+                return Err(Error::Aborted);
+            }
+            buf.resize(item.length as usize, 0);
+            src.read_exact_at(buf, item.position)?;
+            if let Some(d) = &item.digest {
+                if sha3_512(buf) == *d {
+                    return Ok(None);
+                }
+            }
+            if opts.lzma {
+                let z = xz_compress(buf)?;
+                if z.len() < buf.len() {
+                    return Ok(Some((BlockKind::Dlzm, item.position, z)));
+                }
+            }
+            Ok(Some((BlockKind::Data, item.position, buf.clone())))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    sum.blocks_compared += batch.iter().filter(|i| i.digest.is_some()).count() as u64;
+    for (item, r) in batch.iter().zip(results) {
+        if let Some((kind, position, payload)) = r {
+            w.write_block(
+                BlockHeader {
+                    kind,
+                    position,
+                    length: payload.len() as u32,
+                },
+                &payload,
+            )?;
+            sum.blocks_sent += 1;
+            sum.bytes_sent += u64::from(item.length);
+        }
+    }
+    batch.clear();
+    Ok(())
+}
+
+/// Send `[offset, size)` of the source as raw `data` records of 128 KiB; the bytes sent.
+fn send_rest<S: Storage + ?Sized, W: Write>(
+    src: &S,
+    size: u64,
+    offset: u64,
+    w: &mut RecordWriter<W>,
+    ctl: &mut Control<'_>,
+    sum: &mut RetrieveSummary,
+    covered: u64,
+) -> Result<u64, Error> {
+    let bs = u64::from(BLOCK_SIZE);
+    let mut buf = vec![0u8; BLOCK_SIZE as usize];
+    let mut pos = offset;
+    while pos < size {
+        let n = (size - pos).min(bs) as usize;
+        src.read_exact_at(&mut buf[..n], pos)?;
+        w.write_block(
+            BlockHeader {
+                kind: BlockKind::Data,
+                position: pos,
+                length: n as u32,
+            },
+            &buf[..n],
+        )?;
+        sum.blocks_sent += 1;
+        sum.bytes_sent += n as u64;
+        pos += n as u64;
+        ctl.report(Phase::Send, covered + (pos - offset), None)?;
+    }
+    Ok(size.saturating_sub(offset))
+}
+
+/// xz with the settings of Python's `lzma.compress(data)`: `.xz` container, preset 6,
+/// CRC64 check.
+pub(crate) fn xz_compress(data: &[u8]) -> Result<Vec<u8>, Error> {
+    use liblzma::stream::{Action, Check, Status, Stream as XzStream};
+    let mut s = XzStream::new_easy_encoder(6, Check::Crc64).map_err(|e| Error::InvalidArg {
+        name: "lzma",
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    let mut input = data;
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(64 * 1024);
+        }
+        let before = s.total_in();
+        let status = s
+            .process_vec(input, &mut out, Action::Finish)
+            .map_err(|e| Error::InvalidArg {
+                name: "lzma",
+                reason: e.to_string(),
+            })?;
+        input = &input[(s.total_in() - before) as usize..];
+        if status == Status::StreamEnd {
+            return Ok(out);
+        }
+    }
+}
