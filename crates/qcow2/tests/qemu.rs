@@ -1,0 +1,347 @@
+//! Images made by `qemu-img`/`qemu-io`, read by this crate and compared with qemu-img's
+//! own `map`, `info`, `check` and `convert` output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sparsekit_io::Control;
+use sparsekit_qcow2::{map_json, BackingPolicy, Image, OpenOptions};
+
+fn have_qemu() -> bool {
+    let ok = Command::new("qemu-img")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
+    }
+    ok
+}
+
+/// Run `sh -c cmd` in `dir`, panicking with its output on failure.
+fn sh(dir: &Path, cmd: &str) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `qemu-img`'s exit code and stdout, for commands that exit non-zero on purpose.
+fn sh_status(dir: &Path, cmd: &str) -> (i32, String) {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8(o.stdout).unwrap(),
+    )
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn sh(&self, cmd: &str) -> String {
+        sh(self.dir.path(), cmd)
+    }
+    fn open(&self, name: &str) -> Image {
+        Image::open(self.p(name), &OpenOptions::default()).unwrap()
+    }
+    /// Our map JSON equals qemu-img's byte for byte.
+    fn check_map(&self, name: &str) {
+        let img = self.open(name);
+        let ours = map_json(&img.map(&mut Control::none()).unwrap());
+        let theirs = self.sh(&format!("qemu-img map --output=json {name}"));
+        assert_eq!(ours, theirs, "map of {name}");
+    }
+}
+
+/// The image kinds of the "Must show", each made by qemu tools; the script runs in
+/// the case folder and leaves `t.qcow2` (and whatever it is backed by).
+const KINDS: &[(&str, &str)] = &[
+    ("empty", "qemu-img create -q -f qcow2 t.qcow2 1M"),
+    ("v2", "qemu-img create -q -f qcow2 -o compat=0.10 t.qcow2 3M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -P 1 1M 1k' -c 'write -z 2M 64k' t.qcow2"),
+    ("v3-mixed", "qemu-img create -q -f qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -z 128k 64k' -c 'write -P 1 256k 128k' -c 'write -z 256k 64k' -c 'write -z -u 320k 64k' -c 'write -P 2 3M 4k' t.qcow2"),
+    ("c512", "qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 3 1000 5000' -c 'write -z 100k 2k' -c 'write -P 4 900k 100k' t.qcow2"),
+    ("c2m", "qemu-img create -q -f qcow2 -o cluster_size=2M t.qcow2 9M && qemu-io -f qcow2 -c 'write -P 3 1000 5000' -c 'write -P 4 5M 100k' -c 'write -z -u 2M 2M' t.qcow2"),
+    ("c4k-big", "qemu-img create -q -f qcow2 -o cluster_size=4k t.qcow2 64M && qemu-io -f qcow2 -c 'write -P 3 0 4k' -c 'write -P 4 2M 8k' -c 'write -P 5 40M 4k' -c 'write -P 6 63M 1M' t.qcow2"),
+    ("zlib", "head -c 300000 /dev/urandom > r && yes hello | head -c 700000 >> r && truncate -s 2M r && qemu-img convert -c -O qcow2 r t.qcow2"),
+    ("zstd", "yes sparsekit | head -c 900000 > r && head -c 70000 /dev/urandom >> r && truncate -s 3M r && qemu-img convert -c -O qcow2 -o compression_type=zstd r t.qcow2"),
+    ("zlib-c4k", "yes abc | head -c 90000 > r && truncate -s 1M r && qemu-img convert -c -O qcow2 -o cluster_size=4k r t.qcow2"),
+    ("zero-alloc", "qemu-img create -q -f qcow2 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 9 0 256k' -c 'write -z 64k 64k' -c 'write -z -u 128k 64k' t.qcow2"),
+    ("ext-l2", "qemu-img create -q -f qcow2 -o extended_l2=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 2k 3k' -c 'write -z 40k 2k' -c 'write -P 2 1M 64k' -c 'write -z 1M 4k' -c 'write -z -u 1100k 2k' t.qcow2"),
+    ("ext-l2-c16k", "qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=16k t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 512 512' -c 'write -P 2 100k 20k' t.qcow2"),
+    ("chain3-raw", "truncate -s 2M base.raw && printf hello | dd of=base.raw bs=1 seek=200000 conv=notrunc 2>/dev/null && printf x | dd of=base.raw bs=1 seek=1500000 conv=notrunc 2>/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 3M && qemu-io -f qcow2 -c 'write -P 3 512k 4k' -c 'write -z 1400k 64k' mid.qcow2 && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' -c 'write -z -u 0 64k' t.qcow2"),
+    ("chain-short-base", "qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 0 1M' base.qcow2 && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 2 64k 64k' -c 'write -P 2 2M 64k' t.qcow2"),
+    ("data-file", "qemu-img create -q -f qcow2 -o data_file=t.data t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 5 64k 128k' -c 'write -z 1M 64k' t.qcow2"),
+    ("data-file-raw", "qemu-img create -q -f qcow2 -o data_file=t.data,data_file_raw=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 5 64k 128k' t.qcow2"),
+    ("snapshots", "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img snapshot -c s1 t.qcow2 && qemu-io -f qcow2 -c 'write -P 2 64k 128k' t.qcow2 && qemu-img snapshot -c second t.qcow2"),
+    ("bitmaps", "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-img bitmap --add t.qcow2 b0 && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img bitmap --add t.qcow2 b1"),
+    ("refcount1", "qemu-img create -q -f qcow2 -o refcount_bits=1 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2"),
+    ("refcount64", "qemu-img create -q -f qcow2 -o refcount_bits=64 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' -c 'write -P 2 1M 4k' t.qcow2"),
+    ("prealloc-full", "qemu-img create -q -f qcow2 -o preallocation=full t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' t.qcow2"),
+];
+
+fn make(kind: &str) -> Case {
+    let script = KINDS.iter().find(|k| k.0 == kind).unwrap().1;
+    let c = Case::new();
+    c.sh(&format!("({script}) >/dev/null"));
+    c
+}
+
+#[test]
+fn map_equals_qemu_img() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, _) in KINDS {
+        let c = make(kind);
+        c.check_map("t.qcow2");
+    }
+}
+
+#[test]
+fn reads_equal_qemu_convert() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, _) in KINDS {
+        let c = make(kind);
+        c.sh("qemu-img convert -O raw t.qcow2 ref.raw");
+        let want = std::fs::read(c.p("ref.raw")).unwrap();
+        let img = c.open("t.qcow2");
+        let mut got = vec![0u8; want.len()];
+        img.read_at(&mut got, 0).unwrap();
+        assert!(got == want, "{kind}: guest bytes differ");
+        // Windows at odd offsets.
+        for (off, len) in [(1u64, 1000usize), (65535, 70000), (511, 513)] {
+            if off + len as u64 > want.len() as u64 {
+                continue;
+            }
+            let mut b = vec![0u8; len];
+            img.read_at(&mut b, off).unwrap();
+            assert!(
+                b[..] == want[off as usize..off as usize + len],
+                "{kind} at {off}"
+            );
+        }
+    }
+}
+
+#[test]
+fn backing_none_reads_zeros_below() {
+    if !have_qemu() {
+        return;
+    }
+    let c = make("chain-short-base");
+    let opts = OpenOptions {
+        backing: BackingPolicy::None,
+        ..OpenOptions::default()
+    };
+    let img = Image::open(c.p("t.qcow2"), &opts).unwrap();
+    assert!(img.backing().is_none());
+    let mut b = vec![1u8; 4096];
+    img.read_at(&mut b, 0).unwrap();
+    assert!(b.iter().all(|&x| x == 0));
+    let _ = sh_status;
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap()
+}
+
+/// Every field both report agrees with `qemu-img info --output=json --backing-chain`.
+fn check_info(c: &Case, name: &str) {
+    let img = c.open(name);
+    let ours = img.chain_info().unwrap();
+    let theirs = json(&c.sh(&format!(
+        "qemu-img info --output=json --backing-chain {name}"
+    )));
+    let theirs = theirs.as_array().unwrap();
+    assert_eq!(ours.len(), theirs.len(), "{name}: chain length");
+    for (o, t) in ours.iter().zip(theirs) {
+        let ctx = format!("{name}: {}", o.filename);
+        // qemu names files as given; ours were opened by absolute path: compare the tail.
+        assert!(
+            o.filename.ends_with(t["filename"].as_str().unwrap()),
+            "{ctx}"
+        );
+        assert_eq!(o.format, t["format"], "{ctx}");
+        assert_eq!(o.virtual_size, t["virtual-size"], "{ctx}");
+        if let Some(cs) = o.cluster_size {
+            assert_eq!(cs, t["cluster-size"], "{ctx}");
+        }
+        assert_eq!(o.actual_size.unwrap(), t["actual-size"], "{ctx}");
+        if let Some(d) = t.get("dirty-flag") {
+            assert_eq!(o.dirty_flag, *d, "{ctx}");
+        }
+        assert_eq!(
+            o.backing_filename.as_deref(),
+            t.get("backing-filename").and_then(|v| v.as_str()),
+            "{ctx}"
+        );
+        assert_eq!(
+            o.backing_filename_format.as_deref(),
+            t.get("backing-filename-format").and_then(|v| v.as_str()),
+            "{ctx}"
+        );
+        if let Some(f) = t.get("full-backing-filename") {
+            assert!(
+                o.full_backing_filename
+                    .as_deref()
+                    .unwrap()
+                    .ends_with(f.as_str().unwrap()),
+                "{ctx}"
+            );
+        }
+        let sn = t.get("snapshots").and_then(|v| v.as_array());
+        assert_eq!(o.snapshots.len(), sn.map_or(0, |v| v.len()), "{ctx}");
+        for (a, b) in o.snapshots.iter().zip(sn.into_iter().flatten()) {
+            assert_eq!(a.name, b["name"], "{ctx}");
+            assert_eq!(a.id, b["id"], "{ctx}");
+            assert_eq!(a.date_sec, b["date-sec"], "{ctx}");
+            assert_eq!(a.date_nsec, b["date-nsec"], "{ctx}");
+            assert_eq!(a.vm_state_size, b["vm-state-size"], "{ctx}");
+        }
+        let Some(fs) = &o.format_specific else {
+            continue;
+        };
+        let d = &t["format-specific"]["data"];
+        assert_eq!(fs.compat, d["compat"], "{ctx}");
+        assert_eq!(fs.compression_type, d["compression-type"], "{ctx}");
+        assert_eq!(fs.refcount_bits, d["refcount-bits"], "{ctx}");
+        let opt_b = |v: Option<bool>, k: &str| {
+            assert_eq!(v, d.get(k).and_then(|x| x.as_bool()), "{ctx}: {k}");
+        };
+        opt_b(fs.lazy_refcounts, "lazy-refcounts");
+        opt_b(fs.corrupt, "corrupt");
+        opt_b(fs.extended_l2, "extended-l2");
+        opt_b(fs.data_file_raw, "data-file-raw");
+        assert_eq!(
+            fs.data_file.as_deref(),
+            d.get("data-file").and_then(|v| v.as_str()),
+            "{ctx}"
+        );
+        let bm = d.get("bitmaps").and_then(|v| v.as_array());
+        let ours_bm = fs.bitmaps.clone().unwrap_or_default();
+        assert_eq!(ours_bm.len(), bm.map_or(0, |v| v.len()), "{ctx}: bitmaps");
+        for (a, b) in ours_bm.iter().zip(bm.into_iter().flatten()) {
+            assert_eq!(a.name, b["name"], "{ctx}");
+            assert_eq!(a.granularity, b["granularity"], "{ctx}");
+            let flags: Vec<&str> = b["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            assert_eq!(a.flag_names(), flags, "{ctx}");
+        }
+    }
+}
+
+/// Our check counts equal `qemu-img check --output=json` (fields qemu omits are 0).
+fn check_check(c: &Case, name: &str) -> sparsekit_qcow2::CheckResult {
+    let img = c.open(name);
+    let ours = img.check(&mut Control::none()).unwrap();
+    let (code, out) = sh_status(
+        c.dir.path(),
+        &format!("qemu-img check --output=json {name}"),
+    );
+    let t = json(&out);
+    let f = |k: &str| t.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let ctx = format!("{name}: ours {ours:?}, qemu {out}");
+    assert_eq!(ours.corruptions, f("corruptions"), "{ctx}");
+    assert_eq!(ours.leaks, f("leaks"), "{ctx}");
+    assert_eq!(ours.image_end_offset, f("image-end-offset"), "{ctx}");
+    assert_eq!(ours.total_clusters, f("total-clusters"), "{ctx}");
+    assert_eq!(ours.allocated_clusters, f("allocated-clusters"), "{ctx}");
+    assert_eq!(ours.fragmented_clusters, f("fragmented-clusters"), "{ctx}");
+    assert_eq!(ours.compressed_clusters, f("compressed-clusters"), "{ctx}");
+    let want = if ours.corruptions > 0 {
+        2
+    } else if ours.leaks > 0 {
+        3
+    } else {
+        0
+    };
+    assert_eq!(code, want, "{ctx}");
+    // allocation() counts what check counts.
+    let a = img.allocation().unwrap();
+    assert_eq!(a.allocated_clusters, ours.allocated_clusters, "{ctx}");
+    let ones: u64 = a.bitmap.iter().map(|b| u64::from(b.count_ones())).sum();
+    assert_eq!(ones, a.allocated_clusters);
+    ours
+}
+
+#[test]
+fn info_and_check_equal_qemu_img() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, _) in KINDS {
+        let c = make(kind);
+        check_info(&c, "t.qcow2");
+        let r = check_check(&c, "t.qcow2");
+        assert_eq!((r.leaks, r.corruptions), (0, 0), "{kind}");
+    }
+}
+
+#[test]
+fn check_finds_leaks_and_corruptions() {
+    if !have_qemu() {
+        return;
+    }
+    // Lazy refcounts, killed before the refcounts were written: corruptions (refcount 0,
+    // referenced) and OFLAG_COPIED mismatches, as qemu-img check counts them.
+    let c = Case::new();
+    c.sh("qemu-img create -q -f qcow2 -o lazy_refcounts=on t.qcow2 4M && (qemu-io -f qcow2 -c 'write -P 1 0 1M' -c 'sigraise 9' t.qcow2 >/dev/null 2>&1 || true)");
+    let img = c.open("t.qcow2");
+    assert!(img.header().dirty());
+    check_info(&c, "t.qcow2");
+    assert!(check_check(&c, "t.qcow2").corruptions > 0);
+    // Refcount of the L1 table's cluster raised: a leak and an OFLAG_COPIED mismatch.
+    let c = make("v3-mixed");
+    let img = c.open("t.qcow2");
+    let h = img.header().clone();
+    let rt = h.refcount_table_offset;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(c.p("t.qcow2"))
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let mut e = [0u8; 8];
+    f.read_exact_at(&mut e, rt).unwrap();
+    let rb = u64::from_be_bytes(e);
+    let l2 = img.l1_entries()[0] & sparsekit_qcow2::table::L1E_OFFSET_MASK;
+    let idx = l2 >> h.cluster_bits;
+    f.write_all_at(&5u16.to_be_bytes(), rb + idx * 2).unwrap();
+    // And a data cluster's refcount dropped to 0: a corruption.
+    let data = 5 * 65536u64;
+    f.write_all_at(&0u16.to_be_bytes(), rb + (data >> 16) * 2)
+        .unwrap();
+    drop(f);
+    let r = check_check(&c, "t.qcow2");
+    assert!(r.leaks > 0 && r.corruptions > 0, "{r:?}");
+}
