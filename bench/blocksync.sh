@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Delta sync benchmark (issue #11), all rows in ONE run on the same data:
+#
+#   SHA3-512 of 128 KiB blocks, one core: sparsekit (sha3 crate) vs OpenSSL (Python hashlib)
+#   1 GiB random file, 1% of its 128 KiB blocks changed, whole local pipeline:
+#     sparsekit checksum | retrieve | save (three processes, pipes)   [bench_sync example]
+#     sparsekit sync_files (one process, three threads over pipes)    [bench_sync example]
+#     rsync --inplace --no-whole-file
+#   Every run starts from the same modified copy (hyperfine --prepare); each command is
+#   checked once with cmp before the timing.
+#
+# Usage: bench/blocksync.sh [--runs N] [--keep]
+# Environment: SPARSEKIT_BENCH_DIR (data folder, kept between runs; default a temp dir under
+# /var/tmp, removed at the end), CARGO_TARGET_DIR.
+# Needs: hyperfine, rsync, python3, cargo. Wall clock, warm page cache.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+RUNS=5
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/blocksync.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+for t in hyperfine rsync python3 cargo cmp; do
+  command -v "$t" >/dev/null || { echo "bench/blocksync.sh: '$t' not found" >&2; exit 1; }
+done
+
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cargo build --release --example bench_sync -p sparsekit-blocksync >&2
+B=$TARGET/release/examples/bench_sync
+
+DIR=${SPARSEKIT_BENCH_DIR:-}
+if [ -z "$DIR" ]; then
+  DIR=$(mktemp -d /var/tmp/sparsekit-blocksync.XXXXXX)
+  [ "$KEEP" = 1 ] || trap 'rm -rf "$DIR"' EXIT
+fi
+mkdir -p "$DIR"
+if [ ! -f "$DIR/src.img" ] || [ ! -f "$DIR/dst0.img" ]; then
+  echo "== data: 1 GiB random, 1% of the 128 KiB blocks changed" >&2
+  head -c 1G /dev/urandom > "$DIR/src.img"
+  python3 - "$DIR" <<'EOF'
+import random, sys
+d = sys.argv[1]
+bs, n = 131072, (1 << 30) // 131072
+random.seed(11)
+data = bytearray(open(d + '/src.img', 'rb').read())
+for b in random.sample(range(n), n // 100):
+    data[b * bs + 5] ^= 0xff
+open(d + '/dst0.img', 'wb').write(data)
+EOF
+fi
+cat "$DIR/src.img" "$DIR/dst0.img" > /dev/null # warm the page cache
+
+echo "== SHA3-512, 128 KiB blocks" >&2
+$B hash "$DIR/src.img"
+python3 - "$DIR/src.img" <<'EOF'
+import hashlib, sys, time
+f = open(sys.argv[1], 'rb')
+n = 0
+t = time.monotonic()
+while n < (256 << 20):
+    b = f.read(131072)
+    hashlib.sha3_512(b).digest()
+    n += len(b)
+print(f"sha3-512 128 KiB blocks: one core, OpenSSL via Python hashlib {n / (time.monotonic() - t) / 1048576:.0f} MiB/s")
+EOF
+
+echo "== 1 GiB, 1% of blocks changed" >&2
+S=$DIR/src.img D=$DIR/dst.img
+PIPE="$B checksum $D | $B retrieve $S | $B save $D"
+FILES="$B files $S $D"
+RSYNC="rsync --inplace --no-whole-file $S $D"
+# Each command once, checked, outside the timing.
+for c in "$PIPE" "$FILES" "$RSYNC"; do
+  cp "$DIR/dst0.img" "$D"
+  sh -c "$c" >/dev/null
+  cmp "$S" "$D" || { echo "bench/blocksync.sh: '$c' left the files different" >&2; exit 1; }
+done
+cp "$DIR/dst0.img" "$D"
+$B files "$S" "$D"
+hyperfine --runs "$RUNS" --prepare "cp $DIR/dst0.img $D" --export-markdown "$DIR/sync.md" \
+  -n 'sparsekit checksum | retrieve | save' "sh -c '$PIPE'" \
+  -n 'sparsekit sync_files (one process)' "$FILES" \
+  -n 'rsync --inplace --no-whole-file' "$RSYNC"
+cat "$DIR/sync.md"
