@@ -39,6 +39,7 @@
 mod bitmap;
 mod check;
 mod compress;
+mod convert;
 mod error;
 pub mod header;
 mod image;
@@ -50,6 +51,7 @@ pub mod table;
 
 pub use bitmap::Bitmap;
 pub use check::{CheckResult, MAX_CHECK_CLUSTERS};
+pub use convert::{convert, ConvertOptions, ConvertResult, CONVERT_CHUNK, ZERO_BLOCK};
 pub use error::{Error, Result};
 pub use header::{CompressionType, CryptMethod, Header};
 pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DEPTH};

@@ -345,3 +345,109 @@ fn check_finds_leaks_and_corruptions() {
     let r = check_check(&c, "t.qcow2");
     assert!(r.leaks > 0 && r.corruptions > 0, "{r:?}");
 }
+
+fn md5(p: &Path) -> String {
+    let o = Command::new("md5sum").arg(p).output().unwrap();
+    String::from_utf8(o.stdout).unwrap()[..32].to_string()
+}
+
+fn blocks(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().blocks()
+}
+
+#[test]
+fn convert_equals_qemu_convert_and_keeps_holes() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, _) in KINDS {
+        let c = make(kind);
+        c.sh("qemu-img convert -O raw t.qcow2 ref.raw");
+        let img = c.open("t.qcow2");
+        // A stale, larger file at the destination: it must be replaced, not patched.
+        std::fs::write(c.p("out.raw"), vec![0x55u8; 5 << 20]).unwrap();
+        let mut phases = Vec::new();
+        let r = {
+            let mut ctl = Control::new(sparsekit_io::Cancel::new(), |p| phases.push(p));
+            sparsekit_qcow2::convert(
+                &img,
+                &c.p("out.raw"),
+                &sparsekit_qcow2::ConvertOptions::default(),
+                &mut ctl,
+            )
+            .unwrap()
+        };
+        assert_eq!(r.size, img.size());
+        assert_eq!(md5(&c.p("out.raw")), md5(&c.p("ref.raw")), "{kind}");
+        let (ours, theirs) = (blocks(&c.p("out.raw")), blocks(&c.p("ref.raw")));
+        assert!(ours <= theirs + 8, "{kind}: {ours} blocks, qemu {theirs}");
+        let (code, _) = sh_status(c.dir.path(), "qemu-img compare -q t.qcow2 out.raw");
+        assert_eq!(code, 0, "{kind}: qemu-img compare");
+        // Each phase ends with done == total.
+        let last = phases.last().unwrap();
+        assert_eq!(last.phase, sparsekit_io::Phase::Write);
+        assert_eq!(Some(last.done), last.total);
+        assert!(phases
+            .iter()
+            .any(|p| p.phase == sparsekit_io::Phase::Map && Some(p.done) == p.total));
+    }
+}
+
+#[test]
+fn convert_cancelled() {
+    if !have_qemu() {
+        return;
+    }
+    let c = make("v3-mixed");
+    let img = c.open("t.qcow2");
+    let cancel = sparsekit_io::Cancel::new();
+    cancel.cancel();
+    let mut ctl = Control::with_cancel(cancel);
+    let e = sparsekit_qcow2::convert(
+        &img,
+        &c.p("out.raw"),
+        &sparsekit_qcow2::ConvertOptions::default(),
+        &mut ctl,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+}
+
+#[test]
+fn convert_to_full_storage_fails_with_enospc() {
+    if !have_qemu() {
+        return;
+    }
+    use sparsekit_io::{Fault, Faulty, MemStorage, Storage};
+    let c = make("v3-mixed");
+    let img = c.open("t.qcow2");
+    let dst = Faulty::new(MemStorage::new(), Fault::NoSpaceAfter(100_000));
+    dst.set_len(img.size()).unwrap();
+    let e = img
+        .convert_to(
+            &dst,
+            &sparsekit_qcow2::ConvertOptions::default(),
+            &mut Control::none(),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_IO");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+}
+
+#[test]
+fn read_error_in_image_is_io_error() {
+    if !have_qemu() {
+        return;
+    }
+    use sparsekit_io::{Fault, Faulty, MemStorage};
+    let c = make("v3-mixed");
+    let bytes = std::fs::read(c.p("t.qcow2")).unwrap();
+    // The data cluster of guest offset 0 sits at 0x50000 in images qemu makes this way.
+    let s = Faulty::new(MemStorage::from_vec(bytes), Fault::ReadErrorAt(0x50000));
+    let img = Image::from_storage(Box::new(s), &OpenOptions::default()).unwrap();
+    let mut b = vec![0u8; 65536];
+    let e = img.read_at(&mut b, 0).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_IO");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+}
