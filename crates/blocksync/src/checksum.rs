@@ -161,6 +161,7 @@ fn fill(r: &mut dyn Read, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if crate::sys::is_aborted_io(&e) => return Err(Error::Aborted),
             Err(e) => {
                 return Err(Error::Io(
                     sparsekit_io::IoError::new("read", e).at(offset + got as u64),

@@ -41,6 +41,7 @@ mod local;
 mod record;
 mod retrieve;
 mod save;
+pub mod sys;
 
 pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
 pub use error::{Error, Stream};

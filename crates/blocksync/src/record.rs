@@ -158,6 +158,24 @@ impl BlockRecord {
     }
 }
 
+/// A failed stream read or write; a cancelled one (see [`crate::sys`]) is [`Error::Aborted`].
+pub(crate) fn stream_error(
+    stream: Stream,
+    op: &'static str,
+    offset: u64,
+    source: io::Error,
+) -> Error {
+    if crate::sys::is_aborted_io(&source) {
+        return Error::Aborted;
+    }
+    Error::StreamIo {
+        stream,
+        op,
+        offset,
+        source,
+    }
+}
+
 /// Writes records to a stream, counting bytes for progress and error messages.
 pub struct RecordWriter<W> {
     inner: W,
@@ -184,12 +202,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
         self.inner
             .write_all(buf)
-            .map_err(|source| Error::StreamIo {
-                stream: self.stream,
-                op: "write",
-                offset: self.offset,
-                source,
-            })?;
+            .map_err(|source| stream_error(self.stream, "write", self.offset, source))?;
         self.offset += buf.len() as u64;
         Ok(())
     }
@@ -203,12 +216,9 @@ impl<W: Write> RecordWriter<W> {
 
     /// Flush the underlying writer.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.inner.flush().map_err(|source| Error::StreamIo {
-            stream: self.stream,
-            op: "write",
-            offset: self.offset,
-            source,
-        })
+        self.inner
+            .flush()
+            .map_err(|source| stream_error(self.stream, "write", self.offset, source))
     }
 
     /// The underlying writer.
@@ -256,12 +266,12 @@ impl<R: Read> RecordReader<R> {
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
-                    return Err(Error::StreamIo {
-                        stream: self.stream,
-                        op: "read",
-                        offset: self.offset + got as u64,
+                    return Err(stream_error(
+                        self.stream,
+                        "read",
+                        self.offset + got as u64,
                         source,
-                    })
+                    ))
                 }
             }
         }
@@ -424,12 +434,12 @@ impl<R: Read> RecordReader<R> {
                     Ok(k) => got += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(source) => {
-                        return Err(Error::StreamIo {
-                            stream: self.stream,
-                            op: "read",
-                            offset: start + (old + got) as u64,
+                        return Err(stream_error(
+                            self.stream,
+                            "read",
+                            start + (old + got) as u64,
                             source,
-                        })
+                        ))
                     }
                 }
             }
