@@ -1,0 +1,33 @@
+//! The Linux-specific calls of this crate: dropping cached pages of a range so that a
+//! read-back really reads the device, and asking for sequential read-ahead.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+
+fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: plain syscall on a valid descriptor; it returns the error number.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, advice) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)` (linux/fadvise.h): evict the clean cached pages of
+/// `[offset, offset + len)` so that the next read goes to the device. Dirty pages are not
+/// dropped (mm/fadvise.c only invalidates what writeback finished), so callers `fsync`
+/// first. Works on regular files and on block devices (their page cache is the bdev
+/// inode's mapping).
+pub fn drop_cache(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fadvise(file, offset, len, libc::POSIX_FADV_DONTNEED)
+}
+
+/// `posix_fadvise(POSIX_FADV_SEQUENTIAL)`: double the read-ahead window for a file read
+/// front to back (a compressed image). Only a hint; failures are ignored by callers.
+pub fn sequential(file: &File) -> io::Result<()> {
+    fadvise(file, 0, 0, libc::POSIX_FADV_SEQUENTIAL)
+}
