@@ -1,22 +1,14 @@
 use std::fmt;
-use std::io;
 use std::path::PathBuf;
+
+use sparsekit_io::IoError;
 
 /// Everything that can go wrong while hashing.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// An OS call failed on `path` (at `offset`, when reading).
-    Io {
-        /// The OS error; `raw_os_error()` holds the errno.
-        source: io::Error,
-        /// The file being hashed.
-        path: PathBuf,
-        /// The byte offset of the failed read, if the failure was a read.
-        offset: Option<u64>,
-        /// What was being done: `open`, `stat`, `read`.
-        op: &'static str,
-    },
+    /// An OS call failed (`open`, `stat`, `read`, `poll`), with its path and offset.
+    Io(IoError),
     /// The path names something that cannot be hashed as a byte stream (a directory).
     IsADirectory(PathBuf),
     /// `start + length` runs past the end of the file.
@@ -49,7 +41,7 @@ impl Error {
     /// The errno of the failed OS call, if this error is one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io(e) => e.raw_os_error(),
             Error::IsADirectory(_) => Some(libc_eisdir()),
             Error::Extents(e) => e.raw_os_error(),
             _ => None,
@@ -62,7 +54,7 @@ impl Error {
             Error::Io { .. } | Error::IsADirectory(_) => "ERR_SPARSEKIT_IO",
             Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
             Error::ShortRead { .. } => "ERR_SPARSEKIT_SHORT_READ",
-            Error::UnknownAlgorithm(_) => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::UnknownAlgorithm(_) => "ERR_INVALID_ARG_VALUE",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
             Error::Extents(e) => e.code(),
         }
@@ -71,8 +63,8 @@ impl Error {
     /// The file the error is about.
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
-            Error::Io { path, .. }
-            | Error::IsADirectory(path)
+            Error::Io(e) => e.path.as_deref(),
+            Error::IsADirectory(path)
             | Error::OutOfRange { path, .. }
             | Error::ShortRead { path, .. } => Some(path),
             Error::Extents(e) => e.path(),
@@ -80,10 +72,28 @@ impl Error {
         }
     }
 
+    /// The byte range at fault: the requested window of an [`Error::OutOfRange`].
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::OutOfRange { start, length, .. } => Some((*start, *length)),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Extents(e) => e.syscall(),
+            Error::IsADirectory(_) => Some("read"),
+            _ => None,
+        }
+    }
+
     /// The byte offset the error is about.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            Error::Io { offset, .. } => *offset,
+            Error::Io(e) => e.offset,
             Error::ShortRead { offset, .. } => Some(*offset),
             Error::OutOfRange { start, .. } => Some(*start),
             _ => None,
@@ -99,22 +109,7 @@ fn libc_eisdir() -> i32 {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io {
-                source,
-                path,
-                offset: Some(o),
-                op,
-            } => {
-                write!(f, "{op} '{}' at offset {o}: {source}", path.display())
-            }
-            Error::Io {
-                source,
-                path,
-                offset: None,
-                op,
-            } => {
-                write!(f, "{op} '{}': {source}", path.display())
-            }
+            Error::Io(e) => e.fmt(f),
             Error::IsADirectory(p) => write!(f, "'{}' is a directory, not a file", p.display()),
             Error::OutOfRange {
                 path,
@@ -144,7 +139,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
             Error::Extents(e) => Some(e),
             _ => None,
         }

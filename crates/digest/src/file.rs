@@ -1,8 +1,9 @@
 use std::fs::File;
 use std::io;
-use std::ops::ControlFlow;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
+
+use sparsekit_io::{read_stream, sys, Control, IoError, Phase};
 
 use crate::{Algorithm, Error, Hasher, Result};
 
@@ -35,37 +36,44 @@ impl DigestOptions {
 
 /// Hash `[start, start + length)` of the file at `path`; returns the lowercase hex digest.
 ///
-/// `progress(done, total)` runs after every chunk; returning `ControlFlow::Break(())` stops
-/// the work with [`Error::Aborted`]. It is called once before any read so that a request
-/// cancelled before it started does no I/O.
-pub fn digest_file(
-    path: &Path,
-    opts: &DigestOptions,
-    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
-) -> Result<String> {
+/// `ctl` gets [`Phase::Map`] reports while the data ranges are found (holes are hashed as
+/// zeros without reading them), then [`Phase::Hash`] reports after every chunk, each phase
+/// ending with `done == total`; a cancel stops the work with [`Error::Aborted`]. A cancel
+/// before the start does no I/O.
+///
+/// Regular files and block devices are read at offsets. Pipes, FIFOs, character devices
+/// and files whose size says nothing about their content (files on procfs, sysfs and
+/// similar, such as `/proc/cpuinfo` with its `st_size` of 0) are read to end of file, as
+/// coreutils does;
+/// opening and reading them never blocks uncancellably (a FIFO with no writer waits, and
+/// wakes on cancel).
+pub fn digest_file(path: &Path, opts: &DigestOptions, ctl: &mut Control<'_>) -> Result<String> {
     let io_err = |op: &'static str, offset: Option<u64>| {
-        move |source: io::Error| Error::Io {
-            source,
-            path: path.to_path_buf(),
-            offset,
-            op,
+        move |source: io::Error| {
+            let e = IoError::new(op, source).with_path(path);
+            Error::Io(match offset {
+                Some(o) => e.at(o),
+                None => e,
+            })
         }
     };
-    let file = File::open(path).map_err(io_err("open", None))?;
+    ctl.check().map_err(|_| Error::Aborted)?;
+    let file = sys::open(path, false, false, false).map_err(io_err("open", None))?;
     let meta = file.metadata().map_err(io_err("stat", None))?;
     if meta.is_dir() {
         return Err(Error::IsADirectory(path.to_path_buf()));
     }
     // Regular files and block devices have a size (BLKGETSIZE64 for the latter, whose
-    // st_size is 0); pipes and character devices are read to end of file.
-    let sized = meta.is_file() || meta.file_type().is_block_device();
+    // st_size is 0); everything else, and regular files whose size is no size, is a stream.
+    let sized =
+        (meta.is_file() && !sys::is_synthetic_fs(&file)) || meta.file_type().is_block_device();
     if !sized {
-        return digest_stream(&file, path, opts, progress);
+        return digest_stream(&file, path, opts, ctl);
     }
     let size = if meta.is_file() {
         meta.len()
     } else {
-        sparsekit_extents::file_size(&file).map_err(|e| Error::Extents(e.with_path(path)))?
+        sys::block_device_size(&file).map_err(io_err("ioctl(BLKGETSIZE64)", None))?
     };
     let total = match opts.length {
         Some(len) => {
@@ -91,17 +99,15 @@ pub fn digest_file(
             size - opts.start
         }
     };
-    if progress(0, total).is_break() {
-        return Err(Error::Aborted);
-    }
+    let aborted = |_| Error::Aborted;
     let mut hasher = Hasher::new(opts.algorithm);
     let mut buf = vec![0u8; CHUNK_SIZE.min(total.max(1) as usize)];
     let end = opts.start + total;
     // Holes read as zeros: hash zeros for them instead of reading, when the filesystem can
     // say where the data is. FIEMAP's FLAG_SYNC (map_file) first writes dirty pages back, so
     // data written into a preallocated range is not mistaken for a hole. Where no map can be
-    // had (pipes, procfs, mapping refused) everything is read.
-    let data = data_ranges(&file, meta.is_file(), opts.start, total);
+    // had (mapping refused) everything is read.
+    let data = data_ranges(&file, meta.is_file(), opts.start, total, ctl)?;
     let zeros = if data.is_some() {
         vec![0u8; buf.len()]
     } else {
@@ -113,6 +119,7 @@ pub fn digest_file(
         .unwrap_or_else(|| vec![opts.start..end])
         .into_iter()
         .peekable();
+    ctl.report(Phase::Hash, 0, Some(total)).map_err(aborted)?;
     let mut pos = opts.start;
     while pos < end {
         while ranges.peek().is_some_and(|r| r.end <= pos) {
@@ -139,9 +146,8 @@ pub fn digest_file(
             hasher.update(&zeros[..want]);
             pos += want as u64;
         }
-        if progress(pos - opts.start, total).is_break() {
-            return Err(Error::Aborted);
-        }
+        ctl.report(Phase::Hash, pos - opts.start, Some(total))
+            .map_err(aborted)?;
     }
     if data_ends_early(&file, meta.is_file(), end) {
         return Err(Error::ShortRead {
@@ -152,34 +158,27 @@ pub fn digest_file(
     Ok(hasher.finish_hex())
 }
 
-/// Hash a stream with no size (pipe, character device): skip `start` bytes, then read
-/// `length` bytes or to end of file.
+/// Hash a stream with no size (pipe, character device, procfs file): skip `start` bytes,
+/// then read `length` bytes or to end of file. Waits for data in `poll`, waking on cancel.
 fn digest_stream(
-    mut file: &File,
+    file: &File,
     path: &Path,
     opts: &DigestOptions,
-    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+    ctl: &mut Control<'_>,
 ) -> Result<String> {
-    use std::io::Read;
     let io_err = |offset: u64| {
-        move |source: io::Error| Error::Io {
-            source,
-            path: path.to_path_buf(),
-            offset: Some(offset),
-            op: "read",
-        }
+        move |source: io::Error| Error::Io(IoError::new("read", source).with_path(path).at(offset))
     };
     let mut buf = vec![0u8; CHUNK_SIZE];
     let mut hasher = Hasher::new(opts.algorithm);
     let (mut pos, end) = (0u64, opts.length.map(|l| opts.start.saturating_add(l)));
-    if progress(0, opts.length.unwrap_or(0)).is_break() {
-        return Err(Error::Aborted);
-    }
+    ctl.report(Phase::Hash, 0, opts.length)
+        .map_err(|_| Error::Aborted)?;
     while end.is_none_or(|e| pos < e) {
         let limit = end.map_or(buf.len() as u64, |e| (e - pos).min(buf.len() as u64)) as usize;
-        let n = match file.read(&mut buf[..limit]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let n = match read_stream(file, &mut buf[..limit], ctl.cancel()) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(Error::Aborted),
             Err(e) => return Err(io_err(pos)(e)),
         };
         if n == 0 {
@@ -195,10 +194,12 @@ fn digest_stream(
         hasher.update(&buf[skip..n]);
         pos += n as u64;
         let done = pos.saturating_sub(opts.start);
-        if progress(done, opts.length.unwrap_or(done)).is_break() {
-            return Err(Error::Aborted);
-        }
+        ctl.report(Phase::Hash, done, opts.length)
+            .map_err(|_| Error::Aborted)?;
     }
+    let done = pos.saturating_sub(opts.start);
+    ctl.report(Phase::Hash, done, Some(done))
+        .map_err(|_| Error::Aborted)?;
     Ok(hasher.finish_hex())
 }
 
@@ -208,19 +209,21 @@ fn data_ranges(
     regular: bool,
     start: u64,
     len: u64,
-) -> Option<Vec<std::ops::Range<u64>>> {
+    ctl: &mut Control<'_>,
+) -> Result<Option<Vec<std::ops::Range<u64>>>> {
     if !regular || len == 0 {
-        return None;
+        return Ok(None);
     }
     let opts = sparsekit_extents::MapOptions {
         start,
         length: Some(len),
         method: sparsekit_extents::Method::Auto,
     };
-    match sparsekit_extents::map_file(file, &opts) {
+    match sparsekit_extents::map_file_with(file, &opts, true, ctl) {
         // 'none' means "everything is data": reading is the same as not knowing.
-        Ok(map) if map.method != sparsekit_extents::Method::None => Some(map.data_ranges()),
-        _ => None,
+        Ok(map) if map.method != sparsekit_extents::Method::None => Ok(Some(map.data_ranges())),
+        Err(sparsekit_extents::Error::Aborted) => Err(Error::Aborted),
+        _ => Ok(None),
     }
 }
 
@@ -248,12 +251,11 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::Cancel;
     use std::io::Write;
 
     fn whole(path: &Path, a: Algorithm) -> Result<String> {
-        digest_file(path, &DigestOptions::new(a), &mut |_, _| {
-            ControlFlow::Continue(())
-        })
+        digest_file(path, &DigestOptions::new(a), &mut Control::none())
     }
 
     fn of_bytes(a: Algorithm, data: &[u8]) -> String {
@@ -279,7 +281,7 @@ mod tests {
                 start: 1000,
                 length: Some(CHUNK_SIZE as u64 + 5),
             };
-            let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
+            let got = digest_file(f.path(), &opts, &mut Control::none()).unwrap();
             assert_eq!(got, of_bytes(a, &data[1000..1000 + CHUNK_SIZE + 5]));
         }
     }
@@ -293,14 +295,14 @@ mod tests {
             start: 3,
             length: Some(3),
         };
-        let e = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
+        let e = digest_file(f.path(), &opts, &mut Control::none()).unwrap_err();
         assert!(matches!(e, Error::OutOfRange { size: 5, .. }), "{e}");
         let opts = DigestOptions {
             algorithm: Algorithm::Sha256,
             start: 5,
             length: None,
         };
-        let got = digest_file(f.path(), &opts, &mut |_, _| ControlFlow::Continue(())).unwrap();
+        let got = digest_file(f.path(), &opts, &mut Control::none()).unwrap();
         assert_eq!(got, of_bytes(Algorithm::Sha256, b""));
     }
 
@@ -318,31 +320,70 @@ mod tests {
     fn abort_and_progress() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&vec![7u8; 4 * CHUNK_SIZE]).unwrap();
-        let mut seen = vec![];
+        let seen = std::sync::Mutex::new(vec![]);
         let opts = DigestOptions::new(Algorithm::Sha256);
-        digest_file(f.path(), &opts, &mut |d, t| {
-            seen.push((d, t));
-            ControlFlow::Continue(())
-        })
+        let total = 4 * CHUNK_SIZE as u64;
+        digest_file(
+            f.path(),
+            &opts,
+            &mut Control::new(Cancel::new(), |p| seen.lock().unwrap().push(p)),
+        )
         .unwrap();
-        assert_eq!(seen.first(), Some(&(0, 4 * CHUNK_SIZE as u64)));
-        assert_eq!(
-            seen.last(),
-            Some(&(4 * CHUNK_SIZE as u64, 4 * CHUNK_SIZE as u64))
-        );
-        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
-        let mut calls = 0;
-        let e = digest_file(f.path(), &opts, &mut |_, _| {
-            calls += 1;
-            if calls == 2 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        let seen = seen.into_inner().unwrap();
+        let hash: Vec<_> = seen.iter().filter(|p| p.phase == Phase::Hash).collect();
+        assert_eq!((hash[0].done, hash[0].total), (0, Some(total)));
+        assert_eq!(hash.last().map(|p| p.done), Some(total));
+        assert!(hash.windows(2).all(|w| w[0].done < w[1].done));
+        // The map phase ends at 100% before hashing starts.
+        let map_end = seen.iter().position(|p| p.phase == Phase::Hash).unwrap();
+        assert!(seen[..map_end].iter().all(|p| p.phase == Phase::Map));
+        assert_eq!(seen[map_end - 1].done, total);
+
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        let e = digest_file(
+            f.path(),
+            &opts,
+            &mut Control::new(cancel, move |p| {
+                if p.phase == Phase::Hash && p.done > 0 {
+                    c2.cancel();
+                }
+            }),
+        )
         .unwrap_err();
         assert!(matches!(e, Error::Aborted));
-        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn proc_files_are_read_to_the_end() {
+        // st_size is 0, yet the file has content: never a silent empty digest.
+        let got = whole(Path::new("/proc/version"), Algorithm::Sha256).unwrap();
+        assert_ne!(got, of_bytes(Algorithm::Sha256, b""));
+        let version = std::fs::read("/proc/version").unwrap();
+        assert_eq!(got, of_bytes(Algorithm::Sha256, &version));
+    }
+
+    #[test]
+    fn fifo_without_writer_is_cancellable() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c2.cancel();
+        });
+        let e = digest_file(
+            &p,
+            &DigestOptions::new(Algorithm::Sha256),
+            &mut Control::with_cancel(cancel),
+        )
+        .unwrap_err();
+        t.join().unwrap();
+        assert!(matches!(e, Error::Aborted), "{e}");
     }
 }
 
@@ -357,7 +398,7 @@ mod sparse_tests {
             start,
             length,
         };
-        digest_file(path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap()
+        digest_file(path, &opts, &mut Control::none()).unwrap()
     }
 
     #[test]
@@ -464,7 +505,7 @@ mod stream_tests {
             length: None,
         };
         assert_eq!(
-            digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(),
+            digest_file(&path, &opts, &mut Control::none()).unwrap(),
             want
         );
         w.join().unwrap();
@@ -483,7 +524,7 @@ mod stream_tests {
             length: Some(1000),
         };
         assert_eq!(
-            digest_file(&path, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap(),
+            digest_file(&path, &opts, &mut Control::none()).unwrap(),
             want
         );
         drop(w);
@@ -493,7 +534,7 @@ mod stream_tests {
             start: 0,
             length: Some(200_000),
         };
-        let e = digest_file(&path2, &opts, &mut |_, _| ControlFlow::Continue(())).unwrap_err();
+        let e = digest_file(&path2, &opts, &mut Control::none()).unwrap_err();
         assert!(
             matches!(
                 e,

@@ -1,6 +1,6 @@
 //! File and byte-range hashing for sparsekit: one streaming [`Hasher`] over SHA-256, SHA-1,
 //! SHA3-512 and BLAKE3, and [`digest_file`], which hashes a window of a file in large chunks
-//! with a progress callback that can also cancel the work.
+//! with phased progress and cancellation ([`sparsekit_io::Control`]).
 //!
 //! The algorithms are the ones the formats sparsekit speaks need: SHA-256 (bmap 2.0),
 //! SHA-1 (bmap 1.3), SHA3-512 (the blockcopy protocol) and BLAKE3 (fast local checks).
@@ -25,6 +25,5 @@ pub use algorithm::{Algorithm, Hasher};
 pub use error::Error;
 pub use file::{digest_file, DigestOptions, CHUNK_SIZE};
 
-/// Result of [`digest_file`]; the progress callback's `ControlFlow::Break` becomes
-/// [`Error::Aborted`].
+/// Result of [`digest_file`]; a cancel becomes [`Error::Aborted`].
 pub type Result<T> = std::result::Result<T, Error>;

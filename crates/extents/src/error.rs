@@ -2,23 +2,17 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sparsekit_io::IoError;
+
 use crate::Method;
 
 /// Everything that can go wrong while mapping a file.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// An OS call failed.
-    Io {
-        /// The OS error; `raw_os_error()` holds the errno.
-        source: io::Error,
-        /// The file being mapped (`None` when only a [`std::fs::File`] was given).
-        path: Option<PathBuf>,
-        /// The byte offset the call was about, if any.
-        offset: Option<u64>,
-        /// What was being done: `open`, `stat`, `lseek`, `ioctl(FS_IOC_FIEMAP)`, ...
-        op: &'static str,
-    },
+    /// An OS call failed (`open`, `stat`, `lseek`, `ioctl(FS_IOC_FIEMAP)`, ...); its path is
+    /// `None` when only a [`std::fs::File`] was given.
+    Io(IoError),
     /// The path names a directory (`raw_os_error()` is EISDIR).
     IsADirectory {
         /// The directory.
@@ -57,6 +51,8 @@ pub enum Error {
         /// The value given.
         value: String,
     },
+    /// The caller cancelled the mapping (checked between FIEMAP batches and lseek steps).
+    Aborted,
 }
 
 impl Error {
@@ -64,7 +60,7 @@ impl Error {
     /// the errno the kernel refused the method with).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io(e) => e.raw_os_error(),
             Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
             Error::IsADirectory { .. } => Some(libc::EISDIR),
             _ => None,
@@ -75,8 +71,10 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } | Error::IsADirectory { .. } => "ERR_SPARSEKIT_IO",
-            Error::NotAFile { .. } | Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::NotAFile { .. } => "ERR_SPARSEKIT_NOT_A_FILE",
+            Error::InvalidArg { .. } => "ERR_INVALID_ARG_VALUE",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
             Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
         }
     }
@@ -84,20 +82,44 @@ impl Error {
     /// The file the error is about.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::Io { path, .. }
-            | Error::IsADirectory { path }
+            Error::Io(e) => e.path.as_deref(),
+            Error::IsADirectory { path }
             | Error::NotAFile { path, .. }
             | Error::Unsupported { path, .. }
             | Error::OutOfRange { path, .. } => path.as_deref(),
-            Error::InvalidArg { .. } => None,
+            Error::InvalidArg { .. } | Error::Aborted => None,
         }
     }
 
     /// The byte offset the error is about.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            Error::Io { offset, .. } => *offset,
+            Error::Io(e) => e.offset,
             Error::OutOfRange { start, .. } => Some(*start),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault (`start`, `length`), for a window past the end.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::OutOfRange { start, .. } => Some((*start, 0)),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors (`ioctl` for FIEMAP, `lseek`, ...).
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Unsupported {
+                source: Some(_),
+                method,
+                ..
+            } => Some(match method {
+                Method::Seek => "lseek",
+                _ => "ioctl",
+            }),
             _ => None,
         }
     }
@@ -106,12 +128,16 @@ impl Error {
     /// [`file_size`](crate::file_size), which only see a [`std::fs::File`].
     pub fn with_path(mut self, p: &Path) -> Self {
         match &mut self {
-            Error::Io { path, .. }
-            | Error::IsADirectory { path }
+            Error::Io(e) => {
+                if e.path.is_none() {
+                    e.path = Some(p.to_path_buf())
+                }
+            }
+            Error::IsADirectory { path }
             | Error::NotAFile { path, .. }
             | Error::Unsupported { path, .. }
             | Error::OutOfRange { path, .. } => *path = Some(p.to_path_buf()),
-            Error::InvalidArg { .. } => {}
+            Error::InvalidArg { .. } | Error::Aborted => {}
         }
         self
     }
@@ -131,22 +157,7 @@ impl fmt::Display for Quoted<'_> {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io {
-                source,
-                path,
-                offset: Some(o),
-                op,
-            } => {
-                write!(f, "{op} {} at offset {o}: {source}", Quoted(path))
-            }
-            Error::Io {
-                source,
-                path,
-                offset: None,
-                op,
-            } => {
-                write!(f, "{op} {}: {source}", Quoted(path))
-            }
+            Error::Io(e) => e.fmt(f),
             Error::IsADirectory { path } => {
                 write!(f, "{} is a directory, not a file", Quoted(path))
             }
@@ -186,6 +197,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::InvalidArg { name, value } => write!(f, "invalid {name} '{value}'"),
+            Error::Aborted => f.write_str("the operation was aborted"),
         }
     }
 }
@@ -193,7 +205,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
             Error::Unsupported {
                 source: Some(e), ..
             } => Some(e),

@@ -29,8 +29,8 @@ mod sys;
 
 pub use error::Error;
 pub use map::{
-    file_size, map_file, map_file_nosync, map_path, BlockRange, Extent, ExtentMap, MapOptions,
-    Method, FIEMAP_BATCH,
+    file_size, map_file, map_file_nosync, map_file_with, map_path, map_path_with, BlockRange,
+    Extent, ExtentMap, MapOptions, Method, FIEMAP_BATCH,
 };
 
 /// Result of this crate's functions.

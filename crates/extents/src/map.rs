@@ -5,6 +5,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::str::FromStr;
 
+use sparsekit_io::{Control, IoError, Phase};
+
 use crate::sys::{self, FiemapBuf, RawExtent};
 use crate::{Error, Result};
 
@@ -221,13 +223,17 @@ fn complement(ranges: &[Range<u64>], within: Range<u64>) -> Vec<Range<u64>> {
 /// Map the data extents of the file or block device at `path`. Needs read access to the
 /// file only (no write access to its folder).
 pub fn map_path(path: &Path, opts: &MapOptions) -> Result<ExtentMap> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        source,
-        path: Some(path.to_path_buf()),
-        offset: None,
-        op: "open",
-    })?;
-    map_file(&file, opts).map_err(|e| e.with_path(path))
+    map_path_with(path, opts, &mut Control::none())
+}
+
+/// [`map_path`] with cancellation and progress: `ctl` gets [`Phase::Map`] reports (bytes of
+/// the window covered) after every FIEMAP batch or lseek step, and a cancel stops the
+/// mapping there with [`Error::Aborted`]. Opening never blocks (a FIFO with no writer is
+/// refused as [`Error::NotAFile`] at once).
+pub fn map_path_with(path: &Path, opts: &MapOptions, ctl: &mut Control<'_>) -> Result<ExtentMap> {
+    let file = sparsekit_io::sys::open(path, false, false, false)
+        .map_err(|e| Error::Io(IoError::new("open", e).with_path(path)))?;
+    map_file_with(&file, opts, true, ctl).map_err(|e| e.with_path(path))
 }
 
 /// What kind of file a descriptor refers to, and its size.
@@ -240,11 +246,12 @@ struct Target {
 }
 
 fn io_err(op: &'static str, offset: Option<u64>) -> impl FnOnce(io::Error) -> Error {
-    move |source| Error::Io {
-        source,
-        path: None,
-        offset,
-        op,
+    move |source| {
+        let e = IoError::new(op, source);
+        Error::Io(match offset {
+            Some(o) => e.at(o),
+            None => e,
+        })
     }
 }
 
@@ -255,7 +262,8 @@ fn inspect(file: &File) -> Result<Target> {
         (meta.len(), false)
     } else if ft.is_block_device() {
         (
-            sys::block_device_size(file).map_err(io_err("ioctl(BLKGETSIZE64)", None))?,
+            sparsekit_io::sys::block_device_size(file)
+                .map_err(io_err("ioctl(BLKGETSIZE64)", None))?,
             true,
         )
     } else if ft.is_dir() {
@@ -290,7 +298,7 @@ pub fn file_size(file: &File) -> Result<u64> {
 /// FIEMAP is asked with `FIEMAP_FLAG_SYNC`, which writes dirty pages back first, so that a
 /// freshly written file is mapped as it will be on disk.
 pub fn map_file(file: &File, opts: &MapOptions) -> Result<ExtentMap> {
-    map_file_impl(file, opts, true)
+    map_file_with(file, opts, true, &mut Control::none())
 }
 
 /// Like [`map_file`], but FIEMAP does not write dirty pages back first: delayed
@@ -299,10 +307,17 @@ pub fn map_file(file: &File, opts: &MapOptions) -> Result<ExtentMap> {
 /// to know which ranges hold or reserve blocks (e.g. before punching holes) and must not
 /// pay for a writeback of what they just wrote.
 pub fn map_file_nosync(file: &File, opts: &MapOptions) -> Result<ExtentMap> {
-    map_file_impl(file, opts, false)
+    map_file_with(file, opts, false, &mut Control::none())
 }
 
-fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap> {
+/// [`map_file`] (`sync`) or [`map_file_nosync`] with cancellation and [`Phase::Map`]
+/// progress, as [`map_path_with`].
+pub fn map_file_with(
+    file: &File,
+    opts: &MapOptions,
+    sync: bool,
+    ctl: &mut Control<'_>,
+) -> Result<ExtentMap> {
     let target = inspect(file)?;
     if opts.start > target.size {
         return Err(Error::OutOfRange {
@@ -323,7 +338,7 @@ fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap
     }
     .max(1);
     let (method, extents) = match opts.method {
-        Method::Auto => match fiemap(file, &window, sync) {
+        Method::Auto => match fiemap(file, &window, sync, ctl) {
             Ok(x) => (Method::Fiemap, x),
             Err(e) if fiemap_unsupported(&e) => {
                 if target.block_device {
@@ -331,7 +346,7 @@ fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap
                     // fixed-size one, whose SEEK_HOLE always answers "end of device".
                     (Method::None, whole(&window))
                 } else {
-                    match seek_map(file, &target, &window) {
+                    match seek_map(file, &target, &window, ctl) {
                         Ok(Some(x)) => (Method::Seek, x),
                         Ok(None) => (Method::None, whole(&window)),
                         Err(e) if seek_unsupported(&e) => (Method::None, whole(&window)),
@@ -341,7 +356,7 @@ fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap
             }
             Err(e) => return Err(e),
         },
-        Method::Fiemap => match fiemap(file, &window, sync) {
+        Method::Fiemap => match fiemap(file, &window, sync, ctl) {
             Ok(x) => (Method::Fiemap, x),
             Err(e) if fiemap_unsupported(&e) => return Err(unsupported(Method::Fiemap, e)),
             Err(e) => return Err(e),
@@ -354,7 +369,7 @@ fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap
                     source: None,
                 });
             }
-            match seek_map(file, &target, &window) {
+            match seek_map(file, &target, &window, ctl) {
                 Ok(Some(x)) => (Method::Seek, x),
                 Ok(None) => {
                     return Err(Error::Unsupported {
@@ -369,6 +384,9 @@ fn map_file_impl(file: &File, opts: &MapOptions, sync: bool) -> Result<ExtentMap
         }
         Method::None => (Method::None, whole(&window)),
     };
+    let len = window.end - window.start;
+    ctl.report(Phase::Map, len, Some(len))
+        .map_err(|_| Error::Aborted)?;
     Ok(ExtentMap {
         size: target.size,
         block_size,
@@ -391,10 +409,10 @@ fn whole(window: &Range<u64>) -> Vec<Extent> {
 
 fn unsupported(method: Method, e: Error) -> Error {
     match e {
-        Error::Io { source, .. } => Error::Unsupported {
+        Error::Io(e) => Error::Unsupported {
             method,
             path: None,
-            source: Some(source),
+            source: Some(e.source),
         },
         e => e,
     }
@@ -402,7 +420,7 @@ fn unsupported(method: Method, e: Error) -> Error {
 
 fn errno(e: &Error) -> Option<i32> {
     match e {
-        Error::Io { source, .. } => source.raw_os_error(),
+        Error::Io(e) => e.raw_os_error(),
         _ => None,
     }
 }
@@ -448,7 +466,12 @@ fn push_clipped(out: &mut Vec<Extent>, window: &Range<u64>, r: Extent) {
     out.push(e);
 }
 
-fn fiemap(file: &File, window: &Range<u64>, sync: bool) -> Result<Vec<Extent>> {
+fn fiemap(
+    file: &File,
+    window: &Range<u64>,
+    sync: bool,
+    ctl: &mut Control<'_>,
+) -> Result<Vec<Extent>> {
     let mut buf = FiemapBuf::new(FIEMAP_BATCH);
     let mut raw: Vec<RawExtent> = Vec::with_capacity(FIEMAP_BATCH as usize);
     let mut out = Vec::new();
@@ -483,6 +506,12 @@ fn fiemap(file: &File, window: &Range<u64>, sync: bool) -> Result<Vec<Extent>> {
             break;
         }
         pos = next;
+        ctl.report(
+            Phase::Map,
+            pos - window.start,
+            Some(window.end - window.start),
+        )
+        .map_err(|_| Error::Aborted)?;
     }
     Ok(out)
 }
@@ -503,7 +532,12 @@ fn is_stub(first_hole: Option<u64>, size: u64) -> bool {
 
 /// Map with SEEK_DATA/SEEK_HOLE; `Ok(None)` when lseek is the generic stub that reports
 /// the whole file as data although the file must have a hole.
-fn seek_map(file: &File, target: &Target, window: &Range<u64>) -> Result<Option<Vec<Extent>>> {
+fn seek_map(
+    file: &File,
+    target: &Target,
+    window: &Range<u64>,
+    ctl: &mut Control<'_>,
+) -> Result<Option<Vec<Extent>>> {
     // Stub probe without writing anything: a file with fewer allocated bytes than its size
     // (by at least a block, so that inline and tail-packed files do not count) must have a
     // hole. The generic stub answers SEEK_HOLE with the end of the file for any offset.
@@ -547,6 +581,15 @@ fn seek_map(file: &File, target: &Target, window: &Range<u64>) -> Result<Option<
             },
         );
         pos = hole;
+        // One report per 1024 extents: an lseek pair costs ~1 µs.
+        if out.len() % 1024 == 0 {
+            ctl.report(
+                Phase::Map,
+                pos.min(window.end) - window.start,
+                Some(window.end - window.start),
+            )
+            .map_err(|_| Error::Aborted)?;
+        }
     }
     Ok(Some(out))
 }
@@ -571,7 +614,7 @@ mod tests {
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
         let e = "fast".parse::<Method>().unwrap_err();
-        assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG");
+        assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
         assert!(e.to_string().contains("'fast'"), "{e}");
     }
 

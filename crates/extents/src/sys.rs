@@ -1,5 +1,5 @@
-//! Every Linux-specific call of this crate: FIEMAP, SEEK_DATA/SEEK_HOLE, FIGETBSZ,
-//! BLKGETSIZE64. A port to another OS replaces this module only.
+//! Every Linux-specific call of this crate: FIEMAP, SEEK_DATA/SEEK_HOLE, FIGETBSZ
+//! (block device sizes come from `sparsekit_io::sys`). A port to another OS replaces this module only.
 
 use std::fs::File;
 use std::io;
@@ -9,8 +9,6 @@ use std::os::unix::io::AsRawFd;
 const FS_IOC_FIEMAP: u64 = 0xC020_660B;
 /// `FIGETBSZ = _IO(0x00, 2)` (linux/fs.h): the filesystem block size.
 const FIGETBSZ: u64 = 2;
-/// `BLKGETSIZE64 = _IOR(0x12, 114, size_t)` (linux/fs.h) on 64-bit architectures.
-const BLKGETSIZE64: u64 = 0x8008_1272;
 
 /// `FIEMAP_FLAG_SYNC` (linux/fiemap.h): write dirty pages back before mapping, so delayed
 /// allocations are not reported as holes (early kernels returned stale maps without it).
@@ -135,15 +133,4 @@ pub fn fs_block_size(file: &File) -> Option<u64> {
     // SAFETY: FIGETBSZ writes one int.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), FIGETBSZ as libc::Ioctl, &mut bs) };
     (r == 0 && bs > 0).then_some(bs as u64)
-}
-
-/// The size in bytes of a block device (`BLKGETSIZE64`).
-pub fn block_device_size(file: &File) -> io::Result<u64> {
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as libc::Ioctl, &mut size) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(size)
 }

@@ -40,16 +40,23 @@ pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 /// `create` adds `O_CREAT` (mode 0666 & umask); `excl_device` adds `O_EXCL`, which on a
 /// block device means "fail with EBUSY when mounted or held" (open(2)).
 pub fn open(path: &Path, write: bool, create: bool, excl_device: bool) -> io::Result<File> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut flags = libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-    flags |= if write { libc::O_RDWR } else { libc::O_RDONLY };
+    let mut flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
     if create {
         flags |= libc::O_CREAT;
     }
     if excl_device {
         flags |= libc::O_EXCL;
     }
+    open_flags(path, flags)
+}
+
+/// [`open`] with the access mode and creation flags given as `open(2)` flags (e.g.
+/// `O_WRONLY | O_CREAT`): `O_CLOEXEC | O_NONBLOCK | O_NOCTTY` are added, and `O_NONBLOCK`
+/// is cleared again for regular files and block devices.
+pub fn open_flags(path: &Path, flags: i32) -> io::Result<File> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
     let fd = loop {
         // SAFETY: plain syscall with a NUL-terminated path.
         let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666 as libc::c_uint) };
@@ -200,6 +207,33 @@ pub fn loop_backing(file: &File) -> io::Result<Option<(u64, u64, u64)>> {
     Ok(Some((info[0], info[1], info[3])))
 }
 
+/// Filesystems whose files' sizes say nothing about their content (`statfs` `f_type`,
+/// linux/magic.h): procfs files report 0 bytes, sysfs attributes 4096, whatever they hold.
+const SYNTHETIC_FS: [i64; 9] = [
+    0x9fa0,      // PROC_SUPER_MAGIC
+    0x6265_6572, // SYSFS_MAGIC
+    0x6462_6720, // DEBUGFS_MAGIC
+    0x7472_6163, // TRACEFS_MAGIC
+    0x7363_6673, // SECURITYFS_MAGIC
+    0x6367_7270, // CGROUP2_SUPER_MAGIC
+    0x0027_e0eb, // CGROUP_SUPER_MAGIC
+    0x6265_6570, // CONFIGFS_MAGIC
+    0xcafe_4a11, // BPF_FS_MAGIC
+];
+
+/// Whether `file` lives on procfs, sysfs or a similar filesystem whose file sizes are not
+/// the size of their content: such files must be read to end of file (coreutils' `cp`
+/// and `cat` do), never trusted for their `st_size`.
+pub fn is_synthetic_fs(file: &File) -> bool {
+    // SAFETY: fstatfs fills the struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    SYNTHETIC_FS.contains(&(st.f_type as i64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +258,8 @@ mod tests {
         let fl = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
         assert_eq!(fl & libc::O_NONBLOCK, 0);
         assert_eq!(loop_backing(&f).unwrap(), None);
+        assert!(!is_synthetic_fs(&f));
+        let cpu = open(Path::new("/proc/cpuinfo"), false, false, false).unwrap();
+        assert!(is_synthetic_fs(&cpu));
     }
 }

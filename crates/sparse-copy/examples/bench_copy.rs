@@ -14,7 +14,6 @@
 //! each iteration.
 use std::fs::File;
 use std::io;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -69,7 +68,7 @@ fn main() -> ExitCode {
             unsafe { libc::sync() };
         }
         let t = Instant::now();
-        let r = match copy(src, dst, &opts, &mut |_, _| ControlFlow::Continue(())) {
+        let r = match copy(src, dst, &opts, &mut sparsekit_io::Control::none()) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("bench_copy: {e}");

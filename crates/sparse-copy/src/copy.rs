@@ -1,109 +1,24 @@
-use std::fs::{self, File, OpenOptions};
+//! The copy itself: planning the window, the reflink attempt, the per-extent byte-moving
+//! loop with its fallback chain, streams that have no size, and atomic replacement.
+
+use std::fs::File;
 use std::io;
-use std::ops::{ControlFlow, Range};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
-use std::path::Path;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use sparsekit_extents::{map_file, map_file_nosync, MapOptions, Method};
+use sparsekit_extents::{map_file_with, MapOptions, Method};
+use sparsekit_io::{read_stream, Context, Control, IoError, Phase};
 
-use crate::{sys, Error, Result};
+use crate::ends::{check_not_same, open_destination, open_source, Destination, Source};
+use crate::method::may_fall_back;
+use crate::{sys, CopyMethod, Error, Result};
 
 /// Largest single transfer (one `copy_file_range`, `sendfile` or read/write round) and the
-/// most data moved between two progress calls, so a cancel is seen within one chunk.
+/// most data moved between two progress reports, so a cancel is seen within one chunk.
 pub const CHUNK_SIZE: u64 = 16 << 20;
 /// The read/write fallback's buffer, also used to write zeros.
-const BUF_SIZE: usize = 1 << 20;
-/// Progress is reported at most this often while many small extents are copied.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
-
-/// How the bytes are moved. [`CopyMethod::Auto`] tries them in the order listed and falls
-/// back only when the kernel says a method cannot work for these files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum CopyMethod {
-    /// Reflink when possible, then `copy_file_range`, `sendfile`, read/write.
-    #[default]
-    Auto,
-    /// `FICLONE` (whole file) or `FICLONERANGE`: share the source's blocks (btrfs, XFS with
-    /// reflink). Same filesystem and block-aligned ranges only.
-    Reflink,
-    /// `copy_file_range` per data extent (in-kernel; may reflink or offload by itself).
-    CopyFileRange,
-    /// `sendfile` per data extent.
-    Sendfile,
-    /// `pread`/`pwrite` per data extent.
-    ReadWrite,
-}
-
-impl CopyMethod {
-    /// The method's name as accepted by [`FromStr`]: `auto`, `reflink`, `copy_file_range`,
-    /// `sendfile`, `readwrite`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CopyMethod::Auto => "auto",
-            CopyMethod::Reflink => "reflink",
-            CopyMethod::CopyFileRange => "copy_file_range",
-            CopyMethod::Sendfile => "sendfile",
-            CopyMethod::ReadWrite => "readwrite",
-        }
-    }
-
-    /// Higher is more capable; used to report the best method that moved data.
-    fn rank(self) -> u8 {
-        match self {
-            CopyMethod::Reflink => 4,
-            CopyMethod::CopyFileRange => 3,
-            CopyMethod::Sendfile => 2,
-            CopyMethod::ReadWrite => 1,
-            CopyMethod::Auto => 0,
-        }
-    }
-
-    /// The next method of the byte-moving chain.
-    fn next(self) -> Option<CopyMethod> {
-        match self {
-            CopyMethod::CopyFileRange => Some(CopyMethod::Sendfile),
-            CopyMethod::Sendfile => Some(CopyMethod::ReadWrite),
-            _ => None,
-        }
-    }
-
-    fn op(self) -> &'static str {
-        match self {
-            CopyMethod::Reflink => "ioctl(FICLONERANGE)",
-            CopyMethod::CopyFileRange => "copy_file_range",
-            CopyMethod::Sendfile => "sendfile",
-            _ => "write",
-        }
-    }
-}
-
-impl FromStr for CopyMethod {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "auto" => CopyMethod::Auto,
-            "reflink" => CopyMethod::Reflink,
-            "copy_file_range" => CopyMethod::CopyFileRange,
-            "sendfile" => CopyMethod::Sendfile,
-            "readwrite" => CopyMethod::ReadWrite,
-            _ => {
-                return Err(Error::InvalidArg {
-                    name: "copy method",
-                    value: s.to_owned(),
-                })
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for CopyMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub(crate) const BUF_SIZE: usize = 1 << 20;
 
 /// What [`copy`] copies, with `dd` semantics: `skip` and `seek` are byte offsets in source
 /// and destination, `length` is dd's `count` (in bytes).
@@ -126,6 +41,17 @@ pub struct CopyOptions {
     /// destination the default (`false`) leaves whatever the device held in those ranges;
     /// for a regular file the default makes real holes and `true` allocates them.
     pub zero_holes: bool,
+    /// `fsync` a regular-file destination at the end ([`Phase::Sync`]). Block devices are
+    /// always synced.
+    pub fsync: bool,
+    /// Regular files only: write a temporary file beside the destination and rename it
+    /// into place only when the copy succeeded (permissions kept), so a failed or cancelled
+    /// copy leaves the old destination as it was. Bytes the copy does not replace (before
+    /// `seek`, and after the window with `truncate: false`) are carried over.
+    pub atomic: bool,
+    /// The destination may not end past this offset (JS numbers stop at 2^53 - 1): checked
+    /// before anything is written, [`Error::TooLarge`] otherwise. Default: no limit.
+    pub max_end: u64,
 }
 
 impl Default for CopyOptions {
@@ -137,6 +63,9 @@ impl Default for CopyOptions {
             method: CopyMethod::Auto,
             truncate: true,
             zero_holes: false,
+            fsync: false,
+            atomic: false,
+            max_end: u64::MAX,
         }
     }
 }
@@ -154,27 +83,8 @@ pub struct CopyReport {
     /// Bytes of zeros written into the destination: with `zero_holes`, or where the
     /// filesystem could not punch a hole over stale destination data.
     pub bytes_zeroed: u64,
-}
-
-/// Errors after which another method may work (coreutils' `is_CopyFileRange_fallback_ok` and
-/// `is_ENOTSUP`):
-/// - ENOSYS: the syscall does not exist (copy_file_range before Linux 4.5, seccomp filters).
-/// - EXDEV: source and destination on different filesystems (copy_file_range before 5.3
-///   and again from 5.19, reflink always).
-/// - EOPNOTSUPP/ENOTTY: the filesystem lacks the operation (reflink on ext4, tmpfs).
-/// - EINVAL: unaligned reflink range, non-regular file (a block device destination of
-///   copy_file_range), or a filesystem that rejects the flags.
-/// - EBADF: the destination is opened O_APPEND, or the source cannot be read by this path.
-/// - ETXTBSY: one of the files is an active swap file.
-/// - EPERM/EACCES: some filesystems (and seccomp/LSM policies) deny the call itself; only a
-///   fallback before any byte moved, as after that it is a real permission failure.
-fn may_fall_back(e: &io::Error, nothing_copied: bool) -> bool {
-    match e.raw_os_error() {
-        Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
-        | Some(libc::EBADF | libc::ETXTBSY) => true,
-        Some(libc::EPERM | libc::EACCES) => nothing_copied,
-        _ => false,
-    }
+    /// Bytes of the window (data and holes): the [`Phase::Copy`] total.
+    pub bytes_total: u64,
 }
 
 /// Copy `[skip, skip + length)` of `src` to `dst` at `seek`, preserving holes.
@@ -183,118 +93,77 @@ fn may_fall_back(e: &io::Error, nothing_copied: bool) -> bool {
 /// source. Unwritten (preallocated) source ranges read as zeros and are copied as holes
 /// (a reflink shares them as they are). The destination is created if missing; a block
 /// device destination is opened `O_EXCL` (EBUSY when mounted), must be large enough and
-/// is `fsync`ed at the end; a regular file is not synced (like `cp`: call `fsync` on it
-/// when durability matters). A destination created before an error stays behind.
+/// is `fsync`ed at the end; a regular file is synced only with `fsync` (like `cp`). Every
+/// check (sizes, offsets, same file) happens before the first write. A destination created
+/// before a later error stays behind, unless `atomic`.
 ///
-/// `progress(done, total)` gets window bytes processed (holes included) out of the window
-/// length: once before any I/O on the destination, then at most every [`CHUNK_SIZE`] bytes
-/// or 50 ms, and once at the end. `ControlFlow::Break(())` stops with [`Error::Aborted`].
+/// A source whose size says nothing about its content (`/proc/cpuinfo`, sysfs attributes:
+/// `st_size` 0 on procfs, 4096 on sysfs) is read to end of file, as coreutils does.
+///
+/// `ctl` gets [`Phase::Map`] reports while the source is mapped, [`Phase::Copy`] reports
+/// (window bytes processed, holes included) after every chunk, and [`Phase::Sync`] around
+/// the final `fsync`; each phase ends with `done == total`. A cancel stops the copy with
+/// [`Error::Aborted`] within one chunk; before any I/O, nothing is created.
 pub fn copy(
     src: &Path,
     dst: &Path,
     opts: &CopyOptions,
-    progress: &mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+    ctl: &mut Control<'_>,
 ) -> Result<CopyReport> {
-    let io_err = |path: &Path, op: &'static str, offset: Option<u64>| {
-        let path = path.to_path_buf();
-        move |source: io::Error| Error::Io {
-            source,
-            path,
-            offset,
-            op,
-        }
-    };
-    let src_file = File::open(src).map_err(io_err(src, "open", None))?;
-    let src_meta = src_file.metadata().map_err(io_err(src, "stat", None))?;
-    let src_type = src_meta.file_type();
-    if src_type.is_dir() {
-        return Err(Error::IsADirectory(src.to_path_buf()));
+    ctl.check().map_err(|_| Error::Aborted)?;
+    let source = open_source(src)?;
+    if opts.atomic {
+        return copy_atomic(src, &source, dst, opts, ctl);
     }
-    if !src_type.is_file() && !src_type.is_block_device() {
-        return Err(Error::NotAFile {
-            path: src.to_path_buf(),
-            kind: kind_of(&src_meta),
-        });
+    if source.stream {
+        let dest = open_destination(dst, true)?;
+        check_not_same(src, &source, &dest)?;
+        return copy_stream(src, &source, &dest, opts, ctl);
     }
-    let src_size = src_size(&src_file, src)?;
-    let len = opts.length.map_or(src_size.saturating_sub(opts.skip), |l| {
-        l.min(src_size.saturating_sub(opts.skip))
-    });
-    let dst_end = opts
-        .seek
-        .checked_add(len)
-        .ok_or_else(|| Error::InvalidArg {
-            name: "seek",
-            value: opts.seek.to_string(),
-        })?;
-    if progress(0, len).is_break() {
-        return Err(Error::Aborted);
-    }
+    let len = window_len(&source, opts);
+    let dst_end = check_end(opts, len)?;
+    ctl.check().map_err(|_| Error::Aborted)?;
+    let dest = open_destination(dst, true)?;
+    check_not_same(src, &source, &dest)?;
+    dest.check_fits(opts.seek, len)?;
+    copy_open(src, &source, &dest, opts, len, dst_end, ctl)
+}
 
-    // Open (or create) the destination without truncating it: the bytes before `seek`
-    // are kept, and an error below must not have destroyed anything.
-    let dst_meta = match fs::metadata(dst) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err(dst, "stat", None)(e)),
-    };
-    let is_bdev = dst_meta
-        .as_ref()
-        .is_some_and(|m| m.file_type().is_block_device());
-    if let Some(m) = &dst_meta {
-        if m.is_dir() {
-            return Err(Error::IsADirectory(dst.to_path_buf()));
-        }
-        if !m.is_file() && !is_bdev {
-            return Err(Error::NotAFile {
-                path: dst.to_path_buf(),
-                kind: kind_of(m),
-            });
-        }
-    }
-    let dst_file = if is_bdev {
-        sys::open_block_device_excl(dst)
-    } else {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dst)
-    }
-    .map_err(io_err(dst, "open", None))?;
-    let dst_meta = dst_file.metadata().map_err(io_err(dst, "stat", None))?;
-    let same = if is_bdev {
-        src_type.is_block_device() && src_meta.rdev() == dst_meta.rdev()
-    } else {
-        src_meta.dev() == dst_meta.dev() && src_meta.ino() == dst_meta.ino()
-    };
-    if same {
-        return Err(Error::SameFile {
-            src: src.to_path_buf(),
-            dst: dst.to_path_buf(),
-        });
-    }
-    if is_bdev {
-        let size = sparsekit_extents::file_size(&dst_file)
-            .map_err(|e| Error::Extents(e.with_path(dst)))?;
-        if dst_end > size {
-            return Err(Error::OutOfRange {
-                path: dst.to_path_buf(),
-                start: opts.seek,
-                length: len,
-                size,
-            });
-        }
-    }
+/// Bytes of the window: `length` clipped to what the source has after `skip`.
+fn window_len(source: &Source, opts: &CopyOptions) -> u64 {
+    let avail = source.size.saturating_sub(opts.skip);
+    opts.length.map_or(avail, |l| l.min(avail))
+}
 
+fn check_end(opts: &CopyOptions, len: u64) -> Result<u64> {
+    match opts.seek.checked_add(len) {
+        Some(end) if end <= opts.max_end => Ok(end),
+        _ => Err(Error::TooLarge {
+            end: opts.seek.saturating_add(len),
+            limit: opts.max_end,
+        }),
+    }
+}
+
+/// The copy proper, both ends open and checked.
+fn copy_open(
+    src: &Path,
+    source: &Source,
+    dest: &Destination,
+    opts: &CopyOptions,
+    len: u64,
+    dst_end: u64,
+    ctl: &mut Control<'_>,
+) -> Result<CopyReport> {
+    let is_bdev = dest.is_block_device();
     let mut job = Job {
         src,
-        dst,
-        src_file: &src_file,
-        dst_file: &dst_file,
+        dst: &dest.path,
+        src_file: &source.file,
+        dst_file: &dest.file,
         opts,
         len,
-        progress,
+        ctl,
         method: match opts.method {
             CopyMethod::Auto | CopyMethod::Reflink => CopyMethod::CopyFileRange,
             m => m,
@@ -303,17 +172,15 @@ pub fn copy(
         copied: 0,
         zeroed: 0,
         buf: Vec::new(),
-        reported: 0,
-        reported_at: Instant::now(),
     };
 
     // A forced reflink of a whole empty file still asks the kernel (FICLONE), so that
     // "reflink" is refused the same way whatever the file; other empty windows need no I/O.
-    let whole = opts.skip == 0 && opts.seek == 0 && len == src_size;
+    let whole = opts.skip == 0 && opts.seek == 0 && len == source.size;
     let reflinked = if (opts.method == CopyMethod::Reflink && (len > 0 || whole))
         || (opts.method == CopyMethod::Auto && !is_bdev && len > 0)
     {
-        job.reflink(src_size, dst_meta.blksize())?
+        job.reflink(source.size, dest.meta.blksize())?
     } else {
         false
     };
@@ -324,16 +191,8 @@ pub fn copy(
             job.best = CopyMethod::Reflink;
         }
         // dd reads nothing when `skip` lies past the end: map an empty window at the end.
-        let start = opts.skip.min(src_size);
-        let map = map_file(
-            &src_file,
-            &MapOptions {
-                start,
-                length: Some(len),
-                method: Method::Auto,
-            },
-        )
-        .map_err(|e| Error::Extents(e.with_path(src)))?;
+        let start = opts.skip.min(source.size);
+        let map = job.map_source(start, len)?;
         // The source shrank between the stat above and the mapping: the map would show
         // its lost tail as a hole, which would silently become zeros.
         let src_end = start + len;
@@ -343,12 +202,14 @@ pub fn copy(
                 offset: map.size,
             });
         }
-        if !is_bdev && opts.truncate && dst_meta.len() > opts.seek {
+        job.report(start)?;
+        if !is_bdev && opts.truncate && dest.meta.len() > opts.seek {
             // Everything from `seek` on is replaced: cut it off so no stale byte survives
             // in a hole, then extend again at the end (the trailing hole).
-            dst_file
+            dest.file
                 .set_len(opts.seek)
-                .map_err(io_err(dst, "ftruncate", Some(opts.seek)))?;
+                .op_at("ftruncate", &dest.path, opts.seek)
+                .map_err(Error::Io)?;
         }
         let holes = map.hole_ranges();
         let mut hole_iter = holes.iter().peekable();
@@ -373,7 +234,7 @@ pub fn copy(
         }
         // The source must still be as long as the window we planned: a file that shrank
         // during the copy would otherwise end in zeros where its data was.
-        let now = src_size_now(&src_file, src)?;
+        let now = src_size_now(job.src_file, src)?;
         if now < src_end {
             return Err(Error::ShortRead {
                 path: src.to_path_buf(),
@@ -381,119 +242,276 @@ pub fn copy(
             });
         }
     }
+    job.ctl
+        .report(Phase::Copy, len, Some(len))
+        .map_err(|_| Error::Aborted)?;
 
     // Block devices are synced: the copy is usually a flash whose caller unplugs the
-    // device next. Regular files are not (like cp and dd without conv=fsync): the page
-    // cache writes them back, and a caller that needs durability can fsync them itself.
-    if is_bdev {
-        dst_file.sync_all().map_err(io_err(dst, "fsync", None))?;
+    // device next. Regular files only on request (like cp and dd without conv=fsync).
+    if is_bdev || opts.fsync {
+        sync_phase(dest, len, job.ctl)?;
     }
-    let size = if is_bdev {
-        sparsekit_extents::file_size(&dst_file).map_err(|e| Error::Extents(e.with_path(dst)))?
-    } else {
-        dst_file
-            .metadata()
-            .map_err(io_err(dst, "stat", None))?
-            .len()
-    };
     let method = if job.best == CopyMethod::Auto {
         job.method
     } else {
         job.best
     };
-    let report = CopyReport {
+    Ok(CopyReport {
         bytes_copied: job.copied,
-        size,
+        size: dest.size()?,
         method,
         bytes_zeroed: job.zeroed,
+        bytes_total: len,
+    })
+}
+
+fn sync_phase(dest: &Destination, len: u64, ctl: &mut Control<'_>) -> Result<()> {
+    ctl.report(Phase::Sync, 0, Some(len))
+        .map_err(|_| Error::Aborted)?;
+    dest.sync()?;
+    ctl.report(Phase::Sync, len, Some(len))
+        .map_err(|_| Error::Aborted)
+}
+
+/// Copy a source whose size means nothing (procfs, sysfs): read it to end of file, skip
+/// `skip` bytes, write at most `length` bytes at `seek`. No holes to keep; the total is
+/// unknown until the end.
+fn copy_stream(
+    src: &Path,
+    source: &Source,
+    dest: &Destination,
+    opts: &CopyOptions,
+    ctl: &mut Control<'_>,
+) -> Result<CopyReport> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let (mut pos, mut written) = (0u64, 0u64);
+    let limit = opts.length.unwrap_or(u64::MAX);
+    if !dest.is_block_device() && opts.truncate && dest.meta.len() > opts.seek {
+        dest.file
+            .set_len(opts.seek)
+            .op_at("ftruncate", &dest.path, opts.seek)
+            .map_err(Error::Io)?;
+    }
+    ctl.report(Phase::Copy, 0, opts.length)
+        .map_err(|_| Error::Aborted)?;
+    while written < limit {
+        let n = match read_stream(&source.file, &mut buf, ctl.cancel()) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(Error::Aborted),
+            Err(e) => return Err(Error::Io(IoError::new("read", e).with_path(src).at(pos))),
+        };
+        if n == 0 {
+            break;
+        }
+        let skip = opts.skip.saturating_sub(pos).min(n as u64) as usize;
+        pos += n as u64;
+        let take = ((n - skip) as u64).min(limit - written) as usize;
+        if take > 0 {
+            let at = opts.seek + written;
+            check_end(opts, written + take as u64)?;
+            dest.check_fits(at, take as u64)?;
+            dest.file
+                .write_all_at(&buf[skip..skip + take], at)
+                .op_at("write", &dest.path, at)
+                .map_err(Error::Io)?;
+            written += take as u64;
+        }
+        ctl.report(Phase::Copy, written, opts.length)
+            .map_err(|_| Error::Aborted)?;
+    }
+    ctl.report(Phase::Copy, written, Some(written))
+        .map_err(|_| Error::Aborted)?;
+    if opts.fsync || dest.is_block_device() {
+        sync_phase(dest, written, ctl)?;
+    }
+    Ok(CopyReport {
+        bytes_copied: written,
+        size: dest.size()?,
+        method: CopyMethod::ReadWrite,
+        bytes_zeroed: 0,
+        bytes_total: written,
+    })
+}
+
+/// [`CopyOptions::atomic`]: copy into a temporary file beside `dst`, then rename it over
+/// `dst`. The temporary file is removed on any failure.
+fn copy_atomic(
+    src: &Path,
+    source: &Source,
+    dst: &Path,
+    opts: &CopyOptions,
+    ctl: &mut Control<'_>,
+) -> Result<CopyReport> {
+    let existing = match std::fs::metadata(dst) {
+        Ok(m) if m.is_file() => Some(m),
+        Ok(m) if m.is_dir() => return Err(Error::IsADirectory(dst.to_path_buf())),
+        Ok(_) => {
+            return Err(Error::InvalidArg {
+                name: "atomic (a regular file destination)",
+                value: dst.display().to_string(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::Io(IoError::new("stat", e).with_path(dst))),
     };
-    if (job.progress)(len, len).is_break() {
-        return Err(Error::Aborted);
+    if let Some(m) = &existing {
+        if m.dev() == source.meta.dev() && m.ino() == source.meta.ino() {
+            return Err(Error::SameFile {
+                src: src.to_path_buf(),
+                dst: dst.to_path_buf(),
+            });
+        }
     }
-    Ok(report)
-}
-
-/// A buffer of zeros for writing `len` bytes: at most [`BUF_SIZE`], so small holes cost
-/// small allocations.
-fn zero_buf(len: u64) -> Vec<u8> {
-    vec![0u8; len.min(BUF_SIZE as u64) as usize]
-}
-
-fn kind_of(m: &fs::Metadata) -> &'static str {
-    let t = m.file_type();
-    if t.is_fifo() {
-        "fifo"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_char_device() {
-        "character device"
-    } else {
-        "special file"
+    if !source.stream {
+        check_end(opts, window_len(source, opts))?;
     }
+    let tmp = temp_beside(dst)?;
+    let result = (|| {
+        // Carry over what the copy keeps of the old destination: everything, then the
+        // window overwrites its part (and truncation cuts the tail, as without atomic).
+        if existing.is_some() && (opts.seek > 0 || !opts.truncate) {
+            copy(
+                dst,
+                &tmp,
+                &CopyOptions::default(),
+                &mut Control::with_cancel(ctl.cancel().clone()),
+            )?;
+        }
+        let inner = CopyOptions {
+            atomic: false,
+            fsync: true,
+            ..*opts
+        };
+        let report = copy(src, &tmp, &inner, ctl)?;
+        if let Some(m) = &existing {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .op("chmod", &tmp)
+                .map_err(Error::Io)?;
+        }
+        std::fs::rename(&tmp, dst)
+            .op("rename", dst)
+            .map_err(Error::Io)?;
+        // The rename itself is durable once the folder is synced.
+        if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
-fn src_size(file: &File, path: &Path) -> Result<u64> {
-    sparsekit_extents::file_size(file).map_err(|e| Error::Extents(e.with_path(path)))
+/// A new, empty file name in `dst`'s folder: `.NAME.sparsekit-PID-N`.
+fn temp_beside(dst: &Path) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = dst.file_name().ok_or_else(|| Error::InvalidArg {
+        name: "destination path",
+        value: dst.display().to_string(),
+    })?;
+    let dir = dst.parent().unwrap_or(Path::new(""));
+    for _ in 0..100 {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".sparsekit-{}-{n}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(_) => return Ok(tmp),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::Io(IoError::new("open", e).with_path(&tmp))),
+        }
+    }
+    Err(Error::Io(
+        IoError::from_errno("open", libc::EEXIST).with_path(dst),
+    ))
 }
 
 fn src_size_now(file: &File, path: &Path) -> Result<u64> {
-    src_size(file, path)
+    sparsekit_extents::file_size(file).map_err(|e| Error::Extents(e.with_path(path)))
 }
 
 /// The state of one copy.
-struct Job<'a> {
-    src: &'a Path,
-    dst: &'a Path,
-    src_file: &'a File,
-    dst_file: &'a File,
-    opts: &'a CopyOptions,
-    len: u64,
-    progress: &'a mut dyn FnMut(u64, u64) -> ControlFlow<()>,
+pub(crate) struct Job<'a, 'c> {
+    pub(crate) src: &'a Path,
+    pub(crate) dst: &'a Path,
+    pub(crate) src_file: &'a File,
+    pub(crate) dst_file: &'a File,
+    pub(crate) opts: &'a CopyOptions,
+    pub(crate) len: u64,
+    pub(crate) ctl: &'a mut Control<'c>,
     /// The byte-moving method in use now.
-    method: CopyMethod,
+    pub(crate) method: CopyMethod,
     /// The most capable method that moved data so far (`Auto`: none yet).
-    best: CopyMethod,
-    copied: u64,
-    zeroed: u64,
+    pub(crate) best: CopyMethod,
+    pub(crate) copied: u64,
+    pub(crate) zeroed: u64,
     /// The read/write fallback's buffer (empty until needed).
-    buf: Vec<u8>,
-    reported: u64,
-    reported_at: Instant,
+    pub(crate) buf: Vec<u8>,
 }
 
-impl Job<'_> {
+impl Job<'_, '_> {
     /// Destination offset of source offset `pos`.
-    fn dst_pos(&self, pos: u64) -> u64 {
+    pub(crate) fn dst_pos(&self, pos: u64) -> u64 {
         self.opts.seek + (pos - self.opts.skip)
     }
 
-    fn io(&self, on_src: bool, op: &'static str, offset: u64) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        &self,
+        on_src: bool,
+        op: &'static str,
+        offset: u64,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = if on_src { self.src } else { self.dst }.to_path_buf();
-        move |source| Error::Io {
-            source,
-            path,
-            offset: Some(offset),
-            op,
-        }
+        move |source| Error::Io(IoError::new(op, source).with_path(&path).at(offset))
     }
 
-    /// Report progress when a chunk's worth of bytes or enough time has passed.
-    fn tick(&mut self, src_pos: u64) -> Result<()> {
-        let done = src_pos - self.opts.skip;
-        if done - self.reported >= CHUNK_SIZE || self.reported_at.elapsed() >= PROGRESS_INTERVAL {
-            self.reported = done;
-            self.reported_at = Instant::now();
-            if (self.progress)(done, self.len).is_break() {
-                return Err(Error::Aborted);
-            }
+    /// Report [`Phase::Copy`] progress at source offset `src_pos`; `Err` once cancelled.
+    /// The 100% report is made once, by [`copy`] at the end.
+    pub(crate) fn report(&mut self, src_pos: u64) -> Result<()> {
+        let done = src_pos.saturating_sub(self.opts.skip);
+        if done >= self.len {
+            return self.ctl.check().map_err(|_| Error::Aborted);
         }
-        Ok(())
+        self.ctl
+            .report(Phase::Copy, done, Some(self.len))
+            .map_err(|_| Error::Aborted)
+    }
+
+    fn tick(&mut self, src_pos: u64) -> Result<()> {
+        self.report(src_pos)
     }
 
     fn used(&mut self, m: CopyMethod) {
         if m.rank() > self.best.rank() {
             self.best = m;
         }
+    }
+
+    /// Map the source's data in `[start, start + len)`, cancellable ([`Phase::Map`]).
+    fn map_source(&mut self, start: u64, len: u64) -> Result<sparsekit_extents::ExtentMap> {
+        map_file_with(
+            self.src_file,
+            &MapOptions {
+                start,
+                length: Some(len),
+                method: Method::Auto,
+            },
+            true,
+            self.ctl,
+        )
+        .map_err(|e| match e {
+            sparsekit_extents::Error::Aborted => Error::Aborted,
+            e => Error::Extents(e.with_path(self.src)),
+        })
     }
 
     /// Try to clone the whole window; `Ok(false)` means "use another method".
@@ -539,15 +557,7 @@ impl Job<'_> {
         self.used(CopyMethod::Reflink);
         // A clone never shortens the destination; dd without notrunc does.
         self.set_size(seek + len)?;
-        let map = map_file(
-            self.src_file,
-            &MapOptions {
-                start: skip,
-                length: Some(len),
-                method: Method::Auto,
-            },
-        )
-        .map_err(|e| Error::Extents(e.with_path(self.src)))?;
+        let map = self.map_source(skip, len)?;
         self.copied = map.data_bytes();
         Ok(true)
     }
@@ -661,23 +671,6 @@ impl Job<'_> {
         Ok(n)
     }
 
-    /// Write zeros over source range `h` (in destination coordinates).
-    fn zero(&mut self, h: Range<u64>) -> Result<()> {
-        let zeros = zero_buf(h.end - h.start);
-        let mut pos = h.start;
-        while pos < h.end {
-            let n = (h.end - pos).min(zeros.len() as u64) as usize;
-            let dpos = self.dst_pos(pos);
-            self.dst_file
-                .write_all_at(&zeros[..n], dpos)
-                .map_err(self.io(false, "write", dpos))?;
-            self.zeroed += n as u64;
-            pos += n as u64;
-            self.tick(pos)?;
-        }
-        Ok(())
-    }
-
     /// Give a regular destination its final size, as dd does: `seek + length` (with
     /// truncation: dd's ftruncate to `seek` before copying, which also extends), or with
     /// `notrunc` at least that if anything was copied (dd's writes extend the file; an
@@ -697,110 +690,23 @@ impl Job<'_> {
         }
         Ok(())
     }
-
-    /// Make the destination's ranges under source holes read as zeros and hold no blocks:
-    /// old data of an existing destination (notrunc), and blocks XFS speculative
-    /// preallocation left inside the file. Only ranges the destination map shows as
-    /// allocated are punched, so a fresh copy costs one mapping call.
-    fn clear_holes(&mut self, holes: &[Range<u64>]) -> Result<()> {
-        let start = self.dst_pos(self.opts.skip);
-        // No FIEMAP_FLAG_SYNC: delayed allocations show up as extents anyway, and forcing
-        // the whole copy to disk here would cost more than the copy itself.
-        let dmap = map_file_nosync(
-            self.dst_file,
-            &MapOptions {
-                start,
-                length: Some(self.len),
-                method: Method::Auto,
-            },
-        )
-        .map_err(|e| Error::Extents(e.with_path(self.dst)))?;
-        let mut allocated = dmap.extents.iter().map(|e| e.offset..e.end()).peekable();
-        for h in holes {
-            let (hs, he) = (self.dst_pos(h.start), self.dst_pos(h.end));
-            while let Some(a) = allocated.peek() {
-                if a.end <= hs {
-                    allocated.next();
-                    continue;
-                }
-                if a.start >= he {
-                    break;
-                }
-                let (s, e) = (a.start.max(hs), a.end.min(he));
-                self.punch(s, e)?;
-                if a.end <= he {
-                    allocated.next();
-                } else {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Deallocate `[s, e)` of the destination; where the filesystem cannot punch holes
-    /// (EOPNOTSUPP: e.g. older filesystems; ENOSYS), write zeros instead.
-    fn punch(&mut self, s: u64, e: u64) -> Result<()> {
-        match sys::punch_hole(self.dst_file, s, e - s) {
-            Ok(()) => Ok(()),
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
-                let zeros = zero_buf(e - s);
-                let mut pos = s;
-                while pos < e {
-                    let n = (e - pos).min(zeros.len() as u64) as usize;
-                    self.dst_file
-                        .write_all_at(&zeros[..n], pos)
-                        .map_err(self.io(false, "write", pos))?;
-                    self.zeroed += n as u64;
-                    pos += n as u64;
-                }
-                Ok(())
-            }
-            Err(err) => Err(self.io(false, "fallocate(PUNCH_HOLE)", s)(err)),
-        }
-    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::Phase;
     use std::os::unix::fs::MetadataExt;
 
+    use std::fs;
+
     fn go(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyReport> {
-        copy(src, dst, opts, &mut |_, _| ControlFlow::Continue(()))
+        copy(src, dst, opts, &mut Control::none())
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
             .collect()
-    }
-
-    #[test]
-    fn method_names_round_trip() {
-        for m in [
-            CopyMethod::Auto,
-            CopyMethod::Reflink,
-            CopyMethod::CopyFileRange,
-            CopyMethod::Sendfile,
-            CopyMethod::ReadWrite,
-        ] {
-            assert_eq!(m.name().parse::<CopyMethod>().unwrap(), m);
-        }
-        let e = "rsync".parse::<CopyMethod>().unwrap_err();
-        assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG");
-        assert!(e.to_string().contains("'rsync'"), "{e}");
-    }
-
-    #[test]
-    fn fallback_errnos() {
-        let e = |n| io::Error::from_raw_os_error(n);
-        assert!(may_fall_back(&e(libc::EXDEV), false));
-        assert!(may_fall_back(&e(libc::EPERM), true));
-        assert!(!may_fall_back(&e(libc::EPERM), false));
-        for fatal in [libc::EIO, libc::ENOSPC, libc::EDQUOT, libc::ENOMEM] {
-            assert!(!may_fall_back(&e(fatal), true), "{fatal}");
-        }
     }
 
     #[test]
@@ -876,7 +782,7 @@ mod tests {
         fs::hard_link(&src, &link).unwrap();
         for dst in [&src, &link] {
             let e = go(&src, dst, &CopyOptions::default()).unwrap_err();
-            assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG", "{e}");
+            assert_eq!(e.code(), "ERR_SPARSEKIT_SAME_FILE", "{e}");
         }
         assert_eq!(fs::read(&src).unwrap(), b"keep me");
         let e = go(d.path(), &d.path().join("x"), &CopyOptions::default()).unwrap_err();
@@ -904,11 +810,127 @@ mod tests {
         let src = d.path().join("s");
         fs::write(&src, b"data").unwrap();
         let dst = d.path().join("d");
-        let e = copy(&src, &dst, &CopyOptions::default(), &mut |_, _| {
-            ControlFlow::Break(())
-        })
+        let cancel = sparsekit_io::Cancel::new();
+        cancel.cancel();
+        let e = copy(
+            &src,
+            &dst,
+            &CopyOptions::default(),
+            &mut Control::with_cancel(cancel),
+        )
         .unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
         assert!(!dst.exists(), "aborted copy created the destination");
+    }
+
+    #[test]
+    fn proc_files_are_read_to_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let dst = d.path().join("version");
+        fs::write(&dst, vec![b'x'; 1 << 20]).unwrap();
+        // /proc/version: st_size 0, content that does not change between two reads.
+        let r = go(Path::new("/proc/version"), &dst, &CopyOptions::default()).unwrap();
+        let want = fs::read("/proc/version").unwrap();
+        assert!(!want.is_empty());
+        assert_eq!(fs::read(&dst).unwrap(), want);
+        assert_eq!(r.bytes_copied, want.len() as u64);
+    }
+
+    #[test]
+    fn offsets_checked_before_writing() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("s"), d.path().join("d"));
+        fs::write(&src, vec![1u8; 8192]).unwrap();
+        fs::write(&dst, b"keep").unwrap();
+        let opts = CopyOptions {
+            seek: (1 << 53) - 100,
+            max_end: (1 << 53) - 1,
+            ..Default::default()
+        };
+        let e = go(&src, &dst, &opts).unwrap_err();
+        assert_eq!(e.code(), "ERR_OUT_OF_RANGE", "{e}");
+        assert_eq!(fs::read(&dst).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn fsync_is_its_own_phase() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("s"), d.path().join("d"));
+        fs::write(&src, pattern(3 << 20, 9)).unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let opts = CopyOptions {
+            fsync: true,
+            ..Default::default()
+        };
+        copy(
+            &src,
+            &dst,
+            &opts,
+            &mut Control::new(sparsekit_io::Cancel::new(), |p| {
+                seen.lock().unwrap().push(p)
+            }),
+        )
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        let phases: Vec<_> = seen.iter().map(|p| p.phase).collect();
+        let mut order = phases.clone();
+        order.dedup();
+        assert_eq!(order, [Phase::Map, Phase::Copy, Phase::Sync], "{seen:?}");
+        for ph in [Phase::Map, Phase::Copy, Phase::Sync] {
+            let of: Vec<_> = seen.iter().filter(|p| p.phase == ph).collect();
+            assert!(of.windows(2).all(|w| w[0].done <= w[1].done), "{ph}");
+            let last = of.last().unwrap();
+            assert_eq!(Some(last.done), last.total, "{ph}");
+            assert_eq!(
+                of.iter().filter(|p| Some(p.done) == p.total).count(),
+                1,
+                "{ph}: {of:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn atomic_failure_keeps_the_old_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("s"), d.path().join("d"));
+        fs::write(&src, pattern(4 << 20, 5)).unwrap();
+        fs::write(&dst, b"old contents").unwrap();
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o640)).unwrap();
+        let cancel = sparsekit_io::Cancel::new();
+        let c2 = cancel.clone();
+        let opts = CopyOptions {
+            atomic: true,
+            method: CopyMethod::ReadWrite,
+            ..Default::default()
+        };
+        let e = copy(
+            &src,
+            &dst,
+            &opts,
+            &mut Control::new(cancel, move |p| {
+                if p.phase == Phase::Copy && p.done > 0 {
+                    c2.cancel()
+                }
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+        assert_eq!(fs::read(&dst).unwrap(), b"old contents");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "temporary file left behind"
+        );
+        // And a successful one replaces it, keeping the mode and the bytes before `seek`.
+        let opts = CopyOptions {
+            atomic: true,
+            seek: 4,
+            ..Default::default()
+        };
+        go(&src, &dst, &opts).unwrap();
+        let got = fs::read(&dst).unwrap();
+        assert_eq!(&got[..4], b"old ");
+        assert_eq!(&got[4..], &pattern(4 << 20, 5)[..]);
+        assert_eq!(fs::metadata(&dst).unwrap().mode() & 0o777, 0o640);
     }
 }

@@ -2,23 +2,17 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sparsekit_io::IoError;
+
 use crate::CopyMethod;
 
 /// Everything that can go wrong while copying.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// An OS call failed on `path`.
-    Io {
-        /// The OS error; `raw_os_error()` holds the errno.
-        source: io::Error,
-        /// The file the call was about (source or destination).
-        path: PathBuf,
-        /// The byte offset in that file, when the call was a transfer.
-        offset: Option<u64>,
-        /// What was being done: `open`, `stat`, `copy_file_range`, `write`, `ftruncate`, ...
-        op: &'static str,
-    },
+    /// An OS call failed (`open`, `stat`, `copy_file_range`, `write`, `ftruncate`, ...) on
+    /// the source or the destination, at an offset when it was a transfer.
+    Io(IoError),
     /// A source or destination path names a directory (`raw_os_error()` is EISDIR).
     IsADirectory(PathBuf),
     /// The source is neither a regular file nor a block device, or the destination is
@@ -33,8 +27,17 @@ pub enum Error {
     SameFile {
         /// The source path.
         src: PathBuf,
-        /// The destination path (a hard link, symlink or the same name).
+        /// The destination path (a hard link, symlink, the same name, or a loop device
+        /// backed by the source).
         dst: PathBuf,
+    },
+    /// The copy would end past `limit` in the destination (callers that can only represent
+    /// offsets up to a bound, like JavaScript numbers, set it); nothing was written.
+    TooLarge {
+        /// Where the copy would end.
+        end: u64,
+        /// The largest end allowed.
+        limit: u64,
     },
     /// A forced copy method was refused by the kernel.
     Unsupported {
@@ -84,7 +87,7 @@ impl Error {
     /// the errno the kernel refused the method with).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io(e) => e.raw_os_error(),
             Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
             Error::IsADirectory(_) => Some(libc::EISDIR),
             Error::Extents(e) => e.raw_os_error(),
@@ -96,9 +99,10 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } | Error::IsADirectory(_) => "ERR_SPARSEKIT_IO",
-            Error::NotAFile { .. } | Error::SameFile { .. } | Error::InvalidArg { .. } => {
-                "ERR_SPARSEKIT_INVALID_ARG"
-            }
+            Error::NotAFile { .. } => "ERR_SPARSEKIT_NOT_A_FILE",
+            Error::SameFile { .. } => "ERR_SPARSEKIT_SAME_FILE",
+            Error::InvalidArg { .. } => "ERR_INVALID_ARG_VALUE",
+            Error::TooLarge { .. } => "ERR_OUT_OF_RANGE",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
             Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
             Error::ShortRead { .. } => "ERR_SPARSEKIT_SHORT_READ",
@@ -110,22 +114,40 @@ impl Error {
     /// The file the error is about.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::Io { path, .. }
-            | Error::IsADirectory(path)
+            Error::Io(e) => e.path.as_deref(),
+            Error::IsADirectory(path)
             | Error::NotAFile { path, .. }
             | Error::Unsupported { path, .. }
             | Error::OutOfRange { path, .. }
             | Error::ShortRead { path, .. } => Some(path),
             Error::SameFile { dst, .. } => Some(dst),
             Error::Extents(e) => e.path(),
-            Error::InvalidArg { .. } | Error::Aborted => None,
+            Error::InvalidArg { .. } | Error::TooLarge { .. } | Error::Aborted => None,
+        }
+    }
+
+    /// The byte range at fault (`start`, `length`): the window that does not fit a device.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::OutOfRange { start, length, .. } => Some((*start, *length)),
+            Error::Extents(e) => e.range(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Extents(e) => e.syscall(),
+            _ => None,
         }
     }
 
     /// The byte offset the error is about.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            Error::Io { offset, .. } => *offset,
+            Error::Io(e) => e.offset,
             Error::Unsupported { offset, .. } => Some(*offset),
             Error::OutOfRange { start, .. } => Some(*start),
             Error::ShortRead { offset, .. } => Some(*offset),
@@ -144,22 +166,7 @@ impl From<sparsekit_extents::Error> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io {
-                source,
-                path,
-                offset: Some(o),
-                op,
-            } => {
-                write!(f, "{op} '{}' at offset {o}: {source}", path.display())
-            }
-            Error::Io {
-                source,
-                path,
-                offset: None,
-                op,
-            } => {
-                write!(f, "{op} '{}': {source}", path.display())
-            }
+            Error::Io(e) => e.fmt(f),
             Error::IsADirectory(p) => write!(f, "'{}' is a directory, not a file", p.display()),
             Error::NotAFile { path, kind } => {
                 write!(
@@ -212,6 +219,10 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::InvalidArg { name, value } => write!(f, "invalid {name} '{value}'"),
+            Error::TooLarge { end, limit } => write!(
+                f,
+                "the copy would end at offset {end}, past the largest allowed offset {limit}"
+            ),
             Error::Extents(e) => e.fmt(f),
             Error::Aborted => f.write_str("the operation was aborted"),
         }
@@ -221,7 +232,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
             Error::Unsupported {
                 source: Some(e), ..
             } => Some(e),

@@ -6,17 +6,22 @@
 //! when the kernel says a method cannot work ([`CopyMethod`]). Holes stay holes (or are
 //! punched over stale destination data), unwritten (preallocated) source ranges are copied
 //! as holes, and a trailing hole comes from `ftruncate`. The destination may be a block
-//! device. Progress and cancellation go through one callback; [`CopyReport`] says what was
-//! moved and how.
+//! device. Progress (map, copy, sync phases) and cancellation go through
+//! [`sparsekit_io::Control`]; [`CopyReport`] says what was moved and how.
+//!
+//! The modules: [`ends`] opens and checks source and destination (`O_EXCL` block devices,
+//! size checks, same-file refusal through links and loop devices, fsync) and is shared
+//! with bmap flashing; `method` holds the fallback chain; `copy` the loop; `holes` the
+//! zero writer and hole punching.
 //!
 //! ```
-//! use std::ops::ControlFlow;
+//! use sparsekit_io::Control;
 //! use sparsekit_sparse_copy::{copy, CopyOptions};
 //! let dir = tempfile::tempdir()?;
 //! let (src, dst) = (dir.path().join("a"), dir.path().join("b"));
 //! std::fs::write(&src, b"hello, world")?;
 //! let opts = CopyOptions { skip: 7, seek: 2, ..CopyOptions::default() };
-//! let report = copy(&src, &dst, &opts, &mut |_, _| ControlFlow::Continue(()))?;
+//! let report = copy(&src, &dst, &opts, &mut Control::none())?;
 //! assert_eq!(report.size, 7);
 //! assert_eq!(std::fs::read(&dst)?, b"\0\0world");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -24,12 +29,15 @@
 #![deny(missing_docs)]
 
 mod copy;
+pub mod ends;
 mod error;
+mod holes;
+mod method;
 mod sys;
 
-pub use copy::{copy, CopyMethod, CopyOptions, CopyReport, CHUNK_SIZE};
+pub use copy::{copy, CopyOptions, CopyReport, CHUNK_SIZE};
 pub use error::Error;
+pub use method::CopyMethod;
 
-/// Result of [`copy`]; the progress callback's `ControlFlow::Break` becomes
-/// [`Error::Aborted`].
+/// Result of [`copy`]; a cancel becomes [`Error::Aborted`].
 pub type Result<T> = std::result::Result<T, Error>;

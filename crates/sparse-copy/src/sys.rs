@@ -1,15 +1,13 @@
 //! Every Linux-specific call of this crate: FICLONE/FICLONERANGE, copy_file_range,
-//! sendfile, fallocate(PUNCH_HOLE), fsync and exclusive opens of block devices. A port to
+//! sendfile, fallocate(PUNCH_HOLE), (opening and fsync are in `ends`, through `sparsekit_io::sys`). A port to
 //! another OS replaces this module only.
 //!
 //! Each function makes one attempt and retries only EINTR; short transfers are returned to
 //! the caller, which tracks its own offsets.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
 
 fn retry<T: Copy + PartialOrd + Default>(mut f: impl FnMut() -> T) -> io::Result<T> {
     loop {
@@ -100,13 +98,4 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
         )
     })
     .map(|_| ())
-}
-
-/// Open a block device for writing with `O_EXCL`: the kernel refuses (EBUSY) when the
-/// device is mounted or otherwise claimed, so a copy never writes under a filesystem.
-pub fn open_block_device_excl(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
-        .open(path)
 }

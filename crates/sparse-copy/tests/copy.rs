@@ -4,7 +4,10 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 use std::fs::{self, File};
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use sparsekit_io::{Cancel, Control, Phase};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +21,7 @@ const K: u64 = 1024;
 const M: u64 = 1024 * 1024;
 
 fn go(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyReport, Error> {
-    copy(src, dst, opts, &mut |_, _| ControlFlow::Continue(()))
+    copy(src, dst, opts, &mut Control::none())
 }
 
 fn with(method: CopyMethod) -> CopyOptions {
@@ -340,6 +343,25 @@ fn into_existing_file() {
     assert_eq!(&got_ranges[1..3], &want[2..4], "{got_ranges:?}");
 }
 
+/// Regression (issue 8.9): a loop device backed by the source is the source; writing it
+/// would rewrite the source under the copy. Both directions are refused, nothing written.
+#[test]
+fn loop_device_backed_by_the_other_end() {
+    let Some(dev) = LoopDev::new(M, 0x5A, "loop_device_backed_by_the_other_end") else {
+        return;
+    };
+    let before = fs::read(&dev.backing).unwrap();
+    let opts = CopyOptions {
+        seek: 4096,
+        ..Default::default()
+    };
+    let e = go(&dev.backing, &dev.dev, &opts).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_SAME_FILE", "{e}");
+    let e = go(&dev.dev, &dev.backing, &opts).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_SAME_FILE", "{e}");
+    assert_eq!(fs::read(&dev.backing).unwrap(), before);
+}
+
 /// A loop block device as destination: opened O_EXCL, never truncated, holes skipped (the
 /// old device bytes stay) or zeroed on request, too-small device refused.
 #[test]
@@ -435,7 +457,7 @@ fn enospc() {
     }
 }
 
-/// Break from the progress callback stops the copy within one chunk.
+/// A cancel stops the copy within one chunk.
 #[test]
 fn abort_mid_copy() {
     let d = tmpdir();
@@ -443,16 +465,25 @@ fn abort_mid_copy() {
     fs::write(&src, pattern(48 * M as usize, 8)).unwrap();
     for method in [CopyMethod::Auto, CopyMethod::ReadWrite] {
         let dst = d.path().join(method.name());
-        let mut calls = vec![];
-        let e = copy(&src, &dst, &with(method), &mut |done, total| {
-            calls.push((done, total));
-            if calls.len() == 2 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        let calls = Arc::new(Mutex::new(vec![]));
+        let cancel = Cancel::new();
+        let (c2, seen) = (cancel.clone(), calls.clone());
+        let e = copy(
+            &src,
+            &dst,
+            &with(method),
+            &mut Control::new(cancel, move |p| {
+                if p.phase == Phase::Copy {
+                    let mut v = seen.lock().unwrap();
+                    v.push((p.done, p.total.unwrap()));
+                    if v.len() == 2 {
+                        c2.cancel();
+                    }
+                }
+            }),
+        )
         .unwrap_err();
+        let calls = calls.lock().unwrap().clone();
         assert!(matches!(e, Error::Aborted), "{e}");
         assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
         assert_eq!(calls.len(), 2);
@@ -461,17 +492,19 @@ fn abort_mid_copy() {
         assert!(fs::metadata(&dst).unwrap().len() < 48 * M);
     }
     // Progress without abort: monotone, ends at 100%.
-    let mut calls = vec![];
+    let calls = Mutex::new(vec![]);
     copy(
         &src,
         &d.path().join("full"),
         &CopyOptions::default(),
-        &mut |done, total| {
-            calls.push((done, total));
-            ControlFlow::Continue(())
-        },
+        &mut Control::new(Cancel::new(), |p| {
+            if p.phase == Phase::Copy {
+                calls.lock().unwrap().push((p.done, p.total.unwrap()));
+            }
+        }),
     )
     .unwrap();
+    let calls = calls.into_inner().unwrap();
     assert_eq!(calls.first(), Some(&(0, 48 * M)));
     assert_eq!(calls.last(), Some(&(48 * M, 48 * M)));
     assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0));
@@ -491,18 +524,26 @@ fn source_shrinks() {
     ] {
         let dst = d.path().join(method.name());
         let mut calls = 0;
-        let e = copy(&src, &dst, &with(method), &mut |_, _| {
-            calls += 1;
-            if calls == 2 {
-                File::options()
-                    .write(true)
-                    .open(&src)
-                    .unwrap()
-                    .set_len(20 * M)
-                    .unwrap();
-            }
-            ControlFlow::Continue(())
-        })
+        let src2 = src.clone();
+        let e = copy(
+            &src,
+            &dst,
+            &with(method),
+            &mut Control::new(Cancel::new(), move |p| {
+                if p.phase != Phase::Copy {
+                    return;
+                }
+                calls += 1;
+                if calls == 2 {
+                    File::options()
+                        .write(true)
+                        .open(&src2)
+                        .unwrap()
+                        .set_len(20 * M)
+                        .unwrap();
+                }
+            }),
+        )
         .unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_SHORT_READ", "{method}: {e}");
         assert_eq!(e.offset(), Some(20 * M), "{method}: {e}");
@@ -621,7 +662,7 @@ fn input_errors() {
     let e = go(&src, d.path(), &CopyOptions::default()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
     let e = go(&src, &src, &CopyOptions::default()).unwrap_err();
-    assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG");
+    assert_eq!(e.code(), "ERR_SPARSEKIT_SAME_FILE");
     assert_eq!(fs::read(&src).unwrap(), b"abc");
     let _ = run("true", &[]);
 }
