@@ -168,15 +168,33 @@ impl Walk<'_> {
 }
 
 /// Stored refcounts, one refcount block in memory at a time.
-struct Stored<'a> {
+pub(crate) struct Stored<'a> {
     img: &'a Image,
     table: Vec<u64>,
     block: HashMap<u64, Vec<u8>>,
 }
 
-impl Stored<'_> {
+impl<'a> Stored<'a> {
+    /// The stored refcounts of `img` (an unreadable table reads as all zeros).
+    pub(crate) fn new(img: &'a Image) -> Stored<'a> {
+        let h = &img.header;
+        let entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
+        let w = Walk {
+            img,
+            refs: Vec::new(),
+            res: CheckResult::default(),
+        };
+        Stored {
+            img,
+            table: w
+                .read_table(h.refcount_table_offset, entries)
+                .unwrap_or_default(),
+            block: HashMap::new(),
+        }
+    }
+
     /// The stored refcount of host cluster `c`; `None` when its block cannot be read.
-    fn get(&mut self, c: u64) -> Option<u64> {
+    pub(crate) fn get(&mut self, c: u64) -> Option<u64> {
         let h = &self.img.header;
         let per_block_bits = h.cluster_bits + 3 - h.refcount_order;
         let bi = c >> per_block_bits;

@@ -95,6 +95,14 @@ impl Error {
         }
     }
 
+    /// The failed system call (`open`, `read`, ...), for OS errors.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> Option<&Path> {
         match self {

@@ -124,6 +124,10 @@ pub struct Image {
     compressed: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
     pub(crate) actual_size: Option<u64>,
     pub(crate) is_block_device: bool,
+    /// The image file, for `SEEK_DATA` under metadata preallocation.
+    host_file: Option<std::fs::File>,
+    /// qemu's `qcow2_detect_metadata_preallocation`, computed on first use.
+    metadata_prealloc: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for Image {
@@ -194,8 +198,10 @@ impl Image {
         } else {
             fs.file().metadata().ok().map(|m| m.blocks() * 512)
         };
+        let host_file = fs.file().try_clone().ok();
         let mut img = Image::from_storage_named(Box::new(fs), Some(filename.to_string()), opts)
             .map_err(|e| e.with_path(Some(path)))?;
+        img.host_file = host_file;
         img.actual_size = actual_size;
         img.is_block_device = is_block_device;
         let p = Some(path);
@@ -316,6 +322,8 @@ impl Image {
             compressed: Mutex::new(None),
             actual_size: None,
             is_block_device: false,
+            host_file: None,
+            metadata_prealloc: std::sync::OnceLock::new(),
         })
     }
 
@@ -468,6 +476,64 @@ impl Image {
             pos = step_end;
         }
         Ok((first.unwrap_or(Run::Unallocated(None)), end - off))
+    }
+
+    /// Whether the image looks preallocated with `preallocation=metadata`: far more
+    /// clusters have a refcount than the file has allocated blocks (qemu's
+    /// `qcow2_detect_metadata_preallocation`, which decides whether block status looks at
+    /// the host file's holes).
+    fn metadata_preallocated(&self) -> bool {
+        *self.metadata_prealloc.get_or_init(|| {
+            let (Some(real), Some(_)) = (self.actual_size, &self.host_file) else {
+                return false;
+            };
+            if self.header.has_data_file() {
+                return false;
+            }
+            let cs = self.header.cluster_size();
+            let real_clusters = real / cs;
+            let threshold = (real_clusters * 10 / 9).max(real_clusters + 2);
+            let mut stored = crate::check::Stored::new(self);
+            let mut allocated = 0u64;
+            for c in 0..self.file_size.div_ceil(cs) {
+                if stored.get(c).unwrap_or(0) > 0 {
+                    allocated += 1;
+                    if allocated > threshold {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    }
+
+    /// For a data run at host offset `host`, what the host file says (qemu's
+    /// `BDRV_BLOCK_RECURSE` under metadata preallocation): `(reads as zero, length)`.
+    pub(crate) fn host_status(&self, host: u64, len: u64) -> Result<(bool, u64)> {
+        let Some(f) = &self.host_file else {
+            return Ok((false, len));
+        };
+        if !self.metadata_preallocated() {
+            return Ok((false, len));
+        }
+        if host >= self.file_size {
+            return Ok((true, len));
+        }
+        let io = |e| Error::from(sparsekit_io::IoError::new("lseek", e)).with_path(self.path());
+        match crate::sys::seek(f, host, false) {
+            // A hole up to the end of the file: zeros for the whole run.
+            Ok(None) => Ok((true, len)),
+            Ok(Some(d)) if d > host => Ok((true, (d - host).min(len))),
+            Ok(Some(_)) => match crate::sys::seek(f, host, true) {
+                Ok(Some(h)) if h > host => Ok((false, (h - host).min(len))),
+                Ok(_) => Ok((false, len)),
+                Err(e) => Err(io(e)),
+            },
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                Ok((false, len))
+            }
+            Err(e) => Err(io(e)),
+        }
     }
 
     /// Whether guest data can be read (not encrypted).

@@ -87,7 +87,16 @@ pub(crate) fn chain_entry(top: &Image, off: u64, max: u64) -> Result<MapEntry> {
             offset,
         };
         return Ok(match run {
-            Run::Data(h) => e(true, false, true, false, offs(Some(h))),
+            Run::Data(h) => match layer_img {
+                Some(i) if !hide => {
+                    let (zero, n) = i.host_status(h, max)?;
+                    MapEntry {
+                        length: n,
+                        ..e(true, zero, true, false, Some(h))
+                    }
+                }
+                _ => e(true, false, true, false, offs(Some(h))),
+            },
             Run::Compressed { .. } => e(true, false, true, true, None),
             Run::Zero(o) => e(true, true, false, false, offs(o)),
             Run::RawData => e(true, false, true, false, Some(off)),

@@ -100,6 +100,9 @@ const KINDS: &[(&str, &str)] = &[
     ("bitmaps", "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-img bitmap --add t.qcow2 b0 && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img bitmap --add t.qcow2 b1"),
     ("refcount1", "qemu-img create -q -f qcow2 -o refcount_bits=1 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2"),
     ("refcount64", "qemu-img create -q -f qcow2 -o refcount_bits=64 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' -c 'write -P 2 1M 4k' t.qcow2"),
+    ("prealloc-metadata", "qemu-img create -q -f qcow2 -o preallocation=metadata t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' -c 'write -P 2 900k 8k' t.qcow2"),
+    ("prealloc-metadata-c4k", "qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k t.qcow2 3M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' -c 'write -P 2 2M 64k' t.qcow2"),
+    ("prealloc-falloc", "qemu-img create -q -f qcow2 -o preallocation=falloc t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' t.qcow2"),
     ("prealloc-full", "qemu-img create -q -f qcow2 -o preallocation=full t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' t.qcow2"),
 ];
 
