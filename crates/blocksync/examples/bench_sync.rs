@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sparsekit_blocksync::{
-    checksum, retrieve, save, sha3_512, sync_files, ChecksumInput, ChecksumOptions,
+    checksum, retrieve, save, sha3_512, sha3_512_x4, sync_files, ChecksumInput, ChecksumOptions,
     RetrieveOptions, BLOCK_SIZE,
 };
 use sparsekit_io::{Control, FileStorage, Storage};
@@ -80,6 +80,18 @@ fn hash(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
         pos += u64::from(BLOCK_SIZE);
     }
     let one = pos as f64 / t.elapsed().as_secs_f64() / 1048576.0;
+    // Four blocks at a time on one core (4-way AVX2 Keccak where the CPU has it).
+    let mut bufs = vec![vec![0u8; BLOCK_SIZE as usize]; 4];
+    let t = Instant::now();
+    let mut p4 = 0;
+    while p4 + 4 * u64::from(BLOCK_SIZE) <= size {
+        for (k, b) in bufs.iter_mut().enumerate() {
+            f.read_exact_at(b, p4 + k as u64 * u64::from(BLOCK_SIZE))?;
+        }
+        x ^= sha3_512_x4([&bufs[0], &bufs[1], &bufs[2], &bufs[3]])[0][0];
+        p4 += 4 * u64::from(BLOCK_SIZE);
+    }
+    let four = p4 as f64 / t.elapsed().as_secs_f64() / 1048576.0;
     let t = Instant::now();
     let s = checksum(
         ChecksumInput::Storage(&f),
@@ -92,7 +104,8 @@ fn hash(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
     )?;
     let all = s.bytes_hashed as f64 / t.elapsed().as_secs_f64() / 1048576.0;
     println!(
-        "sha3-512 128 KiB blocks: one core {one:.0} MiB/s, checksum on {} threads {all:.0} MiB/s ({x})",
+        "sha3-512 128 KiB blocks: one core {one:.0} MiB/s (sha3 crate), {four:.0} MiB/s (4-way, avx2 {}), checksum on {} threads {all:.0} MiB/s ({x})",
+        sparsekit_blocksync::has_avx2(),
         rayon::current_num_threads()
     );
     Ok(())

@@ -139,6 +139,15 @@ impl Error {
         }
     }
 
+    /// The system call that failed (`read`, `write`, `fsync`, ...), as Node's `err.syscall`.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::StreamIo { op, source, .. } => source.raw_os_error().map(|_| *op),
+            _ => None,
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> Option<&Path> {
         match self {

@@ -17,6 +17,16 @@ pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
     out
 }
 
+/// SHA3-512 of up to four blocks: one 4-way call when all four have the same length (the
+/// usual case: 128 KiB each), one by one otherwise.
+pub(crate) fn hash_group(blocks: &[&[u8]]) -> Vec<[u8; DIGEST_LEN]> {
+    if blocks.len() == 4 {
+        crate::keccak4::sha3_512_x4([blocks[0], blocks[1], blocks[2], blocks[3]]).to_vec()
+    } else {
+        blocks.iter().map(|b| sha3_512(b)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@
 mod checksum;
 mod error;
 mod hash;
+mod keccak4;
 mod local;
 mod record;
 mod retrieve;
@@ -46,6 +47,7 @@ pub mod sys;
 pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
 pub use error::{Error, Stream};
 pub use hash::sha3_512;
+pub use keccak4::{has_avx2, sha3_512_x4};
 pub use local::{sync_files, SyncSummary};
 pub use record::{
     BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLOCK_HEADER_LEN,
