@@ -1,9 +1,10 @@
 // Real filesystems for tests: loop-mounted images and tmpfs, always cleaned up.
-import { mkdirSync, openSync, closeSync, fsyncSync } from 'node:fs'
+import { mkdirSync, openSync, closeSync, fsyncSync, readFileSync, statSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import test from 'ava'
-import { tempDir, isRoot, has } from './helpers.mjs'
+import { tempDir, isRoot, has, sparseFile, randomBytes } from './helpers.mjs'
 
 const MKFS = {
   ext4: (img) => ['mkfs.ext4', ['-q', '-F', img]],
@@ -78,4 +79,21 @@ export function flush(path) {
   } finally {
     closeSync(fd)
   }
+}
+
+const MiB = 1 << 20
+
+/** md5 of a file's bytes: the equality oracle. */
+export const md5 = (p) => createHash('md5').update(readFileSync(p)).digest('hex')
+
+/** `st_blocks` once the file is on disk (holes kept or not). */
+export const blocks = (p) => (flush(p), statSync(p).blocks)
+
+/** A sparse image: data at 0, in the middle (unaligned), before a trailing hole; odd size. */
+export function sampleImage(dir, name = 'img') {
+  return sparseFile(join(dir, name), 64 * MiB + 4097, [
+    [0, randomBytes(64 * 1024)],
+    [5 * MiB + 123, randomBytes(MiB)],
+    [40 * MiB, randomBytes(3 * MiB)],
+  ])
 }

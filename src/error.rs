@@ -2,7 +2,9 @@
 //!
 //! Every rejection is a JS `Error` with `code` (the errno name such as `ENOENT` for OS errors,
 //! `ERR_SPARSEKIT_*` otherwise) and, when known, `errno` (negative, as Node's fs does),
-//! `syscall`, `path` and `offset`.
+//! `syscall` (the failed OS call), `path`, `offset` and `range` (`{ start, length }` when a
+//! byte range is at fault). `ERR_INVALID_ARG_VALUE` is a `TypeError` and `ERR_OUT_OF_RANGE`
+//! a `RangeError`, as in Node.
 
 use napi::bindgen_prelude::*;
 use napi::JsValue;
@@ -16,12 +18,15 @@ pub struct Failure {
     pub errno: Option<i32>,
     pub path: Option<String>,
     pub offset: Option<u64>,
+    pub syscall: Option<&'static str>,
+    pub range: Option<(u64, u64)>,
     pub kind: FailureKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     Error,
+    TypeError,
     RangeError,
 }
 
@@ -31,6 +36,12 @@ pub trait CoreError: std::fmt::Display {
     fn code(&self) -> &'static str;
     fn path(&self) -> Option<&std::path::Path>;
     fn offset(&self) -> Option<u64>;
+    fn syscall(&self) -> Option<&'static str> {
+        None
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 macro_rules! core_error {
@@ -40,16 +51,22 @@ macro_rules! core_error {
             fn code(&self) -> &'static str { <$t>::code(self) }
             fn path(&self) -> Option<&std::path::Path> { <$t>::path(self) }
             fn offset(&self) -> Option<u64> { <$t>::offset(self) }
+            fn syscall(&self) -> Option<&'static str> { <$t>::syscall(self) }
+            fn range(&self) -> Option<(u64, u64)> { <$t>::range(self) }
         }
     )*};
 }
 core_error!(
+    sparsekit_blocksync::Error,
+    sparsekit_bmap::Error,
     sparsekit_digest::Error,
     sparsekit_extents::Error,
-    sparsekit_sparse_copy::Error
+    sparsekit_sparse_copy::Error,
+    sparsekit_qcow2::Error
 );
 
 impl Failure {
+    /// A failure with `code`; its class follows from the code (Node's conventions).
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Failure {
             code: code.to_string(),
@@ -57,8 +74,14 @@ impl Failure {
             errno: None,
             path: None,
             offset: None,
-            kind: FailureKind::Error,
+            syscall: None,
+            range: None,
+            kind: kind_of(code),
         }
+    }
+
+    pub fn aborted() -> Self {
+        Failure::new("ERR_SPARSEKIT_ABORTED", "the operation was aborted")
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -70,10 +93,7 @@ impl Failure {
     }
 
     pub fn out_of_range(message: impl Into<String>) -> Self {
-        Failure {
-            kind: FailureKind::RangeError,
-            ..Failure::new("ERR_OUT_OF_RANGE", message)
-        }
+        Failure::new("ERR_OUT_OF_RANGE", message)
     }
 
     /// OS errors keep their errno name as `code`; everything else uses the crate's code.
@@ -90,12 +110,14 @@ impl Failure {
             None => e.to_string(),
         };
         Failure {
+            kind: kind_of(&code),
             code,
             message,
             errno,
             path: e.path().map(|p| p.to_string_lossy().into_owned()),
             offset: e.offset(),
-            kind: FailureKind::Error,
+            syscall: e.syscall().filter(|_| errno.is_some()),
+            range: e.range(),
         }
     }
 
@@ -112,6 +134,10 @@ impl Failure {
             FailureKind::Error => {
                 env.create_error(Error::new(Status::GenericFailure, self.message))?
             }
+            FailureKind::TypeError => {
+                let js = JsTypeError::from(Error::new(Status::InvalidArg, self.message));
+                Object::from_unknown(js.into_unknown(*env))?
+            }
             FailureKind::RangeError => {
                 let js = JsRangeError::from(Error::new(Status::InvalidArg, self.message));
                 Object::from_unknown(js.into_unknown(*env))?
@@ -127,7 +153,25 @@ impl Failure {
         if let Some(offset) = self.offset {
             obj.set("offset", offset as f64)?;
         }
+        if let Some(syscall) = self.syscall {
+            obj.set("syscall", syscall)?;
+        }
+        if let Some((start, length)) = self.range {
+            let mut r = Object::new(env)?;
+            r.set("start", start as f64)?;
+            r.set("length", length as f64)?;
+            obj.set("range", r)?;
+        }
         Ok(Error::from(obj.to_unknown()))
+    }
+}
+
+/// Node's class for a code: argument values are `TypeError`s, ranges `RangeError`s.
+fn kind_of(code: &str) -> FailureKind {
+    match code {
+        "ERR_INVALID_ARG_VALUE" | "ERR_INVALID_ARG_TYPE" => FailureKind::TypeError,
+        "ERR_OUT_OF_RANGE" => FailureKind::RangeError,
+        _ => FailureKind::Error,
     }
 }
 
@@ -178,5 +222,6 @@ mod tests {
         assert_eq!((f.code.as_str(), f.errno), ("ENOENT", Some(2)));
         assert!(f.message.starts_with("ENOENT: "), "{}", f.message);
         assert_eq!(f.path.as_deref(), Some("/nonexistent"));
+        assert_eq!(f.syscall, Some("open"));
     }
 }

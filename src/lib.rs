@@ -8,10 +8,13 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod blocksync;
+mod bmap;
 mod copy;
 mod digest;
 mod error;
 mod extents;
 mod job;
+mod qcow2;
 
 pub use job::CancelToken;

@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBytes, checkOneOf, checkOptions, checkPath } from './errors'
+import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
 import { LongOptions, run } from './run'
 
 /** Hash algorithms `digest()` offers. */
@@ -18,20 +18,17 @@ export interface DigestOptions extends LongOptions {
 }
 
 /**
- * Hash a file, or the window `[start, start + length)` of it, off the main thread.
+ * Hash a file, or the window `[start, start + length)` of it, off the main thread. Holes are
+ * hashed as zeros without being read (phase `'map'`, then `'hash'`). Pipes, FIFOs and files
+ * whose size means nothing (`/proc/cpuinfo`) are read to their end.
  * @returns the digest as lowercase hex
  */
-export async function digest(path: string, options?: DigestOptions): Promise<string> {
+export async function digest(path: PathLike, options?: DigestOptions): Promise<string> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options) as DigestOptions
   const algorithm = checkOneOf('options.algorithm', o.algorithm, ALGORITHMS) ?? 'sha256'
   const start = checkBytes('options.start', o.start)
   const length = checkBytes('options.length', o.length)
-  const result = await run(
-    'hash',
-    o,
-    (cancel, onProgress) => native.digest(file, { algorithm, start, length }, cancel, onProgress),
-    (r) => r.bytes,
-  )
+  const result = await run(o, (cancel, onProgress) => native.digest(file, { algorithm, start, length }, cancel, onProgress))
   return result.digest
 }

@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBytes, checkOneOf, checkOptions, checkPath, checkBoolean } from './errors'
+import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
 import { LongOptions, run } from './run'
 
 /** Mapping methods; `auto` tries FIEMAP, then SEEK_DATA/SEEK_HOLE, then `none`. */
@@ -8,15 +8,13 @@ export const MAP_METHODS = ['auto', 'fiemap', 'seek', 'none'] as const
 export type MapMethod = (typeof MAP_METHODS)[number]
 
 /** Options of {@link map}. */
-export interface MapOptions {
+export interface MapOptions extends LongOptions {
   /** First byte of the window; default 0. Past the end of the file: `ERR_SPARSEKIT_OUT_OF_RANGE`. */
   start?: number
-  /** Window length; default to the end of the file (clipped there). */
+  /** Window length; default to the end of the file (clipped there, and at `Number.MAX_SAFE_INTEGER`). */
   length?: number
   /** How to find the data; a forced method that does not work rejects with `ERR_SPARSEKIT_UNSUPPORTED`. */
   method?: MapMethod
-  /** Cancels the mapping. */
-  signal?: AbortSignal
 }
 
 /** A range of data bytes. */
@@ -33,8 +31,12 @@ export interface Extent {
 
 /** The result of {@link map}. */
 export interface ExtentMap {
-  /** File (or block device) size in bytes. */
-  size: number
+  /**
+   * File (or block device) size in bytes: a number, or a `bigint` when it is above
+   * `Number.MAX_SAFE_INTEGER` (xfs, btrfs and tmpfs allow files up to 2^63 - 1; the
+   * extents of such a file are reported up to `Number.MAX_SAFE_INTEGER`).
+   */
+  size: number | bigint
   /** Filesystem block size in bytes. */
   blockSize: number
   /** The method that produced the map. */
@@ -43,15 +45,7 @@ export interface ExtentMap {
   extents: Extent[]
 }
 
-/** Where a file's (or block device's) data is. */
-export async function map(path: string, options?: MapOptions): Promise<ExtentMap> {
-  const file = checkPath('path', path)
-  const o = checkOptions('options', options) as MapOptions
-  const start = checkBytes('options.start', o.start)
-  const length = checkBytes('options.length', o.length)
-  const method = checkOneOf('options.method', o.method, MAP_METHODS)
-  const m = await run('map', { signal: o.signal }, (cancel) => native.map(file, { start, length, method }, cancel))
-  const t = m.table
+function extentsOf(t: Float64Array): Extent[] {
   const extents: Extent[] = new Array(t.length / 3)
   for (let i = 0, j = 0; i < t.length; i += 3, j++) {
     const flags = t[i + 2]
@@ -60,58 +54,79 @@ export async function map(path: string, options?: MapOptions): Promise<ExtentMap
     if (flags & 2) e.shared = true
     extents[j] = e
   }
-  return { size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'], extents }
+  return extents
 }
 
-/** Copy methods; `auto` tries reflink, copy_file_range, sendfile, then read/write. */
-export const COPY_METHODS = ['auto', 'reflink', 'copy_file_range', 'sendfile', 'readwrite'] as const
-/** A copy method. */
-export type CopyMethod = (typeof COPY_METHODS)[number]
-
-/** Options of {@link copy}; offsets in bytes, as dd's `skip`, `seek` and `count`. */
-export interface CopyOptions extends LongOptions {
-  /** Source bytes to skip; default 0. */
-  skip?: number
-  /** Destination offset to write at; bytes before it are kept. Default 0. */
-  seek?: number
-  /** Bytes to copy; default to the end of the source (a length past it copies what is there). */
-  length?: number
-  /** How to move data; a forced method the kernel refuses rejects with `ERR_SPARSEKIT_UNSUPPORTED`. */
-  method?: CopyMethod
-  /**
-   * `true` (default): a regular destination ends at `seek + copied`, like `dd`.
-   * `false`: it is never shortened, like `dd conv=notrunc`. Block devices are never truncated.
-   */
-  truncate?: boolean
-  /** Write zeros over the source's holes instead of leaving holes (or skipping them on a device). */
-  zeroHoles?: boolean
+interface Checked {
+  file: string | Buffer
+  start: number | undefined
+  length: number | undefined
+  method: MapMethod | undefined
+  o: MapOptions
 }
 
-/** The result of {@link copy}. */
-export interface CopyResult {
-  /** Data bytes moved (or shared, for a reflink); holes are not counted. */
-  bytesCopied: number
-  /** Destination size afterwards. */
-  size: number
-  /** The most capable method that moved data. */
-  method: CopyMethod
-  /** Zero bytes written: with `zeroHoles`, or where a hole could not be punched. */
-  bytesZeroed: number
-}
-
-/** Copy a file (or into a block device) moving only its data; holes stay holes. */
-export async function copy(src: string, dst: string, options?: CopyOptions): Promise<CopyResult> {
-  const from = checkPath('src', src)
-  const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as CopyOptions
-  const opts = {
-    skip: checkBytes('options.skip', o.skip),
-    seek: checkBytes('options.seek', o.seek),
+function checkMap(path: unknown, options: unknown): Checked {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options) as MapOptions
+  return {
+    file,
+    o,
+    start: checkBytes('options.start', o.start),
     length: checkBytes('options.length', o.length),
-    method: checkOneOf('options.method', o.method, COPY_METHODS),
-    truncate: checkBoolean('options.truncate', o.truncate),
-    zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles),
+    method: checkOneOf('options.method', o.method, MAP_METHODS),
   }
-  const r = await run('copy', o, (cancel, onProgress) => native.copy(from, to, opts, cancel, onProgress), (r) => r.bytesTotal)
-  return { bytesCopied: r.bytesCopied, size: r.size, method: r.method as CopyMethod, bytesZeroed: r.bytesZeroed }
+}
+
+/** Where a file's (or block device's) data is. Phase `'map'` reports the window bytes covered. */
+export async function map(path: PathLike, options?: MapOptions): Promise<ExtentMap> {
+  const { file, o, start, length, method } = checkMap(path, options)
+  const m = await run(o, (cancel, onProgress) => native.map(file, { start, length, method }, cancel, onProgress))
+  return { size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'], extents: extentsOf(m.table) }
+}
+
+/** What {@link mapExtents} yields first: everything of an {@link ExtentMap} but the extents. */
+export type MapHeader = Omit<ExtentMap, 'extents'>
+
+/**
+ * The extents of a file one at a time, for files with millions of extents: memory stays
+ * bounded whatever the count. The file is mapped window by window (windows adapt to the
+ * extent density), extents that cross a window boundary are merged, so the sequence is
+ * the same as {@link map}'s. `onHeader` gets size, block size and method first.
+ */
+export async function* mapExtents(
+  path: PathLike,
+  options?: MapOptions & { onHeader?: (h: MapHeader) => void },
+): AsyncGenerator<Extent, void, undefined> {
+  const { file, o, start, length, method } = checkMap(path, options)
+  const onHeader = (options as { onHeader?: (h: MapHeader) => void } | undefined)?.onHeader
+  let pos = start ?? 0
+  let window = 1 << 30
+  let end: number | undefined
+  let pending: Extent | undefined
+  let first = true
+  for (;;) {
+    const want = end === undefined ? (length === undefined ? window : Math.min(window, length)) : Math.min(window, end - pos)
+    const m = await run({ signal: o.signal }, (cancel) => native.map(file, { start: pos, length: want, method }, cancel))
+    if (first) {
+      first = false
+      const size = typeof m.size === 'bigint' ? Number.MAX_SAFE_INTEGER : m.size
+      end = Math.min(size, length === undefined ? size : (start ?? 0) + length)
+      onHeader?.({ size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'] })
+    }
+    const batch = extentsOf(m.table)
+    for (const e of batch) {
+      if (pending && pending.offset + pending.length === e.offset && !pending.unwritten === !e.unwritten && !pending.shared === !e.shared) {
+        pending.length += e.length
+        continue
+      }
+      if (pending) yield pending
+      pending = e
+    }
+    pos += want
+    if (end === undefined || pos >= end || want === 0) break
+    // Aim for 4 096 to 65 536 extents per native call.
+    if (batch.length > 65536 && window > 1 << 20) window /= 2
+    else if (batch.length < 4096 && window < 2 ** 46) window *= 2
+  }
+  if (pending) yield pending
 }

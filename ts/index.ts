@@ -8,9 +8,22 @@
  */
 export { digest, ALGORITHMS } from './digest'
 export type { Algorithm, DigestOptions } from './digest'
-export { map, copy, MAP_METHODS, COPY_METHODS } from './extents'
-export type { MapOptions, MapMethod, Extent, ExtentMap, CopyOptions, CopyMethod, CopyResult } from './extents'
+export { map, mapExtents, MAP_METHODS } from './extents'
+export type { MapOptions, MapMethod, Extent, ExtentMap, MapHeader } from './extents'
+export { copy, COPY_METHODS } from './copy'
+export type { CopyOptions, CopyMethod, CopyResult } from './copy'
+export * as qcow2 from './qcow2'
 export type { Progress, LongOptions } from './run'
+import { checksum as syncChecksum, retrieve as syncRetrieve, save as syncSave, files as syncFiles } from './sync'
+/** Block-level delta sync, byte-compatible with blockcopy: `checksum | retrieve | save` over any streams, or `files` for a local pair. */
+export const sync = { checksum: syncChecksum, retrieve: syncRetrieve, save: syncSave, files: syncFiles }
+export type { SyncChecksumOptions, SyncRetrieveOptions, SyncSaveResult, SyncFilesResult } from './sync'
+import { create as bmapCreate, copy as bmapCopy } from './bmap'
+/** bmaptool block maps: `create` one for an image, `copy` (flash) an image with one, verified. */
+export const bmap = { create: bmapCreate, copy: bmapCopy }
+export { BMAP_CHECKSUMS } from './bmap'
+export type { BmapChecksum, BmapCreateOptions, BmapCopyOptions, BmapCopyResult } from './bmap'
+export type { PathLike } from './validate'
 
 /** The package version. */
 export const version: string = require('../package.json').version

@@ -1,18 +1,19 @@
 /**
- * Running a native job: AbortSignal -> CancelToken, throttled monotonic progress with a final
- * 100% call, and one error shape. @internal
+ * Running a native job: AbortSignal -> CancelToken, phased progress (throttled natively,
+ * the final call of each phase always delivered before the Promise settles), a throwing
+ * callback turned into a coded rejection, and one error shape. @internal
  */
 import native = require('./native')
-import { abortError, checkFunction, invalidArgType } from './errors'
+import { abortError, callbackError, checkFunction, checkSignal } from './validate'
 
 /** Progress of a long operation. */
 export interface Progress {
-  /** What is being done now, e.g. `'hash'`, `'copy'`. */
+  /** What is being done now: `'map'`, `'hash'`, `'copy'`, `'write'`, `'verify'`, `'sync'`, ... */
   phase: string
-  /** Bytes processed so far. */
+  /** Bytes processed so far in this phase; never decreases within a phase. */
   bytesDone: number
-  /** Bytes to process in this phase. */
-  bytesTotal: number
+  /** Bytes this phase will process; `undefined` while unknown (a pipe or a procfs file). */
+  bytesTotal: number | undefined
 }
 
 /** Options every long operation accepts. */
@@ -20,66 +21,75 @@ export interface LongOptions {
   /** Cancels the operation; the Promise rejects with `code: 'ERR_SPARSEKIT_ABORTED'`. */
   signal?: AbortSignal
   /**
-   * Called with progress, at most every 50 ms, with non-decreasing `bytesDone`, and once more
-   * at 100% just before the Promise resolves.
+   * Called with progress: per phase at most every 50 ms, with non-decreasing `bytesDone`,
+   * and exactly once at 100% (`bytesDone === bytesTotal`) when the phase ends; every call
+   * happens before the Promise settles. If it throws, the operation is cancelled and
+   * rejects with `code: 'ERR_SPARSEKIT_CALLBACK'` and the thrown value as `cause`.
    */
   onProgress?: (p: Progress) => void
 }
 
-type NativeProgress = (bytesDone: number, bytesTotal: number) => void
+type NativeProgress = (phase: string, bytesDone: number, bytesTotal: number) => void
 type Start<T> = (cancel: native.CancelToken, onProgress: NativeProgress | undefined) => Promise<T>
 
-function checkSignal(value: unknown): AbortSignal | undefined {
-  if (value === undefined) return undefined
-  if (value === null || typeof value !== 'object' || typeof (value as AbortSignal).aborted !== 'boolean' ||
-      typeof (value as AbortSignal).addEventListener !== 'function') {
-    throw invalidArgType('options.signal', 'an instance of AbortSignal', value)
-  }
-  return value as AbortSignal
+/** Live jobs of this thread, cancelled when it exits (`process.exit()` in a worker). */
+const live = new Set<native.CancelToken>()
+let exitHook = false
+
+/** Let queued native progress calls arrive: each is one macrotask of the event loop. */
+async function drain(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 10000 && !done(); i++) await new Promise((r) => setImmediate(r))
 }
 
-/**
- * Start a native job. Validation errors throw synchronously-as-rejection (the caller is
- * async); `finalTotal` picks the total for the closing 100% call from the result.
- */
-export async function run<T>(
-  phase: string,
-  opts: LongOptions,
-  start: Start<T>,
-  finalTotal?: (result: T) => number,
-): Promise<T> {
-  const signal = checkSignal(opts.signal)
+/** Start a native job. Validation errors reject (the caller is async). */
+export async function run<T>(opts: LongOptions, start: Start<T>): Promise<T> {
+  const signal = checkSignal('options.signal', opts.signal)
   const onProgress = checkFunction('options.onProgress', opts.onProgress) as LongOptions['onProgress']
   if (signal?.aborted) throw abortError(signal)
   const cancel = new native.CancelToken()
   const onAbort = () => cancel.cancel()
   signal?.addEventListener('abort', onAbort, { once: true })
+  if (!exitHook) {
+    exitHook = true
+    process.once('exit', () => live.forEach((c) => c.cancel()))
+  }
+  live.add(cancel)
   let settled = false
-  let lastDone = -1
-  let lastTotal = 0
-  const report = (bytesDone: number, bytesTotal: number) => {
-    if (settled || !onProgress || bytesDone < lastDone) return
-    lastDone = bytesDone
-    lastTotal = bytesTotal
-    onProgress({ phase, bytesDone, bytesTotal })
+  let received = 0
+  let thrown: { value: unknown } | undefined
+  const last = new Map<string, number>()
+  const report = (phase: string, bytesDone: number, bytesTotal: number) => {
+    received++
+    if (settled || thrown || !onProgress) return
+    if (bytesDone < (last.get(phase) ?? -1)) return
+    last.set(phase, bytesDone)
+    try {
+      onProgress({ phase, bytesDone, bytesTotal: bytesTotal < 0 ? undefined : bytesTotal })
+    } catch (value) {
+      thrown = { value }
+      cancel.cancel()
+    }
   }
   try {
-    const result = await start(cancel, onProgress ? report : undefined)
-    if (onProgress) {
-      const total = finalTotal ? finalTotal(result) : lastTotal
-      report(Math.max(total, lastDone, 0), Math.max(total, lastDone, 0))
+    let result: T
+    try {
+      result = await start(cancel, onProgress ? report : undefined)
+    } catch (err) {
+      if (thrown) throw callbackError(thrown.value)
+      const e = err as { code?: string }
+      if (e && e.code === 'ERR_SPARSEKIT_ABORTED') throw abortError(signal)
+      if (err instanceof Error && Error.captureStackTrace) {
+        // Native errors carry no JS stack; point at the caller's await instead.
+        Error.captureStackTrace(err, run)
+      }
+      throw err
     }
+    if (onProgress) await drain(() => received >= cancel.progressCalls)
+    if (thrown) throw callbackError(thrown.value)
     return result
-  } catch (err) {
-    const e = err as { code?: string }
-    if (e && e.code === 'ERR_SPARSEKIT_ABORTED') throw abortError(signal)
-    if (err instanceof Error && Error.captureStackTrace) {
-      // Native errors carry no JS stack; point at the caller's await instead.
-      Error.captureStackTrace(err, run)
-    }
-    throw err
   } finally {
     settled = true
+    live.delete(cancel)
     signal?.removeEventListener('abort', onAbort)
   }
 }

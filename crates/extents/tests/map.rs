@@ -10,7 +10,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::Instant;
 
-use sparsekit_extents::{map_path, BlockRange, Extent, MapOptions, Method};
+use sparsekit_extents::{map_path, map_path_with, BlockRange, Extent, MapOptions, Method};
+use sparsekit_io::{Cancel, Control};
 use sparsekit_testfs::{make_cases, pattern, run, Fs, LoopDev, Mount};
 
 const K: u64 = 1024;
@@ -337,6 +338,33 @@ fn many_extents() {
     assert_eq!(m.extents.len(), 11);
     assert_eq!(m.extents[0].offset, 1000 * 2048 + 512);
     assert_eq!(m.extents[0].length, 512);
+
+    // Regression (issue 8.4): a cancel between FIEMAP batches (and lseek runs) stops the
+    // mapping there, reported progress short of the end.
+    for method in [Method::Fiemap, Method::Seek] {
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        let mut seen = Vec::new();
+        let e = map_path_with(
+            &p,
+            &MapOptions {
+                method,
+                ..Default::default()
+            },
+            &mut Control::new(cancel, |pr| {
+                seen.push(pr.done);
+                c2.cancel();
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, sparsekit_extents::Error::Aborted),
+            "{method}: {e}"
+        );
+        assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+        assert_eq!(seen.len(), 1, "{method}");
+        assert!(seen[0] > 0 && seen[0] < n * 2048, "{method}: {seen:?}");
+    }
 }
 
 /// Reflinked copies are reported shared by FIEMAP (and SEEK, which cannot know, agrees on

@@ -1,4 +1,4 @@
-/** Argument validation with Node's own error conventions. @internal */
+/** Argument validation and the errors sparsekit makes in JS, with Node's own conventions. @internal */
 
 type Coded<E extends Error> = E & { code: string }
 
@@ -42,13 +42,34 @@ export function checkString(name: string, value: unknown): asserts value is stri
   if (value.includes('\0')) throw invalidArgValue(name, value, 'must be a string without null bytes')
 }
 
-export function checkPath(name: string, value: unknown): string {
+/** A path as `node:fs` takes it: string, Buffer (any bytes, for names that are not UTF-8) or `file:` URL. */
+export type PathLike = string | Buffer | URL
+
+/** Check a path; a `file:` URL becomes its path (bytes, so percent-encoded non-UTF-8 names survive). */
+export function checkPath(name: string, value: unknown): string | Buffer {
   if (value instanceof URL) {
     if (value.protocol !== 'file:') throw invalidArgValue(name, value.href, 'must be a file: URL')
-    value = decodeURIComponent(value.pathname)
+    if (value.hostname !== '' && value.hostname !== 'localhost') {
+      throw invalidArgValue(name, value.href, 'must be a file: URL without a host')
+    }
+    const bytes = Buffer.from(value.pathname.replace(/%([0-9a-fA-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1')
+    if (bytes.includes(0)) throw invalidArgValue(name, value.href, 'must be a path without null bytes')
+    return bytes
   }
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
+    const b = Buffer.from(value as Uint8Array)
+    if (b.length === 0) throw invalidArgValue(name, value, 'must be a non-empty path')
+    if (b.includes(0)) throw invalidArgValue(name, value, 'must be a path without null bytes')
+    return b
+  }
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string or an instance of Buffer or URL', value)
   checkString(name, value)
   return value
+}
+
+/** A path for messages: Buffers shown as UTF-8 with replacement characters. */
+export function showPath(p: string | Buffer): string {
+  return typeof p === 'string' ? p : p.toString('utf8')
 }
 
 export function checkOptions(name: string, value: unknown): Record<string, unknown> {
@@ -91,6 +112,33 @@ export function checkBoolean(name: string, value: unknown): boolean | undefined 
   if (value === undefined) return undefined
   if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
   return value
+}
+
+/**
+ * An `AbortSignal`, checked whole up front (as Node's own APIs do) so a look-alike cannot
+ * fail half-way through an operation: a real `AbortSignal`, or an object with a boolean
+ * `aborted` and `addEventListener`/`removeEventListener` functions (another realm's signal).
+ */
+export function checkSignal(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (value instanceof AbortSignal) return value
+  const v = value as Partial<AbortSignal> | null
+  if (
+    v === null || typeof v !== 'object' || typeof v.aborted !== 'boolean' ||
+    typeof v.addEventListener !== 'function' || typeof v.removeEventListener !== 'function'
+  ) {
+    throw invalidArgType(name, 'an instance of AbortSignal', value)
+  }
+  return value as AbortSignal
+}
+
+/** The error an operation rejects with when its `onProgress` (or another callback) threw. */
+export function callbackError(cause: unknown): Coded<Error> {
+  const err = withCode(
+    new Error(`The onProgress callback threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause }),
+    'ERR_SPARSEKIT_CALLBACK',
+  )
+  return err
 }
 
 /** The error an aborted operation rejects with. */
