@@ -63,6 +63,7 @@ try {
   const r = await time('copy()', () =>
     sk.copy(image, copyPath, {
       onProgress: (p) => {
+        if (p.phase !== 'copy') return // 'map' comes first
         const pct = Math.floor((p.bytesDone / p.bytesTotal) * 100)
         if (pct >= lastPct + 25 || pct === 100) lastPct = pct
       },
