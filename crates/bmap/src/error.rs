@@ -176,11 +176,12 @@ impl Error {
         }
     }
 
-    /// The byte range `[start, end)` at fault, for checksum mismatches.
+    /// The byte range at fault as `(start, length)`, for checksum mismatches (JS sees it
+    /// as `err.range = { start, length }`).
     pub fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::ChecksumMismatch { bytes, .. } | Error::ReadBackMismatch { bytes, .. } => {
-                Some(*bytes)
+                Some((bytes.0, bytes.1 - bytes.0))
             }
             _ => None,
         }
