@@ -1,0 +1,206 @@
+// bmap.create() / bmap.copy() and `sparsekit bmap`, with bmaptool (Debian bmap-tools) as
+// the oracle both ways.
+import test from 'ava'
+import { writeFileSync, readFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { sk, tempDir, sparseFile, randomBytes, run, cli, testWith, isRoot, has } from './helpers.mjs'
+import { md5, blocks, loopDevice } from './fs-helpers.mjs'
+
+const MiB = 1 << 20
+const withBmaptool = testWith(['bmaptool'], test)
+// bmaptool logs to stderr; keep the test output readable.
+const quiet = { stdio: 'pipe' }
+
+/** An image with data in 4 places, one run of explicit zeros, an odd size. */
+function image(dir, name = 'disk.img') {
+  return sparseFile(join(dir, name), 40 * MiB + 1000, [
+    [0, randomBytes(70000)],
+    [2 * MiB, Buffer.alloc(8192)],
+    [5 * MiB + 3, randomBytes(3 * MiB)],
+    [40 * MiB, randomBytes(1000)],
+  ])
+}
+
+/** The machine-readable parts of a bmap: counts and `first-last:checksum` per range. */
+function parts(xml) {
+  const num = (tag) => Number(new RegExp(`<${tag}>\\s*(\\d+)\\s*</${tag}>`).exec(xml)[1])
+  const ranges = [...xml.matchAll(/<Range(?:\s+chksum="([0-9a-f]+)")?>\s*([\d-]+)\s*<\/Range>/g)].map(
+    (m) => `${m[2].includes('-') ? m[2] : `${m[2]}-${m[2]}`}:${m[1] ?? ''}`,
+  )
+  return { size: num('ImageSize'), blocks: num('BlocksCount'), mapped: num('MappedBlocksCount'), ranges }
+}
+
+withBmaptool('create equals bmaptool create, and bmaptool copy accepts it', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  for (const [checksum, flags] of [['sha256', []], ['none', ['--no-checksum']]]) {
+    const theirs = join(dir, `bt-${checksum}.bmap`)
+    run('bmaptool', ['create', ...flags, '-o', theirs, img], quiet)
+    const out = join(dir, `ours-${checksum}.bmap`)
+    const xml = await sk.bmap.create(img, { checksum, output: out })
+    t.is(readFileSync(out, 'utf8'), xml)
+    t.deepEqual(parts(xml), parts(readFileSync(theirs, 'utf8')), checksum)
+    t.true(parts(xml).ranges.length >= 4)
+    const dst = join(dir, `bt-copy-${checksum}`)
+    run('bmaptool', ['copy', '--bmap', out, img, dst], quiet)
+    t.is(md5(dst), md5(img))
+  }
+})
+
+withBmaptool('copy with a bmaptool bmap: verified, sparse, read back, phases end at 100%', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  run('bmaptool', ['create', '-o', `${img}.bmap`, img], quiet)
+  const dst = join(dir, 'out.img')
+  writeFileSync(dst, Buffer.alloc(50 * MiB, 0xee)) // old contents must not survive
+  const seen = new Map()
+  const r = await sk.bmap.copy(img, dst, { readBack: true, onProgress: (p) => seen.set(p.phase, p) })
+  t.is(md5(dst), md5(img))
+  t.is(r.bmap, `${img}.bmap`)
+  const ranges = parts(readFileSync(`${img}.bmap`, 'utf8')).ranges.length
+  t.is(r.rangesVerified, ranges)
+  t.is(r.rangesReadBack, ranges)
+  t.is(r.imageSize, statSync(img).size)
+  t.true(blocks(dst) * 512 < 5 * MiB, `allocated ${blocks(dst) * 512}`)
+  t.deepEqual([...seen.keys()], ['write', 'sync', 'verify'])
+  for (const p of seen.values()) t.is(p.bytesDone, p.bytesTotal, p.phase)
+})
+
+withBmaptool('a corrupted image block rejects with the range', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  const bmapFile = join(dir, 'b.bmap')
+  run('bmaptool', ['create', '-o', bmapFile, img], quiet)
+  const fd = openSync(img, 'r+')
+  writeSync(fd, Buffer.from('!'), 0, 1, 6 * MiB)
+  closeSync(fd)
+  const err = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: bmapFile }), { code: 'ERR_SPARSEKIT_CHECKSUM_MISMATCH' })
+  t.regex(err.message, /blocks range 1280-2048/)
+  t.deepEqual(err.range, { start: 1280 * 4096, length: 769 * 4096 })
+  t.is(err.path, img)
+  // --no-verify copies it as it is, like bmaptool's.
+  await sk.bmap.copy(img, join(dir, 'o'), { bmap: bmapFile, verify: false })
+  t.is(md5(join(dir, 'o')), md5(img))
+})
+
+for (const [tool, args, ext] of [
+  ['xz', ['-0', '-T1'], 'xz'],
+  ['gzip', ['-1'], 'gz'],
+  ['bzip2', ['-1'], 'bz2'],
+  ['zstd', ['-1', '-q'], 'zst'],
+]) {
+  testWith([tool, 'bmaptool'], test)(`${tool} image: bmap found beside it, flashed and verified; bmaptool agrees`, async (t) => {
+    const dir = tempDir(t)
+    const img = image(dir)
+    await sk.bmap.create(img, { output: join(dir, 'disk.bmap') })
+    run('sh', ['-c', `${tool} ${args.join(' ')} -c '${img}' > '${img}.${ext}'`], quiet)
+    const z = `${img}.${ext}`
+    // disk.img.xz -> disk.bmap (the extensions taken off one by one)
+    const dst = join(dir, 'out.img')
+    let last
+    const r = await sk.bmap.copy(z, dst, { readBack: true, onProgress: (p) => p.phase === 'decompress' && (last = p) })
+    t.is(r.compression, tool)
+    t.is(r.bmap, join(dir, 'disk.bmap'))
+    t.is(md5(dst), md5(img))
+    t.is(last.bytesDone, statSync(z).size)
+    // bmaptool flashes the same compressed image with the bmap we wrote.
+    const dst2 = join(dir, 'bt.img')
+    run('bmaptool', ['copy', '--bmap', join(dir, 'disk.bmap'), z, dst2], quiet)
+    t.is(md5(dst2), md5(img))
+    // Without a bmap: written whole, zeros left as holes.
+    const r2 = await sk.bmap.copy(z, join(dir, 'nobmap.img'), { bmap: false })
+    t.is(md5(join(dir, 'nobmap.img')), md5(img))
+    t.true(r2.bytesWritten < 4 * MiB)
+    // A truncated stream is a coded error.
+    const data = readFileSync(z)
+    writeFileSync(join(dir, 'cut'), data.subarray(0, Math.floor(data.length / 2)))
+    const e = await t.throwsAsync(sk.bmap.copy(join(dir, 'cut'), join(dir, 'o2'), { bmap: false }))
+    t.true(['ERR_SPARSEKIT_DECOMPRESS', 'ERR_SPARSEKIT_IMAGE_TRUNCATED'].includes(e.code), e.message)
+  })
+}
+
+test('old bmap versions (1.2 written from the spec) copy correctly', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  const ours = parts(await sk.bmap.create(img))
+  const ranges = ours.ranges.map((r) => `    <Range> ${r.split(':')[0]} </Range>\n`).join('')
+  const xml = `<?xml version="1.0" ?>\n<bmap version="1.2">\n <ImageSize> ${ours.size} </ImageSize>\n <BlockSize> 4096 </BlockSize>\n` +
+    ` <BlocksCount> ${ours.blocks} </BlocksCount>\n <MappedBlocksCount> ${ours.mapped} </MappedBlocksCount>\n <BlockMap>\n${ranges} </BlockMap>\n</bmap>\n`
+  writeFileSync(join(dir, 'v12.bmap'), xml)
+  const r = await sk.bmap.copy(img, join(dir, 'o'), { bmap: join(dir, 'v12.bmap') })
+  t.is(r.rangesVerified, 0)
+  t.is(md5(join(dir, 'o')), md5(img))
+  // Counts that disagree: a coded error naming the line.
+  writeFileSync(join(dir, 'bad.bmap'), xml.replace(`<MappedBlocksCount> ${ours.mapped} `, `<MappedBlocksCount> ${ours.mapped + 1} `))
+  const e = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: join(dir, 'bad.bmap') }), { code: 'ERR_SPARSEKIT_BMAP_INVALID' })
+  t.regex(e.message, /line 6: <MappedBlocksCount>/)
+  t.is(e.path, join(dir, 'bad.bmap'))
+})
+
+test('arguments are checked; abort rejects with ERR_SPARSEKIT_ABORTED', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  await t.throwsAsync(sk.bmap.create(img, { checksum: 'md5' }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: true }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { readBack: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.bmap.copy(join(dir, 'missing'), join(dir, 'o')), { code: 'ENOENT' })
+  await t.throwsAsync(sk.bmap.copy(img, img, { bmap: false }), { code: 'ERR_SPARSEKIT_INVALID_ARG' })
+  const ac = new AbortController()
+  ac.abort()
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+  await t.throwsAsync(sk.bmap.create(img, { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+})
+
+;(isRoot && has('losetup') ? test : test.skip)('flash to a loop device; too small a device is refused untouched', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  const xml = await sk.bmap.create(img)
+  writeFileSync(join(dir, 'disk.img.bmap'), xml)
+  const backing = join(dir, 'dev')
+  writeFileSync(backing, Buffer.alloc(48 * MiB, 0x5a))
+  const dev = loopDevice(t, backing)
+  const r = await sk.bmap.copy(img, dev, { readBack: true })
+  t.true(r.rangesReadBack > 0)
+  const devBytes = readFileSync(backing)
+  const imgBytes = readFileSync(img)
+  for (const range of parts(xml).ranges) {
+    const [first, last] = range.split(':')[0].split('-').map(Number)
+    const end = Math.min((last + 1) * 4096, imgBytes.length)
+    t.true(devBytes.subarray(first * 4096, end).equals(imgBytes.subarray(first * 4096, end)))
+  }
+  t.is(devBytes[30 * MiB], 0x5a) // unmapped: untouched
+  const small = join(dir, 'small')
+  writeFileSync(small, Buffer.alloc(16 * MiB, 0x77))
+  const sdev = loopDevice(t, small)
+  const e = await t.throwsAsync(sk.bmap.copy(img, sdev), { code: 'ERR_SPARSEKIT_DEST_TOO_SMALL' })
+  t.is(e.path, sdev)
+  t.true(readFileSync(small).every((b) => b === 0x77))
+})
+
+withBmaptool('CLI: bmap create | bmaptool copy, bmaptool create | bmap copy', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  const c = cli(['bmap', 'create', img])
+  t.is(c.status, 0, c.stderr)
+  t.true(c.stdout.startsWith('<?xml'))
+  writeFileSync(join(dir, 'ours.bmap'), c.stdout)
+  run('bmaptool', ['copy', '--bmap', join(dir, 'ours.bmap'), img, join(dir, 'a')], quiet)
+  t.is(md5(join(dir, 'a')), md5(img))
+  t.is(cli(['bmap', 'create', img, '-o', join(dir, 'o.bmap')]).status, 0)
+  t.is(readFileSync(join(dir, 'o.bmap'), 'utf8'), c.stdout)
+  run('bmaptool', ['create', '-o', join(dir, 'bt.bmap'), img], quiet)
+  const r = cli(['bmap', 'copy', img, join(dir, 'b'), '--bmap', join(dir, 'bt.bmap'), '--read-back', '--json'])
+  t.is(r.status, 0, r.stderr)
+  t.is(JSON.parse(r.stdout).bmap, join(dir, 'bt.bmap'))
+  t.is(md5(join(dir, 'b')), md5(img))
+  const nv = cli(['bmap', 'copy', img, join(dir, 'c'), '--nobmap', '--no-verify'])
+  t.is(nv.status, 0, nv.stderr)
+  t.regex(nv.stdout, /without a bmap/)
+  t.is(md5(join(dir, 'c')), md5(img))
+  t.is(cli(['bmap']).status, 2)
+  t.is(cli(['bmap', 'copy', img]).status, 2)
+  t.is(cli(['bmap', 'copy', img, 'x', '--bmap', 'f', '--nobmap']).status, 2)
+  const bad = cli(['bmap', 'copy', img, join(dir, 'd'), '--bmap', join(dir, 'missing.bmap')])
+  t.is(bad.status, 1)
+  t.regex(bad.stderr, /ENOENT/)
+})

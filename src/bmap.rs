@@ -1,0 +1,136 @@
+use napi::bindgen_prelude::*;
+use sparsekit_bmap::{copy, create, BmapChoice, ChecksumType, CopyOptions, CreateOptions};
+
+use crate::error::Failure;
+use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeBmapCreateOptions {
+    /// `sha256` (default), `sha1` or `none` (no range checksums).
+    pub checksum: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeBmapCreated {
+    /// The bmap, format 2.0 XML.
+    pub xml: String,
+    pub image_size: f64,
+    pub block_size: f64,
+    pub blocks_count: f64,
+    pub mapped_blocks_count: f64,
+}
+
+/// Create the bmap (2.0 XML) of an image.
+#[napi(ts_return_type = "Promise<NativeBmapCreated>")]
+pub fn bmap_create<'env>(
+    env: &'env Env,
+    image: Either<String, Buffer>,
+    options: Option<NativeBmapCreateOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let image = path_arg("image", image);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let image = image?;
+            let o = options.unwrap_or_default();
+            let checksum = match o.checksum.as_deref() {
+                None | Some("sha256") => Some(ChecksumType::Sha256),
+                Some("sha1") => Some(ChecksumType::Sha1),
+                Some("none") => None,
+                Some(v) => {
+                    return Err(Failure::invalid_value(format!(
+                        "The property 'options.checksum' must be one of 'sha256', 'sha1', 'none'. Received '{v}'"
+                    )))
+                }
+            };
+            let opts = CreateOptions {
+                checksum,
+                block_size: None,
+            };
+            let b = create(&image, &opts, ctl).map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeBmapCreated {
+                xml: b.to_xml(),
+                image_size: to_f64("imageSize", b.image_size)?,
+                block_size: to_f64("blockSize", b.block_size)?,
+                blocks_count: to_f64("blocksCount", b.blocks_count)?,
+                mapped_blocks_count: to_f64("mappedBlocksCount", b.mapped_blocks_count)?,
+            })
+        },
+        |env, v| unsafe { NativeBmapCreated::to_napi_value(env.raw(), v) },
+    )
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeBmapCopyOptions {
+    /// The bmap file; absent: `IMAGE.bmap` found beside the image.
+    pub bmap: Option<Either<String, Buffer>>,
+    /// Use no bmap even when one lies beside the image (`bmaptool copy --nobmap`).
+    pub no_bmap: Option<bool>,
+    /// Check range checksums while copying (default true).
+    pub verify: Option<bool>,
+    /// Re-read the destination past the page cache after fsync (default false).
+    pub read_back: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeBmapCopyResult {
+    pub bytes_written: f64,
+    pub image_size: f64,
+    /// The bmap file used, if one was read.
+    pub bmap: Option<String>,
+    /// `gzip`, `xz`, `bzip2`, `zstd`, or absent for a plain image.
+    pub compression: Option<String>,
+    pub ranges_verified: f64,
+    pub ranges_read_back: f64,
+}
+
+/// Flash an image (plain or compressed) to a file or block device with a bmap.
+#[napi(ts_return_type = "Promise<NativeBmapCopyResult>")]
+pub fn bmap_copy<'env>(
+    env: &'env Env,
+    image: Either<String, Buffer>,
+    dst: Either<String, Buffer>,
+    options: Option<NativeBmapCopyOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let paths = path_arg("image", image).and_then(|s| Ok((s, path_arg("dst", dst)?)));
+    let o = options.unwrap_or_default();
+    let bmap = o.bmap.map(|b| path_arg("options.bmap", b)).transpose();
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let (image, dst) = paths?;
+            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
+                (_, true) => BmapChoice::None,
+                (Some(p), false) => BmapChoice::Path(p),
+                (None, false) => BmapChoice::Auto,
+            };
+            let opts = CopyOptions {
+                bmap: choice,
+                verify: o.verify.unwrap_or(true),
+                read_back: o.read_back.unwrap_or(false),
+            };
+            let r = copy(&image, &dst, &opts, ctl).map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeBmapCopyResult {
+                bytes_written: to_f64("bytesWritten", r.bytes_written)?,
+                image_size: to_f64("imageSize", r.image_size)?,
+                bmap: r.bmap_path.map(|p| p.to_string_lossy().into_owned()),
+                compression: r.compression.map(|c| c.name().to_string()),
+                ranges_verified: r.ranges_verified as f64,
+                ranges_read_back: r.ranges_read_back as f64,
+            })
+        },
+        |env, v| unsafe { NativeBmapCopyResult::to_napi_value(env.raw(), v) },
+    )
+}

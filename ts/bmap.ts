@@ -1,0 +1,106 @@
+import { writeFile } from 'node:fs/promises'
+import native = require('./native')
+import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike } from './validate'
+import { LongOptions, run } from './run'
+
+/** Range checksums `bmap.create()` can write. */
+export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
+/** A range checksum type; `'none'` writes no range checksums (`bmaptool create --no-checksum`). */
+export type BmapChecksum = (typeof BMAP_CHECKSUMS)[number]
+
+/** Options of {@link create}. */
+export interface BmapCreateOptions extends LongOptions {
+  /** Checksum of each range; default `'sha256'` (as bmaptool), `'sha1'` for old readers, `'none'`. */
+  checksum?: BmapChecksum
+  /** Also write the bmap to this file. */
+  output?: PathLike
+}
+
+/**
+ * Create the bmap of an image (a sparse file or a block device): its mapped blocks, found
+ * from the file's extents, and a checksum per range hashed in parallel (phases `'map'`,
+ * `'hash'`). The result is bmap format 2.0 XML that `bmaptool copy` accepts.
+ * @returns the XML
+ */
+export async function create(image: PathLike, options?: BmapCreateOptions): Promise<string> {
+  const file = checkPath('image', image)
+  const o = checkOptions('options', options) as BmapCreateOptions
+  const checksum = checkOneOf('options.checksum', o.checksum, BMAP_CHECKSUMS)
+  const output = o.output === undefined ? undefined : checkPath('options.output', o.output)
+  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum }, cancel, onProgress))
+  if (output !== undefined) await writeFile(output, r.xml)
+  return r.xml
+}
+
+/** Options of {@link copy}. */
+export interface BmapCopyOptions extends LongOptions {
+  /**
+   * The bmap file. Default: `IMAGE.bmap` beside the image, also with the image's extensions
+   * taken off (`img.raw.xz` -> `img.raw.xz.bmap`, `img.raw.bmap`, `img.bmap`), as bmaptool
+   * looks. `false`: no bmap (`bmaptool copy --nobmap`): a plain image's own holes are
+   * skipped; a compressed one is written whole, all-zero blocks left as holes in a file.
+   */
+  bmap?: PathLike | false
+  /** Check each range's checksum from the bmap while copying; default `true`. */
+  verify?: boolean
+  /**
+   * After writing and `fsync`, re-read every written range from the destination with its
+   * cached pages dropped, and compare (phase `'verify'`); default `false`.
+   */
+  readBack?: boolean
+}
+
+/** The result of {@link copy}. */
+export interface BmapCopyResult {
+  /** Bytes written to the destination. */
+  bytesWritten: number
+  /** The image's size (the decompressed size without a bmap). */
+  imageSize: number
+  /** The bmap file used, if any. */
+  bmap?: string
+  /** `'gzip'`, `'xz'`, `'bzip2'` or `'zstd'` for a compressed image. */
+  compression?: 'gzip' | 'xz' | 'bzip2' | 'zstd'
+  /** Ranges whose checksum was verified while copying. */
+  rangesVerified: number
+  /** Ranges read back from the destination and found equal (with `readBack`). */
+  rangesReadBack: number
+}
+
+/**
+ * Flash an image to a file or block device, writing only the blocks its bmap lists.
+ * gzip, xz, bzip2 and zstd images are decompressed as a stream in process. A block
+ * device is opened exclusively (`EBUSY` when mounted) and checked to be large enough
+ * before anything is written (`ERR_SPARSEKIT_DEST_TOO_SMALL`); a file is truncated to the
+ * image size so it stays sparse. A range whose data does not match the bmap rejects with
+ * `ERR_SPARSEKIT_CHECKSUM_MISMATCH` and its byte `range`. Phases: `'write'` (plain image)
+ * or `'decompress'` (compressed), `'sync'`, and `'verify'` with `readBack`.
+ */
+export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOptions): Promise<BmapCopyResult> {
+  const from = checkPath('image', image)
+  const to = checkPath('dst', dst)
+  const o = checkOptions('options', options) as BmapCopyOptions
+  let bmap: string | Buffer | undefined
+  let noBmap = false
+  if (o.bmap === false) noBmap = true
+  else if (o.bmap !== undefined) {
+    const v: unknown = o.bmap
+    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    bmap = checkPath('options.bmap', o.bmap)
+  }
+  const opts = {
+    bmap,
+    noBmap,
+    verify: checkBoolean('options.verify', o.verify),
+    readBack: checkBoolean('options.readBack', o.readBack),
+  }
+  const r = await run(o, (cancel, onProgress) => native.bmapCopy(from, to, opts, cancel, onProgress))
+  const out: BmapCopyResult = {
+    bytesWritten: r.bytesWritten,
+    imageSize: r.imageSize,
+    rangesVerified: r.rangesVerified,
+    rangesReadBack: r.rangesReadBack,
+  }
+  if (r.bmap != null) out.bmap = r.bmap
+  if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
+  return out
+}
