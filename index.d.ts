@@ -3,24 +3,81 @@
 
 /**
  * A cancellation flag shared between JS and one native job. The TS layer creates one per
- * call and sets it from the caller's `AbortSignal`.
+ * call and sets it from the caller's `AbortSignal`. It also counts the progress calls the
+ * job queued, so JS can wait until every one (the final 100% ones included) has arrived
+ * before it settles the caller's Promise.
  */
 export declare class CancelToken {
   constructor()
-  /** Ask the job to stop at its next check (between chunks). */
+  /**
+   * Ask the job to stop at its next check (between chunks, or within ~25 ms of a wait
+   * on a pipe).
+   */
   cancel(): void
   /** Whether `cancel()` was called. */
   get cancelled(): boolean
+  /** Progress calls queued so far. */
+  get progressCalls(): number
 }
 
+/** An open image whose guest bytes are read in windows (for `createReadStream`). */
+export declare class Qcow2Reader {
+  /** The virtual size. */
+  get size(): number
+  /** Guest bytes `[start, start + length)`, copied into a new Buffer. */
+  read(start: number, length: number, cancel?: CancelToken | undefined | null): Promise<Buffer>
+}
+
+/** Flash an image (plain or compressed) to a file or block device with a bmap. */
+export declare function bmapCopy(image: string | Buffer, dst: string | Buffer, options?: NativeBmapCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBmapCopyResult>
+
+/** Create the bmap (2.0 XML) of an image. */
+export declare function bmapCreate(image: string | Buffer, options?: NativeBmapCreateOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBmapCreated>
+
 /** Sparse copy with dd-style skip/seek/length in bytes. */
-export declare function copy(src: string, dst: string, options?: NativeCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<NativeCopyResult>
+export declare function copy(src: string | Buffer, dst: string | Buffer, options?: NativeCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeCopyResult>
 
 /** Hash `[start, start + length)` of a file. */
-export declare function digest(path: string, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
+export declare function digest(path: string | Buffer, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
-export declare function map(path: string, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeMap>
+export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
+
+export interface NativeBmapCopyOptions {
+  /** The bmap file; absent: `IMAGE.bmap` found beside the image. */
+  bmap?: string | Buffer
+  /** Use no bmap even when one lies beside the image (`bmaptool copy --nobmap`). */
+  noBmap?: boolean
+  /** Check range checksums while copying (default true). */
+  verify?: boolean
+  /** Re-read the destination past the page cache after fsync (default false). */
+  readBack?: boolean
+}
+
+export interface NativeBmapCopyResult {
+  bytesWritten: number
+  imageSize: number
+  /** The bmap file used, if one was read. */
+  bmap?: string
+  /** `gzip`, `xz`, `bzip2`, `zstd`, or absent for a plain image. */
+  compression?: string
+  rangesVerified: number
+  rangesReadBack: number
+}
+
+export interface NativeBmapCreated {
+  /** The bmap, format 2.0 XML. */
+  xml: string
+  imageSize: number
+  blockSize: number
+  blocksCount: number
+  mappedBlocksCount: number
+}
+
+export interface NativeBmapCreateOptions {
+  /** `sha256` (default), `sha1` or `none` (no range checksums). */
+  checksum?: string
+}
 
 export interface NativeCopyOptions {
   skip?: number
@@ -35,6 +92,10 @@ export interface NativeCopyOptions {
   truncate?: boolean
   /** Write zeros over source holes (default: holes are holes; on a block device, skipped). */
   zeroHoles?: boolean
+  /** fsync a regular-file destination at the end (block devices always are). */
+  fsync?: boolean
+  /** Write a temporary file and rename it over the destination only on success. */
+  atomic?: boolean
 }
 
 export interface NativeCopyResult {
@@ -42,15 +103,13 @@ export interface NativeCopyResult {
   size: number
   method: string
   bytesZeroed: number
-  /** Bytes in the window (data and holes): the progress total. */
+  /** Bytes in the window (data and holes). */
   bytesTotal: number
 }
 
 export interface NativeDigest {
   /** Lowercase hex. */
   digest: string
-  /** Bytes hashed (the window's length). */
-  bytes: number
 }
 
 export interface NativeDigestOptions {
@@ -65,9 +124,11 @@ export interface NativeDigestOptions {
  * `[offset, length, flags, ...]` (flags: 1 unwritten, 2 shared) in one Float64Array
  * copied in a single memcpy: 100 000 extents as JS objects built through Node-API cost
  * ~100 ms, as array elements ~40 ms, as one typed array ~0.1 ms. ts/ builds the objects.
+ * `size` is a number, or a BigInt above `Number.MAX_SAFE_INTEGER` (xfs, btrfs and tmpfs
+ * allow files up to 2^63 - 1); the mapped window stops at `Number.MAX_SAFE_INTEGER`.
  */
 export interface NativeMap {
-  size: number
+  size: number | bigint
   blockSize: number
   method: 'fiemap' | 'seek' | 'none'
   table: Float64Array
@@ -80,8 +141,144 @@ export interface NativeMapOptions {
   method?: string
 }
 
-/** Test-only: a job that panics on the worker thread, proving panics become rejections. */
-export declare function testPanic(message: string): Promise<string>
+export interface NativeQcow2Allocation {
+  clusterSize: number
+  clusters: number
+  allocatedClusters: number
+  bitmap: Buffer
+}
 
-/** Test-only: a synchronous export that panics, proving sync panics become thrown errors. */
-export declare function testPanicSync(message: string): string
+export interface NativeQcow2Bitmap {
+  name: string
+  granularity: number
+  flags: Array<string>
+}
+
+export interface NativeQcow2Check {
+  corruptions: number
+  leaks: number
+  checkErrors: number
+  imageEndOffset: number
+  totalClusters: number
+  allocatedClusters: number
+  fragmentedClusters: number
+  compressedClusters: number
+}
+
+export interface NativeQcow2Convert {
+  bytesWritten: number
+  size: number
+}
+
+export interface NativeQcow2Info {
+  filename: string
+  format: string
+  virtualSize: number
+  clusterSize?: number
+  actualSize?: number
+  dirtyFlag: boolean
+  encrypted: boolean
+  backingFilename?: string
+  fullBackingFilename?: string
+  backingFilenameFormat?: string
+  snapshots: Array<NativeQcow2Snapshot>
+  compat?: string
+  compressionType?: string
+  lazyRefcounts?: boolean
+  refcountBits?: number
+  corrupt?: boolean
+  extendedL2?: boolean
+  dataFile?: string
+  dataFileRaw?: boolean
+  encryptFormat?: string
+  bitmaps?: Array<NativeQcow2Bitmap>
+}
+
+export interface NativeQcow2Options {
+  /** `follow` (default) or `none`. */
+  backing?: string
+  /** convert: write zeros where the guest reads zeros (block devices). */
+  zeroHoles?: boolean
+}
+
+export interface NativeQcow2Snapshot {
+  id: string
+  name: string
+  dateSec: number
+  dateNsec: number
+  vmClockNsec: number
+  vmStateSize: number
+  icount?: number
+}
+
+export interface NativeSyncOptions {
+  /** checksum: first byte hashed. */
+  start?: number
+  /** checksum: hash up to here; no `rest` is sent. */
+  end?: number
+  /** checksum: read the destination from this descriptor (a pipe) instead of `dst`. */
+  inputFd?: number
+  /** retrieve, files: send compressible blocks as `dlzm`. */
+  lzma?: boolean
+}
+
+export interface NativeSyncResult {
+  /** Blocks hashed (checksum), sent (retrieve) or written (save, files). */
+  blocks: number
+  /** Bytes hashed (checksum), sent before compression (retrieve) or written (save, files). */
+  bytes: number
+  /**
+   * Bytes of the stream written (checksum, retrieve) or read (save); for files, the
+   * block stream.
+   */
+  streamBytes: number
+}
+
+/** Clusters this image allocates (not its backing files), one bit per guest cluster. */
+export declare function qcow2Allocation(path: string | Buffer, cancel?: CancelToken | undefined | null): Promise<NativeQcow2Allocation>
+
+/** Read-only consistency check, counted as `qemu-img check` counts. */
+export declare function qcow2Check(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Check>
+
+/** Convert to a sparse raw file (created or replaced) or into a block device. */
+export declare function qcow2Convert(src: string | Buffer, dst: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
+
+/**
+ * `qemu-img info --backing-chain`: the image first, then each image below it (with
+ * `backing: 'none'`, the image alone).
+ */
+export declare function qcow2Info(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeQcow2Info[]>
+
+/**
+ * `qemu-img map --output=json` entries flattened as `[start, length, depth, flags,
+ * offset, ...]` in one Float64Array (flags: 1 present, 2 zero, 4 data, 8 compressed;
+ * offset -1 when absent); ts/ builds the objects.
+ */
+export declare function qcow2Map(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<Float64Array>
+
+/** Open an image (and its chain) for reading guest bytes. */
+export declare function qcow2OpenReader(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null): Promise<Qcow2Reader>
+
+/**
+ * `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
+ * to `outFd`.
+ */
+export declare function syncChecksum(dst: string | Buffer | undefined | null, outFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+
+/** checksum | retrieve | save of a local pair in one job. */
+export declare function syncFiles(src: string | Buffer, dst: string | Buffer, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+
+/**
+ * A pipe for one job: `[readFd, writeFd]`, both close-on-exec and non-blocking. The caller
+ * owns both and hands one end to `net.Socket`, the other to a job (which duplicates it).
+ */
+export declare function syncPipe(): Array<number>
+
+/**
+ * `retrieve`: read the hash stream from `inFd`, compare with `src`, write the block stream
+ * to `outFd`.
+ */
+export declare function syncRetrieve(src: string | Buffer, inFd: number, outFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+
+/** `save`: read the block stream from `inFd` and write it into `dst` (which must exist). */
+export declare function syncSave(dst: string | Buffer, inFd: number, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>

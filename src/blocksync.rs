@@ -1,0 +1,259 @@
+//! Glue for sparsekit-blocksync: the three sides of the blockcopy protocol over file
+//! descriptors (pipes the TS layer joins to Node streams, or the CLI's stdin/stdout), and
+//! `syncFiles` for a local pair.
+
+// `Failure` is what every glue function returns as its error, boxed or not by job.rs.
+#![allow(clippy::result_large_err)]
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+
+use napi::bindgen_prelude::*;
+use sparsekit_blocksync::sys::{dup_fd, pipe, StreamReader, StreamWriter};
+use sparsekit_blocksync::{
+    checksum, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
+    RetrieveOptions,
+};
+use sparsekit_io::{FileStorage, IoError};
+
+use crate::error::Failure;
+use crate::job::{opt_u64, path_arg, spawn, sync_call, to_f64, CancelToken, ProgressFn};
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeSyncOptions {
+    /// checksum: first byte hashed.
+    pub start: Option<f64>,
+    /// checksum: hash up to here; no `rest` is sent.
+    pub end: Option<f64>,
+    /// checksum: read the destination from this descriptor (a pipe) instead of `dst`.
+    pub input_fd: Option<i32>,
+    /// retrieve, files: send compressible blocks as `dlzm`.
+    pub lzma: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeSyncResult {
+    /// Blocks hashed (checksum), sent (retrieve) or written (save, files).
+    pub blocks: f64,
+    /// Bytes hashed (checksum), sent before compression (retrieve) or written (save, files).
+    pub bytes: f64,
+    /// Bytes of the stream written (checksum, retrieve) or read (save); for files, the
+    /// block stream.
+    pub stream_bytes: f64,
+}
+
+/// A pipe for one job: `[readFd, writeFd]`, both close-on-exec and non-blocking. The caller
+/// owns both and hands one end to `net.Socket`, the other to a job (which duplicates it).
+#[napi]
+pub fn sync_pipe(env: Env) -> Result<Vec<i32>> {
+    use std::os::unix::io::IntoRawFd;
+    sync_call(&env, || {
+        let (r, w) = pipe().map_err(|e| Failure::from_core(&io("pipe", e)))?;
+        Ok(vec![r.into_raw_fd(), w.into_raw_fd()])
+    })
+}
+
+fn io(op: &'static str, e: std::io::Error) -> sparsekit_blocksync::Error {
+    sparsekit_blocksync::Error::Io(IoError::new(op, e))
+}
+
+/// Duplicate a caller's descriptor now, on the main thread, so the caller may close its own
+/// as soon as the call returns.
+fn dup(name: &str, fd: i32) -> std::result::Result<File, Failure> {
+    if fd < 0 {
+        return Err(Failure::invalid_value(format!(
+            "The argument '{name}' must be a file descriptor. Received {fd}"
+        )));
+    }
+    dup_fd(fd).map_err(|e| Failure::from_core(&io("fcntl(F_DUPFD_CLOEXEC)", e)))
+}
+
+fn result(blocks: u64, bytes: u64, stream: u64) -> std::result::Result<NativeSyncResult, Failure> {
+    Ok(NativeSyncResult {
+        blocks: to_f64("blocks", blocks)?,
+        bytes: to_f64("bytes", bytes)?,
+        stream_bytes: to_f64("streamBytes", stream)?,
+    })
+}
+
+fn convert(env: &Env, v: NativeSyncResult) -> Result<napi::sys::napi_value> {
+    unsafe { NativeSyncResult::to_napi_value(env.raw(), v) }
+}
+
+fn open(
+    path: &std::result::Result<PathBuf, Failure>,
+    write: bool,
+) -> std::result::Result<FileStorage, Failure> {
+    let p = path.as_ref().map_err(Clone::clone)?;
+    let s = if write {
+        FileStorage::open_rw(p)
+    } else {
+        FileStorage::open(p)
+    };
+    s.map_err(|e| Failure::from_core(&sparsekit_blocksync::Error::Io(e)))
+}
+
+fn core(e: sparsekit_blocksync::Error) -> Failure {
+    Failure::from_core(&e)
+}
+
+/// `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
+/// to `outFd`.
+#[napi(ts_return_type = "Promise<NativeSyncResult>")]
+pub fn sync_checksum<'env>(
+    env: &'env Env,
+    dst: Option<Either<String, Buffer>>,
+    out_fd: i32,
+    options: Option<NativeSyncOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let o = options.unwrap_or_default();
+    let files = (|| {
+        let out = dup("outFd", out_fd)?;
+        let input = o
+            .input_fd
+            .map(|fd| dup("options.inputFd", fd))
+            .transpose()?;
+        let dst = match (&input, dst) {
+            (Some(_), _) => None,
+            (None, Some(d)) => Some(path_arg("dst", d)?),
+            (None, None) => {
+                return Err(Failure::invalid_value(
+                    "The argument 'dst' must be a path when options.inputFd is not given",
+                ))
+            }
+        };
+        Ok((dst, input, out))
+    })();
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let (dst, input, out) = files?;
+            let opts = ChecksumOptions {
+                start: opt_u64("options.start", o.start)?.unwrap_or(0),
+                end: opt_u64("options.end", o.end)?,
+            };
+            let out =
+                BufWriter::with_capacity(64 << 10, StreamWriter::new(out, ctl.cancel().clone()));
+            let s = match (dst, input) {
+                (_, Some(inp)) => {
+                    let mut r = BufReader::with_capacity(
+                        256 << 10,
+                        StreamReader::new(inp, ctl.cancel().clone()),
+                    );
+                    checksum(ChecksumInput::Stream(&mut r), out, &opts, ctl)
+                }
+                (Some(dst), None) => {
+                    let f = open(&Ok(dst), false)?;
+                    checksum(ChecksumInput::Storage(&f), out, &opts, ctl)
+                }
+                (None, None) => unreachable!("checked above"),
+            }
+            .map_err(core)?;
+            result(s.blocks, s.bytes_hashed, s.stream_bytes)
+        },
+        convert,
+    )
+}
+
+/// `retrieve`: read the hash stream from `inFd`, compare with `src`, write the block stream
+/// to `outFd`.
+#[napi(ts_return_type = "Promise<NativeSyncResult>")]
+pub fn sync_retrieve<'env>(
+    env: &'env Env,
+    src: Either<String, Buffer>,
+    in_fd: i32,
+    out_fd: i32,
+    options: Option<NativeSyncOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let o = options.unwrap_or_default();
+    let src = path_arg("src", src);
+    let fds = dup("inFd", in_fd).and_then(|i| Ok((i, dup("outFd", out_fd)?)));
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let (inp, out) = fds?;
+            let s = open(&src, false)?;
+            let r =
+                BufReader::with_capacity(64 << 10, StreamReader::new(inp, ctl.cancel().clone()));
+            let w =
+                BufWriter::with_capacity(256 << 10, StreamWriter::new(out, ctl.cancel().clone()));
+            let opts = RetrieveOptions {
+                lzma: o.lzma.unwrap_or(false),
+            };
+            let sum = retrieve(&s, r, w, &opts, ctl).map_err(core)?;
+            result(sum.blocks_sent, sum.bytes_sent, sum.stream_bytes)
+        },
+        convert,
+    )
+}
+
+/// `save`: read the block stream from `inFd` and write it into `dst` (which must exist).
+#[napi(ts_return_type = "Promise<NativeSyncResult>")]
+pub fn sync_save<'env>(
+    env: &'env Env,
+    dst: Either<String, Buffer>,
+    in_fd: i32,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let dst = path_arg("dst", dst);
+    let inp = dup("inFd", in_fd);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let inp = inp?;
+            let d = open(&dst, true)?;
+            let r =
+                BufReader::with_capacity(256 << 10, StreamReader::new(inp, ctl.cancel().clone()));
+            let sum = save(&d, r, ctl).map_err(core)?;
+            result(sum.blocks_written, sum.bytes_written, sum.stream_bytes)
+        },
+        convert,
+    )
+}
+
+/// checksum | retrieve | save of a local pair in one job.
+#[napi(ts_return_type = "Promise<NativeSyncResult>")]
+pub fn sync_files<'env>(
+    env: &'env Env,
+    src: Either<String, Buffer>,
+    dst: Either<String, Buffer>,
+    options: Option<NativeSyncOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let o = options.unwrap_or_default();
+    let src = path_arg("src", src);
+    let dst = path_arg("dst", dst);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let s = open(&src, false)?;
+            let d = open(&dst, true)?;
+            let opts = RetrieveOptions {
+                lzma: o.lzma.unwrap_or(false),
+            };
+            let sum = sync_local(&s, &d, &opts, ctl).map_err(core)?;
+            result(sum.blocks_changed, sum.bytes_changed, sum.bytes_sent)
+        },
+        convert,
+    )
+}
