@@ -201,3 +201,14 @@ test('api: abort and bad arguments', async (t) => {
   await t.throwsAsync(sk.sync.checksum(d, 'nope'), { code: 'ERR_INVALID_ARG_TYPE' })
   await t.throwsAsync(sk.sync.files(s, join(dir, 'missing')), { code: 'ENOENT' })
 })
+
+testWith(['script'], test)('cli: binary output to a terminal is refused (exit 1, one ERROR line)', (t) => {
+  const dir = tempDir(t)
+  const f = join(dir, 'f')
+  writeFileSync(f, 'x')
+  // util-linux script(1) runs the command with stdout on a pseudo-terminal.
+  const r = spawnSync('script', ['-qec', `${sk_} checksum ${f}`, '/dev/null'], { encoding: 'utf8' })
+  t.is(r.status, 1)
+  t.regex(r.stdout, /ERROR \(checksum\): standard output is a terminal/)
+  t.notRegex(r.stdout, /Hash|done/)
+})

@@ -420,3 +420,32 @@ fn progress_ends_at_total_per_phase() {
         assert!(finals >= 1);
     }
 }
+
+#[test]
+fn block_device_destination() {
+    // A loop device of 3 MiB + 512 bytes (its size comes from BLKGETSIZE64, not st_size).
+    let size = 3 * (1 << 20) + 512;
+    let Some(dev) = sparsekit_testfs::LoopDev::new(size, 0x5a, "block_device_destination") else {
+        return;
+    };
+    let src_bytes = noise(size as usize, 77);
+    let mut dst_old = src_bytes.clone();
+    for b in [0usize, 13, 24] {
+        dst_old[b * BS + 1] ^= 0x33;
+    }
+    std::fs::write(&dev.backing, &dst_old).unwrap();
+    let t = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(t.path(), &src_bytes).unwrap();
+    let src = FileStorage::open(t.path()).unwrap();
+    let d = FileStorage::open_rw(&dev.dev).unwrap();
+    assert_eq!(d.size().unwrap(), size);
+    let sum = sync_files(&src, &d, &RetrieveOptions::default(), &mut Control::none()).unwrap();
+    assert_eq!(sum.blocks_changed, 3);
+    drop(d);
+    let mut got = vec![0u8; size as usize];
+    FileStorage::open(&dev.dev)
+        .unwrap()
+        .read_exact_at(&mut got, 0)
+        .unwrap();
+    assert!(got == src_bytes);
+}
