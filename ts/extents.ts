@@ -124,9 +124,9 @@ export async function* mapExtents(
     }
     pos += want
     if (end === undefined || pos >= end || want === 0) break
-    // Aim for 4 096 to 65 536 extents per native call.
-    if (batch.length > 65536 && window > 1 << 20) window /= 2
-    else if (batch.length < 4096 && window < 2 ** 46) window *= 2
+    // Aim for 2 048 to 16 384 extents per native call: few calls, little memory.
+    if (batch.length > 16384 && window > 1 << 20) window /= 2
+    else if (batch.length < 2048 && window < 2 ** 46) window *= 2
   }
   if (pending) yield pending
 }
