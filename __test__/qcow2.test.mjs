@@ -1,0 +1,153 @@
+import test from 'ava'
+import { statSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createHash } from 'node:crypto'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { sk, tempDir, run, cli, testWith } from './helpers.mjs'
+
+const qtest = testWith(['qemu-img', 'qemu-io'], test)
+
+/** Run a shell script in `dir` (image making with qemu-img / qemu-io). */
+function sh(dir, script) {
+  return execFileSync('sh', ['-c', script], { cwd: dir, encoding: 'utf8' })
+}
+
+const md5 = (p) => createHash('md5').update(readFileSync(p)).digest('hex')
+
+/** Image kinds made by qemu tools, each leaving t.qcow2 in its folder. */
+const KINDS = {
+  v2: "qemu-img create -q -f qcow2 -o compat=0.10 t.qcow2 3M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -P 1 1M 1k' t.qcow2",
+  mixed: "qemu-img create -q -f qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -z 128k 64k' -c 'write -P 1 256k 128k' -c 'write -z 256k 64k' -c 'write -z -u 320k 64k' t.qcow2",
+  zstd: "yes sparsekit | head -c 900000 > r && truncate -s 3M r && qemu-img convert -c -O qcow2 -o compression_type=zstd r t.qcow2",
+  zlib512: "yes abc | head -c 90000 > r && truncate -s 1M r && qemu-img convert -c -O qcow2 -o cluster_size=512 r t.qcow2",
+  extl2: "qemu-img create -q -f qcow2 -o extended_l2=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 2k 3k' -c 'write -z 40k 2k' t.qcow2",
+  chain: "truncate -s 2M base.raw && printf hello | dd of=base.raw bs=1 seek=200000 conv=notrunc 2>/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 3M && qemu-io -f qcow2 -c 'write -P 3 512k 4k' mid.qcow2 && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' t.qcow2",
+  snapshots: "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img snapshot -c s1 t.qcow2 && qemu-img bitmap --add t.qcow2 b0",
+}
+
+function make(t, kind) {
+  const dir = tempDir(t)
+  sh(dir, `(${KINDS[kind]}) >/dev/null`)
+  return { dir, img: join(dir, 't.qcow2') }
+}
+
+for (const kind of Object.keys(KINDS)) {
+  qtest(`qcow2 ${kind}: map, info, check, allocation and convert agree with qemu-img`, async (t) => {
+    const { dir, img } = make(t, kind)
+    // map: byte for byte.
+    const m = await sk.qcow2.map(img)
+    t.is(sk.qcow2.mapToJson(m), run('qemu-img', ['map', '--output=json', img]))
+    // info: every shared field of the top image and the chain.
+    const qi = JSON.parse(run('qemu-img', ['info', '--output=json', '--backing-chain', img]))
+    const i = await sk.qcow2.info(img)
+    const ours = [i, ...(i.backingChain ?? [])]
+    t.is(ours.length, qi.length)
+    for (let k = 0; k < qi.length; k++) {
+      const a = ours[k]
+      const b = qi[k]
+      for (const f of ['virtual-size', 'cluster-size', 'format', 'actual-size', 'dirty-flag', 'backing-filename', 'backing-filename-format', 'full-backing-filename']) {
+        t.deepEqual(a[f], b[f], `${kind}[${k}] ${f}`)
+      }
+      t.deepEqual(a['format-specific']?.data, b['format-specific']?.type === 'qcow2' ? b['format-specific'].data : undefined, `${kind}[${k}] format-specific`)
+      t.deepEqual((a.snapshots ?? []).map((s) => [s.id, s.name, s['date-sec'], s['vm-state-size']]), (b.snapshots ?? []).map((s) => [s.id, s.name, s['date-sec'], s['vm-state-size']]))
+    }
+    // check: the counts of qemu-img check.
+    const c = await sk.qcow2.check(img)
+    const qc = JSON.parse(spawnSync('qemu-img', ['check', '--output=json', img], { encoding: 'utf8' }).stdout)
+    const ourq = sk.qcow2.checkToQemu(c)
+    t.deepEqual(Object.keys(ourq).sort(), Object.keys(qc).sort())
+    for (const f of Object.keys(qc)) if (f !== 'filename') t.is(ourq[f], qc[f], `check ${f}`)
+    // allocation: what check counts.
+    const a = await sk.qcow2.allocation(img)
+    t.is(a.allocatedClusters, c.allocatedClusters)
+    t.true(Buffer.isBuffer(a.bitmap))
+    t.is(a.bitmap.length, Math.ceil(a.clusters / 8))
+    // convert: same bytes as qemu-img convert, holes kept.
+    run('qemu-img', ['convert', '-O', 'raw', img, join(dir, 'ref.raw')])
+    const seen = []
+    const r = await sk.qcow2.convert(img, join(dir, 'out.raw'), { onProgress: (p) => seen.push(p) })
+    t.is(r.size, i['virtual-size'])
+    t.is(md5(join(dir, 'out.raw')), md5(join(dir, 'ref.raw')))
+    t.true(statSync(join(dir, 'out.raw')).blocks <= statSync(join(dir, 'ref.raw')).blocks + 8)
+    t.is(spawnSync('qemu-img', ['compare', '-q', img, join(dir, 'out.raw')]).status, 0)
+    const last = seen.at(-1)
+    t.is(last.phase, 'write')
+    t.is(last.bytesDone, last.bytesTotal)
+    // createReadStream: odd windows equal the converted bytes.
+    const ref = readFileSync(join(dir, 'ref.raw'))
+    for (const [start, end] of [[1, 1000], [65535, 200000], [511, 511]]) {
+      const parts = []
+      for await (const b of sk.qcow2.createReadStream(img, { start, end, highWaterMark: 4096 * 3 + 1 })) parts.push(b)
+      t.true(Buffer.concat(parts).equals(ref.subarray(start, end + 1)), `${kind} window ${start}-${end}`)
+    }
+  })
+}
+
+qtest('qcow2 CLI: map --json is qemu-img map --output=json, check exits as qemu-img check', async (t) => {
+  const { dir, img } = make(t, 'mixed')
+  const r = cli(['qcow2', 'map', img, '--json'])
+  t.is(r.status, 0, r.stderr)
+  t.is(r.stdout, run('qemu-img', ['map', '--output=json', img]))
+  const table = cli(['qcow2', 'map', img])
+  t.is(table.status, 0)
+  t.regex(table.stdout, /depth/)
+  const info = cli(['qcow2', 'info', img, '--json'])
+  t.is(info.status, 0)
+  t.is(JSON.parse(info.stdout)['virtual-size'], 4 << 20)
+  t.regex(cli(['qcow2', 'info', img]).stdout, /file format: qcow2/)
+  const chk = cli(['qcow2', 'check', img, '--json'])
+  t.is(chk.status, 0)
+  t.is(JSON.parse(chk.stdout)['allocated-clusters'], JSON.parse(spawnSync('qemu-img', ['check', '--output=json', img], { encoding: 'utf8' }).stdout)['allocated-clusters'])
+  const conv = cli(['qcow2', 'convert', img, join(dir, 'o.raw')])
+  t.is(conv.status, 0, conv.stderr)
+  t.is(spawnSync('qemu-img', ['compare', '-q', img, join(dir, 'o.raw')]).status, 0)
+  t.is(cli(['qcow2', 'bogus', img]).status, 2)
+  t.is(cli(['qcow2', 'map', img, '--backing', 'sideways']).status, 2)
+  // A leak: check exits 3 like qemu-img.
+  const f = readFileSync(img)
+  const rt = Number(f.readBigUInt64BE(48))
+  const rb = Number(f.readBigUInt64BE(rt))
+  const cluster = 1 << f.readUInt32BE(20)
+  // Raise the refcount of the last cluster of the file past its references.
+  const lastCluster = Math.floor((f.length - 1) / cluster)
+  f.writeUInt16BE(2, rb + lastCluster * 2)
+  writeFileSync(img, f)
+  const leak = cli(['qcow2', 'check', img])
+  const q = spawnSync('qemu-img', ['check', img])
+  t.is(leak.status, q.status)
+})
+
+qtest('qcow2 errors: coded, with path and offset; never a panic', async (t) => {
+  const { dir, img } = make(t, 'mixed')
+  const f = readFileSync(img)
+  // Unknown incompatible feature bit.
+  const bad = Buffer.from(f)
+  bad.writeBigUInt64BE(1n << 40n, 72)
+  writeFileSync(join(dir, 'bad.qcow2'), bad)
+  await t.throwsAsync(sk.qcow2.info(join(dir, 'bad.qcow2')), { code: 'ERR_SPARSEKIT_QCOW2_UNSUPPORTED' })
+  // L1 entry pointing past the end of the file.
+  const l1 = Number(f.readBigUInt64BE(40))
+  const past = Buffer.from(f)
+  past.writeBigUInt64BE(0x8000000001000000n, l1)
+  writeFileSync(join(dir, 'past.qcow2'), past)
+  const e = await t.throwsAsync(sk.qcow2.map(join(dir, 'past.qcow2')), { code: 'ERR_SPARSEKIT_QCOW2_CORRUPT' })
+  t.is(e.path, join(dir, 'past.qcow2'))
+  t.is(e.offset, 0x1000000)
+  t.deepEqual(e.range, { start: 0x1000000, length: 65536 })
+  // Not qcow2 at all; a missing file.
+  writeFileSync(join(dir, 'raw.img'), Buffer.alloc(4096))
+  await t.throwsAsync(sk.qcow2.map(join(dir, 'raw.img')), { code: 'ERR_SPARSEKIT_QCOW2_FORMAT' })
+  await t.throwsAsync(sk.qcow2.info(join(dir, 'nope.qcow2')), { code: 'ENOENT' })
+  // json: backing names refused.
+  sh(dir, `qemu-img create -q -f qcow2 j.qcow2 1M && qemu-img rebase -u -b 'json:{"file":{"driver":"file","filename":"/etc/passwd"}}' -F raw j.qcow2`)
+  await t.throwsAsync(sk.qcow2.map(join(dir, 'j.qcow2')), { code: 'ERR_SPARSEKIT_QCOW2_BACKING' })
+  t.is((await sk.qcow2.map(join(dir, 'j.qcow2'), { backing: 'none' })).length, 1)
+  await t.throwsAsync(sk.qcow2.map(img, { backing: 'sideways' }), { code: 'ERR_INVALID_ARG_VALUE' })
+})
+
+qtest('qcow2 convert: abort via signal', async (t) => {
+  const { dir, img } = make(t, 'mixed')
+  const ac = new AbortController()
+  ac.abort()
+  await t.throwsAsync(sk.qcow2.convert(img, join(dir, 'o.raw'), { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+})
