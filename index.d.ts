@@ -220,6 +220,8 @@ export interface NativeSyncOptions {
   inputFd?: number
   /** retrieve, files: send compressible blocks as `dlzm`. */
   lzma?: boolean
+  /** all: the `--blake3` extension (every side must opt in). */
+  blake3?: boolean
 }
 
 export interface NativeSyncResult {
@@ -281,4 +283,4 @@ export declare function syncPipe(): Array<number>
 export declare function syncRetrieve(src: string | Buffer, inFd: number, outFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
 
 /** `save`: read the block stream from `inFd` and write it into `dst` (which must exist). */
-export declare function syncSave(dst: string | Buffer, inFd: number, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+export declare function syncSave(dst: string | Buffer, inFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>

@@ -212,3 +212,22 @@ testWith(['script'], test)('cli: binary output to a terminal is refused (exit 1,
   t.regex(r.stdout, /ERROR \(checksum\): standard output is a terminal/)
   t.notRegex(r.stdout, /Hash|done/)
 })
+
+test('cli and api: the --blake3 extension round trip; a plain peer refuses it', async (t) => {
+  const dir = tempDir(t)
+  const { s, d } = pair(dir, 6 * BS + 11, 6 * BS + 11, [2, 6])
+  const r = sh(`${sk_} checksum --blake3 ${d} | ${sk_} retrieve --blake3 ${s} | ${sk_} save --blake3 ${d}`)
+  t.is(r.status, 0, r.stderr.toString())
+  t.is(r.stderr.length, 0)
+  t.is(md5(d), md5(s))
+  const h = sh(`${sk_} checksum --blake3 ${d}`).stdout
+  t.deepEqual(h.subarray(0, 12), Buffer.from('SKx1\0\0\0\x01HshB'))
+  // A plain retrieve (as blockcopy would) stops at the unknown SKx1 tag: exit 1.
+  const plain = sh(`${sk_} checksum --blake3 ${d} | ${sk_} retrieve ${s} > /dev/null`)
+  t.is(plain.status, 1)
+  t.regex(plain.stderr.toString(), /^ERROR \(retrieve\): hash stream: unknown record tag "SKx1"/)
+  const { s: s2, d: d2 } = pair(dir, 5 * BS, 5 * BS, [1])
+  const res = await sk.sync.files(s2, d2, { blake3: true })
+  t.is(res.blocksChanged, 1)
+  t.is(md5(d2), md5(s2))
+})

@@ -5,6 +5,7 @@
 #   1 GiB random file, 1% of its 128 KiB blocks changed, whole local pipeline:
 #     sparsekit checksum | retrieve | save (three processes, pipes)   [bench_sync example]
 #     sparsekit sync_files (one process, three threads over pipes)    [bench_sync example]
+#     the same with the --blake3 extension (BLAKE3 instead of SHA3-512; sparsekit on both sides)
 #     rsync --inplace --no-whole-file
 #   Every run starts from the same modified copy (hyperfine --prepare); each command is
 #   checked once with cmp before the timing.
@@ -74,9 +75,10 @@ echo "== 1 GiB, 1% of blocks changed" >&2
 S=$DIR/src.img D=$DIR/dst.img
 PIPE="$B checksum $D | $B retrieve $S | $B save $D"
 FILES="$B files $S $D"
+FILES_B3="$B files --blake3 $S $D"
 RSYNC="rsync --inplace --no-whole-file $S $D"
 # Each command once, checked, outside the timing.
-for c in "$PIPE" "$FILES" "$RSYNC"; do
+for c in "$PIPE" "$FILES" "$FILES_B3" "$RSYNC"; do
   cp "$DIR/dst0.img" "$D"
   sh -c "$c" >/dev/null
   cmp "$S" "$D" || { echo "bench/blocksync.sh: '$c' left the files different" >&2; exit 1; }
@@ -86,5 +88,6 @@ $B files "$S" "$D"
 hyperfine --runs "$RUNS" --prepare "cp $DIR/dst0.img $D" --export-markdown "$DIR/sync.md" \
   -n 'sparsekit checksum | retrieve | save' "sh -c '$PIPE'" \
   -n 'sparsekit sync_files (one process)' "$FILES" \
+  -n 'sparsekit sync_files --blake3 (extension)' "$FILES_B3" \
   -n 'rsync --inplace --no-whole-file' "$RSYNC"
 cat "$DIR/sync.md"

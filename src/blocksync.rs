@@ -13,7 +13,7 @@ use napi::bindgen_prelude::*;
 use sparsekit_blocksync::sys::{dup_fd, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
     checksum, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
-    RetrieveOptions,
+    RetrieveOptions, SaveOptions,
 };
 use sparsekit_io::{FileStorage, IoError};
 
@@ -31,6 +31,8 @@ pub struct NativeSyncOptions {
     pub input_fd: Option<i32>,
     /// retrieve, files: send compressible blocks as `dlzm`.
     pub lzma: Option<bool>,
+    /// all: the `--blake3` extension (every side must opt in).
+    pub blake3: Option<bool>,
 }
 
 #[napi(object)]
@@ -138,6 +140,7 @@ pub fn sync_checksum<'env>(
             let opts = ChecksumOptions {
                 start: opt_u64("options.start", o.start)?.unwrap_or(0),
                 end: opt_u64("options.end", o.end)?,
+                blake3: o.blake3.unwrap_or(false),
             };
             let out =
                 BufWriter::with_capacity(64 << 10, StreamWriter::new(out, ctl.cancel().clone()));
@@ -191,6 +194,7 @@ pub fn sync_retrieve<'env>(
                 BufWriter::with_capacity(256 << 10, StreamWriter::new(out, ctl.cancel().clone()));
             let opts = RetrieveOptions {
                 lzma: o.lzma.unwrap_or(false),
+                blake3: o.blake3.unwrap_or(false),
             };
             let sum = retrieve(&s, r, w, &opts, ctl).map_err(core)?;
             result(sum.blocks_sent, sum.bytes_sent, sum.stream_bytes)
@@ -205,6 +209,7 @@ pub fn sync_save<'env>(
     env: &'env Env,
     dst: Either<String, Buffer>,
     in_fd: i32,
+    options: Option<NativeSyncOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
     on_progress: Option<ProgressFn>,
@@ -220,7 +225,10 @@ pub fn sync_save<'env>(
             let d = open(&dst, true)?;
             let r =
                 BufReader::with_capacity(256 << 10, StreamReader::new(inp, ctl.cancel().clone()));
-            let sum = save(&d, r, ctl).map_err(core)?;
+            let opts = SaveOptions {
+                blake3: options.unwrap_or_default().blake3.unwrap_or(false),
+            };
+            let sum = save(&d, r, &opts, ctl).map_err(core)?;
             result(sum.blocks_written, sum.bytes_written, sum.stream_bytes)
         },
         convert,
@@ -250,6 +258,7 @@ pub fn sync_files<'env>(
             let d = open(&dst, true)?;
             let opts = RetrieveOptions {
                 lzma: o.lzma.unwrap_or(false),
+                blake3: o.blake3.unwrap_or(false),
             };
             let sum = sync_local(&s, &d, &opts, ctl).map_err(core)?;
             result(sum.blocks_changed, sum.bytes_changed, sum.bytes_sent)

@@ -17,7 +17,7 @@ export type { Progress, LongOptions } from './run'
 import { checksum as syncChecksum, retrieve as syncRetrieve, save as syncSave, files as syncFiles } from './sync'
 /** Block-level delta sync, byte-compatible with blockcopy: `checksum | retrieve | save` over any streams, or `files` for a local pair. */
 export const sync = { checksum: syncChecksum, retrieve: syncRetrieve, save: syncSave, files: syncFiles }
-export type { SyncChecksumOptions, SyncRetrieveOptions, SyncSaveResult, SyncFilesResult } from './sync'
+export type { SyncChecksumOptions, SyncRetrieveOptions, SyncSaveOptions, SyncSaveResult, SyncFilesResult } from './sync'
 import { create as bmapCreate, copy as bmapCopy } from './bmap'
 /** bmaptool block maps: `create` one for an image, `copy` (flash) an image with one, verified. */
 export const bmap = { create: bmapCreate, copy: bmapCopy }

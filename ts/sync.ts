@@ -21,12 +21,22 @@ export interface SyncChecksumOptions extends LongOptions {
   start?: number
   /** Hash up to this byte (`--end`); the destination must be at least this long. No `rest` record is sent. */
   end?: number
+  /** sparsekit extension: compare blocks by BLAKE3; `retrieve` and `save` must opt in too (never for a blockcopy peer). */
+  blake3?: boolean
+}
+
+/** Options of {@link save}. */
+export interface SyncSaveOptions extends LongOptions {
+  /** sparsekit extension: the block stream comes from a `retrieve` with `blake3` too. */
+  blake3?: boolean
 }
 
 /** Options of {@link retrieve}. */
 export interface SyncRetrieveOptions extends LongOptions {
   /** Send compressible blocks xz-compressed (`dlzm` records, blockcopy's `--lzma`); default false. */
   lzma?: boolean
+  /** sparsekit extension: compare blocks by BLAKE3; `checksum` and `save` must opt in too (never for a blockcopy peer). */
+  blake3?: boolean
 }
 
 /** What {@link save} wrote. */
@@ -126,8 +136,9 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const o = checkOptions('options', options) as SyncChecksumOptions
   const start = checkBytes('options.start', o.start)
   const end = checkBytes('options.end', o.end)
+  const blake3 = checkBoolean('options.blake3', o.blake3)
   await fromJob(stream, (fd) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end }, cancel, onProgress)),
+    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3 }, cancel, onProgress)),
   )
 }
 
@@ -142,9 +153,10 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   const stream = checkWritable('out', out)
   const o = checkOptions('options', options) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
+  const blake3 = checkBoolean('options.blake3', o.blake3)
   await intoJob(input, (inFd) =>
     fromJob(stream, (outFd) =>
-      run(o, (cancel, onProgress) => native.syncRetrieve(file, inFd, outFd, { lzma }, cancel, onProgress)),
+      run(o, (cancel, onProgress) => native.syncRetrieve(file, inFd, outFd, { lzma, blake3 }, cancel, onProgress)),
     ),
   )
 }
@@ -155,11 +167,12 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
  * tail). Rejects with `ERR_SPARSEKIT_PROTOCOL` if the stream ends without `done`; blocks
  * received whole before that are written. Progress phase `'write'`.
  */
-export async function save(dst: PathLike, blocks: Readable, options?: LongOptions): Promise<SyncSaveResult> {
+export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOptions): Promise<SyncSaveResult> {
   const file = checkPath('dst', dst)
   const input = checkReadable('blocks', blocks)
-  const o = checkOptions('options', options) as LongOptions
-  const r = await intoJob(input, (fd) => run(o, (cancel, onProgress) => native.syncSave(file, fd, cancel, onProgress)))
+  const o = checkOptions('options', options) as SyncSaveOptions
+  const blake3 = checkBoolean('options.blake3', o.blake3)
+  const r = await intoJob(input, (fd) => run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3 }, cancel, onProgress)))
   return { blocksWritten: r.blocks, bytesWritten: r.bytes }
 }
 
@@ -173,7 +186,8 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
   const d = checkPath('dst', dst)
   const o = checkOptions('options', options) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
-  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma }, cancel, onProgress))
+  const blake3 = checkBoolean('options.blake3', o.blake3)
+  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3 }, cancel, onProgress))
   return { bytesSent: r.streamBytes, blocksChanged: r.blocks, bytesChanged: r.bytes }
 }
 
@@ -183,17 +197,17 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
  */
 export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
-    const { start, end, inputFd } = options
+    const { start, end, inputFd, blake3 } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd }, cancel, onProgress),
+      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3 }, cancel, onProgress),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {
     return run(options, (cancel, onProgress) =>
-      native.syncRetrieve(src, inFd, outFd, { lzma: options.lzma }, cancel, onProgress),
+      native.syncRetrieve(src, inFd, outFd, { lzma: options.lzma, blake3: options.blake3 }, cancel, onProgress),
     )
   },
-  save(dst: string, inFd: number, options: LongOptions) {
-    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, cancel, onProgress))
+  save(dst: string, inFd: number, options: SyncSaveOptions) {
+    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3: options.blake3 }, cancel, onProgress))
   },
 }

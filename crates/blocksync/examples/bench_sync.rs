@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bench_sync hash FILE          SHA3-512 of FILE's 128 KiB blocks: one core, then all cores
-//! bench_sync files SRC DST      sync DST to SRC in one process; prints bytes sent
+//! bench_sync files [--blake3] SRC DST   sync DST to SRC in one process; prints bytes sent
 //! bench_sync checksum DST       hash stream to stdout
 //! bench_sync retrieve SRC       hash stream on stdin, block stream to stdout
 //! bench_sync save DST           block stream on stdin
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use sparsekit_blocksync::{
     checksum, retrieve, save, sha3_512, sha3_512_x4, sync_files, ChecksumInput, ChecksumOptions,
-    RetrieveOptions, BLOCK_SIZE,
+    RetrieveOptions, SaveOptions, BLOCK_SIZE,
 };
 use sparsekit_io::{Control, FileStorage, Storage};
 
@@ -22,7 +22,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["hash", f] => hash(Path::new(f)),
-        ["files", s, d] => files(Path::new(s), Path::new(d)),
+        ["files", s, d] => files(Path::new(s), Path::new(d), false),
+        ["files", "--blake3", s, d] => files(Path::new(s), Path::new(d), true),
         ["checksum", d] => FileStorage::open(Path::new(d))
             .map_err(Into::into)
             .and_then(|d| {
@@ -52,6 +53,7 @@ fn main() {
                 save(
                     &d,
                     BufReader::with_capacity(256 << 10, std::io::stdin().lock()),
+                    &SaveOptions::default(),
                     &mut Control::none(),
                 )
                 .map(drop)
@@ -99,6 +101,7 @@ fn hash(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
         &ChecksumOptions {
             start: 0,
             end: Some(pos),
+            ..Default::default()
         },
         &mut Control::none(),
     )?;
@@ -111,16 +114,15 @@ fn hash(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
     Ok(())
 }
 
-fn files(s: &Path, d: &Path) -> Result<(), sparsekit_blocksync::Error> {
+fn files(s: &Path, d: &Path, blake3: bool) -> Result<(), sparsekit_blocksync::Error> {
     let src = FileStorage::open(s)?;
     let dst = FileStorage::open_rw(d)?;
     let t = Instant::now();
-    let sum = sync_files(
-        &src,
-        &dst,
-        &RetrieveOptions::default(),
-        &mut Control::none(),
-    )?;
+    let opts = RetrieveOptions {
+        blake3,
+        ..Default::default()
+    };
+    let sum = sync_files(&src, &dst, &opts, &mut Control::none())?;
     println!(
         "synced in {:.3} s: {} blocks changed, {} bytes sent, {} hash bytes",
         t.elapsed().as_secs_f64(),

@@ -8,7 +8,9 @@ use sparsekit_io::{Control, Phase, Storage};
 
 use crate::error::{Error, Stream};
 use crate::hash::{hash_group, BATCH_BLOCKS};
-use crate::record::{HashRecord, RecordWriter, BLOCK_SIZE, HASH_RECORD_LEN};
+use crate::record::{
+    HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, HASH_RECORD_LEN,
+};
 
 /// What `checksum` reads: a file or device (positional, seekable: `rest` is sent), or a
 /// stream such as a pipe on stdin (no `rest`, as blockcopy does when `tell()` fails).
@@ -27,6 +29,9 @@ pub struct ChecksumOptions {
     /// `--end`: hash up to here (exclusive); the input must be at least this long. When
     /// set, no `rest` is sent.
     pub end: Option<u64>,
+    /// sparsekit extension `--blake3` (retrieve and save must opt in too): the stream opens
+    /// with `SKx1` and carries `HshB` (BLAKE3) records instead of `Hash`.
+    pub blake3: bool,
 }
 
 /// What [`checksum`] did.
@@ -64,6 +69,11 @@ pub fn checksum<W: Write>(
     }
     let mut w = RecordWriter::new(out, Stream::Hashes);
     let mut sum = ChecksumSummary::default();
+    if opts.blake3 {
+        let mut h = Vec::new();
+        HashRecord::Ext { flags: EXT_BLAKE3 }.encode(&mut h);
+        w.write_all(&h)?;
+    }
     match input {
         ChecksumInput::Storage(s) => from_storage(s, &mut w, opts, ctl, &mut sum)?,
         ChecksumInput::Stream(r) => from_stream(r, &mut w, opts, ctl, &mut sum)?,
@@ -83,15 +93,25 @@ fn emit<W: Write>(
     w: &mut RecordWriter<W>,
     digests: &[(u64, u32, [u8; 64])],
     sum: &mut ChecksumSummary,
+    blake3: bool,
 ) -> Result<(), Error> {
     let mut buf = Vec::with_capacity(digests.len() * HASH_RECORD_LEN);
     for &(position, length, digest) in digests {
-        HashRecord::Hash {
-            position,
-            length,
-            digest,
+        if blake3 {
+            HashRecord::HashB3 {
+                position,
+                length,
+                digest: digest[..BLAKE3_LEN].try_into().expect("32 bytes"),
+            }
+            .encode(&mut buf);
+        } else {
+            HashRecord::Hash {
+                position,
+                length,
+                digest,
+            }
+            .encode(&mut buf);
         }
-        .encode(&mut buf);
         sum.blocks += 1;
         sum.bytes_hashed += u64::from(length);
     }
@@ -146,7 +166,7 @@ fn from_storage<W: Write>(
                         .zip(group)
                         .map(|(b, &(_, len))| &b[..len as usize])
                         .collect();
-                    let d = hash_group(&slices);
+                    let d = hash_group(&slices, opts.blake3);
                     Ok(group
                         .iter()
                         .zip(d)
@@ -156,7 +176,7 @@ fn from_storage<W: Write>(
             )
             .collect::<Result<Vec<_>, Error>>()?
             .concat();
-        emit(w, &digests, sum)?;
+        emit(w, &digests, sum, opts.blake3)?;
         ctl.report(Phase::Hash, pos - opts.start, Some(total))?;
     }
     // blockcopy sends where its read ended: the size, or `start` when that lies past it.
@@ -251,13 +271,13 @@ fn from_stream<W: Write>(
                 }
                 Ok(pos
                     .iter()
-                    .zip(hash_group(group))
+                    .zip(hash_group(group, opts.blake3))
                     .map(|(&(p, len), d)| (p, len as u32, d))
                     .collect::<Vec<_>>())
             })
             .collect::<Result<Vec<_>, Error>>()?
             .concat();
-        emit(w, &digests, sum)?;
+        emit(w, &digests, sum, opts.blake3)?;
         ctl.report(Phase::Hash, pos.saturating_sub(opts.start), total)?;
     }
     if let Some(end) = opts.end {

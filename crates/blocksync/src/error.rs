@@ -59,6 +59,16 @@ pub enum Error {
         /// The four bytes found.
         tag: [u8; 4],
     },
+    /// This side opted in to an extension (`--blake3`) and the other did not: the stream
+    /// does not open with the `SKx1` header, or its flags differ.
+    NotNegotiated {
+        /// Which stream.
+        stream: Stream,
+        /// Stream byte where the header was expected.
+        offset: u64,
+        /// The four bytes found instead (the header itself when only the flags differ).
+        tag: [u8; 4],
+    },
     /// A record field out of bounds: a length above the limit, a position whose end
     /// overflows.
     BadField {
@@ -123,6 +133,7 @@ impl Error {
             Error::Truncated { .. }
             | Error::UnknownTag { .. }
             | Error::BadField { .. }
+            | Error::NotNegotiated { .. }
             | Error::BadCompressed { .. } => "ERR_SPARSEKIT_PROTOCOL",
             Error::EndPastSize { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
             Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
@@ -166,6 +177,7 @@ impl Error {
             | Error::Truncated { offset, .. }
             | Error::UnknownTag { offset, .. }
             | Error::BadField { offset, .. }
+            | Error::NotNegotiated { offset, .. }
             | Error::BadCompressed { offset, .. } => Some(*offset),
             Error::EndPastSize { end, .. } => Some(*end),
             _ => None,
@@ -228,6 +240,15 @@ impl fmt::Display for Error {
                     tag[3]
                 )
             }
+            Error::NotNegotiated {
+                stream,
+                offset,
+                tag,
+            } => write!(
+                f,
+                "{stream}: expected the SKx1 extension header at byte {offset}, found {:?}: both sides must opt in to the same extensions (--blake3)",
+                String::from_utf8_lossy(tag)
+            ),
             Error::BadField {
                 stream,
                 offset,

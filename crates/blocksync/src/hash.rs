@@ -17,9 +17,21 @@ pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
     out
 }
 
-/// SHA3-512 of up to four blocks: one 4-way call when all four have the same length (the
-/// usual case: 128 KiB each), one by one otherwise.
-pub(crate) fn hash_group(blocks: &[&[u8]]) -> Vec<[u8; DIGEST_LEN]> {
+/// BLAKE3 of `data` in the first 32 bytes of a 64-byte digest (the rest zero), so both
+/// algorithms share one digest type inside the pipelines.
+pub(crate) fn blake3_padded(data: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut out = [0u8; DIGEST_LEN];
+    out[..32].copy_from_slice(blake3::hash(data).as_bytes());
+    out
+}
+
+/// The digests of up to four blocks. SHA3-512: one 4-way call when all four have the same
+/// length (the usual case: 128 KiB each), one by one otherwise. BLAKE3 (`blake3`): padded
+/// to 64 bytes, see [`blake3_padded`].
+pub(crate) fn hash_group(blocks: &[&[u8]], blake3: bool) -> Vec<[u8; DIGEST_LEN]> {
+    if blake3 {
+        return blocks.iter().map(|b| blake3_padded(b)).collect();
+    }
     if blocks.len() == 4 {
         crate::keccak4::sha3_512_x4([blocks[0], blocks[1], blocks[2], blocks[3]]).to_vec()
     } else {

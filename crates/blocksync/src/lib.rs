@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use sparsekit_blocksync::{checksum, retrieve, save, ChecksumInput, ChecksumOptions,
-//!     RetrieveOptions};
+//!     RetrieveOptions, SaveOptions};
 //! use sparsekit_io::{Control, MemStorage, Storage};
 //!
 //! let src = MemStorage::from_vec(vec![7u8; 300_000]);
@@ -28,7 +28,7 @@
 //! let sent = retrieve(&src, &hashes[..], &mut blocks, &RetrieveOptions::default(),
 //!     &mut Control::none())?;
 //! assert_eq!(sent.blocks_sent, 1);
-//! save(&dst, &blocks[..], &mut Control::none())?;
+//! save(&dst, &blocks[..], &SaveOptions::default(), &mut Control::none())?;
 //! assert_eq!(dst.to_vec(), src.to_vec());
 //! # Ok::<(), sparsekit_blocksync::Error>(())
 //! ```
@@ -50,12 +50,12 @@ pub use hash::sha3_512;
 pub use keccak4::{has_avx2, sha3_512_x4};
 pub use local::{sync_files, SyncSummary};
 pub use record::{
-    BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLOCK_HEADER_LEN,
-    BLOCK_SIZE, DIGEST_LEN, HASH_RECORD_LEN, MAX_RECORD_LEN, TAG_DATA, TAG_DLZM, TAG_DONE,
-    TAG_HASH, TAG_HASH_SEQ, TAG_REST,
+    BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN,
+    BLOCK_HEADER_LEN, BLOCK_SIZE, DIGEST_LEN, EXT_BLAKE3, HASH_RECORD_LEN, MAX_RECORD_LEN,
+    TAG_DATA, TAG_DLZM, TAG_DONE, TAG_EXT, TAG_HASH, TAG_HASH_B3, TAG_HASH_SEQ, TAG_REST,
 };
 pub use retrieve::{retrieve, RetrieveOptions, RetrieveSummary};
-pub use save::{save, SaveSummary};
+pub use save::{save, SaveOptions, SaveSummary};
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -5,7 +5,7 @@ use sparsekit_io::{Cancel, Control, Storage};
 use crate::checksum::{checksum, ChecksumInput, ChecksumOptions};
 use crate::error::Error;
 use crate::retrieve::{retrieve, RetrieveOptions};
-use crate::save::save;
+use crate::save::{save, SaveOptions};
 
 /// What [`sync_files`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +42,10 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
             checksum(
                 ChecksumInput::Storage(&dst),
                 std::io::BufWriter::with_capacity(64 * 1024, hash_w),
-                &ChecksumOptions::default(),
+                &ChecksumOptions {
+                    blake3: opts.blake3,
+                    ..Default::default()
+                },
                 &mut ctl,
             )
         });
@@ -52,6 +55,9 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
             save(
                 dst,
                 std::io::BufReader::with_capacity(256 * 1024, block_r),
+                &SaveOptions {
+                    blake3: opts.blake3,
+                },
                 &mut ctl,
             )
         });

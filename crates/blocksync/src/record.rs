@@ -28,6 +28,17 @@ pub const TAG_DATA: [u8; 4] = *b"data";
 /// `dlzm`: position u64, length u32, xz-compressed bytes.
 pub const TAG_DLZM: [u8; 4] = *b"dlzm";
 
+/// sparsekit extension (both sides opted in): the first record of both streams, `SKx1`
+/// then flags u32 ([`EXT_BLAKE3`]). A blockcopy peer stops at this unknown tag, so a side
+/// that did not opt in can never misread what follows.
+pub const TAG_EXT: [u8; 4] = *b"SKx1";
+/// sparsekit extension: `HshB`: position u64, length u32, BLAKE3 digest[32].
+pub const TAG_HASH_B3: [u8; 4] = *b"HshB";
+/// Extension flag: blocks are compared by BLAKE3 (`HshB` records) instead of SHA3-512.
+pub const EXT_BLAKE3: u32 = 1;
+/// BLAKE3 digest length.
+pub const BLAKE3_LEN: usize = 32;
+
 /// Bytes of a `Hash` record on the wire.
 pub const HASH_RECORD_LEN: usize = 4 + 8 + 4 + DIGEST_LEN;
 /// Bytes of a `data`/`dlzm` record header (tag, position, length).
@@ -60,6 +71,20 @@ pub enum HashRecord {
     },
     /// End of the stream.
     Done,
+    /// Extension header (`SKx1`): the flags both sides opted in to.
+    Ext {
+        /// [`EXT_BLAKE3`].
+        flags: u32,
+    },
+    /// Extension (`HshB`): like `Hash`, with a BLAKE3 digest.
+    HashB3 {
+        /// Byte position in the destination.
+        position: u64,
+        /// Bytes hashed.
+        length: u32,
+        /// BLAKE3 of those bytes.
+        digest: [u8; BLAKE3_LEN],
+    },
 }
 
 impl HashRecord {
@@ -86,6 +111,20 @@ impl HashRecord {
                 out.extend_from_slice(&offset.to_be_bytes());
             }
             HashRecord::Done => out.extend_from_slice(&TAG_DONE),
+            HashRecord::Ext { flags } => {
+                out.extend_from_slice(&TAG_EXT);
+                out.extend_from_slice(&flags.to_be_bytes());
+            }
+            HashRecord::HashB3 {
+                position,
+                length,
+                digest,
+            } => {
+                out.extend_from_slice(&TAG_HASH_B3);
+                out.extend_from_slice(&position.to_be_bytes());
+                out.extend_from_slice(&length.to_be_bytes());
+                out.extend_from_slice(digest);
+            }
         }
     }
 }
@@ -233,6 +272,7 @@ pub struct RecordReader<R> {
     inner: R,
     stream: Stream,
     offset: u64,
+    extensions: bool,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -242,7 +282,29 @@ impl<R: Read> RecordReader<R> {
             inner,
             stream,
             offset: 0,
+            extensions: false,
         }
+    }
+
+    /// Accept sparsekit's extension records (`HshB`); only when both sides opted in.
+    /// Without this they are unknown tags, as they are to blockcopy.
+    pub fn with_extensions(mut self) -> Self {
+        self.extensions = true;
+        self
+    }
+
+    /// Read the extension header that opens a stream when both sides opted in: `SKx1`
+    /// and its flags. Anything else means the other side did not opt in.
+    pub fn read_ext_header(&mut self) -> Result<u32, Error> {
+        let (at, tag) = self.tag("the SKx1 extension header (the other side must opt in too)")?;
+        if tag != TAG_EXT {
+            return Err(Error::NotNegotiated {
+                stream: self.stream,
+                offset: at,
+                tag,
+            });
+        }
+        self.u32_field("the 4-byte flags of the SKx1 header")
     }
 
     /// Bytes consumed so far.
@@ -352,6 +414,19 @@ impl<R: Read> RecordReader<R> {
                 offset: self.u64_field("the 8-byte offset of a rest record")?,
             },
             TAG_DONE => HashRecord::Done,
+            TAG_HASH_B3 if self.extensions => {
+                let position = self.u64_field("the 8-byte position of a HshB record")?;
+                let length = self.u32_field("the 4-byte length of a HshB record")?;
+                self.check_len(at, "length of a HshB record", length)?;
+                self.check_end(at, position, length)?;
+                let mut digest = [0u8; BLAKE3_LEN];
+                self.field(&mut digest, "the 32-byte digest of a HshB record")?;
+                HashRecord::HashB3 {
+                    position,
+                    length,
+                    digest,
+                }
+            }
             tag => {
                 return Err(Error::UnknownTag {
                     stream: self.stream,

@@ -9,8 +9,8 @@ use sparsekit_io::{Control, Phase, Storage};
 use crate::error::{Error, Stream};
 use crate::hash::{hash_group, BATCH_BLOCKS, BATCH_BYTES};
 use crate::record::{
-    BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLOCK_SIZE, DIGEST_LEN,
-    TAG_DONE,
+    BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
+    DIGEST_LEN, EXT_BLAKE3, TAG_DONE, TAG_EXT,
 };
 
 /// Options of [`retrieve`].
@@ -20,6 +20,9 @@ pub struct RetrieveOptions {
     /// `lzma.compress`) when that is smaller than the block. Blocks after `rest` go raw,
     /// as blockcopy sends them.
     pub lzma: bool,
+    /// sparsekit extension `--blake3` (checksum and save must opt in too): expect the
+    /// `SKx1` header and `HshB` records, and open the block stream with `SKx1`.
+    pub blake3: bool,
 }
 
 /// What [`retrieve`] did.
@@ -62,6 +65,20 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     let size = src.size()?;
     let mut rd = RecordReader::new(hashes, Stream::Hashes);
     let mut w = RecordWriter::new(out, Stream::Blocks);
+    if opts.blake3 {
+        rd = rd.with_extensions();
+        let at = rd.bytes();
+        if rd.read_ext_header()? != EXT_BLAKE3 {
+            return Err(Error::NotNegotiated {
+                stream: Stream::Hashes,
+                offset: at,
+                tag: TAG_EXT,
+            });
+        }
+        let mut h = Vec::new();
+        HashRecord::Ext { flags: EXT_BLAKE3 }.encode(&mut h);
+        w.write_all(&h)?;
+    }
     let mut sum = RetrieveSummary::default();
     let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
     let mut batch_bytes = 0u64;
@@ -78,6 +95,22 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
                 digest,
             } => (position, length, digest),
             HashRecord::HashSeq { length, digest } => (cursor, length, digest),
+            HashRecord::HashB3 {
+                position,
+                length,
+                digest,
+            } => {
+                let mut d = [0u8; DIGEST_LEN];
+                d[..BLAKE3_LEN].copy_from_slice(&digest);
+                (position, length, d)
+            }
+            HashRecord::Ext { .. } => {
+                return Err(Error::UnknownTag {
+                    stream: Stream::Hashes,
+                    offset: rd.bytes() - 8,
+                    tag: TAG_EXT,
+                })
+            }
             HashRecord::Rest { offset } => {
                 flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
                 batch_bytes = 0;
@@ -141,7 +174,7 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
                     src.read_exact_at(buf, item.position)?;
                 }
                 let slices: Vec<&[u8]> = bufs[..group.len()].iter().map(|b| &b[..]).collect();
-                let digests = hash_group(&slices);
+                let digests = hash_group(&slices, opts.blake3);
                 let mut out = Vec::with_capacity(group.len());
                 for ((item, buf), d) in group.iter().zip(bufs.iter()).zip(digests) {
                     if item.digest == Some(d) {

@@ -5,7 +5,15 @@ use std::io::Read;
 use sparsekit_io::{Control, Phase, Storage};
 
 use crate::error::{Error, Stream};
-use crate::record::{BlockKind, RecordReader, MAX_RECORD_LEN};
+use crate::record::{BlockKind, RecordReader, EXT_BLAKE3, MAX_RECORD_LEN, TAG_EXT};
+
+/// Options of [`save`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// sparsekit extension `--blake3` (checksum and retrieve must opt in too): the block
+    /// stream opens with the `SKx1` header.
+    pub blake3: bool,
+}
 
 /// What [`save`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,9 +34,17 @@ pub struct SaveSummary {
 pub fn save<S: Storage + ?Sized, R: Read>(
     dst: &S,
     blocks: R,
+    opts: &SaveOptions,
     ctl: &mut Control<'_>,
 ) -> Result<SaveSummary, Error> {
     let mut rd = RecordReader::new(blocks, Stream::Blocks);
+    if opts.blake3 && rd.read_ext_header()? != EXT_BLAKE3 {
+        return Err(Error::NotNegotiated {
+            stream: Stream::Blocks,
+            offset: 0,
+            tag: TAG_EXT,
+        });
+    }
     let mut sum = SaveSummary::default();
     let mut payload = Vec::new();
     let mut plain = Vec::new();

@@ -5,7 +5,7 @@
 
 use sparsekit_blocksync::{
     checksum, retrieve, save, BlockHeader, BlockKind, BlockRecord, ChecksumInput, ChecksumOptions,
-    Error, HashRecord, RecordReader, RetrieveOptions, Stream,
+    Error, HashRecord, RecordReader, RetrieveOptions, SaveOptions, Stream,
 };
 use sparsekit_io::{Control, FileStorage, MemStorage, Storage};
 
@@ -73,7 +73,10 @@ fn run_retrieve(src: &dyn Storage, hashes: &[u8], lzma: bool) -> Vec<u8> {
         src,
         hashes,
         &mut out,
-        &RetrieveOptions { lzma },
+        &RetrieveOptions {
+            lzma,
+            ..Default::default()
+        },
         &mut Control::none(),
     )
     .unwrap();
@@ -101,6 +104,7 @@ fn checksum_start_alone_still_sends_rest() {
     let opts = ChecksumOptions {
         start: 5,
         end: None,
+        ..Default::default()
     };
     assert_eq!(run_checksum(&s, &opts), want);
 }
@@ -114,6 +118,7 @@ fn checksum_end_sends_no_rest() {
     let opts = ChecksumOptions {
         start: 0,
         end: Some(262_144),
+        ..Default::default()
     };
     assert_eq!(run_checksum(&s, &opts), want);
 }
@@ -128,6 +133,7 @@ fn checksum_end_past_size_fails_before_sending() {
         &ChecksumOptions {
             start: 0,
             end: Some(200),
+            ..Default::default()
         },
         &mut Control::none(),
     )
@@ -151,6 +157,7 @@ fn checksum_end_past_size_fails_before_sending() {
         &ChecksumOptions {
             start: 50,
             end: Some(50),
+            ..Default::default()
         },
         &mut Control::none(),
     )
@@ -316,7 +323,7 @@ fn save_decodes_golden_block_stream() {
     s.extend(block_rec(b"data", 6000, b"tail"));
     s.extend_from_slice(b"done");
     s.extend_from_slice(b"garbage after done is never read");
-    let sum = save(&dst, &s[..], &mut Control::none()).unwrap();
+    let sum = save(&dst, &s[..], &SaveOptions::default(), &mut Control::none()).unwrap();
     assert_eq!(sum.blocks_written, 3);
     assert_eq!(sum.bytes_written, 3 + 1000 + 4);
     assert_eq!(sum.stream_bytes, (s.len() - 32) as u64);
@@ -407,4 +414,103 @@ fn record_reader_decodes_every_record() {
         want.encode(&mut enc);
     }
     assert_eq!(enc, b);
+}
+
+/// The `--blake3` extension's checksum stream, from its definition: `SKx1` flags=1, then
+/// `HshB` position u64, length u32, BLAKE3 digest[32] (the reference `blake3` crate).
+#[test]
+fn blake3_extension_stream_bytes() {
+    let s = MemStorage::from_vec(b"hello, world".to_vec());
+    let opts = ChecksumOptions {
+        start: 5,
+        blake3: true,
+        ..Default::default()
+    };
+    let mut want = b"SKx1\0\0\0\x01HshB".to_vec();
+    want.extend_from_slice(&5u64.to_be_bytes());
+    want.extend_from_slice(&7u32.to_be_bytes());
+    want.extend_from_slice(blake3::hash(b", world").as_bytes());
+    want.extend(rest_rec(12));
+    want.extend_from_slice(b"done");
+    assert_eq!(run_checksum(&s, &opts), want);
+}
+
+fn b3_stream(dst: &MemStorage) -> Vec<u8> {
+    run_checksum(
+        dst,
+        &ChecksumOptions {
+            blake3: true,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn blake3_extension_round_trip_and_negotiation() {
+    let src_bytes = pat(300_000, 3);
+    let src = MemStorage::from_vec(src_bytes.clone());
+    let mut old = src_bytes.clone();
+    old[140_000] ^= 1;
+    let dst = MemStorage::from_vec(old);
+    let b3 = RetrieveOptions {
+        blake3: true,
+        ..Default::default()
+    };
+    let hashes = b3_stream(&dst);
+    let mut blocks = Vec::new();
+    let r = retrieve(&src, &hashes[..], &mut blocks, &b3, &mut Control::none()).unwrap();
+    assert_eq!(r.blocks_sent, 1);
+    let mut want = b"SKx1\0\0\0\x01".to_vec();
+    want.extend(block_rec(b"data", 131_072, &src_bytes[131_072..262_144]));
+    want.extend_from_slice(b"done");
+    assert_eq!(blocks, want);
+    let so = SaveOptions { blake3: true };
+    save(&dst, &blocks[..], &so, &mut Control::none()).unwrap();
+    assert_eq!(dst.to_vec(), src_bytes);
+
+    // A side that did not opt in never reads extension records as its own.
+    let mut out = Vec::new();
+    let e = retrieve(
+        &src,
+        &hashes[..],
+        &mut out,
+        &RetrieveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownTag { offset: 0, tag, .. } if &tag == b"SKx1"),
+        "{e}"
+    );
+    let e = save(
+        &dst,
+        &blocks[..],
+        &SaveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::UnknownTag { offset: 0, .. }), "{e}");
+    // And a side that opted in refuses a plain peer.
+    let plain = run_checksum(&dst, &ChecksumOptions::default());
+    let e = retrieve(&src, &plain[..], &mut out, &b3, &mut Control::none()).unwrap_err();
+    assert!(
+        matches!(e, Error::NotNegotiated { tag, .. } if &tag == b"Hash"),
+        "{e}"
+    );
+    assert_eq!(e.code(), "ERR_SPARSEKIT_PROTOCOL");
+    let e = save(&dst, &b"done"[..], &so, &mut Control::none()).unwrap_err();
+    assert!(matches!(e, Error::NotNegotiated { .. }), "{e}");
+    // HshB in a plain stream (no header) is an unknown tag too.
+    let e = retrieve(
+        &src,
+        &hashes[8..],
+        &mut out,
+        &RetrieveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownTag { tag, .. } if &tag == b"HshB"),
+        "{e}"
+    );
 }

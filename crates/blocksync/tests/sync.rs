@@ -5,7 +5,7 @@ use std::process::Command;
 
 use sparsekit_blocksync::{
     checksum, retrieve, save, sync_files, ChecksumInput, ChecksumOptions, Error, RetrieveOptions,
-    BLOCK_SIZE,
+    SaveOptions, BLOCK_SIZE,
 };
 use sparsekit_io::{Cancel, Control, Fault, Faulty, FileStorage, MemStorage, Phase, Storage};
 
@@ -42,7 +42,13 @@ fn pipeline(src: &dyn Storage, dst: &dyn Storage) -> Vec<u8> {
         &mut Control::none(),
     )
     .unwrap();
-    save(dst, &blocks[..], &mut Control::none()).unwrap();
+    save(
+        dst,
+        &blocks[..],
+        &SaveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap();
     blocks
 }
 
@@ -128,7 +134,13 @@ fn block_stream_cut_at_every_byte() {
     let old = vec![0xaau8; 2 * BS];
     for cut in 0..stream.len() {
         let dst = MemStorage::from_vec(old.clone());
-        let e = save(&dst, &stream[..cut], &mut Control::none()).unwrap_err();
+        let e = save(
+            &dst,
+            &stream[..cut],
+            &SaveOptions::default(),
+            &mut Control::none(),
+        )
+        .unwrap_err();
         let Error::Truncated {
             offset,
             got,
@@ -163,7 +175,13 @@ fn block_stream_cut_at_every_byte() {
         assert!(dst.to_vec() == want_dst, "cut {cut}");
     }
     let dst = MemStorage::from_vec(old);
-    save(&dst, &stream[..], &mut Control::none()).unwrap();
+    save(
+        &dst,
+        &stream[..],
+        &SaveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -201,7 +219,13 @@ fn unknown_tags_and_bad_lengths() {
     s.extend_from_slice(&1u32.to_be_bytes());
     s.push(b'x');
     s.extend_from_slice(b"Data");
-    let e = save(&MemStorage::new(), &s[..], &mut Control::none()).unwrap_err();
+    let e = save(
+        &MemStorage::new(),
+        &s[..],
+        &SaveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
     assert!(
         matches!(e, Error::UnknownTag { offset: 17, tag, .. } if &tag == b"Data"),
         "{e}"
@@ -212,6 +236,7 @@ fn unknown_tags_and_bad_lengths() {
     let e = save(
         &MemStorage::new(),
         &b"rest\0\0\0\0\0\0\0\0done"[..],
+        &SaveOptions::default(),
         &mut Control::none(),
     )
     .unwrap_err();
@@ -256,7 +281,7 @@ fn unknown_tags_and_bad_lengths() {
     z.extend_from_slice(&3u32.to_be_bytes());
     z.extend_from_slice(b"abcdone");
     let dst = MemStorage::from_vec(vec![1; 20]);
-    let e = save(&dst, &z[..], &mut Control::none()).unwrap_err();
+    let e = save(&dst, &z[..], &SaveOptions::default(), &mut Control::none()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -300,7 +325,13 @@ fn enospc_mid_save_keeps_earlier_blocks() {
         &mut Control::none(),
     )
     .unwrap();
-    let e = save(&dst, &blocks[..], &mut Control::none()).unwrap_err();
+    let e = save(
+        &dst,
+        &blocks[..],
+        &SaveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     assert_eq!(e.code(), "ERR_SPARSEKIT_IO");
     assert_eq!(e.offset(), Some(6 * BS as u64));
@@ -403,6 +434,7 @@ fn progress_ends_at_total_per_phase() {
     save(
         &dst,
         &blocks[..],
+        &SaveOptions::default(),
         &mut Control::new(Cancel::new(), |p| seen.push(p)),
     )
     .unwrap();
