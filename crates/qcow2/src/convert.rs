@@ -1,12 +1,16 @@
 //! Conversion to a sparse raw image: only data is read and written; holes stay holes.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use sparsekit_io::{Control, FileKind, FileStorage, IoError, Phase, Storage};
 
 use crate::error::{Error, Result};
 use crate::image::Image;
 
+/// Threads reading and writing chunks at once.
+pub const CONVERT_THREADS: usize = 4;
 /// Bytes read and written per step.
 pub const CONVERT_CHUNK: usize = 1 << 20;
 /// Granularity of zero detection inside data: all-zero blocks of this size are not written
@@ -44,10 +48,8 @@ impl Image {
         let size = self.size();
         let map = self.map(ctl)?;
         let total: u64 = map.iter().filter(|e| e.data).map(|e| e.length).sum();
-        let mut done = 0u64;
-        let mut written = 0u64;
-        let mut buf = vec![0u8; CONVERT_CHUNK];
         ctl.report(Phase::Write, 0, Some(total))?;
+        let mut chunks = Vec::new();
         for e in &map {
             if !e.data {
                 if opts.zero_holes {
@@ -56,44 +58,104 @@ impl Image {
                 continue;
             }
             let mut pos = e.start;
-            let end = e.start + e.length;
-            while pos < end {
-                let n = ((end - pos) as usize).min(CONVERT_CHUNK);
-                let b = &mut buf[..n];
-                self.read_at(b, pos)?;
-                let mut i = 0;
-                while i < n {
-                    // Write runs of non-zero blocks; skip zero blocks.
-                    let blk = |i: usize| &b[i..(i + ZERO_BLOCK).min(n)];
-                    if blk(i).iter().all(|&x| x == 0) {
-                        let j = i + blk(i).len();
-                        if opts.zero_holes {
-                            dst.write_zeroes(pos + i as u64, (j - i) as u64)?;
-                        }
-                        i = j;
-                        continue;
-                    }
-                    let mut j = i + blk(i).len();
-                    while j < n && !blk(j).iter().all(|&x| x == 0) {
-                        j += blk(j).len();
-                    }
-                    dst.write_all_at(&b[i..j], pos + i as u64)?;
-                    written += (j - i) as u64;
-                    i = j;
-                }
-                pos += n as u64;
-                done += n as u64;
-                ctl.report(Phase::Write, done, Some(total))?;
+            while pos < e.start + e.length {
+                let n = (e.start + e.length - pos).min(CONVERT_CHUNK as u64);
+                chunks.push((pos, n));
+                pos += n;
             }
         }
+        // Workers read and write chunks in parallel, so reads (and decompression) overlap
+        // writes; the caller's thread reports progress and watches for cancellation.
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let written = AtomicU64::new(0);
+        let cancel = ctl.cancel().clone();
+        let workers = CONVERT_THREADS.min(chunks.len()).max(1);
+        let (tx, rx) = mpsc::channel::<u64>();
+        let result = std::thread::scope(|sc| -> Result<u64> {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, failed, written, cancel, chunks) =
+                    (&next, &failed, &written, &cancel, &chunks);
+                sc.spawn(move || {
+                    let mut buf = vec![0u8; CONVERT_CHUNK];
+                    loop {
+                        let k = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(&(pos, n)) = chunks.get(k) else {
+                            break;
+                        };
+                        if cancel.is_cancelled() || failed.lock().expect("lock").is_some() {
+                            break;
+                        }
+                        let b = &mut buf[..n as usize];
+                        match self
+                            .read_at(b, pos)
+                            .and_then(|()| write_nonzero(dst, b, pos, opts.zero_holes))
+                        {
+                            Ok(w) => {
+                                written.fetch_add(w, Ordering::SeqCst);
+                                let _ = tx.send(n);
+                            }
+                            Err(e) => {
+                                failed.lock().expect("lock").get_or_insert(e);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut done = 0u64;
+            for n in rx {
+                done += n;
+                if let Err(a) = ctl.report(Phase::Write, done, Some(total)) {
+                    cancel.cancel();
+                    failed.lock().expect("lock").get_or_insert(a.into());
+                }
+            }
+            Ok(done)
+        });
+        if let Some(e) = failed.into_inner().expect("lock") {
+            return Err(e);
+        }
+        let done = result?;
+        ctl.check()?;
         if total == 0 || done != total {
             ctl.report(Phase::Write, total, Some(total))?;
         }
         Ok(ConvertResult {
-            bytes_written: written,
+            bytes_written: written.into_inner(),
             size,
         })
     }
+}
+
+/// Write the non-zero [`ZERO_BLOCK`]s of `b` (guest bytes at `pos`) to `dst`; zero blocks
+/// are skipped, or zeroed with `zero_holes`. Returns the bytes written.
+fn write_nonzero(dst: &dyn Storage, b: &[u8], pos: u64, zero_holes: bool) -> Result<u64> {
+    let n = b.len();
+    let blk = |i: usize| &b[i..(i + ZERO_BLOCK).min(n)];
+    let zero = |i: usize| blk(i).iter().all(|&x| x == 0);
+    let mut written = 0;
+    let mut i = 0;
+    while i < n {
+        if zero(i) {
+            let j = i + blk(i).len();
+            if zero_holes {
+                dst.write_zeroes(pos + i as u64, (j - i) as u64)?;
+            }
+            i = j;
+            continue;
+        }
+        let mut j = i + blk(i).len();
+        while j < n && !zero(j) {
+            j += blk(j).len();
+        }
+        dst.write_all_at(&b[i..j], pos + i as u64)?;
+        written += (j - i) as u64;
+        i = j;
+    }
+    Ok(written)
 }
 
 /// Convert `src` to a raw image at `dst`: a regular file is created (or truncated) and
