@@ -169,7 +169,7 @@ fn main() -> ExitCode {
                 &[
                     "-c",
                     &format!(
-                        "xz -T0 -1 -c '{}' > '{}.tmp' && mv '{0}.tmp' '{1}'",
+                        "xz -T0 -1 -c '{}' > '{1}.tmp' && mv '{1}.tmp' '{1}'",
                         s(&img),
                         s(&z)
                     ),

@@ -344,7 +344,10 @@ impl Bmap {
 fn file_checksum(bytes: &[u8], claimed: &str, cs: ChecksumType) -> String {
     let mut copy = bytes.to_vec();
     let c = claimed.as_bytes();
-    if let Some(pos) = copy.windows(c.len()).position(|w| w == c) {
+    if let Some(pos) = copy
+        .windows(c.len())
+        .position(|w| w.eq_ignore_ascii_case(c))
+    {
         copy[pos..pos + c.len()].fill(b'0');
     }
     cs.digest_hex(&copy)
@@ -787,8 +790,11 @@ mod tests {
         let p = Bmap::parse(x.as_bytes()).unwrap();
         assert_eq!(p.ranges, b.ranges);
         assert_eq!(p.image_size, b.image_size);
-        assert!(p.file_checksum.is_some());
         assert_eq!(p.mapped_bytes(), 3 * 4096 + 100);
+        // Hex digits in upper case are the same checksums.
+        let sum = p.file_checksum.unwrap();
+        let up = x.replace(&sum, &sum.to_uppercase());
+        assert_eq!(Bmap::parse(up.as_bytes()).unwrap().ranges, b.ranges);
     }
 
     #[test]
