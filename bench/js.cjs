@@ -1,12 +1,17 @@
 // Benchmark helper: the JS API on the same work as the Rust examples (used by bench/run).
 //
-//   node bench/js.cjs map FILE [--iterations N]
+//   node bench/js.cjs map FILE [--iterations N] [--floor BIN --floor-out FILE]
 //   node bench/js.cjs copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]
 //
 // Times each `await map(...)` / `await copy(...)` in process with performance.now() and
-// prints one JSON line, shaped like the Rust examples' output. For copy, every iteration
+// prints one JSON line, shaped like the Rust examples' output (map also lists the CPU
+// seconds of each call, all threads, as `cpu`). For copy, every iteration
 // first (untimed) removes DST and runs `sync`, exactly as crates/sparse-copy's bench_copy
-// does; `--fsync` adds an fsync of DST to the timed part. CommonJS and no other imports on
+// does; `--fsync` adds an fsync of DST to the timed part. With `--floor BIN` (the compiled
+// bench/fiemap_floor.c), every map() call is preceded by one run of BIN on the same file, so
+// that the floor and map() alternate call by call and load on the machine hits both alike:
+// BIN maps twice and its second map's time (its own clock) is kept; those times go, as one
+// JSON line of BIN's shape, to the file `--floor-out` names (appended). CommonJS and no other imports on
 // the hot path, so a whole-process timing adds as little as possible to Node's start-up.
 'use strict'
 const path = require('node:path')
@@ -14,7 +19,7 @@ const fs = require('node:fs')
 const sk = require(process.env.SPARSEKIT_BENCH_MODULE || path.join(__dirname, '..', 'dist'))
 
 function usage () {
-  console.error('usage: js.cjs map FILE [--iterations N] | copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]')
+  console.error('usage: js.cjs map FILE [--iterations N] [--floor BIN --floor-out FILE] | copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]')
   process.exit(2)
 }
 
@@ -27,22 +32,36 @@ async function main () {
   let method
   let fsync = false
   let prepare = true
+  let floor
+  let floorOut
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]
     if (a === '--iterations') iterations = Number(rest[++i])
     else if (a === '--method') method = rest[++i]
     else if (a === '--fsync') fsync = true
     else if (a === '--no-prepare') prepare = false
+    else if (a === '--floor') floor = rest[++i]
+    else if (a === '--floor-out') floorOut = rest[++i]
     else if (!a.startsWith('--')) files.push(a)
     else usage()
   }
-  if (!(iterations >= 1)) usage()
+  if (!(iterations >= 1) || !floor !== !floorOut) usage()
 
   const times = []
   if (cmd === 'map' && files.length === 1) {
     let m
     let n = 0
+    let fl
+    const floorTimes = []
+    const floorCpu = []
+    const cpu = []
     for (let i = 0; i < iterations; i++) {
+      if (floor) {
+        fl = JSON.parse(require('node:child_process').execFileSync(floor, [files[0], '--iterations', '2'], { encoding: 'utf8' }))
+        floorTimes.push(fl.times[1])
+        floorCpu.push((fl.user + fl.sys) / 2) // per map (its process made two)
+      }
+      const c = process.cpuUsage()
       const t = performance.now()
       m = await sk.map(files[0], method ? { method } : undefined)
       // Inside the timing: reading the last extent, so that a map() which built its extents
@@ -50,8 +69,11 @@ async function main () {
       n = m.extents.length
       if (n > 0 && !(m.extents[n - 1].length > 0)) throw new Error('map(): empty last extent')
       times.push((performance.now() - t) / 1000)
+      const d = process.cpuUsage(c) // all of this process's threads: main, libuv worker, GC
+      cpu.push((d.user + d.system) / 1e6)
     }
-    console.log(JSON.stringify({ extents: n, method: m.method, times: times.map(round) }))
+    if (floor) fs.appendFileSync(floorOut, JSON.stringify({ ...fl, times: floorTimes.map(round), cpu: floorCpu.map(round) }) + '\n')
+    console.log(JSON.stringify({ extents: n, method: m.method, times: times.map(round), cpu: cpu.map(round) }))
   } else if (cmd === 'copy' && files.length === 2) {
     const [src, dst] = files
     let r
