@@ -40,6 +40,12 @@ pub struct RetrieveSummary {
     pub stream_bytes: u64,
 }
 
+/// blockcopy's retrieve hashes in batches of 16 blocks; its output order depends on them.
+const REF_BATCH: u64 = 16;
+/// The most payload a batch may hold while it waits for a batch boundary (16 blocks of
+/// the largest record length would be 256 MiB).
+const MAX_BATCH_BYTES: u64 = 64 << 20;
+
 /// One block to look at.
 struct Item {
     position: u64,
@@ -82,6 +88,8 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     let mut sum = RetrieveSummary::default();
     let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
     let mut batch_bytes = 0u64;
+    // Blocks queued for comparison so far, counted as blockcopy counts its batches.
+    let mut queued = 0u64;
     // Where the previous block ended in the source: the position of a deprecated `hash`.
     let mut cursor = 0u64;
     let mut covered = 0u64;
@@ -112,9 +120,14 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
                 })
             }
             HashRecord::Rest { offset } => {
+                // blockcopy sends the rest before the blocks of its unfinished batch of 16
+                // (those go out at `done`): keep them back so the streams stay identical.
+                let tail = ((queued % REF_BATCH) as usize).min(batch.len());
+                let kept = batch.split_off(batch.len() - tail);
                 flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
-                batch_bytes = 0;
                 covered += send_rest(src, size, offset, &mut w, ctl, &mut sum, covered)?;
+                batch_bytes = kept.iter().map(|i| u64::from(i.length)).sum();
+                batch = kept;
                 cursor = size.max(offset);
                 continue;
             }
@@ -133,7 +146,12 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
         });
         batch_bytes += n;
         covered += n;
-        if batch.len() >= BATCH_BLOCKS || batch_bytes >= BATCH_BYTES {
+        queued += 1;
+        // Flush on blockcopy's batch boundaries (see `Rest` above), or at the memory cap.
+        let boundary = queued.is_multiple_of(REF_BATCH);
+        if (boundary && (batch.len() >= BATCH_BLOCKS || batch_bytes >= BATCH_BYTES))
+            || batch_bytes >= MAX_BATCH_BYTES
+        {
             flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
             batch_bytes = 0;
             ctl.report(Phase::Send, covered, None)?;

@@ -514,3 +514,41 @@ fn blake3_extension_round_trip_and_negotiation() {
         "{e}"
     );
 }
+
+#[test]
+fn retrieve_orders_rest_before_the_unfinished_batch_like_blockcopy() {
+    // blockcopy hashes in batches of 16 and sends `rest` data before the blocks of its
+    // unfinished batch (seen with blockcopy 0.0.2: a 10-block destination whose block 3
+    // differs, synced from a longer source, gets blocks 10.. first, then block 3).
+    let src_bytes = pat(5 * 131_072 + 9, 3);
+    let src = MemStorage::from_vec(src_bytes.clone());
+    let mut hashes = Vec::new();
+    for b in 0..3u64 {
+        let blk = &src_bytes[b as usize * 131_072..(b as usize + 1) * 131_072];
+        let d = if b == 1 {
+            "00".repeat(64)
+        } else {
+            sparsekit_blocksync::sha3_512(blk)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        };
+        hashes.extend(hash_rec(b * 131_072, 131_072, &d));
+    }
+    hashes.extend(rest_rec(3 * 131_072));
+    hashes.extend_from_slice(b"done");
+    let mut want = block_rec(b"data", 3 * 131_072, &src_bytes[3 * 131_072..4 * 131_072]);
+    want.extend(block_rec(
+        b"data",
+        4 * 131_072,
+        &src_bytes[4 * 131_072..5 * 131_072],
+    ));
+    want.extend(block_rec(b"data", 5 * 131_072, &src_bytes[5 * 131_072..]));
+    want.extend(block_rec(
+        b"data",
+        131_072,
+        &src_bytes[131_072..2 * 131_072],
+    ));
+    want.extend_from_slice(b"done");
+    assert_eq!(run_retrieve(&src, &hashes, false), want);
+}
