@@ -31,6 +31,10 @@ pub trait Destination: Storage {
     fn drop_cache(&self, _offset: u64, _len: u64) -> std::result::Result<(), IoError> {
         Ok(())
     }
+
+    /// Start writing `[offset, offset + len)` back to the device without waiting (a hint;
+    /// storage without a cache does nothing).
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
 }
 
 impl Destination for FileStorage {
@@ -45,6 +49,10 @@ impl Destination for FileStorage {
                 .at(offset)
         })
     }
+
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = sys::start_writeback(self.file(), offset, len);
+    }
 }
 
 impl Destination for MemStorage {}
@@ -55,6 +63,9 @@ impl<S: Destination> Destination for Faulty<S> {
     }
     fn drop_cache(&self, offset: u64, len: u64) -> std::result::Result<(), IoError> {
         self.inner().drop_cache(offset, len)
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.inner().start_writeback(offset, len)
     }
 }
 
@@ -440,6 +451,7 @@ fn plain<D: Destination + ?Sized>(
                 h.update(&buf[..n]);
             }
             dst.write_all_at(&buf[..n], off)?;
+            dst.start_writeback(off, n as u64);
             off += n as u64;
             w.done(n as u64)?;
         }
@@ -507,6 +519,7 @@ fn streamed<D: Destination + ?Sized>(
                 h.update(data);
             }
             dst.write_all_at(data, off)?;
+            dst.start_writeback(off, data.len() as u64);
             report.bytes_written += data.len() as u64;
             let c = stream.consumed.load(std::sync::atomic::Ordering::Relaxed);
             ctl.report(Phase::Decompress, total.map_or(c, |t| c.min(t)), total)?;
@@ -566,6 +579,7 @@ fn whole<D: Destination + ?Sized>(
             }
             let off = base + i as u64;
             dst.write_all_at(&data[i..j], off)?;
+            dst.start_writeback(off, (j - i) as u64);
             report.bytes_written += (j - i) as u64;
             out.push(Written {
                 first: off / BS as u64,
