@@ -78,3 +78,8 @@ impl Image {
         self.read_guest(buf, offset)
     }
 }
+
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
