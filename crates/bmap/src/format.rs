@@ -876,11 +876,63 @@ mod tests {
         assert!(e.to_string().contains("notbmap"), "{e}");
         let e = Bmap::parse(b"<bmap version=\"3.0\"></bmap>").unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_UNSUPPORTED");
+        // Every prefix is refused with a code, never a panic.
+        for cut in 0..good.len() - 1 {
+            let e = Bmap::parse(&good.as_bytes()[..cut]).unwrap_err();
+            assert!(
+                matches!(
+                    e.code(),
+                    "ERR_SPARSEKIT_BMAP_INVALID" | "ERR_SPARSEKIT_CHECKSUM_MISMATCH"
+                ),
+                "cut {cut}: {e}"
+            );
+            assert!(e.line().is_none_or(|l| l >= 1));
+        }
         // Garbage bytes never panic.
         let mut x = good.clone().into_bytes();
         for i in (0..x.len()).step_by(7) {
             x[i] = x[i].wrapping_add(13);
             let _ = Bmap::parse(&x);
+        }
+    }
+
+    /// Random mutations of a valid bmap (SPARSEKIT_LONG_TESTS=1 for 200 000 cases): never a
+    /// panic, and anything accepted keeps the invariants.
+    #[test]
+    fn mutations_never_panic() {
+        let n = if std::env::var_os("SPARSEKIT_LONG_TESTS").is_some() {
+            200_000
+        } else {
+            3_000
+        };
+        let good = sample().to_xml().into_bytes();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..n {
+            let mut x = good.clone();
+            for _ in 0..1 + rnd() % 4 {
+                let i = (rnd() % x.len() as u64) as usize;
+                match rnd() % 3 {
+                    0 => x[i] = rnd() as u8,
+                    1 => {
+                        x.remove(i);
+                    }
+                    _ => x.insert(i, b"<>/0-9 \"&;"[(rnd() % 10) as usize]),
+                }
+            }
+            if let Ok(b) = Bmap::parse(&x) {
+                assert_eq!(b.blocks_count, b.image_size.div_ceil(b.block_size));
+                assert!(b.ranges.windows(2).all(|w| w[0].last < w[1].first));
+                assert!(b
+                    .ranges
+                    .iter()
+                    .all(|r| r.first <= r.last && r.last < b.blocks_count));
+            }
         }
     }
 }
