@@ -22,6 +22,8 @@ const KINDS = {
   zlib512: "yes abc | head -c 90000 > r && truncate -s 1M r && qemu-img convert -c -O qcow2 -o cluster_size=512 r t.qcow2",
   extl2: "qemu-img create -q -f qcow2 -o extended_l2=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 2k 3k' -c 'write -z 40k 2k' t.qcow2",
   chain: "truncate -s 2M base.raw && printf hello | dd of=base.raw bs=1 seek=200000 conv=notrunc 2>/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 3M && qemu-io -f qcow2 -c 'write -P 3 512k 4k' mid.qcow2 && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' t.qcow2",
+  datafile: "qemu-img create -q -f qcow2 -o data_file=t.data,data_file_raw=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 5 64k 128k' -c 'write -z 1M 64k' t.qcow2",
+  prealloc: "qemu-img create -q -f qcow2 -o preallocation=metadata t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 64k 4k' t.qcow2",
   snapshots: "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img snapshot -c s1 t.qcow2 && qemu-img bitmap --add t.qcow2 b0",
 }
 
@@ -34,11 +36,13 @@ function make(t, kind) {
 for (const kind of Object.keys(KINDS)) {
   qtest(`qcow2 ${kind}: map, info, check, allocation and convert agree with qemu-img`, async (t) => {
     const { dir, img } = make(t, kind)
+    // qemu-img opens a relative data file name from its working directory (we resolve it
+    // against the image's folder): run it in the image's folder.
     // map: byte for byte.
     const m = await sk.qcow2.map(img)
-    t.is(sk.qcow2.mapToJson(m), run('qemu-img', ['map', '--output=json', img]))
+    t.is(sk.qcow2.mapToJson(m), run('qemu-img', ['map', '--output=json', img], { cwd: dir }))
     // info: every shared field of the top image and the chain.
-    const qi = JSON.parse(run('qemu-img', ['info', '--output=json', '--backing-chain', img]))
+    const qi = JSON.parse(run('qemu-img', ['info', '--output=json', '--backing-chain', img], { cwd: dir }))
     const i = await sk.qcow2.info(img)
     const ours = [i, ...(i.backingChain ?? [])]
     t.is(ours.length, qi.length)
@@ -53,7 +57,7 @@ for (const kind of Object.keys(KINDS)) {
     }
     // check: the counts of qemu-img check.
     const c = await sk.qcow2.check(img)
-    const qc = JSON.parse(spawnSync('qemu-img', ['check', '--output=json', img], { encoding: 'utf8' }).stdout)
+    const qc = JSON.parse(spawnSync('qemu-img', ['check', '--output=json', img], { encoding: 'utf8', cwd: dir }).stdout)
     const ourq = sk.qcow2.checkToQemu(c)
     t.deepEqual(Object.keys(ourq).sort(), Object.keys(qc).sort())
     for (const f of Object.keys(qc)) if (f !== 'filename') t.is(ourq[f], qc[f], `check ${f}`)
@@ -63,13 +67,13 @@ for (const kind of Object.keys(KINDS)) {
     t.true(Buffer.isBuffer(a.bitmap))
     t.is(a.bitmap.length, Math.ceil(a.clusters / 8))
     // convert: same bytes as qemu-img convert, holes kept.
-    run('qemu-img', ['convert', '-O', 'raw', img, join(dir, 'ref.raw')])
+    run('qemu-img', ['convert', '-O', 'raw', img, join(dir, 'ref.raw')], { cwd: dir })
     const seen = []
     const r = await sk.qcow2.convert(img, join(dir, 'out.raw'), { onProgress: (p) => seen.push(p) })
     t.is(r.size, i['virtual-size'])
     t.is(md5(join(dir, 'out.raw')), md5(join(dir, 'ref.raw')))
     t.true(statSync(join(dir, 'out.raw')).blocks <= statSync(join(dir, 'ref.raw')).blocks + 8)
-    t.is(spawnSync('qemu-img', ['compare', '-q', img, join(dir, 'out.raw')]).status, 0)
+    t.is(spawnSync('qemu-img', ['compare', '-q', img, join(dir, 'out.raw')], { cwd: dir }).status, 0)
     const last = seen.at(-1)
     t.is(last.phase, 'write')
     t.is(last.bytesDone, last.bytesTotal)
