@@ -59,3 +59,8 @@ pub use save::{save, SaveOptions, SaveSummary};
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
