@@ -222,6 +222,8 @@ export interface NativeSyncOptions {
   lzma?: boolean
   /** all: the `--blake3` extension (every side must opt in). */
   blake3?: boolean
+  /** all: the hole-aware extension (every side must opt in). */
+  holes?: boolean
 }
 
 export interface NativeSyncResult {

@@ -2,7 +2,7 @@
 // sync.files, and the failure cases blockcopy defines (no `done` -> exit 1, one line).
 import test from 'ava'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync, readFileSync, statSync } from 'node:fs'
+import { writeFileSync, readFileSync, statSync, openSync, writeSync, ftruncateSync, closeSync } from 'node:fs'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { PassThrough } from 'node:stream'
 import { join } from 'node:path'
@@ -230,4 +230,28 @@ test('cli and api: the --blake3 extension round trip; a plain peer refuses it', 
   const res = await sk.sync.files(s2, d2, { blake3: true })
   t.is(res.blocksChanged, 1)
   t.is(md5(d2), md5(s2))
+})
+
+test('cli: the --holes extension keeps holes out of the streams and punches them in dst', (t) => {
+  const dir = tempDir(t)
+  const s = join(dir, 'src.img')
+  const d = join(dir, 'dst.img')
+  // Source: 32 MiB, 1 MiB of data at 8 MiB, holes elsewhere. Destination: all data.
+  const fd = openSync(s, 'w')
+  writeSync(fd, randomBytes(1 << 20), 0, 1 << 20, 8 << 20)
+  ftruncateSync(fd, 32 << 20)
+  closeSync(fd)
+  writeFileSync(d, randomBytes(32 << 20))
+  const blocks = join(dir, 'b')
+  const r = sh(`${sk_} checksum --holes ${d} | ${sk_} retrieve --holes ${s} > ${blocks} && ${sk_} save --holes ${d} < ${blocks}`)
+  t.is(r.status, 0, r.stderr.toString())
+  t.is(r.stderr.length, 0)
+  t.is(md5(d), md5(s))
+  // 8 data blocks and 248 zero records of 16 bytes, the header and done.
+  t.is(statSync(blocks).size, 8 + 8 * (16 + BS) + 248 * 16 + 4)
+  t.true(statSync(d).blocks * 512 < 4 << 20, `dst allocated ${statSync(d).blocks * 512} bytes`)
+  // A plain save refuses the extended stream (as blockcopy would).
+  const plain = sh(`${sk_} save ${d} < ${blocks}`)
+  t.is(plain.status, 1)
+  t.regex(plain.stderr.toString(), /^ERROR \(save\): block stream: unknown record tag "SKx1"/)
 })

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::*;
 use sparsekit_blocksync::sys::{dup_fd, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
-    checksum, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
+    checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
     RetrieveOptions, SaveOptions,
 };
 use sparsekit_io::{FileStorage, IoError};
@@ -33,6 +33,8 @@ pub struct NativeSyncOptions {
     pub lzma: Option<bool>,
     /// all: the `--blake3` extension (every side must opt in).
     pub blake3: Option<bool>,
+    /// all: the hole-aware extension (every side must opt in).
+    pub holes: Option<bool>,
 }
 
 #[napi(object)]
@@ -141,7 +143,9 @@ pub fn sync_checksum<'env>(
                 start: opt_u64("options.start", o.start)?.unwrap_or(0),
                 end: opt_u64("options.end", o.end)?,
                 blake3: o.blake3.unwrap_or(false),
+                holes: None,
             };
+            let holes = o.holes.unwrap_or(false);
             let out =
                 BufWriter::with_capacity(64 << 10, StreamWriter::new(out, ctl.cancel().clone()));
             let s = match (dst, input) {
@@ -150,10 +154,18 @@ pub fn sync_checksum<'env>(
                         256 << 10,
                         StreamReader::new(inp, ctl.cancel().clone()),
                     );
+                    let opts = ChecksumOptions {
+                        holes: holes.then(Vec::new),
+                        ..opts
+                    };
                     checksum(ChecksumInput::Stream(&mut r), out, &opts, ctl)
                 }
                 (Some(dst), None) => {
                     let f = open(&Ok(dst), false)?;
+                    let opts = ChecksumOptions {
+                        holes: holes.then(|| hole_map(f.file())),
+                        ..opts
+                    };
                     checksum(ChecksumInput::Storage(&f), out, &opts, ctl)
                 }
                 (None, None) => unreachable!("checked above"),
@@ -195,6 +207,8 @@ pub fn sync_retrieve<'env>(
             let opts = RetrieveOptions {
                 lzma: o.lzma.unwrap_or(false),
                 blake3: o.blake3.unwrap_or(false),
+                holes: o.holes.unwrap_or(false).then(|| hole_map(s.file())),
+                dst_holes: Vec::new(),
             };
             let sum = retrieve(&s, r, w, &opts, ctl).map_err(core)?;
             result(sum.blocks_sent, sum.bytes_sent, sum.stream_bytes)
@@ -225,8 +239,10 @@ pub fn sync_save<'env>(
             let d = open(&dst, true)?;
             let r =
                 BufReader::with_capacity(256 << 10, StreamReader::new(inp, ctl.cancel().clone()));
+            let o = options.unwrap_or_default();
             let opts = SaveOptions {
-                blake3: options.unwrap_or_default().blake3.unwrap_or(false),
+                blake3: o.blake3.unwrap_or(false),
+                holes: o.holes.unwrap_or(false),
             };
             let sum = save(&d, r, &opts, ctl).map_err(core)?;
             result(sum.blocks_written, sum.bytes_written, sum.stream_bytes)
@@ -256,9 +272,16 @@ pub fn sync_files<'env>(
         move |ctl| {
             let s = open(&src, false)?;
             let d = open(&dst, true)?;
+            let holes = o.holes.unwrap_or(false);
             let opts = RetrieveOptions {
                 lzma: o.lzma.unwrap_or(false),
                 blake3: o.blake3.unwrap_or(false),
+                holes: holes.then(|| hole_map(s.file())),
+                dst_holes: if holes {
+                    hole_map(d.file())
+                } else {
+                    Vec::new()
+                },
             };
             let sum = sync_local(&s, &d, &opts, ctl).map_err(core)?;
             result(sum.blocks_changed, sum.bytes_changed, sum.bytes_sent)

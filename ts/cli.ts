@@ -27,7 +27,8 @@ Usage:
   sparsekit checksum DST [--start N] [--end N] [--progress] | sparsekit retrieve SRC [--lzma] [--progress]
     | sparsekit save DST [--progress]      (blockcopy-compatible delta sync over any pipe; DST of
                                            checksum may be '-' to read the destination from stdin;
-                                           --blake3 on all three: sparsekit-only, faster hashing)
+                                           --blake3 / --holes on all three: sparsekit-only extensions,
+                                           BLAKE3 hashing / holes neither read nor sent)
   sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
   sparsekit --help | --version
@@ -340,7 +341,7 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
  * `ERROR (<command>): <reason>` with exit status 1.
  */
 async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], signal: AbortSignal): Promise<number> {
-  const options: ParseArgsConfig['options'] = { progress: { type: 'boolean' }, blake3: { type: 'boolean' } }
+  const options: ParseArgsConfig['options'] = { progress: { type: 'boolean' }, blake3: { type: 'boolean' }, holes: { type: 'boolean' } }
   if (cmd === 'checksum') Object.assign(options, { start: { type: 'string' }, end: { type: 'string' } })
   if (cmd === 'retrieve') Object.assign(options, { lzma: { type: 'boolean' } })
   const { values, pos } = parse(rest, options, 1)
@@ -348,6 +349,7 @@ async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], 
   const end = bytes('end', values.end)
   const file = pos[0]
   const blake3 = Boolean(values.blake3)
+  const holes = Boolean(values.holes)
   let onProgress: ((p: Progress) => void) | undefined
   if (values.progress) {
     // blockcopy's --progress: lines on stderr, even when it is no terminal.
@@ -367,11 +369,11 @@ async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], 
     if (cmd !== 'checksum' && file === '-') throw new Error('the file must be an actual file or device, not `-`')
     if (cmd === 'checksum') {
       const fromStdin = file === '-'
-      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, signal, onProgress })
+      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, holes, signal, onProgress })
     } else if (cmd === 'retrieve') {
-      await syncFd.retrieve(file, 0, 1, { lzma: Boolean(values.lzma), blake3, signal, onProgress })
+      await syncFd.retrieve(file, 0, 1, { lzma: Boolean(values.lzma), blake3, holes, signal, onProgress })
     } else {
-      await syncFd.save(file, 0, { blake3, signal, onProgress })
+      await syncFd.save(file, 0, { blake3, holes, signal, onProgress })
     }
     return 0
   } catch (err) {

@@ -23,12 +23,16 @@ export interface SyncChecksumOptions extends LongOptions {
   end?: number
   /** sparsekit extension: compare blocks by BLAKE3; `retrieve` and `save` must opt in too (never for a blockcopy peer). */
   blake3?: boolean
+  /** sparsekit extension: holes are neither read nor hashed; every side must opt in (never for a blockcopy peer). */
+  holes?: boolean
 }
 
 /** Options of {@link save}. */
 export interface SyncSaveOptions extends LongOptions {
   /** sparsekit extension: the block stream comes from a `retrieve` with `blake3` too. */
   blake3?: boolean
+  /** sparsekit extension: the block stream comes from a `retrieve` with `holes` too; zero blocks become holes. */
+  holes?: boolean
 }
 
 /** Options of {@link retrieve}. */
@@ -37,6 +41,8 @@ export interface SyncRetrieveOptions extends LongOptions {
   lzma?: boolean
   /** sparsekit extension: compare blocks by BLAKE3; `checksum` and `save` must opt in too (never for a blockcopy peer). */
   blake3?: boolean
+  /** sparsekit extension: source holes are not read, zero blocks travel as tiny records; every side must opt in. */
+  holes?: boolean
 }
 
 /** What {@link save} wrote. */
@@ -137,8 +143,9 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const start = checkBytes('options.start', o.start)
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
+  const holes = checkBoolean('options.holes', o.holes)
   await fromJob(stream, (fd) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3 }, cancel, onProgress)),
+    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3, holes }, cancel, onProgress)),
   )
 }
 
@@ -154,9 +161,10 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   const o = checkOptions('options', options) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
+  const holes = checkBoolean('options.holes', o.holes)
   await intoJob(input, (inFd) =>
     fromJob(stream, (outFd) =>
-      run(o, (cancel, onProgress) => native.syncRetrieve(file, inFd, outFd, { lzma, blake3 }, cancel, onProgress)),
+      run(o, (cancel, onProgress) => native.syncRetrieve(file, inFd, outFd, { lzma, blake3, holes }, cancel, onProgress)),
     ),
   )
 }
@@ -172,7 +180,8 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
   const input = checkReadable('blocks', blocks)
   const o = checkOptions('options', options) as SyncSaveOptions
   const blake3 = checkBoolean('options.blake3', o.blake3)
-  const r = await intoJob(input, (fd) => run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3 }, cancel, onProgress)))
+  const holes = checkBoolean('options.holes', o.holes)
+  const r = await intoJob(input, (fd) => run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3, holes }, cancel, onProgress)))
   return { blocksWritten: r.blocks, bytesWritten: r.bytes }
 }
 
@@ -187,7 +196,8 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
   const o = checkOptions('options', options) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
-  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3 }, cancel, onProgress))
+  const holes = checkBoolean('options.holes', o.holes)
+  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3, holes }, cancel, onProgress))
   return { bytesSent: r.streamBytes, blocksChanged: r.blocks, bytesChanged: r.bytes }
 }
 
@@ -197,17 +207,17 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
  */
 export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
-    const { start, end, inputFd, blake3 } = options
+    const { start, end, inputFd, blake3, holes } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3 }, cancel, onProgress),
+      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes }, cancel, onProgress),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {
     return run(options, (cancel, onProgress) =>
-      native.syncRetrieve(src, inFd, outFd, { lzma: options.lzma, blake3: options.blake3 }, cancel, onProgress),
+      native.syncRetrieve(src, inFd, outFd, { lzma: options.lzma, blake3: options.blake3, holes: options.holes }, cancel, onProgress),
     )
   },
   save(dst: string, inFd: number, options: SyncSaveOptions) {
-    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3: options.blake3 }, cancel, onProgress))
+    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3: options.blake3, holes: options.holes }, cancel, onProgress))
   },
 }

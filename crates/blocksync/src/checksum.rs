@@ -7,9 +7,9 @@ use rayon::prelude::*;
 use sparsekit_io::{Control, Phase, Storage};
 
 use crate::error::{Error, Stream};
-use crate::hash::{hash_group, BATCH_BLOCKS};
+use crate::hash::{hash_group, hash_one, in_hole, BATCH_BLOCKS};
 use crate::record::{
-    HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, HASH_RECORD_LEN,
+    HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, EXT_HOLES, HASH_RECORD_LEN,
 };
 
 /// What `checksum` reads: a file or device (positional, seekable: `rest` is sent), or a
@@ -32,6 +32,10 @@ pub struct ChecksumOptions {
     /// sparsekit extension `--blake3` (retrieve and save must opt in too): the stream opens
     /// with `SKx1` and carries `HshB` (BLAKE3) records instead of `Hash`.
     pub blake3: bool,
+    /// sparsekit extension hole awareness (retrieve and save must opt in too): the input's
+    /// holes (sorted byte ranges, e.g. from [`hole_map`](crate::hole_map)); blocks inside
+    /// one are not read and go as `Hole` records. `Some(vec![])` opts in with no holes.
+    pub holes: Option<Vec<std::ops::Range<u64>>>,
 }
 
 /// What [`checksum`] did.
@@ -69,9 +73,10 @@ pub fn checksum<W: Write>(
     }
     let mut w = RecordWriter::new(out, Stream::Hashes);
     let mut sum = ChecksumSummary::default();
-    if opts.blake3 {
+    let flags = ext_flags(opts.blake3, opts.holes.is_some());
+    if flags != 0 {
         let mut h = Vec::new();
-        HashRecord::Ext { flags: EXT_BLAKE3 }.encode(&mut h);
+        HashRecord::Ext { flags }.encode(&mut h);
         w.write_all(&h)?;
     }
     match input {
@@ -89,14 +94,24 @@ pub fn checksum<W: Write>(
     Ok(sum)
 }
 
+/// The extension flags of the `SKx1` header (0: plain blockcopy protocol, no header).
+pub(crate) fn ext_flags(blake3: bool, holes: bool) -> u32 {
+    (if blake3 { EXT_BLAKE3 } else { 0 }) | (if holes { EXT_HOLES } else { 0 })
+}
+
 fn emit<W: Write>(
     w: &mut RecordWriter<W>,
-    digests: &[(u64, u32, [u8; 64])],
+    digests: &[(u64, u32, Option<[u8; 64]>)],
     sum: &mut ChecksumSummary,
     blake3: bool,
 ) -> Result<(), Error> {
     let mut buf = Vec::with_capacity(digests.len() * HASH_RECORD_LEN);
     for &(position, length, digest) in digests {
+        let Some(digest) = digest else {
+            HashRecord::Hole { position, length }.encode(&mut buf);
+            sum.blocks += 1;
+            continue;
+        };
         if blake3 {
             HashRecord::HashB3 {
                 position,
@@ -158,6 +173,20 @@ fn from_storage<W: Write>(
                     if cancel.is_cancelled() {
                         return Err(Error::Aborted);
                     }
+                    if let Some(holes) = &opts.holes {
+                        // Hole aware: blocks inside a hole are neither read nor hashed.
+                        let mut out = Vec::with_capacity(group.len());
+                        for &(p, len) in group {
+                            if in_hole(holes, p, len.into()) {
+                                out.push((p, len, None));
+                            } else {
+                                let b = &mut bufs[0][..len as usize];
+                                s.read_exact_at(b, p)?;
+                                out.push((p, len, Some(hash_one(b, opts.blake3))));
+                            }
+                        }
+                        return Ok(out);
+                    }
                     for (buf, &(p, len)) in bufs.iter_mut().zip(group) {
                         s.read_exact_at(&mut buf[..len as usize], p)?;
                     }
@@ -170,7 +199,7 @@ fn from_storage<W: Write>(
                     Ok(group
                         .iter()
                         .zip(d)
-                        .map(|(&(p, len), d)| (p, len, d))
+                        .map(|(&(p, len), d)| (p, len, Some(d)))
                         .collect::<Vec<_>>())
                 },
             )
@@ -272,7 +301,7 @@ fn from_stream<W: Write>(
                 Ok(pos
                     .iter()
                     .zip(hash_group(group, opts.blake3))
-                    .map(|(&(p, len), d)| (p, len as u32, d))
+                    .map(|(&(p, len), d)| (p, len as u32, Some(d)))
                     .collect::<Vec<_>>())
             })
             .collect::<Result<Vec<_>, Error>>()?

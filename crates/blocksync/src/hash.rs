@@ -39,6 +39,33 @@ pub(crate) fn hash_group(blocks: &[&[u8]], blake3: bool) -> Vec<[u8; DIGEST_LEN]
     }
 }
 
+/// Whether `[pos, pos + len)` lies inside one of `holes` (sorted, non-overlapping).
+pub(crate) fn in_hole(holes: &[std::ops::Range<u64>], pos: u64, len: u64) -> bool {
+    let i = holes.partition_point(|h| h.end <= pos);
+    holes
+        .get(i)
+        .is_some_and(|h| h.start <= pos && pos + len <= h.end)
+}
+
+/// Whether every byte is zero.
+pub(crate) fn is_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(8);
+    let tail = words.remainder();
+    words
+        .into_iter()
+        .all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
+        && tail.iter().all(|&x| x == 0)
+}
+
+/// The digest of one block by the negotiated algorithm.
+pub(crate) fn hash_one(b: &[u8], blake3: bool) -> [u8; DIGEST_LEN] {
+    if blake3 {
+        blake3_padded(b)
+    } else {
+        sha3_512(b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

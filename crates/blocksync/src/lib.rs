@@ -64,3 +64,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The holes of a file or block device (sorted byte ranges that read as zeros without
+/// being stored), for the hole-aware extension (`ChecksumOptions::holes`,
+/// `RetrieveOptions::holes`). Where the file cannot be mapped the answer is "no holes": hole
+/// awareness only saves work, it never changes the result.
+pub fn hole_map(file: &std::fs::File) -> Vec<std::ops::Range<u64>> {
+    sparsekit_extents::map_file(file, &sparsekit_extents::MapOptions::default())
+        .map(|m| m.hole_ranges())
+        .unwrap_or_default()
+}

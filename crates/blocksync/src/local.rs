@@ -44,6 +44,7 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
                 std::io::BufWriter::with_capacity(64 * 1024, hash_w),
                 &ChecksumOptions {
                     blake3: opts.blake3,
+                    holes: opts.holes.as_ref().map(|_| opts.dst_holes.clone()),
                     ..Default::default()
                 },
                 &mut ctl,
@@ -57,6 +58,7 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
                 std::io::BufReader::with_capacity(256 * 1024, block_r),
                 &SaveOptions {
                     blake3: opts.blake3,
+                    holes: opts.holes.is_some(),
                 },
                 &mut ctl,
             )

@@ -36,6 +36,16 @@ pub const TAG_EXT: [u8; 4] = *b"SKx1";
 pub const TAG_HASH_B3: [u8; 4] = *b"HshB";
 /// Extension flag: blocks are compared by BLAKE3 (`HshB` records) instead of SHA3-512.
 pub const EXT_BLAKE3: u32 = 1;
+/// Extension flag: hole awareness. Holes are neither read nor hashed: the hash stream says
+/// `Hole` for a destination block inside a hole, the block stream says `zero` for a block
+/// of zeros (a source hole, or zeros read), which `save` punches (or zeroes).
+pub const EXT_HOLES: u32 = 2;
+/// sparsekit extension `Hole` (hash stream): position u64, length u32; the destination's
+/// block there lies in a hole.
+pub const TAG_HOLE: [u8; 4] = *b"Hole";
+/// sparsekit extension `zero` (block stream): position u64, length u32, no payload; the
+/// block is all zeros.
+pub const TAG_ZERO: [u8; 4] = *b"zero";
 /// BLAKE3 digest length.
 pub const BLAKE3_LEN: usize = 32;
 
@@ -76,6 +86,13 @@ pub enum HashRecord {
         /// [`EXT_BLAKE3`].
         flags: u32,
     },
+    /// Extension (`Hole`): the destination's block lies in a hole (reads as zeros).
+    Hole {
+        /// Byte position in the destination.
+        position: u64,
+        /// Bytes of the block.
+        length: u32,
+    },
     /// Extension (`HshB`): like `Hash`, with a BLAKE3 digest.
     HashB3 {
         /// Byte position in the destination.
@@ -111,6 +128,11 @@ impl HashRecord {
                 out.extend_from_slice(&offset.to_be_bytes());
             }
             HashRecord::Done => out.extend_from_slice(&TAG_DONE),
+            HashRecord::Hole { position, length } => {
+                out.extend_from_slice(&TAG_HOLE);
+                out.extend_from_slice(&position.to_be_bytes());
+                out.extend_from_slice(&length.to_be_bytes());
+            }
             HashRecord::Ext { flags } => {
                 out.extend_from_slice(&TAG_EXT);
                 out.extend_from_slice(&flags.to_be_bytes());
@@ -136,6 +158,8 @@ pub enum BlockKind {
     Data,
     /// xz-compressed bytes.
     Dlzm,
+    /// Extension: `length` bytes of zeros, no payload.
+    Zero,
 }
 
 impl BlockKind {
@@ -144,6 +168,7 @@ impl BlockKind {
         match self {
             BlockKind::Data => TAG_DATA,
             BlockKind::Dlzm => TAG_DLZM,
+            BlockKind::Zero => TAG_ZERO,
         }
     }
 }
@@ -246,9 +271,9 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
-    /// Write a `data`/`dlzm` record.
+    /// Write a `data`/`dlzm` record (or a `zero` record, with an empty payload).
     pub fn write_block(&mut self, header: BlockHeader, payload: &[u8]) -> Result<(), Error> {
-        debug_assert_eq!(header.length as usize, payload.len());
+        debug_assert!(header.kind == BlockKind::Zero || header.length as usize == payload.len());
         self.write_all(&header.encode())?;
         self.write_all(payload)
     }
@@ -414,6 +439,13 @@ impl<R: Read> RecordReader<R> {
                 offset: self.u64_field("the 8-byte offset of a rest record")?,
             },
             TAG_DONE => HashRecord::Done,
+            TAG_HOLE if self.extensions => {
+                let position = self.u64_field("the 8-byte position of a Hole record")?;
+                let length = self.u32_field("the 4-byte length of a Hole record")?;
+                self.check_len(at, "length of a Hole record", length)?;
+                self.check_end(at, position, length)?;
+                HashRecord::Hole { position, length }
+            }
             TAG_HASH_B3 if self.extensions => {
                 let position = self.u64_field("the 8-byte position of a HshB record")?;
                 let length = self.u32_field("the 4-byte length of a HshB record")?;
@@ -445,6 +477,7 @@ impl<R: Read> RecordReader<R> {
         let kind = match tag {
             TAG_DATA => BlockKind::Data,
             TAG_DLZM => BlockKind::Dlzm,
+            TAG_ZERO if self.extensions => BlockKind::Zero,
             TAG_DONE => return Ok((at, None)),
             tag => {
                 return Err(Error::UnknownTag {
@@ -459,6 +492,11 @@ impl<R: Read> RecordReader<R> {
                 "the 8-byte position of a data record",
                 "the 4-byte length of a data record",
                 "length of a data record",
+            ),
+            BlockKind::Zero => (
+                "the 8-byte position of a zero record",
+                "the 4-byte length of a zero record",
+                "length of a zero record",
             ),
             BlockKind::Dlzm => (
                 "the 8-byte position of a dlzm record",
@@ -484,10 +522,14 @@ impl<R: Read> RecordReader<R> {
     /// that actually arrive, never with the announced length alone.
     pub fn read_payload(&mut self, header: &BlockHeader, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.clear();
-        let want = header.length as usize;
+        let want = match header.kind {
+            BlockKind::Zero => 0,
+            _ => header.length as usize,
+        };
         let expected = match header.kind {
             BlockKind::Data => "the bytes of a data record",
             BlockKind::Dlzm => "the compressed bytes of a dlzm record",
+            BlockKind::Zero => "nothing",
         };
         let start = self.offset;
         const STEP: usize = 1 << 20;

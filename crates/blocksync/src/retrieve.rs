@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use rayon::prelude::*;
 use sparsekit_io::{Control, Phase, Storage};
 
+use crate::checksum::ext_flags;
 use crate::error::{Error, Stream};
-use crate::hash::{hash_group, BATCH_BLOCKS, BATCH_BYTES};
+use crate::hash::{hash_group, hash_one, in_hole, is_zero, BATCH_BLOCKS, BATCH_BYTES};
 use crate::record::{
     BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
-    DIGEST_LEN, EXT_BLAKE3, TAG_DONE, TAG_EXT,
+    DIGEST_LEN, TAG_DONE, TAG_EXT,
 };
 
 /// Options of [`retrieve`].
@@ -23,6 +24,13 @@ pub struct RetrieveOptions {
     /// sparsekit extension `--blake3` (checksum and save must opt in too): expect the
     /// `SKx1` header and `HshB` records, and open the block stream with `SKx1`.
     pub blake3: bool,
+    /// sparsekit extension hole awareness (checksum and save must opt in too): the
+    /// source's holes (sorted byte ranges, e.g. from [`hole_map`](crate::hole_map)).
+    /// Blocks inside one are not read; blocks of zeros go as `zero` records.
+    /// `Some(vec![])` opts in with no holes.
+    pub holes: Option<Vec<std::ops::Range<u64>>>,
+    /// For [`sync_files`](crate::sync_files) with `holes`: the destination's holes.
+    pub dst_holes: Vec<std::ops::Range<u64>>,
 }
 
 /// What [`retrieve`] did.
@@ -54,6 +62,8 @@ struct Item {
     /// The destination's digest; `None` when the source ends inside the block, which is
     /// then sent unconditionally.
     digest: Option<[u8; DIGEST_LEN]>,
+    /// Hole awareness: the destination's block is a hole (zeros), not hashed.
+    dst_zero: bool,
 }
 
 /// Read the hash stream from `hashes`, compare `src`'s blocks with it on every core, and
@@ -71,10 +81,11 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     let size = src.size()?;
     let mut rd = RecordReader::new(hashes, Stream::Hashes);
     let mut w = RecordWriter::new(out, Stream::Blocks);
-    if opts.blake3 {
+    let flags = ext_flags(opts.blake3, opts.holes.is_some());
+    if flags != 0 {
         rd = rd.with_extensions();
         let at = rd.bytes();
-        if rd.read_ext_header()? != EXT_BLAKE3 {
+        if rd.read_ext_header()? != flags {
             return Err(Error::NotNegotiated {
                 stream: Stream::Hashes,
                 offset: at,
@@ -82,7 +93,7 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
             });
         }
         let mut h = Vec::new();
-        HashRecord::Ext { flags: EXT_BLAKE3 }.encode(&mut h);
+        HashRecord::Ext { flags }.encode(&mut h);
         w.write_all(&h)?;
     }
     let mut sum = RetrieveSummary::default();
@@ -96,7 +107,12 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     ctl.report(Phase::Send, 0, None)?;
     loop {
         let (_, rec) = rd.read_hash_record()?;
+        let mut dst_zero = false;
         let (position, length, digest) = match rec {
+            HashRecord::Hole { position, length } => {
+                dst_zero = true;
+                (position, length, [0u8; DIGEST_LEN])
+            }
             HashRecord::Hash {
                 position,
                 length,
@@ -125,7 +141,16 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
                 let tail = ((queued % REF_BATCH) as usize).min(batch.len());
                 let kept = batch.split_off(batch.len() - tail);
                 flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
-                covered += send_rest(src, size, offset, &mut w, ctl, &mut sum, covered)?;
+                covered += send_rest(
+                    src,
+                    size,
+                    offset,
+                    &mut w,
+                    ctl,
+                    &mut sum,
+                    covered,
+                    opts.holes.as_deref(),
+                )?;
                 batch_bytes = kept.iter().map(|i| u64::from(i.length)).sum();
                 batch = kept;
                 cursor = size.max(offset);
@@ -142,7 +167,8 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
         batch.push(Item {
             position,
             length: n as u32,
-            digest: (n == u64::from(length)).then_some(digest),
+            digest: (n == u64::from(length) && !dst_zero).then_some(digest),
+            dst_zero: dst_zero && n == u64::from(length),
         });
         batch_bytes += n;
         covered += n;
@@ -187,6 +213,12 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
                 if cancel.is_cancelled() {
                     return Err(Error::Aborted);
                 }
+                if let Some(holes) = &opts.holes {
+                    return group
+                        .iter()
+                        .map(|item| hole_aware(src, holes, item, &mut bufs[0], opts))
+                        .collect();
+                }
                 for (buf, item) in bufs.iter_mut().zip(group) {
                     buf.resize(item.length as usize, 0);
                     src.read_exact_at(buf, item.position)?;
@@ -216,11 +248,16 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
     sum.blocks_compared += batch.iter().filter(|i| i.digest.is_some()).count() as u64;
     for (item, r) in batch.iter().zip(results) {
         if let Some((kind, position, payload)) = r {
+            let length = if kind == BlockKind::Zero {
+                item.length
+            } else {
+                payload.len() as u32
+            };
             w.write_block(
                 BlockHeader {
                     kind,
                     position,
-                    length: payload.len() as u32,
+                    length,
                 },
                 &payload,
             )?;
@@ -232,7 +269,40 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
     Ok(())
 }
 
+/// What to send for `item` with hole awareness: nothing when both sides read as zeros or
+/// the digests match, `zero` for a block of zeros (a source hole is not even read), else
+/// the block.
+fn hole_aware<S: Storage + ?Sized>(
+    src: &S,
+    holes: &[std::ops::Range<u64>],
+    item: &Item,
+    buf: &mut Vec<u8>,
+    opts: &RetrieveOptions,
+) -> Result<Option<(BlockKind, u64, Vec<u8>)>, Error> {
+    let len = u64::from(item.length);
+    let zero = Some((BlockKind::Zero, item.position, Vec::new()));
+    if in_hole(holes, item.position, len) {
+        return Ok(if item.dst_zero { None } else { zero });
+    }
+    buf.resize(item.length as usize, 0);
+    src.read_exact_at(buf, item.position)?;
+    let zeros = is_zero(buf);
+    if item.dst_zero && zeros {
+        return Ok(None);
+    }
+    if let Some(d) = &item.digest {
+        if hash_one(buf, opts.blake3) == *d {
+            return Ok(None);
+        }
+    }
+    if zeros {
+        return Ok(zero);
+    }
+    Ok(Some((BlockKind::Data, item.position, buf.clone())))
+}
+
 /// Send `[offset, size)` of the source as raw `data` records of 128 KiB; the bytes sent.
+#[allow(clippy::too_many_arguments)]
 fn send_rest<S: Storage + ?Sized, W: Write>(
     src: &S,
     size: u64,
@@ -241,20 +311,38 @@ fn send_rest<S: Storage + ?Sized, W: Write>(
     ctl: &mut Control<'_>,
     sum: &mut RetrieveSummary,
     covered: u64,
+    holes: Option<&[std::ops::Range<u64>]>,
 ) -> Result<u64, Error> {
     let bs = u64::from(BLOCK_SIZE);
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = offset;
     while pos < size {
         let n = (size - pos).min(bs) as usize;
-        src.read_exact_at(&mut buf[..n], pos)?;
+        // Hole aware: holes are not read, and zeros travel as `zero` records.
+        let mut kind = BlockKind::Data;
+        if let Some(h) = holes {
+            if in_hole(h, pos, n as u64) {
+                kind = BlockKind::Zero;
+            }
+        }
+        if kind == BlockKind::Data {
+            src.read_exact_at(&mut buf[..n], pos)?;
+            if holes.is_some() && is_zero(&buf[..n]) {
+                kind = BlockKind::Zero;
+            }
+        }
+        let payload = if kind == BlockKind::Zero {
+            &[][..]
+        } else {
+            &buf[..n]
+        };
         w.write_block(
             BlockHeader {
-                kind: BlockKind::Data,
+                kind,
                 position: pos,
                 length: n as u32,
             },
-            &buf[..n],
+            payload,
         )?;
         sum.blocks_sent += 1;
         sum.bytes_sent += n as u64;

@@ -4,8 +4,9 @@ use std::io::Read;
 
 use sparsekit_io::{Control, Phase, Storage};
 
+use crate::checksum::ext_flags;
 use crate::error::{Error, Stream};
-use crate::record::{BlockKind, RecordReader, EXT_BLAKE3, MAX_RECORD_LEN, TAG_EXT};
+use crate::record::{BlockKind, RecordReader, MAX_RECORD_LEN, TAG_EXT};
 
 /// Options of [`save`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,6 +14,27 @@ pub struct SaveOptions {
     /// sparsekit extension `--blake3` (checksum and retrieve must opt in too): the block
     /// stream opens with the `SKx1` header.
     pub blake3: bool,
+    /// sparsekit extension hole awareness (checksum and retrieve must opt in too): `zero`
+    /// records become holes (or written zeros where the storage cannot punch).
+    pub holes: bool,
+}
+
+/// Make `[pos, pos + len)` read as zeros: extend a shorter file first (the extension is a
+/// hole), then punch a hole, or write zeros where punching is not supported.
+fn zero_range<S: Storage + ?Sized>(dst: &S, pos: u64, len: u64) -> Result<(), Error> {
+    let end = pos + len;
+    let size = dst.size()?;
+    if end > size {
+        dst.set_len(end)?;
+        if pos >= size {
+            return Ok(());
+        }
+    }
+    let len = end.min(size) - pos;
+    if dst.punch_hole(pos, len).is_err() {
+        dst.write_zeroes(pos, len)?;
+    }
+    Ok(())
 }
 
 /// What [`save`] did.
@@ -38,12 +60,16 @@ pub fn save<S: Storage + ?Sized, R: Read>(
     ctl: &mut Control<'_>,
 ) -> Result<SaveSummary, Error> {
     let mut rd = RecordReader::new(blocks, Stream::Blocks);
-    if opts.blake3 && rd.read_ext_header()? != EXT_BLAKE3 {
-        return Err(Error::NotNegotiated {
-            stream: Stream::Blocks,
-            offset: 0,
-            tag: TAG_EXT,
-        });
+    let flags = ext_flags(opts.blake3, opts.holes);
+    if flags != 0 {
+        rd = rd.with_extensions();
+        if rd.read_ext_header()? != flags {
+            return Err(Error::NotNegotiated {
+                stream: Stream::Blocks,
+                offset: 0,
+                tag: TAG_EXT,
+            });
+        }
     }
     let mut sum = SaveSummary::default();
     let mut payload = Vec::new();
@@ -54,6 +80,13 @@ pub fn save<S: Storage + ?Sized, R: Read>(
         let Some(header) = header else { break };
         rd.read_payload(&header, &mut payload)?;
         let data = match header.kind {
+            BlockKind::Zero => {
+                zero_range(dst, header.position, header.length.into())?;
+                sum.blocks_written += 1;
+                sum.bytes_written += u64::from(header.length);
+                ctl.report(Phase::Write, sum.bytes_written, None)?;
+                continue;
+            }
             BlockKind::Data => &payload,
             BlockKind::Dlzm => {
                 xz_decompress(&payload, &mut plain).map_err(|reason| Error::BadCompressed {

@@ -464,7 +464,10 @@ fn blake3_extension_round_trip_and_negotiation() {
     want.extend(block_rec(b"data", 131_072, &src_bytes[131_072..262_144]));
     want.extend_from_slice(b"done");
     assert_eq!(blocks, want);
-    let so = SaveOptions { blake3: true };
+    let so = SaveOptions {
+        blake3: true,
+        ..Default::default()
+    };
     save(&dst, &blocks[..], &so, &mut Control::none()).unwrap();
     assert_eq!(dst.to_vec(), src_bytes);
 
