@@ -5,8 +5,8 @@
 //! [`map_path`] and [`map_file`] return an [`ExtentMap`]: sorted, merged [`Extent`]s in
 //! bytes, with the unwritten (preallocated) and shared (reflinked) flags that FIEMAP
 //! reports. [`ExtentMap::data_ranges`] treats unwritten extents as holes, which is what a
-//! copy needs and where FIEMAP and SEEK agree; [`ExtentMap::mapped_blocks`] and
-//! [`ExtentMap::unmapped_blocks`] give bmaptool-style inclusive block ranges.
+//! copy needs and where FIEMAP and SEEK agree. (bmaptool-style block ranges live in the bmap
+//! crate.)
 //! [`map_file_nosync`] skips FIEMAP's writeback for callers that only look for allocated
 //! ranges, and [`file_size`] sizes regular files and block devices alike.
 //!
@@ -29,8 +29,8 @@ mod sys;
 
 pub use error::Error;
 pub use map::{
-    file_size, map_file, map_file_nosync, map_file_with, map_path, map_path_with, BlockRange,
-    Extent, ExtentMap, MapOptions, Method, FIEMAP_BATCH,
+    file_size, map_file, map_file_nosync, map_file_with, map_path, map_path_with, Extent,
+    ExtentMap, MapOptions, Method, FIEMAP_BATCH,
 };
 
 /// Result of this crate's functions.

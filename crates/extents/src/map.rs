@@ -100,22 +100,6 @@ impl Extent {
     }
 }
 
-/// An inclusive range of block numbers, `[first, last]`, as bmaptool writes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BlockRange {
-    /// First block number.
-    pub first: u64,
-    /// Last block number (inclusive).
-    pub last: u64,
-}
-
-impl BlockRange {
-    /// Number of blocks in the range.
-    pub fn count(&self) -> u64 {
-        self.last - self.first + 1
-    }
-}
-
 /// The data extents of a window of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtentMap {
@@ -156,47 +140,6 @@ impl ExtentMap {
     /// Total bytes of [`data_ranges`](Self::data_ranges).
     pub fn data_bytes(&self) -> u64 {
         self.data_ranges().iter().map(|r| r.end - r.start).sum()
-    }
-
-    /// Blocks of `block_size` bytes that hold any written data, as inclusive block ranges
-    /// (bmaptool's "mapped" ranges), restricted to the blocks the window touches.
-    pub fn mapped_blocks(&self, block_size: u64) -> Result<Vec<BlockRange>> {
-        if block_size == 0 {
-            return Err(Error::InvalidArg {
-                name: "block size",
-                value: "0".into(),
-            });
-        }
-        let mut out: Vec<BlockRange> = Vec::new();
-        for r in self.data_ranges() {
-            let b = BlockRange {
-                first: r.start / block_size,
-                last: (r.end - 1) / block_size,
-            };
-            match out.last_mut() {
-                Some(last) if last.last + 1 >= b.first => last.last = last.last.max(b.last),
-                _ => out.push(b),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The blocks of the window that hold no written data (bmaptool's "unmapped" ranges):
-    /// the complement of [`mapped_blocks`](Self::mapped_blocks).
-    pub fn unmapped_blocks(&self, block_size: u64) -> Result<Vec<BlockRange>> {
-        let mapped = self.mapped_blocks(block_size)?;
-        if self.window.is_empty() {
-            return Ok(Vec::new());
-        }
-        let all = self.window.start / block_size..(self.window.end - 1) / block_size + 1;
-        let mapped: Vec<Range<u64>> = mapped.iter().map(|b| b.first..b.last + 1).collect();
-        Ok(complement(&mapped, all)
-            .into_iter()
-            .map(|r| BlockRange {
-                first: r.start,
-                last: r.end - 1,
-            })
-            .collect())
     }
 }
 
@@ -660,18 +603,6 @@ mod tests {
         assert_eq!(m.data_ranges(), vec![0..4096, 8192..8292, 20480..24576]);
         assert_eq!(m.hole_ranges(), vec![4096..8192, 8292..20480, 24576..40960]);
         assert_eq!(m.data_bytes(), 4096 + 100 + 4096);
-        let b = |first, last| BlockRange { first, last };
-        assert_eq!(
-            m.mapped_blocks(4096).unwrap(),
-            vec![b(0, 0), b(2, 2), b(5, 5)]
-        );
-        assert_eq!(
-            m.unmapped_blocks(4096).unwrap(),
-            vec![b(1, 1), b(3, 4), b(6, 9)]
-        );
-        assert_eq!(m.mapped_blocks(8192).unwrap(), vec![b(0, 2)]);
-        assert_eq!(m.unmapped_blocks(8192).unwrap(), vec![b(3, 4)]);
-        assert!(m.mapped_blocks(0).is_err());
     }
 
     #[test]

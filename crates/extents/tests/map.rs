@@ -10,7 +10,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::Instant;
 
-use sparsekit_extents::{map_path, map_path_with, BlockRange, Extent, MapOptions, Method};
+use sparsekit_extents::{map_path, map_path_with, Extent, MapOptions, Method};
 use sparsekit_io::{Cancel, Control};
 use sparsekit_testfs::{make_cases, pattern, run, Fs, LoopDev, Mount};
 
@@ -264,30 +264,6 @@ fn btrfs_maps() {
 #[test]
 fn tmpfs_maps() {
     check_fs(Fs::Tmpfs(64), "tmpfs_maps");
-}
-
-#[test]
-fn block_ranges() {
-    let Some(mnt) = Mount::new(Fs::Ext4, "block_ranges") else {
-        return;
-    };
-    make_cases(&mnt.path);
-    let m = map(&mnt.join("holes_mix"), Method::Auto).unwrap();
-    let b = |first, last| BlockRange { first, last };
-    assert_eq!(
-        m.mapped_blocks(4096).unwrap(),
-        vec![b(0, 0), b(16, 18), b(256, 256)]
-    );
-    assert_eq!(
-        m.unmapped_blocks(4096).unwrap(),
-        vec![b(1, 15), b(19, 255), b(257, 512)]
-    );
-    let m = map(&mnt.join("prealloc"), Method::Fiemap).unwrap();
-    assert_eq!(m.mapped_blocks(4096).unwrap(), vec![b(128, 191)]);
-    assert_eq!(
-        m.unmapped_blocks(4096).unwrap(),
-        vec![b(0, 127), b(192, 255)]
-    );
 }
 
 /// 100 000 extents (1 KiB written every 2 KiB on 1 KiB-block ext4): mapped in full by
