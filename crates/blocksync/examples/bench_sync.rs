@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bench_sync hash FILE          SHA3-512 of FILE's 128 KiB blocks: one core, then all cores
-//! bench_sync files [--blake3] SRC DST   sync DST to SRC in one process; prints bytes sent
+//! bench_sync files [--blake3] [--holes] SRC DST   sync DST to SRC in one process
 //! bench_sync checksum DST       hash stream to stdout
 //! bench_sync retrieve SRC       hash stream on stdin, block stream to stdout
 //! bench_sync save DST           block stream on stdin
@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use sparsekit_blocksync::{
-    checksum, retrieve, save, sha3_512, sha3_512_x4, sync_files, ChecksumInput, ChecksumOptions,
-    RetrieveOptions, SaveOptions, BLOCK_SIZE,
+    checksum, hole_map, retrieve, save, sha3_512, sha3_512_x4, sync_files, ChecksumInput,
+    ChecksumOptions, RetrieveOptions, SaveOptions, BLOCK_SIZE,
 };
 use sparsekit_io::{Control, FileStorage, Storage};
 
@@ -22,8 +22,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["hash", f] => hash(Path::new(f)),
-        ["files", s, d] => files(Path::new(s), Path::new(d), false),
-        ["files", "--blake3", s, d] => files(Path::new(s), Path::new(d), true),
+        ["files", ref rest @ ..] if rest.len() >= 2 => {
+            let (flags, paths) = rest.split_at(rest.len() - 2);
+            files(
+                Path::new(paths[0]),
+                Path::new(paths[1]),
+                flags.contains(&"--blake3"),
+                flags.contains(&"--holes"),
+            )
+        }
         ["checksum", d] => FileStorage::open(Path::new(d))
             .map_err(Into::into)
             .and_then(|d| {
@@ -114,12 +121,18 @@ fn hash(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
     Ok(())
 }
 
-fn files(s: &Path, d: &Path, blake3: bool) -> Result<(), sparsekit_blocksync::Error> {
+fn files(s: &Path, d: &Path, blake3: bool, holes: bool) -> Result<(), sparsekit_blocksync::Error> {
     let src = FileStorage::open(s)?;
     let dst = FileStorage::open_rw(d)?;
     let t = Instant::now();
     let opts = RetrieveOptions {
         blake3,
+        holes: holes.then(|| hole_map(src.file())),
+        dst_holes: if holes {
+            hole_map(dst.file())
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let sum = sync_files(&src, &dst, &opts, &mut Control::none())?;
