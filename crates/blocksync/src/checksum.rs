@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use sparsekit_io::{Control, Phase, Storage};
 
 use crate::error::{Error, Stream};
-use crate::hash::{hash_group, hash_one, in_hole, BATCH_BLOCKS};
+use crate::hash::{hash_group, hash_one, in_hole, with_scratch, BATCH_BLOCKS};
 use crate::record::{
     HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, EXT_HOLES, HASH_RECORD_LEN,
 };
@@ -167,9 +167,8 @@ fn from_storage<W: Write>(
         // Four blocks per task: read by the worker, hashed by one 4-way Keccak call.
         let digests = batch
             .par_chunks(4)
-            .map_init(
-                || vec![vec![0u8; BLOCK_SIZE as usize]; 4],
-                |bufs, group| {
+            .map(|group| {
+                with_scratch(|bufs| {
                     if cancel.is_cancelled() {
                         return Err(Error::Aborted);
                     }
@@ -180,7 +179,8 @@ fn from_storage<W: Write>(
                             if in_hole(holes, p, len.into()) {
                                 out.push((p, len, None));
                             } else {
-                                let b = &mut bufs[0][..len as usize];
+                                let b = &mut bufs[0];
+                                b.resize(len as usize, 0);
                                 s.read_exact_at(b, p)?;
                                 out.push((p, len, Some(hash_one(b, opts.blake3))));
                             }
@@ -188,7 +188,8 @@ fn from_storage<W: Write>(
                         return Ok(out);
                     }
                     for (buf, &(p, len)) in bufs.iter_mut().zip(group) {
-                        s.read_exact_at(&mut buf[..len as usize], p)?;
+                        buf.resize(len as usize, 0);
+                        s.read_exact_at(buf, p)?;
                     }
                     let slices: Vec<&[u8]> = bufs
                         .iter()
@@ -201,8 +202,8 @@ fn from_storage<W: Write>(
                         .zip(d)
                         .map(|(&(p, len), d)| (p, len, Some(d)))
                         .collect::<Vec<_>>())
-                },
-            )
+                })
+            })
             .collect::<Result<Vec<_>, Error>>()?
             .concat();
         emit(w, &digests, sum, opts.blake3)?;

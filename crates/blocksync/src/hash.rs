@@ -66,6 +66,30 @@ pub(crate) fn hash_one(b: &[u8], blake3: bool) -> [u8; DIGEST_LEN] {
     }
 }
 
+thread_local! {
+    /// Four block buffers per worker thread, kept between tasks: fresh 128 KiB buffers
+    /// would be fresh `mmap`s, page-faulted and zeroed for every block.
+    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's four scratch buffers (their lengths are whatever the last
+/// user left: resize before use). Buffers grown past 1 MiB are given back afterwards.
+pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut [Vec<u8>]) -> T) -> T {
+    SCRATCH.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        if bufs.len() < 4 {
+            bufs.resize(4, Vec::new());
+        }
+        let r = f(&mut bufs[..4]);
+        for b in bufs.iter_mut() {
+            if b.capacity() > 1 << 20 {
+                *b = Vec::new();
+            }
+        }
+        r
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

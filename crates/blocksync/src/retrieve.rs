@@ -8,7 +8,9 @@ use sparsekit_io::{Control, Phase, Storage};
 
 use crate::checksum::ext_flags;
 use crate::error::{Error, Stream};
-use crate::hash::{hash_group, hash_one, in_hole, is_zero, BATCH_BLOCKS, BATCH_BYTES};
+use crate::hash::{
+    hash_group, hash_one, in_hole, is_zero, with_scratch, BATCH_BLOCKS, BATCH_BYTES,
+};
 use crate::record::{
     BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
     DIGEST_LEN, TAG_DONE, TAG_EXT,
@@ -207,9 +209,8 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
     // Four blocks per task: read by the worker, hashed by one 4-way Keccak call.
     let results = batch
         .par_chunks(4)
-        .map_init(
-            || vec![Vec::new(); 4],
-            |bufs: &mut Vec<Vec<u8>>, group| {
+        .map(|group| {
+            with_scratch(|bufs| {
                 if cancel.is_cancelled() {
                     return Err(Error::Aborted);
                 }
@@ -241,8 +242,8 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
                     out.push(Some((BlockKind::Data, item.position, buf.clone())));
                 }
                 Ok(out)
-            },
-        )
+            })
+        })
         .collect::<Result<Vec<_>, Error>>()?
         .concat();
     sum.blocks_compared += batch.iter().filter(|i| i.digest.is_some()).count() as u64;
