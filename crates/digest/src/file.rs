@@ -1,9 +1,9 @@
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-use sparsekit_io::{read_stream, sys, Control, IoError, Phase};
+use sparsekit_io::{read_stream, sys, Control, FileStorage, IoError, Phase, Storage};
 
 use crate::{Algorithm, Error, Hasher, Result};
 
@@ -99,15 +99,61 @@ pub fn digest_file(path: &Path, opts: &DigestOptions, ctl: &mut Control<'_>) -> 
             size - opts.start
         }
     };
-    let aborted = |_| Error::Aborted;
-    let mut hasher = Hasher::new(opts.algorithm);
-    let mut buf = vec![0u8; CHUNK_SIZE.min(total.max(1) as usize)];
     let end = opts.start + total;
     // Holes read as zeros: hash zeros for them instead of reading, when the filesystem can
     // say where the data is. FIEMAP's FLAG_SYNC (map_file) first writes dirty pages back, so
     // data written into a preallocated range is not mistaken for a hole. Where no map can be
     // had (mapping refused) everything is read.
     let data = data_ranges(&file, meta.is_file(), opts.start, total, ctl)?;
+    let storage = FileStorage::from_file(file, path).map_err(Error::Io)?;
+    let hex = hash_window(&storage, path, opts, total, data, ctl)?;
+    let file = storage.file();
+    if data_ends_early(file, meta.is_file(), end) {
+        return Err(Error::ShortRead {
+            path: path.to_path_buf(),
+            offset: file.metadata().map(|m| m.len()).unwrap_or(0),
+        });
+    }
+    Ok(hex)
+}
+
+/// Hash `[start, start + length)` of any [`Storage`] (a block device, an image inside
+/// another format, test storage that injects faults): every byte is read, there is no hole
+/// map. Reports [`Phase::Hash`]; a read that ends early is [`Error::ShortRead`], a failed
+/// read an [`Error::Io`] naming its offset.
+pub fn digest_storage<S: Storage>(
+    storage: &S,
+    opts: &DigestOptions,
+    ctl: &mut Control<'_>,
+) -> Result<String> {
+    let path = storage.path().unwrap_or(Path::new("")).to_path_buf();
+    let size = storage.size().map_err(Error::Io)?;
+    let total = opts.length.unwrap_or(size.saturating_sub(opts.start));
+    if opts.start.checked_add(total).is_none_or(|end| end > size) {
+        return Err(Error::OutOfRange {
+            path,
+            start: opts.start,
+            length: total,
+            size,
+        });
+    }
+    hash_window(storage, &path, opts, total, None, ctl)
+}
+
+/// The hashing loop: data ranges are read (`None`: the whole window is data), holes are
+/// hashed as zeros.
+fn hash_window<S: Storage>(
+    storage: &S,
+    path: &Path,
+    opts: &DigestOptions,
+    total: u64,
+    data: Option<Vec<std::ops::Range<u64>>>,
+    ctl: &mut Control<'_>,
+) -> Result<String> {
+    let aborted = |_| Error::Aborted;
+    let mut hasher = Hasher::new(opts.algorithm);
+    let mut buf = vec![0u8; CHUNK_SIZE.min(total.max(1) as usize)];
+    let end = opts.start + total;
     let zeros = if data.is_some() {
         vec![0u8; buf.len()]
     } else {
@@ -132,28 +178,23 @@ pub fn digest_file(path: &Path, opts: &DigestOptions, ctl: &mut Control<'_>) -> 
         };
         let want = (until - pos).min(buf.len() as u64) as usize;
         if in_data {
-            let n =
-                read_full_at(&file, &mut buf[..want], pos).map_err(io_err("read", Some(pos)))?;
-            if n == 0 {
-                return Err(Error::ShortRead {
-                    path: path.to_path_buf(),
-                    offset: pos,
-                });
+            match storage.read_exact_at(&mut buf[..want], pos) {
+                Ok(()) => {}
+                Err(e) if e.is_eof() => {
+                    return Err(Error::ShortRead {
+                        path: path.to_path_buf(),
+                        offset: e.offset.unwrap_or(pos),
+                    })
+                }
+                Err(e) => return Err(Error::Io(e)),
             }
-            hasher.update(&buf[..n]);
-            pos += n as u64;
+            hasher.update(&buf[..want]);
         } else {
             hasher.update(&zeros[..want]);
-            pos += want as u64;
         }
+        pos += want as u64;
         ctl.report(Phase::Hash, pos - opts.start, Some(total))
             .map_err(aborted)?;
-    }
-    if data_ends_early(&file, meta.is_file(), end) {
-        return Err(Error::ShortRead {
-            path: path.to_path_buf(),
-            offset: file.metadata().map(|m| m.len()).unwrap_or(0),
-        });
     }
     Ok(hasher.finish_hex())
 }
@@ -231,21 +272,6 @@ fn data_ranges(
 /// yield a digest of bytes that no longer exist.
 fn data_ends_early(file: &File, regular: bool, end: u64) -> bool {
     regular && file.metadata().is_ok_and(|m| m.len() < end)
-}
-
-/// `pread` until `buf` is full or end of file; EINTR is retried (a signal delivered to the
-/// libuv thread must not fail the hash).
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 #[cfg(test)]
@@ -352,6 +378,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, Error::Aborted));
+    }
+
+    #[test]
+    fn faults_in_storage_are_named() {
+        use sparsekit_io::{Fault, Faulty, MemStorage};
+        let data: Vec<u8> = (0..3 * CHUNK_SIZE as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let want = of_bytes(Algorithm::Sha256, &data);
+        let opts = DigestOptions::new(Algorithm::Sha256);
+        // Short reads change nothing.
+        let short = Faulty::new(MemStorage::from_vec(data.clone()), Fault::ShortReads(4097));
+        assert_eq!(
+            digest_storage(&short, &opts, &mut Control::none()).unwrap(),
+            want
+        );
+        // A bad sector is an I/O error at its offset, not a digest.
+        let bad = Faulty::new(
+            MemStorage::from_vec(data.clone()),
+            Fault::ReadErrorAt(1_500_000),
+        );
+        let e = digest_storage(&bad, &opts, &mut Control::none()).unwrap_err();
+        assert_eq!(
+            (e.raw_os_error(), e.offset()),
+            (Some(libc::EIO), Some(1_500_000))
+        );
+        assert_eq!(e.syscall(), Some("read"));
+        // A window past the end is refused before reading.
+        let win = DigestOptions {
+            start: 10,
+            length: Some(data.len() as u64),
+            ..opts
+        };
+        let e =
+            digest_storage(&MemStorage::from_vec(data), &win, &mut Control::none()).unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_OUT_OF_RANGE");
     }
 
     #[test]

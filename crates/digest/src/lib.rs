@@ -23,7 +23,7 @@ mod file;
 
 pub use algorithm::{Algorithm, Hasher};
 pub use error::Error;
-pub use file::{digest_file, DigestOptions, CHUNK_SIZE};
+pub use file::{digest_file, digest_storage, DigestOptions, CHUNK_SIZE};
 
 /// Result of [`digest_file`]; a cancel becomes [`Error::Aborted`].
 pub type Result<T> = std::result::Result<T, Error>;
