@@ -8,10 +8,11 @@
 // seconds of each call, all threads, as `cpu`). For copy, every iteration
 // first (untimed) removes DST and runs `sync`, exactly as crates/sparse-copy's bench_copy
 // does; `--fsync` adds an fsync of DST to the timed part. With `--floor BIN` (the compiled
-// bench/fiemap_floor.c), every map() call is preceded by one run of BIN on the same file, so
-// that the floor and map() alternate call by call and load on the machine hits both alike:
-// BIN maps twice and its second map's time (its own clock) is kept; those times go, as one
-// JSON line of BIN's shape, to the file `--floor-out` names (appended). CommonJS and no other imports on
+// bench/fiemap_floor.c), every map() call is preceded by one map of the same file by BIN,
+// started once with --serve (no process start between calls); BIN's times (its own clock)
+// go, as one JSON line of BIN's shape, to the file `--floor-out` names (appended). A
+// diagnostic: alternating call by call, each side maps with caches the other just used, so
+// bench/run alternates whole series instead. CommonJS and no other imports on
 // the hot path, so a whole-process timing adds as little as possible to Node's start-up.
 'use strict'
 const path = require('node:path')
@@ -24,6 +25,33 @@ function usage () {
 }
 
 const round = (s) => Math.round(s * 1e6) / 1e6
+
+/** `fiemap_floor FILE --serve`, started once: `map()` asks it for one map and resolves with its answer. */
+function floorServer (bin, file) {
+  const child = require('node:child_process').spawn(bin, [file, '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const waiting = []
+  let buf = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (d) => {
+    buf += d
+    let i
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      waiting.shift().resolve(JSON.parse(line))
+    }
+  })
+  child.on('exit', (code) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`${bin} exited with ${code}`))
+  })
+  return {
+    map: () => new Promise((resolve, reject) => {
+      waiting.push({ resolve, reject })
+      child.stdin.write('\n')
+    }),
+    close: () => child.stdin.end(),
+  }
+}
 
 async function main () {
   const [cmd, ...rest] = process.argv.slice(2)
@@ -51,15 +79,15 @@ async function main () {
   if (cmd === 'map' && files.length === 1) {
     let m
     let n = 0
-    let fl
     const floorTimes = []
     const floorCpu = []
     const cpu = []
+    const server = floor && floorServer(floor, files[0])
     for (let i = 0; i < iterations; i++) {
-      if (floor) {
-        fl = JSON.parse(require('node:child_process').execFileSync(floor, [files[0], '--iterations', '2'], { encoding: 'utf8' }))
-        floorTimes.push(fl.times[1])
-        floorCpu.push((fl.user + fl.sys) / 2) // per map (its process made two)
+      if (server) {
+        const fl = await server.map()
+        floorTimes.push(fl.time)
+        floorCpu.push(fl.cpu)
       }
       const c = process.cpuUsage()
       const t = performance.now()
@@ -72,7 +100,10 @@ async function main () {
       const d = process.cpuUsage(c) // all of this process's threads: main, libuv worker, GC
       cpu.push((d.user + d.system) / 1e6)
     }
-    if (floor) fs.appendFileSync(floorOut, JSON.stringify({ ...fl, times: floorTimes.map(round), cpu: floorCpu.map(round) }) + '\n')
+    if (server) {
+      server.close()
+      fs.appendFileSync(floorOut, JSON.stringify({ extents: n, times: floorTimes.map(round), cpu: floorCpu.map(round) }) + '\n')
+    }
     console.log(JSON.stringify({ extents: n, method: m.method, times: times.map(round), cpu: cpu.map(round) }))
   } else if (cmd === 'copy' && files.length === 2) {
     const [src, dst] = files

@@ -100,7 +100,7 @@ speed(G1, 'bare Rust `map_path` vs Filemap, in process (ceiling)', 'ip:filemap-p
 speed(G1, 'bare Rust vs Filemap, both without sync, in process', 'ip:filemap-py-nosync', 'ip:map-rust-nosync', 50)
 
 const G1b = '1b. map 100 000 extents: JS `map()` within 1.2x of the kernel floor (a C loop of bare FIEMAP calls)'
-withinFloor(G1b, 'JS `map()` vs `fiemap_floor`, in process, alternating call by call (primary)', 'ip:map-floor', 'ip:map-js', 1.2,
+withinFloor(G1b, 'JS `map()` vs `fiemap_floor`, in process, interleaved rounds (primary)', 'ip:map-floor', 'ip:map-js', 1.2,
   'same FIEMAP batches and sync as map(); the C loop only counts extents')
 withinFloor(G1b, 'same calls, CPU time instead of wall time (all threads of the process)', 'cpu:map-floor', 'cpu:map-js', 1.2,
   'less sensitive to other load on the machine')
@@ -198,7 +198,7 @@ if (t('ip:map-js') && t('ip:map-rust')) {
 if (t('ip:map-floor') && t('ip:map-js')) {
   const fl = R['ip:map-floor'].extra
   const cpu = fl.sys !== undefined ? ` The C loop spends ${((fl.sys / (fl.sys + fl.user)) * 100).toFixed(0)}% of its CPU time in the kernel (getrusage), so the floor is FIEMAP itself.` : ''
-  notes.push(`Kernel floor: a C program issuing the same FIEMAP calls as \`map()\` (2048 extents per call, FIEMAP_FLAG_SYNC on the first) and only counting the extents takes ${fmt(t('ip:map-floor'))} per map of the 100 000-extent file (without sync ${fmt(t('ip:map-floor-nosync'))}); JS \`map()\` takes ${fmt(t('ip:map-js'))} in the same series (alternating call by call), ${fx(t('ip:map-js') / t('ip:map-floor'))} the floor (${fmt(t('ip:map-js') - t('ip:map-floor'))} over it). In CPU time (all threads of each process, less sensitive to other load) the floor costs ${fmt(t('cpu:map-floor'))} per map and JS \`map()\` ${fmt(t('cpu:map-js'))} (${fx(t('cpu:map-js') / t('cpu:map-floor'))}).${cpu}`)
+  notes.push(`Kernel floor: a C program issuing the same FIEMAP calls as \`map()\` (2048 extents per call, FIEMAP_FLAG_SYNC on the first) and only counting the extents takes ${fmt(t('ip:map-floor'))} per map of the 100 000-extent file (without sync ${fmt(t('ip:map-floor-nosync'))}); JS \`map()\` takes ${fmt(t('ip:map-js'))} in the same interleaved rounds, ${fx(t('ip:map-js') / t('ip:map-floor'))} the floor (${fmt(t('ip:map-js') - t('ip:map-floor'))} over it). In CPU time (all threads of each process, less sensitive to other load) the floor costs ${fmt(t('cpu:map-floor'))} per map and JS \`map()\` ${fmt(t('cpu:map-js'))} (${fx(t('cpu:map-js') / t('cpu:map-floor'))}).${cpu}`)
 }
 const rf = R['ip:copy-rust-fsync']?.median
 const rn = R['ip:copy-rust']?.median
@@ -293,9 +293,9 @@ counted or left out.
 - **Kernel floor, map**: \`bench/fiemap_floor.c\`, compiled by bench/run with \`cc -O2\`,
   opens the file and issues the FIEMAP calls \`map()\` issues (2048 extents per call,
   FIEMAP_FLAG_SYNC on the first call only, over \`[0, size)\`), counting the extents and
-  storing nothing; it is what any mapper pays on this kernel. In process, each JS
-  \`map()\` call is preceded by one run of it (\`bench/js.cjs --floor\`: it maps twice and its
-  own clock times the second map), so that drift on the machine hits both alike.
+  storing nothing; it is what any mapper pays on this kernel. Its in-process series and JS
+  \`map()\`'s alternate (${facts.rounds} rounds each), so that drift on the machine hits both
+  alike; CPU rows count every thread of the process (Node's libuv worker and GC threads too).
 - **Copy**: before every run (untimed) the destination is removed and \`sync\` runs, so each
   copy starts with no destination and nothing dirty. \`cp --sparse=always\` and sparsekit's
   copy leave the data in the page cache (no fsync) like \`cp\` and \`dd\` do; \`bmaptool copy\`
