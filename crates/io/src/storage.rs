@@ -115,56 +115,35 @@ pub fn write_zeroes_by_writing<S: Storage + ?Sized>(
     Ok(())
 }
 
-impl<S: Storage + ?Sized> Storage for &S {
-    fn size(&self) -> Result<u64, IoError> {
-        (**self).size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, IoError> {
-        (**self).read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
-        (**self).write_at(buf, offset)
-    }
-    fn flush(&self) -> Result<(), IoError> {
-        (**self).flush()
-    }
-    fn path(&self) -> Option<&Path> {
-        (**self).path()
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), IoError> {
-        (**self).write_zeroes(offset, len)
-    }
-    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), IoError> {
-        (**self).punch_hole(offset, len)
-    }
-    fn set_len(&self, len: u64) -> Result<(), IoError> {
-        (**self).set_len(len)
-    }
+/// `&S` and `Box<S>` are storage too: every method forwards.
+macro_rules! forward {
+    ($($t:ty),*) => {$(
+        impl<S: Storage + ?Sized> Storage for $t {
+            fn size(&self) -> Result<u64, IoError> {
+                (**self).size()
+            }
+            fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, IoError> {
+                (**self).read_at(buf, offset)
+            }
+            fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
+                (**self).write_at(buf, offset)
+            }
+            fn flush(&self) -> Result<(), IoError> {
+                (**self).flush()
+            }
+            fn path(&self) -> Option<&Path> {
+                (**self).path()
+            }
+            fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), IoError> {
+                (**self).write_zeroes(offset, len)
+            }
+            fn punch_hole(&self, offset: u64, len: u64) -> Result<(), IoError> {
+                (**self).punch_hole(offset, len)
+            }
+            fn set_len(&self, len: u64) -> Result<(), IoError> {
+                (**self).set_len(len)
+            }
+        }
+    )*};
 }
-
-impl<S: Storage + ?Sized> Storage for Box<S> {
-    fn size(&self) -> Result<u64, IoError> {
-        (**self).size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, IoError> {
-        (**self).read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
-        (**self).write_at(buf, offset)
-    }
-    fn flush(&self) -> Result<(), IoError> {
-        (**self).flush()
-    }
-    fn path(&self) -> Option<&Path> {
-        (**self).path()
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), IoError> {
-        (**self).write_zeroes(offset, len)
-    }
-    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), IoError> {
-        (**self).punch_hole(offset, len)
-    }
-    fn set_len(&self, len: u64) -> Result<(), IoError> {
-        (**self).set_len(len)
-    }
-}
+forward!(&S, Box<S>);
