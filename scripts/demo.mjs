@@ -93,16 +93,16 @@ try {
   console.log(`  ${mapped} mapped blocks; wrote ${human(f.bytesWritten)}, ${f.rangesVerified} ranges verified, ` +
     `${f.rangesReadBack} read back; flashed image ${flashOk ? 'matches' : 'DIFFERS'}`)
 
-  step('7. qcow2: the image as qcow2 (qemu-img), read natively: info, map, convert back to raw')
+  step('7. qcow2: the image as a compressed qcow2 (qemu-img -c), read natively: info, map, convert back to raw')
   const q = join(work, 'disk.qcow2')
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', image, q])
+  execFileSync('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', image, q])
   const qi = await time('qcow2.info()', () => sk.qcow2.info(q))
   const qm = await time('qcow2.map()', () => sk.qcow2.map(q))
   const raw = join(work, 'from-qcow2.img')
   const qc = await time('qcow2.convert() to sparse raw', () => sk.qcow2.convert(q, raw))
   const qcowOk = (await sk.digest(raw, { algorithm: 'blake3' })) === sums.blake3
   console.log(`  ${qi.format} v${qi['format-specific']?.data?.compat ?? '?'}, virtual ${human(qi['virtual-size'])}, ` +
-    `${qm.filter((e) => e.data).length} data runs; wrote ${human(qc.bytesWritten)}; raw image ${qcowOk ? 'matches' : 'DIFFERS'}`)
+    `${qm.filter((e) => e.data).length} data runs (${qm.filter((e) => e.compressed).length} compressed); wrote ${human(qc.bytesWritten)}; raw image ${qcowOk ? 'matches' : 'DIFFERS'}`)
 
   step('8. delta sync (blockcopy protocol): change 3 blocks of the copy, sync only what differs')
   for (const off of [0, 300 * MiB, 900 * MiB]) execFileSync('dd', ['if=/dev/urandom', `of=${copyPath}`, 'bs=4096', 'count=1', `seek=${off / 4096}`, 'conv=notrunc', 'status=none'])
