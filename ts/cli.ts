@@ -124,14 +124,11 @@ async function printMap(path: string, opts: sk.MapOptions, json: boolean): Promi
     else data += e.length
     if (lines.length >= 4096) await flush()
   }
+  const h = header as sk.MapHeader // mapExtents gives the header even when there are no extents
   if (count === 0) {
-    // No extents: map once more for the header (size, method).
-    const m = await sk.map(path, { ...opts })
-    header = m
-    if (json) lines.push(`{"size":${m.size},"blockSize":${m.blockSize},"method":${JSON.stringify(m.method)},"extents":[`)
-    else lines.push(`${path}: ${human(Number(m.size))}, block size ${m.blockSize}, method ${m.method}\n`)
+    if (json) lines.push(`{"size":${h.size},"blockSize":${h.blockSize},"method":${JSON.stringify(h.method)},"extents":[`)
+    else lines.push(`${path}: ${human(Number(h.size))}, block size ${h.blockSize}, method ${h.method}\n`)
   }
-  const h = header as sk.MapHeader
   const size = Number(h.size)
   const end = Math.min(size, opts.length === undefined ? size : start + opts.length)
   const window = Math.max(0, end - start)

@@ -486,10 +486,6 @@ impl Job<'_, '_> {
             .map_err(|_| Error::Aborted)
     }
 
-    fn tick(&mut self, src_pos: u64) -> Result<()> {
-        self.report(src_pos)
-    }
-
     fn used(&mut self, m: CopyMethod) {
         if m.rank() > self.best.rank() {
             self.best = m;
@@ -599,7 +595,7 @@ impl Job<'_, '_> {
                     pos += n as u64;
                     self.copied += n as u64;
                     self.used(m);
-                    self.tick(pos)?;
+                    self.report(pos)?;
                     continue;
                 }
                 Err(e) if m != CopyMethod::ReadWrite && may_fall_back(&e, self.copied == 0) => {
