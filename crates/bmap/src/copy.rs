@@ -203,6 +203,15 @@ pub fn copy(
     let source = match compression {
         None => None,
         Some(format) => {
+            // Without a bmap nothing else says how large the image is: refuse a device
+            // too small for it before writing, when the container records the size.
+            if is_dev && bmap.is_none() {
+                if let Some(size) =
+                    crate::size::decompressed_size(&src, format).map_err(|e| e.with_path(image))?
+                {
+                    prepare(&out, Some(size)).map_err(|e| e.with_path(dst))?;
+                }
+            }
             let _ = sys::sequential(src.file());
             Some(format)
         }

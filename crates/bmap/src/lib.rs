@@ -46,6 +46,7 @@ mod create;
 mod error;
 mod format;
 mod par;
+mod size;
 mod source;
 pub mod sys;
 
@@ -58,6 +59,7 @@ pub use format::{
     Bmap, BmapRange, ChecksumType, Hasher, MAX_BLOCK_SIZE, MAX_BMAP_SIZE, MAX_IMAGE_SIZE,
     WRITE_VERSION,
 };
+pub use size::decompressed_size;
 pub use source::Compression;
 
 /// Result of this crate's functions.

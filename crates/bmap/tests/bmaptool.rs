@@ -467,6 +467,32 @@ fn compressed_images() {
         cases.push((tool, out));
     }
     assert!(!cases.is_empty() || !have("gzip", "compressed_images"));
+    // The container's own size records, as the system tools wrote them: xz (one stream,
+    // two streams) always has them; zstd reading stdin records none; gzip/bzip2 never.
+    for (tool, path) in &cases {
+        let s = sparsekit_io::FileStorage::open(path).unwrap();
+        let f = sparsekit_bmap::Compression::detect(&fs::read(path).unwrap()[..6]).unwrap();
+        let got = sparsekit_bmap::decompressed_size(&s, f).unwrap();
+        let want = (*tool == "xz").then_some(size);
+        assert_eq!(got, want, "{}", path.display());
+    }
+    if have("zstd", "compressed_images") {
+        let z = d.path().join("sized.zst");
+        run(
+            "zstd",
+            &[
+                "-q",
+                "-1",
+                &img.display().to_string(),
+                "-o",
+                &z.display().to_string(),
+            ],
+        )
+        .unwrap();
+        let s = sparsekit_io::FileStorage::open(&z).unwrap();
+        let got = sparsekit_bmap::decompressed_size(&s, sparsekit_bmap::Compression::Zstd);
+        assert_eq!(got.unwrap(), Some(size));
+    }
     let bp = d.path().join("the.bmap");
     fs::write(&bp, bmap.to_xml()).unwrap();
     for (tool, z) in &cases {

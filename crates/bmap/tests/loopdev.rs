@@ -109,6 +109,48 @@ fn too_small_device_refused_untouched() {
     assert!(all.iter().all(|&b| b == 0x5a), "the device was written");
 }
 
+/// No bmap and a compressed image: xz and zstd (from a file) record the decompressed size,
+/// so a device too small is refused before anything is written, as with a bmap.
+#[test]
+fn compressed_without_bmap_too_big_refused_untouched() {
+    let Some(dev) = LoopDev::new(16 * MIB, 0x5a, "compressed_without_bmap_too_big_refused") else {
+        return;
+    };
+    let d = tmp();
+    let img = image(d.path());
+    for (tool, out) in [("xz", "disk.img.xz"), ("zstd", "disk.img.zst")] {
+        let out = d.path().join(out);
+        let cmd = match tool {
+            "xz" => format!(
+                "xz -0 -T2 --block-size=1MiB -c '{}' > '{}'",
+                img.display(),
+                out.display()
+            ),
+            _ => format!("zstd -q -1 '{}' -o '{}'", img.display(), out.display()),
+        };
+        if run("sh", &["-c", &cmd]).is_err() {
+            println!("SKIP part of compressed_without_bmap_too_big_refused: {tool} failed");
+            continue;
+        }
+        let opts = CopyOptions {
+            bmap: BmapChoice::None,
+            ..Default::default()
+        };
+        let e = copy(&out, &dev.dev, &opts, &mut Control::none()).unwrap_err();
+        assert!(
+            matches!(e, Error::DestinationTooSmall { image_size, dest_size, .. }
+                if image_size == 24 * MIB + 512 && dest_size == 16 * MIB),
+            "{tool}: {e}"
+        );
+        assert_eq!(e.path(), Some(dev.dev.as_path()));
+        let all = fs::read(&dev.backing).unwrap();
+        assert!(
+            all.iter().all(|&b| b == 0x5a),
+            "{tool}: the device was written"
+        );
+    }
+}
+
 /// The backing file of the loop device is overwritten after our fsync: the device's own
 /// page cache still holds what we wrote, so only a read-back that drops that cache sees
 /// the change.
