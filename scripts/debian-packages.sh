@@ -19,6 +19,12 @@ SK_TEST_PACKAGES=(
   "gzip /bin/gzip"
   "rsync /usr/bin/rsync"
   "socat /usr/bin/socat"
+  "openssh-server /usr/sbin/sshd"                     # sync over ssh localhost (private sshd)
+  "openssh-client /usr/bin/ssh"
+  "openssh-client /usr/bin/ssh-keygen"
+  "zip /usr/bin/zip"                                  # flash: zip sources
+  "dmsetup /sbin/dmsetup"                             # flash: a failing drive (dm-error)
+  "curl /usr/bin/curl"                                # bench/flash.sh anchor
   "xfsprogs /sbin/mkfs.xfs"
   "btrfs-progs /sbin/mkfs.btrfs"
   "e2fsprogs /sbin/mkfs.ext4"
