@@ -13,7 +13,7 @@ use napi::bindgen_prelude::*;
 use sparsekit_blocksync::sys::{dup_fd, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
     checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
-    RetrieveOptions, SaveOptions,
+    ResumeState, RetrieveOptions, SaveOptions,
 };
 use sparsekit_io::{FileStorage, IoError};
 
@@ -35,6 +35,14 @@ pub struct NativeSyncOptions {
     pub blake3: Option<bool>,
     /// all: the hole-aware extension (every side must opt in).
     pub holes: Option<bool>,
+    /// retrieve, save, files: the zstd extension (`dzst` records).
+    pub zstd: Option<bool>,
+    /// retrieve, save, files: the truncate extension (save makes dst the source's size).
+    pub truncate: Option<bool>,
+    /// checksum, save: the resume journal (the resume extension; retrieve takes `resume`).
+    pub journal: Option<String>,
+    /// retrieve: the resume extension.
+    pub resume: Option<bool>,
 }
 
 #[napi(object)]
@@ -139,11 +147,16 @@ pub fn sync_checksum<'env>(
         on_progress,
         move |ctl| {
             let (dst, input, out) = files?;
+            let resume = match &o.journal {
+                Some(j) => Some(ResumeState::load(std::path::Path::new(j)).map_err(core)?),
+                None => None,
+            };
             let opts = ChecksumOptions {
                 start: opt_u64("options.start", o.start)?.unwrap_or(0),
                 end: opt_u64("options.end", o.end)?,
                 blake3: o.blake3.unwrap_or(false),
                 holes: None,
+                resume,
             };
             let holes = o.holes.unwrap_or(false);
             let out =
@@ -209,6 +222,9 @@ pub fn sync_retrieve<'env>(
                 blake3: o.blake3.unwrap_or(false),
                 holes: o.holes.unwrap_or(false).then(|| hole_map(s.file())),
                 dst_holes: Vec::new(),
+                zstd: o.zstd.unwrap_or(false),
+                truncate: o.truncate.unwrap_or(false),
+                resume: o.resume.unwrap_or(false),
             };
             let sum = retrieve(&s, r, w, &opts, ctl).map_err(core)?;
             result(sum.blocks_sent, sum.bytes_sent, sum.stream_bytes)
@@ -243,6 +259,9 @@ pub fn sync_save<'env>(
             let opts = SaveOptions {
                 blake3: o.blake3.unwrap_or(false),
                 holes: o.holes.unwrap_or(false),
+                zstd: o.zstd.unwrap_or(false),
+                truncate: o.truncate.unwrap_or(false),
+                resume: o.journal.map(PathBuf::from),
             };
             let sum = save(&d, r, &opts, ctl).map_err(core)?;
             result(sum.blocks_written, sum.bytes_written, sum.stream_bytes)
@@ -282,6 +301,9 @@ pub fn sync_files<'env>(
                 } else {
                     Vec::new()
                 },
+                zstd: o.zstd.unwrap_or(false),
+                truncate: o.truncate.unwrap_or(false),
+                resume: false,
             };
             let sum = sync_local(&s, &d, &opts, ctl).map_err(core)?;
             result(sum.blocks_changed, sum.bytes_changed, sum.bytes_sent)

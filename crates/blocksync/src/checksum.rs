@@ -9,8 +9,10 @@ use sparsekit_io::{Control, Phase, Storage};
 use crate::error::{Error, Stream};
 use crate::hash::{hash_group, hash_one, in_hole, with_scratch, BATCH_BLOCKS};
 use crate::record::{
-    HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, EXT_HOLES, HASH_RECORD_LEN,
+    HashRecord, RecordWriter, BLAKE3_LEN, BLOCK_SIZE, EXT_BLAKE3, EXT_HOLES, EXT_RESUME,
+    HASH_RECORD_LEN,
 };
+use crate::resume::ResumeState;
 
 /// What `checksum` reads: a file or device (positional, seekable: `rest` is sent), or a
 /// stream such as a pipe on stdin (no `rest`, as blockcopy does when `tell()` fails).
@@ -36,6 +38,11 @@ pub struct ChecksumOptions {
     /// holes (sorted byte ranges, e.g. from [`hole_map`](crate::hole_map)); blocks inside
     /// one are not read and go as `Hole` records. `Some(vec![])` opts in with no holes.
     pub holes: Option<Vec<std::ops::Range<u64>>>,
+    /// sparsekit extension `--resume` (retrieve and save must opt in too): the state of
+    /// the session (from [`ResumeState::load`] on `save`'s journal; the default for a new
+    /// one). The stream says where it resumes (`Resm`) and hashing starts at the
+    /// checkpoint (or `start`, whichever is larger).
+    pub resume: Option<ResumeState>,
 }
 
 /// What [`checksum`] did.
@@ -73,13 +80,36 @@ pub fn checksum<W: Write>(
     }
     let mut w = RecordWriter::new(out, Stream::Hashes);
     let mut sum = ChecksumSummary::default();
-    let flags = ext_flags(opts.blake3, opts.holes.is_some());
+    let flags = ext_flags(opts.blake3, opts.holes.is_some())
+        | if opts.resume.is_some() { EXT_RESUME } else { 0 };
     if flags != 0 {
         let mut h = Vec::new();
         HashRecord::Ext { flags }.encode(&mut h);
+        if let Some(r) = opts.resume {
+            HashRecord::Resume {
+                from: r.checkpoint,
+                source_size: r.source_size,
+            }
+            .encode(&mut h);
+        }
         w.write_all(&h)?;
     }
+    // Resumed: what the cut session landed below its checkpoint is not hashed again.
+    let resumed;
+    let opts = match opts.resume {
+        Some(r) if r.checkpoint > opts.start => {
+            resumed = ChecksumOptions {
+                start: r.checkpoint,
+                ..opts.clone()
+            };
+            &resumed
+        }
+        _ => opts,
+    };
+    let past_end = opts.end.is_some_and(|e| opts.start >= e);
     match input {
+        // The cut session got past `--end`: nothing is left to hash.
+        _ if past_end => ctl.report(Phase::Hash, 0, Some(0))?,
         ChecksumInput::Storage(s) => from_storage(s, &mut w, opts, ctl, &mut sum)?,
         ChecksumInput::Stream(r) => from_stream(r, &mut w, opts, ctl, &mut sum)?,
     }

@@ -108,6 +108,34 @@ pub enum Error {
         /// Why it is wrong, quoting the value.
         reason: String,
     },
+    /// A known record where another was required (the `size` record that must open a
+    /// block stream with `--truncate` or `--resume`, the `Resm` record of a resumed hash
+    /// stream).
+    Unexpected {
+        /// Which stream.
+        stream: Stream,
+        /// Stream byte where the record starts.
+        offset: u64,
+        /// What was required there.
+        expected: &'static str,
+        /// The tag found.
+        tag: [u8; 4],
+    },
+    /// `--resume`: the journal of the cut session recorded another source size than the
+    /// source has now, so the blocks it landed may not be the source's any more.
+    ResumeMismatch {
+        /// Source size recorded by the cut session.
+        recorded: u64,
+        /// Source size now.
+        size: u64,
+    },
+    /// `--resume`: the journal file is not one this crate wrote (or was cut).
+    BadJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Cancelled through the [`sparsekit_io::Cancel`] token.
     Aborted,
 }
@@ -134,7 +162,10 @@ impl Error {
             | Error::UnknownTag { .. }
             | Error::BadField { .. }
             | Error::NotNegotiated { .. }
-            | Error::BadCompressed { .. } => "ERR_SPARSEKIT_PROTOCOL",
+            | Error::BadCompressed { .. }
+            | Error::Unexpected { .. } => "ERR_SPARSEKIT_PROTOCOL",
+            Error::ResumeMismatch { .. } => "ERR_SPARSEKIT_RESUME_MISMATCH",
+            Error::BadJournal { .. } => "ERR_SPARSEKIT_BAD_JOURNAL",
             Error::EndPastSize { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
             Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
@@ -164,6 +195,7 @@ impl Error {
         match self {
             Error::Io(e) => e.path.as_deref(),
             Error::EndPastSize { path, .. } => path.as_deref(),
+            Error::BadJournal { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -178,6 +210,7 @@ impl Error {
             | Error::UnknownTag { offset, .. }
             | Error::BadField { offset, .. }
             | Error::NotNegotiated { offset, .. }
+            | Error::Unexpected { offset, .. }
             | Error::BadCompressed { offset, .. } => Some(*offset),
             Error::EndPastSize { end, .. } => Some(*end),
             _ => None,
@@ -246,7 +279,7 @@ impl fmt::Display for Error {
                 tag,
             } => write!(
                 f,
-                "{stream}: expected the SKx1 extension header at byte {offset}, found {:?}: both sides must opt in to the same extensions (--blake3)",
+                "{stream}: expected the SKx1 extension header at byte {offset}, found {:?}: both sides must opt in to the same extensions (--blake3, --holes, --zstd, --truncate, --resume)",
                 String::from_utf8_lossy(tag)
             ),
             Error::BadField {
@@ -265,8 +298,25 @@ impl fmt::Display for Error {
                 reason,
             } => write!(
                 f,
-                "block stream: dlzm record at byte {offset} (block at {position}) does not decompress: {reason}"
+                "block stream: compressed record at byte {offset} (block at {position}) does not decompress: {reason}"
             ),
+            Error::Unexpected {
+                stream,
+                offset,
+                expected,
+                tag,
+            } => write!(
+                f,
+                "{stream}: record {:?} at byte {offset} where {expected} was required",
+                String::from_utf8_lossy(tag)
+            ),
+            Error::ResumeMismatch { recorded, size } => write!(
+                f,
+                "cannot resume: the cut session's source held {recorded} bytes, it now holds {size} (delete the journal to start over)"
+            ),
+            Error::BadJournal { path, reason } => {
+                write!(f, "resume journal '{}': {reason}", path.display())
+            }
             Error::EndPastSize { path, end, size } => {
                 match path {
                     Some(p) => write!(f, "'{}'", p.display())?,

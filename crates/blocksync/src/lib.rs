@@ -40,6 +40,7 @@ mod hash;
 mod keccak4;
 mod local;
 mod record;
+mod resume;
 mod retrieve;
 mod save;
 pub mod sys;
@@ -51,9 +52,12 @@ pub use keccak4::{has_avx2, sha3_512_x4};
 pub use local::{sync_files, SyncSummary};
 pub use record::{
     BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN,
-    BLOCK_HEADER_LEN, BLOCK_SIZE, DIGEST_LEN, EXT_BLAKE3, HASH_RECORD_LEN, MAX_RECORD_LEN,
-    TAG_DATA, TAG_DLZM, TAG_DONE, TAG_EXT, TAG_HASH, TAG_HASH_B3, TAG_HASH_SEQ, TAG_REST,
+    BLOCK_HEADER_LEN, BLOCK_SIZE, DIGEST_LEN, EXT_BLAKE3, EXT_HOLES, EXT_RESUME, EXT_TRUNCATE,
+    EXT_ZSTD, HASH_RECORD_LEN, HASH_STREAM_FLAGS, MAX_RECORD_LEN, TAG_CKPT, TAG_DATA, TAG_DLZM,
+    TAG_DONE, TAG_DZST, TAG_EXT, TAG_HASH, TAG_HASH_B3, TAG_HASH_SEQ, TAG_HOLE, TAG_REST,
+    TAG_RESUME, TAG_SIZE, TAG_ZERO,
 };
+pub use resume::ResumeState;
 pub use retrieve::{retrieve, RetrieveOptions, RetrieveSummary};
 pub use save::{save, SaveOptions, SaveSummary};
 

@@ -31,6 +31,12 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
     opts: &RetrieveOptions,
     ctl: &mut Control<'_>,
 ) -> Result<SyncSummary, Error> {
+    if opts.resume {
+        return Err(Error::InvalidArg {
+            name: "resume",
+            reason: "a local sync has no journal: run checksum, retrieve and save".into(),
+        });
+    }
     let pipe = |what| std::io::pipe().map_err(|e| Error::Io(sparsekit_io::IoError::new(what, e)));
     let (hash_r, hash_w) = pipe("pipe")?;
     let (block_r, block_w) = pipe("pipe")?;
@@ -59,6 +65,9 @@ pub fn sync_files<S: Storage + ?Sized, D: Storage + ?Sized>(
                 &SaveOptions {
                     blake3: opts.blake3,
                     holes: opts.holes.is_some(),
+                    zstd: opts.zstd,
+                    truncate: opts.truncate,
+                    resume: None,
                 },
                 &mut ctl,
             )

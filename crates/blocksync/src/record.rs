@@ -48,6 +48,30 @@ pub const TAG_HOLE: [u8; 4] = *b"Hole";
 pub const TAG_ZERO: [u8; 4] = *b"zero";
 /// BLAKE3 digest length.
 pub const BLAKE3_LEN: usize = 32;
+/// Extension flag (retrieve and save): a block may travel zstd-compressed (`dzst`).
+pub const EXT_ZSTD: u32 = 4;
+/// Extension flag (retrieve and save): the block stream says the source's size (`size`)
+/// and `save` truncates (or extends) the destination to it after `done`.
+pub const EXT_TRUNCATE: u32 = 8;
+/// Extension flag (all three sides): a resumable session. The hash stream says where it
+/// resumes (`Resm`), the block stream carries the source's size (`size`) and checkpoints
+/// (`ckpt`) that `save` records in its journal.
+pub const EXT_RESUME: u32 = 16;
+/// The flags that concern the hash stream (checksum -> retrieve); the block stream's
+/// header carries every flag.
+pub const HASH_STREAM_FLAGS: u32 = EXT_BLAKE3 | EXT_HOLES | EXT_RESUME;
+/// sparsekit extension `Resm` (hash stream, right after `SKx1`): from u64, source size
+/// u64. Hashes start at `from` (what an earlier, cut session already landed is not hashed
+/// again); the source size that session saw, or `u64::MAX` for a new session.
+pub const TAG_RESUME: [u8; 4] = *b"Resm";
+/// sparsekit extension `dzst` (block stream): position u64, length u32, zstd frame.
+pub const TAG_DZST: [u8; 4] = *b"dzst";
+/// sparsekit extension `size` (block stream): source size u64, zero u32 (the 16-byte
+/// header of the other block records, with no payload).
+pub const TAG_SIZE: [u8; 4] = *b"size";
+/// sparsekit extension `ckpt` (block stream): position u64, zero u32. Every destination
+/// block below `position` has been sent or found equal.
+pub const TAG_CKPT: [u8; 4] = *b"ckpt";
 
 /// Bytes of a `Hash` record on the wire.
 pub const HASH_RECORD_LEN: usize = 4 + 8 + 4 + DIGEST_LEN;
@@ -93,6 +117,13 @@ pub enum HashRecord {
         /// Bytes of the block.
         length: u32,
     },
+    /// Extension (`Resm`): the session resumes at `from`.
+    Resume {
+        /// First destination byte hashed in this run.
+        from: u64,
+        /// The source size of the cut session, `u64::MAX` for a new one.
+        source_size: u64,
+    },
     /// Extension (`HshB`): like `Hash`, with a BLAKE3 digest.
     HashB3 {
         /// Byte position in the destination.
@@ -137,6 +168,11 @@ impl HashRecord {
                 out.extend_from_slice(&TAG_EXT);
                 out.extend_from_slice(&flags.to_be_bytes());
             }
+            HashRecord::Resume { from, source_size } => {
+                out.extend_from_slice(&TAG_RESUME);
+                out.extend_from_slice(&from.to_be_bytes());
+                out.extend_from_slice(&source_size.to_be_bytes());
+            }
             HashRecord::HashB3 {
                 position,
                 length,
@@ -160,6 +196,12 @@ pub enum BlockKind {
     Dlzm,
     /// Extension: `length` bytes of zeros, no payload.
     Zero,
+    /// Extension: a zstd frame that decompresses to the block.
+    Zstd,
+    /// Extension `size`: `position` is the source's size; no payload.
+    SourceSize,
+    /// Extension `ckpt`: every block below `position` was dealt with; no payload.
+    Checkpoint,
 }
 
 impl BlockKind {
@@ -169,7 +211,18 @@ impl BlockKind {
             BlockKind::Data => TAG_DATA,
             BlockKind::Dlzm => TAG_DLZM,
             BlockKind::Zero => TAG_ZERO,
+            BlockKind::Zstd => TAG_DZST,
+            BlockKind::SourceSize => TAG_SIZE,
+            BlockKind::Checkpoint => TAG_CKPT,
         }
+    }
+
+    /// Whether the record carries no payload (its length is not a payload length).
+    pub fn bodiless(self) -> bool {
+        matches!(
+            self,
+            BlockKind::Zero | BlockKind::SourceSize | BlockKind::Checkpoint
+        )
     }
 }
 
@@ -273,7 +326,7 @@ impl<W: Write> RecordWriter<W> {
 
     /// Write a `data`/`dlzm` record (or a `zero` record, with an empty payload).
     pub fn write_block(&mut self, header: BlockHeader, payload: &[u8]) -> Result<(), Error> {
-        debug_assert!(header.kind == BlockKind::Zero || header.length as usize == payload.len());
+        debug_assert!(header.kind.bodiless() || header.length as usize == payload.len());
         self.write_all(&header.encode())?;
         self.write_all(payload)
     }
@@ -446,6 +499,10 @@ impl<R: Read> RecordReader<R> {
                 self.check_end(at, position, length)?;
                 HashRecord::Hole { position, length }
             }
+            TAG_RESUME if self.extensions => HashRecord::Resume {
+                from: self.u64_field("the 8-byte position of a Resm record")?,
+                source_size: self.u64_field("the 8-byte source size of a Resm record")?,
+            },
             TAG_HASH_B3 if self.extensions => {
                 let position = self.u64_field("the 8-byte position of a HshB record")?;
                 let length = self.u32_field("the 4-byte length of a HshB record")?;
@@ -478,6 +535,9 @@ impl<R: Read> RecordReader<R> {
             TAG_DATA => BlockKind::Data,
             TAG_DLZM => BlockKind::Dlzm,
             TAG_ZERO if self.extensions => BlockKind::Zero,
+            TAG_DZST if self.extensions => BlockKind::Zstd,
+            TAG_SIZE if self.extensions => BlockKind::SourceSize,
+            TAG_CKPT if self.extensions => BlockKind::Checkpoint,
             TAG_DONE => return Ok((at, None)),
             tag => {
                 return Err(Error::UnknownTag {
@@ -503,9 +563,33 @@ impl<R: Read> RecordReader<R> {
                 "the 4-byte length of a dlzm record",
                 "length of a dlzm record",
             ),
+            BlockKind::Zstd => (
+                "the 8-byte position of a dzst record",
+                "the 4-byte length of a dzst record",
+                "length of a dzst record",
+            ),
+            BlockKind::SourceSize => (
+                "the 8-byte source size of a size record",
+                "the 4 zero bytes of a size record",
+                "zero field of a size record",
+            ),
+            BlockKind::Checkpoint => (
+                "the 8-byte position of a ckpt record",
+                "the 4 zero bytes of a ckpt record",
+                "zero field of a ckpt record",
+            ),
         };
         let position = self.u64_field(pos_what)?;
         let length = self.u32_field(len_what)?;
+        if matches!(kind, BlockKind::SourceSize | BlockKind::Checkpoint) && length != 0 {
+            return Err(Error::BadField {
+                stream: self.stream,
+                offset: at,
+                field: len_field,
+                value: length.into(),
+                max: 0,
+            });
+        }
         self.check_len(at, len_field, length)?;
         self.check_end(at, position, length)?;
         Ok((
@@ -522,14 +606,16 @@ impl<R: Read> RecordReader<R> {
     /// that actually arrive, never with the announced length alone.
     pub fn read_payload(&mut self, header: &BlockHeader, buf: &mut Vec<u8>) -> Result<(), Error> {
         buf.clear();
-        let want = match header.kind {
-            BlockKind::Zero => 0,
-            _ => header.length as usize,
+        let want = if header.kind.bodiless() {
+            0
+        } else {
+            header.length as usize
         };
         let expected = match header.kind {
             BlockKind::Data => "the bytes of a data record",
             BlockKind::Dlzm => "the compressed bytes of a dlzm record",
-            BlockKind::Zero => "nothing",
+            BlockKind::Zstd => "the compressed bytes of a dzst record",
+            _ => "nothing",
         };
         let start = self.offset;
         const STEP: usize = 1 << 20;

@@ -13,7 +13,8 @@ use crate::hash::{
 };
 use crate::record::{
     BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
-    DIGEST_LEN, TAG_DONE, TAG_EXT,
+    DIGEST_LEN, EXT_RESUME, EXT_TRUNCATE, EXT_ZSTD, HASH_STREAM_FLAGS, TAG_DONE, TAG_EXT,
+    TAG_RESUME,
 };
 
 /// Options of [`retrieve`].
@@ -33,6 +34,52 @@ pub struct RetrieveOptions {
     pub holes: Option<Vec<std::ops::Range<u64>>>,
     /// For [`sync_files`](crate::sync_files) with `holes`: the destination's holes.
     pub dst_holes: Vec<std::ops::Range<u64>>,
+    /// sparsekit extension `--zstd` (save must opt in too): send a block as a zstd frame
+    /// (`dzst`, level 3) when that is smaller, blocks after `rest` included. Not with `lzma`.
+    pub zstd: bool,
+    /// sparsekit extension `--truncate` (save must opt in too): the block stream says the
+    /// source's size, and `save` makes the destination exactly that long.
+    pub truncate: bool,
+    /// sparsekit extension `--resume` (checksum and save must opt in too): expect the
+    /// `Resm` record, refuse a source whose size changed since the cut session, and send
+    /// checkpoints for `save`'s journal.
+    pub resume: bool,
+}
+
+impl RetrieveOptions {
+    /// Every extension flag of the block stream's `SKx1` header (0: plain protocol).
+    pub(crate) fn flags(&self) -> u32 {
+        ext_flags(self.blake3, self.holes.is_some())
+            | if self.zstd { EXT_ZSTD } else { 0 }
+            | if self.truncate { EXT_TRUNCATE } else { 0 }
+            | if self.resume { EXT_RESUME } else { 0 }
+    }
+}
+
+/// Where the checkpoints of a resumable session stand in `retrieve`.
+struct Checkpoints {
+    on: bool,
+    /// Every destination block below this was dealt with.
+    mark: u64,
+    /// The last checkpoint sent.
+    sent: u64,
+}
+
+impl Checkpoints {
+    fn emit<W: Write>(&mut self, w: &mut RecordWriter<W>) -> Result<(), Error> {
+        if self.on && self.mark > self.sent {
+            w.write_block(
+                BlockHeader {
+                    kind: BlockKind::Checkpoint,
+                    position: self.mark,
+                    length: 0,
+                },
+                &[],
+            )?;
+            self.sent = self.mark;
+        }
+        Ok(())
+    }
 }
 
 /// What [`retrieve`] did.
@@ -80,23 +127,72 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     opts: &RetrieveOptions,
     ctl: &mut Control<'_>,
 ) -> Result<RetrieveSummary, Error> {
+    if opts.lzma && opts.zstd {
+        return Err(Error::InvalidArg {
+            name: "zstd",
+            reason: "--zstd and --lzma exclude each other".into(),
+        });
+    }
     let size = src.size()?;
     let mut rd = RecordReader::new(hashes, Stream::Hashes);
     let mut w = RecordWriter::new(out, Stream::Blocks);
-    let flags = ext_flags(opts.blake3, opts.holes.is_some());
-    if flags != 0 {
+    let flags = opts.flags();
+    let hash_flags = flags & HASH_STREAM_FLAGS;
+    if hash_flags != 0 {
         rd = rd.with_extensions();
         let at = rd.bytes();
-        if rd.read_ext_header()? != flags {
+        if rd.read_ext_header()? != hash_flags {
             return Err(Error::NotNegotiated {
                 stream: Stream::Hashes,
                 offset: at,
                 tag: TAG_EXT,
             });
         }
+    }
+    let mut ckpt = Checkpoints {
+        on: opts.resume,
+        mark: 0,
+        sent: 0,
+    };
+    if opts.resume {
+        let at = rd.bytes();
+        match rd.read_hash_record()?.1 {
+            HashRecord::Resume { from, source_size } => {
+                if source_size != u64::MAX && source_size != size {
+                    return Err(Error::ResumeMismatch {
+                        recorded: source_size,
+                        size,
+                    });
+                }
+                ckpt.mark = from;
+                ckpt.sent = from;
+            }
+            other => {
+                let mut b = Vec::new();
+                other.encode(&mut b);
+                return Err(Error::Unexpected {
+                    stream: Stream::Hashes,
+                    offset: at,
+                    expected: "the Resm record of a resumable session",
+                    tag: b[..4].try_into().expect("a tag"),
+                });
+            }
+        }
+    }
+    if flags != 0 {
         let mut h = Vec::new();
         HashRecord::Ext { flags }.encode(&mut h);
         w.write_all(&h)?;
+    }
+    if opts.truncate || opts.resume {
+        w.write_block(
+            BlockHeader {
+                kind: BlockKind::SourceSize,
+                position: size,
+                length: 0,
+            },
+            &[],
+        )?;
     }
     let mut sum = RetrieveSummary::default();
     let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
@@ -137,21 +233,27 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
                     tag: TAG_EXT,
                 })
             }
+            HashRecord::Resume { .. } => {
+                return Err(Error::UnknownTag {
+                    stream: Stream::Hashes,
+                    offset: rd.bytes() - 20,
+                    tag: TAG_RESUME,
+                })
+            }
             HashRecord::Rest { offset } => {
                 // blockcopy sends the rest before the blocks of its unfinished batch of 16
                 // (those go out at `done`): keep them back so the streams stay identical.
-                let tail = ((queued % REF_BATCH) as usize).min(batch.len());
+                // A resumable session sends them first (its checkpoints must only grow).
+                let tail = if opts.resume {
+                    0
+                } else {
+                    ((queued % REF_BATCH) as usize).min(batch.len())
+                };
                 let kept = batch.split_off(batch.len() - tail);
                 flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
+                ckpt.emit(&mut w)?;
                 covered += send_rest(
-                    src,
-                    size,
-                    offset,
-                    &mut w,
-                    ctl,
-                    &mut sum,
-                    covered,
-                    opts.holes.as_deref(),
+                    src, size, offset, &mut w, ctl, &mut sum, covered, opts, &mut ckpt,
                 )?;
                 batch_bytes = kept.iter().map(|i| u64::from(i.length)).sum();
                 batch = kept;
@@ -162,6 +264,7 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
         };
         let n = u64::from(length).min(size.saturating_sub(position));
         cursor = position + n;
+        ckpt.mark = ckpt.mark.max(position + u64::from(length));
         if n == 0 {
             // Past the source's end (the destination is larger): nothing to send.
             continue;
@@ -181,6 +284,7 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
             || batch_bytes >= MAX_BATCH_BYTES
         {
             flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
+            ckpt.emit(&mut w)?;
             batch_bytes = 0;
             ctl.report(Phase::Send, covered, None)?;
         }
@@ -236,6 +340,13 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
                         let z = xz_compress(buf)?;
                         if z.len() < buf.len() {
                             out.push(Some((BlockKind::Dlzm, item.position, z)));
+                            continue;
+                        }
+                    }
+                    if opts.zstd {
+                        let z = zstd_compress(buf)?;
+                        if z.len() < buf.len() {
+                            out.push(Some((BlockKind::Zstd, item.position, z)));
                             continue;
                         }
                     }
@@ -299,10 +410,20 @@ fn hole_aware<S: Storage + ?Sized>(
     if zeros {
         return Ok(zero);
     }
+    if opts.zstd {
+        let z = zstd_compress(buf)?;
+        if z.len() < buf.len() {
+            return Ok(Some((BlockKind::Zstd, item.position, z)));
+        }
+    }
     Ok(Some((BlockKind::Data, item.position, buf.clone())))
 }
 
-/// Send `[offset, size)` of the source as raw `data` records of 128 KiB; the bytes sent.
+/// Blocks after `rest` between two checkpoints of a resumable session (8 MiB, as a batch).
+const REST_CKPT_BLOCKS: u64 = 64;
+
+/// Send `[offset, size)` of the source as raw `data` records of 128 KiB (`dzst` where
+/// smaller with `zstd`); the bytes sent.
 #[allow(clippy::too_many_arguments)]
 fn send_rest<S: Storage + ?Sized, W: Write>(
     src: &S,
@@ -312,11 +433,15 @@ fn send_rest<S: Storage + ?Sized, W: Write>(
     ctl: &mut Control<'_>,
     sum: &mut RetrieveSummary,
     covered: u64,
-    holes: Option<&[std::ops::Range<u64>]>,
+    opts: &RetrieveOptions,
+    ckpt: &mut Checkpoints,
 ) -> Result<u64, Error> {
+    let holes = opts.holes.as_deref();
     let bs = u64::from(BLOCK_SIZE);
     let mut buf = vec![0u8; BLOCK_SIZE as usize];
     let mut pos = offset;
+    let mut z: Vec<u8>;
+    let mut blocks = 0u64;
     while pos < size {
         let n = (size - pos).min(bs) as usize;
         // Hole aware: holes are not read, and zeros travel as `zero` records.
@@ -332,25 +457,69 @@ fn send_rest<S: Storage + ?Sized, W: Write>(
                 kind = BlockKind::Zero;
             }
         }
-        let payload = if kind == BlockKind::Zero {
+        let mut payload = if kind == BlockKind::Zero {
             &[][..]
         } else {
             &buf[..n]
         };
+        if opts.zstd && kind == BlockKind::Data {
+            z = zstd_compress(payload)?;
+            if z.len() < n {
+                kind = BlockKind::Zstd;
+                payload = &z;
+            }
+        }
         w.write_block(
             BlockHeader {
                 kind,
                 position: pos,
-                length: n as u32,
+                length: if kind == BlockKind::Zero {
+                    n as u32
+                } else {
+                    payload.len() as u32
+                },
             },
             payload,
         )?;
         sum.blocks_sent += 1;
         sum.bytes_sent += n as u64;
         pos += n as u64;
+        blocks += 1;
+        ckpt.mark = ckpt.mark.max(pos);
+        if blocks.is_multiple_of(REST_CKPT_BLOCKS) {
+            ckpt.emit(w)?;
+        }
         ctl.report(Phase::Send, covered + (pos - offset), None)?;
     }
+    ckpt.mark = ckpt.mark.max(size.max(offset));
+    ckpt.emit(w)?;
     Ok(size.saturating_sub(offset))
+}
+
+thread_local! {
+    /// One zstd compression context per worker thread (a fresh one per block would cost
+    /// more than compressing a block).
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// One zstd frame of `data`: level 3, the content size and a content checksum in the frame
+/// (so `save` detects a corrupted payload).
+pub(crate) fn zstd_compress(data: &[u8]) -> Result<Vec<u8>, Error> {
+    let err = |e: std::io::Error| Error::InvalidArg {
+        name: "zstd",
+        reason: e.to_string(),
+    };
+    ZSTD.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.is_none() {
+            let mut z = zstd::bulk::Compressor::new(3).map_err(err)?;
+            z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                .map_err(err)?;
+            *c = Some(z);
+        }
+        c.as_mut().expect("set above").compress(data).map_err(err)
+    })
 }
 
 /// xz with the settings of Python's `lzma.compress(data)`: `.xz` container, preset 6,

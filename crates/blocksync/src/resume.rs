@@ -1,0 +1,169 @@
+//! The resumable session (extension `--resume`): `save` records in a small journal file how
+//! far the session got; `checksum` reads it and starts there. See the README's "Resumable
+//! sessions".
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sparsekit_io::IoError;
+
+use crate::error::Error;
+
+/// Journal magic: `SKr1`.
+const MAGIC: [u8; 4] = *b"SKr1";
+/// Journal size: magic, source size u64, checkpoint u64, check u32.
+pub(crate) const JOURNAL_LEN: usize = 4 + 8 + 8 + 4;
+
+/// Where a session stands: what `save` recorded in its journal, what `checksum` resumes
+/// from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeState {
+    /// Every destination block below this byte was dealt with (written or found equal).
+    pub checkpoint: u64,
+    /// The source size of the session, `u64::MAX` when unknown (a new session).
+    pub source_size: u64,
+}
+
+impl Default for ResumeState {
+    /// A new session: from byte 0, any source size.
+    fn default() -> Self {
+        ResumeState {
+            checkpoint: 0,
+            source_size: u64::MAX,
+        }
+    }
+}
+
+fn check(b: &[u8]) -> u32 {
+    let h = blake3::hash(b);
+    u32::from_be_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"))
+}
+
+fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::Io(IoError::new(op, e).with_path(path))
+}
+
+impl ResumeState {
+    /// The state recorded in `journal`, or a new session when the file does not exist.
+    /// A file that is not a journal (wrong size, magic or check) is
+    /// [`Error::BadJournal`]: delete it to start over.
+    pub fn load(journal: &Path) -> Result<ResumeState, Error> {
+        let mut f = match File::open(journal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ResumeState::default()),
+            Err(e) => return Err(io("open", journal, e)),
+        };
+        let mut b = Vec::with_capacity(JOURNAL_LEN + 1);
+        (&mut f)
+            .take(JOURNAL_LEN as u64 + 1)
+            .read_to_end(&mut b)
+            .map_err(|e| io("read", journal, e))?;
+        let bad = |reason: String| Error::BadJournal {
+            path: journal.to_path_buf(),
+            reason,
+        };
+        if b.len() != JOURNAL_LEN {
+            return Err(bad(format!(
+                "it holds {}{} bytes, a journal {JOURNAL_LEN}",
+                b.len().min(JOURNAL_LEN),
+                if b.len() > JOURNAL_LEN { "+" } else { "" }
+            )));
+        }
+        if b[..4] != MAGIC {
+            return Err(bad("it does not start with SKr1".into()));
+        }
+        let want = u32::from_be_bytes(b[20..24].try_into().expect("4 bytes"));
+        if check(&b[..20]) != want {
+            return Err(bad("its check value does not match (a torn write?)".into()));
+        }
+        Ok(ResumeState {
+            source_size: u64::from_be_bytes(b[4..12].try_into().expect("8 bytes")),
+            checkpoint: u64::from_be_bytes(b[12..20].try_into().expect("8 bytes")),
+        })
+    }
+
+    fn encode(&self) -> [u8; JOURNAL_LEN] {
+        let mut b = [0u8; JOURNAL_LEN];
+        b[..4].copy_from_slice(&MAGIC);
+        b[4..12].copy_from_slice(&self.source_size.to_be_bytes());
+        b[12..20].copy_from_slice(&self.checkpoint.to_be_bytes());
+        let c = check(&b[..20]);
+        b[20..].copy_from_slice(&c.to_be_bytes());
+        b
+    }
+}
+
+/// `save`'s open journal: rewritten in place (one 24-byte `pwrite` and `fdatasync`) at
+/// every checkpoint, removed when the session completes.
+pub(crate) struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    pub(crate) fn open(path: &Path) -> Result<Journal, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io("open", path, e))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn record(&mut self, state: ResumeState) -> Result<(), Error> {
+        self.file
+            .write_all_at(&state.encode(), 0)
+            .map_err(|e| io("write", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| io("fdatasync", &self.path, e))
+    }
+}
+
+/// The session is complete: nothing to resume.
+pub(crate) fn remove_journal(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io("unlink", path, e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        assert_eq!(ResumeState::load(&p).unwrap(), ResumeState::default());
+        let mut j = Journal::open(&p).unwrap();
+        let s = ResumeState {
+            checkpoint: 1 << 20,
+            source_size: 12345,
+        };
+        j.record(s).unwrap();
+        assert_eq!(ResumeState::load(&p).unwrap(), s);
+        let mut b = std::fs::read(&p).unwrap();
+        b[13] ^= 1;
+        std::fs::write(&p, &b).unwrap();
+        let e = ResumeState::load(&p).unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_BAD_JOURNAL");
+        std::fs::write(&p, &b[..10]).unwrap();
+        assert!(ResumeState::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("10 bytes"));
+        drop(j);
+        remove_journal(&p).unwrap();
+        remove_journal(&p).unwrap();
+        assert!(!p.exists());
+    }
+}
