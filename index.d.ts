@@ -176,6 +176,10 @@ export interface NativeQcow2Info {
   virtualSize: number
   clusterSize?: number
   actualSize?: number
+  /** The image file's size (qemu's `file` child node's `virtual-size`). */
+  fileSize: number
+  /** The image is on a block device (qemu's `host_device` node). */
+  blockDevice: boolean
   dirtyFlag: boolean
   encrypted: boolean
   backingFilename?: string

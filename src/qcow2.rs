@@ -67,6 +67,10 @@ pub struct NativeQcow2Info {
     pub virtual_size: f64,
     pub cluster_size: Option<f64>,
     pub actual_size: Option<f64>,
+    /// The image file's size (qemu's `file` child node's `virtual-size`).
+    pub file_size: f64,
+    /// The image is on a block device (qemu's `host_device` node).
+    pub block_device: bool,
     pub dirty_flag: bool,
     pub encrypted: bool,
     pub backing_filename: Option<String>,
@@ -93,6 +97,8 @@ fn info_to_native(i: Info) -> std::result::Result<NativeQcow2Info, Failure> {
         virtual_size: to_f64("virtual-size", i.virtual_size)?,
         cluster_size: i.cluster_size.map(|c| c as f64),
         actual_size: i.actual_size.map(|a| a as f64),
+        file_size: i.file_size as f64,
+        block_device: i.block_device,
         dirty_flag: i.dirty_flag,
         encrypted: i.encrypted,
         backing_filename: i.backing_filename,

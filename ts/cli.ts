@@ -27,9 +27,11 @@ Usage:
   sparsekit checksum DST [--start N] [--end N] [--progress] | sparsekit retrieve SRC [--lzma] [--progress]
     | sparsekit save DST [--progress]      (blockcopy-compatible delta sync over any pipe; DST of
                                            checksum may be '-' to read the destination from stdin;
-                                           --blake3 / --holes on all three: sparsekit-only extensions,
-                                           BLAKE3 hashing / holes neither read nor sent)
-  sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json]
+                                           --blake3 / --holes / --zstd / --truncate / --resume [--journal F]
+                                           on all three: sparsekit-only extensions, BLAKE3 hashing / holes
+                                           neither read nor sent / zstd blocks / save truncates DST to the
+                                           source size / a cut session continues where it stopped)
+  sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json] [--backing-chain]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
   sparsekit --help | --version
 
@@ -338,15 +340,26 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
  * `ERROR (<command>): <reason>` with exit status 1.
  */
 async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], signal: AbortSignal): Promise<number> {
-  const options: ParseArgsConfig['options'] = { progress: { type: 'boolean' }, blake3: { type: 'boolean' }, holes: { type: 'boolean' } }
+  // Extensions: the same flags on all three sides (--zstd and --truncate change nothing in
+  // checksum's stream; it takes them so that one set of flags fits every side).
+  const options: ParseArgsConfig['options'] = {
+    progress: { type: 'boolean' }, blake3: { type: 'boolean' }, holes: { type: 'boolean' },
+    zstd: { type: 'boolean' }, truncate: { type: 'boolean' }, resume: { type: 'boolean' },
+  }
   if (cmd === 'checksum') Object.assign(options, { start: { type: 'string' }, end: { type: 'string' } })
   if (cmd === 'retrieve') Object.assign(options, { lzma: { type: 'boolean' } })
+  if (cmd !== 'retrieve') Object.assign(options, { journal: { type: 'string' } })
   const { values, pos } = parse(rest, options, 1)
   const start = bytes('start', values.start)
   const end = bytes('end', values.end)
   const file = pos[0]
   const blake3 = Boolean(values.blake3)
   const holes = Boolean(values.holes)
+  const zstd = Boolean(values.zstd)
+  const truncate = Boolean(values.truncate)
+  const resume = Boolean(values.resume)
+  // --resume: save's journal, next to the destination unless --journal names it.
+  const journal = resume ? (values.journal as string | undefined) ?? (file === '-' ? undefined : `${file}.sksync-resume`) : undefined
   let onProgress: ((p: Progress) => void) | undefined
   if (values.progress) {
     // blockcopy's --progress: lines on stderr, even when it is no terminal.
@@ -364,13 +377,15 @@ async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], 
       throw new Error(`standard output is a terminal - will not write binary data to it`)
     }
     if (cmd !== 'checksum' && file === '-') throw new Error('the file must be an actual file or device, not `-`')
+    if (values.journal !== undefined && !resume) throw new Error('--journal needs --resume')
+    if (resume && cmd !== 'retrieve' && journal === undefined) throw new Error('--resume with `-` needs --journal FILE')
     if (cmd === 'checksum') {
       const fromStdin = file === '-'
-      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, holes, signal, onProgress })
+      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, holes, journal, signal, onProgress })
     } else if (cmd === 'retrieve') {
-      await syncFd.retrieve(file, 0, 1, { lzma: Boolean(values.lzma), blake3, holes, signal, onProgress })
+      await syncFd.retrieve(file, 0, 1, { lzma: Boolean(values.lzma), blake3, holes, zstd, truncate, resume, signal, onProgress })
     } else {
-      await syncFd.save(file, 0, { blake3, holes, signal, onProgress })
+      await syncFd.save(file, 0, { blake3, holes, zstd, truncate, journal, signal, onProgress })
     }
     return 0
   } catch (err) {
@@ -391,13 +406,13 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
   const backingOpt = { backing: { type: 'string' as const } }
   switch (sub) {
     case 'info': {
-      const { values, pos } = parse(args, backingOpt, 1)
+      const { values, pos } = parse(args, { ...backingOpt, 'backing-chain': { type: 'boolean' } }, 1)
       const backing = oneOf('backing', values.backing, sk.qcow2.BACKING_POLICIES)
       const i = await sk.qcow2.info(pos[0], { backing, signal })
       if (values.json) {
-        const { backingChain, ...top } = i
-        void backingChain
-        await out(JSON.stringify(top, null, 4) + '\n')
+        // qemu-img info --output=json [--backing-chain], text and key order included.
+        const v = values['backing-chain'] ? [i, ...(i.backingChain ?? [])] : i
+        await out(sk.qcow2.toQemuJson(v) + '\n')
         return 0
       }
       const lines: string[] = []
@@ -446,13 +461,16 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
       const { values, pos } = parse(args, {}, 1)
       bar = progressBar()
       const r = await sk.qcow2.check(pos[0], { signal, onProgress: bar?.onProgress })
-      if (values.json) await out(JSON.stringify(sk.qcow2.checkToQemu(r), null, 4) + '\n')
+      if (values.json) await out(sk.qcow2.toQemuJson(r) + '\n')
       else {
-        const pct = (n: number) => (r.totalClusters ? ((n / r.totalClusters) * 100).toFixed(2) : '0.00')
+        const total = r['total-clusters'] ?? 0
+        const pct = (n: number | undefined) => (total ? (((n ?? 0) / total) * 100).toFixed(2) : '0.00')
         if (!r.corruptions && !r.leaks) await out('No errors were found on the image.\n')
         if (r.corruptions) await out(`${r.corruptions} errors were found on the image.\n`)
         if (r.leaks) await out(`${r.leaks} leaked clusters were found on the image.\n`)
-        await out(`${r.allocatedClusters}/${r.totalClusters} = ${pct(r.allocatedClusters)}% allocated, ${pct(r.fragmentedClusters)}% fragmented, ${pct(r.compressedClusters)}% compressed clusters\nImage end offset: ${r.imageEndOffset}\n`)
+        await out(
+          `${r['allocated-clusters'] ?? 0}/${total} = ${pct(r['allocated-clusters'])}% allocated, ${pct(r['fragmented-clusters'])}% fragmented, ${pct(r['compressed-clusters'])}% compressed clusters\nImage end offset: ${r['image-end-offset'] ?? 0}\n`,
+        )
       }
       return r.corruptions ? 2 : r.leaks ? 3 : 0
     }

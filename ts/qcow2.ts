@@ -50,26 +50,109 @@ export interface Qcow2SpecificData {
   'data-file-raw'?: boolean
   corrupt?: boolean
   'extended-l2'?: boolean
+  /** Only `format` (qemu also lists the LUKS header's parameters, which sparsekit does not parse). */
   encrypt?: { format: string }
 }
 
-/** `qemu-img info --output=json` of one image; fields named as qemu names them. */
+/** qemu's `file` (or `host_device`) child node, as `qemu-img info` prints it under `children`. */
+export interface Qcow2FileChild {
+  name: 'file'
+  info: {
+    children: []
+    /** The file's size (or the block device's). */
+    'virtual-size': number
+    filename: string
+    format: 'file' | 'host_device'
+    'actual-size': number
+    'format-specific': { type: 'file'; data: Record<string, never> }
+    'dirty-flag': false
+  }
+}
+
+/**
+ * `qemu-img info --output=json` of one image: the same keys in the same order as qemu-img
+ * 10 prints them (`JSON.stringify` gives qemu's key order; {@link toQemuJson} its text).
+ */
 export interface Qcow2Info {
+  children: Qcow2FileChild[]
+  'backing-filename-format'?: string
+  snapshots?: Qcow2Snapshot[]
   'virtual-size': number
   filename: string
   'cluster-size'?: number
   format: 'qcow2' | 'raw'
-  /** Bytes allocated on disk; absent for block devices. */
-  'actual-size'?: number
-  encrypted?: boolean
-  'dirty-flag': boolean
-  'backing-filename'?: string
-  'full-backing-filename'?: string
-  'backing-filename-format'?: string
-  snapshots?: Qcow2Snapshot[]
+  /** Bytes allocated on disk (`st_blocks` x 512); 0 for block devices, as qemu says. */
+  'actual-size': number
   'format-specific'?: { type: 'qcow2'; data: Qcow2SpecificData }
-  /** The images below this one, top first (as `qemu-img info --backing-chain` lists them after it). */
+  'full-backing-filename'?: string
+  encrypted?: boolean
+  'backing-filename'?: string
+  'dirty-flag': boolean
+  /**
+   * The images below this one, top first (as `qemu-img info --backing-chain` lists them after
+   * it). Not enumerable, so `JSON.stringify(info)` stays exactly qemu's shape.
+   */
   backingChain?: Qcow2Info[]
+}
+
+/** qemu's QDict bucket of a key (`tdb_hash(key) % 512`, qobject/qdict.c). */
+function qdictBucket(key: string): number {
+  const b = Buffer.from(key, 'utf8')
+  let v = Math.imul(0x238f13af, b.length) >>> 0
+  for (let i = 0; i < b.length; i++) v = (v + ((b[i] << ((i * 5) % 24)) >>> 0)) >>> 0
+  return ((Math.imul(1103515243, v) + 12345) >>> 0) % 512
+}
+
+/**
+ * Reorder an object's keys (deeply) as qemu prints a QDict: by hash bucket, and inside a
+ * bucket the key added last first. Objects must be built in qemu's QAPI field order.
+ */
+export function qemuOrder<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(qemuOrder) as T
+  if (value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return value
+  const keys = Object.keys(value as object).map((k, i) => ({ k, i, b: qdictBucket(k) }))
+  keys.sort((x, y) => x.b - y.b || y.i - x.i)
+  const out: Record<string, unknown> = {}
+  for (const { k } of keys) out[k] = qemuOrder((value as Record<string, unknown>)[k])
+  return out as T
+}
+
+function qemuString(s: string): string {
+  let r = '"'
+  for (const ch of s) {
+    const cp = ch.codePointAt(0) as number
+    if (ch === '"') r += '\\"'
+    else if (ch === '\\') r += '\\\\'
+    else if (ch === '\b') r += '\\b'
+    else if (ch === '\f') r += '\\f'
+    else if (ch === '\n') r += '\\n'
+    else if (ch === '\r') r += '\\r'
+    else if (ch === '\t') r += '\\t'
+    else if (cp > 0xffff) {
+      const c = cp - 0x10000
+      r += `\\u${(0xd800 + (c >> 10)).toString(16).toUpperCase()}\\u${(0xdc00 + (c & 0x3ff)).toString(16).toUpperCase()}`
+    } else if (cp < 0x20 || cp >= 0x7f) r += `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}`
+    else r += ch
+  }
+  return r + '"'
+}
+
+/**
+ * A value printed as qemu prints JSON (`qemu-img ... --output=json`): 4-space indents, an
+ * empty list or dict still opened and closed on two lines, non-ASCII as `\uXXXX`, keys in
+ * the object's order (use {@link qemuOrder} first). No trailing newline.
+ */
+export function toQemuJson(value: unknown, level = 0): string {
+  const pad = (n: number) => ' '.repeat(4 * n)
+  if (Array.isArray(value)) {
+    return '[' + value.map((v) => '\n' + pad(level + 1) + toQemuJson(v, level + 1)).join(',') + '\n' + pad(level) + ']'
+  }
+  if (value !== null && typeof value === 'object') {
+    const e = Object.entries(value).filter(([, v]) => v !== undefined)
+    return '{' + e.map(([k, v]) => '\n' + pad(level + 1) + qemuString(k) + ': ' + toQemuJson(v, level + 1)).join(',') + '\n' + pad(level) + '}'
+  }
+  if (typeof value === 'string') return qemuString(value)
+  return String(value)
 }
 
 /** One entry of `qemu-img map --output=json`. */
@@ -91,20 +174,23 @@ export interface Qcow2MapEntry {
   offset?: number
 }
 
-/** `qemu-img check` counts. */
+/**
+ * `qemu-img check --output=json`: the same keys in the same order; counts that are 0 are
+ * left out, as qemu leaves them out (`check-errors`, `filename` and `format` are always there).
+ */
 export interface Qcow2Check {
+  'image-end-offset'?: number
+  'compressed-clusters'?: number
+  'total-clusters'?: number
   /** Clusters referenced more than their refcount says, and broken structures. */
-  corruptions: number
+  corruptions?: number
+  'check-errors': number
   /** Clusters whose refcount is higher than their references. */
-  leaks: number
-  checkErrors: number
-  imageEndOffset: number
-  totalClusters: number
-  allocatedClusters: number
-  fragmentedClusters: number
-  compressedClusters: number
+  leaks?: number
+  'allocated-clusters'?: number
   filename: string
   format: 'qcow2'
+  'fragmented-clusters'?: number
 }
 
 /** Which guest clusters an image allocates itself. */
@@ -137,44 +223,57 @@ function backingOf(o: Record<string, unknown>): BackingPolicy | undefined {
 }
 
 function toQemuInfo(i: native.NativeQcow2Info): Qcow2Info {
-  const out: Qcow2Info = { 'virtual-size': i.virtualSize, filename: i.filename, format: i.format as Qcow2Info['format'], 'dirty-flag': i.dirtyFlag }
+  // Built in qemu's QAPI field order (BlockNodeInfo, then BlockGraphInfo), then put in
+  // qemu's printing order by qemuOrder.
+  const file = {
+    children: [],
+    // qemu's file node counts whole 512-byte sectors.
+    'virtual-size': Math.ceil(i.fileSize / 512) * 512,
+    filename: i.filename,
+    format: i.blockDevice ? 'host_device' : 'file',
+    'actual-size': i.actualSize ?? 0,
+    'format-specific': { type: 'file', data: {} },
+    'dirty-flag': false,
+  }
+  // A raw image is as large as its file node (whole sectors).
+  const vsize = i.format === 'raw' ? Math.ceil(i.virtualSize / 512) * 512 : i.virtualSize
+  const out: Record<string, unknown> = { filename: i.filename, format: i.format, 'dirty-flag': i.dirtyFlag, 'actual-size': i.actualSize ?? 0, 'virtual-size': vsize }
   if (i.clusterSize !== undefined && i.clusterSize !== null) out['cluster-size'] = i.clusterSize
-  if (i.actualSize !== undefined && i.actualSize !== null) out['actual-size'] = i.actualSize
   if (i.encrypted) out.encrypted = true
   if (i.backingFilename) out['backing-filename'] = i.backingFilename
   if (i.fullBackingFilename) out['full-backing-filename'] = i.fullBackingFilename
   if (i.backingFilenameFormat) out['backing-filename-format'] = i.backingFilenameFormat
   if (i.snapshots.length) {
     out.snapshots = i.snapshots.map((s) => {
-      const r: Qcow2Snapshot = {
+      const r: Record<string, unknown> = {
         id: s.id,
         name: s.name,
+        'vm-state-size': s.vmStateSize,
         'date-sec': s.dateSec,
         'date-nsec': s.dateNsec,
         'vm-clock-sec': Math.floor(s.vmClockNsec / 1e9),
         'vm-clock-nsec': s.vmClockNsec % 1e9,
-        'vm-state-size': s.vmStateSize,
       }
       if (s.icount !== undefined && s.icount !== null) r.icount = s.icount
       return r
     })
   }
   if (i.compat) {
-    const d: Qcow2SpecificData = {
-      compat: i.compat as Qcow2SpecificData['compat'],
-      'compression-type': i.compressionType as Qcow2SpecificData['compression-type'],
-      'refcount-bits': i.refcountBits as number,
-    }
-    if (i.lazyRefcounts !== undefined && i.lazyRefcounts !== null) d['lazy-refcounts'] = i.lazyRefcounts
-    if (i.bitmaps) d.bitmaps = i.bitmaps.map((b) => ({ flags: b.flags, name: b.name, granularity: b.granularity }))
+    // ImageInfoSpecificQCow2's field order.
+    const d: Record<string, unknown> = { compat: i.compat }
     if (i.dataFile) d['data-file'] = i.dataFile
     if (i.dataFileRaw !== undefined && i.dataFileRaw !== null) d['data-file-raw'] = i.dataFileRaw
-    if (i.corrupt !== undefined && i.corrupt !== null) d.corrupt = i.corrupt
     if (i.extendedL2 !== undefined && i.extendedL2 !== null) d['extended-l2'] = i.extendedL2
+    if (i.lazyRefcounts !== undefined && i.lazyRefcounts !== null) d['lazy-refcounts'] = i.lazyRefcounts
+    if (i.corrupt !== undefined && i.corrupt !== null) d.corrupt = i.corrupt
+    d['refcount-bits'] = i.refcountBits
     if (i.encryptFormat) d.encrypt = { format: i.encryptFormat }
+    if (i.bitmaps) d.bitmaps = i.bitmaps.map((b) => ({ name: b.name, granularity: b.granularity, flags: b.flags }))
+    d['compression-type'] = i.compressionType
     out['format-specific'] = { type: 'qcow2', data: d }
   }
-  return out
+  out.children = [{ name: 'file', info: file }]
+  return qemuOrder(out) as unknown as Qcow2Info
 }
 
 /** `qemu-img info --output=json` of a qcow2 image, with `backingChain` (images below it) when followed. */
@@ -184,7 +283,7 @@ export async function info(path: PathLike, options?: Qcow2Options & { signal?: A
   const backing = backingOf(o)
   const chain = await run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Info(file, { backing }, cancel))
   const [top, ...below] = chain.map(toQemuInfo)
-  if (below.length) top.backingChain = below
+  if (below.length) Object.defineProperty(top, 'backingChain', { value: below, enumerable: false, writable: true, configurable: true })
   return top
 }
 
@@ -222,28 +321,26 @@ export async function allocation(path: PathLike, options?: { signal?: AbortSigna
   return run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Allocation(file, cancel)) as Promise<Qcow2Allocation>
 }
 
-/** Read-only consistency check (refcounts against references), counted as `qemu-img check` counts (phase `'verify'`). */
+/** Read-only consistency check (refcounts against references), in `qemu-img check --output=json`'s shape (phase `'verify'`). */
 export async function check(path: PathLike, options?: LongOptions): Promise<Qcow2Check> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options) as LongOptions
   const r = await run(o, (cancel, onProgress) => native.qcow2Check(file, cancel, onProgress))
-  return { ...r, filename: typeof file === 'string' ? file : file.toString('utf8'), format: 'qcow2' }
-}
-
-/** A check result in `qemu-img check --output=json`'s shape (fields that are 0 left out, as qemu does). */
-export function checkToQemu(r: Qcow2Check): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
+  // ImageCheck's QAPI field order; counts of 0 are left out as qemu-img leaves them out.
+  const out: Record<string, unknown> = { filename: typeof file === 'string' ? file : file.toString('utf8'), format: 'qcow2', 'check-errors': r.checkErrors }
   if (r.imageEndOffset) out['image-end-offset'] = r.imageEndOffset
-  if (r.totalClusters) out['total-clusters'] = r.totalClusters
-  out['check-errors'] = r.checkErrors
   if (r.corruptions) out.corruptions = r.corruptions
   if (r.leaks) out.leaks = r.leaks
+  if (r.totalClusters) out['total-clusters'] = r.totalClusters
   if (r.allocatedClusters) out['allocated-clusters'] = r.allocatedClusters
   if (r.fragmentedClusters) out['fragmented-clusters'] = r.fragmentedClusters
   if (r.compressedClusters) out['compressed-clusters'] = r.compressedClusters
-  out.filename = r.filename
-  out.format = r.format
-  return out
+  return qemuOrder(out) as unknown as Qcow2Check
+}
+
+/** @deprecated {@link check} now returns qemu-img's shape; this returns it unchanged. */
+export function checkToQemu(r: Qcow2Check): Qcow2Check {
+  return r
 }
 
 /**

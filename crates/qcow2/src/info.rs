@@ -44,6 +44,11 @@ pub struct Info {
     pub cluster_size: Option<u64>,
     /// Bytes allocated on disk (`st_blocks` x 512); none for block devices.
     pub actual_size: Option<u64>,
+    /// The image file's own size (`st_size`, or the block device's size): the
+    /// `virtual-size` of qemu's `file` child node.
+    pub file_size: u64,
+    /// The image lives on a block device (qemu's `host_device` file node).
+    pub block_device: bool,
     /// The dirty bit.
     pub dirty_flag: bool,
     /// Whether guest data is encrypted.
@@ -79,6 +84,8 @@ impl Image {
             virtual_size: h.size,
             cluster_size: Some(h.cluster_size()),
             actual_size: self.actual_size,
+            file_size: self.file_size,
+            block_device: self.is_block_device,
             dirty_flag: h.dirty(),
             encrypted: encrypt_format.is_some(),
             backing_filename: names.as_ref().map(|n| n.0.clone()),
@@ -111,8 +118,11 @@ impl Image {
                     layer = i.backing();
                 }
                 Layer::Raw(r) => {
-                    let actual_size = std::fs::metadata(r.filename())
-                        .ok()
+                    let meta = std::fs::metadata(r.filename()).ok();
+                    let block_device = meta.as_ref().is_some_and(|m| {
+                        std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())
+                    });
+                    let actual_size = meta
                         .filter(|m| m.is_file())
                         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
                     out.push(Info {
@@ -121,6 +131,8 @@ impl Image {
                         virtual_size: r.size(),
                         cluster_size: None,
                         actual_size,
+                        file_size: r.size(),
+                        block_device,
                         dirty_flag: false,
                         encrypted: false,
                         backing_filename: None,

@@ -1,6 +1,8 @@
 //! Mutation fuzzing of valid images (header, L1, L2, refcount, snapshot and data bytes
 //! changed at random): every case must return `Ok` or a coded error, never panic, and never
-//! allocate 64 MiB or more at once. `SPARSEKIT_LONG_TESTS=1` runs 20x more cases.
+//! allocate 64 MiB or more at once. `SPARSEKIT_LONG_TESTS=1` runs 20x more cases;
+//! `SPARSEKIT_FUZZ_CASES=N` runs N cases per seed and `SPARSEKIT_FUZZ_SEED=S` changes the
+//! random stream (for long runs without libFuzzer; `fuzz/` holds the cargo-fuzz target).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -109,7 +111,14 @@ fn mutated_images_never_panic() {
         return;
     }
     let long = std::env::var_os("SPARSEKIT_LONG_TESTS").is_some();
-    let per_seed: u64 = if long { 400_000 } else { 20_000 };
+    let per_seed: u64 = std::env::var("SPARSEKIT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if long { 400_000 } else { 20_000 });
+    let stream: u64 = std::env::var("SPARSEKIT_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut total = 0u64;
     for (si, script) in SEEDS.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
@@ -124,7 +133,8 @@ fn mutated_images_never_panic() {
         let cluster = 1usize << u32::from_be_bytes(seed[20..24].try_into().unwrap());
         // The unmutated seed reads fine.
         run_case(seed.clone());
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (si as u64 + 1));
+        let mut rng =
+            Rng(0x9e37_79b9_7f4a_7c15 ^ (si as u64 + 1) ^ stream.wrapping_mul(0x1000_0000_01b3));
         for case in 0..per_seed {
             let mut b = seed.clone();
             let n = 1 + rng.below(4);
@@ -147,7 +157,7 @@ fn mutated_images_never_panic() {
             let r = catch_unwind(AssertUnwindSafe(|| run_case(b)));
             assert!(
                 r.is_ok(),
-                "seed {si} case {case}: panic with edits (offset, value) {edits:?}"
+                "seed {si} case {case} (SPARSEKIT_FUZZ_SEED={stream}): panic with edits (offset, value) {edits:?}"
             );
             total += 1;
         }
