@@ -351,3 +351,76 @@ test('cli: --start/--end through checksum | retrieve | save touch only that wind
   t.is(win(got, 0, a), win(old, 0, a))
   t.not(win(got, 0, BS), win(src, 0, BS))
 })
+
+test('cli: --zstd and --truncate extensions round trip; a plain save refuses them', (t) => {
+  const dir = tempDir(t)
+  const s = join(dir, 'src.img')
+  const d = join(dir, 'dst.img')
+  // Compressible source; the destination is longer and differs in two blocks.
+  const src = Buffer.alloc(6 * BS + 333, 'sparsekit zstd block ')
+  writeFileSync(s, src)
+  const old = Buffer.concat([src.subarray(0, 6 * BS), randomBytes(3 * BS)])
+  old[BS] ^= 1
+  old[4 * BS + 9] ^= 1
+  writeFileSync(d, old)
+  const blocks = join(dir, 'b')
+  const r = sh(`${sk_} checksum --zstd ${d} | ${sk_} retrieve --zstd ${s} > ${blocks} && ${sk_} save --zstd ${d} < ${blocks}`)
+  t.is(r.status, 0, r.stderr.toString())
+  t.is(r.stderr.length, 0)
+  const b = readFileSync(blocks)
+  t.deepEqual(b.subarray(0, 12), Buffer.from('SKx1\0\0\0\x04dzst'))
+  // Two blocks and the partial last one, compressed to a few hundred bytes.
+  t.true(b.length < 4096, `${b.length} bytes`)
+  t.true(readFileSync(d).subarray(0, src.length).equals(src))
+  t.is(statSync(d).size, 9 * BS, 'without --truncate the tail stays')
+  const plain = sh(`${sk_} save ${d} < ${blocks}`)
+  t.is(plain.status, 1)
+  t.regex(plain.stderr.toString(), /^ERROR \(save\): block stream: unknown record tag "SKx1"/)
+
+  const tr = sh(`${sk_} checksum --truncate ${d} | ${sk_} retrieve --truncate --zstd ${s} | ${sk_} save --zstd --truncate ${d}`)
+  t.is(tr.status, 0, tr.stderr.toString())
+  t.is(md5(d), md5(s))
+  t.is(statSync(d).size, src.length)
+  // Only one side opted in: refused, and the destination keeps its length.
+  writeFileSync(d, old)
+  const one = sh(`${sk_} checksum ${d} | ${sk_} retrieve ${s} | ${sk_} save --truncate ${d}`)
+  t.is(one.status, 1)
+  t.regex(one.stderr.toString(), /^ERROR \(save\): block stream: expected the SKx1 extension header/)
+  t.is(statSync(d).size, 9 * BS)
+})
+
+test('cli: --resume continues a cut session without re-sending what landed', (t) => {
+  const dir = tempDir(t)
+  const { s, d } = pair(dir, 150 * BS + 5, 70 * BS, [2, 50])
+  const journal = `${d}.sksync-resume`
+  const blocks = join(dir, 'b')
+  const first = sh(`${sk_} checksum --resume ${d} | ${sk_} retrieve --resume ${s} > ${blocks}`)
+  t.is(first.status, 0, first.stderr.toString())
+  // The session is cut halfway through the block stream.
+  const cut = sh(`head -c ${Math.floor(statSync(blocks).size / 2)} ${blocks} | ${sk_} save --resume ${d}`)
+  t.is(cut.status, 1)
+  t.regex(cut.stderr.toString(), /^ERROR \(save\): block stream ended/)
+  const j = readFileSync(journal)
+  t.is(j.subarray(0, 4).toString(), 'SKr1')
+  t.is(Number(j.readBigUInt64BE(4)), 150 * BS + 5)
+  const checkpoint = Number(j.readBigUInt64BE(12))
+  t.true(checkpoint >= 70 * BS, `checkpoint ${checkpoint}`)
+  // The same command line again: hashing and sending start at the checkpoint.
+  const blocks2 = join(dir, 'b2')
+  const again = sh(`${sk_} checksum --resume ${d} | ${sk_} retrieve --resume ${s} | tee ${blocks2} | ${sk_} save --resume ${d}`)
+  t.is(again.status, 0, again.stderr.toString())
+  t.is(again.stderr.length, 0)
+  t.is(md5(d), md5(s))
+  t.false(existsSync(journal), 'the journal is removed when the session completes')
+  const b2 = readFileSync(blocks2)
+  t.true(b2.length < statSync(blocks).size - checkpoint + 70 * BS, `${b2.length} bytes the second time`)
+  for (let at = 8; at < b2.length - 4; ) {
+    const tag = b2.subarray(at, at + 4).toString()
+    const pos = Number(b2.readBigUInt64BE(at + 4))
+    const len = b2.readUInt32BE(at + 12)
+    if (tag === 'data') t.true(pos >= checkpoint, `data at ${pos} below the checkpoint ${checkpoint}`)
+    at += 16 + (tag === 'data' || tag === 'dzst' ? len : 0)
+  }
+  // A journal with --journal elsewhere, and --journal without --resume.
+  t.is(sh(`printf done | ${sk_} save --journal ${journal} ${d}`).status, 1)
+})

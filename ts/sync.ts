@@ -25,6 +25,13 @@ export interface SyncChecksumOptions extends LongOptions {
   blake3?: boolean
   /** sparsekit extension: holes are neither read nor hashed; every side must opt in (never for a blockcopy peer). */
   holes?: boolean
+  /**
+   * sparsekit extension: a resumable session; `retrieve` and `save` must opt in too. Hashing starts where the
+   * journal of a cut `save` says it stopped (from the start when there is none).
+   */
+  resume?: boolean
+  /** The journal of `resume`; default `dst + '.sksync-resume'`. */
+  journal?: string
 }
 
 /** Options of {@link save}. */
@@ -33,6 +40,14 @@ export interface SyncSaveOptions extends LongOptions {
   blake3?: boolean
   /** sparsekit extension: the block stream comes from a `retrieve` with `holes` too; zero blocks become holes. */
   holes?: boolean
+  /** sparsekit extension: the block stream comes from a `retrieve` with `zstd` too. */
+  zstd?: boolean
+  /** sparsekit extension: the block stream comes from a `retrieve` with `truncate` too; `dst` ends up the source's size. */
+  truncate?: boolean
+  /** sparsekit extension: a resumable session (every side opts in); progress is recorded in the journal, removed when complete. */
+  resume?: boolean
+  /** The journal of `resume`; default `dst + '.sksync-resume'`. */
+  journal?: string
 }
 
 /** Options of {@link retrieve}. */
@@ -43,6 +58,12 @@ export interface SyncRetrieveOptions extends LongOptions {
   blake3?: boolean
   /** sparsekit extension: source holes are not read, zero blocks travel as tiny records; every side must opt in. */
   holes?: boolean
+  /** sparsekit extension: send blocks zstd-compressed where smaller; `save` must opt in too. Not with `lzma`. */
+  zstd?: boolean
+  /** sparsekit extension: `save` (opted in too) makes the destination exactly the source's size. */
+  truncate?: boolean
+  /** sparsekit extension (not for {@link files}): a resumable session; `checksum` and `save` must opt in too. */
+  resume?: boolean
 }
 
 /** What {@link save} wrote. */
@@ -144,8 +165,9 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
+  const journal = journalOf('options', file, o)
   await fromJob(stream, (fd) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3, holes }, cancel, onProgress)),
+    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3, holes, journal }, cancel, onProgress)),
   )
 }
 
@@ -162,9 +184,14 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
+  const zstd = checkBoolean('options.zstd', o.zstd)
+  const truncate = checkBoolean('options.truncate', o.truncate)
+  const resume = checkBoolean('options.resume', o.resume)
   await intoJob(input, (inFd) =>
     fromJob(stream, (outFd) =>
-      run(o, (cancel, onProgress) => native.syncRetrieve(file, inFd, outFd, { lzma, blake3, holes }, cancel, onProgress)),
+      run(o, (cancel, onProgress) =>
+        native.syncRetrieve(file, inFd, outFd, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
+      ),
     ),
   )
 }
@@ -181,7 +208,12 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
   const o = checkOptions('options', options) as SyncSaveOptions
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
-  const r = await intoJob(input, (fd) => run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3, holes }, cancel, onProgress)))
+  const zstd = checkBoolean('options.zstd', o.zstd)
+  const truncate = checkBoolean('options.truncate', o.truncate)
+  const journal = journalOf('options', file, o)
+  const r = await intoJob(input, (fd) =>
+    run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3, holes, zstd, truncate, journal }, cancel, onProgress)),
+  )
   return { blocksWritten: r.blocks, bytesWritten: r.bytes }
 }
 
@@ -197,8 +229,19 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
-  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3, holes }, cancel, onProgress))
+  const zstd = checkBoolean('options.zstd', o.zstd)
+  const truncate = checkBoolean('options.truncate', o.truncate)
+  const resume = checkBoolean('options.resume', o.resume)
+  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress))
   return { bytesSent: r.streamBytes, blocksChanged: r.blocks, bytesChanged: r.bytes }
+}
+
+/** The journal path of a `resume` option: `journal`, or next to the destination. */
+function journalOf(name: string, dst: string | Buffer, o: { resume?: boolean; journal?: unknown }): string | undefined {
+  const resume = checkBoolean(`${name}.resume`, o.resume)
+  if (o.journal !== undefined && typeof o.journal !== 'string') throw invalidArgType(`${name}.journal`, 'a string', o.journal)
+  if (!resume) return undefined
+  return o.journal ?? `${dst.toString()}.sksync-resume`
 }
 
 /**
@@ -207,17 +250,19 @@ export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieve
  */
 export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
-    const { start, end, inputFd, blake3, holes } = options
+    const { start, end, inputFd, blake3, holes, journal } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes }, cancel, onProgress),
+      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, journal }, cancel, onProgress),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {
+    const { lzma, blake3, holes, zstd, truncate, resume } = options
     return run(options, (cancel, onProgress) =>
-      native.syncRetrieve(src, inFd, outFd, { lzma: options.lzma, blake3: options.blake3, holes: options.holes }, cancel, onProgress),
+      native.syncRetrieve(src, inFd, outFd, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
     )
   },
   save(dst: string, inFd: number, options: SyncSaveOptions) {
-    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3: options.blake3, holes: options.holes }, cancel, onProgress))
+    const { blake3, holes, zstd, truncate, journal } = options
+    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3, holes, zstd, truncate, journal }, cancel, onProgress))
   },
 }
