@@ -241,6 +241,12 @@ impl Image {
     /// Check refcounts against references without writing anything, counting as
     /// `qemu-img check` does. Reports [`Phase::Verify`] in host clusters' bytes.
     pub fn check(&self, ctl: &mut Control<'_>) -> Result<CheckResult> {
+        Ok(self.check_counts(ctl)?.0)
+    }
+
+    /// [`Image::check`] plus the reference count of every host cluster (saturated at
+    /// `u16::MAX`), for repair.
+    pub(crate) fn check_counts(&self, ctl: &mut Control<'_>) -> Result<(CheckResult, Vec<u16>)> {
         let h = &self.header;
         let cs = h.cluster_size();
         let nb = self.file_size.div_ceil(cs);
@@ -387,6 +393,6 @@ impl Image {
         }
         w.res.image_end_offset = highest.map_or(0, |c| (c + 1) * cs);
         ctl.report(Phase::Verify, nb * cs, Some(nb * cs))?;
-        Ok(w.res)
+        Ok((w.res, w.refs))
     }
 }

@@ -65,6 +65,21 @@ pub enum Error {
         /// The virtual size.
         size: u64,
     },
+    /// The image is in use: another process (a running qemu) holds a conflicting lock.
+    Locked {
+        /// The image file.
+        path: Option<PathBuf>,
+        /// Which permission conflicts (`write`, `consistent read`, ...).
+        detail: String,
+    },
+    /// An edit refused because it cannot be done safely (shrinking over allocated data, a
+    /// backing name that does not fit in the header cluster, a dirty image, ...).
+    Refused {
+        /// The image file.
+        path: Option<PathBuf>,
+        /// Why, quoting the value.
+        detail: String,
+    },
     /// Cancelled through the operation's `Control`.
     Aborted,
 }
@@ -83,6 +98,8 @@ impl Error {
             Error::Encrypted { .. } => "ERR_SPARSEKIT_QCOW2_ENCRYPTED",
             Error::Backing { .. } => "ERR_SPARSEKIT_QCOW2_BACKING",
             Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
+            Error::Locked { .. } => "ERR_SPARSEKIT_LOCKED",
+            Error::Refused { .. } => "ERR_SPARSEKIT_QCOW2_REFUSED",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
         }
     }
@@ -112,7 +129,9 @@ impl Error {
             | Error::Unsupported { path, .. }
             | Error::Encrypted { path, .. }
             | Error::Backing { path, .. }
-            | Error::OutOfRange { path, .. } => path.as_deref(),
+            | Error::OutOfRange { path, .. }
+            | Error::Locked { path, .. }
+            | Error::Refused { path, .. } => path.as_deref(),
             Error::Aborted => None,
         }
     }
@@ -150,7 +169,9 @@ impl Error {
             | Error::Unsupported { path, .. }
             | Error::Encrypted { path, .. }
             | Error::Backing { path, .. }
-            | Error::OutOfRange { path, .. } => {
+            | Error::OutOfRange { path, .. }
+            | Error::Locked { path, .. }
+            | Error::Refused { path, .. } => {
                 if path.is_none() {
                     *path = Some(p.to_path_buf());
                 }
@@ -184,6 +205,14 @@ pub(crate) fn corrupt_range(
         structure,
         offset,
         range: Some((offset, len)),
+        detail: detail.into(),
+    }
+}
+
+/// A [`Error::Refused`] without a path yet.
+pub(crate) fn refused(detail: impl Into<String>) -> Error {
+    Error::Refused {
+        path: None,
         detail: detail.into(),
     }
 }
@@ -247,6 +276,12 @@ impl fmt::Display for Error {
                 "{}: range {start}+{length} is outside the virtual disk of {size} bytes",
                 name(path)
             ),
+            Error::Locked { path, detail } => write!(
+                f,
+                "{} is in use by another process (a running qemu?): {detail}",
+                name(path)
+            ),
+            Error::Refused { path, detail } => write!(f, "{}: refused: {detail}", name(path)),
             Error::Aborted => f.write_str("the operation was aborted"),
         }
     }

@@ -366,6 +366,11 @@ impl Image {
         &*self.storage
     }
 
+    /// Take the storage out (the image is left over an empty one), to parse it again.
+    pub(crate) fn take_storage(&mut self) -> Box<dyn Storage> {
+        std::mem::replace(&mut self.storage, Box::new(sparsekit_io::MemStorage::new()))
+    }
+
     pub(crate) fn path(&self) -> Option<&Path> {
         self.filename.as_deref().map(Path::new)
     }

@@ -8,7 +8,15 @@
 //! Everything is read through [`sparsekit_io::Storage`]; every size and offset read from
 //! the image is checked (named `MIN_`/`MAX_` limits, checked arithmetic, bounds) before it
 //! is used, and every malformed structure is an [`Error::Corrupt`] naming it and its offset.
-//! Nothing here ever writes to an image.
+//! The reader never writes to an image.
+//!
+//! Editing lives in [`edit`] (an [`Editor`] parses through the same validating reader and
+//! refuses corrupt images): [`set_extension`], [`set_backing`], [`resize`],
+//! [`discard_all`], [`create`], [`snapshot`], [`commit`] and [`repair`], crash-safe (new
+//! structures written and synced before anything references them, refcounts exact,
+//! every table entry and header field changed in one aligned write) and under qemu's
+//! image locks ([`lock`]: an image a running qemu writes is refused with
+//! `ERR_SPARSEKIT_LOCKED`).
 //!
 //! ```
 //! use sparsekit_qcow2::{Image, OpenOptions};
@@ -40,10 +48,12 @@ mod bitmap;
 mod check;
 mod compress;
 mod convert;
+pub mod edit;
 mod error;
 pub mod header;
 mod image;
 mod info;
+pub mod lock;
 mod map;
 mod snapshot;
 mod sys;
@@ -52,6 +62,10 @@ pub mod table;
 pub use bitmap::Bitmap;
 pub use check::{CheckResult, MAX_CHECK_CLUSTERS};
 pub use convert::{convert, ConvertOptions, ConvertResult, CONVERT_CHUNK, ZERO_BLOCK};
+pub use edit::{
+    commit, create, discard_all, get_extension, repair, resize, set_backing, set_extension,
+    snapshot, CommitResult, CreateOptions, EditOptions, Editor, Preallocation,
+};
 pub use error::{Error, Result};
 pub use header::{CompressionType, CryptMethod, Header};
 pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DEPTH};

@@ -1,0 +1,627 @@
+//! The editing operations. Each documents its order of writes; the common rules are in the
+//! module documentation of [`crate::edit`].
+
+use std::path::Path;
+
+use sparsekit_io::{Control, FileStorage, Phase, Storage};
+
+use super::Editor;
+use crate::error::{refused, Error, Result};
+use crate::header::{
+    EXT_BACKING_FORMAT, EXT_BITMAPS, EXT_CRYPTO, EXT_DATA_FILE, EXT_END, EXT_FEATURE_NAMES,
+    MAX_BACKING_NAME, MAX_CLUSTER_BITS, MAX_L1_TABLE_BYTES, MAX_VIRTUAL_SIZE, MIN_CLUSTER_BITS,
+    MIN_CLUSTER_BITS_EXTENDED_L2,
+};
+use crate::image::{Image, OpenOptions};
+use crate::lock::{ImageLock, LockMode};
+use crate::table::{COMPRESSED_SECTOR, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED};
+use crate::BackingPolicy;
+
+/// Extension types the format itself manages; [`set_extension`] refuses them.
+pub const RESERVED_EXTENSIONS: [u32; 6] = [
+    EXT_END,
+    EXT_BACKING_FORMAT,
+    EXT_FEATURE_NAMES,
+    EXT_BITMAPS,
+    EXT_CRYPTO,
+    EXT_DATA_FILE,
+];
+
+/// Options shared by the path-based edits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EditOptions {
+    /// Edit even when another process (a running qemu) holds the image: DANGEROUS, a VM
+    /// writing the image at the same time corrupts it.
+    pub force: bool,
+}
+
+/// Lock, open read-write and parse `path`, then run `f`.
+fn edit_path<T>(
+    path: &Path,
+    o: &EditOptions,
+    f: impl FnOnce(&mut Editor) -> Result<T>,
+) -> Result<T> {
+    let _lock = ImageLock::acquire(path, LockMode::Write, o.force)?;
+    let s = FileStorage::open_rw(path)?;
+    let is_block = s.kind() == sparsekit_io::FileKind::BlockDevice;
+    let ed = Editor::with_kind(Box::new(s), is_block).map_err(|e| e.with_path(Some(path)));
+    f(&mut ed?).map_err(|e| e.with_path(Some(path)))
+}
+
+impl Editor {
+    /// Rewrite the header cluster: the fixed header as stored, `exts` (type, data) each
+    /// padded to 8 bytes, the end marker, then the backing file name. One write of the
+    /// whole first cluster, then a sync.
+    fn write_header_area(&self, exts: &[(u32, Vec<u8>)], backing: Option<&str>) -> Result<()> {
+        let h = self.header();
+        let cs = h.cluster_size() as usize;
+        let mut buf = vec![0u8; h.header_length as usize];
+        self.s().read_exact_at(&mut buf, 0)?;
+        for (kind, data) in exts {
+            buf.extend_from_slice(&kind.to_be_bytes());
+            buf.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            buf.extend_from_slice(data);
+            buf.resize(buf.len().div_ceil(8) * 8, 0);
+        }
+        buf.extend_from_slice(&[0u8; 8]);
+        let (boff, bsize) = match backing {
+            Some(name) => {
+                let at = buf.len() as u64;
+                buf.extend_from_slice(name.as_bytes());
+                (at, name.len() as u32)
+            }
+            None => (0, 0),
+        };
+        if buf.len() > cs {
+            return Err(refused(format!(
+                "the header, its extensions and the backing file name need {} bytes, more than the first cluster ({cs} bytes)",
+                buf.len()
+            )));
+        }
+        buf[8..16].copy_from_slice(&boff.to_be_bytes());
+        buf[16..20].copy_from_slice(&bsize.to_be_bytes());
+        buf.resize(cs, 0);
+        self.write(&buf, 0)?;
+        self.sync()
+    }
+
+    fn exts(&self) -> Vec<(u32, Vec<u8>)> {
+        self.header()
+            .extensions
+            .iter()
+            .map(|e| (e.kind, e.data.clone()))
+            .collect()
+    }
+
+    /// Add, replace (`Some`) or remove (`None`) header extension `kind`; every other
+    /// extension is kept byte for byte and the backing file name moves after them. One
+    /// write of the header cluster.
+    pub fn set_extension(&mut self, kind: u32, data: Option<&[u8]>) -> Result<()> {
+        if RESERVED_EXTENSIONS.contains(&kind) {
+            return Err(refused(format!(
+                "header extension {kind:#010x} is managed by the qcow2 format itself"
+            )));
+        }
+        let mut exts = self.exts();
+        let pos = exts.iter().position(|e| e.0 == kind);
+        exts.retain(|e| e.0 != kind);
+        if let Some(d) = data {
+            let at = pos.unwrap_or(exts.len()).min(exts.len());
+            exts.insert(at, (kind, d.to_vec()));
+        }
+        let backing = self.header().backing_file.clone();
+        self.write_header_area(&exts, backing.as_deref())
+    }
+
+    /// Point the image at another backing file (`None`: none), data untouched, as
+    /// `qemu-img rebase -u`. One write of the header cluster.
+    pub fn set_backing(&mut self, name: Option<&str>, format: Option<&str>) -> Result<()> {
+        let mut exts = self.exts();
+        exts.retain(|e| e.0 != EXT_BACKING_FORMAT);
+        if let Some(n) = name {
+            if n.is_empty() || n.len() > MAX_BACKING_NAME as usize || n.contains('\0') {
+                return Err(refused(format!(
+                    "backing file name of {} bytes (1 to {MAX_BACKING_NAME}, no NUL)",
+                    n.len()
+                )));
+            }
+            let f = format
+                .ok_or_else(|| refused("a backing file needs its format (qcow2, raw, ...)"))?;
+            if f.is_empty()
+                || f.len() > 32
+                || !f
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(refused(format!("backing format '{f}'")));
+            }
+            if self.header().has_data_file() && self.header().data_file_raw() {
+                return Err(refused(
+                    "an image whose external data file is raw cannot have a backing file",
+                ));
+            }
+            exts.insert(0, (EXT_BACKING_FORMAT, f.as_bytes().to_vec()));
+        }
+        self.write_header_area(&exts, name)
+    }
+
+    /// Change the virtual size. Growing writes a larger L1 table elsewhere first when
+    /// needed (written and synced, then size, L1 size and offset change in one 24-byte
+    /// header write, then the old table is freed); otherwise only the size field (one
+    /// write). Shrinking is refused when any guest cluster at or past `new_size` is
+    /// allocated (data or zero flag), with snapshots, bitmaps or an external data file.
+    pub fn resize(&mut self, new_size: u64) -> Result<()> {
+        let h = self.header().clone();
+        if !new_size.is_multiple_of(512) || new_size > MAX_VIRTUAL_SIZE {
+            return Err(refused(format!(
+                "new size {new_size}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}"
+            )));
+        }
+        if h.bitmaps.is_some() {
+            return Err(refused(
+                "the image has persistent bitmaps (qemu-img refuses too)",
+            ));
+        }
+        if h.has_data_file() {
+            return Err(refused("the image has an external data file"));
+        }
+        let cov = h.l2_coverage();
+        if new_size < h.size {
+            if !self.img.snapshots().is_empty() {
+                return Err(refused("shrinking an image with internal snapshots"));
+            }
+            self.check_unallocated_from(new_size)?;
+            self.write(&new_size.to_be_bytes(), 24)?;
+            return self.sync();
+        }
+        let need = new_size.div_ceil(cov);
+        if need <= u64::from(h.l1_size) {
+            self.write(&new_size.to_be_bytes(), 24)?;
+            return self.sync();
+        }
+        if need * 8 > MAX_L1_TABLE_BYTES {
+            return Err(refused(format!(
+                "an L1 table of {need} entries (over {MAX_L1_TABLE_BYTES} bytes)"
+            )));
+        }
+        let cs = h.cluster_size();
+        let clusters = (need * 8).div_ceil(cs);
+        let at = self.rc.alloc(self.img.storage(), clusters)?;
+        let mut raw = vec![0u8; (clusters * cs) as usize];
+        for (i, e) in self.img.l1_entries().iter().enumerate() {
+            raw[i * 8..i * 8 + 8].copy_from_slice(&e.to_be_bytes());
+        }
+        self.write(&raw, at)?;
+        self.sync()?;
+        let mut hdr = [0u8; 24];
+        hdr[..8].copy_from_slice(&new_size.to_be_bytes());
+        hdr[8..12].copy_from_slice(&h.crypt_method.to_be_bytes());
+        hdr[12..16].copy_from_slice(&(need as u32).to_be_bytes());
+        hdr[16..24].copy_from_slice(&at.to_be_bytes());
+        self.write(&hdr, 24)?;
+        self.sync()?;
+        if h.l1_size > 0 {
+            let old = (u64::from(h.l1_size) * 8).div_ceil(cs);
+            let freed = self
+                .rc
+                .add(self.img.storage(), h.l1_table_offset / cs, old, -1)?;
+            self.punch(&freed);
+        }
+        self.sync()
+    }
+
+    fn check_unallocated_from(&self, new_size: u64) -> Result<()> {
+        let h = self.header();
+        let cov = h.l2_coverage();
+        let per = h.l2_entries();
+        let step = if h.extended_l2() { 2 } else { 1 };
+        for (i, &e) in self.img.l1_entries().iter().enumerate() {
+            let l2 = e & L1E_OFFSET_MASK;
+            let base = i as u64 * cov;
+            if l2 == 0 || base + cov <= new_size {
+                continue;
+            }
+            let t = self.img.l2_table(l2, i as u64)?;
+            for j in 0..per {
+                let g = base + j * h.cluster_size();
+                let k = (j * step) as usize;
+                let used = t[k] != 0 || (step == 2 && t[k + 1] != 0);
+                if used && g + h.cluster_size() > new_size {
+                    return Err(refused(format!(
+                        "guest cluster at {g} is allocated past the new size {new_size}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Return freed clusters to the filesystem (best effort: a device without discard
+    /// keeps them, which is harmless).
+    fn punch(&self, clusters: &[u64]) {
+        let cs = self.header().cluster_size();
+        let mut i = 0;
+        while i < clusters.len() {
+            let mut j = i + 1;
+            while j < clusters.len() && clusters[j] == clusters[j - 1] + 1 {
+                j += 1;
+            }
+            let _ = self.s().punch_hole(clusters[i] * cs, (j - i) as u64 * cs);
+            i = j;
+        }
+    }
+
+    /// Unallocate every guest cluster (XCP-ng's killData): the whole active L1 table is
+    /// zeroed in one write (each 8-byte entry changes atomically; any mix of old and zero
+    /// entries is a valid image), synced, and only then are the L2 tables' and data
+    /// clusters' refcounts lowered and the freed clusters punched. Reports
+    /// [`Phase::Write`] in L1 entries.
+    pub fn discard_all(&mut self, ctl: &mut Control<'_>) -> Result<()> {
+        let h = self.header().clone();
+        if h.has_data_file() {
+            return Err(refused("discarding an image with an external data file"));
+        }
+        let l1: Vec<u64> = self.img.l1_entries().to_vec();
+        let total = l1.len() as u64;
+        if l1.iter().all(|&e| e == 0) {
+            ctl.report(Phase::Write, total, Some(total))?;
+            return Ok(());
+        }
+        self.write(&vec![0u8; l1.len() * 8], h.l1_table_offset)?;
+        self.sync()?;
+        let bits = h.cluster_bits;
+        let step = if h.extended_l2() { 2 } else { 1 };
+        let mut freed = Vec::new();
+        for (i, &e) in l1.iter().enumerate() {
+            ctl.report(Phase::Write, i as u64, Some(total))?;
+            let l2 = e & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            let t = self.img.l2_table(l2, i as u64)?;
+            freed.extend(self.rc.add(self.img.storage(), l2 >> bits, 1, -1)?);
+            for k in (0..t.len()).step_by(step) {
+                let e = t[k];
+                if e & OFLAG_COMPRESSED != 0 {
+                    let x = 62 - (bits - 8);
+                    let off = e & ((1u64 << x) - 1);
+                    let sectors = ((e >> x) & ((1u64 << (bits - 8)) - 1)) + 1;
+                    let len = sectors * COMPRESSED_SECTOR - (off & 511);
+                    let first = off >> bits;
+                    let last = (off + len - 1) >> bits;
+                    freed.extend(
+                        self.rc
+                            .add(self.img.storage(), first, last - first + 1, -1)?,
+                    );
+                    continue;
+                }
+                let host = e & L2E_OFFSET_MASK;
+                if host != 0 {
+                    freed.extend(self.rc.add(self.img.storage(), host >> bits, 1, -1)?);
+                }
+            }
+        }
+        self.sync()?;
+        freed.sort_unstable();
+        self.punch(&freed);
+        ctl.report(Phase::Write, total, Some(total))?;
+        Ok(())
+    }
+}
+
+impl Editor {
+    /// Lower every leaked refcount (stored above the references found) to the references
+    /// found, one aligned write per cluster, then sync; returns how many were fixed.
+    /// Refuses an image with corruptions or unreadable structures (only leaks are safe
+    /// to fix). Reports [`Phase::Verify`] while checking.
+    pub fn repair_leaks(&mut self, ctl: &mut Control<'_>) -> Result<u64> {
+        let (res, refs) = self.img.check_counts(ctl)?;
+        if res.corruptions > 0 || res.check_errors > 0 {
+            return Err(refused(format!(
+                "the image has {} corruptions and {} unreadable structures; only leaks are repaired",
+                res.corruptions, res.check_errors
+            )));
+        }
+        let mut fixed = 0;
+        for (c, &r) in refs.iter().enumerate() {
+            let c = c as u64;
+            let stored = self.rc.get(self.img.storage(), c)?;
+            if stored > u64::from(r) {
+                let freed =
+                    self.rc
+                        .add(self.img.storage(), c, 1, -((stored - u64::from(r)) as i64))?;
+                self.punch(&freed);
+                fixed += 1;
+            }
+        }
+        self.sync()?;
+        Ok(fixed)
+    }
+}
+
+/// `getExtension`: the data of header extension `kind`, if the image has one.
+pub fn get_extension(path: &Path, kind: u32) -> Result<Option<Vec<u8>>> {
+    let _lock = ImageLock::acquire(path, LockMode::Read, false)?;
+    let img = Image::open(
+        path,
+        &OpenOptions {
+            backing: BackingPolicy::None,
+            ..OpenOptions::default()
+        },
+    )?;
+    Ok(img
+        .header()
+        .extensions
+        .iter()
+        .find(|e| e.kind == kind)
+        .map(|e| e.data.clone()))
+}
+
+/// [`Editor::set_extension`] on the image at `path`, under qemu's write lock.
+pub fn set_extension(path: &Path, kind: u32, data: Option<&[u8]>, o: &EditOptions) -> Result<()> {
+    edit_path(path, o, |ed| ed.set_extension(kind, data))
+}
+
+/// [`Editor::set_backing`] on the image at `path` (`qemu-img rebase -u`).
+pub fn set_backing(
+    path: &Path,
+    name: Option<&str>,
+    format: Option<&str>,
+    o: &EditOptions,
+) -> Result<()> {
+    edit_path(path, o, |ed| ed.set_backing(name, format))
+}
+
+/// [`Editor::resize`] on the image at `path`.
+pub fn resize(path: &Path, new_size: u64, o: &EditOptions) -> Result<()> {
+    edit_path(path, o, |ed| ed.resize(new_size))
+}
+
+/// [`Editor::discard_all`] on the image at `path`.
+pub fn discard_all(path: &Path, o: &EditOptions, ctl: &mut Control<'_>) -> Result<()> {
+    edit_path(path, o, |ed| ed.discard_all(ctl))
+}
+
+/// [`Editor::repair_leaks`] on the image at `path`; returns the leaks fixed.
+pub fn repair(path: &Path, o: &EditOptions, ctl: &mut Control<'_>) -> Result<u64> {
+    edit_path(path, o, |ed| ed.repair_leaks(ctl))
+}
+
+/// `preallocation` of [`create`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Preallocation {
+    /// Nothing allocated.
+    #[default]
+    Off,
+}
+
+/// Options of [`create`], named as `qemu-img create -o` names them.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Virtual size in bytes (a multiple of 512).
+    pub size: u64,
+    /// Cluster size, a power of two from 512 to 2 MiB (default 64 KiB).
+    pub cluster_size: u64,
+    /// Backing file name, stored as given (relative names are relative to the image).
+    pub backing: Option<String>,
+    /// Backing format (required with `backing`).
+    pub backing_format: Option<String>,
+    /// `1.1` (version 3, default) or `0.10` (version 2).
+    pub compat_v2: bool,
+    /// Extended L2 entries (version 3, clusters of 16 KiB or more).
+    pub extended_l2: bool,
+    /// Lazy refcounts (version 3).
+    pub lazy_refcounts: bool,
+    /// Preallocation.
+    pub preallocation: Preallocation,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            size: 0,
+            cluster_size: 65536,
+            backing: None,
+            backing_format: None,
+            compat_v2: false,
+            extended_l2: false,
+            lazy_refcounts: false,
+            preallocation: Preallocation::Off,
+        }
+    }
+}
+
+/// qemu's feature-name table (block/qcow2.c, `qcow2_update_header`).
+const FEATURE_NAMES: [(u8, u8, &str); 8] = [
+    (0, 0, "dirty bit"),
+    (0, 1, "corrupt bit"),
+    (0, 2, "external data file"),
+    (0, 3, "compression type"),
+    (0, 4, "extended L2 entries"),
+    (1, 0, "lazy refcounts"),
+    (2, 0, "bitmaps"),
+    (2, 1, "raw external data"),
+];
+
+/// The bytes of a new, empty image laid out as `qemu-img create` lays it out: header
+/// cluster, refcount table, one refcount block, L1 table.
+pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
+    let cs = o.cluster_size;
+    if !cs.is_power_of_two() || !(1 << MIN_CLUSTER_BITS..=1 << MAX_CLUSTER_BITS).contains(&cs) {
+        return Err(refused(format!(
+            "cluster size {cs}: a power of two from 512 to 2 MiB"
+        )));
+    }
+    let bits = cs.trailing_zeros();
+    if !o.size.is_multiple_of(512) || o.size > MAX_VIRTUAL_SIZE {
+        return Err(refused(format!(
+            "size {}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}",
+            o.size
+        )));
+    }
+    if o.compat_v2 && (o.extended_l2 || o.lazy_refcounts) {
+        return Err(refused("extended L2 and lazy refcounts need compat 1.1"));
+    }
+    if o.extended_l2 && bits < MIN_CLUSTER_BITS_EXTENDED_L2 {
+        return Err(refused("extended L2 needs clusters of 16 KiB or more"));
+    }
+    if o.backing.is_some() != o.backing_format.is_some() {
+        return Err(refused(
+            "a backing file needs its format, and a format its backing file",
+        ));
+    }
+    let entry = if o.extended_l2 { 16 } else { 8 };
+    let cov = (cs / entry) * cs;
+    let l1_size = o.size.div_ceil(cov);
+    if l1_size * 8 > MAX_L1_TABLE_BYTES {
+        return Err(refused(format!("an L1 table of {l1_size} entries")));
+    }
+    let l1_clusters = (l1_size * 8).div_ceil(cs).max(1);
+    let clusters = 3 + l1_clusters;
+    // One refcount block (16-bit entries) must count them all.
+    if clusters > cs / 2 {
+        return Err(refused(
+            "the L1 table does not fit the first refcount block; use larger clusters",
+        ));
+    }
+    let v3 = !o.compat_v2;
+    let hlen: usize = if v3 { 112 } else { 72 };
+    let mut b = vec![0u8; hlen];
+    b[0..4].copy_from_slice(b"QFI\xfb");
+    b[4..8].copy_from_slice(&(if v3 { 3u32 } else { 2 }).to_be_bytes());
+    b[20..24].copy_from_slice(&bits.to_be_bytes());
+    b[24..32].copy_from_slice(&o.size.to_be_bytes());
+    b[36..40].copy_from_slice(&(l1_size as u32).to_be_bytes());
+    b[40..48].copy_from_slice(&(3 * cs).to_be_bytes());
+    b[48..56].copy_from_slice(&cs.to_be_bytes());
+    b[56..60].copy_from_slice(&1u32.to_be_bytes());
+    if v3 {
+        let incompat: u64 = if o.extended_l2 { 1 << 4 } else { 0 };
+        b[72..80].copy_from_slice(&incompat.to_be_bytes());
+        b[80..88].copy_from_slice(&u64::from(o.lazy_refcounts).to_be_bytes());
+        b[96..100].copy_from_slice(&4u32.to_be_bytes());
+        b[100..104].copy_from_slice(&112u32.to_be_bytes());
+    }
+    let ext = |b: &mut Vec<u8>, kind: u32, data: &[u8]| {
+        b.extend_from_slice(&kind.to_be_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        b.extend_from_slice(data);
+        b.resize(b.len().div_ceil(8) * 8, 0);
+    };
+    if let Some(f) = &o.backing_format {
+        ext(&mut b, EXT_BACKING_FORMAT, f.as_bytes());
+    }
+    // qemu leaves the feature-name table out with clusters of 4 KiB and below (room for the
+    // backing file name).
+    if v3 && cs > 4096 {
+        let mut t = Vec::new();
+        for (kind, bit, name) in FEATURE_NAMES {
+            let mut e = [0u8; 48];
+            e[0] = kind;
+            e[1] = bit;
+            e[2..2 + name.len()].copy_from_slice(name.as_bytes());
+            t.extend_from_slice(&e);
+        }
+        ext(&mut b, EXT_FEATURE_NAMES, &t);
+    }
+    b.extend_from_slice(&[0u8; 8]);
+    if let Some(n) = &o.backing {
+        if n.is_empty() || n.len() > MAX_BACKING_NAME as usize {
+            return Err(refused(format!("backing file name of {} bytes", n.len())));
+        }
+        let at = b.len() as u64;
+        b.extend_from_slice(n.as_bytes());
+        b[8..16].copy_from_slice(&at.to_be_bytes());
+        b[16..20].copy_from_slice(&(n.len() as u32).to_be_bytes());
+    }
+    if b.len() as u64 > cs {
+        return Err(refused(
+            "the header and backing file name do not fit in one cluster",
+        ));
+    }
+    let mut out = vec![0u8; (3 * cs + l1_size * 8) as usize];
+    out[..b.len()].copy_from_slice(&b);
+    out[cs as usize..cs as usize + 8].copy_from_slice(&(2 * cs).to_be_bytes());
+    let used = if l1_size == 0 { 3 } else { clusters };
+    for c in 0..used {
+        let at = (2 * cs + c * 2) as usize;
+        out[at..at + 2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    Ok(out)
+}
+
+/// Create a new image at `path` (replacing a file there), laid out as `qemu-img create`
+/// does; written whole and synced. A block device gets the image at its start.
+pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
+    let bytes = create_bytes(o)?;
+    let exists = path.exists();
+    let _lock = if exists {
+        ImageLock::acquire(path, LockMode::Write, e.force)?
+    } else {
+        None
+    };
+    let s = FileStorage::open_with(path, true, true, false)?;
+    let block = s.kind() == sparsekit_io::FileKind::BlockDevice;
+    let _lock2 = if exists {
+        None
+    } else {
+        ImageLock::acquire(path, LockMode::Write, e.force)?
+    };
+    if block {
+        let size = s.size()?;
+        if size < bytes.len() as u64 {
+            return Err(
+                refused(format!("the block device ({size} bytes) is too small"))
+                    .with_path(Some(path)),
+            );
+        }
+        // Whatever was there before must not read as tables.
+        s.write_zeroes(0, (bytes.len() as u64).max(o.cluster_size * 4).min(size))?;
+    } else {
+        s.set_len(0)?;
+    }
+    s.write_all_at(&bytes, 0)?;
+    s.flush()?;
+    Ok(())
+}
+
+/// A new overlay at `overlay` on `base` (`qemu-img create -b base -F fmt overlay`): the
+/// base's virtual size and format, its name stored relative to the overlay's folder when
+/// both are in the same folder.
+pub fn snapshot(base: &Path, overlay: &Path, e: &EditOptions) -> Result<()> {
+    let img = Image::open(
+        base,
+        &OpenOptions {
+            backing: BackingPolicy::None,
+            ..OpenOptions::default()
+        },
+    );
+    let (size, format) = match img {
+        Ok(i) => (i.size(), "qcow2"),
+        Err(Error::NotQcow2 { .. }) => {
+            let s = FileStorage::open(base)?;
+            (s.size()?, "raw")
+        }
+        Err(err) => return Err(err),
+    };
+    let name = match (base.parent(), overlay.parent()) {
+        (Some(a), Some(b)) if a == b => base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => std::path::absolute(base)
+            .map_err(|err| Error::Io(sparsekit_io::IoError::new("realpath", err).with_path(base)))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    create(
+        overlay,
+        &CreateOptions {
+            size: size.div_ceil(512) * 512,
+            backing: Some(name),
+            backing_format: Some(format.into()),
+            ..CreateOptions::default()
+        },
+        e,
+    )
+}

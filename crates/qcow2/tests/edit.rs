@@ -1,0 +1,729 @@
+//! Editing against qemu-img as the oracle: after every operation `qemu-img check` finds no
+//! errors and no leaks, `qemu-img info`/`map` show the change and `qemu-img compare`
+//! confirms the guest data; and the fault matrix: for every N, the operation run over a
+//! storage whose writes fail from the N-th on leaves an image `qemu-img check` accepts
+//! (leaks allowed) that reads as the old or the new image.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use sparsekit_io::{Control, Fault, Faulty, IoError, MemStorage, Storage};
+use sparsekit_qcow2::{CreateOptions, EditOptions, Editor, Error};
+
+fn have_qemu() -> bool {
+    let ok = Command::new("qemu-img")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
+    }
+    ok
+}
+
+fn sh(dir: &Path, cmd: &str) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn status(dir: &Path, cmd: &str) -> (i32, String) {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// `qemu-img check` must exit 0: no corruption, no leak.
+fn check_clean(dir: &Path, img: &str) {
+    let (st, out) = status(dir, &format!("qemu-img check {img}"));
+    assert_eq!(st, 0, "qemu-img check {img}: {out}");
+}
+
+/// A storage shared with the test, so its bytes can be looked at after the editor is gone.
+struct Shared(Arc<Faulty<MemStorage>>);
+
+impl Storage for Shared {
+    fn size(&self) -> Result<u64, IoError> {
+        self.0.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, IoError> {
+        self.0.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
+        self.0.write_at(buf, offset)
+    }
+    fn flush(&self) -> Result<(), IoError> {
+        self.0.flush()
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        self.0.write_zeroes(offset, len)
+    }
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        self.0.punch_hole(offset, len)
+    }
+    fn set_len(&self, len: u64) -> Result<(), IoError> {
+        self.0.set_len(len)
+    }
+}
+
+type Op = dyn Fn(&mut Editor) -> Result<(), Error>;
+
+/// Run `op` over the bytes of `dir/t.qcow2` with writes failing from the `n`-th on
+/// (`None`: never); returns the bytes after, the writes made and the result.
+fn run_op(bytes: &[u8], n: Option<u64>, op: &Op) -> (Vec<u8>, u64, Result<(), Error>) {
+    let f = Arc::new(Faulty::new(
+        MemStorage::from_vec(bytes.to_vec()),
+        Fault::FailWritesAfter {
+            n: n.unwrap_or(u64::MAX),
+            errno: libc::EIO,
+        },
+    ));
+    let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| op(&mut ed));
+    (f.inner().to_vec(), f.writes(), r)
+}
+
+/// The whole matrix for one operation on the image `script` makes as `t.qcow2` in a
+/// fresh folder. `verify` looks at the cleanly edited image (`new.qcow2`). Returns
+/// (writes of the clean run, failing runs, runs that left leaks).
+fn matrix(name: &str, script: &str, op: &Op, verify: &dyn Fn(&Path)) -> (u64, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, &format!("({script}) >/dev/null"));
+    let old = std::fs::read(d.join("t.qcow2")).unwrap();
+    std::fs::write(d.join("old.qcow2"), &old).unwrap();
+    let (new, writes, r) = run_op(&old, None, op);
+    r.unwrap_or_else(|e| panic!("{name}: {e}"));
+    std::fs::write(d.join("new.qcow2"), &new).unwrap();
+    check_clean(d, "new.qcow2");
+    verify(d);
+    let mut leaky = 0;
+    for n in 0..writes {
+        let (after, _, r) = run_op(&old, Some(n), op);
+        assert!(
+            r.is_err(),
+            "{name}: write {n} failed but the operation succeeded"
+        );
+        std::fs::write(d.join("f.qcow2"), &after).unwrap();
+        let (st, out) = status(d, "qemu-img check f.qcow2");
+        assert!(
+            st == 0 || st == 3,
+            "{name}: writes failing from #{n}: qemu-img check exit {st}: {out}"
+        );
+        if st == 3 {
+            leaky += 1;
+        }
+        let same_old = status(d, "qemu-img compare -q f.qcow2 old.qcow2").0 == 0;
+        let same_new = status(d, "qemu-img compare -q f.qcow2 new.qcow2").0 == 0;
+        assert!(
+            same_old || same_new,
+            "{name}: writes failing from #{n}: guest data is neither old nor new"
+        );
+    }
+    println!("fault matrix {name}: {writes} writes, {writes} failing runs, {leaky} left leaks, 0 invalid");
+    (writes, writes, leaky)
+}
+
+fn info(d: &Path, img: &str) -> serde_json::Value {
+    serde_json::from_str(&sh(d, &format!("qemu-img info --output=json {img}"))).unwrap()
+}
+
+const KINDS: &[(&str, &str)] = &[
+    ("v3", "qemu-img create -q -f qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -z 128k 64k' -c 'write -P 1 1M 128k' t.qcow2"),
+    ("v2", "qemu-img create -q -f qcow2 -o compat=0.10 t.qcow2 3M && qemu-io -f qcow2 -c 'write -P 0xab 0 64k' -c 'write -P 1 1M 1k' t.qcow2"),
+    ("zstd", "yes sparsekit | head -c 300000 > r && truncate -s 1M r && qemu-img convert -c -O qcow2 -o compression_type=zstd r t.qcow2"),
+    ("extl2", "qemu-img create -q -f qcow2 -o extended_l2=on t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 2k 3k' -c 'write -z 40k 2k' t.qcow2"),
+    ("c512", "qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' -c 'write -P 8 900k 3k' t.qcow2"),
+    ("rc1", "qemu-img create -q -f qcow2 -o refcount_bits=1 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 200k' t.qcow2"),
+    ("rc64", "qemu-img create -q -f qcow2 -o refcount_bits=64 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 200k' t.qcow2"),
+    ("snap", "qemu-img create -q -f qcow2 t.qcow2 2M && qemu-io -f qcow2 -c 'write -P 1 0 128k' t.qcow2 && qemu-img snapshot -c s1 t.qcow2 && qemu-io -f qcow2 -c 'write -P 2 64k 64k' t.qcow2"),
+    ("chain", "qemu-img create -q -f qcow2 b.qcow2 2M && qemu-io -f qcow2 -c 'write -P 9 0 1M' b.qcow2 && qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' t.qcow2"),
+];
+
+const HIDDEN: u32 = 0x7661_7465;
+
+#[test]
+fn set_extension_every_kind_and_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, script) in KINDS {
+        let add: &Op = &|ed| ed.set_extension(HIDDEN, Some(&[1]));
+        matrix(&format!("set-extension add {kind}"), script, add, &|d| {
+            let raw = std::fs::read(d.join("new.qcow2")).unwrap();
+            let old = std::fs::read(d.join("old.qcow2")).unwrap();
+            // Extension found by the reader; the rest of the header read as before.
+            let a = sparsekit_qcow2::Image::from_storage(
+                Box::new(MemStorage::from_vec(raw)),
+                &Default::default(),
+            )
+            .unwrap();
+            let b = sparsekit_qcow2::Image::from_storage(
+                Box::new(MemStorage::from_vec(old)),
+                &Default::default(),
+            )
+            .unwrap();
+            let e = a
+                .header()
+                .extensions
+                .iter()
+                .find(|e| e.kind == HIDDEN)
+                .unwrap();
+            assert_eq!(e.data, [1]);
+            assert_eq!(a.header().backing_file, b.header().backing_file);
+            let kept: Vec<_> = a
+                .header()
+                .extensions
+                .iter()
+                .filter(|e| e.kind != HIDDEN)
+                .map(|e| (e.kind, e.data.clone()))
+                .collect();
+            let was: Vec<_> = b
+                .header()
+                .extensions
+                .iter()
+                .map(|e| (e.kind, e.data.clone()))
+                .collect();
+            assert_eq!(kept, was);
+            assert_eq!(status(d, "qemu-img compare -q new.qcow2 old.qcow2").0, 0);
+            assert_eq!(
+                info(d, "new.qcow2")["backing-filename"],
+                info(d, "old.qcow2")["backing-filename"]
+            );
+        });
+    }
+    // Replace and remove, on an image that has it.
+    let script = "qemu-img create -q -f qcow2 -b b.raw -F raw t.qcow2 1M 2>/dev/null || (truncate -s 1M b.raw && qemu-img create -q -f qcow2 -b b.raw -F raw t.qcow2)";
+    let with = |ed: &mut Editor| -> Result<(), Error> { ed.set_extension(HIDDEN, Some(&[1])) };
+    let dir = tempfile::tempdir().unwrap();
+    sh(dir.path(), script);
+    let bytes = std::fs::read(dir.path().join("t.qcow2")).unwrap();
+    let (bytes, _, r) = run_op(&bytes, None, &with);
+    r.unwrap();
+    std::fs::write(dir.path().join("t.qcow2"), &bytes).unwrap();
+    let remove: &Op = &|ed| ed.set_extension(HIDDEN, None);
+    matrix(
+        "set-extension remove",
+        &format!(
+            "cp {}/t.qcow2 t.qcow2 && cp {}/b.raw b.raw",
+            dir.path().display(),
+            dir.path().display()
+        ),
+        remove,
+        &|d| {
+            let raw = std::fs::read(d.join("new.qcow2")).unwrap();
+            let a = sparsekit_qcow2::Image::from_storage(
+                Box::new(MemStorage::from_vec(raw)),
+                &Default::default(),
+            )
+            .unwrap();
+            assert!(a.header().extensions.iter().all(|e| e.kind != HIDDEN));
+            assert_eq!(info(d, "new.qcow2")["backing-filename"], "b.raw");
+        },
+    );
+    // Reserved types are refused.
+    let (_, _, r) = run_op(&bytes, None, &|ed| {
+        ed.set_extension(0xe279_2aca, Some(b"raw"))
+    });
+    assert_eq!(r.unwrap_err().code(), "ERR_SPARSEKIT_QCOW2_REFUSED");
+}
+
+#[test]
+fn set_backing_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    let script = "qemu-img create -q -f qcow2 b.qcow2 2M && qemu-io -f qcow2 -c 'write -P 9 0 1M' b.qcow2 && qemu-img convert -O raw b.qcow2 b2.raw && qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' t.qcow2";
+    let op: &Op = &|ed| ed.set_backing(Some("b2.raw"), Some("raw"));
+    matrix("set-backing", script, op, &|d| {
+        let i = info(d, "new.qcow2");
+        assert_eq!(i["backing-filename"], "b2.raw");
+        assert_eq!(i["backing-filename-format"], "raw");
+        // Same guest data: b2.raw holds what b.qcow2 held.
+        assert_eq!(status(d, "qemu-img compare -q new.qcow2 old.qcow2").0, 0);
+        // qemu-img rebase -u writes the same header cluster.
+        sh(
+            d,
+            "cp old.qcow2 q.qcow2 && qemu-img rebase -u -b b2.raw -F raw q.qcow2",
+        );
+        let a = std::fs::read(d.join("new.qcow2")).unwrap();
+        let b = std::fs::read(d.join("q.qcow2")).unwrap();
+        assert_eq!(a.len(), b.len());
+        assert_eq!(
+            a[..512],
+            b[..512],
+            "header bytes differ from qemu-img rebase -u"
+        );
+    });
+    let op: &Op = &|ed| ed.set_backing(None, None);
+    matrix("set-backing none", script, op, &|d| {
+        let i = info(d, "new.qcow2");
+        assert!(i.get("backing-filename").is_none());
+        sh(
+            d,
+            "cp old.qcow2 q.qcow2 && qemu-img rebase -u -b '' q.qcow2",
+        );
+        assert_eq!(status(d, "qemu-img compare -q new.qcow2 q.qcow2").0, 0);
+    });
+}
+
+#[test]
+fn resize_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, script) in KINDS {
+        if *kind == "snap" {
+            continue;
+        }
+        // Grow well past the L1 table (512-byte clusters: the L1 moves and the refcount
+        // table grows).
+        let op: &Op = &|ed| ed.resize(64 << 20);
+        matrix(&format!("resize grow {kind}"), script, op, &|d| {
+            assert_eq!(info(d, "new.qcow2")["virtual-size"], 64 << 20);
+            // Guest data equal where both exist (compare -s is strict about size).
+            assert_eq!(status(d, "qemu-img compare -q new.qcow2 old.qcow2").0, 0);
+        });
+    }
+    // 512-byte clusters and 64-bit refcounts (64 per block, 4096 per table cluster)
+    // grown to 8 GiB: an L1 table of 4 096 clusters needs 65 new refcount blocks and a
+    // larger refcount table, which moves. (SPARSEKIT_LONG_TESTS: 16-bit refcounts to
+    // 40 GiB, 80 new blocks.)
+    let long = std::env::var_os("SPARSEKIT_LONG_TESTS").is_some();
+    let (script, size) = if long {
+        (KINDS[4].1, 40u64 << 30)
+    } else {
+        ("qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2", 8u64 << 30)
+    };
+    let op: &Op = &move |ed| ed.resize(size);
+    matrix("resize grow refcount table", script, op, &|d| {
+        let i = info(d, "new.qcow2");
+        assert_eq!(i["virtual-size"], size);
+        let raw = std::fs::read(d.join("new.qcow2")).unwrap();
+        let old = std::fs::read(d.join("old.qcow2")).unwrap();
+        assert_ne!(raw[48..60], old[48..60], "the refcount table did not move");
+    });
+    // Shrink: refused over data, done over unallocated tail.
+    let script = KINDS[0].1;
+    let dir = tempfile::tempdir().unwrap();
+    sh(dir.path(), script);
+    let bytes = std::fs::read(dir.path().join("t.qcow2")).unwrap();
+    let (_, _, r) = run_op(&bytes, None, &|ed| ed.resize(1 << 20));
+    assert_eq!(r.unwrap_err().code(), "ERR_SPARSEKIT_QCOW2_REFUSED");
+    let op: &Op = &|ed| ed.resize(2 << 20);
+    matrix("resize shrink", script, op, &|d| {
+        assert_eq!(info(d, "new.qcow2")["virtual-size"], 2 << 20);
+    });
+}
+
+#[test]
+fn discard_all_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    for (kind, script) in KINDS {
+        let op: &Op = &|ed| ed.discard_all(&mut Control::none());
+        matrix(&format!("discard {kind}"), script, op, &|d| {
+            let m = sh(d, "qemu-img map --output=json new.qcow2");
+            // Nothing of the image's own is left: every entry has depth > 0 or no data.
+            let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+            for e in v.as_array().unwrap() {
+                assert!(
+                    e["depth"].as_u64().unwrap() > 0 || !e["present"].as_bool().unwrap(),
+                    "{m}"
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn repair_fixes_leaks_left_by_faults() {
+    if !have_qemu() {
+        return;
+    }
+    // Leaks made the way a crash makes them: resize with writes failing after the new
+    // L1 table and refcounts are in, before the header points at it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2 >/dev/null");
+    let bytes = std::fs::read(d.join("t.qcow2")).unwrap();
+    let grow: &Op = &|ed| ed.resize(64 << 20);
+    let (_, writes, _) = run_op(&bytes, None, grow);
+    let mut found = false;
+    for n in 0..writes {
+        let (after, _, _) = run_op(&bytes, Some(n), grow);
+        std::fs::write(d.join("f.qcow2"), &after).unwrap();
+        if status(d, "qemu-img check f.qcow2").0 == 3 {
+            found = true;
+            let (fixed, _, r) = run_op(&after, None, &|ed| {
+                ed.repair_leaks(&mut Control::none()).map(|_| ())
+            });
+            r.unwrap();
+            std::fs::write(d.join("r.qcow2"), &fixed).unwrap();
+            check_clean(d, "r.qcow2");
+            assert_eq!(status(d, "qemu-img compare -q r.qcow2 f.qcow2").0, 0);
+        }
+    }
+    assert!(found, "no fault left a leak to repair");
+}
+
+#[test]
+fn create_matches_qemu_img_create() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 base.qcow2 1G");
+    let cases: Vec<(&str, CreateOptions)> = vec![
+        (
+            "",
+            CreateOptions {
+                size: 1 << 30,
+                ..Default::default()
+            },
+        ),
+        (
+            "-o compat=0.10,cluster_size=4k",
+            CreateOptions {
+                size: 1 << 30,
+                cluster_size: 4096,
+                compat_v2: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "-o extended_l2=on,lazy_refcounts=on,cluster_size=128k",
+            CreateOptions {
+                size: 10 << 30,
+                cluster_size: 128 << 10,
+                extended_l2: true,
+                lazy_refcounts: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "-o cluster_size=512",
+            CreateOptions {
+                size: 100 << 20,
+                cluster_size: 512,
+                ..Default::default()
+            },
+        ),
+        (
+            "-b base.qcow2 -F qcow2",
+            CreateOptions {
+                size: 1 << 30,
+                backing: Some("base.qcow2".into()),
+                backing_format: Some("qcow2".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (i, (qopts, o)) in cases.iter().enumerate() {
+        let ours = d.join(format!("o{i}.qcow2"));
+        sparsekit_qcow2::create(&ours, o, &EditOptions::default()).unwrap();
+        let size = if o.backing.is_some() {
+            String::new()
+        } else {
+            o.size.to_string()
+        };
+        sh(
+            d,
+            &format!("qemu-img create -q -f qcow2 {qopts} q{i}.qcow2 {size}"),
+        );
+        let a = std::fs::read(&ours).unwrap();
+        let b = std::fs::read(d.join(format!("q{i}.qcow2"))).unwrap();
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert!(a == b, "create {qopts}: bytes differ from qemu-img create ({} vs {} bytes, first at {first:?})", a.len(), b.len());
+        check_clean(d, &format!("o{i}.qcow2"));
+        // qemu-io writes and reads back.
+        sh(d, &format!("qemu-io -f qcow2 -c 'write -P 0x5a 64k 64k' o{i}.qcow2 && qemu-io -f qcow2 -c 'read -P 0x5a 64k 64k' o{i}.qcow2"));
+        check_clean(d, &format!("o{i}.qcow2"));
+    }
+    // snapshot: an overlay on base, the base's size and format.
+    sparsekit_qcow2::snapshot(
+        &d.join("base.qcow2"),
+        &d.join("ov.qcow2"),
+        &EditOptions::default(),
+    )
+    .unwrap();
+    let i = info(d, "ov.qcow2");
+    assert_eq!(i["backing-filename"], "base.qcow2");
+    assert_eq!(i["backing-filename-format"], "qcow2");
+    assert_eq!(i["virtual-size"], 1 << 30);
+    check_clean(d, "ov.qcow2");
+}
+
+/// Counting the writes of create: one write, so a failed create leaves nothing to judge;
+/// here only that the error is coded.
+#[test]
+fn edits_refuse_corrupt_images() {
+    let mut b = sparsekit_qcow2::edit::create_bytes(&CreateOptions {
+        size: 1 << 20,
+        ..Default::default()
+    })
+    .unwrap();
+    // Refcount table pointing past the end of the file.
+    b[48..56].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    let (_, writes, r) = run_op(&b, None, &|ed| ed.set_extension(HIDDEN, Some(&[1])));
+    assert_eq!(r.unwrap_err().code(), "ERR_SPARSEKIT_QCOW2_CORRUPT");
+    assert_eq!(writes, 0);
+}
+
+#[test]
+fn locks_against_a_live_qemu_io() {
+    use sparsekit_qcow2::lock::{ImageLock, LockMode};
+    use std::io::Write;
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 t.qcow2 1M");
+    let img = d.join("t.qcow2");
+    // A qemu-io session holding the image for writing (it waits for commands on stdin).
+    let mut q = Command::new("qemu-io")
+        .args(["-f", "qcow2"])
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdin = q.stdin.take().unwrap();
+    let q = Kill(q);
+    // Wait until qemu-io has taken its locks (bytes 101/201 show in /proc/locks).
+    let mut seen = false;
+    for _ in 0..500 {
+        if matches!(
+            ImageLock::acquire(&img, LockMode::Write, false),
+            Err(Error::Locked { .. })
+        ) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen, "qemu-io's locks never showed");
+    let e = sparsekit_qcow2::set_extension(&img, HIDDEN, Some(&[1]), &EditOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_LOCKED");
+    assert!(e.to_string().contains("write"), "{e}");
+    // Reading shares everything qemu-io needs.
+    sparsekit_qcow2::get_extension(&img, HIDDEN).unwrap();
+    // force overrides (documented as dangerous).
+    sparsekit_qcow2::set_extension(&img, HIDDEN, Some(&[1]), &EditOptions { force: true }).unwrap();
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    drop(q);
+    check_clean(d, "t.qcow2");
+    // While we hold the write lock, qemu-io cannot open the image for writing.
+    let held = ImageLock::acquire(&img, LockMode::Write, false).unwrap();
+    let (st, out) = status(d, "qemu-io -f qcow2 -c 'write 0 4k' t.qcow2");
+    assert_ne!(st, 0);
+    assert!(out.contains("Failed to get \"write\" lock"), "{out}");
+    drop(held);
+    // A read lock lets qemu-io write.
+    let held = ImageLock::acquire(&img, LockMode::Read, false).unwrap();
+    let (st, out) = status(d, "qemu-io -f qcow2 -c 'write 0 4k' t.qcow2");
+    assert_eq!(st, 0, "{out}");
+    drop(held);
+    assert_eq!(
+        sparsekit_qcow2::get_extension(&img, HIDDEN).unwrap(),
+        Some(vec![1])
+    );
+}
+
+#[test]
+fn path_edits_on_files_and_block_devices() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 3 0 1M' t.qcow2 >/dev/null && cp t.qcow2 old.qcow2");
+    let img = d.join("t.qcow2");
+    let o = EditOptions::default();
+    sparsekit_qcow2::set_extension(&img, HIDDEN, Some(&[1]), &o).unwrap();
+    sparsekit_qcow2::resize(&img, 1 << 30, &o).unwrap();
+    check_clean(d, "t.qcow2");
+    assert_eq!(info(d, "t.qcow2")["virtual-size"], 1 << 30);
+    assert_eq!(status(d, "qemu-img compare -q t.qcow2 old.qcow2").0, 0);
+    let before = std::fs::metadata(&img).unwrap();
+    sparsekit_qcow2::discard_all(&img, &o, &mut Control::none()).unwrap();
+    check_clean(d, "t.qcow2");
+    let after = std::fs::metadata(&img).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        after.blocks() + 1024 < before.blocks(),
+        "space returned: {} -> {} blocks",
+        before.blocks(),
+        after.blocks()
+    );
+    sh(d, "qemu-img create -q -f raw z.raw 1G");
+    assert_eq!(status(d, "qemu-img compare -q t.qcow2 z.raw").0, 0);
+    assert_eq!(
+        sparsekit_qcow2::repair(&img, &o, &mut Control::none()).unwrap(),
+        0
+    );
+    // On a loop block device: edited in place, never truncated.
+    let Some(dev) =
+        sparsekit_testfs::LoopDev::new(64 << 20, 0, "path_edits_on_files_and_block_devices")
+    else {
+        return;
+    };
+    let p = dev.dev.clone();
+    sh(
+        d,
+        &format!(
+            "qemu-img create -q -f qcow2 {} 16M && qemu-io -f qcow2 -c 'write -P 5 0 64k' {}",
+            p.display(),
+            p.display()
+        ),
+    );
+    sparsekit_qcow2::resize(&p, 1 << 30, &o).unwrap();
+    sparsekit_qcow2::set_extension(&p, HIDDEN, Some(&[1]), &o).unwrap();
+    let (st, out) = status(d, &format!("qemu-img check {}", p.display()));
+    assert_eq!(st, 0, "{out}");
+    sparsekit_qcow2::discard_all(&p, &o, &mut Control::none()).unwrap();
+    let (st, out) = status(d, &format!("qemu-img check {}", p.display()));
+    assert_eq!(st, 0, "{out}");
+}
+
+/// Base kinds for commit (each makes base.qcow2 or base.raw) and the overlay writes.
+const COMMIT_BASES: &[(&str, &str, &str)] = &[
+    ("plain", "qcow2", "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -f qcow2 -c 'write -P 1 0 1M' -c 'write -z 2M 64k' base.qcow2"),
+    ("compressed", "qcow2", "yes base | head -c 2000000 > r && truncate -s 4M r && qemu-img convert -c -O qcow2 r base.qcow2"),
+    ("extl2", "qcow2", "qemu-img create -q -f qcow2 -o extended_l2=on base.qcow2 4M && qemu-io -f qcow2 -c 'write -P 1 2k 3k' base.qcow2"),
+    ("c512", "qcow2", "qemu-img create -q -f qcow2 -o cluster_size=512 base.qcow2 4M && qemu-io -f qcow2 -c 'write -P 1 0 100k' base.qcow2"),
+    ("raw", "raw", "yes base | head -c 1000000 > base.raw && truncate -s 4M base.raw"),
+];
+
+const OVERLAY_WRITES: &str = "-c 'write -P 0xa1 0 64k' -c 'write -P 0xa2 100k 5k' -c 'write -z 1M 128k' -c 'write -P 0xa3 3M 1M'";
+
+#[test]
+fn commit_matches_qemu_img_commit_and_fault_matrix() {
+    use sparsekit_qcow2::edit::{commit_into, Base};
+    use sparsekit_qcow2::{Image, OpenOptions};
+    if !have_qemu() {
+        return;
+    }
+    for (kind, fmt, script) in COMMIT_BASES {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let base = format!("base.{fmt}");
+        sh(d, &format!("({script}) >/dev/null && qemu-img create -q -f qcow2 -b {base} -F {fmt} ov.qcow2 && qemu-io -f qcow2 {OVERLAY_WRITES} ov.qcow2 >/dev/null && mkdir ref && cp {base} ov.qcow2 ref/ && cp ov.qcow2 ov.orig && cp {base} {base}.orig && qemu-img commit -q ref/ov.qcow2"));
+        // Ours, on the files.
+        let r = sparsekit_qcow2::commit(
+            &d.join("ov.qcow2"),
+            &EditOptions::default(),
+            &mut Control::none(),
+        )
+        .unwrap();
+        assert!(r.bytes > 0);
+        if *fmt == "qcow2" {
+            check_clean(d, &base);
+        }
+        check_clean(d, "ov.qcow2");
+        let (st, out) = status(
+            d,
+            &format!("qemu-img compare -f {fmt} -F {fmt} {base} ref/{base}"),
+        );
+        assert_eq!(
+            st, 0,
+            "commit {kind}: base differs from qemu-img commit's: {out}"
+        );
+        // The overlay reads as before, through the new base, and owns nothing.
+        sh(
+            d,
+            &format!(
+                "cp ov.orig ovo.qcow2 && qemu-img rebase -u -b {base}.orig -F {fmt} ovo.qcow2"
+            ),
+        );
+        assert_eq!(
+            status(d, "qemu-img compare -q ov.qcow2 ovo.qcow2").0,
+            0,
+            "commit {kind}: overlay view changed"
+        );
+        let m: serde_json::Value =
+            serde_json::from_str(&sh(d, "qemu-img map --output=json ov.qcow2")).unwrap();
+        assert!(
+            m.as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["depth"].as_u64().unwrap() > 0),
+            "commit {kind}: overlay not empty"
+        );
+        if *fmt != "qcow2" {
+            continue;
+        }
+        // Fault matrix of the copy into a qcow2 base (the overlay is emptied by
+        // discard_all, whose matrix is above).
+        sh(d, "cp base.qcow2.orig base.qcow2 && cp ov.orig ov.qcow2");
+        let overlay = Image::open(d.join("ov.qcow2"), &OpenOptions::default()).unwrap();
+        let old = std::fs::read(d.join("base.qcow2")).unwrap();
+        let op = |n: Option<u64>| {
+            let f = Arc::new(Faulty::new(
+                MemStorage::from_vec(old.clone()),
+                Fault::FailWritesAfter {
+                    n: n.unwrap_or(u64::MAX),
+                    errno: libc::EIO,
+                },
+            ));
+            let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| {
+                commit_into(&overlay, Base::Qcow2(&mut ed), &mut Control::none()).map(|_| ())
+            });
+            (f.inner().to_vec(), f.writes(), r)
+        };
+        let (_, writes, r) = op(None);
+        r.unwrap();
+        let mut leaky = 0;
+        for n in 0..writes {
+            let (after, _, r) = op(Some(n));
+            assert!(r.is_err());
+            std::fs::write(d.join("f.qcow2"), &after).unwrap();
+            let (st, out) = status(d, "qemu-img check f.qcow2");
+            assert!(
+                st == 0 || st == 3,
+                "commit {kind}: writes failing from #{n}: check exit {st}: {out}"
+            );
+            leaky += u64::from(st == 3);
+            sh(
+                d,
+                "cp ov.orig ovf.qcow2 && qemu-img rebase -u -b f.qcow2 -F qcow2 ovf.qcow2",
+            );
+            assert_eq!(
+                status(d, "qemu-img compare -q ovf.qcow2 ovo.qcow2").0,
+                0,
+                "commit {kind}: writes failing from #{n}: overlay view changed"
+            );
+        }
+        println!("fault matrix commit into {kind}: {writes} writes, {writes} failing runs, {leaky} left leaks, 0 invalid");
+    }
+}
