@@ -228,6 +228,14 @@ export interface NativeSyncOptions {
   blake3?: boolean
   /** all: the hole-aware extension (every side must opt in). */
   holes?: boolean
+  /** retrieve, save, files: the zstd extension (`dzst` records). */
+  zstd?: boolean
+  /** retrieve, save, files: the truncate extension (save makes dst the source's size). */
+  truncate?: boolean
+  /** checksum, save: the resume journal (the resume extension; retrieve takes `resume`). */
+  journal?: string
+  /** retrieve: the resume extension. */
+  resume?: boolean
 }
 
 export interface NativeSyncResult {
