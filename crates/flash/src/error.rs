@@ -1,0 +1,273 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sparsekit_io::{Aborted, IoError};
+
+/// Everything that can go wrong while listing drives, opening a source or flashing.
+///
+/// A flash to several destinations returns one of these per failed destination (in its
+/// [`crate::DestinationReport`]) and fails as a whole only when the source fails.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An OS call failed (open, read, write, fsync, umount2, ...).
+    Io(IoError),
+    /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
+    /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
+    /// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH`), a stream that does not decompress.
+    Bmap(sparsekit_bmap::Error),
+    /// Mapping the source image's extents failed.
+    Extents(sparsekit_extents::Error),
+    /// The destination holds the running system (the root or boot filesystem, swap, or
+    /// a device-mapper / md / LVM member); refused unless forced.
+    SystemDrive {
+        /// The destination.
+        path: PathBuf,
+        /// Why it counts as a system drive.
+        reason: String,
+    },
+    /// The destination (or one of its partitions) is mounted or held by another user;
+    /// refused unless forced or unmounted first.
+    DriveBusy {
+        /// The destination.
+        path: PathBuf,
+        /// What holds it (mount points, or the failed exclusive open).
+        reason: String,
+        /// The errno, when an OS call said so (EBUSY from umount2 or open).
+        errno: Option<i32>,
+    },
+    /// An HTTP(S) request failed: a status other than 200/206, a TLS or connection
+    /// failure before any data, a bad URL.
+    Http {
+        /// The URL.
+        url: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// What went wrong.
+        message: String,
+    },
+    /// The connection dropped at `offset` and could not be resumed with range requests
+    /// within the allowed retries.
+    HttpInterrupted {
+        /// The URL.
+        url: String,
+        /// Bytes of the body received before the last failure.
+        offset: u64,
+        /// Attempts made to resume.
+        attempts: u32,
+        /// The last failure.
+        message: String,
+    },
+    /// A zip archive that cannot be read, or without the wanted image entry.
+    Zip {
+        /// The archive.
+        path: Option<PathBuf>,
+        /// What went wrong.
+        message: String,
+    },
+    /// Something this crate does not do (a zip archive over HTTP, an unknown URL scheme).
+    Unsupported {
+        /// What is unsupported.
+        what: String,
+    },
+    /// A bad argument (no destinations, the same destination twice).
+    InvalidArg {
+        /// The argument.
+        name: &'static str,
+        /// Its value or what is wrong with it.
+        value: String,
+    },
+    /// Cancelled through the [`sparsekit_io::Cancel`] token.
+    Aborted,
+}
+
+impl Error {
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
+    /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
+    /// `ERR_SPARSEKIT_ZIP`, or the bmap crate's codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Bmap(e) => e.code(),
+            Error::Extents(e) => e.code(),
+            Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
+            Error::DriveBusy { .. } => "ERR_SPARSEKIT_DRIVE_BUSY",
+            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
+            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
+            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno, for OS errors (and EBUSY of a busy drive).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
+            Error::DriveBusy { errno, .. } => *errno,
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    pub fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file or device the error is about.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::Bmap(e) => e.path(),
+            Error::Extents(e) => e.path(),
+            Error::SystemDrive { path, .. } | Error::DriveBusy { path, .. } => Some(path),
+            Error::Zip { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`Error::HttpInterrupted`]).
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Bmap(e) => e.offset(),
+            Error::Extents(e) => e.offset(),
+            Error::HttpInterrupted { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            _ => None,
+        }
+    }
+
+    /// The URL of an HTTP failure.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Error::Http { url, .. } | Error::HttpInterrupted { url, .. } => Some(url),
+            _ => None,
+        }
+    }
+
+    /// Attach the path of the file the error is about, if none is set.
+    pub fn with_path(self, p: &Path) -> Self {
+        match self {
+            Error::Io(mut e) => {
+                if e.path.is_none() {
+                    e.path = Some(p.to_path_buf());
+                }
+                Error::Io(e)
+            }
+            Error::Bmap(e) => Error::Bmap(e.with_path(p)),
+            Error::Zip {
+                path: None,
+                message,
+            } => Error::Zip {
+                path: Some(p.to_path_buf()),
+                message,
+            },
+            e => e,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => e.fmt(f),
+            Error::Bmap(e) => e.fmt(f),
+            Error::Extents(e) => e.fmt(f),
+            Error::SystemDrive { path, reason } => write!(
+                f,
+                "refusing to write '{}': it is a system drive ({reason}); pass force to override",
+                path.display()
+            ),
+            Error::DriveBusy { path, reason, .. } => write!(
+                f,
+                "refusing to write '{}': it is in use ({reason}); unmount it first \
+                 (unmount: true) or pass force to override",
+                path.display()
+            ),
+            Error::Http {
+                url,
+                status: Some(s),
+                message,
+            } => write!(
+                f,
+                "HTTP request for '{url}' failed with status {s}: {message}"
+            ),
+            Error::Http { url, message, .. } => {
+                write!(f, "HTTP request for '{url}' failed: {message}")
+            }
+            Error::HttpInterrupted {
+                url,
+                offset,
+                attempts,
+                message,
+            } => write!(
+                f,
+                "download of '{url}' interrupted at byte {offset} and not resumed after \
+                 {attempts} attempts: {message}"
+            ),
+            Error::Zip {
+                path: Some(p),
+                message,
+            } => write!(f, "zip archive '{}': {message}", p.display()),
+            Error::Zip { message, .. } => write!(f, "zip archive: {message}"),
+            Error::Unsupported { what } => write!(f, "unsupported: {what}"),
+            Error::InvalidArg { name, value } => write!(f, "invalid {name}: '{value}'"),
+            Error::Aborted => f.write_str("the operation was aborted"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Bmap(e) => Some(e),
+            Error::Extents(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<sparsekit_bmap::Error> for Error {
+    fn from(e: sparsekit_bmap::Error) -> Self {
+        match e {
+            sparsekit_bmap::Error::Aborted => Error::Aborted,
+            sparsekit_bmap::Error::Io(io) => Error::Io(io),
+            e => Error::Bmap(e),
+        }
+    }
+}
+
+impl From<sparsekit_extents::Error> for Error {
+    fn from(e: sparsekit_extents::Error) -> Self {
+        Error::Extents(e)
+    }
+}
+
+impl From<Aborted> for Error {
+    fn from(_: Aborted) -> Self {
+        Error::Aborted
+    }
+}

@@ -1,0 +1,1125 @@
+//! One image to many destinations: the source is read (and decompressed) once by one
+//! thread; each destination has a writer thread fed through a bounded queue of shared
+//! chunks, so the slowest destination paces the reader and memory stays at about
+//! `(QUEUE + 2) * CHUNK` bytes whatever the number of destinations. A destination that
+//! fails drops its queue: the reader stops feeding it and the others go on.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
+use sparsekit_io::{Cancel, Control, FileStorage, Phase, Storage};
+
+use crate::drives::{self, Safety};
+use crate::http::HttpOptions;
+use crate::source::{self, Input, Opened};
+use crate::{Error, Result};
+
+/// Bytes per chunk read from the source and written to every destination.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks queued per destination: how far the fastest may run ahead of the slowest.
+pub const QUEUE: usize = 8;
+/// Block size for read-back error reports and for skipping zero blocks in files.
+const BLOCK: u64 = 4096;
+/// How often the coordinating thread reports progress.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What [`flash`] does.
+#[derive(Clone, Debug)]
+pub struct FlashOptions {
+    /// The bmap to follow: [`BmapChoice::Auto`] looks for `IMAGE.bmap` beside a local
+    /// image and fetches `URL.bmap` for a URL.
+    pub bmap: BmapChoice,
+    /// Check each bmap range's checksum as the source streams (default `true`).
+    pub verify: bool,
+    /// After writing and `fsync`, read every destination back past the page cache and
+    /// compare with what was written (default `true`).
+    pub read_back: bool,
+    /// The system-drive and busy-drive refusals, and unmounting.
+    pub safety: Safety,
+    /// The zip entry to write (default: the largest).
+    pub zip_entry: Option<String>,
+    /// How HTTP(S) sources are fetched.
+    pub http: HttpOptions,
+}
+
+impl Default for FlashOptions {
+    fn default() -> Self {
+        FlashOptions {
+            bmap: BmapChoice::Auto,
+            verify: true,
+            read_back: true,
+            safety: Safety::default(),
+            zip_entry: None,
+            http: HttpOptions::default(),
+        }
+    }
+}
+
+/// One destination's outcome.
+#[derive(Debug)]
+pub struct DestinationReport {
+    /// The destination.
+    pub path: PathBuf,
+    /// Bytes written to it.
+    pub bytes_written: u64,
+    /// Whether it was read back and found equal to the image.
+    pub verified: bool,
+    /// Why it failed; `None` when it succeeded.
+    pub error: Option<Error>,
+}
+
+/// What [`flash`] did.
+#[derive(Debug)]
+pub struct FlashReport {
+    /// Per destination, in the order given.
+    pub destinations: Vec<DestinationReport>,
+    /// The image size (decompressed).
+    pub image_size: u64,
+    /// The source's compression.
+    pub compression: Option<Compression>,
+    /// Where the bmap came from (a path or URL), when one was used.
+    pub bmap: Option<String>,
+    /// The zip entry written, for a zip source.
+    pub zip_entry: Option<String>,
+    /// Bytes read from the source (compressed bytes for a compressed one).
+    pub source_bytes: u64,
+}
+
+/// The state of one destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DestState {
+    /// Not started.
+    Pending = 0,
+    /// Being written.
+    Writing = 1,
+    /// `fsync`.
+    Syncing = 2,
+    /// Being read back.
+    Verifying = 3,
+    /// Finished.
+    Done = 4,
+    /// Failed (see its report).
+    Failed = 5,
+}
+
+impl DestState {
+    fn from_u8(v: u8) -> DestState {
+        match v {
+            1 => DestState::Writing,
+            2 => DestState::Syncing,
+            3 => DestState::Verifying,
+            4 => DestState::Done,
+            5 => DestState::Failed,
+            _ => DestState::Pending,
+        }
+    }
+
+    /// `pending`, `writing`, `syncing`, `verifying`, `done`, `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DestState::Pending => "pending",
+            DestState::Writing => "writing",
+            DestState::Syncing => "syncing",
+            DestState::Verifying => "verifying",
+            DestState::Done => "done",
+            DestState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct DestStatus {
+    state: AtomicU8,
+    written: AtomicU64,
+    verified: AtomicU64,
+}
+
+/// One destination's live numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestProgress {
+    /// Where it is.
+    pub state: DestState,
+    /// Bytes written.
+    pub written: u64,
+    /// Bytes read back and found equal.
+    pub verified: u64,
+}
+
+/// Live per-destination progress, shared with whoever displays it (speed and ETA are
+/// the displayer's arithmetic on successive snapshots).
+#[derive(Debug)]
+pub struct FlashStatus {
+    dests: Vec<DestStatus>,
+    total: AtomicU64,
+}
+
+impl FlashStatus {
+    /// Status for `n` destinations.
+    pub fn new(n: usize) -> Self {
+        FlashStatus {
+            dests: (0..n).map(|_| DestStatus::default()).collect(),
+            total: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Bytes each destination will be written, once known.
+    pub fn total(&self) -> Option<u64> {
+        let t = self.total.load(Ordering::Relaxed);
+        (t != u64::MAX).then_some(t)
+    }
+
+    /// Every destination's numbers, in the order given.
+    pub fn snapshot(&self) -> Vec<DestProgress> {
+        self.dests
+            .iter()
+            .map(|d| DestProgress {
+                state: DestState::from_u8(d.state.load(Ordering::Relaxed)),
+                written: d.written.load(Ordering::Relaxed),
+                verified: d.verified.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// A destination for [`flash_to`]: opened storage, or the error that kept it from opening.
+pub struct Target {
+    /// For reports.
+    pub path: PathBuf,
+    /// The storage, or why there is none.
+    pub dst: std::result::Result<Box<dyn Destination>, Error>,
+}
+
+/// Check and open `path` for writing: [`drives::check_destination`], then a block device
+/// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced, a file created if missing.
+pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destination>> {
+    drives::check_destination(path, safety)?;
+    let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    match FileStorage::open_with(path, true, !is_dev, is_dev && !safety.force) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) if is_dev && e.raw_os_error() == Some(libc::EBUSY) => Err(Error::DriveBusy {
+            path: path.to_path_buf(),
+            reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
+            errno: Some(libc::EBUSY),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flash `source` (a path or an http(s) URL; plain, gzip, xz, bzip2, zstd, or a zip
+/// archive) to every destination at once.
+///
+/// The source is opened first (an unreachable URL fails before any drive is touched);
+/// then each destination is checked and opened ([`open_destination`]). A destination
+/// that fails (refused, too small, an I/O error, a read-back mismatch) gets its error in
+/// its [`DestinationReport`] while the others finish. The call itself fails only when
+/// the source does (unreadable, corrupt, a bmap checksum mismatch, an interrupted
+/// download) or when cancelled.
+///
+/// Progress: [`Phase::Write`] (bytes written by the slowest live destination),
+/// [`Phase::Sync`], and [`Phase::Verify`] with `read_back`; per destination through
+/// `status`.
+pub fn flash(
+    source: &str,
+    dsts: &[PathBuf],
+    opts: &FlashOptions,
+    status: Option<&FlashStatus>,
+    ctl: &mut Control<'_>,
+) -> Result<FlashReport> {
+    if dsts.is_empty() {
+        return Err(Error::InvalidArg {
+            name: "destinations",
+            value: "none given".into(),
+        });
+    }
+    let id = |p: &Path| {
+        std::fs::metadata(p).ok().map(|m| {
+            if m.file_type().is_block_device() {
+                (0, m.rdev())
+            } else {
+                (m.dev(), m.ino())
+            }
+        })
+    };
+    let src_id = (!crate::http::is_url(source))
+        .then(|| std::fs::metadata(source).ok().map(|m| (m.dev(), m.ino())))
+        .flatten();
+    let mut seen = Vec::new();
+    for p in dsts {
+        if let Some(i) = id(p) {
+            if seen.contains(&i) {
+                return Err(Error::InvalidArg {
+                    name: "destinations",
+                    value: format!("'{}' is given twice", p.display()),
+                });
+            }
+            if Some(i) == src_id {
+                return Err(Error::InvalidArg {
+                    name: "destinations",
+                    value: format!("'{}' is the source itself", p.display()),
+                });
+            }
+            seen.push(i);
+        }
+    }
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    let targets = dsts
+        .iter()
+        .map(|p| Target {
+            path: p.clone(),
+            dst: open_destination(p, opts.safety),
+        })
+        .collect();
+    run(opened, targets, opts, status, ctl)
+}
+
+/// [`flash`] to destinations opened by the caller (any [`Destination`]: tests use
+/// [`sparsekit_io::MemStorage`] and [`sparsekit_io::Faulty`]); no refusal checks.
+pub fn flash_to(
+    source: &str,
+    targets: Vec<Target>,
+    opts: &FlashOptions,
+    status: Option<&FlashStatus>,
+    ctl: &mut Control<'_>,
+) -> Result<FlashReport> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    run(opened, targets, opts, status, ctl)
+}
+
+/// What the reader tells every writer.
+enum Msg {
+    /// Before any data: the image size when known, and whether all-zero blocks may be
+    /// left as holes in a file destination (no bmap: the whole image streams).
+    Start { size: Option<u64>, sparse: bool },
+    /// `buf` belongs at `offset`.
+    Data { offset: u64, buf: Arc<Vec<u8>> },
+    /// The source ended at `size`; `segments` are what was sent, with digests.
+    End {
+        size: u64,
+        segments: Arc<Vec<Segment>>,
+    },
+}
+
+/// A chunk as sent, for read-back.
+struct Segment {
+    offset: u64,
+    len: u32,
+    digest: [u8; 32],
+}
+
+/// What the reader found out about the source.
+struct SourceInfo {
+    image_size: u64,
+    compression: Option<Compression>,
+}
+
+struct Feed {
+    senders: Vec<Option<SyncSender<Msg>>>,
+    segments: Vec<Segment>,
+    pool: Vec<Arc<Vec<u8>>>,
+    cancel: Cancel,
+}
+
+impl Feed {
+    /// A chunk buffer of `len` bytes: one no writer holds any more, or a new one.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        for slot in self.pool.iter_mut() {
+            if let Some(v) = Arc::get_mut(slot) {
+                let mut v = std::mem::take(v);
+                v.resize(len, 0);
+                return v;
+            }
+        }
+        vec![0u8; len]
+    }
+
+    fn alive(&self) -> bool {
+        self.senders.iter().any(Option::is_some)
+    }
+
+    /// Send to every live writer; a writer that hung up (failed) is dropped. `false` when
+    /// none is left.
+    fn send(&mut self, make: impl Fn() -> Msg) -> Result<bool> {
+        for s in self.senders.iter_mut() {
+            if let Some(tx) = s {
+                if tx.send(make()).is_err() {
+                    *s = None;
+                }
+            }
+        }
+        self.cancel.check()?;
+        Ok(self.alive())
+    }
+
+    fn data(&mut self, offset: u64, buf: Vec<u8>) -> Result<bool> {
+        let digest = *blake3::hash(&buf).as_bytes();
+        self.segments.push(Segment {
+            offset,
+            len: buf.len() as u32,
+            digest,
+        });
+        let buf = Arc::new(buf);
+        // Keep the buffer for reuse once every writer is done with it.
+        if self.pool.len() < QUEUE * 2 + 4 {
+            self.pool.push(buf.clone());
+        } else if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1) {
+            self.pool[i] = buf.clone();
+        }
+        self.send(|| Msg::Data {
+            offset,
+            buf: buf.clone(),
+        })
+    }
+}
+
+/// Read `buf.len()` bytes, fewer only at the end of the stream.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Ranges of a bmap as byte ranges, with their checksum when it is to be verified.
+fn ranges(b: &Bmap, verify: bool) -> Vec<(u64, u64, Option<&str>)> {
+    b.ranges
+        .iter()
+        .map(|r| {
+            let (s, e) = r.bytes(b.block_size, b.image_size);
+            (s, e, r.checksum.as_deref().filter(|_| verify))
+        })
+        .collect()
+}
+
+fn check_range(b: &Bmap, i: usize, h: sparsekit_bmap::Hasher, label: &Path) -> Result<()> {
+    let r = &b.ranges[i];
+    let got = h.finish_hex();
+    if Some(&got) != r.checksum.as_ref() {
+        return Err(Error::Bmap(sparsekit_bmap::Error::ChecksumMismatch {
+            path: Some(label.to_path_buf()),
+            first: r.first,
+            last: r.last,
+            bytes: r.bytes(b.block_size, b.image_size),
+            expected: r.checksum.clone().unwrap_or_default(),
+            actual: got,
+        }));
+    }
+    Ok(())
+}
+
+/// The reader: open the stream, tell every writer the size, send the data.
+fn produce(
+    input: Input,
+    bmap: Option<&Bmap>,
+    verify: bool,
+    label: &Path,
+    feed: &mut Feed,
+    total: &AtomicU64,
+) -> Result<SourceInfo> {
+    match input {
+        Input::Plain(file) => {
+            let size = file.size()?;
+            let owned;
+            let b = match bmap {
+                Some(b) => b,
+                None => {
+                    let map = sparsekit_extents::map_file(file.file(), &Default::default())
+                        .map_err(|e| e.with_path(label))?;
+                    owned = sparsekit_bmap::create_from(
+                        &file,
+                        size,
+                        &map.data_ranges(),
+                        BLOCK,
+                        None,
+                        &mut Control::none(),
+                    )?;
+                    &owned
+                }
+            };
+            let needed = b
+                .ranges
+                .last()
+                .map_or(0, |r| r.bytes(b.block_size, b.image_size).1);
+            if size < needed {
+                return Err(Error::Bmap(sparsekit_bmap::Error::ImageTruncated {
+                    path: Some(label.to_path_buf()),
+                    size,
+                    needed,
+                }));
+            }
+            total.store(b.mapped_bytes(), Ordering::Relaxed);
+            if !feed.send(|| Msg::Start {
+                size: Some(b.image_size),
+                sparse: false,
+            })? {
+                return Ok(SourceInfo {
+                    image_size: b.image_size,
+                    compression: None,
+                });
+            }
+            let cs = b.checksum_type;
+            for (i, (start, end, sum)) in ranges(b, verify).into_iter().enumerate() {
+                let mut h = sum.map(|_| cs.hasher());
+                let mut off = start;
+                while off < end {
+                    let n = ((end - off) as usize).min(CHUNK);
+                    let mut buf = feed.buffer(n);
+                    file.read_exact_at(&mut buf, off)?;
+                    if let Some(h) = &mut h {
+                        h.update(&buf);
+                    }
+                    if !feed.data(off, buf)? {
+                        return Ok(SourceInfo {
+                            image_size: b.image_size,
+                            compression: None,
+                        });
+                    }
+                    off += n as u64;
+                }
+                if let Some(h) = h {
+                    check_range(b, i, h, label)?;
+                }
+            }
+            Ok(SourceInfo {
+                image_size: b.image_size,
+                compression: None,
+            })
+        }
+        Input::Stream { reader, len } => {
+            let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
+            let size = if c.is_none() { len } else { None };
+            stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
+        }
+        Input::Zip { mut archive, index } => {
+            let entry = archive.by_index(index).map_err(|e| Error::Zip {
+                path: Some(label.to_path_buf()),
+                message: e.to_string(),
+            })?;
+            let entry_size = entry.size();
+            let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
+            let size = if c.is_none() { Some(entry_size) } else { None };
+            stream(&mut *r, c, size, bmap, verify, label, feed, total, true)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stream(
+    r: &mut dyn Read,
+    c: Option<Compression>,
+    size: Option<u64>,
+    bmap: Option<&Bmap>,
+    verify: bool,
+    label: &Path,
+    feed: &mut Feed,
+    total: &AtomicU64,
+    zip: bool,
+) -> Result<SourceInfo> {
+    let mut pos = 0u64;
+    let fail = |e: std::io::Error, pos: u64| {
+        let e = source::decode_error(e, c, pos, label);
+        match e {
+            Error::Io(io) if zip && io.raw_os_error().is_none() => Error::Zip {
+                path: Some(label.to_path_buf()),
+                message: format!("entry data at byte {pos}: {}", io.source),
+            },
+            e => e,
+        }
+    };
+    let info = |image_size| SourceInfo {
+        image_size,
+        compression: c,
+    };
+    match bmap {
+        Some(b) => {
+            total.store(b.mapped_bytes(), Ordering::Relaxed);
+            if !feed.send(|| Msg::Start {
+                size: Some(b.image_size),
+                sparse: false,
+            })? {
+                return Ok(info(b.image_size));
+            }
+            let cs = b.checksum_type;
+            let mut scratch = vec![0u8; 64 * 1024];
+            for (i, (start, end, sum)) in ranges(b, verify).into_iter().enumerate() {
+                while pos < start {
+                    let n = ((start - pos) as usize).min(scratch.len());
+                    let k = read_full(r, &mut scratch[..n]).map_err(|e| fail(e, pos))?;
+                    if k == 0 {
+                        return Err(truncated(label, pos, end));
+                    }
+                    pos += k as u64;
+                }
+                let mut h = sum.map(|_| cs.hasher());
+                while pos < end {
+                    let n = ((end - pos) as usize).min(CHUNK);
+                    let mut buf = feed.buffer(n);
+                    let k = read_full(r, &mut buf).map_err(|e| fail(e, pos))?;
+                    if k < n {
+                        return Err(truncated(label, pos + k as u64, end));
+                    }
+                    if let Some(h) = &mut h {
+                        h.update(&buf);
+                    }
+                    if !feed.data(pos, buf)? {
+                        return Ok(info(b.image_size));
+                    }
+                    pos += n as u64;
+                }
+                if let Some(h) = h {
+                    check_range(b, i, h, label)?;
+                }
+            }
+            Ok(info(b.image_size))
+        }
+        None => {
+            if let Some(s) = size {
+                total.store(s, Ordering::Relaxed);
+            }
+            if !feed.send(|| Msg::Start { size, sparse: true })? {
+                return Ok(info(size.unwrap_or(0)));
+            }
+            loop {
+                let mut buf = feed.buffer(CHUNK);
+                let k = read_full(r, &mut buf).map_err(|e| fail(e, pos))?;
+                if k == 0 {
+                    break;
+                }
+                buf.truncate(k);
+                if !feed.data(pos, buf)? {
+                    return Ok(info(pos));
+                }
+                pos += k as u64;
+            }
+            if let Some(s) = size {
+                if pos < s {
+                    return Err(truncated(label, pos, s));
+                }
+            }
+            total.store(pos, Ordering::Relaxed);
+            Ok(info(pos))
+        }
+    }
+}
+
+fn truncated(label: &Path, size: u64, needed: u64) -> Error {
+    Error::Bmap(sparsekit_bmap::Error::ImageTruncated {
+        path: Some(label.to_path_buf()),
+        size,
+        needed,
+    })
+}
+
+/// Whether `b` is all zeros (OR-folded 64 bytes at a time, which vectorises).
+fn is_zero(b: &[u8]) -> bool {
+    b.chunks(64).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
+}
+
+/// A writer: everything the reader sends, then `fsync` and the read-back.
+fn consume(
+    dst: &dyn Destination,
+    rx: Receiver<Msg>,
+    st: &DestStatus,
+    read_back: bool,
+    cancel: &Cancel,
+) -> Result<(u64, bool)> {
+    let path = dst.path().map(Path::to_path_buf);
+    let is_dev = dst.is_block_device();
+    let mut sparse = false;
+    let mut written = 0u64;
+    loop {
+        let Ok(msg) = rx.recv() else {
+            // The reader stopped without an end: it failed or was cancelled.
+            return Err(Error::Aborted);
+        };
+        cancel.check()?;
+        match msg {
+            Msg::Start { size, sparse: s } => {
+                sparse = s && !is_dev;
+                if is_dev {
+                    if let Some(size) = size {
+                        let have = dst.size()?;
+                        if have < size {
+                            return Err(Error::Bmap(sparsekit_bmap::Error::DestinationTooSmall {
+                                path,
+                                image_size: size,
+                                dest_size: have,
+                            }));
+                        }
+                    }
+                } else {
+                    dst.set_len(0)?;
+                    if let Some(size) = size {
+                        dst.set_len(size)?;
+                    }
+                }
+                st.state.store(DestState::Writing as u8, Ordering::Relaxed);
+            }
+            Msg::Data { offset, buf } => {
+                if sparse {
+                    // Runs of blocks that are not all zeros; the rest stays a hole.
+                    let mut i = 0usize;
+                    let bs = BLOCK as usize;
+                    while i < buf.len() {
+                        let end = |j: usize| (j + bs).min(buf.len());
+                        if is_zero(&buf[i..end(i)]) {
+                            i = end(i);
+                            continue;
+                        }
+                        let mut j = i;
+                        while j < buf.len() && !is_zero(&buf[j..end(j)]) {
+                            j = end(j);
+                        }
+                        dst.write_all_at(&buf[i..j], offset + i as u64)?;
+                        written += (j - i) as u64;
+                        i = j;
+                    }
+                } else {
+                    dst.write_all_at(&buf, offset)?;
+                    written += buf.len() as u64;
+                }
+                dst.start_writeback(offset, buf.len() as u64);
+                st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            }
+            Msg::End { size, segments } => {
+                drop(rx);
+                if !is_dev {
+                    dst.set_len(size)?;
+                }
+                st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
+                dst.flush()?;
+                if !read_back {
+                    return Ok((written, false));
+                }
+                st.state
+                    .store(DestState::Verifying as u8, Ordering::Relaxed);
+                dst.drop_cache(0, 0)?;
+                let mut buf = vec![0u8; CHUNK];
+                for s in segments.iter() {
+                    cancel.check()?;
+                    let b = &mut buf[..s.len as usize];
+                    dst.read_exact_at(b, s.offset)?;
+                    if blake3::hash(b).as_bytes() != &s.digest {
+                        return Err(Error::Bmap(sparsekit_bmap::Error::ReadBackMismatch {
+                            path,
+                            first: s.offset / BLOCK,
+                            last: (s.offset + s.len as u64 - 1) / BLOCK,
+                            bytes: (s.offset, s.offset + s.len as u64),
+                        }));
+                    }
+                    st.verified.fetch_add(s.len as u64, Ordering::Relaxed);
+                }
+                return Ok((written, true));
+            }
+        }
+    }
+}
+
+fn run(
+    opened: Opened,
+    targets: Vec<Target>,
+    opts: &FlashOptions,
+    status: Option<&FlashStatus>,
+    ctl: &mut Control<'_>,
+) -> Result<FlashReport> {
+    let local;
+    let status = match status {
+        Some(s) if s.dests.len() == targets.len() => s,
+        _ => {
+            local = FlashStatus::new(targets.len());
+            &local
+        }
+    };
+    let cancel = ctl.cancel().clone();
+    let Opened {
+        input,
+        bmap,
+        bmap_from,
+        zip_entry,
+        consumed,
+        label,
+        ..
+    } = opened;
+    let mut reports: Vec<DestinationReport> = Vec::with_capacity(targets.len());
+    let mut senders = Vec::new();
+    let mut work = Vec::new();
+    for (i, t) in targets.into_iter().enumerate() {
+        reports.push(DestinationReport {
+            path: t.path.clone(),
+            bytes_written: 0,
+            verified: false,
+            error: None,
+        });
+        match t.dst {
+            Ok(d) => {
+                let (tx, rx) = sync_channel::<Msg>(QUEUE);
+                senders.push(Some(tx));
+                work.push((i, d, rx));
+            }
+            Err(e) => {
+                status.dests[i]
+                    .state
+                    .store(DestState::Failed as u8, Ordering::Relaxed);
+                reports[i].error = Some(e);
+                senders.push(None);
+            }
+        }
+    }
+    let mut feed = Feed {
+        senders,
+        segments: Vec::new(),
+        pool: Vec::new(),
+        cancel: cancel.clone(),
+    };
+    let read_back = opts.read_back;
+    let verify = opts.verify;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let outcome = std::thread::scope(|s| {
+        let reader = {
+            let done_tx = done_tx.clone();
+            let bmap = bmap.as_ref();
+            let label = &label;
+            let total = &status.total;
+            let feed = &mut feed;
+            std::thread::Builder::new()
+                .name("sparsekit-flash-read".into())
+                .spawn_scoped(s, move || {
+                    let r = produce(input, bmap, verify, label, feed, total);
+                    if let Ok(info) = &r {
+                        let segments = Arc::new(std::mem::take(&mut feed.segments));
+                        let size = info.image_size;
+                        let _ = feed.send(|| Msg::End {
+                            size,
+                            segments: segments.clone(),
+                        });
+                    }
+                    // Hang up so that writers waiting for data learn the reader is gone.
+                    feed.senders.clear();
+                    drop(done_tx);
+                    r
+                })
+                .expect("spawn the flash reader")
+        };
+        let mut writers = Vec::new();
+        for (i, d, rx) in work {
+            let st = &status.dests[i];
+            let cancel = cancel.clone();
+            let done_tx = done_tx.clone();
+            writers.push((
+                i,
+                std::thread::Builder::new()
+                    .name("sparsekit-flash-write".into())
+                    .spawn_scoped(s, move || {
+                        let r = consume(&*d, rx, st, read_back, &cancel);
+                        st.state.store(
+                            if r.is_ok() {
+                                DestState::Done
+                            } else {
+                                DestState::Failed
+                            } as u8,
+                            Ordering::Relaxed,
+                        );
+                        drop(done_tx);
+                        r
+                    })
+                    .expect("spawn a flash writer"),
+            ));
+        }
+        drop(done_tx);
+        // Report until every thread has hung up its end of `done`.
+        let mut reporter = Reporter::default();
+        while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
+            reporter.tick(status, &consumed, read_back, ctl, false);
+        }
+        let source = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let results: Vec<_> = writers
+            .into_iter()
+            .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+            .collect();
+        (source, results, reporter)
+    });
+    let (source, results, mut reporter) = outcome;
+    let info = source?;
+    cancel.check()?;
+    for (i, r) in results {
+        match r {
+            Ok((written, verified)) => {
+                reports[i].bytes_written = written;
+                reports[i].verified = verified;
+            }
+            Err(e) => {
+                reports[i].bytes_written = status.dests[i].written.load(Ordering::Relaxed);
+                reports[i].error = Some(match e {
+                    Error::Io(io) if io.path.is_none() => Error::Io(io.with_path(&reports[i].path)),
+                    e => e,
+                });
+            }
+        }
+    }
+    reporter.tick(status, &consumed, read_back, ctl, true);
+    Ok(FlashReport {
+        destinations: reports,
+        image_size: info.image_size,
+        compression: info.compression,
+        bmap: bmap_from.or_else(|| bmap.as_ref().map(|_| "given".to_string())),
+        zip_entry,
+        source_bytes: consumed.load(Ordering::Relaxed),
+    })
+}
+
+/// Turns the writers' states into phased progress: write, sync, verify, each ending with
+/// one `done == total` report.
+#[derive(Default)]
+struct Reporter {
+    /// Phases whose final report was sent.
+    ended: Vec<Phase>,
+}
+
+impl Reporter {
+    fn end(&mut self, ctl: &mut Control<'_>, phase: Phase, total: u64) {
+        if !self.ended.contains(&phase) {
+            self.ended.push(phase);
+            let _ = ctl.report(phase, total, Some(total));
+        }
+    }
+
+    fn tick(
+        &mut self,
+        status: &FlashStatus,
+        _consumed: &AtomicU64,
+        read_back: bool,
+        ctl: &mut Control<'_>,
+        last: bool,
+    ) {
+        let snap = status.snapshot();
+        let live: Vec<&DestProgress> = snap
+            .iter()
+            .filter(|d| d.state != DestState::Failed)
+            .collect();
+        let total = status.total();
+        let stage = |d: &DestProgress| match d.state {
+            DestState::Pending | DestState::Writing => 0,
+            DestState::Syncing => 1,
+            DestState::Verifying => 2,
+            _ => 3,
+        };
+        let min_stage = live.iter().map(|d| stage(d)).min().unwrap_or(3);
+        if min_stage == 0 && !last {
+            let done = live.iter().map(|d| d.written).min().unwrap_or(0);
+            let _ = ctl.report(Phase::Write, total.map_or(done, |t| done.min(t)), total);
+            return;
+        }
+        let written = total.unwrap_or_else(|| live.iter().map(|d| d.written).max().unwrap_or(0));
+        self.end(ctl, Phase::Write, written);
+        if min_stage == 1 && !last {
+            let _ = ctl.report(Phase::Sync, 0, Some(1));
+            return;
+        }
+        self.end(ctl, Phase::Sync, 1);
+        if !read_back {
+            return;
+        }
+        if min_stage == 2 && !last {
+            let done = live.iter().map(|d| d.verified).min().unwrap_or(0);
+            let _ = ctl.report(Phase::Verify, done.min(written), Some(written));
+            return;
+        }
+        self.end(ctl, Phase::Verify, written);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparsekit_io::{Fault, Faulty, IoError, MemStorage};
+    use std::io::Write;
+
+    fn image(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|i| {
+                if (i / 65536) % 3 == 1 {
+                    return 0;
+                }
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    struct Shared(Arc<MemStorage>);
+    impl Storage for Shared {
+        fn size(&self) -> std::result::Result<u64, IoError> {
+            self.0.size()
+        }
+        fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+            self.0.read_at(b, o)
+        }
+        fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+            self.0.write_at(b, o)
+        }
+        fn flush(&self) -> std::result::Result<(), IoError> {
+            Ok(())
+        }
+        fn set_len(&self, l: u64) -> std::result::Result<(), IoError> {
+            self.0.set_len(l)
+        }
+    }
+    impl Destination for Shared {}
+
+    #[test]
+    fn one_failing_destination_among_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(5 * CHUNK + 12345, 7);
+        let src = dir.path().join("img.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&data).unwrap();
+        std::fs::write(&src, e.finish().unwrap()).unwrap();
+        let a = Arc::new(MemStorage::new());
+        let c = Arc::new(MemStorage::new());
+        let bad = Faulty::new(
+            MemStorage::new(),
+            Fault::FailWritesAfter {
+                n: 2,
+                errno: libc::EIO,
+            },
+        );
+        let targets = vec![
+            Target {
+                path: "a".into(),
+                dst: Ok(Box::new(Shared(a.clone()))),
+            },
+            Target {
+                path: "bad".into(),
+                dst: Ok(Box::new(bad)),
+            },
+            Target {
+                path: "c".into(),
+                dst: Ok(Box::new(Shared(c.clone()))),
+            },
+        ];
+        let mut phases = Vec::new();
+        let mut ctl = Control::new(Cancel::new(), |p| phases.push(p));
+        let status = FlashStatus::new(3);
+        let r = flash_to(
+            src.to_str().unwrap(),
+            targets,
+            &FlashOptions::default(),
+            Some(&status),
+            &mut ctl,
+        )
+        .unwrap();
+        drop(ctl);
+        assert_eq!(r.compression, Some(Compression::Gzip));
+        assert_eq!(r.image_size, data.len() as u64);
+        assert!(r.destinations[0].error.is_none() && r.destinations[0].verified);
+        assert!(r.destinations[2].error.is_none() && r.destinations[2].verified);
+        let e = r.destinations[1].error.as_ref().unwrap();
+        assert_eq!(
+            (e.code(), e.raw_os_error()),
+            ("ERR_SPARSEKIT_IO", Some(libc::EIO)),
+            "{e}"
+        );
+        assert_eq!(a.to_vec(), data);
+        assert_eq!(c.to_vec(), data);
+        let snap = status.snapshot();
+        assert_eq!(snap[1].state, DestState::Failed);
+        assert_eq!(snap[0].verified, data.len() as u64);
+        for ph in [Phase::Write, Phase::Sync, Phase::Verify] {
+            let finals: Vec<_> = phases
+                .iter()
+                .filter(|p| p.phase == ph && p.total == Some(p.done))
+                .collect();
+            assert!(!finals.is_empty(), "{ph}: {phases:?}");
+        }
+    }
+
+    #[test]
+    fn too_small_and_unopened_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(CHUNK + 100, 3);
+        let src = dir.path().join("img");
+        std::fs::write(&src, &data).unwrap();
+        let ok = Arc::new(MemStorage::new());
+        let targets = vec![
+            Target {
+                path: "gone".into(),
+                dst: Err(Error::InvalidArg {
+                    name: "x",
+                    value: "y".into(),
+                }),
+            },
+            Target {
+                path: "ok".into(),
+                dst: Ok(Box::new(Shared(ok.clone()))),
+            },
+        ];
+        let r = flash_to(
+            src.to_str().unwrap(),
+            targets,
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.destinations[0].error.as_ref().unwrap().code(),
+            "ERR_SPARSEKIT_INVALID_ARG"
+        );
+        assert!(r.destinations[1].verified);
+        assert_eq!(ok.to_vec(), data);
+    }
+
+    #[test]
+    fn corrupt_source_fails_the_whole_flash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * CHUNK, 9);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&data).unwrap();
+        let mut z = e.finish().unwrap();
+        z.truncate(z.len() / 2);
+        let src = dir.path().join("img.gz");
+        std::fs::write(&src, z).unwrap();
+        let targets = vec![Target {
+            path: "a".into(),
+            dst: Ok(Box::new(MemStorage::new())),
+        }];
+        let e = flash_to(
+            src.to_str().unwrap(),
+            targets,
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_DECOMPRESS", "{e}");
+    }
+}

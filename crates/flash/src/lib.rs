@@ -1,0 +1,66 @@
+//! The imaging-app engine of sparsekit: find the drives a user may write, write one image
+//! to several of them at once, and take images from a URL or a zip archive.
+//!
+//! - [`drives::list`] lists whole block devices from sysfs and `/proc/self/mountinfo`
+//!   (no `lsblk`): size, block sizes, vendor/model, [`Bus`], removable, read-only,
+//!   partitions with mount points, and [`Drive::is_system`] (root or boot filesystem,
+//!   swap, device-mapper/md/LVM member). [`drives::check_destination`] refuses a system
+//!   drive ([`Error::SystemDrive`], `ERR_SPARSEKIT_SYSTEM_DRIVE`) or a mounted one
+//!   ([`Error::DriveBusy`], `ERR_SPARSEKIT_DRIVE_BUSY`) unless forced, and can unmount.
+//! - [`flash`] reads and decompresses the source once and writes every destination from
+//!   the same buffers through bounded queues (the slowest paces the rest); a destination
+//!   that fails is dropped with its own error while the others finish and are read back.
+//!   [`FlashStatus`] gives live per-destination progress.
+//! - Sources: local files (plain, gzip, xz, bzip2, zstd — the decoders of
+//!   [`sparsekit_bmap::Compression`]), zip archives (the largest or a named entry,
+//!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs
+//!   ([`http::HttpReader`]: range requests resume a dropped download, bounded retries,
+//!   redirects, proxy variables, the system CA store plus a caller's CA, `URL.bmap`).
+//!
+//! ```
+//! use sparsekit_flash::{flash, FlashOptions};
+//! use sparsekit_io::Control;
+//! let dir = tempfile::tempdir()?;
+//! let img = dir.path().join("os.img");
+//! std::fs::write(&img, vec![7u8; 3 << 20])?;
+//! let dsts = [dir.path().join("a.img"), dir.path().join("b.img")];
+//! let report = flash(img.to_str().unwrap(), &dsts, &FlashOptions::default(), None, &mut Control::none())?;
+//! for d in &report.destinations {
+//!     assert!(d.error.is_none() && d.verified, "{:?}", d.error);
+//!     assert_eq!(std::fs::read(&d.path)?, std::fs::read(&img)?);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod drives;
+mod error;
+mod flash;
+pub mod http;
+mod source;
+pub mod sys;
+
+pub use drives::{Bus, Drive, Partition, Safety};
+pub use error::Error;
+pub use flash::{
+    flash, flash_to, open_destination, DestProgress, DestState, DestinationReport, FlashOptions,
+    FlashReport, FlashStatus, Target, CHUNK, QUEUE,
+};
+pub use http::HttpOptions;
+pub use source::Counting;
+
+/// Result of this crate's functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error`] carried inside an `io::Error` through `Read` implementations (an HTTP
+/// body read under a decompressor), recovered when the stream fails.
+#[derive(Debug)]
+pub(crate) struct Wrapped(pub(crate) Error);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Wrapped {}

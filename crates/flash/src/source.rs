@@ -1,0 +1,287 @@
+//! Where image bytes come from: a local file (plain, compressed, or a zip archive's entry)
+//! or an HTTP(S) URL (plain or compressed), turned into one front-to-back stream of image
+//! bytes, or positional reads for a plain local file.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sparsekit_bmap::{Bmap, BmapChoice, Compression};
+use sparsekit_io::{Cancel, FileStorage, IoError, Storage};
+
+use crate::http::{self, HttpOptions, HttpReader};
+use crate::{Error, Result};
+
+/// Bytes of compressed input buffered per read.
+const INPUT_BUFFER: usize = 256 * 1024;
+/// Zip local file header magic (APPNOTE 4.3.7).
+const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+
+/// A [`Read`] that counts what it gave out into a shared counter (progress of the source).
+pub struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Counting<R> {
+    /// Count `inner`'s bytes into `count`.
+    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
+        Counting { inner, count }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An opened source, before its bytes are read.
+pub(crate) enum Input {
+    /// A plain local image, read at offsets.
+    Plain(FileStorage),
+    /// A byte stream (a compressed local file, an HTTP body), perhaps compressed.
+    Stream {
+        reader: Box<dyn Read + Send>,
+        /// Its length, when known (for progress).
+        len: Option<u64>,
+    },
+    /// An entry of a local zip archive.
+    Zip {
+        archive: Box<zip::ZipArchive<File>>,
+        index: usize,
+    },
+}
+
+/// A source ready to read: its input, the bmap to follow, and what to report.
+pub(crate) struct Opened {
+    pub(crate) input: Input,
+    pub(crate) bmap: Option<Bmap>,
+    pub(crate) bmap_from: Option<String>,
+    pub(crate) zip_entry: Option<String>,
+    /// Bytes of the source read so far (compressed bytes for a compressed source).
+    pub(crate) consumed: Arc<AtomicU64>,
+    /// What it is called in messages.
+    pub(crate) label: PathBuf,
+}
+
+fn bmap_of(
+    choice: &BmapChoice,
+    found: impl FnOnce() -> Result<Option<(Bmap, String)>>,
+) -> Result<(Option<Bmap>, Option<String>)> {
+    Ok(match choice {
+        BmapChoice::None => (None, None),
+        BmapChoice::Given(b) => (Some((**b).clone()), None),
+        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Auto => match found()? {
+            Some((b, from)) => (Some(b), Some(from)),
+            None => (None, None),
+        },
+    })
+}
+
+/// Open `source` (a path or an http(s) URL).
+pub(crate) fn open(
+    source: &str,
+    bmap: &BmapChoice,
+    zip_entry: Option<&str>,
+    http_opts: &HttpOptions,
+    cancel: &Cancel,
+) -> Result<Opened> {
+    let consumed = Arc::new(AtomicU64::new(0));
+    if http::is_url(source) {
+        let agent = http::agent(http_opts)?;
+        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&agent, source))?;
+        let r = HttpReader::open(agent, source, http_opts, cancel.clone())?;
+        let len = r.len();
+        let _ = zip_entry;
+        return Ok(Opened {
+            input: Input::Stream {
+                reader: Box::new(Counting::new(r, consumed.clone())),
+                len,
+            },
+            bmap,
+            bmap_from,
+            zip_entry: None,
+            consumed,
+            label: source.into(),
+        });
+    }
+    let path = Path::new(source);
+    let file = FileStorage::open(path)?;
+    let mut head = [0u8; 6];
+    let n = file.read_at(&mut head, 0)?;
+    let head = &head[..n];
+    let (bmap, bmap_from) = bmap_of(bmap, || {
+        Ok(match sparsekit_bmap::find_bmap(path) {
+            Some(p) => Some((Bmap::read(&p)?, p.to_string_lossy().into_owned())),
+            None => None,
+        })
+    })?;
+    let base = |input| Opened {
+        input,
+        bmap: bmap.clone(),
+        bmap_from: bmap_from.clone(),
+        zip_entry: None,
+        consumed: consumed.clone(),
+        label: path.to_path_buf(),
+    };
+    if head.starts_with(&ZIP_MAGIC) {
+        let (archive, index, name) = open_zip(path, file.into_file(), zip_entry)?;
+        let mut o = base(Input::Zip {
+            archive: Box::new(archive),
+            index,
+        });
+        o.zip_entry = Some(name);
+        return Ok(o);
+    }
+    if zip_entry.is_some() {
+        return Err(Error::Zip {
+            path: Some(path.to_path_buf()),
+            message: "an entry was named, but the source is no zip archive".into(),
+        });
+    }
+    if Compression::detect(head).is_some() {
+        let len = file.size()?;
+        let reader = Box::new(Counting::new(
+            StorageRead { s: file, at: 0 },
+            consumed.clone(),
+        ));
+        return Ok(base(Input::Stream {
+            reader,
+            len: Some(len),
+        }));
+    }
+    Ok(base(Input::Plain(file)))
+}
+
+/// A storage read front to back; errors keep their [`IoError`] inside.
+struct StorageRead {
+    s: FileStorage,
+    at: u64,
+}
+
+impl Read for StorageRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .s
+            .read_at(buf, self.at)
+            .map_err(|e| io::Error::new(e.source.kind(), e))?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Zip {
+        path: Some(path.to_path_buf()),
+        message: e.to_string(),
+    }
+}
+
+/// Open a zip archive and choose its image entry: the one named, else the largest file.
+fn open_zip(
+    path: &Path,
+    file: File,
+    name: Option<&str>,
+) -> Result<(zip::ZipArchive<File>, usize, String)> {
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
+    if let Some(name) = name {
+        let Some(i) = archive.index_for_name(name) else {
+            return Err(zip_err(path, format!("no entry named '{name}'")));
+        };
+        return Ok((archive, i, name.to_string()));
+    }
+    let mut best: Option<(u64, usize, String)> = None;
+    for i in 0..archive.len() {
+        let f = archive.by_index_raw(i).map_err(|e| zip_err(path, e))?;
+        if f.is_dir() {
+            continue;
+        }
+        let size = f.size();
+        if best.as_ref().is_none_or(|b| size > b.0) {
+            best = Some((size, i, f.name().to_string()));
+        }
+    }
+    match best {
+        Some((_, i, n)) => Ok((archive, i, n)),
+        None => Err(zip_err(path, "the archive holds no file")),
+    }
+}
+
+/// A stream of image bytes, decompressed when its magic says so.
+pub(crate) fn decompressed<'a, R: BufRead + Send + 'a>(
+    mut r: R,
+    label: &Path,
+) -> Result<(Box<dyn Read + Send + 'a>, Option<Compression>)> {
+    let head = r.fill_buf().map_err(|e| read_error(e, label))?;
+    if head.starts_with(&ZIP_MAGIC) {
+        return Err(Error::Unsupported {
+            what: format!(
+                "'{}' is a zip archive: zip sources must be local files (the central \
+                 directory is at the end)",
+                label.display()
+            ),
+        });
+    }
+    match Compression::detect(head) {
+        None => Ok((Box::new(r), None)),
+        Some(c) => Ok((c.decoder(r).map_err(|e| read_error(e, label))?, Some(c))),
+    }
+}
+
+/// A buffered reader over a stream input.
+pub(crate) fn buffered<'a, R: Read + Send + 'a>(r: R) -> BufReader<R> {
+    BufReader::with_capacity(INPUT_BUFFER, r)
+}
+
+/// Turn a read error of a source stream back into our error: an [`Error`] or
+/// [`IoError`] carried inside, else a decoder's complaint.
+pub(crate) fn read_error(e: io::Error, label: &Path) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<crate::Wrapped>()) {
+        if let Ok(w) = e
+            .into_inner()
+            .expect("checked")
+            .downcast::<crate::Wrapped>()
+        {
+            return w.0;
+        }
+        unreachable!("checked above");
+    }
+    if e.get_ref().is_some_and(|i| i.is::<IoError>()) {
+        if let Ok(io) = e.into_inner().expect("checked").downcast::<IoError>() {
+            return Error::Io(*io);
+        }
+        unreachable!("checked above");
+    }
+    Error::Io(IoError::new("read", e).with_path(label))
+}
+
+/// A decoder's failure at decompressed `offset`.
+pub(crate) fn decode_error(
+    e: io::Error,
+    format: Option<Compression>,
+    offset: u64,
+    label: &Path,
+) -> Error {
+    let inner_is_ours = e
+        .get_ref()
+        .is_some_and(|i| i.is::<crate::Wrapped>() || i.is::<IoError>());
+    match format {
+        Some(f) if !inner_is_ours => Error::Bmap(sparsekit_bmap::Error::Decompress {
+            path: Some(label.to_path_buf()),
+            format: f.name(),
+            offset,
+            message: if e.kind() == io::ErrorKind::UnexpectedEof {
+                format!("the compressed stream is truncated ({e})")
+            } else {
+                e.to_string()
+            },
+        }),
+        _ => read_error(e, label),
+    }
+}
