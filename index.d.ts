@@ -165,9 +165,32 @@ export interface NativeQcow2Check {
   compressedClusters: number
 }
 
+export interface NativeQcow2Commit {
+  bytes: number
+}
+
 export interface NativeQcow2Convert {
   bytesWritten: number
   size: number
+}
+
+export interface NativeQcow2CreateOptions {
+  size: number
+  clusterSize?: number
+  backing?: string
+  backingFormat?: string
+  /** `0.10` or `1.1`. */
+  compat?: string
+  extendedL2?: boolean
+  lazyRefcounts?: boolean
+  /** `off` only. */
+  preallocation?: string
+  force?: boolean
+}
+
+export interface NativeQcow2EditOptions {
+  /** Edit even when a running qemu holds the image (dangerous). */
+  force?: boolean
 }
 
 export interface NativeQcow2Info {
@@ -256,8 +279,23 @@ export declare function qcow2Allocation(path: string | Buffer, cancel?: CancelTo
 /** Read-only consistency check, counted as `qemu-img check` counts. */
 export declare function qcow2Check(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Check>
 
+/**
+ * `qemu-img commit`: the overlay's clusters into its backing image, then the overlay
+ * emptied.
+ */
+export declare function qcow2Commit(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Commit>
+
 /** Convert to a sparse raw file (created or replaced) or into a block device. */
 export declare function qcow2Convert(src: string | Buffer, dst: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
+
+/** A new image, as `qemu-img create -f qcow2` makes it. */
+export declare function qcow2Create(path: string | Buffer, options: NativeQcow2CreateOptions): Promise<void>
+
+/** Every guest cluster unallocated, the space returned. */
+export declare function qcow2DiscardAll(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<void>
+
+/** The data of header extension `kind`, or null. */
+export declare function qcow2GetExtension(path: string | Buffer, kind: number): Promise<Buffer | null>
 
 /**
  * `qemu-img info --backing-chain`: the image first, then each image below it (with
@@ -274,6 +312,21 @@ export declare function qcow2Map(path: string | Buffer, options?: NativeQcow2Opt
 
 /** Open an image (and its chain) for reading guest bytes. */
 export declare function qcow2OpenReader(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null): Promise<Qcow2Reader>
+
+/** Fix leaked clusters only; resolves with how many. */
+export declare function qcow2Repair(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<number>
+
+/** A new virtual size. */
+export declare function qcow2Resize(path: string | Buffer, size: number, options?: NativeQcow2EditOptions | undefined | null): Promise<void>
+
+/** `qemu-img rebase -u`: a new backing file name and format (`null`: none). */
+export declare function qcow2SetBacking(path: string | Buffer, name?: string | undefined | null, format?: string | undefined | null, options?: NativeQcow2EditOptions | undefined | null): Promise<void>
+
+/** Add or replace (`data`) or remove (`null`) header extension `kind`. */
+export declare function qcow2SetExtension(path: string | Buffer, kind: number, data?: Buffer | undefined | null, options?: NativeQcow2EditOptions | undefined | null): Promise<void>
+
+/** A new overlay on `base`. */
+export declare function qcow2Snapshot(base: string | Buffer, overlay: string | Buffer, options?: NativeQcow2EditOptions | undefined | null): Promise<void>
 
 /**
  * `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream

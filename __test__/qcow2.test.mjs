@@ -167,3 +167,160 @@ qtest('qcow2 convert: abort via signal', async (t) => {
   ac.abort()
   await t.throwsAsync(sk.qcow2.convert(img, join(dir, 'o.raw'), { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
 })
+
+// ---- Editing ----
+
+const check0 = (t, dir, img) => {
+  const r = spawnSync('qemu-img', ['check', img], { cwd: dir, encoding: 'utf8' })
+  t.is(r.status, 0, `qemu-img check ${img}: ${r.stdout}${r.stderr}`)
+}
+
+qtest('qcow2 setExtension/getExtension: the hidden flag, other extensions and the backing name kept', async (t) => {
+  const dir = tempDir(t)
+  sh(dir, 'qemu-img create -q -f qcow2 b.qcow2 1M && qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c "write -P 1 0 64k" t.qcow2 >/dev/null && cp t.qcow2 old.qcow2')
+  const img = join(dir, 't.qcow2')
+  t.is(await sk.qcow2.getExtension(img, sk.qcow2.EXTENSION_HIDDEN), null)
+  await sk.qcow2.setExtension(img, sk.qcow2.EXTENSION_HIDDEN, Buffer.from([1]))
+  t.deepEqual(await sk.qcow2.getExtension(img, 0x76617465), Buffer.from([1]))
+  check0(t, dir, 't.qcow2')
+  const i = await sk.qcow2.info(img)
+  t.is(i['backing-filename'], 'b.qcow2')
+  t.is(i['backing-filename-format'], 'qcow2')
+  t.is(spawnSync('qemu-img', ['compare', '-q', 't.qcow2', 'old.qcow2'], { cwd: dir }).status, 0)
+  await sk.qcow2.setExtension(img, 0x76617465, Buffer.from([0]))
+  t.deepEqual(await sk.qcow2.getExtension(img, 0x76617465), Buffer.from([0]))
+  await sk.qcow2.setExtension(img, 0x76617465, null)
+  t.is(await sk.qcow2.getExtension(img, 0x76617465), null)
+  t.deepEqual(readFileSync(img).subarray(0, 65536), readFileSync(join(dir, 'old.qcow2')).subarray(0, 65536))
+  await t.throwsAsync(sk.qcow2.setExtension(img, 0xe2792aca, Buffer.from('raw')), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+  await t.throwsAsync(sk.qcow2.setExtension(img, 0, null), { code: 'ERR_OUT_OF_RANGE' })
+  await t.throwsAsync(sk.qcow2.setExtension(img, 1, 'x'), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+qtest('qcow2 setBacking, resize, discardAll: qemu-img sees the change, check is clean', async (t) => {
+  const dir = tempDir(t)
+  sh(dir, 'qemu-img create -q -f qcow2 b.qcow2 4M && qemu-io -f qcow2 -c "write -P 9 0 1M" b.qcow2 >/dev/null && qemu-img convert -O raw b.qcow2 b.raw && qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c "write -P 4 500k 100k" t.qcow2 >/dev/null && cp t.qcow2 old.qcow2')
+  const img = join(dir, 't.qcow2')
+  await sk.qcow2.setBacking(img, 'b.raw', 'raw')
+  let q = JSON.parse(run('qemu-img', ['info', '--output=json', img], { cwd: dir }))
+  t.is(q['backing-filename'], 'b.raw')
+  t.is(q['backing-filename-format'], 'raw')
+  t.is(spawnSync('qemu-img', ['compare', '-q', 't.qcow2', 'old.qcow2'], { cwd: dir }).status, 0)
+  check0(t, dir, 't.qcow2')
+  await sk.qcow2.resize(img, 1 << 30)
+  q = JSON.parse(run('qemu-img', ['info', '--output=json', img], { cwd: dir }))
+  t.is(q['virtual-size'], 1 << 30)
+  check0(t, dir, 't.qcow2')
+  await t.throwsAsync(sk.qcow2.resize(img, 512 << 10), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+  await t.throwsAsync(sk.qcow2.resize(img, 1000), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+  const seen = []
+  await sk.qcow2.discardAll(img, { onProgress: (p) => seen.push(p) })
+  check0(t, dir, 't.qcow2')
+  t.true((await sk.qcow2.map(img)).every((e) => e.depth > 0 || !e.present))
+  t.is(seen.at(-1).bytesDone, seen.at(-1).bytesTotal)
+  await sk.qcow2.setBacking(img, null)
+  q = JSON.parse(run('qemu-img', ['info', '--output=json', img], { cwd: dir }))
+  t.is(q['backing-filename'], undefined)
+  t.is(await sk.qcow2.getExtension(img, 1), null)
+})
+
+qtest('qcow2 create and snapshot: byte for byte qemu-img create; qemu-io writes and reads back', async (t) => {
+  const dir = tempDir(t)
+  const cases = [
+    [['-o', 'cluster_size=4k,compat=0.10'], { size: 1 << 30, clusterSize: 4096, compat: '0.10' }],
+    [['-o', 'extended_l2=on,lazy_refcounts=on'], { size: 3 * 2 ** 30, extendedL2: true, lazyRefcounts: true }],
+    [[], { size: 100 << 20 }],
+  ]
+  for (const [k, [qopts, opts]] of cases.entries()) {
+    await sk.qcow2.create(join(dir, `o${k}.qcow2`), opts)
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', ...qopts, join(dir, `q${k}.qcow2`), String(opts.size)])
+    t.true(readFileSync(join(dir, `o${k}.qcow2`)).equals(readFileSync(join(dir, `q${k}.qcow2`))), `create ${qopts.join(' ')}`)
+    sh(dir, `qemu-io -f qcow2 -c 'write -P 0x5a 64k 64k' o${k}.qcow2 >/dev/null && qemu-io -f qcow2 -c 'read -P 0x5a 64k 64k' o${k}.qcow2 >/dev/null`)
+    check0(t, dir, `o${k}.qcow2`)
+  }
+  await sk.qcow2.snapshot(join(dir, 'o2.qcow2'), join(dir, 'ov.qcow2'))
+  const i = await sk.qcow2.info(join(dir, 'ov.qcow2'))
+  t.is(i['backing-filename'], 'o2.qcow2')
+  t.is(i['virtual-size'], 100 << 20)
+  t.is(spawnSync('qemu-img', ['compare', '-q', 'ov.qcow2', 'o2.qcow2'], { cwd: dir }).status, 0)
+  await t.throwsAsync(sk.qcow2.create(join(dir, 'x.qcow2'), { size: 1 << 20, clusterSize: 3000 }), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+  await t.throwsAsync(sk.qcow2.create(join(dir, 'x.qcow2'), { size: 1 << 20, compat: '2' }), { code: 'ERR_INVALID_ARG_VALUE' })
+})
+
+qtest('qcow2 commit: the base equals qemu-img commit\'s, the overlay is emptied; repair fixes leaks', async (t) => {
+  const dir = tempDir(t)
+  sh(dir, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -f qcow2 -c 'write -P 1 0 1M' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 && qemu-io -f qcow2 -c 'write -P 0xa1 0 64k' -c 'write -P 0xa2 100k 5k' -c 'write -z 1M 128k' -c 'write -P 0xa3 3M 1M' ov.qcow2 >/dev/null && mkdir ref && cp base.qcow2 ov.qcow2 ref/ && qemu-img commit -q ref/ov.qcow2")
+  const seen = []
+  const r = await sk.qcow2.commit(join(dir, 'ov.qcow2'), { onProgress: (p) => seen.push(p) })
+  t.true(r.bytes > 0)
+  t.is(seen.at(-1).phase, 'write')
+  t.is(seen.at(-1).bytesDone, seen.at(-1).bytesTotal)
+  check0(t, dir, 'base.qcow2')
+  check0(t, dir, 'ov.qcow2')
+  t.is(spawnSync('qemu-img', ['compare', '-q', 'base.qcow2', 'ref/base.qcow2'], { cwd: dir }).status, 0)
+  t.true((await sk.qcow2.map(join(dir, 'ov.qcow2'))).every((e) => e.depth > 0))
+  // A leak (a counted cluster nothing references, past the end), then repair.
+  const img = join(dir, 'base.qcow2')
+  const f = readFileSync(img)
+  const rb = Number(f.readBigUInt64BE(Number(f.readBigUInt64BE(48))))
+  const next = Math.ceil(f.length / 65536)
+  f.writeUInt16BE(1, rb + next * 2)
+  writeFileSync(img, Buffer.concat([f, Buffer.alloc(next * 65536 + 65536 - f.length)]))
+  t.is(spawnSync('qemu-img', ['check', img]).status, 3)
+  t.deepEqual(await sk.qcow2.repair(img), { leaksFixed: 1 })
+  check0(t, dir, 'base.qcow2')
+  // No backing file: refused.
+  await t.throwsAsync(sk.qcow2.commit(img), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+  const ac = new AbortController()
+  ac.abort()
+  await t.throwsAsync(sk.qcow2.commit(join(dir, 'ov.qcow2'), { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+})
+
+qtest('qcow2 edits refuse an image a live qemu-io holds (ERR_SPARSEKIT_LOCKED), force overrides', async (t) => {
+  const dir = tempDir(t)
+  sh(dir, 'qemu-img create -q -f qcow2 t.qcow2 1M')
+  const img = join(dir, 't.qcow2')
+  const { spawn } = await import('node:child_process')
+  const q = spawn('qemu-io', ['-f', 'qcow2', img], { stdio: ['pipe', 'ignore', 'ignore'] })
+  t.teardown(() => q.kill())
+  // Wait until qemu-io refuses to share writing (byte 201 of the image in /proc/locks).
+  const ino = statSync(img).ino
+  for (let i = 0; i < 500 && !readFileSync('/proc/locks', 'utf8').split('\n').some((l) => l.includes(`:${ino} 201 201`)); i++) {
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const e = await t.throwsAsync(sk.qcow2.setExtension(img, 0x76617465, Buffer.from([1])))
+  t.is(e.code, 'ERR_SPARSEKIT_LOCKED')
+  t.is(e.path, img)
+  await t.throwsAsync(sk.qcow2.resize(img, 2 << 20), { code: 'ERR_SPARSEKIT_LOCKED' })
+  await sk.qcow2.resize(img, 2 << 20, { force: true })
+  q.stdin.end('quit\n')
+  await new Promise((r) => q.on('exit', r))
+  check0(t, dir, 't.qcow2')
+})
+
+qtest('qcow2 CLI edits: create, resize, rebase, set-extension, get-extension, discard, snapshot, commit, repair', async (t) => {
+  const dir = tempDir(t)
+  const ok = (args) => {
+    const r = cli(['qcow2', ...args], { cwd: dir })
+    t.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`)
+    return r.stdout
+  }
+  ok(['create', 'b.qcow2', '--size', '4M'])
+  sh(dir, "qemu-io -f qcow2 -c 'write -P 1 0 1M' b.qcow2 >/dev/null")
+  ok(['snapshot', 'b.qcow2', 'o.qcow2'])
+  sh(dir, "qemu-io -f qcow2 -c 'write -P 2 0 64k' o.qcow2 >/dev/null")
+  ok(['set-extension', 'o.qcow2', 'hidden', '01'])
+  t.is(ok(['get-extension', 'o.qcow2', '0x76617465']), '01\n')
+  t.is(cli(['qcow2', 'get-extension', 'o.qcow2', '7'], { cwd: dir }).status, 1)
+  ok(['set-extension', 'o.qcow2', 'hidden', '--remove'])
+  ok(['resize', 'o.qcow2', '8M'])
+  t.regex(ok(['commit', 'o.qcow2']), /committed/)
+  check0(t, dir, 'b.qcow2')
+  ok(['rebase', 'o.qcow2', '--none'])
+  ok(['discard', 'b.qcow2'])
+  t.regex(ok(['repair', 'b.qcow2']), /^0 leaked/)
+  t.is(cli(['qcow2', 'rebase', 'o.qcow2'], { cwd: dir }).status, 2)
+  t.is(cli(['qcow2', 'resize', 'nope.qcow2', '1M'], { cwd: dir }).status, 1)
+  check0(t, dir, 'o.qcow2')
+  check0(t, dir, 'b.qcow2')
+})

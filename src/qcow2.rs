@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 use sparsekit_qcow2::{convert, BackingPolicy, ConvertOptions, Image, Info, OpenOptions};
 
 use crate::error::Failure;
-use crate::job::{path_arg, spawn, to_f64, to_u64, CancelToken, ProgressFn};
+use crate::job::{opt_u64, path_arg, spawn, to_f64, to_u64, CancelToken, ProgressFn};
 
 #[napi(object)]
 #[derive(Default)]
@@ -409,5 +409,291 @@ pub fn qcow2_open_reader<'env>(
             Ok(Qcow2Reader { img: Arc::new(img) })
         },
         |env, r| unsafe { Qcow2Reader::to_napi_value(env.raw(), r) },
+    )
+}
+
+// ---- Editing (issue 10): every call takes qemu's write lock unless `force`. ----
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeQcow2EditOptions {
+    /// Edit even when a running qemu holds the image (dangerous).
+    pub force: Option<bool>,
+}
+
+fn edit_opts(o: Option<NativeQcow2EditOptions>) -> sparsekit_qcow2::EditOptions {
+    sparsekit_qcow2::EditOptions {
+        force: o.and_then(|o| o.force).unwrap_or(false),
+    }
+}
+
+fn core<T>(r: sparsekit_qcow2::Result<T>) -> std::result::Result<T, Failure> {
+    r.map_err(|e| Failure::from_core(&e))
+}
+
+fn unit(env: &Env, _: ()) -> Result<napi::sys::napi_value> {
+    unsafe { <()>::to_napi_value(env.raw(), ()) }
+}
+
+/// Add or replace (`data`) or remove (`null`) header extension `kind`.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_set_extension<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    kind: u32,
+    data: Option<Buffer>,
+    options: Option<NativeQcow2EditOptions>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    let data = data.map(|b| b.to_vec());
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            core(sparsekit_qcow2::set_extension(
+                &path?,
+                kind,
+                data.as_deref(),
+                &edit_opts(options),
+            ))
+        },
+        unit,
+    )
+}
+
+/// The data of header extension `kind`, or null.
+#[napi(ts_return_type = "Promise<Buffer | null>")]
+pub fn qcow2_get_extension<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    kind: u32,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        None,
+        None,
+        move |_| core(sparsekit_qcow2::get_extension(&path?, kind)),
+        |env, v| match v {
+            Some(b) => Ok(BufferSlice::copy_from(env, &b)?.raw()),
+            None => unsafe { Null::to_napi_value(env.raw(), Null) },
+        },
+    )
+}
+
+/// `qemu-img rebase -u`: a new backing file name and format (`null`: none).
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_set_backing<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    name: Option<String>,
+    format: Option<String>,
+    options: Option<NativeQcow2EditOptions>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            core(sparsekit_qcow2::set_backing(
+                &path?,
+                name.as_deref(),
+                format.as_deref(),
+                &edit_opts(options),
+            ))
+        },
+        unit,
+    )
+}
+
+/// A new virtual size.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_resize<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    size: f64,
+    options: Option<NativeQcow2EditOptions>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            core(sparsekit_qcow2::resize(
+                &path?,
+                to_u64("size", size)?,
+                &edit_opts(options),
+            ))
+        },
+        unit,
+    )
+}
+
+/// Every guest cluster unallocated, the space returned.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_discard_all<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeQcow2EditOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            core(sparsekit_qcow2::discard_all(
+                &path?,
+                &edit_opts(options),
+                ctl,
+            ))
+        },
+        unit,
+    )
+}
+
+#[napi(object)]
+pub struct NativeQcow2CreateOptions {
+    pub size: f64,
+    pub cluster_size: Option<f64>,
+    pub backing: Option<String>,
+    pub backing_format: Option<String>,
+    /// `0.10` or `1.1`.
+    pub compat: Option<String>,
+    pub extended_l2: Option<bool>,
+    pub lazy_refcounts: Option<bool>,
+    /// `off` only.
+    pub preallocation: Option<String>,
+    pub force: Option<bool>,
+}
+
+/// A new image, as `qemu-img create -f qcow2` makes it.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_create<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: NativeQcow2CreateOptions,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            let o = options;
+            let compat_v2 = match o.compat.as_deref() {
+                None | Some("1.1") | Some("v3") => false,
+                Some("0.10") | Some("v2") => true,
+                Some(v) => {
+                    return Err(Failure::invalid_value(format!(
+                        "The property 'options.compat' must be one of '0.10', '1.1'. Received '{v}'"
+                    )))
+                }
+            };
+            match o.preallocation.as_deref() {
+                None | Some("off") => {}
+                Some(v) => {
+                    return Err(Failure::invalid_value(format!(
+                        "The property 'options.preallocation' must be 'off'. Received '{v}'"
+                    )))
+                }
+            }
+            let co = sparsekit_qcow2::CreateOptions {
+                size: to_u64("options.size", o.size)?,
+                cluster_size: opt_u64("options.clusterSize", o.cluster_size)?.unwrap_or(65536),
+                backing: o.backing,
+                backing_format: o.backing_format,
+                compat_v2,
+                extended_l2: o.extended_l2.unwrap_or(false),
+                lazy_refcounts: o.lazy_refcounts.unwrap_or(false),
+                preallocation: sparsekit_qcow2::Preallocation::Off,
+            };
+            let eo = sparsekit_qcow2::EditOptions {
+                force: o.force.unwrap_or(false),
+            };
+            core(sparsekit_qcow2::create(&path?, &co, &eo))
+        },
+        unit,
+    )
+}
+
+/// A new overlay on `base`.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn qcow2_snapshot<'env>(
+    env: &'env Env,
+    base: Either<String, Buffer>,
+    overlay: Either<String, Buffer>,
+    options: Option<NativeQcow2EditOptions>,
+) -> Result<Object<'env>> {
+    let paths = path_arg("base", base).and_then(|b| Ok((b, path_arg("overlay", overlay)?)));
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            let (b, o) = paths?;
+            core(sparsekit_qcow2::snapshot(&b, &o, &edit_opts(options)))
+        },
+        unit,
+    )
+}
+
+#[napi(object)]
+pub struct NativeQcow2Commit {
+    pub bytes: f64,
+}
+
+/// `qemu-img commit`: the overlay's clusters into its backing image, then the overlay
+/// emptied.
+#[napi(ts_return_type = "Promise<NativeQcow2Commit>")]
+pub fn qcow2_commit<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeQcow2EditOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let r = core(sparsekit_qcow2::commit(&path?, &edit_opts(options), ctl))?;
+            Ok(NativeQcow2Commit {
+                bytes: r.bytes as f64,
+            })
+        },
+        |env, v| unsafe { NativeQcow2Commit::to_napi_value(env.raw(), v) },
+    )
+}
+
+/// Fix leaked clusters only; resolves with how many.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn qcow2_repair<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeQcow2EditOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let n = core(sparsekit_qcow2::repair(&path?, &edit_opts(options), ctl))?;
+            Ok(n as f64)
+        },
+        |env, v| unsafe { f64::to_napi_value(env.raw(), v) },
     )
 }

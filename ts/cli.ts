@@ -33,6 +33,14 @@ Usage:
                                            source size / a cut session continues where it stopped)
   sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json] [--backing-chain]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
+  sparsekit qcow2 create FILE --size N [--cluster-size N] [--backing F --backing-format FMT]
+                   [--compat 0.10|1.1] [--extended-l2] [--lazy-refcounts]
+  sparsekit qcow2 resize FILE SIZE | rebase FILE (--backing F --backing-format FMT | --none)
+    | set-extension FILE TYPE (HEX | --remove) | get-extension FILE TYPE | discard FILE
+    | commit FILE | repair FILE | snapshot BASE OVERLAY
+                                          (crash-safe edits under qemu's image locks; TYPE is a
+                                          number such as 0x76617465 or 'hidden'; --force edits an
+                                          image a running qemu holds: dangerous)
   sparsekit --help | --version
 
 Byte counts accept K, M, G, T suffixes (powers of 1024): --skip 1M. A FILE of '-' is not
@@ -401,6 +409,11 @@ async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], 
  * byte for byte); the default is a readable table. `check` exits as `qemu-img check`: 0
  * clean, 2 corruptions, 3 leaks only.
  */
+/** Positionals of `qcow2 set-extension`: FILE TYPE HEX, or FILE TYPE with --remove. */
+function values3(args: string[]): number {
+  return args.includes('--remove') ? 2 : 3
+}
+
 async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number> {
   const [sub, ...args] = rest
   const backingOpt = { backing: { type: 'string' as const } }
@@ -485,8 +498,98 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
       else await out(`wrote ${human(r.bytesWritten)} of data; ${pos[1]} is ${human(r.size)}\n`)
       return 0
     }
+    case 'create': {
+      const { values, pos } = parse(
+        args,
+        {
+          size: { type: 'string' },
+          'cluster-size': { type: 'string' },
+          backing: { type: 'string' },
+          'backing-format': { type: 'string' },
+          compat: { type: 'string' },
+          'extended-l2': { type: 'boolean' },
+          'lazy-refcounts': { type: 'boolean' },
+          force: { type: 'boolean' },
+        },
+        1,
+      )
+      const size = bytes('size', values.size)
+      if (size === undefined) throw new UsageError('qcow2 create: --size is required')
+      await sk.qcow2.create(pos[0], {
+        size,
+        clusterSize: bytes('cluster-size', values['cluster-size']),
+        backing: values.backing as string | undefined,
+        backingFormat: values['backing-format'] as string | undefined,
+        compat: oneOf('compat', values.compat, ['0.10', '1.1'] as const),
+        extendedL2: Boolean(values['extended-l2']),
+        lazyRefcounts: Boolean(values['lazy-refcounts']),
+        force: Boolean(values.force),
+        signal,
+      })
+      return 0
+    }
+    case 'resize': {
+      const { values, pos } = parse(args, { force: { type: 'boolean' } }, 2)
+      await sk.qcow2.resize(pos[0], bytes('size', pos[1]) as number, { force: Boolean(values.force), signal })
+      return 0
+    }
+    case 'rebase': {
+      const { values, pos } = parse(args, { backing: { type: 'string' }, 'backing-format': { type: 'string' }, none: { type: 'boolean' }, force: { type: 'boolean' } }, 1)
+      if (Boolean(values.none) === (values.backing !== undefined)) throw new UsageError('qcow2 rebase: give --backing F --backing-format FMT, or --none')
+      if (values.backing !== undefined && values['backing-format'] === undefined) throw new UsageError('qcow2 rebase: --backing needs --backing-format')
+      await sk.qcow2.setBacking(pos[0], values.none ? null : (values.backing as string), values['backing-format'] as string | undefined, { force: Boolean(values.force), signal })
+      return 0
+    }
+    case 'set-extension':
+    case 'get-extension': {
+      const get = sub === 'get-extension'
+      const { values, pos } = parse(args, { remove: { type: 'boolean' }, force: { type: 'boolean' } }, get ? 2 : values3(args))
+      const type = pos[1] === 'hidden' ? sk.qcow2.EXTENSION_HIDDEN : Number(pos[1])
+      if (!Number.isInteger(type) || type < 1 || type > 0xffffffff) throw new UsageError(`qcow2 ${sub}: TYPE must be a number such as 0x76617465 or 'hidden', got '${pos[1]}'`)
+      if (get) {
+        const d = await sk.qcow2.getExtension(pos[0], type, { signal })
+        if (values.json) await out(JSON.stringify(d === null ? null : d.toString('hex')) + '\n')
+        else if (d === null) return 1
+        else await out(d.toString('hex') + '\n')
+        return 0
+      }
+      if (values.remove === (pos[2] !== undefined)) throw new UsageError('qcow2 set-extension: give the data as hex, or --remove')
+      if (pos[2] !== undefined && !/^([0-9a-fA-F]{2})*$/.test(pos[2])) throw new UsageError(`qcow2 set-extension: data must be hex bytes, got '${pos[2]}'`)
+      await sk.qcow2.setExtension(pos[0], type, values.remove ? null : Buffer.from(pos[2], 'hex'), { force: Boolean(values.force), signal })
+      return 0
+    }
+    case 'discard': {
+      const { values, pos } = parse(args, { force: { type: 'boolean' } }, 1)
+      await sk.qcow2.discardAll(pos[0], { force: Boolean(values.force), signal })
+      return 0
+    }
+    case 'commit': {
+      const { values, pos } = parse(args, { force: { type: 'boolean' } }, 1)
+      bar = progressBar()
+      const r = await sk.qcow2.commit(pos[0], { force: Boolean(values.force), signal, onProgress: bar?.onProgress })
+      if (values.json) await out(JSON.stringify(r) + '\n')
+      else await out(`Image committed (${human(r.bytes)}).\n`)
+      return 0
+    }
+    case 'repair': {
+      const { values, pos } = parse(args, { force: { type: 'boolean' } }, 1)
+      bar = progressBar()
+      const r = await sk.qcow2.repair(pos[0], { force: Boolean(values.force), signal, onProgress: bar?.onProgress })
+      if (values.json) await out(JSON.stringify(r) + '\n')
+      else await out(`${r.leaksFixed} leaked clusters were fixed.\n`)
+      return 0
+    }
+    case 'snapshot': {
+      const { values, pos } = parse(args, { force: { type: 'boolean' } }, 2)
+      await sk.qcow2.snapshot(pos[0], pos[1], { force: Boolean(values.force), signal })
+      return 0
+    }
     default:
-      throw new UsageError(sub === undefined ? 'qcow2: expected info, map, check or convert' : `unknown qcow2 command '${sub}'`)
+      throw new UsageError(
+        sub === undefined
+          ? 'qcow2: expected info, map, check, convert, create, resize, rebase, set-extension, get-extension, discard, commit, repair or snapshot'
+          : `unknown qcow2 command '${sub}'`,
+      )
   }
 }
 

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
+import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, PathLike } from './validate'
 import { LongOptions, run } from './run'
 
 /** How backing files are handled: `follow` (default) opens the chain, `none` reads only the image. */
@@ -399,4 +399,154 @@ export function createReadStream(path: PathLike, options?: Qcow2ReadStreamOption
       )
     },
   })
+}
+
+// ---- Editing (crash-safe, under qemu's image locks) ----
+
+/** Options of every edit. */
+export interface Qcow2EditOptions {
+  /**
+   * Edit even when another process (a running qemu) holds the image. DANGEROUS: a VM
+   * writing the image at the same time corrupts it. Without it such an image is refused
+   * with `ERR_SPARSEKIT_LOCKED`.
+   */
+  force?: boolean
+  signal?: AbortSignal
+}
+
+/** XCP-ng's "hidden" header extension type (`'vate'`, one byte of data). */
+export const EXTENSION_HIDDEN = 0x76617465
+
+function editOpts(options: unknown): { force: boolean | undefined; signal: AbortSignal | undefined; o: Record<string, unknown> } {
+  const o = checkOptions('options', options)
+  return { force: checkBoolean('options.force', o.force), signal: o.signal as AbortSignal | undefined, o }
+}
+
+function checkType(type: unknown): number {
+  if (typeof type !== 'number') throw invalidArgType('type', 'of type number', type)
+  checkBytes('type', type)
+  if (type < 1 || type > 0xffffffff) {
+    const e = new RangeError(`The value of "type" is out of range. It must be >= 1 and <= 4294967295. Received ${type}`) as RangeError & { code: string }
+    e.code = 'ERR_OUT_OF_RANGE'
+    throw e
+  }
+  return type
+}
+
+/**
+ * Add or replace (`data`) or remove (`null`) header extension `type` (e.g.
+ * {@link EXTENSION_HIDDEN}); other extensions are kept byte for byte and the backing file
+ * name moves after them. Types the format manages (backing format, feature names,
+ * bitmaps, encryption, data file) are refused with `ERR_SPARSEKIT_QCOW2_REFUSED`.
+ */
+export async function setExtension(path: PathLike, type: number, data: Buffer | Uint8Array | null, options?: Qcow2EditOptions): Promise<void> {
+  const file = checkPath('path', path)
+  const t = checkType(type)
+  if (data !== null && !(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Buffer or Uint8Array, or null', data)
+  const { force, signal } = editOpts(options)
+  await run({ signal }, () => native.qcow2SetExtension(file, t, data === null ? undefined : Buffer.from(data), { force }))
+}
+
+/** The data of header extension `type`, or `null` when the image has none. */
+export async function getExtension(path: PathLike, type: number, options?: { signal?: AbortSignal }): Promise<Buffer | null> {
+  const file = checkPath('path', path)
+  const t = checkType(type)
+  const o = checkOptions('options', options)
+  return run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2GetExtension(file, t))
+}
+
+/** `qemu-img rebase -u`: point the image at `name` (format `format`), or at nothing (`null`); data untouched. */
+export async function setBacking(path: PathLike, name: string | null, format?: string, options?: Qcow2EditOptions): Promise<void> {
+  const file = checkPath('path', path)
+  if (name !== null) {
+    checkString('name', name)
+    checkString('format', format)
+  }
+  const { force, signal } = editOpts(options)
+  await run({ signal }, () => native.qcow2SetBacking(file, name ?? undefined, name === null ? undefined : format, { force }))
+}
+
+/** Grow (or shrink, when nothing is allocated past the new end) the virtual disk; a multiple of 512. */
+export async function resize(path: PathLike, size: number, options?: Qcow2EditOptions): Promise<void> {
+  const file = checkPath('path', path)
+  const n = checkBytes('size', size) as number
+  if (size === undefined) throw invalidArgType('size', 'of type number', size)
+  const { force, signal } = editOpts(options)
+  await run({ signal }, () => native.qcow2Resize(file, n, { force }))
+}
+
+/** Unallocate every guest cluster and give the space back (XCP-ng's killData); phase `'write'`. */
+export async function discardAll(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<void> {
+  const file = checkPath('path', path)
+  const { force, o } = editOpts(options)
+  await run(o as LongOptions, (cancel, onProgress) => native.qcow2DiscardAll(file, { force }, cancel, onProgress))
+}
+
+/** Options of {@link create}, named as `qemu-img create -o` names them. */
+export interface Qcow2CreateOptions extends Qcow2EditOptions {
+  /** Virtual size in bytes (a multiple of 512). */
+  size: number
+  /** 512 to 2 MiB, a power of two; default 64 KiB. */
+  clusterSize?: number
+  /** Backing file name, stored as given (relative names are relative to the image's folder). */
+  backing?: string
+  /** Required with `backing`: `qcow2`, `raw`, ... */
+  backingFormat?: string
+  /** `1.1` (default) or `0.10`. */
+  compat?: '0.10' | '1.1'
+  extendedL2?: boolean
+  lazyRefcounts?: boolean
+  /** Only `off` for now. */
+  preallocation?: 'off'
+}
+
+/** A new qcow2 image, laid out byte for byte as `qemu-img create -f qcow2` lays it out (a file there is replaced). */
+export async function create(path: PathLike, options: Qcow2CreateOptions): Promise<void> {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options)
+  const size = checkBytes('options.size', o.size)
+  if (size === undefined) throw invalidArgType('options.size', 'of type number', o.size)
+  if (o.backing !== undefined) checkString('options.backing', o.backing)
+  if (o.backingFormat !== undefined) checkString('options.backingFormat', o.backingFormat)
+  const opts = {
+    size,
+    clusterSize: checkBytes('options.clusterSize', o.clusterSize),
+    backing: o.backing as string | undefined,
+    backingFormat: o.backingFormat as string | undefined,
+    compat: checkOneOf('options.compat', o.compat, ['0.10', '1.1'] as const),
+    extendedL2: checkBoolean('options.extendedL2', o.extendedL2),
+    lazyRefcounts: checkBoolean('options.lazyRefcounts', o.lazyRefcounts),
+    preallocation: checkOneOf('options.preallocation', o.preallocation, ['off'] as const),
+    force: checkBoolean('options.force', o.force),
+  }
+  await run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2Create(file, opts))
+}
+
+/** A new overlay at `overlay` backed by `base` (qcow2 or raw; its size and format). */
+export async function snapshot(base: PathLike, overlay: PathLike, options?: Qcow2EditOptions): Promise<void> {
+  const b = checkPath('base', base)
+  const ov = checkPath('overlay', overlay)
+  const { force, signal } = editOpts(options)
+  await run({ signal }, () => native.qcow2Snapshot(b, ov, { force }))
+}
+
+/**
+ * `qemu-img commit`: copy the overlay's own clusters into its backing image (qcow2 or raw,
+ * both locked), then empty the overlay. Abortable (phase `'write'`): until the overlay is
+ * emptied it still reads as before, so an abort leaves both images valid.
+ */
+export async function commit(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<{ bytes: number }> {
+  const file = checkPath('path', path)
+  const { force, o } = editOpts(options)
+  const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Commit(file, { force }, cancel, onProgress))
+  return { bytes: r.bytes }
+}
+
+/** Fix leaked clusters (refcounts above their references) only; resolves with how many. Refuses images with corruptions. */
+export async function repair(path: PathLike, options?: Qcow2EditOptions & LongOptions & { leaks?: true }): Promise<{ leaksFixed: number }> {
+  const file = checkPath('path', path)
+  const { force, o } = editOpts(options)
+  if (o.leaks !== undefined && o.leaks !== true) throw invalidArgType('options.leaks', 'true', o.leaks)
+  const n = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Repair(file, { force }, cancel, onProgress))
+  return { leaksFixed: n }
 }
