@@ -1,10 +1,14 @@
-//! `cargo run --release --example qcow2 -- info|map|check|convert IMAGE [OUT]`: the crate's
-//! operations from the shell, for benchmarks against qemu-img.
+//! `cargo run --release --example qcow2 -- info|map|check|convert IMAGE [OUT]`, and the
+//! edits `create IMAGE SIZE`, `resize IMAGE SIZE`, `rebase IMAGE NAME FORMAT`,
+//! `commit IMAGE`: the crate's operations from the shell, for benchmarks against qemu-img.
 
 use std::time::Instant;
 
 use sparsekit_io::Control;
-use sparsekit_qcow2::{convert, map_json, ConvertOptions, Image, OpenOptions};
+use sparsekit_qcow2::{
+    commit, convert, create, map_json, resize, set_backing, ConvertOptions, CreateOptions,
+    EditOptions, Image, OpenOptions,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,6 +20,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let t = Instant::now();
+    let arg = |i: usize| args.get(i).map(String::as_str).ok_or("missing argument");
+    let edit = EditOptions::default();
+    let done = |cmd: &str| eprintln!("{cmd}: {:.3} s", t.elapsed().as_secs_f64());
+    match cmd {
+        "create" => {
+            let o = CreateOptions {
+                size: arg(2)?.parse()?,
+                ..CreateOptions::default()
+            };
+            create(path.as_ref(), &o, &edit)?;
+            done(cmd);
+            return Ok(());
+        }
+        "resize" => {
+            resize(path.as_ref(), arg(2)?.parse()?, &edit)?;
+            done(cmd);
+            return Ok(());
+        }
+        "rebase" => {
+            set_backing(path.as_ref(), Some(arg(2)?), Some(arg(3)?), &edit)?;
+            done(cmd);
+            return Ok(());
+        }
+        "commit" => {
+            println!("{:?}", commit(path.as_ref(), &edit, &mut Control::none())?);
+            done(cmd);
+            return Ok(());
+        }
+        _ => {}
+    }
     let img = Image::open(path, &OpenOptions::default())?;
     let mut ctl = Control::none();
     match cmd {

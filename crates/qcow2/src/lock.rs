@@ -57,6 +57,22 @@ impl ImageLock {
         if force {
             return Ok(None);
         }
+        // A conflict is tried again a few times, 20 ms apart: a descriptor of our own that
+        // was just closed can live on for an instant in a child another thread forked
+        // (between fork and exec), holding its locks. A running qemu holds them for good.
+        let mut tries = 0;
+        loop {
+            match Self::try_acquire(path, mode) {
+                Err(Error::Locked { .. }) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r.map(Some),
+            }
+        }
+    }
+
+    fn try_acquire(path: &Path, mode: LockMode) -> Result<ImageLock> {
         let file = File::open(path)
             .map_err(|e| Error::Io(sparsekit_io::IoError::new("open", e).with_path(path)))?;
         let (held, unshared) = mode.masks();
@@ -95,6 +111,6 @@ impl ImageLock {
                 });
             }
         }
-        Ok(Some(ImageLock { _file: file }))
+        Ok(ImageLock { _file: file })
     }
 }

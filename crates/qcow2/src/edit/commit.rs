@@ -27,7 +27,7 @@ use crate::table::{L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COP
 use crate::BackingPolicy;
 
 /// Guest bytes copied per step at most.
-pub const COMMIT_CHUNK: u64 = 8 << 20;
+pub const COMMIT_CHUNK: u64 = 32 << 20;
 
 /// What [`commit`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,23 +101,30 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
             }
             let cs = ed.header().cluster_size();
             let mut w = Writer::new(ed);
+            // Small steps keep each step's bytes in the CPU cache between the read and the
+            // write; L2 entries are written (after one sync) every COMMIT_CHUNK bytes.
+            let step = (1u64 << 20).max(cs);
             let mut buf = Vec::new();
             for &(a, b) in &ranges {
                 let mut pos = a / cs * cs;
                 let end = b.div_ceil(cs) * cs;
                 while pos < end {
                     let cov = w.ed.header().l2_coverage();
-                    let n = (end - pos).min(COMMIT_CHUNK).min(cov - pos % cov);
+                    let n = (end - pos).min(step).min(cov - pos % cov);
                     buf.clear();
                     buf.resize(n as usize, 0);
                     let readable = n.min(size.saturating_sub(pos));
                     overlay.read_at(&mut buf[..readable as usize], pos)?;
                     w.write_clusters(pos, &buf)?;
+                    if w.staged >= COMMIT_CHUNK {
+                        w.flush_entries()?;
+                    }
                     done += n.min(b.saturating_sub(pos.max(a)));
                     pos += n;
                     ctl.report(Phase::Write, done.min(total), Some(total))?;
                 }
             }
+            w.flush_entries()?;
             w.ed.sync()?;
         }
     }
@@ -129,7 +136,14 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
 struct Writer<'a> {
     ed: &'a mut Editor,
     l1: Vec<u64>,
+    /// L2 tables as they will be (entries not yet written included).
     tables: HashMap<u64, Vec<u64>>,
+    /// Entry ranges `[a, b)` (in words) of tables changed in memory, not yet written.
+    dirty: HashMap<u64, (usize, usize)>,
+    /// Entries replaced, to free once the new ones are on disk.
+    replaced: Vec<u64>,
+    /// Data bytes written since the last [`Writer::flush_entries`].
+    staged: u64,
 }
 
 impl<'a> Writer<'a> {
@@ -139,6 +153,9 @@ impl<'a> Writer<'a> {
             ed,
             l1,
             tables: HashMap::new(),
+            dirty: HashMap::new(),
+            replaced: Vec::new(),
+            staged: 0,
         }
     }
 
@@ -174,83 +191,113 @@ impl<'a> Writer<'a> {
         Ok(t)
     }
 
-    /// Write whole clusters at guest `pos` (inside one L2 table's coverage).
+    /// Write whole clusters of data at guest `pos` (inside one L2 table's coverage):
+    /// clusters the image owns alone in place, the others into newly counted clusters
+    /// whose entries are staged in memory for [`Writer::flush_entries`].
     fn write_clusters(&mut self, pos: u64, data: &[u8]) -> Result<()> {
         let h = self.ed.header().clone();
         let cs = h.cluster_size();
-        let bits = h.cluster_bits;
         let ext = h.extended_l2();
         let step = if ext { 2 } else { 1 };
         let per = h.l2_entries();
         let gi = pos / cs;
-        let n = data.len() as u64 / cs;
+        let n = (data.len() as u64 / cs) as usize;
         let t = self.table((gi / per) as usize)?;
         let first = (gi % per) as usize;
-        let table = self.tables[&t].clone();
-        // Decide per cluster: in place, or new.
+        let mut table = self.tables.remove(&t).expect("loaded");
+        // Hosts: the owned cluster, or a new one.
+        let mut hosts = vec![0u64; n];
         let mut fresh = Vec::new();
-        for k in 0..n as usize {
+        for (k, host) in hosts.iter_mut().enumerate() {
             let e = table[(first + k) * step];
-            let host = e & L2E_OFFSET_MASK;
-            let owned = e & OFLAG_COMPRESSED == 0 && host != 0 && e & OFLAG_COPIED != 0;
-            let chunk = &data[k * cs as usize..(k + 1) * cs as usize];
-            if owned {
-                self.ed.write(chunk, host)?;
+            let off = e & L2E_OFFSET_MASK;
+            if e & OFLAG_COMPRESSED == 0 && off != 0 && e & OFLAG_COPIED != 0 {
+                *host = off;
             } else {
                 fresh.push(k);
             }
         }
-        let mut newt = table.clone();
-        let mut old = Vec::new();
         if !fresh.is_empty() {
             let at = self
                 .ed
                 .rc
                 .alloc(self.ed.img.storage(), fresh.len() as u64)?;
-            // Data into the new clusters, contiguous runs in one write each.
-            let mut j = 0;
-            while j < fresh.len() {
-                let mut k = j + 1;
-                while k < fresh.len() && fresh[k] == fresh[k - 1] + 1 {
-                    k += 1;
-                }
-                let a = fresh[j] * cs as usize;
-                let b = (fresh[k - 1] + 1) * cs as usize;
-                self.ed.write(&data[a..b], at + j as u64 * cs)?;
-                j = k;
-            }
             for (j, &k) in fresh.iter().enumerate() {
-                let idx = (first + k) * step;
-                let e = table[idx];
-                old.push(e);
-                newt[idx] = (at + j as u64 * cs) | OFLAG_COPIED;
+                hosts[k] = at + j as u64 * cs;
+                self.replaced.push(table[(first + k) * step]);
             }
         }
-        for k in 0..n as usize {
-            let idx = (first + k) * step;
-            if newt[idx] & OFLAG_ZERO != 0 && !ext {
-                newt[idx] &= !OFLAG_ZERO;
+        // Data: one write per run contiguous in the guest and on the host.
+        let mut k = 0;
+        while k < n {
+            let mut e = k + 1;
+            while e < n && hosts[e] == hosts[e - 1] + cs {
+                e += 1;
             }
+            self.ed
+                .write(&data[k * cs as usize..e * cs as usize], hosts[k])?;
+            k = e;
+        }
+        // Entries, staged.
+        let mut changed = false;
+        for (k, &host) in hosts.iter().enumerate() {
+            let idx = (first + k) * step;
+            let mut ne = host | OFLAG_COPIED;
             if ext {
                 // Every subcluster allocated, none reading as zeros.
-                newt[idx + 1] = 0xffff_ffff;
+                if table[idx + 1] != 0xffff_ffff {
+                    table[idx + 1] = 0xffff_ffff;
+                    changed = true;
+                }
+            } else {
+                ne &= !OFLAG_ZERO;
+            }
+            if table[idx] != ne {
+                table[idx] = ne;
+                changed = true;
             }
         }
+        self.tables.insert(t, table);
+        if changed {
+            let r = self
+                .dirty
+                .entry(t)
+                .or_insert((first * step, (first + n) * step));
+            r.0 = r.0.min(first * step);
+            r.1 = r.1.max((first + n) * step);
+        }
+        self.staged += data.len() as u64;
+        Ok(())
+    }
+
+    /// Sync (the new data and its refcounts reach the disk first), write the staged L2
+    /// entries (one write per table), and free what they replaced after another sync.
+    fn flush_entries(&mut self) -> Result<()> {
+        self.staged = 0;
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
         self.ed.sync()?;
-        if newt != table {
-            let a = first * step;
-            let b = (first + n as usize) * step;
+        let mut dirty: Vec<(u64, (usize, usize))> = self.dirty.drain().collect();
+        dirty.sort_unstable();
+        for (t, (a, b)) in dirty {
             let mut raw = Vec::with_capacity((b - a) * 8);
-            for e in &newt[a..b] {
+            for e in &self.tables[&t][a..b] {
                 raw.extend_from_slice(&e.to_be_bytes());
             }
             self.ed.write(&raw, t + a as u64 * 8)?;
-            self.ed.sync()?;
         }
-        self.tables.insert(t, newt);
-        // Free what the new clusters replaced.
+        let replaced = std::mem::take(&mut self.replaced);
+        if !replaced
+            .iter()
+            .any(|&e| e & !OFLAG_COPIED & !OFLAG_ZERO != 0)
+        {
+            return Ok(());
+        }
+        self.ed.sync()?;
+        let bits = self.ed.header().cluster_bits;
         let s = self.ed.img.storage();
-        for e in old {
+        for e in replaced {
             if e & OFLAG_COMPRESSED != 0 {
                 let x = 62 - (bits - 8);
                 let off = e & ((1u64 << x) - 1);

@@ -236,6 +236,36 @@ impl Editor {
         Ok(())
     }
 
+    /// Lower the refcount of each cluster in `drop` by one per occurrence, one write per
+    /// run of equal counts in a refcount block; `drop` is emptied. Returns the clusters
+    /// that reached 0, sorted (and punches nothing itself).
+    fn lower(&mut self, drop: &mut Vec<u64>) -> Result<Vec<u64>> {
+        drop.sort_unstable();
+        let mut freed = Vec::new();
+        let mut i = 0;
+        while i < drop.len() {
+            // A run of distinct consecutive clusters, each once.
+            let mut j = i + 1;
+            while j < drop.len() && drop[j] == drop[j - 1] + 1 {
+                j += 1;
+            }
+            freed.extend(
+                self.rc
+                    .add(self.img.storage(), drop[i], (j - i) as u64, -1)?,
+            );
+            // Repeats of the last cluster of the run (shared compressed clusters).
+            while j < drop.len() && drop[j] == drop[j - 1] {
+                freed.extend(self.rc.add(self.img.storage(), drop[j], 1, -1)?);
+                j += 1;
+            }
+            i = j;
+        }
+        drop.clear();
+        freed.sort_unstable();
+        freed.dedup();
+        Ok(freed)
+    }
+
     /// Return freed clusters to the filesystem (best effort: a device without discard
     /// keeps them, which is harmless).
     fn punch(&self, clusters: &[u64]) {
@@ -271,6 +301,8 @@ impl Editor {
         self.sync()?;
         let bits = h.cluster_bits;
         let step = if h.extended_l2() { 2 } else { 1 };
+        // Every host cluster losing a reference, once per reference; lowered in runs.
+        let mut drop: Vec<u64> = Vec::new();
         let mut freed = Vec::new();
         for (i, &e) in l1.iter().enumerate() {
             ctl.report(Phase::Write, i as u64, Some(total))?;
@@ -279,7 +311,7 @@ impl Editor {
                 continue;
             }
             let t = self.img.l2_table(l2, i as u64)?;
-            freed.extend(self.rc.add(self.img.storage(), l2 >> bits, 1, -1)?);
+            drop.push(l2 >> bits);
             for k in (0..t.len()).step_by(step) {
                 let e = t[k];
                 if e & OFLAG_COMPRESSED != 0 {
@@ -287,22 +319,21 @@ impl Editor {
                     let off = e & ((1u64 << x) - 1);
                     let sectors = ((e >> x) & ((1u64 << (bits - 8)) - 1)) + 1;
                     let len = sectors * COMPRESSED_SECTOR - (off & 511);
-                    let first = off >> bits;
-                    let last = (off + len - 1) >> bits;
-                    freed.extend(
-                        self.rc
-                            .add(self.img.storage(), first, last - first + 1, -1)?,
-                    );
+                    drop.extend((off >> bits)..=((off + len - 1) >> bits));
                     continue;
                 }
                 let host = e & L2E_OFFSET_MASK;
                 if host != 0 {
-                    freed.extend(self.rc.add(self.img.storage(), host >> bits, 1, -1)?);
+                    drop.push(host >> bits);
                 }
             }
+            if drop.len() > 1 << 20 {
+                freed.extend(self.lower(&mut drop)?);
+            }
         }
-        self.sync()?;
+        freed.extend(self.lower(&mut drop)?);
         freed.sort_unstable();
+        self.sync()?;
         self.punch(&freed);
         ctl.report(Phase::Write, total, Some(total))?;
         Ok(())

@@ -214,8 +214,9 @@ impl Refcounts {
         Ok(freed)
     }
 
-    /// Allocate `n` contiguous new clusters (refcount 1, synced) and return the offset of
-    /// the first. See the module documentation for the order of writes.
+    /// Allocate `n` contiguous new clusters (refcount 1) and return the offset of the first.
+    /// See the module documentation for the order of writes; the caller syncs before it
+    /// writes a reference to the new clusters.
     pub(crate) fn alloc(&mut self, s: &dyn Storage, n: u64) -> Result<u64> {
         let cs = self.cs;
         let start = self.end;
@@ -283,7 +284,11 @@ impl Refcounts {
             }
             c = hi;
         }
-        s.flush()?;
+        // Only new blocks must be on disk before (3) links them; raised entries of existing
+        // blocks are ordered before the caller's reference by the caller's own sync.
+        if !missing.is_empty() {
+            s.flush()?;
+        }
         // (3) Link the new blocks.
         match t_new {
             None => {
