@@ -424,3 +424,46 @@ test('cli: --resume continues a cut session without re-sending what landed', (t)
   // A journal with --journal elsewhere, and --journal without --resume.
   t.is(sh(`printf done | ${sk_} save --journal ${journal} ${d}`).status, 1)
 })
+
+test('api: zstd, truncate and resume options over Node streams and sync.files', async (t) => {
+  const dir = tempDir(t)
+  // sync.files with zstd and truncate: a longer destination ends up the source's size.
+  const { s, d } = pair(dir, 5 * BS + 3, 8 * BS, [1, 4])
+  const r = await sk.sync.files(s, d, { zstd: true, truncate: true })
+  t.is(r.blocksChanged, 3)
+  t.is(md5(d), md5(s))
+  await t.throwsAsync(sk.sync.files(s, d, { resume: true }), { code: 'ERR_SPARSEKIT_INVALID_ARG' })
+  await t.throwsAsync(sk.sync.retrieve(s, streamOf(Buffer.alloc(0)), new PassThrough(), { zstd: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.sync.save(d, streamOf(Buffer.alloc(0)), { resume: true, journal: 5 }), { code: 'ERR_INVALID_ARG_TYPE' })
+
+  // A resumable session over Node streams, cut after the first checkpoint, then resumed.
+  const { s: s2, d: d2 } = pair(dir, 100 * BS, 100 * BS, [5, 80, 99])
+  const journal = join(dir, 'j')
+  const hashes = new PassThrough()
+  const blocks = []
+  const sink = new PassThrough()
+  sink.on('data', (c) => blocks.push(c))
+  await Promise.all([
+    sk.sync.checksum(d2, hashes, { resume: true, journal }),
+    sk.sync.retrieve(s2, hashes, sink, { resume: true }),
+  ])
+  const all = Buffer.concat(blocks)
+  // SKx1, size, data of block 5, ckpt 64 blocks: cut just after that checkpoint.
+  const ckpt = all.indexOf('ckpt')
+  t.true(ckpt > 0)
+  t.is(Number(all.readBigUInt64BE(ckpt + 4)), 64 * BS)
+  const e = await t.throwsAsync(sk.sync.save(d2, streamOf(all.subarray(0, ckpt + 16 + 5)), { resume: true, journal }))
+  t.is(e.code, 'ERR_SPARSEKIT_PROTOCOL')
+  t.is(Number(readFileSync(journal).readBigUInt64BE(12)), 64 * BS)
+  const h2 = new PassThrough()
+  const b2 = new PassThrough()
+  const [, , saved] = await Promise.all([
+    sk.sync.checksum(d2, h2, { resume: true, journal }),
+    sk.sync.retrieve(s2, h2, b2, { resume: true }),
+    sk.sync.save(d2, b2, { resume: true, journal }),
+  ])
+  // Only blocks 80 and 99 are left: block 5 landed before the cut.
+  t.is(saved.blocksWritten, 2)
+  t.is(md5(d2), md5(s2))
+  t.false(existsSync(journal))
+})

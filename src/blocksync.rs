@@ -303,7 +303,7 @@ pub fn sync_files<'env>(
                 },
                 zstd: o.zstd.unwrap_or(false),
                 truncate: o.truncate.unwrap_or(false),
-                resume: false,
+                resume: o.resume.unwrap_or(false),
             };
             let sum = sync_local(&s, &d, &opts, ctl).map_err(core)?;
             result(sum.blocks_changed, sum.bytes_changed, sum.bytes_sent)
