@@ -20,6 +20,15 @@ export declare class CancelToken {
   get progressCalls(): number
 }
 
+/** Live per-destination progress of one flash, read by JS on each progress call. */
+export declare class FlashStatusHandle {
+  constructor(destinations: number)
+  /** Bytes each destination will be written; -1 while unknown. */
+  get total(): number
+  /** Every destination's numbers, in order. */
+  snapshot(): Array<NativeDestProgress>
+}
+
 /** An open image whose guest bytes are read in windows (for `createReadStream`). */
 export declare class Qcow2Reader {
   /** The virtual size. */
@@ -39,6 +48,12 @@ export declare function copy(src: string | Buffer, dst: string | Buffer, options
 
 /** Hash `[start, start + length)` of a file. */
 export declare function digest(path: string | Buffer, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
+
+/** List whole block devices (sysfs and /proc/self/mountinfo). */
+export declare function drivesList(): Promise<NativeDrive[]>
+
+/** Flash one source (path or http(s) URL) to several destinations at once. */
+export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
@@ -107,6 +122,13 @@ export interface NativeCopyResult {
   bytesTotal: number
 }
 
+export interface NativeDestProgress {
+  /** `pending`, `writing`, `syncing`, `verifying`, `done`, `failed`. */
+  state: string
+  written: number
+  verified: number
+}
+
 export interface NativeDigest {
   /** Lowercase hex. */
   digest: string
@@ -117,6 +139,77 @@ export interface NativeDigestOptions {
   algorithm?: string
   start?: number
   length?: number
+}
+
+export interface NativeDrive {
+  name: string
+  path: string
+  size: number
+  logicalBlockSize: number
+  physicalBlockSize: number
+  vendor?: string
+  model?: string
+  /** `usb`, `mmc`, `sata`, `nvme`, `scsi`, `virtio`, `loop`, `virtual`, `unknown`. */
+  bus: string
+  removable: boolean
+  readOnly: boolean
+  partitions: Array<NativePartition>
+  mountpoints: Array<string>
+  holders: Array<string>
+  backingFile?: string
+  isSystem: boolean
+  systemReasons: Array<string>
+}
+
+/** A destination's failure, as data: the TS layer makes it an `Error`. */
+export interface NativeFailure {
+  code: string
+  message: string
+  errno?: number
+  path?: string
+  offset?: number
+  syscall?: string
+}
+
+export interface NativeFlashDestination {
+  path: string
+  bytesWritten: number
+  verified: boolean
+  error?: NativeFailure
+}
+
+export interface NativeFlashOptions {
+  /** A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL. */
+  bmap?: string | Buffer
+  /** Use no bmap. */
+  noBmap?: boolean
+  /** Check bmap range checksums while streaming (default true). */
+  verify?: boolean
+  /** Read every destination back after fsync (default true). */
+  readBack?: boolean
+  /** Write even to system or busy drives. */
+  force?: boolean
+  /** Unmount mounted partitions of the destinations first. */
+  unmount?: boolean
+  /** The zip entry to write (default: the largest). */
+  zipEntry?: string
+  /** Extra trusted CA certificates (PEM) for https sources. */
+  ca?: Buffer
+  /** Resume attempts after a dropped connection (default 5). */
+  retries?: number
+  /** Delay before the first retry, in ms (default 500, doubled each time). */
+  retryDelay?: number
+  /** Connect and per-read time-out, in ms (default 30000). */
+  timeout?: number
+}
+
+export interface NativeFlashResult {
+  destinations: Array<NativeFlashDestination>
+  imageSize: number
+  compression?: string
+  bmap?: string
+  zipEntry?: string
+  sourceBytes: number
 }
 
 /**
@@ -139,6 +232,15 @@ export interface NativeMapOptions {
   length?: number
   /** `auto` (default), `fiemap`, `seek` or `none`. */
   method?: string
+}
+
+export interface NativePartition {
+  name: string
+  path: string
+  number?: number
+  start: number
+  size: number
+  mountpoints: Array<string>
 }
 
 export interface NativeQcow2Allocation {

@@ -61,6 +61,7 @@ core_error!(
     sparsekit_bmap::Error,
     sparsekit_digest::Error,
     sparsekit_extents::Error,
+    sparsekit_flash::Error,
     sparsekit_sparse_copy::Error,
     sparsekit_qcow2::Error
 );

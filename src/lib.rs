@@ -17,6 +17,7 @@ mod copy;
 mod digest;
 mod error;
 mod extents;
+mod flash;
 mod job;
 mod qcow2;
 

@@ -41,6 +41,13 @@ Usage:
                                           (crash-safe edits under qemu's image locks; TYPE is a
                                           number such as 0x76617465 or 'hidden'; --force edits an
                                           image a running qemu holds: dangerous)
+  sparsekit drives [--all] [--json]        (whole block devices; system drives marked, listed
+                                          only with --all)
+  sparsekit flash SOURCE DST... [--bmap F | --nobmap] [--no-verify] [--no-read-back] [--unmount]
+                  [--force] [--zip-entry NAME] [--ca PEM] [--retries N] [--json]
+                                          (one image to several drives at once; SOURCE a path or
+                                          an http(s) URL, plain/gz/xz/bz2/zst or zip; a failed
+                                          drive is reported and the others finish: exit 1)
   sparsekit --help | --version
 
 Byte counts accept K, M, G, T suffixes (powers of 1024): --skip 1M. A FILE of '-' is not
@@ -288,6 +295,10 @@ async function main(argv: string[]): Promise<number> {
       return blockcopy(cmd, rest, ac.signal)
     case 'qcow2':
       return qcow2Command(rest, ac.signal)
+    case 'drives':
+      return drivesCommand(rest)
+    case 'flash':
+      return flashCommand(rest, ac.signal)
     default:
       throw new UsageError(`unknown command '${cmd}'`)
   }
@@ -591,6 +602,89 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
           : `unknown qcow2 command '${sub}'`,
       )
   }
+}
+
+/** `sparsekit drives`: a table of whole block devices; system drives only with --all. */
+async function drivesCommand(rest: string[]): Promise<number> {
+  const { values } = parse(rest, { all: { type: 'boolean' } }, 0)
+  const list = (await sk.drives.list()).filter((d) => values.all || !d.isSystem)
+  if (values.json) {
+    await out(JSON.stringify(list) + '\n')
+    return 0
+  }
+  for (const d of list) {
+    const what = [d.vendor, d.model].filter(Boolean).join(' ') || (d.backingFile ?? '')
+    const flags = [d.removable && 'removable', d.readOnly && 'read-only', d.isSystem && `SYSTEM: ${d.systemReasons.join(', ')}`]
+      .filter(Boolean)
+      .join(', ')
+    await out(`${d.path}  ${human(d.size)}  ${d.bus}  ${what}${flags ? `  [${flags}]` : ''}\n`)
+    for (const p of d.partitions) {
+      await out(`  ${p.path}  ${human(p.size)}${p.mountpoints.length ? `  mounted at ${p.mountpoints.join(', ')}` : ''}\n`)
+    }
+  }
+  return 0
+}
+
+/** `sparsekit flash SOURCE DST...`: one image to several drives; exit 1 when any failed. */
+async function flashCommand(rest: string[], signal: AbortSignal): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: {
+        json: { type: 'boolean' },
+        bmap: { type: 'string' },
+        nobmap: { type: 'boolean' },
+        'no-verify': { type: 'boolean' },
+        'no-read-back': { type: 'boolean' },
+        unmount: { type: 'boolean' },
+        force: { type: 'boolean' },
+        'zip-entry': { type: 'string' },
+        ca: { type: 'string' },
+        retries: { type: 'string' },
+      },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+  const values = parsed.values as Values
+  const [src, ...dsts] = parsed.positionals
+  if (src === undefined || dsts.length === 0) throw new UsageError('flash: expected SOURCE and at least one DST')
+  if (values.bmap !== undefined && values.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+  let retries: number | undefined
+  if (values.retries !== undefined) {
+    retries = Number(values.retries)
+    if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries: expected a count, got '${values.retries}'`)
+  }
+  const { readFileSync } = await import('node:fs')
+  bar = progressBar()
+  leftBehind = `${dsts.join(', ')} may be partly written`
+  const r = await sk.flash(src, dsts, {
+    bmap: values.nobmap ? false : (values.bmap as string | undefined),
+    verify: !values['no-verify'],
+    readBack: !values['no-read-back'],
+    unmount: Boolean(values.unmount),
+    force: Boolean(values.force),
+    zipEntry: values['zip-entry'] as string | undefined,
+    ca: values.ca === undefined ? undefined : readFileSync(values.ca as string),
+    retries,
+    signal,
+    onProgress: bar?.onProgress,
+  })
+  leftBehind = undefined
+  const failed = r.destinations.filter((d) => !d.ok)
+  if (values.json) {
+    const plain = r.destinations.map((d) => ({ ...d, error: d.error && { code: d.error.code, message: d.error.message } }))
+    await out(JSON.stringify({ ...r, destinations: plain }) + '\n')
+  } else {
+    for (const d of r.destinations) {
+      if (d.ok) await out(`${d.path}: wrote ${human(d.bytesWritten)}${d.verified ? ', read back and verified' : ''}\n`)
+    }
+    for (const d of failed) process.stderr.write(`sparsekit: ${d.path}: ${d.error?.message} (${d.error?.code})\n`)
+  }
+  return failed.length ? 1 : 0
 }
 
 // stdout closed early (`sparsekit map big | head -c1`): stop quietly, as other tools do;

@@ -426,7 +426,8 @@ pub fn list_with(roots: &Roots) -> Result<Vec<Drive>> {
                 as u32,
             physical_block_size: attr_u64(&dir.join("queue/physical_block_size")).unwrap_or(512)
                 as u32,
-            vendor: dev_attr("vendor"),
+            // virtio and PCI devices give a numeric vendor id (`0x1af4`), no name.
+            vendor: dev_attr("vendor").filter(|v| !v.starts_with("0x")),
             model,
             bus: bus_of(&name, &target),
             removable: attr(&dir.join("removable")).as_deref() == Some("1"),

@@ -1,0 +1,279 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use sparsekit_bmap::BmapChoice;
+use sparsekit_flash::{drives, flash, FlashOptions, FlashStatus, HttpOptions, Safety};
+
+use crate::error::Failure;
+use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
+
+#[napi(object)]
+pub struct NativePartition {
+    pub name: String,
+    pub path: String,
+    pub number: Option<u32>,
+    pub start: f64,
+    pub size: f64,
+    pub mountpoints: Vec<String>,
+}
+
+#[napi(object)]
+pub struct NativeDrive {
+    pub name: String,
+    pub path: String,
+    pub size: f64,
+    pub logical_block_size: u32,
+    pub physical_block_size: u32,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    /// `usb`, `mmc`, `sata`, `nvme`, `scsi`, `virtio`, `loop`, `virtual`, `unknown`.
+    pub bus: String,
+    pub removable: bool,
+    pub read_only: bool,
+    pub partitions: Vec<NativePartition>,
+    pub mountpoints: Vec<String>,
+    pub holders: Vec<String>,
+    pub backing_file: Option<String>,
+    pub is_system: bool,
+    pub system_reasons: Vec<String>,
+}
+
+fn s(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// List whole block devices (sysfs and /proc/self/mountinfo).
+#[napi(ts_return_type = "Promise<NativeDrive[]>")]
+pub fn drives_list<'env>(env: &'env Env) -> Result<Object<'env>> {
+    spawn(
+        env,
+        None,
+        None,
+        move |_| {
+            let list = drives::list().map_err(|e| Failure::from_core(&e))?;
+            list.into_iter()
+                .map(|d| {
+                    Ok(NativeDrive {
+                        path: s(&d.path),
+                        size: to_f64("size", d.size)?,
+                        logical_block_size: d.logical_block_size,
+                        physical_block_size: d.physical_block_size,
+                        bus: d.bus.name().to_string(),
+                        removable: d.removable,
+                        read_only: d.read_only,
+                        partitions: d
+                            .partitions
+                            .iter()
+                            .map(|p| NativePartition {
+                                name: p.name.clone(),
+                                path: s(&p.path),
+                                number: p.number,
+                                start: p.start as f64,
+                                size: p.size as f64,
+                                mountpoints: p.mountpoints.iter().map(|m| s(m)).collect(),
+                            })
+                            .collect(),
+                        mountpoints: d.mountpoints.iter().map(|m| s(m)).collect(),
+                        holders: d.holders.clone(),
+                        backing_file: d.backing_file.as_deref().map(s),
+                        is_system: d.is_system,
+                        system_reasons: d.system_reasons.clone(),
+                        vendor: d.vendor,
+                        model: d.model,
+                        name: d.name,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, Failure>>()
+        },
+        |env, v| unsafe { Vec::<NativeDrive>::to_napi_value(env.raw(), v) },
+    )
+}
+
+/// Live per-destination progress of one flash, read by JS on each progress call.
+#[napi]
+pub struct FlashStatusHandle {
+    inner: Arc<FlashStatus>,
+}
+
+#[napi(object)]
+pub struct NativeDestProgress {
+    /// `pending`, `writing`, `syncing`, `verifying`, `done`, `failed`.
+    pub state: String,
+    pub written: f64,
+    pub verified: f64,
+}
+
+#[napi]
+impl FlashStatusHandle {
+    #[napi(constructor)]
+    pub fn new(destinations: u32) -> Self {
+        FlashStatusHandle {
+            inner: Arc::new(FlashStatus::new(destinations as usize)),
+        }
+    }
+
+    /// Bytes each destination will be written; -1 while unknown.
+    #[napi(getter)]
+    pub fn total(&self) -> f64 {
+        self.inner.total().map_or(-1.0, |t| t as f64)
+    }
+
+    /// Every destination's numbers, in order.
+    #[napi]
+    pub fn snapshot(&self) -> Vec<NativeDestProgress> {
+        self.inner
+            .snapshot()
+            .into_iter()
+            .map(|d| NativeDestProgress {
+                state: d.state.name().to_string(),
+                written: d.written as f64,
+                verified: d.verified as f64,
+            })
+            .collect()
+    }
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeFlashOptions {
+    /// A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL.
+    pub bmap: Option<Either<String, Buffer>>,
+    /// Use no bmap.
+    pub no_bmap: Option<bool>,
+    /// Check bmap range checksums while streaming (default true).
+    pub verify: Option<bool>,
+    /// Read every destination back after fsync (default true).
+    pub read_back: Option<bool>,
+    /// Write even to system or busy drives.
+    pub force: Option<bool>,
+    /// Unmount mounted partitions of the destinations first.
+    pub unmount: Option<bool>,
+    /// The zip entry to write (default: the largest).
+    pub zip_entry: Option<String>,
+    /// Extra trusted CA certificates (PEM) for https sources.
+    pub ca: Option<Buffer>,
+    /// Resume attempts after a dropped connection (default 5).
+    pub retries: Option<u32>,
+    /// Delay before the first retry, in ms (default 500, doubled each time).
+    pub retry_delay: Option<u32>,
+    /// Connect and per-read time-out, in ms (default 30000).
+    pub timeout: Option<u32>,
+}
+
+/// A destination's failure, as data: the TS layer makes it an `Error`.
+#[napi(object)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+    pub errno: Option<i32>,
+    pub path: Option<String>,
+    pub offset: Option<f64>,
+    pub syscall: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeFlashDestination {
+    pub path: String,
+    pub bytes_written: f64,
+    pub verified: bool,
+    pub error: Option<NativeFailure>,
+}
+
+#[napi(object)]
+pub struct NativeFlashResult {
+    pub destinations: Vec<NativeFlashDestination>,
+    pub image_size: f64,
+    pub compression: Option<String>,
+    pub bmap: Option<String>,
+    pub zip_entry: Option<String>,
+    pub source_bytes: f64,
+}
+
+/// Flash one source (path or http(s) URL) to several destinations at once.
+#[napi(ts_return_type = "Promise<NativeFlashResult>")]
+#[allow(clippy::too_many_arguments)]
+pub fn flash_multi<'env>(
+    env: &'env Env,
+    source: String,
+    destinations: Vec<Either<String, Buffer>>,
+    options: Option<NativeFlashOptions>,
+    status: Option<&FlashStatusHandle>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let dsts = destinations
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| path_arg(&format!("destinations[{i}]"), d))
+        .collect::<std::result::Result<Vec<_>, _>>();
+    let o = options.unwrap_or_default();
+    let bmap = o.bmap.map(|b| path_arg("options.bmap", b)).transpose();
+    let ca = o.ca.map(|b| b.to_vec());
+    let status = status.map(|s| s.inner.clone());
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let dsts = dsts?;
+            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
+                (_, true) => BmapChoice::None,
+                (Some(p), false) => BmapChoice::Path(p),
+                (None, false) => BmapChoice::Auto,
+            };
+            let defaults = HttpOptions::default();
+            let opts = FlashOptions {
+                bmap: choice,
+                verify: o.verify.unwrap_or(true),
+                read_back: o.read_back.unwrap_or(true),
+                safety: Safety {
+                    force: o.force.unwrap_or(false),
+                    unmount: o.unmount.unwrap_or(false),
+                },
+                zip_entry: o.zip_entry,
+                http: HttpOptions {
+                    ca_pem: ca,
+                    retries: o.retries.unwrap_or(defaults.retries),
+                    retry_delay: o
+                        .retry_delay
+                        .map_or(defaults.retry_delay, |ms| Duration::from_millis(ms.into())),
+                    timeout: o
+                        .timeout
+                        .map_or(defaults.timeout, |ms| Duration::from_millis(ms.into())),
+                },
+            };
+            let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeFlashResult {
+                destinations: r
+                    .destinations
+                    .iter()
+                    .map(|d| NativeFlashDestination {
+                        path: s(&d.path),
+                        bytes_written: d.bytes_written as f64,
+                        verified: d.verified,
+                        error: d.error.as_ref().map(|e| {
+                            let f = Failure::from_core(e);
+                            NativeFailure {
+                                code: f.code,
+                                message: f.message,
+                                errno: f.errno.map(|e| -e),
+                                path: f.path,
+                                offset: f.offset.map(|o| o as f64),
+                                syscall: f.syscall.map(str::to_string),
+                            }
+                        }),
+                    })
+                    .collect(),
+                image_size: to_f64("imageSize", r.image_size)?,
+                compression: r.compression.map(|c| c.name().to_string()),
+                bmap: r.bmap,
+                zip_entry: r.zip_entry,
+                source_bytes: r.source_bytes as f64,
+            })
+        },
+        |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
+    )
+}

@@ -1,0 +1,380 @@
+import { EventEmitter } from 'node:events'
+import native = require('./native')
+import { checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
+import { LongOptions, Progress, run } from './run'
+
+/** A partition of a {@link Drive}. */
+export interface Partition {
+  /** Kernel name (`sda1`, `mmcblk0p1`). */
+  name: string
+  /** Device node (`/dev/sda1`). */
+  path: string
+  /** Partition number, when the kernel gives one. */
+  number?: number
+  /** Start on the drive, in bytes. */
+  start: number
+  /** Size in bytes. */
+  size: number
+  /** Where it is mounted. */
+  mountpoints: string[]
+}
+
+/** How a drive is attached. */
+export type Bus = 'usb' | 'mmc' | 'sata' | 'nvme' | 'scsi' | 'virtio' | 'loop' | 'virtual' | 'unknown'
+
+/** A whole block device, as {@link list} finds it. */
+export interface Drive {
+  /** Kernel name (`sda`, `nvme0n1`, `loop3`). */
+  name: string
+  /** Device node (`/dev/sda`). */
+  path: string
+  /** Size in bytes. */
+  size: number
+  /** Logical block size in bytes. */
+  logicalBlockSize: number
+  /** Physical block size in bytes. */
+  physicalBlockSize: number
+  /** Vendor string (USB/SCSI), trimmed. */
+  vendor?: string
+  /** Model string (or an MMC card's name), trimmed. */
+  model?: string
+  /** How it is attached. */
+  bus: Bus
+  /** Removable medium (USB sticks, card readers). */
+  removable: boolean
+  /** Marked read-only by the kernel. */
+  readOnly: boolean
+  /** Its partitions. */
+  partitions: Partition[]
+  /** Where the whole device is mounted (a filesystem without a partition table). */
+  mountpoints: string[]
+  /** device-mapper / md devices built on it (`dm-0`, `md127`). */
+  holders: string[]
+  /** For a loop device, the file behind it. */
+  backingFile?: string
+  /**
+   * Holds the running system: the root or a boot filesystem, swap, or a device-mapper /
+   * md / LVM member. {@link flash} refuses it with `ERR_SPARSEKIT_SYSTEM_DRIVE` unless
+   * `force`. Never offer such a drive as a target.
+   */
+  isSystem: boolean
+  /** Why it is a system drive (`root filesystem (/)`, `swap (/dev/sda2)`, `held by dm-0`). */
+  systemReasons: string[]
+}
+
+/**
+ * List whole block devices with a size above 0, from sysfs and `/proc/self/mountinfo`
+ * (no `lsblk` or helper binary): size, block sizes, vendor/model, bus, removable,
+ * read-only, partitions with mount points, and `isSystem`.
+ */
+export async function list(): Promise<Drive[]> {
+  const drives = await native.drivesList()
+  return drives.map((d) => {
+    const out: Drive = {
+      name: d.name,
+      path: d.path,
+      size: d.size,
+      logicalBlockSize: d.logicalBlockSize,
+      physicalBlockSize: d.physicalBlockSize,
+      bus: d.bus as Bus,
+      removable: d.removable,
+      readOnly: d.readOnly,
+      partitions: d.partitions.map((p) => {
+        const q: Partition = { name: p.name, path: p.path, start: p.start, size: p.size, mountpoints: p.mountpoints }
+        if (p.number != null) q.number = p.number
+        return q
+      }),
+      mountpoints: d.mountpoints,
+      holders: d.holders,
+      isSystem: d.isSystem,
+      systemReasons: d.systemReasons,
+    }
+    if (d.vendor != null) out.vendor = d.vendor
+    if (d.model != null) out.model = d.model
+    if (d.backingFile != null) out.backingFile = d.backingFile
+    return out
+  })
+}
+
+/** Options of {@link watch}. */
+export interface WatchOptions {
+  /** How often to look, in ms; default 1000. */
+  interval?: number
+}
+
+/**
+ * Drives added and removed: an `EventEmitter` emitting `'add'` (a {@link Drive}),
+ * `'remove'` (the last seen {@link Drive}), `'change'` (a drive whose size, partitions or
+ * mounts changed) and `'error'`. It polls sysfs through {@link list} every `interval`
+ * ms (1 s by default; a listing costs well under a millisecond of native work), which
+ * needs no udev and no privileges. The first listing emits `'add'` for every drive
+ * present. The timer does not keep the process alive; call `close()` to stop.
+ */
+export class DriveWatcher extends EventEmitter {
+  private timer: NodeJS.Timeout | undefined
+  private known = new Map<string, Drive>()
+  private running = false
+  private closed = false
+
+  constructor(interval: number) {
+    super()
+    const tick = async () => {
+      if (this.running || this.closed) return
+      this.running = true
+      try {
+        const now = await list()
+        if (this.closed) return
+        const seen = new Set<string>()
+        for (const d of now) {
+          seen.add(d.path)
+          const old = this.known.get(d.path)
+          if (!old) this.emit('add', d)
+          else if (JSON.stringify(old) !== JSON.stringify(d)) this.emit('change', d)
+          this.known.set(d.path, d)
+        }
+        for (const [path, d] of this.known) {
+          if (!seen.has(path)) {
+            this.known.delete(path)
+            this.emit('remove', d)
+          }
+        }
+      } catch (e) {
+        if (this.listenerCount('error')) this.emit('error', e)
+      } finally {
+        this.running = false
+      }
+    }
+    setImmediate(tick)
+    this.timer = setInterval(tick, interval)
+    this.timer.unref()
+  }
+
+  /** The drives currently known. */
+  drives(): Drive[] {
+    return [...this.known.values()]
+  }
+
+  /** Stop watching. */
+  close(): void {
+    this.closed = true
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+  }
+}
+
+/** Watch for drives added and removed (see {@link DriveWatcher}). */
+export function watch(options?: WatchOptions): DriveWatcher {
+  const o = checkOptions('options', options) as WatchOptions
+  const interval = checkBytes('options.interval', o.interval) ?? 1000
+  if (interval < 10) throw invalidArgValue('options.interval', interval, 'must be at least 10 (ms)')
+  return new DriveWatcher(interval)
+}
+
+/** One destination's progress, as {@link FlashProgress} lists them. */
+export interface DestinationProgress {
+  /** The destination. */
+  path: string
+  /** `'pending'`, `'writing'`, `'syncing'`, `'verifying'`, `'done'` or `'failed'`. */
+  state: 'pending' | 'writing' | 'syncing' | 'verifying' | 'done' | 'failed'
+  /** Bytes written. */
+  bytesWritten: number
+  /** Bytes read back and found equal. */
+  bytesVerified: number
+  /** Bytes this destination will be written, once known. */
+  bytesTotal: number | undefined
+  /** Bytes per second in its current state (writing or verifying), averaged since it began. */
+  speed: number
+  /** Seconds left in its current state, when the total is known and it is moving. */
+  eta: number | undefined
+}
+
+/** Progress of {@link flash}: the phase of the slowest live destination, and each destination. */
+export interface FlashProgress extends Progress {
+  /** Every destination, in the order given. */
+  destinations: DestinationProgress[]
+}
+
+/** Options of {@link flash}. */
+export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
+  /**
+   * The bmap file. Default: `IMAGE.bmap` beside a local image (also with its extensions
+   * taken off, as bmaptool looks), `URL.bmap` for a URL. `false`: no bmap (the image's own
+   * holes are skipped for a plain local file; a stream is written whole).
+   */
+  bmap?: PathLike | false
+  /** Check each bmap range's checksum while the source streams; default `true`. */
+  verify?: boolean
+  /** After `fsync`, read every destination back past the page cache and compare; default `true`. */
+  readBack?: boolean
+  /** Unmount the destinations' mounted partitions first (otherwise `ERR_SPARSEKIT_DRIVE_BUSY`). */
+  unmount?: boolean
+  /**
+   * Write even to a system drive or a busy one (no exclusive open). Never set this without
+   * asking the user.
+   */
+  force?: boolean
+  /** For a zip source: the entry to write (default: the largest file). */
+  zipEntry?: string
+  /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
+  ca?: string | Buffer
+  /** Resume attempts in a row without data after a dropped connection; default 5. */
+  retries?: number
+  /** Milliseconds before the first retry, doubled for each further one (at most 5 s); default 500. */
+  retryDelay?: number
+  /** Connect and per-read time-out in ms; default 30000. */
+  timeout?: number
+  /** Called with progress of the slowest destination and of each one. See {@link LongOptions.onProgress}. */
+  onProgress?: (p: FlashProgress) => void
+}
+
+/** One destination's outcome. */
+export interface DestinationResult {
+  /** The destination. */
+  path: string
+  /** Succeeded (written, synced, and read back when `readBack`). */
+  ok: boolean
+  /** Bytes written to it. */
+  bytesWritten: number
+  /** Read back and found equal to the image. */
+  verified: boolean
+  /** Why it failed: an `Error` with `code` (`ERR_SPARSEKIT_SYSTEM_DRIVE`, `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_DEST_TOO_SMALL`, `EIO`, ...). */
+  error?: Error & { code: string }
+}
+
+/** The result of {@link flash}. */
+export interface FlashResult {
+  /** Per destination, in the order given. */
+  destinations: DestinationResult[]
+  /** The (decompressed) image size. */
+  imageSize: number
+  /** The source's compression. */
+  compression?: 'gzip' | 'xz' | 'bzip2' | 'zstd'
+  /** Where the bmap came from, when one was used. */
+  bmap?: string
+  /** The zip entry written. */
+  zipEntry?: string
+  /** Bytes read from the source (compressed bytes for a compressed one). */
+  sourceBytes: number
+}
+
+function failure(f: native.NativeFailure): Error & { code: string } {
+  const e = Object.assign(new Error(f.message), { code: f.code }) as Error & Record<string, unknown> & { code: string }
+  if (f.errno != null) e.errno = f.errno
+  if (f.syscall != null) e.syscall = f.syscall
+  if (f.path != null) e.path = f.path
+  if (f.offset != null) e.offset = f.offset
+  return e
+}
+
+function sourceArg(source: unknown): string {
+  if (source instanceof URL) {
+    if (source.protocol === 'http:' || source.protocol === 'https:') return source.href
+    const p = checkPath('source', source)
+    return typeof p === 'string' ? p : p.toString('utf8')
+  }
+  if (Buffer.isBuffer(source)) return checkPath('source', source).toString('utf8')
+  checkString('source', source)
+  return source
+}
+
+/**
+ * Flash one image to several destinations at once. The source (a path or an http(s)
+ * URL; plain, gzip, xz, bzip2, zstd, or a zip archive) is read and decompressed once;
+ * every destination is written from the same buffers, the slowest pacing the rest in
+ * bounded memory. Each destination is checked first (a system drive:
+ * `ERR_SPARSEKIT_SYSTEM_DRIVE`; mounted: `ERR_SPARSEKIT_DRIVE_BUSY`, unless `unmount`
+ * or `force`; too small: `ERR_SPARSEKIT_DEST_TOO_SMALL`); one that fails is dropped with
+ * its own `error` while the others finish and are read back. The Promise rejects only
+ * when the source fails (`ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED` naming the
+ * `offset`, `ERR_SPARSEKIT_ZIP`, `ERR_SPARSEKIT_DECOMPRESS`, a bmap checksum mismatch) or
+ * is aborted. Downloads resume after a dropped connection with range requests. Phases:
+ * `'write'`, `'sync'`, `'verify'`.
+ */
+export async function flash(source: PathLike, destinations: PathLike[], options?: FlashOptions): Promise<FlashResult> {
+  const src = sourceArg(source)
+  if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
+  if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
+  const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
+  const o = checkOptions('options', options) as FlashOptions
+  let bmap: string | Buffer | undefined
+  let noBmap = false
+  if (o.bmap === false) noBmap = true
+  else if (o.bmap !== undefined) {
+    const v: unknown = o.bmap
+    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    bmap = checkPath('options.bmap', o.bmap)
+  }
+  let ca: Buffer | undefined
+  if (o.ca !== undefined) {
+    if (typeof o.ca === 'string') ca = Buffer.from(o.ca)
+    else if (Buffer.isBuffer(o.ca)) ca = o.ca
+    else throw invalidArgType('options.ca', 'of type string or an instance of Buffer', o.ca)
+  }
+  if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
+  const int = (name: string, v: unknown, max: number) => {
+    const n = checkBytes(name, v)
+    if (n !== undefined && n > max) throw invalidArgValue(name, n, `must be at most ${max}`)
+    return n
+  }
+  const opts = {
+    bmap,
+    noBmap,
+    verify: checkBoolean('options.verify', o.verify),
+    readBack: checkBoolean('options.readBack', o.readBack),
+    force: checkBoolean('options.force', o.force),
+    unmount: checkBoolean('options.unmount', o.unmount),
+    zipEntry: o.zipEntry,
+    ca,
+    retries: int('options.retries', o.retries, 1000),
+    retryDelay: int('options.retryDelay', o.retryDelay, 600000),
+    timeout: int('options.timeout', o.timeout, 3600000),
+  }
+  const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
+  const status = new native.FlashStatusHandle(dsts.length)
+  const paths = dsts.map((d) => (typeof d === 'string' ? d : d.toString('utf8')))
+  const since = paths.map(() => ({ state: '', t: Date.now(), bytes: 0 }))
+  const onProgress = user
+    ? (p: Progress) => {
+        const now = Date.now()
+        const total = status.total < 0 ? undefined : status.total
+        const destinations = status.snapshot().map((d, i): DestinationProgress => {
+          const s = since[i]
+          const moving = d.state === 'verifying' ? d.verified : d.written
+          if (d.state !== s.state) {
+            s.state = d.state
+            s.t = now
+            s.bytes = moving
+          }
+          const secs = (now - s.t) / 1000
+          const speed = secs > 0 ? (moving - s.bytes) / secs : 0
+          const left = total === undefined ? undefined : total - moving
+          const eta =
+            left !== undefined && speed > 0 && (d.state === 'writing' || d.state === 'verifying') ? left / speed : undefined
+          return {
+            path: paths[i],
+            state: d.state as DestinationProgress['state'],
+            bytesWritten: d.written,
+            bytesVerified: d.verified,
+            bytesTotal: total,
+            speed,
+            eta,
+          }
+        })
+        user({ ...p, destinations })
+      }
+    : undefined
+  const r = await run({ signal: o.signal, onProgress }, (cancel, cb) => native.flashMulti(src, dsts, opts, status, cancel, cb))
+  const out: FlashResult = {
+    destinations: r.destinations.map((d) => {
+      const x: DestinationResult = { path: d.path, ok: d.error == null, bytesWritten: d.bytesWritten, verified: d.verified }
+      if (d.error != null) x.error = failure(d.error)
+      return x
+    }),
+    imageSize: r.imageSize,
+    sourceBytes: r.sourceBytes,
+  }
+  if (r.compression != null) out.compression = r.compression as FlashResult['compression']
+  if (r.bmap != null) out.bmap = r.bmap
+  if (r.zipEntry != null) out.zipEntry = r.zipEntry
+  return out
+}
