@@ -65,6 +65,7 @@ while [ $r -lt "$ROUNDS" ]; do
     done
     t1=$(now); echo "($t1 - $t0) / $REPEAT" | bc -l >> create.$who
     cp --sparse=always ov.qcow2 r.$who.qcow2
+    sync
     t0=$(now); i=0
     while [ $i -lt "$REPEAT" ]; do
       s=$(( (SIZE_GB + 1 + i) << 30 ))

@@ -199,6 +199,10 @@ impl Image {
             fs.file().metadata().ok().map(|m| m.blocks() * 512)
         };
         let host_file = fs.file().try_clone().ok();
+        // qemu's shared read lock (byte 100, consistent read; every permission shared), held
+        // as long as the image is open; best effort (a filesystem without OFD locks reads
+        // anyway).
+        let _ = crate::sys::ofd_read_lock(fs.file(), crate::lock::LOCK_PERM_BASE);
         let mut img = Image::from_storage_named(Box::new(fs), Some(filename.to_string()), opts)
             .map_err(|e| e.with_path(Some(path)))?;
         img.host_file = host_file;

@@ -727,3 +727,27 @@ fn commit_matches_qemu_img_commit_and_fault_matrix() {
         println!("fault matrix commit into {kind}: {writes} writes, {writes} failing runs, {leaky} left leaks, 0 invalid");
     }
 }
+
+#[test]
+fn an_open_image_holds_qemus_shared_read_lock() {
+    use sparsekit_qcow2::{Image, OpenOptions};
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 t.qcow2 1M");
+    let img = Image::open(d.join("t.qcow2"), &OpenOptions::default()).unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(d.join("t.qcow2")).unwrap());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    assert!(
+        locks
+            .lines()
+            .any(|l| l.contains(&format!(":{ino} 100 100"))),
+        "{locks}"
+    );
+    // qemu can still write while we read (write is shared).
+    let (st, out) = status(d, "qemu-io -f qcow2 -c 'write 0 4k' t.qcow2");
+    assert_eq!(st, 0, "{out}");
+    drop(img);
+}

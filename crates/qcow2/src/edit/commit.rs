@@ -26,8 +26,9 @@ use crate::lock::{ImageLock, LockMode};
 use crate::table::{L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
 use crate::BackingPolicy;
 
-/// Guest bytes copied per step at most.
-pub const COMMIT_CHUNK: u64 = 32 << 20;
+/// Guest bytes copied between two writes of the staged L2 entries (each preceded by one
+/// sync): fewer syncs let the kernel write back while the copy goes on.
+pub const COMMIT_CHUNK: u64 = 1 << 30;
 
 /// What [`commit`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,24 +67,16 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
     let total: u64 = ranges.iter().map(|r| r.1 - r.0).sum();
     let size = overlay.size();
     let mut done = 0;
+    let mut tasks: Vec<Task> = Vec::new();
     match base {
         Base::Raw(s) => {
             if s.size()? < size {
                 s.set_len(size)?;
             }
-            let mut buf = Vec::new();
             for &(a, b) in &ranges {
-                let mut pos = a;
-                while pos < b {
-                    let n = (b - pos).min(COMMIT_CHUNK);
-                    buf.resize(n as usize, 0);
-                    overlay.read_at(&mut buf, pos)?;
-                    s.write_all_at(&buf, pos)?;
-                    pos += n;
-                    done += n;
-                    ctl.report(Phase::Write, done, Some(total))?;
-                }
+                push_tasks(&mut tasks, a, a, b - a);
             }
+            parallel_copy(overlay, s, &tasks, size, ctl, &mut done, total)?;
             s.flush()?;
         }
         Base::Qcow2(ed) => {
@@ -100,36 +93,144 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
                 ed.reload()?;
             }
             let cs = ed.header().cluster_size();
+            let cov = ed.header().l2_coverage();
             let mut w = Writer::new(ed);
-            // Small steps keep each step's bytes in the CPU cache between the read and the
-            // write; L2 entries are written (after one sync) every COMMIT_CHUNK bytes.
-            let step = (1u64 << 20).max(cs);
-            let mut buf = Vec::new();
+            // Per batch of COMMIT_CHUNK bytes: clusters chosen (and counted) here, data
+            // copied by worker threads, then one sync and the staged L2 entries.
+            let mut staged = 0u64;
             for &(a, b) in &ranges {
                 let mut pos = a / cs * cs;
                 let end = b.div_ceil(cs) * cs;
                 while pos < end {
-                    let cov = w.ed.header().l2_coverage();
-                    let n = (end - pos).min(step).min(cov - pos % cov);
-                    buf.clear();
-                    buf.resize(n as usize, 0);
-                    let readable = n.min(size.saturating_sub(pos));
-                    overlay.read_at(&mut buf[..readable as usize], pos)?;
-                    w.write_clusters(pos, &buf)?;
-                    if w.staged >= COMMIT_CHUNK {
-                        w.flush_entries()?;
+                    let n = (end - pos).min(cov - pos % cov);
+                    for (g, host, len) in w.plan(pos, n)? {
+                        push_tasks(&mut tasks, g, host, len);
                     }
-                    done += n.min(b.saturating_sub(pos.max(a)));
+                    staged += n;
                     pos += n;
-                    ctl.report(Phase::Write, done.min(total), Some(total))?;
+                    if staged >= COMMIT_CHUNK {
+                        parallel_copy(
+                            overlay,
+                            w.ed.img.storage(),
+                            &tasks,
+                            size,
+                            ctl,
+                            &mut done,
+                            total,
+                        )?;
+                        tasks.clear();
+                        w.flush_entries()?;
+                        staged = 0;
+                    }
                 }
             }
+            parallel_copy(
+                overlay,
+                w.ed.img.storage(),
+                &tasks,
+                size,
+                ctl,
+                &mut done,
+                total,
+            )?;
             w.flush_entries()?;
             w.ed.sync()?;
         }
     }
     ctl.report(Phase::Write, total, Some(total))?;
     Ok(CommitResult { bytes: total })
+}
+
+/// One copy: guest bytes `[guest, guest + len)` of the overlay to `host` in the base.
+type Task = (u64, u64, u64);
+
+/// Copy steps of at most this many bytes (each step's bytes stay in the CPU cache between
+/// the read and the write).
+const STEP: u64 = 1 << 20;
+
+/// Threads copying at once.
+pub const COMMIT_THREADS: usize = 4;
+
+fn push_tasks(tasks: &mut Vec<Task>, guest: u64, host: u64, len: u64) {
+    let mut o = 0;
+    while o < len {
+        let n = (len - o).min(STEP);
+        tasks.push((guest + o, host + o, n));
+        o += n;
+    }
+}
+
+/// Run `tasks` on [`COMMIT_THREADS`] threads (reads of the overlay overlap writes of the
+/// base); the caller's thread reports progress (`done` of `total`, clamped) and watches
+/// for cancellation. Bytes past the virtual size `size` are written as zeros.
+fn parallel_copy(
+    overlay: &Image,
+    dst: &dyn Storage,
+    tasks: &[Task],
+    size: u64,
+    ctl: &mut Control<'_>,
+    done: &mut u64,
+    total: u64,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Mutex};
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let cancel = ctl.cancel().clone();
+    let (tx, rx) = mpsc::channel::<u64>();
+    std::thread::scope(|sc| {
+        for _ in 0..COMMIT_THREADS.min(tasks.len()) {
+            let tx = tx.clone();
+            let (next, failed, cancel) = (&next, &failed, &cancel);
+            sc.spawn(move || {
+                // Page aligned: copies between the page cache and a buffer that is not
+                // are markedly slower (malloc puts large blocks 16 bytes into a page).
+                let mut raw = vec![0u8; STEP as usize + 4096];
+                let at = raw.as_ptr().align_offset(4096);
+                let buf = &mut raw[at..at + STEP as usize];
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&(g, host, n)) = tasks.get(k) else {
+                        break;
+                    };
+                    if cancel.is_cancelled() || failed.lock().expect("lock").is_some() {
+                        break;
+                    }
+                    let b = &mut buf[..n as usize];
+                    let readable = n.min(size.saturating_sub(g)) as usize;
+                    b[readable..].fill(0);
+                    let r = overlay
+                        .read_at(&mut b[..readable], g)
+                        .and_then(|()| dst.write_all_at(b, host).map_err(Error::from));
+                    match r {
+                        Ok(()) => {
+                            let _ = tx.send(n);
+                        }
+                        Err(e) => {
+                            failed.lock().expect("lock").get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for n in rx {
+            *done += n;
+            if let Err(a) = ctl.report(Phase::Write, (*done).min(total), Some(total)) {
+                cancel.cancel();
+                failed.lock().expect("lock").get_or_insert(a.into());
+            }
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        return Err(e);
+    }
+    ctl.check()?;
+    Ok(())
 }
 
 /// Full-cluster guest writes into a qcow2 image without snapshots.
@@ -142,8 +243,6 @@ struct Writer<'a> {
     dirty: HashMap<u64, (usize, usize)>,
     /// Entries replaced, to free once the new ones are on disk.
     replaced: Vec<u64>,
-    /// Data bytes written since the last [`Writer::flush_entries`].
-    staged: u64,
 }
 
 impl<'a> Writer<'a> {
@@ -155,7 +254,6 @@ impl<'a> Writer<'a> {
             tables: HashMap::new(),
             dirty: HashMap::new(),
             replaced: Vec::new(),
-            staged: 0,
         }
     }
 
@@ -191,21 +289,22 @@ impl<'a> Writer<'a> {
         Ok(t)
     }
 
-    /// Write whole clusters of data at guest `pos` (inside one L2 table's coverage):
-    /// clusters the image owns alone in place, the others into newly counted clusters
-    /// whose entries are staged in memory for [`Writer::flush_entries`].
-    fn write_clusters(&mut self, pos: u64, data: &[u8]) -> Result<()> {
+    /// Choose the host clusters for whole guest clusters `[pos, pos + len)` (inside one L2
+    /// table's coverage): clusters the image owns alone are written in place, the others
+    /// go to newly counted clusters whose entries are staged in memory for
+    /// [`Writer::flush_entries`]. Returns the copies to make, `(guest, host, len)`, one
+    /// per run contiguous on both sides.
+    fn plan(&mut self, pos: u64, len: u64) -> Result<Vec<Task>> {
         let h = self.ed.header().clone();
         let cs = h.cluster_size();
         let ext = h.extended_l2();
         let step = if ext { 2 } else { 1 };
         let per = h.l2_entries();
         let gi = pos / cs;
-        let n = (data.len() as u64 / cs) as usize;
+        let n = (len / cs) as usize;
         let t = self.table((gi / per) as usize)?;
         let first = (gi % per) as usize;
         let mut table = self.tables.remove(&t).expect("loaded");
-        // Hosts: the owned cluster, or a new one.
         let mut hosts = vec![0u64; n];
         let mut fresh = Vec::new();
         for (k, host) in hosts.iter_mut().enumerate() {
@@ -218,27 +317,29 @@ impl<'a> Writer<'a> {
             }
         }
         if !fresh.is_empty() {
-            let at = self
-                .ed
-                .rc
-                .alloc(self.ed.img.storage(), fresh.len() as u64)?;
+            let r = self.ed.rc.alloc(self.ed.img.storage(), fresh.len() as u64);
+            let at = match r {
+                Ok(at) => at,
+                Err(e) => {
+                    self.tables.insert(t, table);
+                    return Err(e);
+                }
+            };
             for (j, &k) in fresh.iter().enumerate() {
                 hosts[k] = at + j as u64 * cs;
                 self.replaced.push(table[(first + k) * step]);
             }
         }
-        // Data: one write per run contiguous in the guest and on the host.
+        let mut runs = Vec::new();
         let mut k = 0;
         while k < n {
             let mut e = k + 1;
             while e < n && hosts[e] == hosts[e - 1] + cs {
                 e += 1;
             }
-            self.ed
-                .write(&data[k * cs as usize..e * cs as usize], hosts[k])?;
+            runs.push((pos + k as u64 * cs, hosts[k], (e - k) as u64 * cs));
             k = e;
         }
-        // Entries, staged.
         let mut changed = false;
         for (k, &host) in hosts.iter().enumerate() {
             let idx = (first + k) * step;
@@ -266,14 +367,12 @@ impl<'a> Writer<'a> {
             r.0 = r.0.min(first * step);
             r.1 = r.1.max((first + n) * step);
         }
-        self.staged += data.len() as u64;
-        Ok(())
+        Ok(runs)
     }
 
     /// Sync (the new data and its refcounts reach the disk first), write the staged L2
     /// entries (one write per table), and free what they replaced after another sync.
     fn flush_entries(&mut self) -> Result<()> {
-        self.staged = 0;
         if self.dirty.is_empty() {
             return Ok(());
         }

@@ -334,6 +334,17 @@ impl Editor {
         freed.extend(self.lower(&mut drop)?);
         freed.sort_unstable();
         self.sync()?;
+        // Freed clusters at the end of a regular file are cut off (one truncation is much
+        // cheaper than punching them), the others punched.
+        let cs = h.cluster_size();
+        if !self.img.is_block_device {
+            let used = self.rc.used_end(self.img.storage())?;
+            if used < self.s().size()? {
+                self.s().set_len(used)?;
+                self.rc.end = used.div_ceil(cs) * cs;
+                freed.retain(|&c| (c + 1) * cs <= used);
+            }
+        }
         self.punch(&freed);
         ctl.report(Phase::Write, total, Some(total))?;
         Ok(())

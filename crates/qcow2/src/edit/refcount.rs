@@ -77,7 +77,7 @@ impl Refcounts {
     }
 
     /// End of the last cluster whose refcount is not 0.
-    fn used_end(&mut self, s: &dyn Storage) -> Result<u64> {
+    pub(crate) fn used_end(&mut self, s: &dyn Storage) -> Result<u64> {
         for bi in (0..self.table.len() as u64).rev() {
             let Some(off) = self.block(s, bi)? else {
                 continue;
