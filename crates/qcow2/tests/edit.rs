@@ -751,3 +751,30 @@ fn an_open_image_holds_qemus_shared_read_lock() {
     assert_eq!(st, 0, "{out}");
     drop(img);
 }
+
+#[test]
+fn commit_aborted_midway_leaves_both_images_valid() {
+    use sparsekit_io::Cancel;
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, &format!("qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -f qcow2 -c 'write -P 1 0 2M' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 && qemu-io -f qcow2 {OVERLAY_WRITES} -c 'write -P 0xa4 5M 3M' ov.qcow2 >/dev/null && cp ov.qcow2 ov.orig && cp base.qcow2 base.orig && qemu-img rebase -u -b base.orig -F qcow2 ov.orig"));
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    let mut reports = 0;
+    let mut ctl = Control::new(cancel, move |_| {
+        reports += 1;
+        if reports == 2 {
+            c2.cancel();
+        }
+    });
+    let e = sparsekit_qcow2::commit(&d.join("ov.qcow2"), &EditOptions::default(), &mut ctl)
+        .unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+    // Both valid, no leak even; the overlay reads as before (it was not emptied).
+    check_clean(d, "base.qcow2");
+    check_clean(d, "ov.qcow2");
+    assert_eq!(status(d, "qemu-img compare -q ov.qcow2 ov.orig").0, 0);
+}

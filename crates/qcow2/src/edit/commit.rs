@@ -109,22 +109,25 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
                     staged += n;
                     pos += n;
                     if staged >= COMMIT_CHUNK {
-                        parallel_copy(
-                            overlay,
-                            w.ed.img.storage(),
-                            &tasks,
-                            size,
-                            ctl,
-                            &mut done,
-                            total,
-                        )?;
+                        {
+                            let r = parallel_copy(
+                                overlay,
+                                w.ed.img.storage(),
+                                &tasks,
+                                size,
+                                ctl,
+                                &mut done,
+                                total,
+                            );
+                            w.settle(r)?;
+                        }
                         tasks.clear();
                         w.flush_entries()?;
                         staged = 0;
                     }
                 }
             }
-            parallel_copy(
+            let r = parallel_copy(
                 overlay,
                 w.ed.img.storage(),
                 &tasks,
@@ -132,7 +135,8 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
                 ctl,
                 &mut done,
                 total,
-            )?;
+            );
+            w.settle(r)?;
             w.flush_entries()?;
             w.ed.sync()?;
         }
@@ -243,6 +247,8 @@ struct Writer<'a> {
     dirty: HashMap<u64, (usize, usize)>,
     /// Entries replaced, to free once the new ones are on disk.
     replaced: Vec<u64>,
+    /// Clusters counted for the staged entries, `(first cluster, count)`.
+    fresh: Vec<(u64, u64)>,
 }
 
 impl<'a> Writer<'a> {
@@ -254,6 +260,7 @@ impl<'a> Writer<'a> {
             tables: HashMap::new(),
             dirty: HashMap::new(),
             replaced: Vec::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -325,6 +332,7 @@ impl<'a> Writer<'a> {
                     return Err(e);
                 }
             };
+            self.fresh.push((at / cs, fresh.len() as u64));
             for (j, &k) in fresh.iter().enumerate() {
                 hosts[k] = at + j as u64 * cs;
                 self.replaced.push(table[(first + k) * step]);
@@ -372,7 +380,23 @@ impl<'a> Writer<'a> {
 
     /// Sync (the new data and its refcounts reach the disk first), write the staged L2
     /// entries (one write per table), and free what they replaced after another sync.
+    /// After a batch's copy: on failure or abort, give back the clusters counted for
+    /// entries that will never be written (best effort: they are unreferenced, so a
+    /// failure here only leaves leaks), then return the error.
+    fn settle(&mut self, r: Result<()>) -> Result<()> {
+        if r.is_err() {
+            for (c, n) in std::mem::take(&mut self.fresh) {
+                if self.ed.rc.add(self.ed.img.storage(), c, n, -1).is_err() {
+                    break;
+                }
+            }
+            let _ = self.ed.sync();
+        }
+        r
+    }
+
     fn flush_entries(&mut self) -> Result<()> {
+        self.fresh.clear();
         if self.dirty.is_empty() {
             return Ok(());
         }
