@@ -285,7 +285,7 @@ export interface NativeQcow2CreateOptions {
   compat?: string
   extendedL2?: boolean
   lazyRefcounts?: boolean
-  /** `off` only. */
+  /** `off` or `metadata`. */
   preallocation?: string
   force?: boolean
 }

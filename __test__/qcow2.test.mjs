@@ -230,6 +230,7 @@ qtest('qcow2 create and snapshot: byte for byte qemu-img create; qemu-io writes 
     [['-o', 'cluster_size=4k,compat=0.10'], { size: 1 << 30, clusterSize: 4096, compat: '0.10' }],
     [['-o', 'extended_l2=on,lazy_refcounts=on'], { size: 3 * 2 ** 30, extendedL2: true, lazyRefcounts: true }],
     [[], { size: 100 << 20 }],
+    [['-o', 'preallocation=metadata'], { size: 1 << 30, preallocation: 'metadata' }],
   ]
   for (const [k, [qopts, opts]] of cases.entries()) {
     await sk.qcow2.create(join(dir, `o${k}.qcow2`), opts)

@@ -568,7 +568,7 @@ pub struct NativeQcow2CreateOptions {
     pub compat: Option<String>,
     pub extended_l2: Option<bool>,
     pub lazy_refcounts: Option<bool>,
-    /// `off` only.
+    /// `off` or `metadata`.
     pub preallocation: Option<String>,
     pub force: Option<bool>,
 }
@@ -596,14 +596,15 @@ pub fn qcow2_create<'env>(
                     )))
                 }
             };
-            match o.preallocation.as_deref() {
-                None | Some("off") => {}
+            let preallocation = match o.preallocation.as_deref() {
+                None | Some("off") => sparsekit_qcow2::Preallocation::Off,
+                Some("metadata") => sparsekit_qcow2::Preallocation::Metadata,
                 Some(v) => {
                     return Err(Failure::invalid_value(format!(
-                        "The property 'options.preallocation' must be 'off'. Received '{v}'"
+                        "The property 'options.preallocation' must be one of 'off', 'metadata'. Received '{v}'"
                     )))
                 }
-            }
+            };
             let co = sparsekit_qcow2::CreateOptions {
                 size: to_u64("options.size", o.size)?,
                 cluster_size: opt_u64("options.clusterSize", o.cluster_size)?.unwrap_or(65536),
@@ -612,7 +613,7 @@ pub fn qcow2_create<'env>(
                 compat_v2,
                 extended_l2: o.extended_l2.unwrap_or(false),
                 lazy_refcounts: o.lazy_refcounts.unwrap_or(false),
-                preallocation: sparsekit_qcow2::Preallocation::Off,
+                preallocation,
             };
             let eo = sparsekit_qcow2::EditOptions {
                 force: o.force.unwrap_or(false),

@@ -34,7 +34,7 @@ Usage:
   sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json] [--backing-chain]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
   sparsekit qcow2 create FILE --size N [--cluster-size N] [--backing F --backing-format FMT]
-                   [--compat 0.10|1.1] [--extended-l2] [--lazy-refcounts]
+                   [--compat 0.10|1.1] [--extended-l2] [--lazy-refcounts] [--preallocation off|metadata]
   sparsekit qcow2 resize FILE SIZE | rebase FILE (--backing F --backing-format FMT | --none)
     | set-extension FILE TYPE (HEX | --remove) | get-extension FILE TYPE | discard FILE
     | commit FILE | repair FILE | snapshot BASE OVERLAY
@@ -520,6 +520,7 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
           compat: { type: 'string' },
           'extended-l2': { type: 'boolean' },
           'lazy-refcounts': { type: 'boolean' },
+          preallocation: { type: 'string' },
           force: { type: 'boolean' },
         },
         1,
@@ -534,6 +535,7 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
         compat: oneOf('compat', values.compat, ['0.10', '1.1'] as const),
         extendedL2: Boolean(values['extended-l2']),
         lazyRefcounts: Boolean(values['lazy-refcounts']),
+        preallocation: oneOf('preallocation', values.preallocation, ['off', 'metadata'] as const),
         force: Boolean(values.force),
         signal,
       })

@@ -496,8 +496,12 @@ export interface Qcow2CreateOptions extends Qcow2EditOptions {
   compat?: '0.10' | '1.1'
   extendedL2?: boolean
   lazyRefcounts?: boolean
-  /** Only `off` for now. */
-  preallocation?: 'off'
+  /**
+   * `off` (default) or `metadata` (every L2 table and data cluster allocated, data left as
+   * holes; regular files, no extended L2, up to one refcount block of clusters: 2 GiB
+   * with 64 KiB clusters).
+   */
+  preallocation?: 'off' | 'metadata'
 }
 
 /** A new qcow2 image, laid out byte for byte as `qemu-img create -f qcow2` lays it out (a file there is replaced). */
@@ -516,7 +520,7 @@ export async function create(path: PathLike, options: Qcow2CreateOptions): Promi
     compat: checkOneOf('options.compat', o.compat, ['0.10', '1.1'] as const),
     extendedL2: checkBoolean('options.extendedL2', o.extendedL2),
     lazyRefcounts: checkBoolean('options.lazyRefcounts', o.lazyRefcounts),
-    preallocation: checkOneOf('options.preallocation', o.preallocation, ['off'] as const),
+    preallocation: checkOneOf('options.preallocation', o.preallocation, ['off', 'metadata'] as const),
     force: checkBoolean('options.force', o.force),
   }
   await run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2Create(file, opts))

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sparsekit_io::{Control, Fault, Faulty, IoError, MemStorage, Storage};
-use sparsekit_qcow2::{CreateOptions, EditOptions, Editor, Error};
+use sparsekit_qcow2::{CreateOptions, EditOptions, Editor, Error, Preallocation};
 
 fn have_qemu() -> bool {
     let ok = Command::new("qemu-img")
@@ -434,6 +434,32 @@ fn create_matches_qemu_img_create() {
                 size: 1 << 30,
                 backing: Some("base.qcow2".into()),
                 backing_format: Some("qcow2".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "-o preallocation=metadata",
+            CreateOptions {
+                size: 1 << 20,
+                preallocation: Preallocation::Metadata,
+                ..Default::default()
+            },
+        ),
+        (
+            "-o preallocation=metadata",
+            CreateOptions {
+                size: 1 << 30,
+                preallocation: Preallocation::Metadata,
+                ..Default::default()
+            },
+        ),
+        (
+            "-o preallocation=metadata,compat=0.10,cluster_size=32k",
+            CreateOptions {
+                size: 100 << 20,
+                cluster_size: 32 << 10,
+                compat_v2: true,
+                preallocation: Preallocation::Metadata,
                 ..Default::default()
             },
         ),

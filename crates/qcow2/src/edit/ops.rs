@@ -14,7 +14,9 @@ use crate::header::{
 };
 use crate::image::{Image, OpenOptions};
 use crate::lock::{ImageLock, LockMode};
-use crate::table::{COMPRESSED_SECTOR, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED};
+use crate::table::{
+    COMPRESSED_SECTOR, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED,
+};
 use crate::BackingPolicy;
 
 /// Extension types the format itself manages; [`set_extension`] refuses them.
@@ -435,6 +437,11 @@ pub enum Preallocation {
     /// Nothing allocated.
     #[default]
     Off,
+    /// Every L2 table and data cluster allocated (data clusters left as holes), laid out
+    /// as qemu lays it out: each L2 table followed by its data clusters. Regular files
+    /// only, without extended L2, and only while one refcount block counts every cluster
+    /// (2 GiB of image with 64 KiB clusters).
+    Metadata,
 }
 
 /// Options of [`create`], named as `qemu-img create -o` names them.
@@ -519,11 +526,26 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
         return Err(refused(format!("an L1 table of {l1_size} entries")));
     }
     let l1_clusters = (l1_size * 8).div_ceil(cs).max(1);
-    let clusters = 3 + l1_clusters;
+    let meta = o.preallocation == Preallocation::Metadata;
+    if meta && o.extended_l2 {
+        return Err(refused(
+            "preallocation=metadata with extended L2 is not supported",
+        ));
+    }
+    // Metadata preallocation: L2 table i, then its data clusters.
+    let mut tables = Vec::new();
+    let mut clusters = 3 + l1_clusters;
+    if meta {
+        for i in 0..l1_size {
+            let k = (o.size - i * cov).min(cov).div_ceil(cs);
+            tables.push((clusters, k));
+            clusters += 1 + k;
+        }
+    }
     // One refcount block (16-bit entries) must count them all.
     if clusters > cs / 2 {
         return Err(refused(
-            "the L1 table does not fit the first refcount block; use larger clusters",
+            "the image's metadata does not fit the first refcount block; use larger clusters (or no preallocation)",
         ));
     }
     let v3 = !o.compat_v2;
@@ -589,13 +611,53 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
         let at = (2 * cs + c * 2) as usize;
         out[at..at + 2].copy_from_slice(&1u16.to_be_bytes());
     }
+    for (i, &(t, _)) in tables.iter().enumerate() {
+        let at = (3 * cs) as usize + i * 8;
+        out[at..at + 8].copy_from_slice(&((t * cs) | OFLAG_COPIED).to_be_bytes());
+    }
     Ok(out)
+}
+
+/// Bytes to write at an offset.
+pub type Piece = (u64, Vec<u8>);
+
+/// A new image as pieces to write and the file's length: the header area, then (with
+/// metadata preallocation) each L2 table; data clusters stay holes.
+pub fn create_layout(o: &CreateOptions) -> Result<(Vec<Piece>, u64)> {
+    let head = create_bytes(o)?;
+    if o.preallocation == Preallocation::Off {
+        let len = head.len() as u64;
+        return Ok((vec![(0, head)], len));
+    }
+    let cs = o.cluster_size;
+    let l1_size = u32::from_be_bytes(head[36..40].try_into().expect("4")) as usize;
+    let mut pieces = Vec::new();
+    let mut end = 0;
+    for i in 0..l1_size {
+        let at = (3 * cs) as usize + i * 8;
+        let t = u64::from_be_bytes(head[at..at + 8].try_into().expect("8")) & L1E_OFFSET_MASK;
+        let covered = (o.size - i as u64 * (cs / 8) * cs)
+            .min((cs / 8) * cs)
+            .div_ceil(cs);
+        let mut table = vec![0u8; cs as usize];
+        for k in 0..covered {
+            let host = (t + (1 + k) * cs) | OFLAG_COPIED;
+            table[(k * 8) as usize..(k * 8 + 8) as usize].copy_from_slice(&host.to_be_bytes());
+        }
+        end = t + (1 + covered) * cs;
+        pieces.push((t, table));
+    }
+    let len = end.max(head.len() as u64);
+    let mut out = vec![(0, head)];
+    out.extend(pieces);
+    Ok((out, len))
 }
 
 /// Create a new image at `path` (replacing a file there), laid out as `qemu-img create`
 /// does; written whole and synced. A block device gets the image at its start.
 pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
-    let bytes = create_bytes(o)?;
+    let (pieces, len) = create_layout(o)?;
+    let bytes = &pieces[0].1;
     let exists = path.exists();
     let _lock = if exists {
         ImageLock::acquire(path, LockMode::Write, e.force)?
@@ -609,6 +671,12 @@ pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
     } else {
         ImageLock::acquire(path, LockMode::Write, e.force)?
     };
+    if block && o.preallocation != Preallocation::Off {
+        return Err(
+            refused("preallocation on a block device (its old bytes would show)")
+                .with_path(Some(path)),
+        );
+    }
     if block {
         let size = s.size()?;
         if size < bytes.len() as u64 {
@@ -622,7 +690,12 @@ pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
     } else {
         s.set_len(0)?;
     }
-    s.write_all_at(&bytes, 0)?;
+    for (at, b) in &pieces {
+        s.write_all_at(b, *at)?;
+    }
+    if !block && s.size()? < len {
+        s.set_len(len)?;
+    }
     s.flush()?;
     Ok(())
 }
