@@ -25,6 +25,8 @@ SK_TEST_PACKAGES=(
   "zip /usr/bin/zip"                                  # flash: zip sources
   "dmsetup /sbin/dmsetup"                             # flash: a failing drive (dm-error)
   "curl /usr/bin/curl"                                # bench/flash.sh anchor
+  "openssl /usr/bin/openssl"                          # flash: the HTTPS test server's own CA
+  "bc /usr/bin/bc"                                    # bench/flash.sh, bench/qcow2-edit.sh
   "xfsprogs /sbin/mkfs.xfs"
   "btrfs-progs /sbin/mkfs.btrfs"
   "e2fsprogs /sbin/mkfs.ext4"
