@@ -185,10 +185,16 @@ fn parallel_copy(
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let cancel = ctl.cancel().clone();
     let (tx, rx) = mpsc::channel::<u64>();
+    // Writeback of each written step is started at once (`sync_file_range`), so the disk
+    // writes while the copy goes on and the sync that follows waits for less: below the
+    // kernel's dirty thresholds nothing would be written back before that sync. Only a
+    // hint, through a second read-only descriptor of the same file (it acts on the
+    // inode's page cache); the order of syncs is unchanged.
+    let hint = dst.path().and_then(|p| std::fs::File::open(p).ok());
     std::thread::scope(|sc| {
         for _ in 0..COMMIT_THREADS.min(tasks.len()) {
             let tx = tx.clone();
-            let (next, failed, cancel) = (&next, &failed, &cancel);
+            let (next, failed, cancel, hint) = (&next, &failed, &cancel, &hint);
             sc.spawn(move || {
                 // Page aligned: copies between the page cache and a buffer that is not
                 // are markedly slower (malloc puts large blocks 16 bytes into a page).
@@ -211,6 +217,9 @@ fn parallel_copy(
                         .and_then(|()| dst.write_all_at(b, host).map_err(Error::from));
                     match r {
                         Ok(()) => {
+                            if let Some(f) = hint {
+                                let _ = crate::sys::start_writeback(f, host, n);
+                            }
                             let _ = tx.send(n);
                         }
                         Err(e) => {
