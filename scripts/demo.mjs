@@ -137,7 +137,55 @@ try {
   const syncOk = (await sk.digest(copyPath, { algorithm: 'blake3' })) === sums.blake3
   console.log(`  ${d.blocksChanged} blocks changed, ${human(d.bytesSent)} on the wire; copy ${syncOk ? 'matches again' : 'DIFFERS'}`)
 
-  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk) throw new Error('demo: a copy did not match its source')
+  step('9. qcow2 editing: an overlay on the qcow2, a guest write into it, hidden flag, commit into the base')
+  const overlay = join(work, 'overlay.qcow2')
+  await time('qcow2.snapshot()', () => sk.qcow2.snapshot(q, overlay))
+  // The "guest" writes 1 MiB of 0x5a at 512 MiB, through qemu-io (the qcow2 oracle).
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -q -P 0x5a ${512 * MiB} ${MiB}`, overlay])
+  await sk.qcow2.setExtension(overlay, sk.qcow2.EXTENSION_HIDDEN, Buffer.from([1]))
+  const hidden = await sk.qcow2.getExtension(overlay, sk.qcow2.EXTENSION_HIDDEN)
+  const cm = await time('qcow2.commit() into the base', () => sk.qcow2.commit(overlay))
+  const baseCheck = await sk.qcow2.check(q)
+  const want = Buffer.alloc(MiB, 0x5a)
+  const got = Buffer.alloc(MiB)
+  const raw2 = join(work, 'after-commit.img')
+  await sk.qcow2.convert(q, raw2)
+  const { openSync, readSync, closeSync } = await import('node:fs')
+  const fd = openSync(raw2, 'r')
+  readSync(fd, got, 0, MiB, 512 * MiB)
+  closeSync(fd)
+  let qemuCheck = 'passes'
+  try { execFileSync('qemu-img', ['check', '-q', q]) } catch { qemuCheck = 'FAILS' }
+  const editOk = got.equals(want) && hidden?.[0] === 1 && qemuCheck === 'passes' && !baseCheck['corruptions']
+  console.log(`  hidden flag ${hidden?.[0] === 1 ? 'set' : 'MISSING'}; committed ${human(cm.bytes)}; base ` +
+    `${got.equals(want) ? 'holds' : 'LACKS'} the guest write; qemu-img check ${qemuCheck}`)
+
+  step('10. imaging engine: drives, and one compressed image to two drives at once')
+  const all = await sk.drives.list()
+  console.log(`  ${all.length} drives here, ${all.filter((x) => x.isSystem).length} marked system (never offered): ` +
+    all.map((x) => `${x.path}${x.isSystem ? ' (system)' : ''}`).join(', '))
+  let multiOk = true
+  if (process.getuid?.() === 0) {
+    const devs = []
+    try {
+      for (const n of ['drive-a.bin', 'drive-b.bin']) {
+        execFileSync('truncate', ['-s', '1G', join(work, n)])
+        devs.push(execFileSync('losetup', ['--find', '--show', join(work, n)]).toString().trim())
+      }
+      const fr = await time(`flash(xz -> ${devs.length} drives)`, () => sk.flash(xzPath, devs, { bmap: bmapPath }))
+      for (const r of fr.destinations) {
+        const ok = r.ok && r.verified && (await sk.digest(r.path, { algorithm: 'blake3', length: st.size })) === sums.blake3
+        multiOk &&= ok
+        console.log(`  ${r.path}: ${human(r.bytesWritten)} written, ${r.verified ? 'read back' : 'NOT read back'}; ${ok ? 'matches' : 'DIFFERS'}`)
+      }
+    } finally {
+      for (const dev of devs) execFileSync('losetup', ['-d', dev])
+    }
+  } else {
+    console.log('  (not root: flashing to loop devices is skipped)')
+  }
+
+  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk || !editOk || !multiOk) throw new Error('demo: a copy did not match its source')
   console.log('\ndemo finished: all checks passed')
 } finally {
   rmSync(work, { recursive: true, force: true })
