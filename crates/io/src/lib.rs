@@ -13,6 +13,8 @@
 //!   [`Progress`] (a [`Phase`], bytes done, bytes total) and call [`Control::check`]; they
 //!   never throttle (the caller does, and always passes the final report of each phase).
 //!   [`read_stream`] reads pipes and character devices and wakes up when cancelled.
+//! - [`TempBeside`] replaces a regular file whole (temporary file, sync, rename, folder
+//!   sync), so a failure or a crash leaves the old file.
 //!
 //! ```
 //! use sparsekit_io::{FileStorage, MemStorage, Storage, Faulty, Fault};
@@ -36,6 +38,7 @@ mod fault;
 mod file;
 mod mem;
 mod progress;
+mod replace;
 mod storage;
 pub mod sys;
 
@@ -44,4 +47,5 @@ pub use fault::{Fault, Faulty};
 pub use file::{FileKind, FileStorage};
 pub use mem::MemStorage;
 pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
+pub use replace::TempBeside;
 pub use storage::{Storage, ZERO_CHUNK};

@@ -63,8 +63,8 @@ pub use bitmap::Bitmap;
 pub use check::{CheckResult, MAX_CHECK_CLUSTERS};
 pub use convert::{convert, ConvertOptions, ConvertResult, CONVERT_CHUNK, ZERO_BLOCK};
 pub use edit::{
-    commit, create, discard_all, get_extension, repair, resize, set_backing, set_extension,
-    snapshot, CommitResult, CreateOptions, EditOptions, Editor, Preallocation,
+    commit, create, create_on, discard_all, get_extension, repair, resize, set_backing,
+    set_extension, snapshot, CommitResult, CreateOptions, EditOptions, Editor, Preallocation,
 };
 pub use error::{Error, Result};
 pub use header::{CompressionType, CryptMethod, Header};

@@ -108,15 +108,20 @@ fn matrix(name: &str, script: &str, op: &Op, verify: &dyn Fn(&Path)) -> (u64, u6
     let d = dir.path();
     sh(d, &format!("({script}) >/dev/null"));
     let old = std::fs::read(d.join("t.qcow2")).unwrap();
-    std::fs::write(d.join("old.qcow2"), &old).unwrap();
-    let (new, writes, r) = run_op(&old, None, op);
+    matrix_on(name, d, &old, op, verify)
+}
+
+/// [`matrix`] over the image bytes `old`, in the folder `d`.
+fn matrix_on(name: &str, d: &Path, old: &[u8], op: &Op, verify: &dyn Fn(&Path)) -> (u64, u64, u64) {
+    std::fs::write(d.join("old.qcow2"), old).unwrap();
+    let (new, writes, r) = run_op(old, None, op);
     r.unwrap_or_else(|e| panic!("{name}: {e}"));
     std::fs::write(d.join("new.qcow2"), &new).unwrap();
     check_clean(d, "new.qcow2");
     verify(d);
     let mut leaky = 0;
     for n in 0..writes {
-        let (after, _, r) = run_op(&old, Some(n), op);
+        let (after, _, r) = run_op(old, Some(n), op);
         assert!(
             r.is_err(),
             "{name}: write {n} failed but the operation succeeded"
@@ -354,35 +359,214 @@ fn discard_all_fault_matrix() {
     }
 }
 
+/// Leaky images made the way a crash makes them: resize with writes failing after the
+/// new L1 table and refcounts are in, before the header points at it. Written to `d`.
+fn leaky_images(d: &Path) -> Vec<Vec<u8>> {
+    sh(d, "qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2 >/dev/null");
+    let bytes = std::fs::read(d.join("t.qcow2")).unwrap();
+    let grow: &Op = &|ed| ed.resize(64 << 20);
+    let (_, writes, _) = run_op(&bytes, None, grow);
+    let mut leaky = Vec::new();
+    for n in 0..writes {
+        let (after, _, _) = run_op(&bytes, Some(n), grow);
+        std::fs::write(d.join("f.qcow2"), &after).unwrap();
+        if status(d, "qemu-img check f.qcow2").0 == 3 {
+            leaky.push(after);
+        }
+    }
+    assert!(!leaky.is_empty(), "no fault left a leak to repair");
+    leaky
+}
+
+const REPAIR: &Op = &|ed| ed.repair_leaks(&mut Control::none()).map(|_| ());
+
 #[test]
 fn repair_fixes_leaks_left_by_faults() {
     if !have_qemu() {
         return;
     }
-    // Leaks made the way a crash makes them: resize with writes failing after the new
-    // L1 table and refcounts are in, before the header points at it.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    sh(d, "qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2 >/dev/null");
-    let bytes = std::fs::read(d.join("t.qcow2")).unwrap();
-    let grow: &Op = &|ed| ed.resize(64 << 20);
-    let (_, writes, _) = run_op(&bytes, None, grow);
-    let mut found = false;
-    for n in 0..writes {
-        let (after, _, _) = run_op(&bytes, Some(n), grow);
+    for after in leaky_images(d) {
         std::fs::write(d.join("f.qcow2"), &after).unwrap();
-        if status(d, "qemu-img check f.qcow2").0 == 3 {
-            found = true;
-            let (fixed, _, r) = run_op(&after, None, &|ed| {
-                ed.repair_leaks(&mut Control::none()).map(|_| ())
-            });
-            r.unwrap();
-            std::fs::write(d.join("r.qcow2"), &fixed).unwrap();
-            check_clean(d, "r.qcow2");
-            assert_eq!(status(d, "qemu-img compare -q r.qcow2 f.qcow2").0, 0);
-        }
+        let (fixed, _, r) = run_op(&after, None, REPAIR);
+        r.unwrap();
+        std::fs::write(d.join("r.qcow2"), &fixed).unwrap();
+        check_clean(d, "r.qcow2");
+        assert_eq!(status(d, "qemu-img compare -q r.qcow2 f.qcow2").0, 0);
     }
-    assert!(found, "no fault left a leak to repair");
+}
+
+#[test]
+fn repair_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let leaky = leaky_images(d);
+    let (mut writes, mut leaks) = (0, 0);
+    // The first and the last leaky image: the fewest and the most leaked clusters.
+    for (i, old) in [&leaky[0], &leaky[leaky.len() - 1]].into_iter().enumerate() {
+        let (w, _, l) = matrix_on(&format!("repair #{i}"), d, old, REPAIR, &|_| {});
+        assert!(w > 0, "repair of a leaky image wrote nothing");
+        writes += w;
+        leaks += l;
+    }
+    println!("fault matrix repair: {writes} failing runs in all, {leaks} left leaks, 0 invalid");
+}
+
+/// `create_on` (and so `create` and `snapshot`, which write through it) with writes
+/// failing from every N-th on: the storage holds the untouched old bytes or no qcow2
+/// image at all (its first cluster zeroed), never a half-made image; the clean run gives
+/// `qemu-img create`'s bytes (or, on a device, an image `qemu-img check` accepts).
+#[test]
+fn create_and_snapshot_fault_matrix() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sh(d, "qemu-img create -q -f qcow2 base.qcow2 64M && qemu-io -f qcow2 -c 'write -P 3 0 1M' base.qcow2 >/dev/null");
+    // A device that held an older image with data.
+    sh(d, "qemu-img create -q -f qcow2 olddev.qcow2 8M && qemu-io -f qcow2 -c 'write -P 0x11 0 4M' olddev.qcow2 >/dev/null && truncate -s 16M olddev.qcow2");
+    let olddev = std::fs::read(d.join("olddev.qcow2")).unwrap();
+    let base = CreateOptions {
+        size: 64 << 20,
+        ..Default::default()
+    };
+    let cases: Vec<(&str, &str, CreateOptions, bool)> = vec![
+        ("create", "", base.clone(), false),
+        (
+            "create v2 preallocated",
+            "-o compat=0.10,cluster_size=32k,preallocation=metadata",
+            CreateOptions {
+                size: 100 << 20,
+                cluster_size: 32 << 10,
+                compat_v2: true,
+                preallocation: Preallocation::Metadata,
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            "snapshot",
+            "-b base.qcow2 -F qcow2",
+            CreateOptions {
+                backing: Some("base.qcow2".into()),
+                backing_format: Some("qcow2".into()),
+                ..base.clone()
+            },
+            false,
+        ),
+        (
+            "create on a device",
+            "-o cluster_size=4k",
+            CreateOptions {
+                size: 8 << 20,
+                cluster_size: 4096,
+                ..Default::default()
+            },
+            true,
+        ),
+    ];
+    let magic = b"QFI\xfb";
+    for (name, qopts, o, block) in &cases {
+        let initial = if *block { olddev.clone() } else { Vec::new() };
+        let run = |n: Option<u64>| {
+            let f = Faulty::new(
+                MemStorage::from_vec(initial.clone()),
+                Fault::FailWritesAfter {
+                    n: n.unwrap_or(u64::MAX),
+                    errno: libc::EIO,
+                },
+            );
+            let r = sparsekit_qcow2::create_on(&f, o, *block);
+            (f.inner().to_vec(), f.writes(), r)
+        };
+        let (new, writes, r) = run(None);
+        r.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let size = if o.backing.is_some() {
+            String::new()
+        } else {
+            o.size.to_string()
+        };
+        sh(
+            d,
+            &format!("qemu-img create -q -f qcow2 {qopts} q.qcow2 {size}"),
+        );
+        std::fs::write(d.join("new.qcow2"), &new).unwrap();
+        if *block {
+            assert_eq!(new.len(), olddev.len(), "{name}: the device size changed");
+            check_clean(d, "new.qcow2");
+            assert_eq!(info(d, "new.qcow2")["virtual-size"], o.size);
+            assert_eq!(status(d, "qemu-img compare -q new.qcow2 q.qcow2").0, 0);
+        } else {
+            assert!(
+                new == std::fs::read(d.join("q.qcow2")).unwrap(),
+                "{name}: bytes differ from qemu-img create {qopts}"
+            );
+            check_clean(d, "new.qcow2");
+        }
+        let (mut untouched, mut no_image) = (0, 0);
+        for n in 0..writes {
+            let (after, _, r) = run(Some(n));
+            assert!(r.is_err(), "{name}: write {n} failed but create succeeded");
+            if after == initial {
+                untouched += 1;
+            } else {
+                assert!(
+                    after.len() < 4 || &after[..4] != magic,
+                    "{name}: writes failing from #{n} left a qcow2 header over unfinished tables"
+                );
+                no_image += 1;
+            }
+        }
+        assert!(writes > 1, "{name}: {writes} writes");
+        println!("fault matrix {name}: {writes} writes, {writes} failing runs, {untouched} left the old bytes, {no_image} left no image, 0 invalid");
+    }
+}
+
+/// A failed `create` over an existing file leaves that file as it was and no temporary
+/// file behind: here it runs out of space on a 1 MiB tmpfs.
+#[test]
+fn failed_create_keeps_the_old_file() {
+    let Some(m) = sparsekit_testfs::Mount::new(
+        sparsekit_testfs::Fs::Tmpfs(1),
+        "failed_create_keeps_the_old_file",
+    ) else {
+        return;
+    };
+    let img = m.join("img.qcow2");
+    std::fs::write(&img, b"the old image").unwrap();
+    let o = CreateOptions {
+        size: 1 << 30,
+        cluster_size: 2 << 20,
+        ..Default::default()
+    };
+    let e = sparsekit_qcow2::create(&img, &o, &EditOptions::default()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert_eq!(e.path(), Some(img.as_path()), "{e}");
+    assert_eq!(std::fs::read(&img).unwrap(), b"the old image");
+    let names: Vec<_> = std::fs::read_dir(&m.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("img.qcow2")]);
+    // And a create that fits replaces it whole, through a symbolic link too.
+    let link = m.join("link.qcow2");
+    std::os::unix::fs::symlink("img.qcow2", &link).unwrap();
+    let small = CreateOptions {
+        size: 1 << 20,
+        cluster_size: 4096,
+        ..Default::default()
+    };
+    sparsekit_qcow2::create(&link, &small, &EditOptions::default()).unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(&std::fs::read(&img).unwrap()[..4], b"QFI\xfb");
 }
 
 #[test]

@@ -4,11 +4,11 @@
 use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 
 use sparsekit_extents::{map_file_with, MapOptions, Method};
-use sparsekit_io::{read_stream, Context, Control, IoError, Phase};
+use sparsekit_io::{read_stream, Context, Control, IoError, Phase, TempBeside};
 
 use crate::ends::{check_not_same, open_destination, open_source, Destination, Source};
 use crate::method::may_fall_back;
@@ -365,74 +365,26 @@ fn copy_atomic(
     if !source.stream {
         check_end(opts, window_len(source, opts))?;
     }
-    let tmp = temp_beside(dst)?;
-    let result = (|| {
-        // Carry over what the copy keeps of the old destination: everything, then the
-        // window overwrites its part (and truncation cuts the tail, as without atomic).
-        if existing.is_some() && (opts.seek > 0 || !opts.truncate) {
-            copy(
-                dst,
-                &tmp,
-                &CopyOptions::default(),
-                &mut Control::with_cancel(ctl.cancel().clone()),
-            )?;
-        }
-        let inner = CopyOptions {
-            atomic: false,
-            fsync: true,
-            ..*opts
-        };
-        let report = copy(src, &tmp, &inner, ctl)?;
-        if let Some(m) = &existing {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-                .op("chmod", &tmp)
-                .map_err(Error::Io)?;
-        }
-        std::fs::rename(&tmp, dst)
-            .op("rename", dst)
-            .map_err(Error::Io)?;
-        // The rename itself is durable once the folder is synced.
-        if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(report)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let tmp = TempBeside::new(dst).map_err(Error::Io)?;
+    // Carry over what the copy keeps of the old destination: everything, then the window
+    // overwrites its part (and truncation cuts the tail, as without atomic).
+    if existing.is_some() && (opts.seek > 0 || !opts.truncate) {
+        copy(
+            dst,
+            tmp.path(),
+            &CopyOptions::default(),
+            &mut Control::with_cancel(ctl.cancel().clone()),
+        )?;
     }
-    result
-}
-
-/// A new, empty file name in `dst`'s folder: `.NAME.sparsekit-PID-N`.
-fn temp_beside(dst: &Path) -> Result<PathBuf> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = dst.file_name().ok_or_else(|| Error::InvalidArg {
-        name: "destination path",
-        value: dst.display().to_string(),
-    })?;
-    let dir = dst.parent().unwrap_or(Path::new(""));
-    for _ in 0..100 {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".sparsekit-{}-{n}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(_) => return Ok(tmp),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::Io(IoError::new("open", e).with_path(&tmp))),
-        }
-    }
-    Err(Error::Io(
-        IoError::from_errno("open", libc::EEXIST).with_path(dst),
-    ))
+    let inner = CopyOptions {
+        atomic: false,
+        fsync: true,
+        ..*opts
+    };
+    let report = copy(src, tmp.path(), &inner, ctl)?;
+    // Dropped on any failure above, which removes the temporary file.
+    tmp.persist(dst, existing.as_ref()).map_err(Error::Io)?;
+    Ok(report)
 }
 
 fn src_size_now(file: &File, path: &Path) -> Result<u64> {
@@ -691,7 +643,7 @@ impl Job<'_, '_> {
 mod tests {
     use super::*;
     use sparsekit_io::Phase;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use std::fs;
 

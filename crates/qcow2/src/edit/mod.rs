@@ -17,8 +17,8 @@ mod refcount;
 pub use commit::{commit, commit_into, Base, CommitResult, COMMIT_CHUNK};
 
 pub use ops::{
-    create, create_bytes, discard_all, get_extension, repair, resize, set_backing, set_extension,
-    snapshot, CreateOptions, EditOptions, Preallocation, RESERVED_EXTENSIONS,
+    create, create_bytes, create_on, discard_all, get_extension, repair, resize, set_backing,
+    set_extension, snapshot, CreateOptions, EditOptions, Preallocation, RESERVED_EXTENSIONS,
 };
 
 use sparsekit_io::Storage;

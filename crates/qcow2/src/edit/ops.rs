@@ -653,50 +653,87 @@ pub fn create_layout(o: &CreateOptions) -> Result<(Vec<Piece>, u64)> {
     Ok((out, len))
 }
 
-/// Create a new image at `path` (replacing a file there), laid out as `qemu-img create`
-/// does; written whole and synced. A block device gets the image at its start.
-pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
+/// Write a new image onto `s`, which is emptied first (`block`: a block device, whose
+/// old bytes are zeroed over the metadata area instead and whose size is kept).
+///
+/// Crash order: first the header cluster is zeroed (from then on the storage is not a
+/// qcow2 image, so no half-written table is ever read as one), then everything but the
+/// header cluster is written and synced, and last the header cluster, in one write, then
+/// a sync. A failure at any step leaves either no image or the whole new one.
+pub fn create_on(s: &dyn Storage, o: &CreateOptions, block: bool) -> Result<()> {
     let (pieces, len) = create_layout(o)?;
-    let bytes = &pieces[0].1;
-    let exists = path.exists();
-    let _lock = if exists {
-        ImageLock::acquire(path, LockMode::Write, e.force)?
-    } else {
-        None
-    };
-    let s = FileStorage::open_with(path, true, true, false)?;
-    let block = s.kind() == sparsekit_io::FileKind::BlockDevice;
-    let _lock2 = if exists {
-        None
-    } else {
-        ImageLock::acquire(path, LockMode::Write, e.force)?
-    };
-    if block && o.preallocation != Preallocation::Off {
-        return Err(
-            refused("preallocation on a block device (its old bytes would show)")
-                .with_path(Some(path)),
-        );
-    }
+    let head = &pieces[0].1;
+    let cs = o.cluster_size as usize;
     if block {
+        if o.preallocation != Preallocation::Off {
+            return Err(refused(
+                "preallocation on a block device (its old bytes would show)",
+            ));
+        }
         let size = s.size()?;
-        if size < bytes.len() as u64 {
-            return Err(
-                refused(format!("the block device ({size} bytes) is too small"))
-                    .with_path(Some(path)),
-            );
+        if size < len {
+            return Err(refused(format!(
+                "the block device ({size} bytes) is too small"
+            )));
         }
         // Whatever was there before must not read as tables.
-        s.write_zeroes(0, (bytes.len() as u64).max(o.cluster_size * 4).min(size))?;
+        s.write_zeroes(0, (head.len() as u64).max(4 * o.cluster_size).min(size))?;
     } else {
         s.set_len(0)?;
     }
-    for (at, b) in &pieces {
+    s.write_all_at(&head[cs..], cs as u64)?;
+    for (at, b) in &pieces[1..] {
         s.write_all_at(b, *at)?;
     }
     if !block && s.size()? < len {
         s.set_len(len)?;
     }
     s.flush()?;
+    s.write_all_at(&head[..cs], 0)?;
+    s.flush()?;
+    Ok(())
+}
+
+/// Create a new image at `path`, laid out as `qemu-img create` lays it out. A regular
+/// file (new, or replacing one there, which must not be in use by qemu) is written as a
+/// temporary file beside it, synced and renamed over it, so a failure leaves the old file
+/// (or none). A block device gets the image at its start, in [`create_on`]'s order.
+pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
+    // Bad options are refused before anything is touched.
+    create_layout(o)?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => Some(m),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(Error::Io(
+                sparsekit_io::IoError::new("stat", err).with_path(path),
+            ))
+        }
+    };
+    let _lock = match &meta {
+        Some(_) => ImageLock::acquire(path, LockMode::Write, e.force)?,
+        None => None,
+    };
+    let with_path = |err: Error| err.with_path(Some(path));
+    if meta.as_ref().is_some_and(|m| !m.is_file()) {
+        // A block device (or a directory, which open refuses with EISDIR).
+        let s = FileStorage::open_with(path, true, false, false)?;
+        let block = s.kind() == sparsekit_io::FileKind::BlockDevice;
+        return create_on(&s, o, block).map_err(with_path);
+    }
+    // A symbolic link is followed: its target is replaced, the link stays.
+    let target = match &meta {
+        Some(_) => std::fs::canonicalize(path).map_err(|err| {
+            Error::Io(sparsekit_io::IoError::new("realpath", err).with_path(path))
+        })?,
+        None => path.to_path_buf(),
+    };
+    let mut tmp = sparsekit_io::TempBeside::new(&target)?;
+    let file = tmp.take_file().expect("a new temporary file is open");
+    let s = FileStorage::from_file(file, path)?;
+    create_on(&s, o, false).map_err(with_path)?;
+    drop(s);
+    tmp.persist(&target, meta.as_ref())?;
     Ok(())
 }
 
