@@ -4,52 +4,15 @@
 //! storage whose writes fail from the N-th on leaves an image `qemu-img check` accepts
 //! (leaks allowed) that reads as the old or the new image.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
+
+use common::{have_qemu, sh, status};
 
 use sparsekit_io::{Control, Fault, Faulty, IoError, MemStorage, Storage};
 use sparsekit_qcow2::{CreateOptions, EditOptions, Editor, Error, Preallocation};
-
-fn have_qemu() -> bool {
-    let ok = Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
-    }
-    ok
-}
-
-fn sh(dir: &Path, cmd: &str) -> String {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn status(dir: &Path, cmd: &str) -> (i32, String) {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
 
 /// `qemu-img check` must exit 0: no corruption, no leak.
 fn check_clean(dir: &Path, img: &str) {
@@ -711,7 +674,7 @@ fn locks_against_a_live_qemu_io() {
     sh(d, "qemu-img create -q -f qcow2 t.qcow2 1M");
     let img = d.join("t.qcow2");
     // A qemu-io session holding the image for writing (it waits for commands on stdin).
-    let mut q = Command::new("qemu-io")
+    let mut q = std::process::Command::new("qemu-io")
         .args(["-f", "qcow2"])
         .arg(&img)
         .stdin(std::process::Stdio::piped())

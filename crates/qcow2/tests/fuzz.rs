@@ -6,7 +6,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::Command;
+mod common;
+
+use common::{have_qemu, sh};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sparsekit_io::{Control, MemStorage};
@@ -102,12 +104,7 @@ fn pick(rng: &mut Rng, len: usize, cluster: usize) -> usize {
 
 #[test]
 fn mutated_images_never_panic() {
-    let ok = Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
+    if !have_qemu() {
         return;
     }
     let long = std::env::var_os("SPARSEKIT_LONG_TESTS").is_some();
@@ -122,13 +119,7 @@ fn mutated_images_never_panic() {
     let mut total = 0u64;
     for (si, script) in SEEDS.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!("({script}) >/dev/null"))
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{script}");
+        sh(dir.path(), &format!("({script}) >/dev/null"));
         let seed = std::fs::read(dir.path().join("t.qcow2")).unwrap();
         let cluster = 1usize << u32::from_be_bytes(seed[20..24].try_into().unwrap());
         // The unmutated seed reads fine.

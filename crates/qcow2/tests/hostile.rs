@@ -3,22 +3,13 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod common;
+
+use common::{have_qemu, sh};
 use sparsekit_io::Control;
 use sparsekit_qcow2::table::{L1E_OFFSET_MASK, OFLAG_COMPRESSED};
 use sparsekit_qcow2::{Error, Image, OpenOptions};
-
-fn have_qemu() -> bool {
-    let ok = Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
-    }
-    ok
-}
 
 struct Case {
     dir: tempfile::TempDir,
@@ -28,13 +19,7 @@ impl Case {
     /// `script` run by `sh` in a fresh folder.
     fn new(script: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!("({script}) >/dev/null"))
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{script}: {o:?}");
+        sh(dir.path(), &format!("({script}) >/dev/null"));
         Case { dir }
     }
     fn p(&self, n: &str) -> PathBuf {

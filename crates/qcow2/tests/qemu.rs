@@ -1,53 +1,14 @@
 //! Images made by `qemu-img`/`qemu-io`, read by this crate and compared with qemu-img's
 //! own `map`, `info`, `check` and `convert` output.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::{have_qemu, sh, status_stdout as sh_status};
 
 use sparsekit_io::Control;
 use sparsekit_qcow2::{map_json, BackingPolicy, Image, OpenOptions};
-
-fn have_qemu() -> bool {
-    let ok = Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: qemu-img is not installed (Debian qemu-utils)");
-    }
-    ok
-}
-
-/// Run `sh -c cmd` in `dir`, panicking with its output on failure.
-fn sh(dir: &Path, cmd: &str) -> String {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// `qemu-img`'s exit code and stdout, for commands that exit non-zero on purpose.
-fn sh_status(dir: &Path, cmd: &str) -> (i32, String) {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8(o.stdout).unwrap(),
-    )
-}
 
 struct Case {
     dir: tempfile::TempDir,
@@ -167,7 +128,6 @@ fn backing_none_reads_zeros_below() {
     let mut b = vec![1u8; 4096];
     img.read_at(&mut b, 0).unwrap();
     assert!(b.iter().all(|&x| x == 0));
-    let _ = sh_status;
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -350,7 +310,10 @@ fn check_finds_leaks_and_corruptions() {
 }
 
 fn md5(p: &Path) -> String {
-    let o = Command::new("md5sum").arg(p).output().unwrap();
+    let o = std::process::Command::new("md5sum")
+        .arg(p)
+        .output()
+        .unwrap();
     String::from_utf8(o.stdout).unwrap()[..32].to_string()
 }
 
