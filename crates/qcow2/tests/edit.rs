@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{have_qemu, sh, status};
+use common::{have_qemu, qemu_folder, sh, status};
 
 use sparsekit_io::{Control, Fault, Faulty, IoError, MemStorage, Storage};
 use sparsekit_qcow2::{CreateOptions, EditOptions, Editor, Error, Preallocation};
@@ -345,10 +345,9 @@ const REPAIR: &Op = &|ed| ed.repair_leaks(&mut Control::none()).map(|_| ());
 
 #[test]
 fn repair_fixes_leaks_left_by_faults() {
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     for after in leaky_images(d) {
         std::fs::write(d.join("f.qcow2"), &after).unwrap();
@@ -362,10 +361,9 @@ fn repair_fixes_leaks_left_by_faults() {
 
 #[test]
 fn repair_fault_matrix() {
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     let leaky = leaky_images(d);
     let (mut writes, mut leaks) = (0, 0);
@@ -385,10 +383,9 @@ fn repair_fault_matrix() {
 /// `qemu-img create`'s bytes (or, on a device, an image `qemu-img check` accepts).
 #[test]
 fn create_and_snapshot_fault_matrix() {
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, "qemu-img create -q -f qcow2 base.qcow2 64M && qemu-io -f qcow2 -c 'write -P 3 0 1M' base.qcow2 >/dev/null");
     // A device that held an older image with data.
@@ -534,10 +531,9 @@ fn failed_create_keeps_the_old_file() {
 
 #[test]
 fn create_matches_qemu_img_create() {
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, "qemu-img create -q -f qcow2 base.qcow2 1G");
     let cases: Vec<(&str, CreateOptions)> = vec![
@@ -666,10 +662,9 @@ fn edits_refuse_corrupt_images() {
 fn locks_against_a_live_qemu_io() {
     use sparsekit_qcow2::lock::{ImageLock, LockMode};
     use std::io::Write;
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, "qemu-img create -q -f qcow2 t.qcow2 1M");
     let img = d.join("t.qcow2");
@@ -735,10 +730,9 @@ fn locks_against_a_live_qemu_io() {
 
 #[test]
 fn path_edits_on_files_and_block_devices() {
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, "qemu-img create -q -f qcow2 t.qcow2 4M && qemu-io -f qcow2 -c 'write -P 3 0 1M' t.qcow2 >/dev/null && cp t.qcow2 old.qcow2");
     let img = d.join("t.qcow2");
@@ -904,10 +898,9 @@ fn commit_matches_qemu_img_commit_and_fault_matrix() {
 #[test]
 fn an_open_image_holds_qemus_shared_read_lock() {
     use sparsekit_qcow2::{Image, OpenOptions};
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, "qemu-img create -q -f qcow2 t.qcow2 1M");
     let img = Image::open(d.join("t.qcow2"), &OpenOptions::default()).unwrap();
@@ -928,10 +921,9 @@ fn an_open_image_holds_qemus_shared_read_lock() {
 #[test]
 fn commit_aborted_midway_leaves_both_images_valid() {
     use sparsekit_io::Cancel;
-    if !have_qemu() {
+    let Some(dir) = qemu_folder() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     sh(d, &format!("qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -f qcow2 -c 'write -P 1 0 2M' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 && qemu-io -f qcow2 {OVERLAY_WRITES} -c 'write -P 0xa4 5M 3M' ov.qcow2 >/dev/null && cp ov.qcow2 ov.orig && cp base.qcow2 base.orig && qemu-img rebase -u -b base.orig -F qcow2 ov.orig"));
     let cancel = Cancel::new();

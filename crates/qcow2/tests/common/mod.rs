@@ -54,3 +54,9 @@ pub fn status_stdout(dir: &Path, cmd: &str) -> (i32, String) {
         String::from_utf8(o.stdout).unwrap(),
     )
 }
+
+/// A fresh temporary folder for a test that needs qemu-img, or `None` (reason printed)
+/// when qemu-img is not installed.
+pub fn qemu_folder() -> Option<tempfile::TempDir> {
+    have_qemu().then(|| tempfile::tempdir().unwrap())
+}
