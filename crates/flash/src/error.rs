@@ -58,6 +58,14 @@ pub enum Error {
         /// The last failure.
         message: String,
     },
+    /// A server that answers range requests with the whole file (status 200), where the
+    /// source has to be read at offsets (a qcow2 image, a zip archive).
+    HttpNoRanges {
+        /// The URL.
+        url: String,
+    },
+    /// A qcow2-level failure while reading a remote qcow2 image.
+    Qcow2(sparsekit_qcow2::Error),
     /// A zip archive that cannot be read, or without the wanted image entry.
     Zip {
         /// The archive.
@@ -84,7 +92,7 @@ pub enum Error {
 impl Error {
     /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
     /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_ZIP`, or the bmap crate's codes.
+    /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io(_) => "ERR_SPARSEKIT_IO",
@@ -94,6 +102,8 @@ impl Error {
             Error::DriveBusy { .. } => "ERR_SPARSEKIT_DRIVE_BUSY",
             Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
             Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
+            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
+            Error::Qcow2(e) => e.code(),
             Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
             Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
@@ -107,6 +117,7 @@ impl Error {
             Error::Io(e) => e.raw_os_error(),
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
+            Error::Qcow2(e) => e.raw_os_error(),
             Error::DriveBusy { errno, .. } => *errno,
             _ => None,
         }
@@ -117,6 +128,7 @@ impl Error {
         match self {
             Error::Io(e) => e.syscall(),
             Error::Bmap(e) => e.syscall(),
+            Error::Qcow2(e) => e.syscall(),
             _ => None,
         }
     }
@@ -127,6 +139,7 @@ impl Error {
             Error::Io(e) => e.path.as_deref(),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
+            Error::Qcow2(e) => e.path(),
             Error::SystemDrive { path, .. } | Error::DriveBusy { path, .. } => Some(path),
             Error::Zip { path, .. } => path.as_deref(),
             _ => None,
@@ -140,6 +153,7 @@ impl Error {
             Error::Io(e) => e.offset,
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
+            Error::Qcow2(e) => e.offset(),
             Error::HttpInterrupted { offset, .. } => Some(*offset),
             _ => None,
         }
@@ -149,6 +163,7 @@ impl Error {
     pub fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::Bmap(e) => e.range(),
+            Error::Qcow2(e) => e.range(),
             _ => None,
         }
     }
@@ -156,7 +171,9 @@ impl Error {
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
-            Error::Http { url, .. } | Error::HttpInterrupted { url, .. } => Some(url),
+            Error::Http { url, .. }
+            | Error::HttpInterrupted { url, .. }
+            | Error::HttpNoRanges { url } => Some(url),
             _ => None,
         }
     }
@@ -221,6 +238,12 @@ impl fmt::Display for Error {
                 "download of '{url}' interrupted at byte {offset} and not resumed after \
                  {attempts} attempts: {message}"
             ),
+            Error::HttpNoRanges { url } => write!(
+                f,
+                "'{url}' has to be read at offsets, but the server does not support range \
+                 requests (it answered 'Range: bytes=0-' with the whole file, status 200)"
+            ),
+            Error::Qcow2(e) => e.fmt(f),
             Error::Zip {
                 path: Some(p),
                 message,
@@ -239,6 +262,7 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
+            Error::Qcow2(e) => Some(e),
             _ => None,
         }
     }

@@ -739,7 +739,7 @@ fn consume(
     }
 }
 
-fn run(
+pub(crate) fn run(
     opened: Opened,
     targets: Vec<Target>,
     opts: &FlashOptions,

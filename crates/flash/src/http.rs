@@ -2,8 +2,8 @@
 //! after a dropped connection with a range request (RFC 9110 §14.2) from the byte where it
 //! stopped, guarded by `If-Range` so a changed file is never spliced onto the old one.
 //!
-//! Built on ureq (redirects, `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
-//! environment, per-read time-outs) with rustls; trusted roots are the system's CA store
+//! Built on ureq (redirects, per-read time-outs; the proxy environment chosen per URL
+//! scheme as curl does, see [`proxy_for`]) with rustls; trusted roots are the system's CA store
 //! (rustls-native-certs: `/etc/ssl/certs`, `SSL_CERT_FILE`, `SSL_CERT_DIR`) plus any CA
 //! the caller passes in PEM.
 
@@ -57,9 +57,90 @@ pub fn is_url(s: &str) -> bool {
     l.starts_with("http://") || l.starts_with("https://")
 }
 
-/// The ureq agent for `opts`: system roots plus the caller's CA, redirects followed,
-/// statuses inspected by us (not turned into errors).
-pub fn agent(opts: &HttpOptions) -> Result<Agent> {
+/// The `If-Range` validator of an answer: a strong ETag, else Last-Modified.
+pub(crate) fn validator(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    header(resp, "etag")
+        .filter(|e| !e.starts_with("W/"))
+        .or_else(|| header(resp, "last-modified"))
+}
+
+/// The proxy for `url` from the environment, as curl chooses it: `https_proxy` (or
+/// `HTTPS_PROXY`) for https URLs, `http_proxy` (or `HTTP_PROXY`) for http ones, else
+/// `all_proxy` (`ALL_PROXY`); none when the host matches `no_proxy` (`NO_PROXY`: a
+/// comma-separated list of host names, domain suffixes with or without a leading dot,
+/// optional `:port`, or `*`). An empty variable counts as unset.
+pub fn proxy_for(url: &str) -> Option<String> {
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let lower = url.to_ascii_lowercase();
+    let scheme_var = if lower.starts_with("https://") {
+        var(&["https_proxy", "HTTPS_PROXY"])
+    } else {
+        var(&["http_proxy", "HTTP_PROXY"])
+    };
+    let proxy = scheme_var.or_else(|| var(&["all_proxy", "ALL_PROXY"]))?;
+    let (host, port) = host_port(&lower)?;
+    if let Some(list) = var(&["no_proxy", "NO_PROXY"]) {
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                return None;
+            }
+            let (name, eport) = match entry.rsplit_once(':') {
+                Some((n, p)) if !n.contains(':') || n.ends_with(']') => (n, p.parse().ok()),
+                _ => (entry, None),
+            };
+            let name = name.trim_start_matches("*.").trim_start_matches('.');
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            let host_ok = host == name
+                || (host.len() > name.len()
+                    && host.ends_with(name)
+                    && host.as_bytes()[host.len() - name.len() - 1] == b'.');
+            if host_ok && eport.is_none_or(|p: u16| p == port) {
+                return None;
+            }
+        }
+    }
+    Some(proxy)
+}
+
+/// The host (lower case, without brackets) and port of an http(s) URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let default = if scheme == "https" { 443 } else { 80 };
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default);
+        return Some((h.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), default)),
+    }
+}
+
+/// The ureq agent for fetching `url` with `opts`: system roots plus the caller's CA,
+/// redirects followed, statuses inspected by us (not turned into errors), and the proxy
+/// of [`proxy_for`] (an HTTP proxy is used with `CONNECT` for both schemes).
+pub fn agent_for(opts: &HttpOptions, url: &str) -> Result<Agent> {
+    build_agent(opts, proxy_for(url))
+}
+
+fn build_agent(opts: &HttpOptions, proxy: Option<String>) -> Result<Agent> {
+    let proxy = match proxy {
+        None => None,
+        Some(p) => Some(ureq::Proxy::new(&p).map_err(|e| Error::InvalidArg {
+            name: "proxy",
+            value: format!("{p}: {e}"),
+        })?),
+    };
     let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .iter()
@@ -97,11 +178,12 @@ pub fn agent(opts: &HttpOptions) -> Result<Agent> {
         .timeout_connect(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
         .timeout_per_read(Some(opts.timeout))
+        .proxy(proxy)
         .build();
     Ok(config.new_agent())
 }
 
-fn http_err(url: &str, e: ureq::Error) -> Error {
+pub(crate) fn http_err(url: &str, e: ureq::Error) -> Error {
     Error::Http {
         url: url.to_string(),
         status: None,
@@ -109,7 +191,7 @@ fn http_err(url: &str, e: ureq::Error) -> Error {
     }
 }
 
-fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+pub(crate) fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -194,9 +276,7 @@ impl HttpReader {
             });
         }
         let len = header(&resp, "content-length").and_then(|v| v.trim().parse().ok());
-        let validator = header(&resp, "etag")
-            .filter(|e| !e.starts_with("W/"))
-            .or_else(|| header(&resp, "last-modified"));
+        let validator = validator(&resp);
         Ok(HttpReader {
             agent,
             url: url.to_string(),

@@ -37,6 +37,7 @@ pub mod drives;
 mod error;
 mod flash;
 pub mod http;
+pub mod remote;
 mod source;
 pub mod sys;
 
@@ -47,6 +48,7 @@ pub use flash::{
     FlashReport, FlashStatus, Target, CHUNK, QUEUE,
 };
 pub use http::HttpOptions;
+pub use remote::{HttpStorage, StorageCursor};
 pub use source::Counting;
 
 /// Result of this crate's functions.

@@ -2,8 +2,7 @@
 //! or an HTTP(S) URL (plain or compressed), turned into one front-to-back stream of image
 //! bytes, or positional reads for a plain local file.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use sparsekit_bmap::{Bmap, BmapChoice, Compression};
 use sparsekit_io::{Cancel, FileStorage, IoError, Storage};
 
 use crate::http::{self, HttpOptions, HttpReader};
+use crate::remote::{HttpStorage, StorageCursor};
 use crate::{Error, Result};
 
 /// Bytes of compressed input buffered per read.
@@ -40,6 +40,13 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// What a zip archive is read from.
+pub(crate) trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// A zip archive read from a file or a URL.
+pub(crate) type ZipArchive = zip::ZipArchive<Box<dyn ReadSeek>>;
+
 /// An opened source, before its bytes are read.
 pub(crate) enum Input {
     /// A plain local image, read at offsets.
@@ -50,9 +57,9 @@ pub(crate) enum Input {
         /// Its length, when known (for progress).
         len: Option<u64>,
     },
-    /// An entry of a local zip archive.
+    /// An entry of a zip archive (a local file, or a URL read with range requests).
     Zip {
-        archive: Box<zip::ZipArchive<File>>,
+        archive: Box<ZipArchive>,
         index: usize,
     },
 }
@@ -94,14 +101,49 @@ pub(crate) fn open(
 ) -> Result<Opened> {
     let consumed = Arc::new(AtomicU64::new(0));
     if http::is_url(source) {
-        let agent = http::agent(http_opts)?;
+        let agent = http::agent_for(http_opts, source)?;
         let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&agent, source))?;
-        let r = HttpReader::open(agent, source, http_opts, cancel.clone())?;
+        let mut r = HttpReader::open(agent.clone(), source, http_opts, cancel.clone())?;
         let len = r.len();
-        let _ = zip_entry;
+        // The first bytes say whether this is a zip archive (read at offsets, its
+        // central directory being at the end) or a stream.
+        // (8 bytes: the longest magic, xz's, is 6; `decompressed` sees them in one piece.)
+        let mut head = Vec::with_capacity(8);
+        (&mut r)
+            .take(8)
+            .read_to_end(&mut head)
+            .map_err(|e| read_error(e, Path::new(source)))?;
+        if head.starts_with(&ZIP_MAGIC) {
+            drop(r);
+            let storage = HttpStorage::open_with(agent, source, http_opts, cancel.clone())?;
+            let consumed = storage.counter();
+            let label = PathBuf::from(source);
+            let cursor = StorageCursor::new(storage).map_err(crate::remote::error_of_io)?;
+            let (archive, index, name) =
+                open_zip(&label, Box::new(cursor) as Box<dyn ReadSeek>, zip_entry)?;
+            return Ok(Opened {
+                input: Input::Zip {
+                    archive: Box::new(archive),
+                    index,
+                },
+                bmap,
+                bmap_from,
+                zip_entry: Some(name),
+                consumed,
+                label,
+            });
+        }
+        if zip_entry.is_some() {
+            return Err(Error::Zip {
+                path: Some(source.into()),
+                message: "an entry was named, but the source is no zip archive".into(),
+            });
+        }
+        let counted = Counting::new(r, consumed.clone());
+        consumed.fetch_add(head.len() as u64, Ordering::Relaxed);
         return Ok(Opened {
             input: Input::Stream {
-                reader: Box::new(Counting::new(r, consumed.clone())),
+                reader: Box::new(io::Cursor::new(head).chain(counted)),
                 len,
             },
             bmap,
@@ -131,7 +173,11 @@ pub(crate) fn open(
         label: path.to_path_buf(),
     };
     if head.starts_with(&ZIP_MAGIC) {
-        let (archive, index, name) = open_zip(path, file.into_file(), zip_entry)?;
+        let (archive, index, name) = open_zip(
+            path,
+            Box::new(file.into_file()) as Box<dyn ReadSeek>,
+            zip_entry,
+        )?;
         let mut o = base(Input::Zip {
             archive: Box::new(archive),
             index,
@@ -186,9 +232,9 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// Open a zip archive and choose its image entry: the one named, else the largest file.
 fn open_zip(
     path: &Path,
-    file: File,
+    file: Box<dyn ReadSeek>,
     name: Option<&str>,
-) -> Result<(zip::ZipArchive<File>, usize, String)> {
+) -> Result<(ZipArchive, usize, String)> {
     let mut archive = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
     if let Some(name) = name {
         let Some(i) = archive.index_for_name(name) else {
@@ -222,8 +268,8 @@ pub(crate) fn decompressed<'a, R: BufRead + Send + 'a>(
     if head.starts_with(&ZIP_MAGIC) {
         return Err(Error::Unsupported {
             what: format!(
-                "'{}' is a zip archive: zip sources must be local files (the central \
-                 directory is at the end)",
+                "'{}' is a zip archive inside another container (zip archives are read \
+                 at offsets: they cannot be compressed)",
                 label.display()
             ),
         });
@@ -254,7 +300,7 @@ pub(crate) fn read_error(e: io::Error, label: &Path) -> Error {
     }
     if e.get_ref().is_some_and(|i| i.is::<IoError>()) {
         if let Ok(io) = e.into_inner().expect("checked").downcast::<IoError>() {
-            return Error::Io(*io);
+            return crate::remote::error_of_io(*io);
         }
         unreachable!("checked above");
     }

@@ -1,0 +1,718 @@
+//! Random access to an HTTP(S) file through range requests (RFC 9110 §14): an
+//! [`HttpStorage`] is a read-only [`Storage`], so a qcow2 image, a zip archive's central
+//! directory or a plain image's mapped ranges are read where they are, never downloaded
+//! whole.
+//!
+//! - The size comes from the first answer's `Content-Range` (`bytes 0-N/SIZE`); a server
+//!   that answers a range request with the whole file (200) is refused with
+//!   [`Error::HttpNoRanges`] (`ERR_SPARSEKIT_HTTP_NO_RANGES`).
+//! - Reads go through a bounded cache of [`BLOCK`]-sized blocks ([`CACHE_BLOCKS`] of
+//!   them); a read that continues where an earlier one ended fetches [`READAHEAD`] blocks
+//!   in one request. Threads reading at once fetch different blocks (a block being
+//!   fetched is waited for, not fetched twice).
+//! - Each request is guarded by `If-Range` (a changed file is an error, never spliced),
+//!   its `Content-Range` must name the bytes asked for, and a short or failed answer is
+//!   retried from the byte where it stopped under [`HttpOptions`]' bounded policy; then
+//!   [`Error::HttpInterrupted`] names the URL and offset.
+//!
+//! Read errors are [`IoError`]s (path: the URL, offset: where the read failed) carrying
+//! the [`Error`] inside; [`crate::error_of`] gets it back.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use sparsekit_io::{Cancel, IoError, Storage};
+use ureq::Agent;
+
+use crate::http::{self, HttpOptions};
+use crate::{Error, Result};
+
+/// Bytes per cached block (and the alignment of every range request).
+pub const BLOCK: u64 = 256 * 1024;
+/// Blocks kept in the cache (16 MiB).
+pub const CACHE_BLOCKS: usize = 64;
+/// Blocks fetched in one request when reads are sequential (2 MiB).
+pub const READAHEAD: u64 = 8;
+/// Requests allowed over the storage's life that brought no data: a bound against a
+/// server that answers every request with nothing.
+const MAX_EMPTY: u64 = 10_000;
+
+struct Cache {
+    blocks: HashMap<u64, Arc<Vec<u8>>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<u64>,
+    /// Blocks some thread is fetching now.
+    inflight: HashSet<u64>,
+    /// The blocks after the last blocks read (where a sequential reader goes next).
+    next: VecDeque<u64>,
+}
+
+/// A read-only [`Storage`] over an HTTP(S) URL, read with range requests.
+pub struct HttpStorage {
+    agent: Agent,
+    url: String,
+    label: PathBuf,
+    size: u64,
+    validator: Option<String>,
+    opts: HttpOptions,
+    cancel: Cancel,
+    cache: Mutex<Cache>,
+    fetched: Condvar,
+    received: Arc<AtomicU64>,
+    requests: AtomicU64,
+    empty: AtomicU64,
+}
+
+impl std::fmt::Debug for HttpStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStorage")
+            .field("url", &self.url)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`) as numbers.
+fn content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let r = v.trim().strip_prefix("bytes ")?;
+    let (span, total) = r.split_once('/')?;
+    let (s, e) = span.split_once('-')?;
+    let (s, e) = (s.trim().parse().ok()?, e.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    (s <= e).then_some((s, e, total))
+}
+
+/// `bytes */TOTAL` of a 416 answer.
+fn unsatisfied_total(v: &str) -> Option<u64> {
+    v.trim().strip_prefix("bytes */")?.trim().parse().ok()
+}
+
+enum Attempt {
+    /// Bytes appended (maybe fewer than asked); a failure after some data is `Short`.
+    Data,
+    /// Retry: the reason.
+    Retry(String),
+}
+
+impl HttpStorage {
+    /// Open `url`: one range request for the first block gives the size (and fills the
+    /// cache with the first block). Fails with [`Error::HttpNoRanges`] when the server
+    /// answers with the whole file, [`Error::Http`] for other statuses.
+    pub fn open(url: &str, opts: &HttpOptions, cancel: Cancel) -> Result<Self> {
+        let agent = http::agent_for(opts, url)?;
+        Self::open_with(agent, url, opts, cancel)
+    }
+
+    /// [`HttpStorage::open`] with an agent made by the caller.
+    pub fn open_with(agent: Agent, url: &str, opts: &HttpOptions, cancel: Cancel) -> Result<Self> {
+        let mut s = HttpStorage {
+            agent,
+            url: url.to_string(),
+            label: PathBuf::from(url),
+            size: 0,
+            validator: None,
+            opts: opts.clone(),
+            cancel,
+            cache: Mutex::new(Cache {
+                blocks: HashMap::new(),
+                order: VecDeque::new(),
+                inflight: HashSet::new(),
+                next: VecDeque::new(),
+            }),
+            fetched: Condvar::new(),
+            received: Arc::new(AtomicU64::new(0)),
+            requests: AtomicU64::new(0),
+            empty: AtomicU64::new(0),
+        };
+        let mut failures = 0u32;
+        let first = loop {
+            s.cancel.check()?;
+            match s.probe() {
+                Ok(v) => break v,
+                Err(Err(e)) => return Err(e),
+                Err(Ok(reason)) => {
+                    if failures >= s.opts.retries {
+                        return Err(Error::HttpInterrupted {
+                            url: s.url.clone(),
+                            offset: 0,
+                            attempts: failures,
+                            message: reason,
+                        });
+                    }
+                    failures += 1;
+                    s.pause(failures)?;
+                }
+            }
+        };
+        if !first.is_empty() {
+            s.insert(0, Arc::new(first));
+        }
+        Ok(s)
+    }
+
+    /// The first request: `Ok(first block)`, `Err(Ok(reason))` to retry, `Err(Err(e))`
+    /// to give up.
+    fn probe(&mut self) -> std::result::Result<Vec<u8>, std::result::Result<String, Error>> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = match self
+            .agent
+            .get(&self.url)
+            .header("Range", format!("bytes=0-{}", BLOCK - 1))
+            .call()
+        {
+            Ok(r) => r,
+            Err(e) if transient(&e) => return Err(Ok(e.to_string())),
+            Err(e) => return Err(Err(http::http_err(&self.url, e))),
+        };
+        let status = resp.status().as_u16();
+        let cr = http::header(&resp, "content-range");
+        match status {
+            206 => {
+                let Some((0, e, Some(total))) = cr.as_deref().and_then(content_range) else {
+                    return Err(Err(self.bad(format!(
+                        "the answer to 'Range: bytes=0-{}' has Content-Range '{}'",
+                        BLOCK - 1,
+                        cr.unwrap_or_default()
+                    ))));
+                };
+                if e >= total || e >= BLOCK {
+                    return Err(Err(self.bad(format!(
+                        "Content-Range 'bytes 0-{e}/{total}' does not fit the request"
+                    ))));
+                }
+                self.size = total;
+                self.validator = http::validator(&resp);
+                let want = e + 1;
+                let mut out = Vec::with_capacity(want as usize);
+                let got = resp
+                    .into_body()
+                    .into_reader()
+                    .take(want)
+                    .read_to_end(&mut out);
+                // The size is known: a short first answer is not cached, and its block
+                // is fetched (and resumed) like any other when read.
+                match got {
+                    Ok(_) if out.len() as u64 == want => Ok(out),
+                    _ => Ok(Vec::new()),
+                }
+            }
+            416 => match cr.as_deref().and_then(unsatisfied_total) {
+                Some(0) => {
+                    self.validator = http::validator(&resp);
+                    Ok(Vec::new())
+                }
+                _ => Err(Err(self.bad(
+                    "the server refused 'Range: bytes=0-' (status 416) for a file that is not \
+                     empty"
+                        .into(),
+                ))),
+            },
+            200 => Err(Err(Error::HttpNoRanges {
+                url: self.url.clone(),
+            })),
+            s if s >= 500 => Err(Ok(format!("status {s}"))),
+            s => Err(Err(Error::Http {
+                url: self.url.clone(),
+                status: Some(s),
+                message: resp
+                    .status()
+                    .canonical_reason()
+                    .unwrap_or("unexpected status")
+                    .into(),
+            })),
+        }
+    }
+
+    fn bad(&self, message: String) -> Error {
+        Error::Http {
+            url: self.url.clone(),
+            status: None,
+            message,
+        }
+    }
+
+    /// The file's size.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Range requests sent so far (the first one included).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Where body bytes received are counted (for progress).
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.received.clone()
+    }
+
+    /// Sleep before retry number `n` (1-based); `Err(Aborted)` when cancelled meanwhile.
+    fn pause(&self, n: u32) -> Result<()> {
+        let d = self
+            .opts
+            .retry_delay
+            .saturating_mul(1 << n.saturating_sub(1).min(8))
+            .min(Duration::from_secs(5));
+        let step = Duration::from_millis(25);
+        let mut left = d;
+        while !left.is_zero() {
+            self.cancel.check()?;
+            let s = left.min(step);
+            std::thread::sleep(s);
+            left -= s;
+        }
+        Ok(self.cancel.check()?)
+    }
+
+    /// One range request for `[pos, end)`, appending to `out`.
+    fn attempt(
+        &self,
+        pos: u64,
+        end: u64,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<Attempt, Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut req = self
+            .agent
+            .get(&self.url)
+            .header("Range", format!("bytes={pos}-{}", end - 1));
+        if let Some(v) = &self.validator {
+            req = req.header("If-Range", v);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(e) if transient(&e) => return Ok(Attempt::Retry(e.to_string())),
+            Err(e) => return Err(http::http_err(&self.url, e)),
+        };
+        match resp.status().as_u16() {
+            206 => {}
+            200 => {
+                return Err(self.bad(format!(
+                    "the server answered 'Range: bytes={pos}-{}' with the whole file \
+                     (status 200): the file changed since it was opened, or the server \
+                     stopped honouring range requests",
+                    end - 1
+                )))
+            }
+            s if s >= 500 || s == 408 || s == 429 => {
+                return Ok(Attempt::Retry(format!("status {s}")))
+            }
+            s => {
+                return Err(Error::Http {
+                    url: self.url.clone(),
+                    status: Some(s),
+                    message: format!("range request 'bytes={pos}-{}'", end - 1),
+                })
+            }
+        }
+        let cr = http::header(&resp, "content-range").unwrap_or_default();
+        match content_range(&cr) {
+            Some((s, e, total)) if s == pos && e < end && total.is_none_or(|t| t == self.size) => {
+                let want = e + 1 - s;
+                let before = out.len();
+                let r = resp.into_body().into_reader().take(want).read_to_end(out);
+                let got = (out.len() - before) as u64;
+                self.received.fetch_add(got, Ordering::Relaxed);
+                if got > 0 {
+                    return Ok(Attempt::Data);
+                }
+                Ok(Attempt::Retry(match r {
+                    Ok(_) => format!("the answer to 'bytes={pos}-{}' held no data", end - 1),
+                    Err(e) => e.to_string(),
+                }))
+            }
+            _ => Err(self.bad(format!(
+                "the answer to 'Range: bytes={pos}-{}' has Content-Range '{cr}' (file size {})",
+                end - 1,
+                self.size
+            ))),
+        }
+    }
+
+    /// Fetch `[start, end)` whole, resuming short answers; bounded retries in a row.
+    fn fetch(&self, start: u64, end: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut failures = 0u32;
+        while (out.len() as u64) < end - start {
+            self.cancel.check()?;
+            let pos = start + out.len() as u64;
+            let last = match self.attempt(pos, end, &mut out)? {
+                Attempt::Data => {
+                    failures = 0;
+                    continue;
+                }
+                Attempt::Retry(reason) => reason,
+            };
+            if failures >= self.opts.retries
+                || self.empty.fetch_add(1, Ordering::Relaxed) >= MAX_EMPTY
+            {
+                return Err(Error::HttpInterrupted {
+                    url: self.url.clone(),
+                    offset: start + out.len() as u64,
+                    attempts: failures,
+                    message: last,
+                });
+            }
+            failures += 1;
+            self.pause(failures)?;
+        }
+        Ok(out)
+    }
+
+    fn insert(&self, block: u64, data: Arc<Vec<u8>>) {
+        let mut c = self.cache.lock().expect("cache lock");
+        if c.blocks.insert(block, data).is_none() {
+            c.order.push_back(block);
+        }
+        while c.order.len() > CACHE_BLOCKS {
+            if let Some(old) = c.order.pop_front() {
+                c.blocks.remove(&old);
+            }
+        }
+    }
+
+    /// The data of `block`, fetching it (and, for a sequential reader, the blocks after
+    /// it) when not cached.
+    fn block(&self, block: u64, need_until: u64) -> Result<Arc<Vec<u8>>> {
+        let blocks = self.size.div_ceil(BLOCK);
+        let (first, count) = {
+            let mut c = self.cache.lock().expect("cache lock");
+            loop {
+                if let Some(b) = c.blocks.get(&block) {
+                    let b = b.clone();
+                    if c.next.len() >= 8 {
+                        c.next.pop_front();
+                    }
+                    c.next.push_back(block + 1);
+                    return Ok(b);
+                }
+                if !c.inflight.contains(&block) {
+                    break;
+                }
+                c = self.fetched.wait(c).expect("cache lock");
+                self.cancel.check()?;
+            }
+            // A sequential reader (this block follows one read before) gets readahead.
+            let sequential = c.next.contains(&block);
+            let mut want = need_until.div_ceil(BLOCK).max(block + 1) - block;
+            if sequential {
+                want = want.max(READAHEAD);
+            }
+            let mut n = 0;
+            while n < want
+                && block + n < blocks
+                && (n == 0
+                    || !(c.blocks.contains_key(&(block + n)) || c.inflight.contains(&(block + n))))
+            {
+                c.inflight.insert(block + n);
+                n += 1;
+            }
+            if c.next.len() >= 8 {
+                c.next.pop_front();
+            }
+            c.next.push_back(block + n);
+            (block, n)
+        };
+        let start = first * BLOCK;
+        let end = ((first + count) * BLOCK).min(self.size);
+        let r = self.fetch(start, end);
+        let mut mine = None;
+        if let Ok(data) = &r {
+            for (i, chunk) in data.chunks(BLOCK as usize).enumerate() {
+                let b = Arc::new(chunk.to_vec());
+                if i == 0 {
+                    mine = Some(b.clone());
+                }
+                self.insert(first + i as u64, b);
+            }
+        }
+        {
+            let mut c = self.cache.lock().expect("cache lock");
+            for b in first..first + count {
+                c.inflight.remove(&b);
+            }
+        }
+        self.fetched.notify_all();
+        r?;
+        Ok(mine.expect("at least one block fetched"))
+    }
+
+    fn io_error(&self, e: Error, offset: u64) -> IoError {
+        let at = e.offset().unwrap_or(offset);
+        IoError::new("read", io::Error::other(crate::Wrapped(e)))
+            .with_path(&self.label)
+            .at(at)
+    }
+}
+
+/// Connection-level failures worth a retry (as opposed to a bad URL or TLS refusal).
+fn transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_)
+    )
+}
+
+impl Storage for HttpStorage {
+    fn size(&self) -> std::result::Result<u64, IoError> {
+        Ok(self.size)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::result::Result<usize, IoError> {
+        if offset >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let end = (offset + buf.len() as u64).min(self.size);
+        let mut pos = offset;
+        while pos < end {
+            let b = pos / BLOCK;
+            let data = self.block(b, end).map_err(|e| self.io_error(e, pos))?;
+            let within = (pos - b * BLOCK) as usize;
+            let n = (data.len().saturating_sub(within)).min((end - pos) as usize);
+            if n == 0 {
+                // A block shorter than the size says: only a server that changed its mind.
+                return Err(self.io_error(
+                    self.bad(format!("block at byte {} came back short", b * BLOCK)),
+                    pos,
+                ));
+            }
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&data[within..within + n]);
+            pos += n as u64;
+        }
+        Ok((end - offset) as usize)
+    }
+
+    fn write_at(&self, _buf: &[u8], offset: u64) -> std::result::Result<usize, IoError> {
+        Err(IoError::from_errno("write", libc::EROFS)
+            .with_path(&self.label)
+            .at(offset))
+    }
+
+    fn flush(&self) -> std::result::Result<(), IoError> {
+        Ok(())
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.label)
+    }
+}
+
+/// A [`Storage`] read front to back as a [`Read`] + [`Seek`] (for the zip crate).
+pub struct StorageCursor<S> {
+    inner: S,
+    pos: u64,
+    size: u64,
+}
+
+impl<S: Storage> StorageCursor<S> {
+    /// A cursor at offset 0.
+    pub fn new(inner: S) -> std::result::Result<Self, IoError> {
+        let size = inner.size()?;
+        Ok(StorageCursor {
+            inner,
+            pos: 0,
+            size,
+        })
+    }
+
+    /// The storage.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Storage> Read for StorageCursor<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .inner
+            .read_at(buf, self.pos)
+            .map_err(|e| io::Error::new(e.source.kind(), e))?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<S: Storage> Seek for StorageCursor<S> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match p {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start",
+            )),
+        }
+    }
+}
+
+/// The [`Error`] an [`IoError`] from an [`HttpStorage`] carries, else the `IoError`.
+pub fn error_of_io(e: IoError) -> Error {
+    if e.source.get_ref().is_some_and(|i| i.is::<crate::Wrapped>()) {
+        if let Ok(w) = e
+            .source
+            .into_inner()
+            .expect("checked")
+            .downcast::<crate::Wrapped>()
+        {
+            return w.0;
+        }
+        unreachable!("checked above");
+    }
+    Error::Io(e)
+}
+
+/// Turn a qcow2 error from reading an [`HttpStorage`] back into ours: the HTTP failure
+/// inside an I/O error, cancellation as [`Error::Aborted`], the rest as [`Error::Qcow2`].
+fn from_qcow2(e: sparsekit_qcow2::Error) -> Error {
+    match e {
+        sparsekit_qcow2::Error::Io(io) => error_of_io(io),
+        sparsekit_qcow2::Error::Aborted => Error::Aborted,
+        e => Error::Qcow2(e),
+    }
+}
+
+/// Open the qcow2 image at `url` read with range requests ([`HttpStorage`]). An image
+/// with a backing file or an external data file is refused (there is no folder to find
+/// them in), as is an encrypted one when its data is read.
+pub fn open_qcow2(url: &str, http: &HttpOptions, cancel: Cancel) -> Result<sparsekit_qcow2::Image> {
+    let storage = HttpStorage::open(url, http, cancel)?;
+    let opts = sparsekit_qcow2::OpenOptions {
+        backing: sparsekit_qcow2::BackingPolicy::None,
+        ..Default::default()
+    };
+    let img = sparsekit_qcow2::Image::from_storage(Box::new(storage), &opts).map_err(from_qcow2)?;
+    let h = img.header();
+    if let Some(b) = &h.backing_file {
+        return Err(Error::Unsupported {
+            what: format!(
+                "'{url}' has a backing file ('{b}'): remote images must stand alone \
+                 (qemu-img convert it to one first)"
+            ),
+        });
+    }
+    if h.has_data_file() {
+        return Err(Error::Unsupported {
+            what: format!("'{url}' keeps its data in an external data file"),
+        });
+    }
+    Ok(img)
+}
+
+/// `qcow2 convert` of a remote image: the image at `url` (read with range requests: only
+/// its metadata and allocated clusters are fetched) written as a sparse raw image to
+/// `dst`, as [`sparsekit_qcow2::convert`] does for a local one.
+pub fn qcow2_convert(
+    url: &str,
+    dst: &Path,
+    opts: &sparsekit_qcow2::ConvertOptions,
+    http: &HttpOptions,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_qcow2::ConvertResult> {
+    let img = open_qcow2(url, http, ctl.cancel().clone())?;
+    sparsekit_qcow2::convert(&img, dst, opts, ctl).map_err(from_qcow2)
+}
+
+/// `bmap copy` of a remote image: `URL.bmap` found beside it (with
+/// [`sparsekit_bmap::BmapChoice::Auto`]), the image streamed once (plain, gzip, xz,
+/// bzip2, zstd; a zip archive read with range requests), resumed with range requests after
+/// a dropped connection, each bmap range's checksum verified as it streams, only mapped
+/// ranges written (without a bmap, all-zero blocks stay holes in a file destination), then
+/// `fsync` and an optional read-back. The destination is a file (created) or a block
+/// device (opened `O_EXCL`, checked to be large enough), as [`sparsekit_bmap::copy`] opens
+/// it. This is [`crate::flash_to`] with one destination.
+pub fn bmap_copy(
+    url: &str,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    http: &HttpOptions,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    use sparsekit_bmap::{Bmap, BmapChoice};
+    let agent = http::agent_for(http, url)?;
+    let (bmap, bmap_from): (Option<Bmap>, Option<String>) = match &opts.bmap {
+        BmapChoice::None => (None, None),
+        BmapChoice::Given(b) => (Some((**b).clone()), None),
+        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Auto => match http::find_bmap(&agent, url)? {
+            Some((b, from)) => (Some(b), Some(from)),
+            None => (None, None),
+        },
+    };
+    let is_dev = std::fs::metadata(dst)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let fopts = crate::FlashOptions {
+        bmap: match &bmap {
+            Some(b) => BmapChoice::Given(Box::new(b.clone())),
+            None => BmapChoice::None,
+        },
+        verify: opts.verify,
+        read_back: opts.read_back,
+        http: http.clone(),
+        ..Default::default()
+    };
+    // Open the source first: an unreachable URL leaves the destination untouched.
+    let opened = crate::source::open(url, &fopts.bmap, None, http, ctl.cancel())?;
+    let out = sparsekit_io::FileStorage::open_with(dst, true, !is_dev, is_dev).map_err(|e| {
+        if is_dev && e.raw_os_error() == Some(libc::EBUSY) {
+            Error::DriveBusy {
+                path: dst.to_path_buf(),
+                reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
+                errno: Some(libc::EBUSY),
+            }
+        } else {
+            Error::Io(e)
+        }
+    })?;
+    let targets = vec![crate::Target {
+        path: dst.to_path_buf(),
+        dst: Ok(Box::new(out)),
+    }];
+    let mut r = crate::flash::run(opened, targets, &fopts, None, ctl)?;
+    let d = r.destinations.remove(0);
+    if let Some(e) = d.error {
+        return Err(e);
+    }
+    let ranges = bmap.as_ref().map_or(0, |b| b.ranges.len() as u64);
+    Ok(sparsekit_bmap::CopyReport {
+        bytes_written: d.bytes_written,
+        image_size: r.image_size,
+        bmap_path: bmap_from.map(PathBuf::from),
+        used_bmap: bmap.is_some(),
+        compression: r.compression,
+        ranges_verified: match &bmap {
+            Some(b) if opts.verify => {
+                b.ranges.iter().filter(|r| r.checksum.is_some()).count() as u64
+            }
+            _ => 0,
+        },
+        ranges_read_back: if d.verified { ranges.max(1) } else { 0 },
+    })
+}
