@@ -101,18 +101,29 @@ function checkReadable(name: string, v: unknown): Readable {
 }
 
 /**
+ * Start a job on one end of a fresh pipe (`write`: the job writes into it) and close our
+ * copy of that end (the job duplicates it at once). Returns the job and the other end.
+ */
+function jobOnPipe<T>(end: 'read' | 'write', start: (fd: number) => Promise<T>): [Promise<T>, number] {
+  const [r, w] = native.syncPipe()
+  const [give, keep] = end === 'write' ? [w, r] : [r, w]
+  try {
+    return [start(give), keep]
+  } catch (err) {
+    fs.closeSync(keep)
+    throw err
+  } finally {
+    fs.closeSync(give)
+  }
+}
+
+/**
  * Run a job that writes into a fresh pipe, and copy the pipe into `out`. The job gets the
  * write end (it duplicates it at once; ours is closed right away, so the pipe ends when the
  * job does).
  */
 async function fromJob<T>(out: Writable, start: (writeFd: number) => Promise<T>): Promise<T> {
-  const [r, w] = native.syncPipe()
-  let job: Promise<T>
-  try {
-    job = start(w)
-  } finally {
-    fs.closeSync(w)
-  }
+  const [job, r] = jobOnPipe('write', start)
   const sock = new net.Socket({ fd: r, readable: true, writable: false })
   const [result] = await Promise.all([job, pipeline(sock, out)])
   return result
@@ -123,13 +134,7 @@ async function fromJob<T>(out: Writable, start: (writeFd: number) => Promise<T>)
  * before `input` ends (`save` stops reading at `done`): the rest of `input` is left unread.
  */
 async function intoJob<T>(input: Readable, start: (readFd: number) => Promise<T>): Promise<T> {
-  const [r, w] = native.syncPipe()
-  let job: Promise<T>
-  try {
-    job = start(r)
-  } finally {
-    fs.closeSync(r)
-  }
+  const [job, w] = jobOnPipe('read', start)
   const sock = new net.Socket({ fd: w, readable: false, writable: true })
   let inputError: unknown
   const onInputError = (err: unknown) => {
