@@ -12,14 +12,8 @@ ROUNDS=${ROUNDS:-5}
 SIZE_GB=${SIZE_GB:-4}
 DATA_MB=${DATA_MB:-1024}
 DIR=${1:-/var/tmp/sparsekit-bench-qcow2-convert}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build -q --release -p sparsekit-qcow2 --example qcow2 --manifest-path "$ROOT/Cargo.toml"
-SK="$CARGO_TARGET_DIR/release/examples/qcow2"
-mkdir -p "$DIR"
-cd "$DIR"
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. "$(dirname "$0")/lib.sh"
+bench_init sparsekit-qcow2 qcow2 "$DIR"
 
 if [ ! -f d.qcow2 ] || [ ! -f c.qcow2 ]; then
   rm -f d.qcow2 c.qcow2

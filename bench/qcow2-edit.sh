@@ -11,14 +11,8 @@ SIZE_GB=${SIZE_GB:-4}
 DATA_MB=${DATA_MB:-1024}
 REPEAT=${REPEAT:-20}
 DIR=${1:-/var/tmp/sparsekit-bench-qcow2-edit}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build -q --release -p sparsekit-qcow2 --example qcow2 --manifest-path "$ROOT/Cargo.toml"
-SK="$CARGO_TARGET_DIR/release/examples/qcow2"
-mkdir -p "$DIR"
-cd "$DIR"
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. "$(dirname "$0")/lib.sh"
+bench_init sparsekit-qcow2 qcow2 "$DIR"
 
 # The images: a base with data in its first quarter, an overlay with DATA_MB of data
 # spread over the disk (64 MiB writes, every other 64 MiB region, half over the base's data).
