@@ -210,7 +210,7 @@ fn from_storage<W: Write>(
                                 out.push((p, len, None));
                             } else {
                                 let b = &mut bufs[0];
-                                b.resize(len as usize, 0);
+                                b.resize(len as usize);
                                 s.read_exact_at(b, p)?;
                                 out.push((p, len, Some(hash_one(b, opts.blake3))));
                             }
@@ -218,7 +218,7 @@ fn from_storage<W: Write>(
                         return Ok(out);
                     }
                     for (buf, &(p, len)) in bufs.iter_mut().zip(group) {
-                        buf.resize(len as usize, 0);
+                        buf.resize(len as usize);
                         s.read_exact_at(buf, p)?;
                     }
                     let slices: Vec<&[u8]> = bufs
@@ -237,6 +237,9 @@ fn from_storage<W: Write>(
             .collect::<Result<Vec<_>, Error>>()?
             .concat();
         emit(w, &digests, sum, opts.blake3)?;
+        // Hand each batch's records on at once: retrieve compares while this side hashes
+        // the next batch (a 64 KiB buffer would hold back 100 MiB worth of records).
+        w.flush()?;
         ctl.report(Phase::Hash, pos - opts.start, Some(total))?;
     }
     // blockcopy sends where its read ended: the size, or `start` when that lies past it.
@@ -338,6 +341,7 @@ fn from_stream<W: Write>(
             .collect::<Result<Vec<_>, Error>>()?
             .concat();
         emit(w, &digests, sum, opts.blake3)?;
+        w.flush()?;
         ctl.report(Phase::Hash, pos.saturating_sub(opts.start), total)?;
     }
     if let Some(end) = opts.end {

@@ -66,24 +66,68 @@ pub(crate) fn hash_one(b: &[u8], blake3: bool) -> [u8; DIGEST_LEN] {
     }
 }
 
+/// Page size the read buffers are aligned to.
+const PAGE: usize = 4096;
+
+/// A byte buffer whose contents start on a page boundary. The kernel copies page-cache
+/// pages into it about 3-4x faster than into the 16-byte-offset blocks `malloc` returns for
+/// 128 KiB: `pread` of 1 GiB (warm cache) measured 0.45 s of system time into those, 0.12 s
+/// page-aligned (AMD EPYC, Linux 6.18).
+#[derive(Default)]
+pub(crate) struct PageBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl PageBuf {
+    /// Make the buffer `len` bytes long (contents unspecified).
+    pub(crate) fn resize(&mut self, len: usize) {
+        if self.raw.len() < len + PAGE {
+            self.raw = vec![0u8; len + PAGE];
+            self.start = self.raw.as_ptr().align_offset(PAGE).min(PAGE);
+        }
+        self.len = len;
+    }
+
+    /// Bytes reserved (for giving back large buffers).
+    fn capacity(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
 thread_local! {
     /// Four block buffers per worker thread, kept between tasks: fresh 128 KiB buffers
     /// would be fresh `mmap`s, page-faulted and zeroed for every block.
-    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<PageBuf>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Run `f` with this thread's four scratch buffers (their lengths are whatever the last
-/// user left: resize before use). Buffers grown past 1 MiB are given back afterwards.
-pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut [Vec<u8>]) -> T) -> T {
+/// Run `f` with this thread's four page-aligned scratch buffers (their lengths are whatever
+/// the last user left: resize before use). Buffers grown past 1 MiB are given back
+/// afterwards.
+pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut [PageBuf]) -> T) -> T {
     SCRATCH.with(|cell| {
         let mut bufs = cell.borrow_mut();
         if bufs.len() < 4 {
-            bufs.resize(4, Vec::new());
+            bufs.resize_with(4, PageBuf::default);
         }
         let r = f(&mut bufs[..4]);
         for b in bufs.iter_mut() {
-            if b.capacity() > 1 << 20 {
-                *b = Vec::new();
+            if b.capacity() > (1 << 20) + PAGE {
+                *b = PageBuf::default();
             }
         }
         r

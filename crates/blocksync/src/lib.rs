@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod ahead;
 mod checksum;
 mod error;
 mod hash;

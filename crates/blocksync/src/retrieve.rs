@@ -6,11 +6,10 @@ use std::io::{Read, Write};
 use rayon::prelude::*;
 use sparsekit_io::{Control, Phase, Storage};
 
+use crate::ahead::{look_group, Ahead, Grid, Look, StopOnDrop};
 use crate::checksum::ext_flags;
 use crate::error::{Error, Stream};
-use crate::hash::{
-    hash_group, hash_one, in_hole, is_zero, with_scratch, BATCH_BLOCKS, BATCH_BYTES,
-};
+use crate::hash::{in_hole, is_zero, with_scratch, PageBuf, BATCH_BLOCKS, BATCH_BYTES};
 use crate::record::{
     BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
     DIGEST_LEN, EXT_RESUME, EXT_TRUNCATE, EXT_ZSTD, HASH_STREAM_FLAGS, TAG_DONE, TAG_EXT,
@@ -194,110 +193,134 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
             &[],
         )?;
     }
-    let mut sum = RetrieveSummary::default();
-    let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
-    let mut batch_bytes = 0u64;
-    // Blocks queued for comparison so far, counted as blockcopy counts its batches.
-    let mut queued = 0u64;
-    // Where the previous block ended in the source: the position of a deprecated `hash`.
-    let mut cursor = 0u64;
-    let mut covered = 0u64;
-    ctl.report(Phase::Send, 0, None)?;
-    loop {
-        let (_, rec) = rd.read_hash_record()?;
-        let mut dst_zero = false;
-        let (position, length, digest) = match rec {
-            HashRecord::Hole { position, length } => {
-                dst_zero = true;
-                (position, length, [0u8; DIGEST_LEN])
-            }
-            HashRecord::Hash {
-                position,
-                length,
-                digest,
-            } => (position, length, digest),
-            HashRecord::HashSeq { length, digest } => (cursor, length, digest),
-            HashRecord::HashB3 {
-                position,
-                length,
-                digest,
-            } => {
-                let mut d = [0u8; DIGEST_LEN];
-                d[..BLAKE3_LEN].copy_from_slice(&digest);
-                (position, length, d)
-            }
-            HashRecord::Ext { .. } => {
-                return Err(Error::UnknownTag {
-                    stream: Stream::Hashes,
-                    offset: rd.bytes() - 8,
-                    tag: TAG_EXT,
-                })
-            }
-            HashRecord::Resume { .. } => {
-                return Err(Error::UnknownTag {
-                    stream: Stream::Hashes,
-                    offset: rd.bytes() - 20,
-                    tag: TAG_RESUME,
-                })
-            }
-            HashRecord::Rest { offset } => {
-                // blockcopy sends the rest before the blocks of its unfinished batch of 16
-                // (those go out at `done`): keep them back so the streams stay identical.
-                // A resumable session sends them first (its checkpoints must only grow).
-                let tail = if opts.resume {
-                    0
-                } else {
-                    ((queued % REF_BATCH) as usize).min(batch.len())
-                };
-                let kept = batch.split_off(batch.len() - tail);
-                flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
-                ckpt.emit(&mut w)?;
-                covered += send_rest(
-                    src, size, offset, &mut w, ctl, &mut sum, covered, opts, &mut ckpt,
-                )?;
-                batch_bytes = kept.iter().map(|i| u64::from(i.length)).sum();
-                batch = kept;
-                cursor = size.max(offset);
+    // The comparison runs here, the hashing ahead of it on a thread of this scope.
+    let ahead = Ahead::new();
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&ahead);
+        let mut started = false;
+        let mut sum = RetrieveSummary::default();
+        let mut batch: Vec<Item> = Vec::with_capacity(BATCH_BLOCKS);
+        let mut batch_bytes = 0u64;
+        // Blocks queued for comparison so far, counted as blockcopy counts its batches.
+        let mut queued = 0u64;
+        // Where the previous block ended in the source: the position of a deprecated `hash`.
+        let mut cursor = 0u64;
+        let mut covered = 0u64;
+        ctl.report(Phase::Send, 0, None)?;
+        loop {
+            let (_, rec) = rd.read_hash_record()?;
+            let mut dst_zero = false;
+            let (position, length, digest) = match rec {
+                HashRecord::Hole { position, length } => {
+                    dst_zero = true;
+                    (position, length, [0u8; DIGEST_LEN])
+                }
+                HashRecord::Hash {
+                    position,
+                    length,
+                    digest,
+                } => (position, length, digest),
+                HashRecord::HashSeq { length, digest } => (cursor, length, digest),
+                HashRecord::HashB3 {
+                    position,
+                    length,
+                    digest,
+                } => {
+                    let mut d = [0u8; DIGEST_LEN];
+                    d[..BLAKE3_LEN].copy_from_slice(&digest);
+                    (position, length, d)
+                }
+                HashRecord::Ext { .. } => {
+                    return Err(Error::UnknownTag {
+                        stream: Stream::Hashes,
+                        offset: rd.bytes() - 8,
+                        tag: TAG_EXT,
+                    })
+                }
+                HashRecord::Resume { .. } => {
+                    return Err(Error::UnknownTag {
+                        stream: Stream::Hashes,
+                        offset: rd.bytes() - 20,
+                        tag: TAG_RESUME,
+                    })
+                }
+                HashRecord::Rest { offset } => {
+                    // blockcopy sends the rest before the blocks of its unfinished batch of 16
+                    // (those go out at `done`): keep them back so the streams stay identical.
+                    // A resumable session sends them first (its checkpoints must only grow).
+                    let tail = if opts.resume {
+                        0
+                    } else {
+                        ((queued % REF_BATCH) as usize).min(batch.len())
+                    };
+                    let kept = batch.split_off(batch.len() - tail);
+                    flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum, &ahead)?;
+                    ckpt.emit(&mut w)?;
+                    covered += send_rest(
+                        src, size, offset, &mut w, ctl, &mut sum, covered, opts, &mut ckpt,
+                    )?;
+                    batch_bytes = kept.iter().map(|i| u64::from(i.length)).sum();
+                    batch = kept;
+                    cursor = size.max(offset);
+                    continue;
+                }
+                HashRecord::Done => break,
+            };
+            let n = u64::from(length).min(size.saturating_sub(position));
+            cursor = position + n;
+            ckpt.mark = ckpt.mark.max(position + u64::from(length));
+            if n == 0 {
+                // Past the source's end (the destination is larger): nothing to send.
                 continue;
             }
-            HashRecord::Done => break,
-        };
-        let n = u64::from(length).min(size.saturating_sub(position));
-        cursor = position + n;
-        ckpt.mark = ckpt.mark.max(position + u64::from(length));
-        if n == 0 {
-            // Past the source's end (the destination is larger): nothing to send.
-            continue;
+            if !started {
+                // Hash the source ahead on this record's grid (see crate::ahead).
+                started = true;
+                ahead.arm(position);
+                let grid = Grid {
+                    src,
+                    first: position,
+                    step: length,
+                    size,
+                    holes: opts.holes.as_deref(),
+                    blake3: opts.blake3,
+                };
+                let cancel = ctl.cancel().clone();
+                let a = &ahead;
+                scope.spawn(move || a.run(&grid, &cancel));
+            }
+            ahead.saw(position);
+            batch.push(Item {
+                position,
+                length: n as u32,
+                digest: (n == u64::from(length) && !dst_zero).then_some(digest),
+                dst_zero: dst_zero && n == u64::from(length),
+            });
+            batch_bytes += n;
+            covered += n;
+            queued += 1;
+            // Flush on blockcopy's batch boundaries (see `Rest` above), or at the memory cap.
+            let boundary = queued.is_multiple_of(REF_BATCH);
+            if (boundary && (batch.len() >= BATCH_BLOCKS || batch_bytes >= BATCH_BYTES))
+                || batch_bytes >= MAX_BATCH_BYTES
+            {
+                flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum, &ahead)?;
+                ckpt.emit(&mut w)?;
+                batch_bytes = 0;
+                ctl.report(Phase::Send, covered, None)?;
+            }
         }
-        batch.push(Item {
-            position,
-            length: n as u32,
-            digest: (n == u64::from(length) && !dst_zero).then_some(digest),
-            dst_zero: dst_zero && n == u64::from(length),
-        });
-        batch_bytes += n;
-        covered += n;
-        queued += 1;
-        // Flush on blockcopy's batch boundaries (see `Rest` above), or at the memory cap.
-        let boundary = queued.is_multiple_of(REF_BATCH);
-        if (boundary && (batch.len() >= BATCH_BLOCKS || batch_bytes >= BATCH_BYTES))
-            || batch_bytes >= MAX_BATCH_BYTES
-        {
-            flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
-            ckpt.emit(&mut w)?;
-            batch_bytes = 0;
-            ctl.report(Phase::Send, covered, None)?;
-        }
-    }
-    flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum)?;
-    w.write_all(&TAG_DONE)?;
-    w.flush()?;
-    sum.hash_stream_bytes = rd.bytes();
-    sum.stream_bytes = w.bytes();
-    ctl.report(Phase::Send, covered, Some(covered))?;
-    Ok(sum)
+        flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum, &ahead)?;
+        w.write_all(&TAG_DONE)?;
+        w.flush()?;
+        sum.hash_stream_bytes = rd.bytes();
+        sum.stream_bytes = w.bytes();
+        ctl.report(Phase::Send, covered, Some(covered))?;
+        Ok(sum)
+    })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn flush_batch<S: Storage + ?Sized, W: Write>(
     src: &S,
     batch: &mut Vec<Item>,
@@ -305,52 +328,49 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
     opts: &RetrieveOptions,
     ctl: &Control<'_>,
     sum: &mut RetrieveSummary,
+    ahead: &Ahead,
 ) -> Result<(), Error> {
     if batch.is_empty() {
         return Ok(());
     }
     let cancel = ctl.cancel().clone();
+    // What was hashed ahead; the rest is read and hashed here.
+    let pre: Vec<Option<Look>> = batch
+        .iter()
+        .map(|i| ahead.take(i.position, i.length))
+        .collect();
     // Four blocks per task: read by the worker, hashed by one 4-way Keccak call.
     let results = batch
         .par_chunks(4)
-        .map(|group| {
+        .zip(pre.par_chunks(4))
+        .map(|(group, pre)| {
             with_scratch(|bufs| {
                 if cancel.is_cancelled() {
                     return Err(Error::Aborted);
                 }
-                if let Some(holes) = &opts.holes {
-                    return group
-                        .iter()
-                        .map(|item| hole_aware(src, holes, item, &mut bufs[0], opts))
-                        .collect();
-                }
-                for (buf, item) in bufs.iter_mut().zip(group) {
-                    buf.resize(item.length as usize, 0);
-                    src.read_exact_at(buf, item.position)?;
-                }
-                let slices: Vec<&[u8]> = bufs[..group.len()].iter().map(|b| &b[..]).collect();
-                let digests = hash_group(&slices, opts.blake3);
+                // `bufs` hold the blocks when they were read here.
+                let (looks, in_bufs) = match pre.iter().copied().collect::<Option<Vec<_>>>() {
+                    Some(looks) => (looks, false),
+                    None => {
+                        let g: Vec<(u64, u32)> =
+                            group.iter().map(|i| (i.position, i.length)).collect();
+                        let looks = look_group(src, &g, bufs, opts.holes.as_deref(), opts.blake3)?;
+                        (looks, true)
+                    }
+                };
                 let mut out = Vec::with_capacity(group.len());
-                for ((item, buf), d) in group.iter().zip(bufs.iter()).zip(digests) {
-                    if item.digest == Some(d) {
-                        out.push(None);
-                        continue;
-                    }
-                    if opts.lzma {
-                        let z = xz_compress(buf)?;
-                        if z.len() < buf.len() {
-                            out.push(Some((BlockKind::Dlzm, item.position, z)));
-                            continue;
+                for ((item, look), buf) in group.iter().zip(looks).zip(bufs.iter_mut()) {
+                    out.push(match decide(item, look, opts.holes.is_some()) {
+                        Decision::Skip => None,
+                        Decision::Zero => Some((BlockKind::Zero, item.position, Vec::new())),
+                        Decision::Send => {
+                            if !in_bufs {
+                                buf.resize(item.length as usize);
+                                src.read_exact_at(buf, item.position)?;
+                            }
+                            Some(encode(buf, item.position, opts)?)
                         }
-                    }
-                    if opts.zstd {
-                        let z = zstd_compress(buf)?;
-                        if z.len() < buf.len() {
-                            out.push(Some((BlockKind::Zstd, item.position, z)));
-                            continue;
-                        }
-                    }
-                    out.push(Some((BlockKind::Data, item.position, buf.clone())));
+                    });
                 }
                 Ok(out)
             })
@@ -381,42 +401,51 @@ fn flush_batch<S: Storage + ?Sized, W: Write>(
     Ok(())
 }
 
-/// What to send for `item` with hole awareness: nothing when both sides read as zeros or
-/// the digests match, `zero` for a block of zeros (a source hole is not even read), else
-/// the block.
-fn hole_aware<S: Storage + ?Sized>(
-    src: &S,
-    holes: &[std::ops::Range<u64>],
-    item: &Item,
-    buf: &mut Vec<u8>,
+/// What to do with a block.
+enum Decision {
+    /// Equal on both sides: nothing to send.
+    Skip,
+    /// Hole aware: send a `zero` record.
+    Zero,
+    /// Send the block.
+    Send,
+}
+
+/// Compare `item` (the destination's side) with `look` (the source's). Plain: send what
+/// differs (a block without a digest always). Hole aware: nothing when both sides read as
+/// zeros or the digests match, `zero` for a block of zeros (a source hole is not even
+/// read), else the block.
+fn decide(item: &Item, look: Look, holes: bool) -> Decision {
+    match look {
+        Look::Hole if item.dst_zero => Decision::Skip,
+        Look::Hole => Decision::Zero,
+        Look::Read { zeros, .. } if holes && item.dst_zero && zeros => Decision::Skip,
+        Look::Read { digest, .. } if item.digest == Some(digest) => Decision::Skip,
+        Look::Read { zeros: true, .. } if holes => Decision::Zero,
+        Look::Read { .. } => Decision::Send,
+    }
+}
+
+/// The record of a block to send: `dlzm` (`--lzma`, not hole aware) or `dzst` (`--zstd`)
+/// when that is smaller, else `data`.
+fn encode(
+    buf: &[u8],
+    position: u64,
     opts: &RetrieveOptions,
-) -> Result<Option<(BlockKind, u64, Vec<u8>)>, Error> {
-    let len = u64::from(item.length);
-    let zero = Some((BlockKind::Zero, item.position, Vec::new()));
-    if in_hole(holes, item.position, len) {
-        return Ok(if item.dst_zero { None } else { zero });
-    }
-    buf.resize(item.length as usize, 0);
-    src.read_exact_at(buf, item.position)?;
-    let zeros = is_zero(buf);
-    if item.dst_zero && zeros {
-        return Ok(None);
-    }
-    if let Some(d) = &item.digest {
-        if hash_one(buf, opts.blake3) == *d {
-            return Ok(None);
+) -> Result<(BlockKind, u64, Vec<u8>), Error> {
+    if opts.lzma && opts.holes.is_none() {
+        let z = xz_compress(buf)?;
+        if z.len() < buf.len() {
+            return Ok((BlockKind::Dlzm, position, z));
         }
-    }
-    if zeros {
-        return Ok(zero);
     }
     if opts.zstd {
         let z = zstd_compress(buf)?;
         if z.len() < buf.len() {
-            return Ok(Some((BlockKind::Zstd, item.position, z)));
+            return Ok((BlockKind::Zstd, position, z));
         }
     }
-    Ok(Some((BlockKind::Data, item.position, buf.clone())))
+    Ok((BlockKind::Data, position, buf.to_vec()))
 }
 
 /// Blocks after `rest` between two checkpoints of a resumable session (8 MiB, as a batch).
@@ -438,7 +467,8 @@ fn send_rest<S: Storage + ?Sized, W: Write>(
 ) -> Result<u64, Error> {
     let holes = opts.holes.as_deref();
     let bs = u64::from(BLOCK_SIZE);
-    let mut buf = vec![0u8; BLOCK_SIZE as usize];
+    let mut buf = PageBuf::default();
+    buf.resize(BLOCK_SIZE as usize);
     let mut pos = offset;
     let mut z: Vec<u8>;
     let mut blocks = 0u64;

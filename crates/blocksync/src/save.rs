@@ -152,8 +152,13 @@ pub fn save<S: Storage + ?Sized, R: Read>(
                 }
                 continue;
             }
-            BlockKind::Zstd => {
-                zstd_decompress(&payload, &mut plain).map_err(|reason| Error::BadCompressed {
+            BlockKind::Zstd | BlockKind::Dlzm => {
+                let unpack = if header.kind == BlockKind::Zstd {
+                    zstd_decompress
+                } else {
+                    xz_decompress
+                };
+                unpack(&payload, &mut plain).map_err(|reason| Error::BadCompressed {
                     offset: at,
                     position: header.position,
                     reason,
@@ -178,23 +183,6 @@ pub fn save<S: Storage + ?Sized, R: Read>(
                 continue;
             }
             BlockKind::Data => &payload,
-            BlockKind::Dlzm => {
-                xz_decompress(&payload, &mut plain).map_err(|reason| Error::BadCompressed {
-                    offset: at,
-                    position: header.position,
-                    reason,
-                })?;
-                if header.position.checked_add(plain.len() as u64).is_none() {
-                    return Err(Error::BadField {
-                        stream: Stream::Blocks,
-                        offset: at,
-                        field: "position",
-                        value: header.position,
-                        max: u64::MAX - plain.len() as u64,
-                    });
-                }
-                &plain
-            }
         };
         dirty = true;
         dst.write_all_at(data, header.position)?;
@@ -223,24 +211,20 @@ pub fn save<S: Storage + ?Sized, R: Read>(
 /// Decompress a `dzst` payload (one or more zstd frames) into `out`, refusing more than
 /// [`MAX_RECORD_LEN`] bytes.
 pub(crate) fn zstd_decompress(data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    out.clear();
     let dec = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?;
-    let limit = u64::from(MAX_RECORD_LEN);
-    dec.take(limit + 1)
-        .read_to_end(out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > limit {
-        return Err(format!("it expands past {limit} bytes"));
-    }
-    Ok(())
+    read_capped(dec, out)
 }
 
 /// Decompress an `.xz` payload (concatenated streams allowed, as Python's
 /// `lzma.decompress` does) into `out`, refusing more than [`MAX_RECORD_LEN`] bytes.
 pub(crate) fn xz_decompress(data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    use liblzma::read::XzDecoder;
+    read_capped(liblzma::read::XzDecoder::new_multi_decoder(data), out)
+}
+
+/// Everything `dec` gives into `out` (cleared first), refusing more than
+/// [`MAX_RECORD_LEN`] bytes.
+fn read_capped(dec: impl Read, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
-    let dec = XzDecoder::new_multi_decoder(data);
     let limit = u64::from(MAX_RECORD_LEN);
     dec.take(limit + 1)
         .read_to_end(out)

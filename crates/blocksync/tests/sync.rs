@@ -9,39 +9,14 @@ use sparsekit_blocksync::{
 };
 use sparsekit_io::{Cancel, Control, Fault, Faulty, FileStorage, MemStorage, Phase, Storage};
 
-const BS: usize = BLOCK_SIZE as usize;
+mod common;
+use common::{hash_stream, noise, streams};
 
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+const BS: usize = BLOCK_SIZE as usize;
 
 /// checksum | retrieve | save in memory; returns the block stream.
 fn pipeline(src: &dyn Storage, dst: &dyn Storage) -> Vec<u8> {
-    let mut hashes = Vec::new();
-    checksum(
-        ChecksumInput::Storage(dst),
-        &mut hashes,
-        &ChecksumOptions::default(),
-        &mut Control::none(),
-    )
-    .unwrap();
-    let mut blocks = Vec::new();
-    retrieve(
-        src,
-        &hashes[..],
-        &mut blocks,
-        &RetrieveOptions::default(),
-        &mut Control::none(),
-    )
-    .unwrap();
+    let (_, blocks) = streams(src, dst, &RetrieveOptions::default(), None);
     save(
         dst,
         &blocks[..],
@@ -188,14 +163,7 @@ fn block_stream_cut_at_every_byte() {
 fn hash_stream_cut_at_every_byte() {
     let dst = MemStorage::from_vec(noise(2 * BS + 10, 20));
     let src = MemStorage::from_vec(noise(2 * BS + 10, 5));
-    let mut hashes = Vec::new();
-    checksum(
-        ChecksumInput::Storage(&dst),
-        &mut hashes,
-        &ChecksumOptions::default(),
-        &mut Control::none(),
-    )
-    .unwrap();
+    let hashes = hash_stream(&dst);
     for cut in 0..hashes.len() {
         let mut out = Vec::new();
         let e = retrieve(
@@ -308,14 +276,7 @@ fn enospc_mid_save_keeps_earlier_blocks() {
         MemStorage::from_vec(old.clone()),
         Fault::NoSpaceAfter(5 * BS as u64),
     );
-    let mut hashes = Vec::new();
-    checksum(
-        ChecksumInput::Storage(&dst),
-        &mut hashes,
-        &ChecksumOptions::default(),
-        &mut Control::none(),
-    )
-    .unwrap();
+    let hashes = hash_stream(&dst);
     let mut blocks = Vec::new();
     retrieve(
         &MemStorage::from_vec(src.clone()),
@@ -637,4 +598,99 @@ fn holes_extension_is_negotiated() {
     };
     save(&dst, &blocks[..], &so, &mut Control::none()).unwrap();
     assert!(dst.to_vec() == src.to_vec());
+}
+
+/// The block stream retrieve must send when `recs` (position, length) are the blocks to
+/// send, built from the spec: a `data` record each, in record order, cut at the source's end
+/// (nothing past it), then `done`.
+fn expected_blocks(src: &[u8], recs: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(p, len) in recs {
+        let (p, len) = (p as usize, len as usize);
+        let n = len.min(src.len().saturating_sub(p));
+        if n == 0 {
+            continue;
+        }
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(p as u64).to_be_bytes());
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+        out.extend_from_slice(&src[p..p + n]);
+    }
+    out.extend_from_slice(b"done");
+    out
+}
+
+#[test]
+fn hash_streams_off_the_grid_give_the_same_answer() {
+    // retrieve hashes the source ahead on the grid of the first record; records that leave
+    // it (other lengths, jumps back and far ahead, repeats) are compared all the same.
+    let src = noise(3 * BS + 5000, 31);
+    let mut dst = src.clone();
+    for p in [0usize, 4096 * 7 + 1, 4096 * 40, 2 * BS + 3, 3 * BS + 4000] {
+        dst[p] ^= 0x5a;
+    }
+    let grid: Vec<(u64, u32)> = (0..100).map(|i| (i * 4096, 4096)).collect();
+    let cases: Vec<Vec<(u64, u32)>> = vec![
+        // On the grid of small blocks, past the source's end at the close.
+        (0..(src.len() as u64 / 4096 + 3))
+            .map(|i| (i * 4096, 4096))
+            .collect(),
+        // The grid, then lengths that change at every record.
+        grid[..10]
+            .iter()
+            .copied()
+            .chain([(40960, 1000), (41960, 131072), (173032, 77), (173109, 5000)])
+            .collect(),
+        // Backwards, repeated, and a jump past the lead before coming back.
+        grid[..20]
+            .iter()
+            .copied()
+            .chain([
+                (0, 4096),
+                (4096 * 7, 4096),
+                (2 * BS as u64, 4096),
+                (4096 * 40, 4096),
+            ])
+            .chain([(4096 * 7, 4096), (3 * BS as u64, 8192), (4096 * 41, 4096)])
+            .collect(),
+        // A first record of another length sets another grid.
+        (0..60).map(|i| (i * 10_000 + 1, 10_000)).collect(),
+        // Steps of 1 KiB: the jump lands past what may be hashed ahead (256 steps).
+        (0..20)
+            .map(|i| (i * 1024, 1024))
+            .chain([
+                (3 * BS as u64 + 3072, 1024),
+                (28672, 1024),
+                (3 * BS as u64, 1024),
+            ])
+            .collect(),
+    ];
+    for (k, recs) in cases.iter().enumerate() {
+        let mut hashes = Vec::new();
+        let mut want = Vec::new();
+        for &(p, len) in recs {
+            let (pu, n) = (p as usize, len as usize);
+            let end = (pu + n).min(dst.len());
+            hashes.extend_from_slice(b"Hash");
+            hashes.extend_from_slice(&p.to_be_bytes());
+            hashes.extend_from_slice(&len.to_be_bytes());
+            hashes.extend_from_slice(&sparsekit_blocksync::sha3_512(&dst[pu.min(end)..end]));
+            let sn = n.min(src.len().saturating_sub(pu));
+            if sn < n || src[pu..pu + sn] != dst[pu..end] {
+                want.push((p, len));
+            }
+        }
+        hashes.extend_from_slice(b"done");
+        assert!(!want.is_empty() && want.len() < recs.len(), "case {k}");
+        let mut blocks = Vec::new();
+        retrieve(
+            &MemStorage::from_vec(src.clone()),
+            &hashes[..],
+            &mut blocks,
+            &RetrieveOptions::default(),
+            &mut Control::none(),
+        )
+        .unwrap();
+        assert!(blocks == expected_blocks(&src, &want), "case {k}");
+    }
 }
