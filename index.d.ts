@@ -340,6 +340,28 @@ export interface NativeQcow2Snapshot {
   icount?: number
 }
 
+/** Options of the remote `bmap.copy` and `qcow2.convert`. */
+export interface NativeRemoteOptions {
+  /** bmap copy: a bmap file; absent: URL.bmap when the server has one. */
+  bmap?: string | Buffer
+  /** bmap copy: use no bmap. */
+  noBmap?: boolean
+  /** bmap copy: check range checksums while streaming (default true). */
+  verify?: boolean
+  /** bmap copy: read the destination back after fsync (default false). */
+  readBack?: boolean
+  /** qcow2 convert: write zeros where the guest reads zeros. */
+  zeroHoles?: boolean
+  /** Extra trusted CA certificates (PEM) for https URLs. */
+  ca?: Buffer
+  /** Retries in a row without data (default 5). */
+  retries?: number
+  /** Delay before the first retry, in ms (default 500). */
+  retryDelay?: number
+  /** Connect and per-read time-out, in ms (default 30000). */
+  timeout?: number
+}
+
 export interface NativeSyncOptions {
   /** checksum: first byte hashed. */
   start?: number
@@ -429,6 +451,12 @@ export declare function qcow2SetExtension(path: string | Buffer, kind: number, d
 
 /** A new overlay on `base`. */
 export declare function qcow2Snapshot(base: string | Buffer, overlay: string | Buffer, options?: NativeQcow2EditOptions | undefined | null): Promise<void>
+
+/** `bmap copy` of an http(s) URL: URL.bmap, streamed, resumed with range requests. */
+export declare function remoteBmapCopy(url: string, dst: string | Buffer, options?: NativeRemoteOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBmapCopyResult>
+
+/** `qcow2 convert` of an http(s) URL read with range requests. */
+export declare function remoteQcow2Convert(url: string, dst: string | Buffer, options?: NativeRemoteOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
 
 /**
  * `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream

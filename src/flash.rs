@@ -223,7 +223,6 @@ pub fn flash_multi<'env>(
                 (Some(p), false) => BmapChoice::Path(p),
                 (None, false) => BmapChoice::Auto,
             };
-            let defaults = HttpOptions::default();
             let opts = FlashOptions {
                 bmap: choice,
                 verify: o.verify.unwrap_or(true),
@@ -233,16 +232,7 @@ pub fn flash_multi<'env>(
                     unmount: o.unmount.unwrap_or(false),
                 },
                 zip_entry: o.zip_entry,
-                http: HttpOptions {
-                    ca_pem: ca,
-                    retries: o.retries.unwrap_or(defaults.retries),
-                    retry_delay: o
-                        .retry_delay
-                        .map_or(defaults.retry_delay, |ms| Duration::from_millis(ms.into())),
-                    timeout: o
-                        .timeout
-                        .map_or(defaults.timeout, |ms| Duration::from_millis(ms.into())),
-                },
+                http: http_options(ca, o.retries, o.retry_delay, o.timeout),
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
                 .map_err(|e| Failure::from_core(&e))?;
@@ -275,5 +265,127 @@ pub fn flash_multi<'env>(
             })
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
+    )
+}
+
+/// The HTTP options from the Node arguments (milliseconds), defaults where absent.
+fn http_options(
+    ca: Option<Vec<u8>>,
+    retries: Option<u32>,
+    retry_delay: Option<u32>,
+    timeout: Option<u32>,
+) -> HttpOptions {
+    let d = HttpOptions::default();
+    HttpOptions {
+        ca_pem: ca,
+        retries: retries.unwrap_or(d.retries),
+        retry_delay: retry_delay.map_or(d.retry_delay, |ms| Duration::from_millis(ms.into())),
+        timeout: timeout.map_or(d.timeout, |ms| Duration::from_millis(ms.into())),
+    }
+}
+
+/// Options of the remote `bmap.copy` and `qcow2.convert`.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeRemoteOptions {
+    /// bmap copy: a bmap file; absent: URL.bmap when the server has one.
+    pub bmap: Option<Either<String, Buffer>>,
+    /// bmap copy: use no bmap.
+    pub no_bmap: Option<bool>,
+    /// bmap copy: check range checksums while streaming (default true).
+    pub verify: Option<bool>,
+    /// bmap copy: read the destination back after fsync (default false).
+    pub read_back: Option<bool>,
+    /// qcow2 convert: write zeros where the guest reads zeros.
+    pub zero_holes: Option<bool>,
+    /// Extra trusted CA certificates (PEM) for https URLs.
+    pub ca: Option<Buffer>,
+    /// Retries in a row without data (default 5).
+    pub retries: Option<u32>,
+    /// Delay before the first retry, in ms (default 500).
+    pub retry_delay: Option<u32>,
+    /// Connect and per-read time-out, in ms (default 30000).
+    pub timeout: Option<u32>,
+}
+
+/// `bmap copy` of an http(s) URL: URL.bmap, streamed, resumed with range requests.
+#[napi(ts_return_type = "Promise<NativeBmapCopyResult>")]
+pub fn remote_bmap_copy<'env>(
+    env: &'env Env,
+    url: String,
+    dst: Either<String, Buffer>,
+    options: Option<NativeRemoteOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let dst = path_arg("dst", dst);
+    let o = options.unwrap_or_default();
+    let bmap = o.bmap.map(|b| path_arg("options.bmap", b)).transpose();
+    let ca = o.ca.map(|b| b.to_vec());
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let dst = dst?;
+            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
+                (_, true) => BmapChoice::None,
+                (Some(p), false) => BmapChoice::Path(p),
+                (None, false) => BmapChoice::Auto,
+            };
+            let opts = sparsekit_bmap::CopyOptions {
+                bmap: choice,
+                verify: o.verify.unwrap_or(true),
+                read_back: o.read_back.unwrap_or(false),
+            };
+            let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
+            let r = sparsekit_flash::remote::bmap_copy(&url, &dst, &opts, &http, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(crate::bmap::NativeBmapCopyResult {
+                bytes_written: to_f64("bytesWritten", r.bytes_written)?,
+                image_size: to_f64("imageSize", r.image_size)?,
+                bmap: r.bmap_path.map(|p| p.to_string_lossy().into_owned()),
+                compression: r.compression.map(|c| c.name().to_string()),
+                ranges_verified: r.ranges_verified as f64,
+                ranges_read_back: r.ranges_read_back as f64,
+            })
+        },
+        |env, v| unsafe { crate::bmap::NativeBmapCopyResult::to_napi_value(env.raw(), v) },
+    )
+}
+
+/// `qcow2 convert` of an http(s) URL read with range requests.
+#[napi(ts_return_type = "Promise<NativeQcow2Convert>")]
+pub fn remote_qcow2_convert<'env>(
+    env: &'env Env,
+    url: String,
+    dst: Either<String, Buffer>,
+    options: Option<NativeRemoteOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let dst = path_arg("dst", dst);
+    let o = options.unwrap_or_default();
+    let ca = o.ca.map(|b| b.to_vec());
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let dst = dst?;
+            let opts = sparsekit_qcow2::ConvertOptions {
+                zero_holes: o.zero_holes.unwrap_or(false),
+            };
+            let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
+            let r = sparsekit_flash::remote::qcow2_convert(&url, &dst, &opts, &http, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(crate::qcow2::NativeQcow2Convert {
+                bytes_written: to_f64("bytesWritten", r.bytes_written)?,
+                size: to_f64("size", r.size)?,
+            })
+        },
+        |env, v| unsafe { crate::qcow2::NativeQcow2Convert::to_napi_value(env.raw(), v) },
     )
 }

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import native = require('./native')
 import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike } from './validate'
 import { LongOptions, run } from './run'
+import { httpUrl, remoteBmapCopy, HttpSourceOptions } from './flash'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
@@ -73,9 +74,12 @@ export interface BmapCopyResult {
  * before anything is written (`ERR_SPARSEKIT_DEST_TOO_SMALL`); a file is truncated to the
  * image size so it stays sparse. A range whose data does not match the bmap rejects with
  * `ERR_SPARSEKIT_CHECKSUM_MISMATCH` and its byte `range`. Phases: `'write'` (plain image)
- * or `'decompress'` (compressed), `'sync'`, and `'verify'` with `readBack`.
+ * or `'decompress'` (compressed), `'sync'`, and `'verify'` with `readBack`. An http(s)
+ * URL is streamed, resumed with range requests (see `remoteBmapCopy` in flash).
  */
-export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOptions): Promise<BmapCopyResult> {
+export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOptions & HttpSourceOptions): Promise<BmapCopyResult> {
+  const url = httpUrl(image)
+  if (url !== undefined) return remoteBmapCopy(url, dst, options)
   const from = checkPath('image', image)
   const to = checkPath('dst', dst)
   const o = checkOptions('options', options) as BmapCopyOptions

@@ -23,7 +23,8 @@ Usage:
   sparsekit bmap create IMAGE [-o OUT] [--checksum sha256|sha1|none] [--no-checksum]
   sparsekit bmap copy IMAGE DST [--bmap F | --nobmap] [--no-verify] [--read-back] [--json]
                                           (bmaptool-compatible; gz/xz/bz2/zst images; IMAGE.bmap
-                                          is found beside the image)
+                                          is found beside the image; IMAGE may be an http(s) URL:
+                                          URL.bmap, streamed, resumed with range requests)
   sparsekit checksum DST [--start N] [--end N] [--progress] | sparsekit retrieve SRC [--lzma] [--progress]
     | sparsekit save DST [--progress]      (blockcopy-compatible delta sync over any pipe; DST of
                                            checksum may be '-' to read the destination from stdin;
@@ -33,6 +34,7 @@ Usage:
                                            source size / a cut session continues where it stopped)
   sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json] [--backing-chain]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
+                                          (SRC may be an http(s) URL, read with range requests)
   sparsekit qcow2 create FILE --size N [--cluster-size N] [--backing F --backing-format FMT]
                    [--compat 0.10|1.1] [--extended-l2] [--lazy-refcounts] [--preallocation off|metadata]
   sparsekit qcow2 resize FILE SIZE | rebase FILE (--backing F --backing-format FMT | --none)
@@ -49,6 +51,9 @@ Usage:
                                           an http(s) URL, plain/gz/xz/bz2/zst or zip; a failed
                                           drive is reported and the others finish: exit 1)
   sparsekit --help | --version
+
+URLs: proxies from https_proxy / http_proxy / all_proxy / no_proxy (as curl); a private CA
+through SSL_CERT_FILE (or --ca for flash).
 
 Byte counts accept K, M, G, T suffixes (powers of 1024): --skip 1M. A FILE of '-' is not
 special; put '--' before file names that start with '-'. Ctrl-C stops with exit status 130.

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events'
 import native = require('./native')
 import { checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
 import { LongOptions, Progress, run } from './run'
+import type { BmapCopyOptions, BmapCopyResult } from './bmap'
+import type { Qcow2ConvertOptions, Qcow2ConvertResult } from './qcow2'
 
 /** A partition of a {@link Drive}. */
 export interface Partition {
@@ -266,6 +268,95 @@ function failure(f: native.NativeFailure): Error & { code: string } {
   return e
 }
 
+/** How http(s) sources are fetched (flash, and `bmap.copy` / `qcow2.convert` of a URL). */
+export interface HttpSourceOptions {
+  /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
+  ca?: string | Buffer
+  /** Retries in a row without data after a dropped connection or failed request; default 5. */
+  retries?: number
+  /** Milliseconds before the first retry, doubled for each further one (at most 5 s); default 500. */
+  retryDelay?: number
+  /** Connect and per-read time-out in ms; default 30000. */
+  timeout?: number
+}
+
+function httpArgs(o: HttpSourceOptions) {
+  let ca: Buffer | undefined
+  if (o.ca !== undefined) {
+    if (typeof o.ca === 'string') ca = Buffer.from(o.ca)
+    else if (Buffer.isBuffer(o.ca)) ca = o.ca
+    else throw invalidArgType('options.ca', 'of type string or an instance of Buffer', o.ca)
+  }
+  const int = (name: string, v: unknown, max: number) => {
+    const n = checkBytes(name, v)
+    if (n !== undefined && n > max) throw invalidArgValue(name, n, `must be at most ${max}`)
+    return n
+  }
+  return {
+    ca,
+    retries: int('options.retries', o.retries, 1000),
+    retryDelay: int('options.retryDelay', o.retryDelay, 600000),
+    timeout: int('options.timeout', o.timeout, 3600000),
+  }
+}
+
+/** The http(s) URL that `x` is (a string starting with `http://` or `https://`, or such a `URL`), else `undefined`. */
+export function httpUrl(x: unknown): string | undefined {
+  if (x instanceof URL) return x.protocol === 'http:' || x.protocol === 'https:' ? x.href : undefined
+  if (typeof x === 'string' && /^https?:\/\//i.test(x)) return x
+  return undefined
+}
+
+/**
+ * `bmap.copy` of an http(s) URL (called by it): `URL.bmap` when the server has one, the
+ * image streamed once (plain, gzip, xz, bzip2, zstd; a zip archive read with range
+ * requests) and resumed with range requests after a dropped connection. Phases `'write'`,
+ * `'sync'`, and `'verify'` with `readBack`.
+ */
+export async function remoteBmapCopy(url: string, dst: PathLike, options?: BmapCopyOptions & HttpSourceOptions): Promise<BmapCopyResult> {
+  const to = checkPath('dst', dst)
+  const o = checkOptions('options', options) as BmapCopyOptions & HttpSourceOptions
+  let bmap: string | Buffer | undefined
+  let noBmap = false
+  if (o.bmap === false) noBmap = true
+  else if (o.bmap !== undefined) {
+    const v: unknown = o.bmap
+    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    bmap = checkPath('options.bmap', o.bmap)
+  }
+  const opts = {
+    bmap,
+    noBmap,
+    verify: checkBoolean('options.verify', o.verify),
+    readBack: checkBoolean('options.readBack', o.readBack),
+    ...httpArgs(o),
+  }
+  const r = await run(o, (cancel, onProgress) => native.remoteBmapCopy(url, to, opts, cancel, onProgress))
+  const out: BmapCopyResult = {
+    bytesWritten: r.bytesWritten,
+    imageSize: r.imageSize,
+    rangesVerified: r.rangesVerified,
+    rangesReadBack: r.rangesReadBack,
+  }
+  if (r.bmap != null) out.bmap = r.bmap
+  if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
+  return out
+}
+
+/**
+ * `qcow2.convert` of an http(s) URL (called by it): the image is read with range requests
+ * (only its metadata and allocated clusters are fetched; `ERR_SPARSEKIT_HTTP_NO_RANGES`
+ * from a server without them); an image with a backing file or an external data file is
+ * refused (`ERR_SPARSEKIT_UNSUPPORTED`). Phases `'map'`, then `'write'`.
+ */
+export async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
+  const to = checkPath('dst', dst)
+  const o = checkOptions('options', options) as Qcow2ConvertOptions & HttpSourceOptions
+  const opts = { zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles), ...httpArgs(o) }
+  const r = await run(o, (cancel, onProgress) => native.remoteQcow2Convert(url, to, opts, cancel, onProgress))
+  return { bytesWritten: r.bytesWritten, size: r.size }
+}
+
 function sourceArg(source: unknown): string {
   if (source instanceof URL) {
     if (source.protocol === 'http:' || source.protocol === 'https:') return source.href
@@ -304,18 +395,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
     bmap = checkPath('options.bmap', o.bmap)
   }
-  let ca: Buffer | undefined
-  if (o.ca !== undefined) {
-    if (typeof o.ca === 'string') ca = Buffer.from(o.ca)
-    else if (Buffer.isBuffer(o.ca)) ca = o.ca
-    else throw invalidArgType('options.ca', 'of type string or an instance of Buffer', o.ca)
-  }
   if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
-  const int = (name: string, v: unknown, max: number) => {
-    const n = checkBytes(name, v)
-    if (n !== undefined && n > max) throw invalidArgValue(name, n, `must be at most ${max}`)
-    return n
-  }
   const opts = {
     bmap,
     noBmap,
@@ -324,10 +404,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     force: checkBoolean('options.force', o.force),
     unmount: checkBoolean('options.unmount', o.unmount),
     zipEntry: o.zipEntry,
-    ca,
-    retries: int('options.retries', o.retries, 1000),
-    retryDelay: int('options.retryDelay', o.retryDelay, 600000),
-    timeout: int('options.timeout', o.timeout, 3600000),
+    ...httpArgs(o),
   }
   const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
   const status = new native.FlashStatusHandle(dsts.length)

@@ -27,7 +27,7 @@ import { list as drivesList, watch as drivesWatch } from './flash'
 /** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
 export const drives = { list: drivesList, watch: drivesWatch }
 export { flash, DriveWatcher } from './flash'
-export type { Drive, Partition, Bus, WatchOptions, FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult } from './flash'
+export type { Drive, Partition, Bus, WatchOptions, FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, HttpSourceOptions } from './flash'
 export type { PathLike } from './validate'
 
 /** The package version. */

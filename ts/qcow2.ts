@@ -2,6 +2,7 @@ import { Readable } from 'node:stream'
 import native = require('./native')
 import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, PathLike } from './validate'
 import { LongOptions, run } from './run'
+import { httpUrl, remoteQcow2Convert, HttpSourceOptions } from './flash'
 
 /** How backing files are handled: `follow` (default) opens the chain, `none` reads only the image. */
 export const BACKING_POLICIES = ['follow', 'none'] as const
@@ -346,9 +347,12 @@ export function checkToQemu(r: Qcow2Check): Qcow2Check {
 /**
  * Convert to a sparse raw image: a regular file is created (or replaced) with holes where
  * the guest reads zeros; a block device gets the data (and zeros only with `zeroHoles`).
- * Phases `'map'`, then `'write'`.
+ * Phases `'map'`, then `'write'`. An http(s) URL is read with range requests (see
+ * `remoteQcow2Convert` in flash).
  */
-export async function convert(src: PathLike, dst: PathLike, options?: Qcow2ConvertOptions): Promise<Qcow2ConvertResult> {
+export async function convert(src: PathLike, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
+  const url = httpUrl(src)
+  if (url !== undefined) return remoteQcow2Convert(url, dst, options)
   const from = checkPath('src', src)
   const to = checkPath('dst', dst)
   const o = checkOptions('options', options)

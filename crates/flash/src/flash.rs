@@ -460,6 +460,44 @@ fn produce(
                     &owned
                 }
             };
+            by_ranges(&file, size, b, verify, label, feed, total)
+        }
+        Input::Ranged(storage) => {
+            let size = storage.size()?;
+            let b = bmap.expect("ranged sources have a bmap");
+            by_ranges(&*storage, size, b, verify, label, feed, total)
+        }
+        Input::Stream { reader, len } => {
+            let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
+            let size = if c.is_none() { len } else { None };
+            stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
+        }
+        Input::Zip { mut archive, index } => {
+            let entry = archive.by_index(index).map_err(|e| Error::Zip {
+                path: Some(label.to_path_buf()),
+                message: e.to_string(),
+            })?;
+            let entry_size = entry.size();
+            let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
+            let size = if c.is_none() { Some(entry_size) } else { None };
+            stream(&mut *r, c, size, bmap, verify, label, feed, total, true)
+        }
+    }
+}
+
+/// A plain image read at offsets (a local file, or a URL with range requests): only the
+/// bmap's ranges are read.
+fn by_ranges(
+    file: &dyn Storage,
+    size: u64,
+    b: &Bmap,
+    verify: bool,
+    label: &Path,
+    feed: &mut Feed,
+    total: &AtomicU64,
+) -> Result<SourceInfo> {
+    {
+        {
             let needed = b
                 .ranges
                 .last()
@@ -488,7 +526,8 @@ fn produce(
                 while off < end {
                     let n = ((end - off) as usize).min(CHUNK);
                     let mut buf = feed.buffer(n);
-                    file.read_exact_at(&mut buf, off)?;
+                    file.read_exact_at(&mut buf, off)
+                        .map_err(crate::remote::error_of_io)?;
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
@@ -508,21 +547,6 @@ fn produce(
                 image_size: b.image_size,
                 compression: None,
             })
-        }
-        Input::Stream { reader, len } => {
-            let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
-            let size = if c.is_none() { len } else { None };
-            stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
-        }
-        Input::Zip { mut archive, index } => {
-            let entry = archive.by_index(index).map_err(|e| Error::Zip {
-                path: Some(label.to_path_buf()),
-                message: e.to_string(),
-            })?;
-            let entry_size = entry.size();
-            let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
-            let size = if c.is_none() { Some(entry_size) } else { None };
-            stream(&mut *r, c, size, bmap, verify, label, feed, total, true)
         }
     }
 }

@@ -57,6 +57,9 @@ pub(crate) enum Input {
         /// Its length, when known (for progress).
         len: Option<u64>,
     },
+    /// A plain image at a URL that has a bmap, read at offsets with range requests: only
+    /// its mapped ranges are fetched.
+    Ranged(Box<HttpStorage>),
     /// An entry of a zip archive (a local file, or a URL read with range requests).
     Zip {
         archive: Box<ZipArchive>,
@@ -132,6 +135,29 @@ pub(crate) fn open(
                 consumed,
                 label,
             });
+        }
+        if bmap.is_some() && Compression::detect(&head).is_none() && !head.is_empty() {
+            // A plain image with a bmap: fetch only the mapped ranges, when the server
+            // can (else stream the whole body).
+            match HttpStorage::open_with(agent.clone(), source, http_opts, cancel.clone()) {
+                Ok(storage) => {
+                    drop(r);
+                    if zip_entry.is_some() {
+                        return Err(no_zip(source));
+                    }
+                    let consumed = storage.counter();
+                    return Ok(Opened {
+                        input: Input::Ranged(Box::new(storage)),
+                        bmap,
+                        bmap_from,
+                        zip_entry: None,
+                        consumed,
+                        label: source.into(),
+                    });
+                }
+                Err(Error::HttpNoRanges { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if zip_entry.is_some() {
             return Err(Error::Zip {
@@ -219,6 +245,13 @@ impl Read for StorageRead {
             .map_err(|e| io::Error::new(e.source.kind(), e))?;
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+fn no_zip(source: &str) -> Error {
+    Error::Zip {
+        path: Some(source.into()),
+        message: "an entry was named, but the source is no zip archive".into(),
     }
 }
 
