@@ -70,6 +70,20 @@ fn bmaptool_create(img: &Path, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// `bmaptool copy --bmap BMAP IMG DST`: its output, or its error text.
+fn bmaptool_copy(bmap: &Path, img: &Path, dst: &Path) -> Result<String, String> {
+    run(
+        "bmaptool",
+        &[
+            "copy",
+            "--bmap",
+            bmap.to_str().unwrap(),
+            img.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    )
+}
+
 fn same_bytes(a: &Path, b: &Path) {
     let (x, y) = (fs::read(a).unwrap(), fs::read(b).unwrap());
     assert_eq!(
@@ -130,17 +144,8 @@ fn bmaptool_copies_our_bmap() {
         fs::write(&bp, bmap.to_xml()).unwrap();
         let dst = d.path().join("bt-out.img");
         let _ = fs::remove_file(&dst);
-        run(
-            "bmaptool",
-            &[
-                "copy",
-                "--bmap",
-                bp.to_str().unwrap(),
-                img.to_str().unwrap(),
-                dst.to_str().unwrap(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("bmaptool refused our {cs:?} bmap: {e}"));
+        bmaptool_copy(&bp, &img, &dst)
+            .unwrap_or_else(|e| panic!("bmaptool refused our {cs:?} bmap: {e}"));
         same_bytes(&img, &dst);
         // bmaptool checks our range checksums: a corrupted image must fail there.
         if cs.is_some() {
@@ -152,17 +157,7 @@ fn bmaptool_copies_our_bmap() {
                 .unwrap()
                 .write_all_at(b"X", 5 << 20)
                 .unwrap();
-            let e = run(
-                "bmaptool",
-                &[
-                    "copy",
-                    "--bmap",
-                    bp.to_str().unwrap(),
-                    bad.to_str().unwrap(),
-                    dst.to_str().unwrap(),
-                ],
-            )
-            .unwrap_err();
+            let e = bmaptool_copy(&bp, &bad, &dst).unwrap_err();
             assert!(e.contains("checksum mismatch"), "{e}");
         }
     }
@@ -358,17 +353,7 @@ fn old_versions_parse_and_copy() {
         // bmaptool agrees these files are valid.
         if have("bmaptool", "old_versions_parse_and_copy") {
             let _ = fs::remove_file(&dst);
-            run(
-                "bmaptool",
-                &[
-                    "copy",
-                    "--bmap",
-                    bp.to_str().unwrap(),
-                    img.to_str().unwrap(),
-                    dst.to_str().unwrap(),
-                ],
-            )
-            .unwrap_or_else(|e| panic!("bmaptool on {v}: {e}"));
+            bmaptool_copy(&bp, &img, &dst).unwrap_or_else(|e| panic!("bmaptool on {v}: {e}"));
             same_bytes(&img, &dst);
         }
         // A changed byte in the file breaks 1.3's and 1.4's file checksum.
