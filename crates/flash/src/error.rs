@@ -12,6 +12,19 @@ use sparsekit_io::{Aborted, IoError};
 pub enum Error {
     /// An OS call failed (open, read, write, fsync, umount2, ...).
     Io(IoError),
+    /// Writing a destination failed, found by a write-back check while flashing (a
+    /// failing or removed drive): the failed write lies in `[start, end)`. Code
+    /// `ERR_SPARSEKIT_IO` with the errno (EIO, ENOSPC).
+    WriteFailed {
+        /// The destination.
+        path: PathBuf,
+        /// First byte that may have failed.
+        start: u64,
+        /// End of the bytes that may have failed.
+        end: u64,
+        /// The failed `sync_file_range`.
+        source: IoError,
+    },
     /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
     /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
     /// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH`), a stream that does not decompress.
@@ -95,7 +108,7 @@ impl Error {
     /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
             Error::Bmap(e) => e.code(),
             Error::Extents(e) => e.code(),
             Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
@@ -115,6 +128,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
+            Error::WriteFailed { source, .. } => source.raw_os_error(),
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
             Error::Qcow2(e) => e.raw_os_error(),
@@ -127,6 +141,7 @@ impl Error {
     pub fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
+            Error::WriteFailed { source, .. } => source.syscall(),
             Error::Bmap(e) => e.syscall(),
             Error::Qcow2(e) => e.syscall(),
             _ => None,
@@ -137,6 +152,7 @@ impl Error {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
+            Error::WriteFailed { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
             Error::Qcow2(e) => e.path(),
@@ -151,6 +167,7 @@ impl Error {
     pub fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
+            Error::WriteFailed { start, .. } => Some(*start),
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
             Error::Qcow2(e) => e.offset(),
@@ -164,6 +181,7 @@ impl Error {
         match self {
             Error::Bmap(e) => e.range(),
             Error::Qcow2(e) => e.range(),
+            Error::WriteFailed { start, end, .. } => Some((*start, *end)),
             _ => None,
         }
     }
@@ -204,6 +222,18 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io(e) => e.fmt(f),
+            Error::WriteFailed {
+                path,
+                start,
+                end,
+                source,
+            } => write!(
+                f,
+                "writing '{}' failed between bytes {start} and {end} (found by a write-back \
+                 check): {}",
+                path.display(),
+                source.source
+            ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
             Error::SystemDrive { path, reason } => write!(
@@ -260,6 +290,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::WriteFailed { source, .. } => Some(source),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
             Error::Qcow2(e) => Some(e),

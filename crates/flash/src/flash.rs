@@ -5,7 +5,7 @@
 //! fails drops its queue: the reader stops feeding it and the others go on.
 
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -26,6 +26,15 @@ pub const CHUNK: usize = 1 << 20;
 pub const QUEUE: usize = 8;
 /// Block size for read-back error reports and for skipping zero blocks in files.
 const BLOCK: u64 = 4096;
+/// Bytes per write-error check window of each destination: every window is written back
+/// and waited for ([`crate::sys::wait_writeback`]) once the writer is [`CHECK_LAG`] windows
+/// past it, so a failing drive fails within a few MiB of the fault with
+/// [`Error::WriteFailed`] naming the byte range that holds it, instead of at the final
+/// `fsync`.
+pub const CHECK_WINDOW: u64 = 2 << 20;
+/// Windows a writer may run ahead of the last one checked (writeback of those is started
+/// and in flight, so the wait is short).
+pub const CHECK_LAG: usize = 2;
 /// How often the coordinating thread reports progress.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -663,6 +672,99 @@ fn is_zero(b: &[u8]) -> bool {
     b.chunks(64).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
 }
 
+/// Write-error checks of one destination, through a descriptor of its own (the writer's
+/// is behind [`Destination`]): written ranges are grouped in [`CHECK_WINDOW`]s, and each
+/// window is waited for once [`CHECK_LAG`] newer ones exist.
+struct Checks {
+    file: Option<std::fs::File>,
+    path: Option<PathBuf>,
+    /// Closed windows not yet checked, oldest first.
+    pending: std::collections::VecDeque<(u64, u64)>,
+    /// The open window.
+    open: Option<(u64, u64)>,
+    /// The end of the highest byte written.
+    high: u64,
+}
+
+impl Checks {
+    fn new(path: Option<&Path>) -> Self {
+        // Read-only: sync_file_range needs no write access, and a block device opened
+        // O_EXCL by the writer can still be opened without O_EXCL.
+        let file = path.and_then(|p| std::fs::File::open(p).ok());
+        Checks {
+            file,
+            path: path.map(Path::to_path_buf),
+            pending: Default::default(),
+            open: None,
+            high: 0,
+        }
+    }
+
+    fn wrote(&mut self, offset: u64, len: u64) -> Result<()> {
+        if self.file.is_none() || len == 0 {
+            return Ok(());
+        }
+        self.high = self.high.max(offset + len);
+        let (start, end) = match self.open {
+            Some((s, e)) if offset >= s => (s, e.max(offset + len)),
+            Some(w) => {
+                // Out of order: close the window and open another.
+                self.pending.push_back(w);
+                (offset, offset + len)
+            }
+            None => (offset, offset + len),
+        };
+        if end - start >= CHECK_WINDOW {
+            self.pending.push_back((start, end));
+            self.open = None;
+        } else {
+            self.open = Some((start, end));
+        }
+        while self.pending.len() > CHECK_LAG {
+            let w = self.pending.pop_front().expect("non-empty");
+            self.check(w)?;
+        }
+        Ok(())
+    }
+
+    /// Check every remaining window, oldest first (before the final `fsync`).
+    fn finish(&mut self) -> Result<()> {
+        if let Some(w) = self.open.take() {
+            self.pending.push_back(w);
+        }
+        while let Some(w) = self.pending.pop_front() {
+            self.check(w)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, (start, end): (u64, u64)) -> Result<()> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        match crate::sys::wait_writeback(f, start, end - start) {
+            Ok(()) => Ok(()),
+            // Not a file or device that has it: the final fsync reports errors.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ESPIPE)) => Ok(()),
+            Err(e) => {
+                // The error sequence is per file, not per range: the failed write-back
+                // is of a page not yet checked, which lies between this window's start
+                // and the highest byte written (every earlier window checked clean).
+                let path = self.path.clone().unwrap_or_default();
+                let source = sparsekit_io::IoError::new("sync_file_range", e)
+                    .with_path(&path)
+                    .at(start);
+                Err(Error::WriteFailed {
+                    path,
+                    start,
+                    end: self.high.max(end),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 /// A writer: everything the reader sends, then `fsync` and the read-back.
 fn consume(
     dst: &dyn Destination,
@@ -675,6 +777,7 @@ fn consume(
     let is_dev = dst.is_block_device();
     let mut sparse = false;
     let mut written = 0u64;
+    let mut checks = Checks::new(path.as_deref());
     loop {
         let Ok(msg) = rx.recv() else {
             // The reader stopped without an end: it failed or was cancelled.
@@ -728,13 +831,15 @@ fn consume(
                 }
                 dst.start_writeback(offset, buf.len() as u64);
                 st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                checks.wrote(offset, buf.len() as u64)?;
             }
             Msg::End { size, segments } => {
                 drop(rx);
+                st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
+                checks.finish()?;
                 if !is_dev {
                     dst.set_len(size)?;
                 }
-                st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
                 dst.flush()?;
                 if !read_back {
                     return Ok((written, false));

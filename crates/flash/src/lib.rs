@@ -39,13 +39,15 @@ mod flash;
 pub mod http;
 pub mod remote;
 mod source;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
 
 pub use drives::{Bus, Drive, Partition, Safety};
 pub use error::Error;
 pub use flash::{
     flash, flash_to, open_destination, DestProgress, DestState, DestinationReport, FlashOptions,
-    FlashReport, FlashStatus, Target, CHUNK, QUEUE,
+    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
 };
 pub use http::HttpOptions;
 pub use remote::{HttpStorage, StorageCursor};

@@ -1,6 +1,7 @@
-//! The Linux-specific calls of this crate: device numbers of paths and unmounting. Drive
-//! discovery itself reads sysfs and procfs files (see [`crate::drives`]); a port to another
-//! OS replaces this module and that one.
+//! The Linux-specific calls of this crate: device numbers of paths, unmounting, and
+//! waiting for a written range to reach the drive. Drive
+//! discovery itself reads sysfs and procfs files (see [`crate::drives`]). Other OSes:
+//! sys/macos.rs, sys/windows.rs.
 
 use std::ffi::CString;
 use std::io;
@@ -35,6 +36,33 @@ pub fn umount(target: &Path) -> io::Result<()> {
     loop {
         // SAFETY: plain syscall with a NUL-terminated path.
         if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+/// SYNC_FILE_RANGE_WAIT_AFTER)` (linux/fs.h): write the dirty pages of `[offset, offset +
+/// len)` and wait for them, reporting a write error of that range (EIO from a failing
+/// drive, ENOSPC from a full loop backing file): since Linux 4.13 the wait checks the
+/// mapping's error sequence (`file_check_and_advance_wb_err`) as seen by this descriptor,
+/// so a descriptor opened for the checks alone sees errors of writes made through another
+/// one (the page cache of a block device is shared by all its openers).
+pub fn wait_writeback(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    loop {
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, flags) } == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();

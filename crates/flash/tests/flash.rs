@@ -267,6 +267,21 @@ fn failing_destination_is_dropped_others_finish() {
         "{e}"
     );
     assert_eq!(e.path(), Some(bad.as_path()));
+    // The error surfaces near the fault (8 MiB), not at the final fsync: it names a
+    // range of a few MiB holding the fault, and the writer stopped before the end.
+    let fault = 8u64 << 20;
+    let (start, end) = e.range().unwrap_or_else(|| panic!("no range: {e}"));
+    assert!(start <= fault && fault < end, "{e}");
+    let bound = (sparsekit_flash::CHECK_LAG as u64 + 2) * sparsekit_flash::CHECK_WINDOW + (1 << 20);
+    assert!(end - start <= bound, "{e}");
+    assert_eq!(e.offset(), Some(start));
+    eprintln!("{t}: {e}");
+    assert_eq!(e.syscall(), Some("sync_file_range"), "{e}");
+    assert!(
+        r.destinations[1].bytes_written < data.len() as u64,
+        "{}",
+        r.destinations[1].bytes_written
+    );
     assert!(a.read(data.len()) == data);
     assert!(b.read(data.len()) == data);
     // The loop device first, then the tmpfs under it.
