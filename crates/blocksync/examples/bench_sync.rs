@@ -6,10 +6,11 @@
 //! bench_sync hashcpu FILE       the same per CPU second of this thread (64 MiB in memory;
 //!                               steadier than wall clock on a loaded machine)
 //! bench_sync files [--blake3] [--holes] SRC DST   sync DST to SRC in one process
-//! bench_sync checksum DST       hash stream to stdout
-//! bench_sync retrieve SRC       hash stream on stdin, block stream to stdout
-//! bench_sync save DST           block stream on stdin
+//! bench_sync checksum [--blake3] [--holes] DST   hash stream to stdout
+//! bench_sync retrieve [--blake3] [--holes] SRC   hash stream on stdin, block stream to stdout
+//! bench_sync save [--blake3] [--holes] DST       block stream on stdin
 //! ```
+//! (the flags of the three stages must agree, as with the CLI).
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 use std::time::Instant;
@@ -34,42 +35,14 @@ fn main() {
                 flags.contains(&"--holes"),
             )
         }
-        ["checksum", d] => FileStorage::open(Path::new(d))
-            .map_err(Into::into)
-            .and_then(|d| {
-                checksum(
-                    ChecksumInput::Storage(&d),
-                    BufWriter::with_capacity(64 << 10, std::io::stdout().lock()),
-                    &ChecksumOptions::default(),
-                    &mut Control::none(),
-                )
-                .map(drop)
-            }),
-        ["retrieve", s] => FileStorage::open(Path::new(s))
-            .map_err(Into::into)
-            .and_then(|s| {
-                retrieve(
-                    &s,
-                    BufReader::with_capacity(64 << 10, std::io::stdin().lock()),
-                    BufWriter::with_capacity(256 << 10, std::io::stdout().lock()),
-                    &RetrieveOptions::default(),
-                    &mut Control::none(),
-                )
-                .map(drop)
-            }),
-        ["save", d] => FileStorage::open_rw(Path::new(d))
-            .map_err(Into::into)
-            .and_then(|d| {
-                save(
-                    &d,
-                    BufReader::with_capacity(256 << 10, std::io::stdin().lock()),
-                    &SaveOptions::default(),
-                    &mut Control::none(),
-                )
-                .map(drop)
-            }),
+        [cmd @ ("checksum" | "retrieve" | "save"), ref rest @ ..] if !rest.is_empty() => {
+            let (flags, path) = rest.split_at(rest.len() - 1);
+            let blake3 = flags.contains(&"--blake3");
+            let holes = flags.contains(&"--holes");
+            stage(cmd, Path::new(path[0]), blake3, holes)
+        }
         _ => {
-            eprintln!("usage: bench_sync hash FILE | files SRC DST | checksum|retrieve|save FILE");
+            eprintln!("usage: bench_sync hash FILE | hashcpu FILE | files [--blake3] [--holes] SRC DST | checksum|retrieve|save [--blake3] [--holes] FILE");
             std::process::exit(2);
         }
     };
@@ -187,4 +160,40 @@ fn files(s: &Path, d: &Path, blake3: bool, holes: bool) -> Result<(), sparsekit_
         sum.hash_bytes
     );
     Ok(())
+}
+
+/// One stage of the three-process pipeline on stdin/stdout.
+fn stage(cmd: &str, p: &Path, blake3: bool, holes: bool) -> Result<(), sparsekit_blocksync::Error> {
+    let stdin = || BufReader::with_capacity(256 << 10, std::io::stdin().lock());
+    let stdout = || BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
+    let ctl = &mut Control::none();
+    match cmd {
+        "checksum" => {
+            let d = FileStorage::open(p)?;
+            let opts = ChecksumOptions {
+                blake3,
+                holes: holes.then(|| hole_map(d.file())),
+                ..Default::default()
+            };
+            checksum(ChecksumInput::Storage(&d), stdout(), &opts, ctl).map(drop)
+        }
+        "retrieve" => {
+            let s = FileStorage::open(p)?;
+            let opts = RetrieveOptions {
+                blake3,
+                holes: holes.then(|| hole_map(s.file())),
+                ..Default::default()
+            };
+            retrieve(&s, stdin(), stdout(), &opts, ctl).map(drop)
+        }
+        _ => {
+            let d = FileStorage::open_rw(p)?;
+            let opts = SaveOptions {
+                blake3,
+                holes,
+                ..Default::default()
+            };
+            save(&d, stdin(), &opts, ctl).map(drop)
+        }
+    }
 }
