@@ -245,6 +245,9 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
                     })
                 }
                 HashRecord::Rest { offset } => {
+                    // The destination ends here: hashing further ahead would be wasted
+                    // (what was hashed stays usable).
+                    ahead.stop();
                     // blockcopy sends the rest before the blocks of its unfinished batch of 16
                     // (those go out at `done`): keep them back so the streams stay identical.
                     // A resumable session sends them first (its checkpoints must only grow).
