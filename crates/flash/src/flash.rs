@@ -5,7 +5,7 @@
 //! fails drops its queue: the reader stops feeding it and the others go on.
 
 use std::io::Read;
-use sparsekit_io::sys::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
