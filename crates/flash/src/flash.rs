@@ -4,8 +4,8 @@
 //! `(QUEUE + 2) * CHUNK` bytes whatever the number of destinations. A destination that
 //! fails drops its queue: the reader stops feeding it and the others go on.
 
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -35,6 +35,8 @@ pub const CHECK_WINDOW: u64 = 2 << 20;
 /// Windows a writer may run ahead of the last one checked (writeback of those is started
 /// and in flight, so the wait is short).
 pub const CHECK_LAG: usize = 2;
+/// Bytes of a plain local image asked for ahead of the reader (`POSIX_FADV_WILLNEED`).
+const PREFETCH: u64 = 4 << 20;
 /// How often the coordinating thread reports progress.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -319,7 +321,7 @@ enum Msg {
     /// left as holes in a file destination (no bmap: the whole image streams).
     Start { size: Option<u64>, sparse: bool },
     /// `buf` belongs at `offset`.
-    Data { offset: u64, buf: Arc<Vec<u8>> },
+    Data { offset: u64, buf: Arc<Buf> },
     /// The source ended at `size`; `segments` are what was sent, with digests.
     End {
         size: u64,
@@ -343,21 +345,64 @@ struct SourceInfo {
 struct Feed {
     senders: Vec<Option<SyncSender<Msg>>>,
     segments: Vec<Segment>,
-    pool: Vec<Arc<Vec<u8>>>,
+    pool: Vec<Arc<Buf>>,
     cancel: Cancel,
+    /// Keep a digest of every chunk for the read-back.
+    digests: bool,
+}
+
+/// Page size for buffer alignment.
+const PAGE: usize = 4096;
+
+/// A chunk buffer (at most [`CHUNK`] bytes) whose data starts on a page boundary: the
+/// kernel's copies between the page cache and a buffer that is not page-aligned are
+/// markedly slower (malloc puts large blocks 16 bytes into a page), and every chunk is
+/// copied once into the page cache per destination.
+pub(crate) struct Buf {
+    raw: Vec<u8>,
+    at: usize,
+    len: usize,
+}
+
+impl Buf {
+    fn new(len: usize) -> Buf {
+        let raw = vec![0u8; CHUNK + PAGE];
+        let at = raw.as_ptr().align_offset(PAGE).min(PAGE);
+        let mut b = Buf { raw, at, len: 0 };
+        b.set_len(len);
+        b
+    }
+
+    fn set_len(&mut self, len: usize) {
+        self.len = len.min(CHUNK);
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.at..self.at + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.at..self.at + self.len]
+    }
 }
 
 impl Feed {
     /// A chunk buffer of `len` bytes: one no writer holds any more, or a new one.
-    fn buffer(&mut self, len: usize) -> Vec<u8> {
-        for slot in self.pool.iter_mut() {
-            if let Some(v) = Arc::get_mut(slot) {
-                let mut v = std::mem::take(v);
-                v.resize(len, 0);
-                return v;
+    fn buffer(&mut self, len: usize) -> Buf {
+        // A pooled buffer no writer holds any more is taken out of the pool (the
+        // pool keeps at most QUEUE * 2 + 4; `data` puts buffers back).
+        if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1) {
+            if let Ok(mut b) = Arc::try_unwrap(self.pool.swap_remove(i)) {
+                b.set_len(len);
+                return b;
             }
         }
-        vec![0u8; len]
+        Buf::new(len)
     }
 
     fn alive(&self) -> bool {
@@ -378,8 +423,13 @@ impl Feed {
         Ok(self.alive())
     }
 
-    fn data(&mut self, offset: u64, buf: Vec<u8>) -> Result<bool> {
-        let digest = *blake3::hash(&buf).as_bytes();
+    fn data(&mut self, offset: u64, buf: Buf) -> Result<bool> {
+        // Without a read-back nothing compares digests: none are made.
+        let digest = if self.digests {
+            *blake3::hash(&buf).as_bytes()
+        } else {
+            [0; 32]
+        };
         self.segments.push(Segment {
             offset,
             len: buf.len() as u32,
@@ -469,12 +519,17 @@ fn produce(
                     &owned
                 }
             };
-            by_ranges(&file, size, b, verify, label, feed, total)
+            // Ask for the next ranges ahead of the reader, so the disk reads while the
+            // current chunk is hashed and handed out.
+            let ahead = |off: u64, len: u64| {
+                let _ = crate::sys::will_need(file.file(), off, len);
+            };
+            by_ranges(&file, size, b, verify, label, feed, total, &ahead)
         }
         Input::Ranged(storage) => {
             let size = storage.size()?;
             let b = bmap.expect("ranged sources have a bmap");
-            by_ranges(&*storage, size, b, verify, label, feed, total)
+            by_ranges(&*storage, size, b, verify, label, feed, total, &|_, _| {})
         }
         Input::Stream { reader, len } => {
             let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
@@ -496,6 +551,7 @@ fn produce(
 
 /// A plain image read at offsets (a local file, or a URL with range requests): only the
 /// bmap's ranges are read.
+#[allow(clippy::too_many_arguments)]
 fn by_ranges(
     file: &dyn Storage,
     size: u64,
@@ -504,6 +560,7 @@ fn by_ranges(
     label: &Path,
     feed: &mut Feed,
     total: &AtomicU64,
+    prefetch: &dyn Fn(u64, u64),
 ) -> Result<SourceInfo> {
     {
         {
@@ -534,6 +591,9 @@ fn by_ranges(
                 let mut off = start;
                 while off < end {
                     let n = ((end - off) as usize).min(CHUNK);
+                    if (off - start) % PREFETCH == 0 {
+                        prefetch(off, (end - off).min(2 * PREFETCH));
+                    }
                     let mut buf = feed.buffer(n);
                     file.read_exact_at(&mut buf, off)
                         .map_err(crate::remote::error_of_io)?;
@@ -642,7 +702,7 @@ fn stream(
                 if k == 0 {
                     break;
                 }
-                buf.truncate(k);
+                buf.set_len(k);
                 if !feed.data(pos, buf)? {
                     return Ok(info(pos));
                 }
@@ -778,6 +838,16 @@ fn consume(
     let mut sparse = false;
     let mut written = 0u64;
     let mut checks = Checks::new(path.as_deref());
+    // A block device is written with O_DIRECT where a chunk is aligned: no copy into the
+    // page cache per destination (the copies that made three drives cost three times the
+    // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
+    // writes (an unaligned tail, a device that refuses O_DIRECT) go through `dst`.
+    let mut direct = if is_dev {
+        path.as_deref()
+            .and_then(|p| crate::sys::open_direct(p).ok())
+    } else {
+        None
+    };
     loop {
         let Ok(msg) = rx.recv() else {
             // The reader stopped without an end: it failed or was cancelled.
@@ -824,6 +894,30 @@ fn consume(
                         dst.write_all_at(&buf[i..j], offset + i as u64)?;
                         written += (j - i) as u64;
                         i = j;
+                    }
+                } else if let Some(f) = direct
+                    .as_ref()
+                    .filter(|_| offset % PAGE as u64 == 0 && buf.len() % PAGE == 0)
+                {
+                    match std::os::unix::fs::FileExt::write_all_at(f, &buf, offset) {
+                        Ok(()) => {
+                            written += buf.len() as u64;
+                            st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                            continue;
+                        }
+                        // EINVAL: alignment the device does not take; buffered from now.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            direct = None;
+                            dst.write_all_at(&buf, offset)?;
+                            written += buf.len() as u64;
+                        }
+                        Err(e) => {
+                            let e = sparsekit_io::IoError::new("write", e).at(offset);
+                            return Err(Error::Io(match &path {
+                                Some(p) => e.with_path(p),
+                                None => e,
+                            }));
+                        }
                     }
                 } else {
                     dst.write_all_at(&buf, offset)?;
@@ -919,6 +1013,7 @@ pub(crate) fn run(
         }
     }
     let mut feed = Feed {
+        digests: opts.read_back,
         senders,
         segments: Vec::new(),
         pool: Vec::new(),

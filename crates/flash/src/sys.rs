@@ -71,3 +71,30 @@ pub fn wait_writeback(file: &std::fs::File, offset: u64, len: u64) -> io::Result
         }
     }
 }
+
+/// `posix_fadvise(POSIX_FADV_WILLNEED)` (linux/fadvise.h): start reading `[offset, offset +
+/// len)` into the page cache without waiting, so a reader that hashes what it read finds
+/// the next range there. Only a hint.
+pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: plain syscall on a valid descriptor; it returns the error number.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Open `path` for writing with `O_DIRECT` (open(2)): writes go from the caller's buffer
+/// to the device without a copy into the page cache. Buffers, offsets and lengths must be
+/// aligned to the device's logical block size (a page covers every device here).
+pub fn open_direct(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
