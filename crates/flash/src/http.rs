@@ -243,7 +243,7 @@ pub fn find_bmap(agent: &Agent, url: &str) -> Result<Option<(sparsekit_bmap::Bma
 
 /// An HTTP(S) body as a [`Read`] that resumes after failures with range requests.
 ///
-/// Its read errors carry an [`Error`] inside the `io::Error` (see [`crate::error_of`]).
+/// Its read errors carry an [`Error`] inside the `io::Error`.
 pub struct HttpReader {
     agent: Agent,
     url: String,

@@ -8,14 +8,23 @@
 //!   drive ([`Error::SystemDrive`], `ERR_SPARSEKIT_SYSTEM_DRIVE`) or a mounted one
 //!   ([`Error::DriveBusy`], `ERR_SPARSEKIT_DRIVE_BUSY`) unless forced, and can unmount.
 //! - [`flash`] reads and decompresses the source once and writes every destination from
-//!   the same buffers through bounded queues (the slowest paces the rest); a destination
-//!   that fails is dropped with its own error while the others finish and are read back.
+//!   the same page-aligned buffers through bounded queues (the slowest paces the rest;
+//!   block devices are written with `O_DIRECT`, so a destination costs no page-cache
+//!   copy); a destination that fails is dropped with its own error, at the offset of the
+//!   failed write (or, for buffered writes, the few-MiB range a write-back check found it
+//!   in: [`Error::WriteFailed`]), while the others finish and are read back.
 //!   [`FlashStatus`] gives live per-destination progress.
 //! - Sources: local files (plain, gzip, xz, bzip2, zstd — the decoders of
 //!   [`sparsekit_bmap::Compression`]), zip archives (the largest or a named entry,
 //!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs
 //!   ([`http::HttpReader`]: range requests resume a dropped download, bounded retries,
-//!   redirects, proxy variables, the system CA store plus a caller's CA, `URL.bmap`).
+//!   redirects, proxy variables chosen per scheme as curl does, the system CA store plus a
+//!   caller's CA, `URL.bmap`).
+//! - Remote images read at offsets: [`HttpStorage`] is a read-only
+//!   [`sparsekit_io::Storage`] over HTTP range requests (bounded block cache, read-ahead);
+//!   it serves zip archives over HTTP (their central directory is at the end), plain
+//!   images with a bmap (only mapped ranges fetched), [`remote::qcow2_convert`] and
+//!   [`remote::bmap_copy`].
 //!
 //! ```
 //! use sparsekit_flash::{flash, FlashOptions};

@@ -16,7 +16,7 @@
 //!   [`Error::HttpInterrupted`] names the URL and offset.
 //!
 //! Read errors are [`IoError`]s (path: the URL, offset: where the read failed) carrying
-//! the [`Error`] inside; [`crate::error_of`] gets it back.
+//! the [`Error`] inside; [`error_of_io`] gets it back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
