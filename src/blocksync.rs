@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 
 use napi::bindgen_prelude::*;
-use sparsekit_blocksync::sys::{dup_fd, pipe, StreamReader, StreamWriter};
+use sparsekit_blocksync::sys::{dup_fd, into_fd, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
     checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
     ResumeState, RetrieveOptions, SaveOptions,
@@ -60,10 +60,10 @@ pub struct NativeSyncResult {
 /// owns both and hands one end to `net.Socket`, the other to a job (which duplicates it).
 #[napi]
 pub fn sync_pipe(env: Env) -> Result<Vec<i32>> {
-    use std::os::unix::io::IntoRawFd;
     sync_call(&env, || {
         let (r, w) = pipe().map_err(|e| Failure::from_core(&io("pipe", e)))?;
-        Ok(vec![r.into_raw_fd(), w.into_raw_fd()])
+        let fd = |f| into_fd(f).map_err(|e| Failure::from_core(&io("pipe", e)));
+        Ok(vec![fd(r)?, fd(w)?])
     })
 }
 

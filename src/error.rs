@@ -177,6 +177,7 @@ fn kind_of(code: &str) -> FailureKind {
 }
 
 /// `ENOENT` for 2, and so on: the names Node uses in `err.code`.
+#[cfg(unix)]
 pub fn errno_name(errno: i32) -> Option<String> {
     let e = nix::errno::Errno::from_raw(errno);
     if e == nix::errno::Errno::UnknownErrno {
@@ -189,6 +190,42 @@ pub fn errno_name(errno: i32) -> Option<String> {
     } else {
         name
     })
+}
+
+/// Windows: the name Node (libuv's `uv_translate_sys_error`) gives a Win32 error code
+/// (`ERROR_FILE_NOT_FOUND` 2 is `ENOENT`, ...); codes that are no Win32 error sparsekit
+/// meets are the C runtime's errno values the core crates make themselves (EISDIR 21,
+/// ESPIPE 29, ENOSYS 40, EOPNOTSUPP 130).
+#[cfg(windows)]
+pub fn errno_name(code: i32) -> Option<String> {
+    let name = match code {
+        2 | 3 | 15 | 123 | 161 => "ENOENT", // FILE/PATH_NOT_FOUND, INVALID_DRIVE/NAME, BAD_PATHNAME
+        5 => "EPERM",                       // ACCESS_DENIED
+        6 => "EBADF",                       // INVALID_HANDLE
+        8 | 14 => "ENOMEM",                 // NOT_ENOUGH_MEMORY, OUTOFMEMORY
+        1 => "EISDIR",                      // INVALID_FUNCTION (libuv's reading)
+        17 => "EXDEV",                      // NOT_SAME_DEVICE
+        19 => "EROFS",                      // WRITE_PROTECT
+        23 | 1117 => "EIO",                 // CRC, IO_DEVICE
+        32 | 33 | 170 => "EBUSY",           // SHARING/LOCK_VIOLATION, BUSY
+        39 | 112 => "ENOSPC",               // HANDLE_DISK_FULL, DISK_FULL
+        50 => "ENOTSUP",                    // NOT_SUPPORTED
+        80 | 183 => "EEXIST",               // FILE_EXISTS, ALREADY_EXISTS
+        87 => "EINVAL",                     // INVALID_PARAMETER
+        109 | 232 => "EPIPE",               // BROKEN_PIPE, NO_DATA
+        145 => "ENOTEMPTY",                 // DIR_NOT_EMPTY
+        206 => "ENAMETOOLONG",              // FILENAME_EXCED_RANGE
+        267 => "ENOTDIR",                   // DIRECTORY
+        21 => "EISDIR",
+        22 => "EINVAL",
+        27 => "EFBIG",
+        28 => "ENOSPC",
+        29 => "ESPIPE",
+        40 => "ENOSYS",
+        130 => "ENOTSUP",
+        _ => return None,
+    };
+    Some(name.to_string())
 }
 
 #[cfg(test)]

@@ -296,7 +296,6 @@ pub fn path_arg(
     name: &str,
     p: Either<String, Buffer>,
 ) -> std::result::Result<std::path::PathBuf, Failure> {
-    use std::os::unix::ffi::OsStrExt;
     let bytes: Vec<u8> = match p {
         Either::A(s) => s.into_bytes(),
         Either::B(b) => b.to_vec(),
@@ -306,7 +305,15 @@ pub fn path_arg(
             "The argument '{name}' must be a non-empty path without null bytes"
         )));
     }
-    Ok(std::ffi::OsStr::from_bytes(&bytes).into())
+    #[cfg(unix)]
+    let path: std::result::Result<std::path::PathBuf, Failure> =
+        Ok(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes).into());
+    // Windows names are UTF-16: a Buffer must hold UTF-8.
+    #[cfg(windows)]
+    let path = String::from_utf8(bytes).map(Into::into).map_err(|_| {
+        Failure::invalid_value(format!("The argument '{name}' must be UTF-8 on Windows"))
+    });
+    path
 }
 
 #[cfg(test)]

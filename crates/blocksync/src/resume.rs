@@ -2,9 +2,9 @@
 //! far the session got; `checksum` reads it and starts there. See the README's "Resumable
 //! sessions".
 
+use sparsekit_io::sys::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sparsekit_io::IoError;

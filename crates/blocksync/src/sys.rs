@@ -1,6 +1,6 @@
 //! The Linux-specific part of this crate: reading and writing the protocol's streams
-//! through pipe or socket file descriptors, waking up when cancelled. A port replaces this
-//! module only.
+//! through pipe or socket file descriptors, waking up when cancelled. Other OSes:
+//! sys/windows.rs (macOS uses this module: it is POSIX only, except `pipe2`, see there).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -105,11 +105,29 @@ pub fn pipe() -> io::Result<(File, File)> {
     use std::os::unix::io::FromRawFd;
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
+    #[cfg(target_os = "linux")]
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // macOS has no pipe2: pipe(2), then FD_CLOEXEC and O_NONBLOCK on each end (fcntl.h).
+    // SAFETY: pipe writes two descriptors into the array.
+    #[cfg(not(target_os = "linux"))]
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for f in [&r, &w] {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            if libc::fcntl(f.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        sparsekit_io::sys::set_nonblocking(f, true)?;
+    }
+    Ok((r, w))
 }
 
 /// A close-on-exec duplicate of descriptor `fd` (`F_DUPFD_CLOEXEC`), so the caller keeps
@@ -123,6 +141,12 @@ pub fn dup_fd(fd: i32) -> io::Result<File> {
     }
     // SAFETY: `new` was just created and is owned by nobody else.
     Ok(unsafe { File::from_raw_fd(new) })
+}
+
+/// The descriptor of `file`, handed over to the caller (Node), who closes it.
+pub fn into_fd(file: File) -> io::Result<i32> {
+    use std::os::unix::io::IntoRawFd;
+    Ok(file.into_raw_fd())
 }
 
 /// Whether descriptor `fd` is a terminal (`isatty(3)`): binary streams are refused there.

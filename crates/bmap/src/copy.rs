@@ -2,9 +2,9 @@
 //! block device, checking each range's checksum as it streams, then optionally reading the
 //! destination back past the page cache.
 
+use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

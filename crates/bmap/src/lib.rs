@@ -48,6 +48,8 @@ mod format;
 mod par;
 mod size;
 mod source;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
 
 pub use copy::{

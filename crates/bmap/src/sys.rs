@@ -1,5 +1,6 @@
 //! The Linux-specific calls of this crate: dropping cached pages of a range so that a
-//! read-back really reads the device, and asking for sequential read-ahead.
+//! read-back really reads the device, and asking for sequential read-ahead. Other OSes:
+//! sys/macos.rs, sys/windows.rs.
 
 use std::fs::File;
 use std::io;

@@ -1,6 +1,6 @@
+use sparsekit_io::sys::FileTypeExt;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use sparsekit_io::{read_stream, sys, Control, FileStorage, IoError, Phase, Storage};

@@ -25,6 +25,8 @@
 
 mod error;
 mod map;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 
 pub use error::Error;

@@ -1,7 +1,7 @@
+use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -374,7 +374,7 @@ fn errno(e: &Error) -> Option<i32> {
 fn fiemap_unsupported(e: &Error) -> bool {
     matches!(
         errno(e),
-        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::EBADR | libc::ENOSYS)
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | sys::EBADR | libc::ENOSYS)
     )
 }
 

@@ -1,9 +1,12 @@
 //! Every Linux-specific call of this crate: FIEMAP, SEEK_DATA/SEEK_HOLE, FIGETBSZ
-//! (block device sizes come from `sparsekit_io::sys`). A port to another OS replaces this module only.
+//! (block device sizes come from `sparsekit_io::sys`). Other OSes: sys/macos.rs, sys/windows.rs.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::io::AsRawFd;
+
+/// EBADR (a FIEMAP flag refused; the other OS modules define it too).
+pub const EBADR: i32 = libc::EBADR;
 
 /// `FS_IOC_FIEMAP = _IOWR('f', 11, struct fiemap)` (linux/fs.h; struct fiemap is 32 bytes).
 const FS_IOC_FIEMAP: u64 = 0xC020_660B;

@@ -4,8 +4,8 @@
 //! `(QUEUE + 2) * CHUNK` bytes whatever the number of destinations. A destination that
 //! fails drops its queue: the reader stops feeding it and the others go on.
 
+use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};

@@ -667,7 +667,7 @@ pub fn bmap_copy(
         },
     };
     let is_dev = std::fs::metadata(dst)
-        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+        .is_ok_and(|m| sparsekit_io::sys::FileTypeExt::is_block_device(&m.file_type()));
     let fopts = crate::FlashOptions {
         bmap: match &bmap {
             Some(b) => BmapChoice::Given(Box::new(b.clone())),

@@ -1,5 +1,5 @@
+use crate::sys::{FileExt, FileTypeExt};
 use std::fs::{File, Metadata};
-use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Context;

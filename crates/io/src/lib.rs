@@ -32,6 +32,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
+// Windows: `dev`/`ino` of a file (std's `windows_by_handle`; the Windows build compiles std
+// itself with `-Zbuild-std`, see scripts/prebuilt).
+#![cfg_attr(windows, feature(windows_by_handle))]
 
 mod error;
 mod fault;
@@ -40,6 +43,8 @@ mod mem;
 mod progress;
 mod replace;
 mod storage;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
 
 pub use error::{Context, IoError};

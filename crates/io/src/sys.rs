@@ -1,6 +1,7 @@
 //! Every Linux-specific call of this crate (and the ones other crates share): opening without
 //! blocking on FIFOs, block device sizes and zeroing, fallocate, poll, loop device backing
-//! files. A port to another OS replaces this module only.
+//! files. Other OSes have their own module with the same functions: sys/macos.rs,
+//! sys/windows.rs.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -8,6 +9,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::Path;
+
+/// Positional I/O and `stat` fields under the names every platform module exports (the
+/// Windows module defines traits of the same names).
+pub use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 
 /// `BLKGETSIZE64 = _IOR(0x12, 114, size_t)` (linux/fs.h) on 64-bit architectures.
 const BLKGETSIZE64: u64 = 0x8008_1272;

@@ -1,7 +1,7 @@
 //! An opened image: its header, L1 table, L2 cache, data file and backing chain.
 
+use sparsekit_io::sys::MetadataExt;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

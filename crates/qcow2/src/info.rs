@@ -120,11 +120,11 @@ impl Image {
                 Layer::Raw(r) => {
                     let meta = std::fs::metadata(r.filename()).ok();
                     let block_device = meta.as_ref().is_some_and(|m| {
-                        std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type())
+                        sparsekit_io::sys::FileTypeExt::is_block_device(&m.file_type())
                     });
                     let actual_size = meta
                         .filter(|m| m.is_file())
-                        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+                        .map(|m| sparsekit_io::sys::MetadataExt::blocks(&m) * 512);
                     out.push(Info {
                         filename: r.filename().to_string(),
                         format: "raw",

@@ -56,6 +56,8 @@ mod info;
 pub mod lock;
 mod map;
 mod snapshot;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 pub mod table;
 

@@ -1,4 +1,5 @@
-//! Every OS call of this crate that `std` does not wrap.
+//! Every OS call of this crate that `std` does not wrap (Linux; other OSes: sys/macos.rs,
+//! sys/windows.rs).
 
 use std::fs::File;
 use std::io;

@@ -1,10 +1,10 @@
 //! The copy itself: planning the window, the reflink attempt, the per-extent byte-moving
 //! loop with its fallback chain, streams that have no size, and atomic replacement.
 
+use sparsekit_io::sys::{FileExt, MetadataExt};
 use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use sparsekit_extents::{map_file_with, MapOptions, Method};

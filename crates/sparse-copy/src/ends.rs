@@ -2,8 +2,8 @@
 //! the destination may be written (regular file or block device, never the source itself,
 //! large enough), and making it durable. Also what bmap flashing uses for its destination.
 
+use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::fs::{File, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sparsekit_io::{sys as iosys, Context, FileKind};

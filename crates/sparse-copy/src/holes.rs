@@ -2,8 +2,8 @@
 //! and holes punched where a regular destination still holds old or preallocated blocks.
 //! One zero writer serves both.
 
+use sparsekit_io::sys::FileExt;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 
 use sparsekit_extents::{map_file_nosync, MapOptions, Method};
 

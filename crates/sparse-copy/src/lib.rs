@@ -33,6 +33,8 @@ pub mod ends;
 mod error;
 mod holes;
 mod method;
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 
 pub use copy::{copy, CopyOptions, CopyReport, CHUNK_SIZE};

@@ -1,6 +1,6 @@
 //! Every Linux-specific call of this crate: FICLONE/FICLONERANGE, copy_file_range,
-//! sendfile, fallocate(PUNCH_HOLE), (opening and fsync are in `ends`, through `sparsekit_io::sys`). A port to
-//! another OS replaces this module only.
+//! sendfile, fallocate(PUNCH_HOLE), (opening and fsync are in `ends`, through `sparsekit_io::sys`). Other OSes:
+//! sys/macos.rs, sys/windows.rs.
 //!
 //! Each function makes one attempt and retries only EINTR; short transfers are returned to
 //! the caller, which tracks its own offsets.

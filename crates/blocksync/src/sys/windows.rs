@@ -1,0 +1,148 @@
+//! The Windows side of this crate's `sys` module (the Linux one is sys.rs): the protocol's
+//! streams over pipe handles, and the C runtime descriptors Node hands over.
+//!
+//! Node (libuv) names files and pipes by descriptors of the Universal C Runtime
+//! (ucrtbase.dll, one per process): [`dup_fd`] turns one into a handle of our own with
+//! `_get_osfhandle` (corecrt_io.h) and `DuplicateHandle` (handleapi.h), and [`into_fd`]
+//! makes a descriptor for Node with `_open_osfhandle`. [`pipe`] is `CreatePipe`
+//! (namedpipeapi.h). Reads wait in `PeekNamedPipe` (through `sparsekit_io::read_stream`)
+//! and wake on cancellation; writes block in `WriteFile` until the reader takes the data.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::windows::io::{FromRawHandle, IntoRawHandle, RawHandle};
+
+use sparsekit_io::{read_stream, Aborted, Cancel};
+use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
+use windows_sys::Win32::System::Pipes::CreatePipe;
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
+
+// The C runtime Node itself uses (ucrtbase.dll ships with Windows 10 and later; the
+// Universal CRT update brings it to 7 and 8.1).
+#[link(name = "ucrtbase", kind = "raw-dylib")]
+extern "C" {
+    fn _get_osfhandle(fd: i32) -> isize;
+    fn _open_osfhandle(handle: isize, flags: i32) -> i32;
+}
+
+/// `io::Error` carrying [`Aborted`]: what a cancelled stream read or write returns, and what
+/// the record reader and writer turn into [`crate::Error::Aborted`].
+pub(crate) fn aborted_io() -> io::Error {
+    io::Error::other(Aborted)
+}
+
+/// Whether `e` is [`aborted_io`].
+pub(crate) fn is_aborted_io(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<Aborted>())
+}
+
+/// A stream (pipe, socket, FIFO, stdin) read with `poll` so that it wakes on cancellation
+/// (see [`sparsekit_io::read_stream`]); works on blocking and non-blocking descriptors.
+pub struct StreamReader {
+    file: File,
+    cancel: Cancel,
+}
+
+impl StreamReader {
+    /// Read `file`, stopping with an aborted error once `cancel` is set.
+    pub fn new(file: File, cancel: Cancel) -> Self {
+        StreamReader { file, cancel }
+    }
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match read_stream(&self.file, buf, &self.cancel)? {
+            Some(n) => Ok(n),
+            None => Err(aborted_io()),
+        }
+    }
+}
+
+/// A stream written with blocking `WriteFile` calls, checking `cancel` before each.
+pub struct StreamWriter {
+    file: File,
+    cancel: Cancel,
+}
+
+impl StreamWriter {
+    /// Write `file`, stopping with an aborted error once `cancel` is set.
+    pub fn new(file: File, cancel: Cancel) -> Self {
+        StreamWriter { file, cancel }
+    }
+}
+
+impl Write for StreamWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(aborted_io());
+            }
+            match (&self.file).write(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An anonymous pipe (`CreatePipe`, namedpipeapi.h), not inherited: `(read, write)`.
+pub fn pipe() -> io::Result<(File, File)> {
+    let (mut r, mut w): (HANDLE, HANDLE) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: CreatePipe writes two handles; no security attributes (not inheritable).
+    if unsafe { CreatePipe(&mut r, &mut w, std::ptr::null(), 0) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both handles were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            File::from_raw_handle(r as RawHandle),
+            File::from_raw_handle(w as RawHandle),
+        )
+    })
+}
+
+/// Our own handle for Node's descriptor `fd` (`_get_osfhandle` + `DuplicateHandle`), so
+/// the caller keeps (and closes) its own.
+pub fn dup_fd(fd: i32) -> io::Result<File> {
+    // SAFETY: _get_osfhandle validates the descriptor (-1 and EBADF for a bad one).
+    let h = unsafe { _get_osfhandle(fd) };
+    if h == -1 || h == -2 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    let mut new: HANDLE = std::ptr::null_mut();
+    // SAFETY: duplicating a live handle into this process.
+    let ok = unsafe {
+        let me = GetCurrentProcess();
+        DuplicateHandle(me, h as HANDLE, me, &mut new, 0, 0, DUPLICATE_SAME_ACCESS)
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just created and is owned by nobody else.
+    Ok(unsafe { File::from_raw_handle(new as RawHandle) })
+}
+
+/// A C runtime descriptor for Node owning `file`'s handle (`_open_osfhandle`).
+pub fn into_fd(file: File) -> io::Result<i32> {
+    let h = file.into_raw_handle();
+    // SAFETY: the CRT takes ownership of the handle when it succeeds.
+    let fd = unsafe { _open_osfhandle(h as isize, 0) };
+    if fd < 0 {
+        // SAFETY: the handle is still ours: close it.
+        drop(unsafe { File::from_raw_handle(h) });
+        return Err(io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    Ok(fd)
+}
+
+/// Whether `file` is a console (`GetConsoleMode` through std): binary streams are refused
+/// there.
+pub fn is_terminal(file: &File) -> bool {
+    std::io::IsTerminal::is_terminal(file)
+}

@@ -1,0 +1,73 @@
+//! The macOS side of this crate's `sys` module (the Linux one is sys.rs). Drive
+//! discovery reads Linux's sysfs and procfs ([`crate::drives`]), which macOS lacks:
+//! `drives::list` fails there with the I/O error of the missing `/proc/self/mountinfo`.
+//! Device numbers and unmounting follow Apple's headers.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// A device number as `(major, minor)`.
+pub type DevNum = (u32, u32);
+
+/// `major()`/`minor()` of sys/types.h: 8 bits of major above 24 bits of minor.
+fn split(dev: u64) -> DevNum {
+    (((dev >> 24) & 0xff) as u32, (dev & 0x00ff_ffff) as u32)
+}
+
+/// The device number a block-device node names (`st_rdev`), or `None` for anything else.
+pub fn block_devnum(path: &Path) -> io::Result<Option<DevNum>> {
+    let m = std::fs::metadata(path)?;
+    if !m.file_type().is_block_device() {
+        return Ok(None);
+    }
+    Ok(Some(split(m.rdev())))
+}
+
+/// The device a file lives on (`st_dev`).
+pub fn file_devnum(path: &Path) -> io::Result<DevNum> {
+    Ok(split(std::fs::metadata(path)?.dev()))
+}
+
+/// `unmount(target, 0)` (sys/mount.h): detach the file system mounted at `target`; EBUSY
+/// while files on it are open (no `MNT_FORCE`).
+pub fn umount(target: &Path) -> io::Result<()> {
+    let c = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: plain syscall with a NUL-terminated path.
+        if unsafe { libc::unmount(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Write the file's dirty data and wait (`fsync`, unistd.h, through std's `sync_data`):
+/// macOS has no ranged writeback wait; the error of any part of the file is reported.
+pub fn wait_writeback(file: &std::fs::File, _offset: u64, _len: u64) -> io::Result<()> {
+    file.sync_data()
+}
+
+/// `fcntl(F_RDADVISE)` (sys/fcntl.h, `struct radvisory`): start reading `[offset, offset +
+/// len)` into the cache without waiting. Only a hint.
+pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(off), Ok(count)) = (libc::off_t::try_from(offset), libc::c_int::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let ra = libc::radvisory {
+        ra_offset: off,
+        ra_count: count,
+    };
+    // SAFETY: F_RDADVISE reads one struct radvisory.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_RDADVISE, &ra) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The macOS side of [`crate::sys`]: the same functions as the Linux module. The POSIX
+//! calls (open without blocking on FIFOs, fcntl, poll) are the Linux module's; the rest
+//! follows Apple's headers (cited per call, from the macOS SDK):
+//!
+//! - raw disks (`/dev/rdiskN`, `/dev/diskN`): size by `DKIOCGETBLOCKCOUNT` x
+//!   `DKIOCGETBLOCKSIZE` (sys/disk.h);
+//! - holes: `fcntl(F_PUNCHHOLE)` (sys/fcntl.h, APFS; macOS 10.12);
+//! - no `FALLOC_FL_ZERO_RANGE`, zeroing command, loop devices or procfs: those answer
+//!   `ENOTSUP` / `None` / false, and callers take their fallback (writing zeros).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+pub use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+
+/// `DKIOCGETBLOCKSIZE = _IOR('d', 24, uint32_t)` (sys/disk.h): the logical block size.
+const DKIOCGETBLOCKSIZE: libc::c_ulong = 0x4004_6418;
+/// `DKIOCGETBLOCKCOUNT = _IOR('d', 25, uint64_t)` (sys/disk.h): the number of blocks.
+const DKIOCGETBLOCKCOUNT: libc::c_ulong = 0x4008_6419;
+/// `DKIOCGETPHYSICALBLOCKSIZE = _IOR('d', 77, uint32_t)` (sys/disk.h).
+const DKIOCGETPHYSICALBLOCKSIZE: libc::c_ulong = 0x4004_644D;
+/// `F_PUNCHHOLE` (sys/fcntl.h): deallocate a range of a file (APFS), size unchanged.
+const F_PUNCHHOLE: libc::c_int = 99;
+
+/// `struct fpunchhole` (sys/fcntl.h).
+#[repr(C)]
+struct FPunchHole {
+    fp_flags: libc::c_uint,
+    reserved: libc::c_uint,
+    fp_offset: libc::off_t,
+    fp_length: libc::off_t,
+}
+
+/// `FALLOC_FL_KEEP_SIZE`: every mode here keeps the size.
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+/// Punch a hole: `fcntl(F_PUNCHHOLE)`.
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+/// Zero a range: no such call on macOS (`ENOTSUP`; callers write zeros).
+pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
+/// Open `path` for reading (and writing, with `write`) without ever blocking in `open()`:
+/// `O_NONBLOCK` makes opening a FIFO with no writer return at once instead of waiting for
+/// one (fifo(7)). The flag is cleared again for regular files and block devices, where it
+/// means nothing for reads and writes; FIFOs, sockets and character devices keep it and
+/// are read with [`crate::read_stream`], which waits in `poll` and wakes on cancellation.
+/// `create` adds `O_CREAT` (mode 0666 & umask); `excl_device` adds `O_EXCL`, which on a
+/// block device means "fail with EBUSY when mounted or held" (open(2)).
+pub fn open(path: &Path, write: bool, create: bool, excl_device: bool) -> io::Result<File> {
+    let mut flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    if excl_device {
+        flags |= libc::O_EXCL;
+    }
+    open_flags(path, flags)
+}
+
+/// [`open`] with the access mode and creation flags given as `open(2)` flags (e.g.
+/// `O_WRONLY | O_CREAT`): `O_CLOEXEC | O_NONBLOCK | O_NOCTTY` are added, and `O_NONBLOCK`
+/// is cleared again for regular files and block devices.
+pub fn open_flags(path: &Path, flags: i32) -> io::Result<File> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let fd = loop {
+        // SAFETY: plain syscall with a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666 as libc::c_uint) };
+        if fd >= 0 {
+            break fd;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // SAFETY: fd was just opened and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file.metadata()?;
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() || t.is_block_device() {
+        set_nonblocking(&file, false)?;
+    }
+    Ok(file)
+}
+
+/// Set or clear `O_NONBLOCK`.
+pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a valid descriptor.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        fl | libc::O_NONBLOCK
+    } else {
+        fl & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Wait up to `timeout_ms` for `file` to be readable (or at end of file / hung up).
+/// `Ok(false)` on time-out.
+pub fn poll_readable(file: &File, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(r > 0)
+}
+
+/// The size in bytes of a disk: `DKIOCGETBLOCKCOUNT` x `DKIOCGETBLOCKSIZE` (sys/disk.h).
+pub fn block_device_size(file: &File) -> io::Result<u64> {
+    let mut count: u64 = 0;
+    let mut size: u32 = 0;
+    // SAFETY: each ioctl writes one integer of the named width.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), DKIOCGETBLOCKCOUNT, &mut count) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(file.as_raw_fd(), DKIOCGETBLOCKSIZE, &mut size) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    count
+        .checked_mul(u64::from(size))
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EOVERFLOW))
+}
+
+/// A disk's logical and physical block sizes (`DKIOCGETBLOCKSIZE`,
+/// `DKIOCGETPHYSICALBLOCKSIZE`, sys/disk.h).
+pub fn block_sizes(file: &File) -> io::Result<(u32, u32)> {
+    let mut logical: u32 = 0;
+    let mut physical: u32 = 0;
+    // SAFETY: each ioctl writes one uint32_t.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), DKIOCGETBLOCKSIZE, &mut logical) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(file.as_raw_fd(), DKIOCGETPHYSICALBLOCKSIZE, &mut physical) != 0 {
+            physical = logical;
+        }
+    }
+    Ok((logical, physical))
+}
+
+/// `fallocate` modes on macOS: `FALLOC_FL_PUNCH_HOLE` is `fcntl(F_PUNCHHOLE)` (the range
+/// is cut at the end of the file; APFS wants it aligned to its block size, else EINVAL);
+/// anything else is `ENOTSUP`.
+pub fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    if mode & FALLOC_FL_PUNCH_HOLE == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSUP));
+    }
+    let size = file.metadata()?.len();
+    let len = len.min(size.saturating_sub(offset));
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    let p = FPunchHole {
+        fp_flags: 0,
+        reserved: 0,
+        fp_offset: off,
+        fp_length: len,
+    };
+    loop {
+        // SAFETY: F_PUNCHHOLE reads one struct fpunchhole.
+        if unsafe { libc::fcntl(file.as_raw_fd(), F_PUNCHHOLE, &p) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// No zeroing command for disks: `ENOTSUP`, and the caller writes zeros.
+pub fn blk_zeroout(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// No loop devices on macOS: `Ok(None)`.
+pub fn loop_backing(_file: &File) -> io::Result<Option<(u64, u64, u64)>> {
+    Ok(None)
+}
+
+/// No procfs or sysfs on macOS: false.
+pub fn is_synthetic_fs(_file: &File) -> bool {
+    false
+}

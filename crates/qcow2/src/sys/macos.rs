@@ -1,0 +1,71 @@
+//! The macOS side of this crate's `sys` module (the Linux one is sys.rs): SEEK_DATA and
+//! SEEK_HOLE as on Linux, POSIX record locks where Linux uses open-file-description locks
+//! (as qemu does on macOS), and no writeback start ([`start_writeback`] answers `ENOTSUP`,
+//! a hint).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// `lseek(SEEK_DATA)` (`hole == false`) or `lseek(SEEK_HOLE)` from `offset`
+/// (unistd.h: `SEEK_HOLE` 3, `SEEK_DATA` 4; APFS and HFS+). `Ok(None)` when there is no
+/// more data (ENXIO: the offset is at or past the end, or only a hole follows).
+pub fn seek(file: &File, offset: u64, hole: bool) -> io::Result<Option<u64>> {
+    let whence = if hole {
+        libc::SEEK_HOLE
+    } else {
+        libc::SEEK_DATA
+    };
+    let off = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: lseek on a valid descriptor; changes only the file position, which this crate
+    // never uses (all I/O is positional).
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as u64))
+}
+
+fn flock_at(kind: libc::c_short, byte: u64) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+/// Read-lock one byte with a POSIX record lock (`F_SETLK`, sys/fcntl.h): what qemu's
+/// `qemu_lock_fd` uses where the SDK exposes no `F_OFD_SETLK` (macOS). Such locks belong
+/// to the process and end when any of its descriptors of the file closes.
+pub fn ofd_read_lock(file: &File, byte: u64) -> io::Result<()> {
+    let fl = flock_at(libc::F_RDLCK as libc::c_short, byte);
+    // SAFETY: fcntl on a valid descriptor with a valid flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether another process holds a lock on `byte` (`F_GETLK` for a write lock,
+/// sys/fcntl.h), as qemu's `qemu_lock_fd_test` on macOS.
+pub fn ofd_locked(file: &File, byte: u64) -> io::Result<bool> {
+    let mut fl = flock_at(libc::F_WRLCK as libc::c_short, byte);
+    // SAFETY: fcntl on a valid descriptor with a valid, writable flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// No `sync_file_range` on macOS: `ENOTSUP` (a hint; callers ignore it).
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
