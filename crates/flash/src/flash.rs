@@ -899,7 +899,7 @@ fn consume(
                     .as_ref()
                     .filter(|_| offset % PAGE as u64 == 0 && buf.len() % PAGE == 0)
                 {
-                    match std::os::unix::fs::FileExt::write_all_at(f, &buf, offset) {
+                    match sparsekit_io::sys::FileExt::write_all_at(f, &buf, offset) {
                         Ok(()) => {
                             written += buf.len() as u64;
                             st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
