@@ -2,7 +2,7 @@
 // (outputs compared with qemu-img convert and the image itself), zip archives over HTTPS,
 // hostile servers (no ranges, dropped connections, short Content-Length), and the CLI.
 import test from 'ava'
-import { writeFileSync, readFileSync, statSync } from 'node:fs'
+import { writeFileSync, readFileSync, statSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:https'
 import { gzipSync } from 'node:zlib'
@@ -175,6 +175,14 @@ withTls('bmap.copy of an https URL: URL.bmap found, byte-exact, holes kept; gzip
   t.is(c.status, 0, c.stderr)
   t.regex(c.stdout, /os\.img\.bmap/)
   t.is(await nodeDigest(join(dir, 'cli'), 'md5'), await nodeDigest(join(dir, 'os.img'), 'md5'))
+  // The CA given with --ca instead; --ca with a local image is a usage error (exit 2).
+  const c3 = await cliAsync(['bmap', 'copy', '--ca', tls.caPath, '--retries', '2', srv.url('os.img'), join(dir, 'cli-ca')])
+  t.is(c3.status, 0, c3.stderr)
+  t.is(await nodeDigest(join(dir, 'cli-ca'), 'md5'), await nodeDigest(join(dir, 'os.img'), 'md5'))
+  const c4 = await cliAsync(['bmap', 'copy', '--ca', tls.caPath, join(dir, 'os.img'), join(dir, 'cli-local')])
+  t.is(c4.status, 2)
+  t.regex(c4.stderr, /--ca and --retries apply to http\(s\) URLs/)
+  t.false(existsSync(join(dir, 'cli-local')))
   // Untrusted without the CA.
   const e = await t.throwsAsync(sk.bmap.copy(srv.url('os.img'), join(dir, 'u')))
   t.is(e.code, 'ERR_SPARSEKIT_HTTP')

@@ -6,6 +6,7 @@
  */
 import { parseArgs, ParseArgsConfig } from 'node:util'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import * as sk from './index'
 import { fd as syncFd } from './sync'
 import { isatty } from 'node:tty'
@@ -22,6 +23,7 @@ Usage:
   sparsekit digest FILE [--algorithm sha256|sha3-512|blake3|sha1] [--start N] [--length N] [--json]
   sparsekit bmap create IMAGE [-o OUT] [--checksum sha256|sha1|none] [--no-checksum]
   sparsekit bmap copy IMAGE DST [--bmap F | --nobmap] [--no-verify] [--read-back] [--json]
+                  [--ca PEM] [--retries N]
                                           (bmaptool-compatible; gz/xz/bz2/zst images; IMAGE.bmap
                                           is found beside the image; IMAGE may be an http(s) URL:
                                           URL.bmap, streamed, resumed with range requests)
@@ -34,6 +36,7 @@ Usage:
                                            source size / a cut session continues where it stopped)
   sparsekit qcow2 info|map|check FILE [--backing follow|none] [--json] [--backing-chain]
   sparsekit qcow2 convert SRC DST [--backing follow|none] [--zero-holes] [--json]
+                  [--ca PEM] [--retries N]
                                           (SRC may be an http(s) URL, read with range requests)
   sparsekit qcow2 create FILE --size N [--cluster-size N] [--backing F --backing-format FMT]
                    [--compat 0.10|1.1] [--extended-l2] [--lazy-refcounts] [--preallocation off|metadata]
@@ -309,6 +312,29 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The options of the commands that read http(s) URLs. */
+const httpOpts = { ca: { type: 'string' }, retries: { type: 'string' } } as const
+
+/** `--ca PEM` (read here) and `--retries N`, which only an http(s) `source` uses. */
+function httpOptions(values: Values, source: string): { ca?: Buffer; retries?: number } {
+  const o: { ca?: Buffer; retries?: number } = {}
+  if (values.ca === undefined && values.retries === undefined) return o
+  if (!/^https?:\/\//i.test(source)) throw new UsageError(`--ca and --retries apply to http(s) URLs, not '${source}'`)
+  if (values.retries !== undefined) {
+    const n = Number(values.retries)
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--retries: expected a count, got '${values.retries}'`)
+    o.retries = n
+  }
+  if (values.ca !== undefined) {
+    try {
+      o.ca = readFileSync(values.ca as string)
+    } catch (e) {
+      throw new UsageError(`--ca: cannot read '${values.ca}': ${(e as Error).message}`)
+    }
+  }
+  return o
+}
+
 /** `sparsekit bmap create|copy`, with bmaptool's flag names where it has them. */
 async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number> {
   const [sub, ...args] = rest
@@ -328,13 +354,15 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
   if (sub === 'copy') {
     const { values, pos } = parse(
       args,
-      { bmap: { type: 'string' }, nobmap: { type: 'boolean' }, 'no-verify': { type: 'boolean' }, 'read-back': { type: 'boolean' } },
+      { bmap: { type: 'string' }, nobmap: { type: 'boolean' }, 'no-verify': { type: 'boolean' }, 'read-back': { type: 'boolean' }, ...httpOpts },
       2,
     )
     if (values.bmap !== undefined && values.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    const http = httpOptions(values, pos[0])
     bar = progressBar()
     leftBehind = `${pos[1]} may be partly written`
     const r = await sk.bmap.copy(pos[0], pos[1], {
+      ...http,
       bmap: values.nobmap ? false : (values.bmap as string | undefined),
       verify: !values['no-verify'],
       readBack: Boolean(values['read-back']),
@@ -504,11 +532,12 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
       return r.corruptions ? 2 : r.leaks ? 3 : 0
     }
     case 'convert': {
-      const { values, pos } = parse(args, { ...backingOpt, 'zero-holes': { type: 'boolean' } }, 2)
+      const { values, pos } = parse(args, { ...backingOpt, 'zero-holes': { type: 'boolean' }, ...httpOpts }, 2)
       const backing = oneOf('backing', values.backing, sk.qcow2.BACKING_POLICIES)
+      const http = httpOptions(values, pos[0])
       bar = progressBar()
       leftBehind = `${pos[1]} may be partly written`
-      const r = await sk.qcow2.convert(pos[0], pos[1], { backing, zeroHoles: Boolean(values['zero-holes']), signal, onProgress: bar?.onProgress })
+      const r = await sk.qcow2.convert(pos[0], pos[1], { ...http, backing, zeroHoles: Boolean(values['zero-holes']), signal, onProgress: bar?.onProgress })
       leftBehind = undefined
       if (values.json) await out(JSON.stringify(r) + '\n')
       else await out(`wrote ${human(r.bytesWritten)} of data; ${pos[1]} is ${human(r.size)}\n`)
@@ -647,8 +676,7 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
         unmount: { type: 'boolean' },
         force: { type: 'boolean' },
         'zip-entry': { type: 'string' },
-        ca: { type: 'string' },
-        retries: { type: 'string' },
+        ...httpOpts,
       },
       allowPositionals: true,
       strict: true,
@@ -660,12 +688,7 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
   const [src, ...dsts] = parsed.positionals
   if (src === undefined || dsts.length === 0) throw new UsageError('flash: expected SOURCE and at least one DST')
   if (values.bmap !== undefined && values.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
-  let retries: number | undefined
-  if (values.retries !== undefined) {
-    retries = Number(values.retries)
-    if (!Number.isInteger(retries) || retries < 0) throw new UsageError(`--retries: expected a count, got '${values.retries}'`)
-  }
-  const { readFileSync } = await import('node:fs')
+  const http = httpOptions(values, src)
   bar = progressBar()
   leftBehind = `${dsts.join(', ')} may be partly written`
   const r = await sk.flash(src, dsts, {
@@ -675,8 +698,7 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
     unmount: Boolean(values.unmount),
     force: Boolean(values.force),
     zipEntry: values['zip-entry'] as string | undefined,
-    ca: values.ca === undefined ? undefined : readFileSync(values.ca as string),
-    retries,
+    ...http,
     signal,
     onProgress: bar?.onProgress,
   })
