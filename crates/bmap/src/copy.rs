@@ -6,11 +6,13 @@ use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sparsekit_extents::{map_file, MapOptions};
-use sparsekit_io::{Control, Faulty, FileKind, FileStorage, IoError, MemStorage, Phase, Storage};
+use sparsekit_io::{
+    Control, Faulty, FileKind, FileStorage, IoError, MemStorage, PageBuf, Phase, Storage,
+};
 
 use crate::create::{create_from, CHUNK, DEFAULT_BLOCK_SIZE};
 use crate::format::{Bmap, BmapRange, ChecksumType};
@@ -56,6 +58,92 @@ impl Destination for FileStorage {
 }
 
 impl Destination for MemStorage {}
+
+/// A block device written with `O_DIRECT` (a second descriptor) where a write is
+/// page-aligned in memory, offset and length: no copy into the page cache per write (the
+/// CPU the kernel spent there was the larger part of a plain copy's), and a failing device
+/// fails at the write that hit it. Other writes, and every write once the device refused
+/// one with EINVAL, go through the buffered descriptor; reads, sync and the read-back's
+/// cache dropping too. Where the OS offers no such descriptor, everything is buffered.
+struct DirectDevice {
+    buffered: FileStorage,
+    direct: Option<fs::File>,
+    refused: AtomicBool,
+}
+
+impl DirectDevice {
+    fn new(buffered: FileStorage) -> DirectDevice {
+        let direct = Storage::path(&buffered).and_then(|p| sparsekit_io::sys::open_direct(p).ok());
+        DirectDevice {
+            buffered,
+            direct,
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    fn aligned(buf: &[u8], offset: u64) -> bool {
+        let page = sparsekit_io::PAGE;
+        (buf.as_ptr() as usize).is_multiple_of(page)
+            && offset.is_multiple_of(page as u64)
+            && buf.len().is_multiple_of(page)
+            && !buf.is_empty()
+    }
+}
+
+impl Storage for DirectDevice {
+    fn size(&self) -> std::result::Result<u64, IoError> {
+        self.buffered.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::result::Result<usize, IoError> {
+        self.buffered.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::result::Result<usize, IoError> {
+        if let Some(f) = &self.direct {
+            if !self.refused.load(Ordering::Relaxed) && Self::aligned(buf, offset) {
+                use sparsekit_io::sys::FileExt;
+                match f.write_at(buf, offset) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        self.refused.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        return Err(IoError::new("pwrite", e)
+                            .with_path(Storage::path(self).unwrap_or(Path::new("")))
+                            .at(offset))
+                    }
+                }
+            }
+        }
+        self.buffered.write_at(buf, offset)
+    }
+    fn flush(&self) -> std::result::Result<(), IoError> {
+        self.buffered.flush()
+    }
+    fn path(&self) -> Option<&Path> {
+        Storage::path(&self.buffered)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> std::result::Result<(), IoError> {
+        self.buffered.write_zeroes(offset, len)
+    }
+    fn punch_hole(&self, offset: u64, len: u64) -> std::result::Result<(), IoError> {
+        self.buffered.punch_hole(offset, len)
+    }
+    fn set_len(&self, len: u64) -> std::result::Result<(), IoError> {
+        self.buffered.set_len(len)
+    }
+}
+
+impl Destination for DirectDevice {
+    fn is_block_device(&self) -> bool {
+        true
+    }
+    fn drop_cache(&self, offset: u64, len: u64) -> std::result::Result<(), IoError> {
+        self.buffered.drop_cache(offset, len)
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.buffered.start_writeback(offset, len)
+    }
+}
 
 impl<S: Destination> Destination for Faulty<S> {
     fn is_block_device(&self) -> bool {
@@ -200,6 +288,11 @@ pub fn copy(
     let is_dev = dst_meta.is_some_and(|m| m.file_type().is_block_device());
     // O_EXCL on a block device fails with EBUSY while it is mounted or held (open(2)).
     let out = FileStorage::open_with(dst, true, !is_dev, is_dev)?;
+    let out: Box<dyn Destination> = if is_dev {
+        Box::new(DirectDevice::new(out))
+    } else {
+        Box::new(out)
+    };
     let source = match compression {
         None => None,
         Some(format) => {
@@ -209,7 +302,7 @@ pub fn copy(
                 if let Some(size) =
                     crate::size::decompressed_size(&src, format).map_err(|e| e.with_path(image))?
                 {
-                    prepare(&out, Some(size)).map_err(|e| e.with_path(dst))?;
+                    prepare(&*out, Some(size)).map_err(|e| e.with_path(dst))?;
                 }
             }
             let _ = sys::sequential(src.file());
@@ -240,7 +333,7 @@ pub fn copy(
                     )?
                 }
             };
-            copy_to(Source::Plain(&src), Some(&bmap), &out, opts, ctl).map_err(fix)?
+            copy_to(Source::Plain(&src), Some(&bmap), &*out, opts, ctl).map_err(fix)?
         }
         Some(format) => {
             let size = src.size()?;
@@ -252,7 +345,7 @@ pub fn copy(
                 size: Some(size),
                 consumed,
             };
-            copy_to(s, bmap.as_ref(), &out, opts, ctl).map_err(fix)?
+            copy_to(s, bmap.as_ref(), &*out, opts, ctl).map_err(fix)?
         }
     };
     report.bmap_path = bmap_path;
@@ -448,7 +541,8 @@ fn plain<D: Destination + ?Sized>(
         let (verify, own) = hashers(r, opts);
         let mut hv = verify.then(|| cs.hasher());
         let mut ho = own.then(|| ChecksumType::Sha256.hasher());
-        let mut buf = vec![0u8; CHUNK.min((end - start) as usize)];
+        // Page-aligned: faster page-cache copies, and O_DIRECT on a block device.
+        let mut buf = PageBuf::new(CHUNK.min((end - start) as usize));
         let mut off = start;
         while off < end {
             let n = ((end - off) as usize).min(buf.len());

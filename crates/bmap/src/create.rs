@@ -128,7 +128,7 @@ pub(crate) fn hash_range<S: Storage + ?Sized>(
     w: &par::Worker<'_>,
 ) -> Result<String> {
     let mut h = cs.hasher();
-    let mut buf = vec![0u8; CHUNK.min((end - start) as usize)];
+    let mut buf = sparsekit_io::PageBuf::new(CHUNK.min((end - start) as usize));
     let mut off = start;
     while off < end {
         let n = ((end - off) as usize).min(buf.len());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{Cancel, Control, FileStorage, Phase, Storage};
+use sparsekit_io::{Cancel, Control, FileStorage, PageBuf, Phase, Storage, PAGE};
 
 use crate::drives::{self, Safety};
 use crate::http::HttpOptions;
@@ -351,45 +351,10 @@ struct Feed {
     digests: bool,
 }
 
-/// Page size for buffer alignment.
-const PAGE: usize = 4096;
-
 /// A chunk buffer (at most [`CHUNK`] bytes) whose data starts on a page boundary: the
 /// kernel's copies between the page cache and a buffer that is not page-aligned are
-/// markedly slower (malloc puts large blocks 16 bytes into a page), and every chunk is
-/// copied once into the page cache per destination.
-pub(crate) struct Buf {
-    raw: Vec<u8>,
-    at: usize,
-    len: usize,
-}
-
-impl Buf {
-    fn new(len: usize) -> Buf {
-        let raw = vec![0u8; CHUNK + PAGE];
-        let at = raw.as_ptr().align_offset(PAGE).min(PAGE);
-        let mut b = Buf { raw, at, len: 0 };
-        b.set_len(len);
-        b
-    }
-
-    fn set_len(&mut self, len: usize) {
-        self.len = len.min(CHUNK);
-    }
-}
-
-impl std::ops::Deref for Buf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.raw[self.at..self.at + self.len]
-    }
-}
-
-impl std::ops::DerefMut for Buf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.raw[self.at..self.at + self.len]
-    }
-}
+/// markedly slower, and `O_DIRECT` writes need the alignment.
+pub(crate) type Buf = PageBuf;
 
 impl Feed {
     /// A chunk buffer of `len` bytes: one no writer holds any more, or a new one.
@@ -398,11 +363,13 @@ impl Feed {
         // pool keeps at most QUEUE * 2 + 4; `data` puts buffers back).
         if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1) {
             if let Ok(mut b) = Arc::try_unwrap(self.pool.swap_remove(i)) {
-                b.set_len(len);
+                b.resize(len.min(CHUNK));
                 return b;
             }
         }
-        Buf::new(len)
+        let mut b = PageBuf::new(CHUNK);
+        b.resize(len.min(CHUNK));
+        b
     }
 
     fn alive(&self) -> bool {
@@ -702,7 +669,7 @@ fn stream(
                 if k == 0 {
                     break;
                 }
-                buf.set_len(k);
+                buf.resize(k);
                 if !feed.data(pos, buf)? {
                     return Ok(info(pos));
                 }

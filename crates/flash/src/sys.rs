@@ -88,13 +88,4 @@ pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> 
     Ok(())
 }
 
-/// Open `path` for writing with `O_DIRECT` (open(2)): writes go from the caller's buffer
-/// to the device without a copy into the page cache. Buffers, offsets and lengths must be
-/// aligned to the device's logical block size (a page covers every device here).
-pub fn open_direct(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-}
+pub use sparsekit_io::sys::open_direct;

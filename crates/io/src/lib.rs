@@ -13,6 +13,7 @@
 //!   [`Progress`] (a [`Phase`], bytes done, bytes total) and call [`Control::check`]; they
 //!   never throttle (the caller does, and always passes the final report of each phase).
 //!   [`read_stream`] reads pipes and character devices and wakes up when cancelled.
+//! - [`PageBuf`] is a page-aligned byte buffer (faster page-cache copies, `O_DIRECT`).
 //! - [`TempBeside`] replaces a regular file whole (temporary file, sync, rename, folder
 //!   sync), so a failure or a crash leaves the old file.
 //!
@@ -40,6 +41,7 @@ mod error;
 mod fault;
 mod file;
 mod mem;
+mod pagebuf;
 mod progress;
 mod replace;
 mod storage;
@@ -51,6 +53,7 @@ pub use error::{Context, IoError};
 pub use fault::{Fault, Faulty};
 pub use file::{FileKind, FileStorage};
 pub use mem::MemStorage;
+pub use pagebuf::{PageBuf, PAGE};
 pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
 pub use replace::TempBeside;
 pub use storage::{Storage, ZERO_CHUNK};

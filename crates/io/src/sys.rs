@@ -239,6 +239,18 @@ pub fn is_synthetic_fs(file: &File) -> bool {
     SYNTHETIC_FS.contains(&(st.f_type as i64))
 }
 
+/// Open `path` for writing with `O_DIRECT` (open(2)): writes go from the caller's buffer
+/// to the device without a copy into the page cache. Buffers, offsets and lengths must be
+/// aligned to the device's logical block size (a [`crate::PageBuf`] and page multiples
+/// cover every device); a device or filesystem that refuses a transfer says EINVAL.
+pub fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

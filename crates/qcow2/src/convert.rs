@@ -80,9 +80,7 @@ impl Image {
                 sc.spawn(move || {
                     // Page aligned: copies between the page cache and a buffer that is
                     // not are markedly slower (malloc puts large blocks 16 bytes into a page).
-                    let mut raw = vec![0u8; CONVERT_CHUNK + 4096];
-                    let at = raw.as_ptr().align_offset(4096);
-                    let buf = &mut raw[at..at + CONVERT_CHUNK];
+                    let mut buf = sparsekit_io::PageBuf::new(CONVERT_CHUNK);
                     loop {
                         let k = next.fetch_add(1, Ordering::SeqCst);
                         let Some(&(pos, n)) = chunks.get(k) else {

@@ -72,14 +72,4 @@ pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> 
     Ok(())
 }
 
-/// Open `path` for writing with the cache off (`fcntl(F_NOCACHE, 1)`, sys/fcntl.h: macOS's
-/// counterpart of `O_DIRECT`; aligned transfers bypass the unified buffer cache).
-pub fn open_direct(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::io::AsRawFd;
-    let f = std::fs::OpenOptions::new().write(true).open(path)?;
-    // SAFETY: fcntl with an integer argument on a descriptor we own.
-    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_NOCACHE, 1) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(f)
-}
+pub use sparsekit_io::sys::open_direct;

@@ -38,8 +38,4 @@ pub fn will_need(_file: &std::fs::File, _offset: u64, _len: u64) -> io::Result<(
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// Unbuffered writes (`FILE_FLAG_NO_BUFFERING`) are not offered on Windows yet:
-/// `Unsupported`, and the caller writes through its buffered handle.
-pub fn open_direct(_path: &Path) -> io::Result<std::fs::File> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
+pub use sparsekit_io::sys::open_direct;

@@ -452,3 +452,9 @@ pub fn seek_allocated(file: &File, offset: u64, hole: bool) -> io::Result<Option
     }
     Ok(Some(size))
 }
+
+/// Unbuffered writes (`FILE_FLAG_NO_BUFFERING`) are not offered on Windows yet:
+/// `Unsupported`, and the caller writes through its buffered handle.
+pub fn open_direct(_path: &Path) -> io::Result<File> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
