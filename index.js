@@ -7,8 +7,9 @@
 //   2. a local build in this folder, sparsekit.<platform>.node (`npm run build`); published
 //      tarballs carry none, so this only wins in a source checkout, where it is fresher
 //      than a package binary.
-//   3. the platform package sparsekit-<platform> (linux-x64-gnu, linux-arm64-gnu), which
-//      npm installs through optionalDependencies on matching machines.
+//   3. the platform package sparsekit-<platform> (linux-x64-gnu, linux-arm64-gnu,
+//      win32-x64-gnu, darwin-x64, darwin-arm64), which npm installs through
+//      optionalDependencies on matching machines.
 // On failure it throws one Error (code ERR_SPARSEKIT_NATIVE_LOAD) that lists every
 // candidate tried and why each failed. It never spawns a process, and process.report is
 // consulted only with excludeNetwork set (so no host-name lookups of open sockets).
@@ -18,7 +19,8 @@ const { existsSync, readFileSync, openSync, readSync, closeSync } = require('nod
 const { join, resolve } = require('node:path')
 
 /** Platforms with a prebuilt package on npm. */
-const PREBUILT = ['linux-x64-gnu', 'linux-arm64-gnu']
+const PREBUILT = ['linux-x64-gnu', 'linux-arm64-gnu', 'win32-x64-gnu', 'darwin-x64', 'darwin-arm64']
+const LINUX_PREBUILT = PREBUILT.filter((p) => p.startsWith('linux-'))
 
 /** true / false when /usr/bin/ldd names musl / glibc, null when it cannot tell. */
 function muslFromLdd() {
@@ -60,10 +62,12 @@ function linuxLibc() {
   return musl ? 'musl' : 'gnu'
 }
 
-/** This machine as npm platform-package suffix: linux-x64-gnu, linux-arm64-musl, darwin-arm64. */
+/** This machine as npm platform-package suffix: linux-x64-gnu, linux-arm64-musl,
+ *  win32-x64-gnu (the binary is built with mingw-w64: it runs on any Windows 10+), darwin-arm64. */
 function platformTriple() {
   const { platform, arch } = process
   if (platform === 'linux') return `linux-${arch}-${linuxLibc()}`
+  if (platform === 'win32') return `win32-${arch}-gnu`
   return `${platform}-${arch}`
 }
 
@@ -151,12 +155,15 @@ function load() {
 
   const hints = []
   if (!PREBUILT.includes(triple)) {
+    const list = (l) => `${l.slice(0, -1).join(', ')} and ${l[l.length - 1]}`
     hints.push(
-      `sparsekit has prebuilt binaries for ${PREBUILT.join(' and ')} only, not for ${triple}.`,
       process.platform === 'linux'
-        ? 'Build it from source (Rust >= 1.88 and a C compiler): `npm run build` in a clone of the ' +
+        ? `sparsekit has prebuilt binaries for ${list(LINUX_PREBUILT)} only, not for ${triple} ` +
+            `(other systems: ${list(PREBUILT.filter((p) => !p.startsWith('linux-')))}).\n` +
+            'Build it from source (Rust >= 1.88 and a C compiler): `npm run build` in a clone of the ' +
             `repository makes sparsekit.${triple}.node; set SPARSEKIT_NATIVE_PATH to it.`
-        : 'Only Linux is supported for now.',
+        : `sparsekit has prebuilt binaries for ${list(PREBUILT)} only, not for ${triple}. ` +
+            'Supported systems: Linux, Windows (x64) and macOS.',
     )
   } else if (!override) {
     hints.push(

@@ -73,7 +73,7 @@ function dynamicSymbols(t, platform) {
 const IS_X64_HOST = process.platform === 'linux' && process.arch === 'x64'
 const logDir = mkdtempSync(join(tmpdir(), 'sparsekit-pkg-'))
 test.after.always(() => rmSync(logDir, { recursive: true, force: true }))
-const prebuilt = IS_X64_HOST ? runLoggedSync('bash', ['scripts/prebuilt'], join(logDir, 'prebuilt.log')) : null
+const prebuilt = IS_X64_HOST ? runLoggedSync('bash', ['scripts/prebuilt', 'x64', 'arm64'], join(logDir, 'prebuilt.log')) : null
 const crossReason = !IS_X64_HOST
   ? `the cross toolchains run on linux-x64 hosts, this is ${process.platform}-${process.arch}`
   : prebuilt.code === CAN_NOT_RUN
@@ -398,7 +398,7 @@ test('loader: a missing SPARSEKIT_NATIVE_PATH fails with ERR_SPARSEKIT_NATIVE_LO
 test('loader: an unsupported platform gets a clear error listing what was tried, not a crash', (t) => {
   for (const [platform, arch, hint] of [
     ['linux', 'riscv64', /prebuilt binaries for linux-x64-gnu and linux-arm64-gnu only.*\n.*npm run build/],
-    ['freebsd', 'x64', /Only Linux is supported/],
+    ['freebsd', 'x64', /Supported systems: Linux, Windows \(x64\) and macOS/],
   ]) {
     const r = loaderProbe(
       { SPARSEKIT_NATIVE_PATH: undefined },

