@@ -13,6 +13,7 @@ use crate::hash::sha3_512;
 use crate::record::DIGEST_LEN;
 
 /// SHA3-512 rate: 1600 - 2 * 512 bits = 72 bytes, 9 lanes.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const RATE: usize = 72;
 
 /// SHA3-512 of four messages of the same length; the digests in order. Uses AVX2 when the

@@ -305,7 +305,16 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// List every whole block device with a size above 0 (detached loop devices and empty
 /// card readers have none), in kernel name order.
+/// Elsewhere than Linux: [`Error::Unsupported`] (the listing reads sysfs and procfs).
 pub fn list() -> Result<Vec<Drive>> {
+    if !cfg!(target_os = "linux") {
+        return Err(Error::Unsupported {
+            what: format!(
+                "listing drives on {} (Linux only so far)",
+                std::env::consts::OS
+            ),
+        });
+    }
     list_with(&Roots::system())
 }
 
@@ -474,6 +483,15 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
     let Some(devnum) = devnum else {
         return Ok(());
     };
+    if !cfg!(target_os = "linux") {
+        // Without a drive listing nothing says whether it holds the system: refused.
+        return Err(Error::Unsupported {
+            what: format!(
+                "writing to a drive on {} (its system-drive check is Linux only so far)",
+                std::env::consts::OS
+            ),
+        });
+    }
     let drives = list_with(roots)?;
     let (drive, mounted) = match drives.iter().find(|d| d.devnum == devnum) {
         Some(d) => (d, d.all_mountpoints()),
