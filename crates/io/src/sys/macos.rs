@@ -1,5 +1,5 @@
 //! The macOS side of [`crate::sys`]: the same functions as the Linux module. The POSIX
-//! calls (open without blocking on FIFOs, fcntl, poll) are the Linux module's; the rest
+//! calls (open without blocking on FIFOs, fcntl, poll) are sys/posix.rs, shared with Linux; the rest
 //! follows Apple's headers (cited per call, from the macOS SDK):
 //!
 //! - raw disks (`/dev/rdiskN`, `/dev/diskN`): size by `DKIOCGETBLOCKCOUNT` x
@@ -8,11 +8,9 @@
 //! - no `FALLOC_FL_ZERO_RANGE`, zeroing command, loop devices or procfs: those answer
 //!   `ENOTSUP` / `None` / false, and callers take their fallback (writing zeros).
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 pub use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
@@ -42,92 +40,9 @@ pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
 /// Zero a range: no such call on macOS (`ENOTSUP`; callers write zeros).
 pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
-/// Open `path` for reading (and writing, with `write`) without ever blocking in `open()`:
-/// `O_NONBLOCK` makes opening a FIFO with no writer return at once instead of waiting for
-/// one (fifo(7)). The flag is cleared again for regular files and block devices, where it
-/// means nothing for reads and writes; FIFOs, sockets and character devices keep it and
-/// are read with [`crate::read_stream`], which waits in `poll` and wakes on cancellation.
-/// `create` adds `O_CREAT` (mode 0666 & umask); `excl_device` adds `O_EXCL`, which on a
-/// block device means "fail with EBUSY when mounted or held" (open(2)).
-pub fn open(path: &Path, write: bool, create: bool, excl_device: bool) -> io::Result<File> {
-    let mut flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
-    if create {
-        flags |= libc::O_CREAT;
-    }
-    if excl_device {
-        flags |= libc::O_EXCL;
-    }
-    open_flags(path, flags)
-}
-
-/// [`open`] with the access mode and creation flags given as `open(2)` flags (e.g.
-/// `O_WRONLY | O_CREAT`): `O_CLOEXEC | O_NONBLOCK | O_NOCTTY` are added, and `O_NONBLOCK`
-/// is cleared again for regular files and block devices.
-pub fn open_flags(path: &Path, flags: i32) -> io::Result<File> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let flags = flags | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
-    let fd = loop {
-        // SAFETY: plain syscall with a NUL-terminated path.
-        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666 as libc::c_uint) };
-        if fd >= 0 {
-            break fd;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
-    let meta = file.metadata()?;
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_file() || t.is_block_device() {
-        set_nonblocking(&file, false)?;
-    }
-    Ok(file)
-}
-
-/// Set or clear `O_NONBLOCK`.
-pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a valid descriptor.
-    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if fl < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let new = if on {
-        fl | libc::O_NONBLOCK
-    } else {
-        fl & !libc::O_NONBLOCK
-    };
-    // SAFETY: as above.
-    if new != fl && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Wait up to `timeout_ms` for `file` to be readable (or at end of file / hung up).
-/// `Ok(false)` on time-out.
-pub fn poll_readable(file: &File, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
-    }
-    Ok(r > 0)
-}
+#[path = "posix.rs"]
+mod posix;
+pub use posix::{open, open_flags, poll_readable, set_nonblocking};
 
 /// The size in bytes of a disk: `DKIOCGETBLOCKCOUNT` x `DKIOCGETBLOCKSIZE` (sys/disk.h).
 pub fn block_device_size(file: &File) -> io::Result<u64> {
