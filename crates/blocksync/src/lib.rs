@@ -44,6 +44,7 @@ mod record;
 mod resume;
 mod retrieve;
 mod save;
+mod stream;
 #[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
 

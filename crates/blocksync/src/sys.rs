@@ -3,47 +3,16 @@
 //! sys/windows.rs (macOS uses this module: it is POSIX only, except `pipe2`, see there).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 
-use sparsekit_io::{read_stream, Aborted, Cancel};
+use sparsekit_io::Cancel;
 
 /// How often a wait for a pipe looks at its [`Cancel`] token.
 const WAKE_MS: i32 = 25;
 
-/// `io::Error` carrying [`Aborted`]: what a cancelled stream read or write returns, and what
-/// the record reader and writer turn into [`crate::Error::Aborted`].
-pub(crate) fn aborted_io() -> io::Error {
-    io::Error::other(Aborted)
-}
-
-/// Whether `e` is [`aborted_io`].
-pub(crate) fn is_aborted_io(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<Aborted>())
-}
-
-/// A stream (pipe, socket, FIFO, stdin) read with `poll` so that it wakes on cancellation
-/// (see [`sparsekit_io::read_stream`]); works on blocking and non-blocking descriptors.
-pub struct StreamReader {
-    file: File,
-    cancel: Cancel,
-}
-
-impl StreamReader {
-    /// Read `file`, stopping with an aborted error once `cancel` is set.
-    pub fn new(file: File, cancel: Cancel) -> Self {
-        StreamReader { file, cancel }
-    }
-}
-
-impl Read for StreamReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match read_stream(&self.file, buf, &self.cancel)? {
-            Some(n) => Ok(n),
-            None => Err(aborted_io()),
-        }
-    }
-}
+pub use crate::stream::StreamReader;
+pub(crate) use crate::stream::{aborted_io, is_aborted_io};
 
 /// A stream written with `poll` on `EAGAIN`, so a non-blocking descriptor (a pipe end Node
 /// also holds) works and a wait for a slow reader wakes on cancellation. On a blocking
@@ -158,6 +127,7 @@ pub fn is_terminal(file: &File) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn reader_wakes_on_cancel() {

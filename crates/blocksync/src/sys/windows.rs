@@ -9,10 +9,10 @@
 //! and wake on cancellation; writes block in `WriteFile` until the reader takes the data.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::windows::io::{FromRawHandle, IntoRawHandle, RawHandle};
 
-use sparsekit_io::{read_stream, Aborted, Cancel};
+use sparsekit_io::Cancel;
 use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
 use windows_sys::Win32::System::Pipes::CreatePipe;
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
@@ -25,39 +25,8 @@ extern "C" {
     fn _open_osfhandle(handle: isize, flags: i32) -> i32;
 }
 
-/// `io::Error` carrying [`Aborted`]: what a cancelled stream read or write returns, and what
-/// the record reader and writer turn into [`crate::Error::Aborted`].
-pub(crate) fn aborted_io() -> io::Error {
-    io::Error::other(Aborted)
-}
-
-/// Whether `e` is [`aborted_io`].
-pub(crate) fn is_aborted_io(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<Aborted>())
-}
-
-/// A stream (pipe, socket, FIFO, stdin) read with `poll` so that it wakes on cancellation
-/// (see [`sparsekit_io::read_stream`]); works on blocking and non-blocking descriptors.
-pub struct StreamReader {
-    file: File,
-    cancel: Cancel,
-}
-
-impl StreamReader {
-    /// Read `file`, stopping with an aborted error once `cancel` is set.
-    pub fn new(file: File, cancel: Cancel) -> Self {
-        StreamReader { file, cancel }
-    }
-}
-
-impl Read for StreamReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match read_stream(&self.file, buf, &self.cancel)? {
-            Some(n) => Ok(n),
-            None => Err(aborted_io()),
-        }
-    }
-}
+pub use crate::stream::StreamReader;
+pub(crate) use crate::stream::{aborted_io, is_aborted_io};
 
 /// A stream written with blocking `WriteFile` calls, checking `cancel` before each.
 pub struct StreamWriter {
