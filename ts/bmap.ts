@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import native = require('./native')
 import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike } from './validate'
 import { LongOptions, run } from './run'
-import { httpUrl, remoteBmapCopy, HttpSourceOptions } from './flash'
+import { httpArgs, httpUrl, HttpSourceOptions } from './flash'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
@@ -79,10 +79,9 @@ export interface BmapCopyResult {
  */
 export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOptions & HttpSourceOptions): Promise<BmapCopyResult> {
   const url = httpUrl(image)
-  if (url !== undefined) return remoteBmapCopy(url, dst, options)
-  const from = checkPath('image', image)
+  const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as BmapCopyOptions
+  const o = checkOptions('options', options) as BmapCopyOptions & HttpSourceOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -97,7 +96,12 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     verify: checkBoolean('options.verify', o.verify),
     readBack: checkBoolean('options.readBack', o.readBack),
   }
-  const r = await run(o, (cancel, onProgress) => native.bmapCopy(from, to, opts, cancel, onProgress))
+  const http = url === undefined ? undefined : { ...opts, ...httpArgs(o) }
+  const r = await run(o, (cancel, onProgress) =>
+    url === undefined || http === undefined
+      ? native.bmapCopy(from as string | Buffer, to, opts, cancel, onProgress)
+      : native.remoteBmapCopy(url, to, http, cancel, onProgress),
+  )
   const out: BmapCopyResult = {
     bytesWritten: r.bytesWritten,
     imageSize: r.imageSize,

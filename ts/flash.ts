@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events'
 import native = require('./native')
 import { checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
 import { LongOptions, Progress, run } from './run'
-import type { BmapCopyOptions, BmapCopyResult } from './bmap'
 import type { Qcow2ConvertOptions, Qcow2ConvertResult } from './qcow2'
 
 /** A partition of a {@link Drive}. */
@@ -280,7 +279,8 @@ export interface HttpSourceOptions {
   timeout?: number
 }
 
-function httpArgs(o: HttpSourceOptions) {
+/** The native options of an http(s) source, checked. */
+export function httpArgs(o: HttpSourceOptions) {
   let ca: Buffer | undefined
   if (o.ca !== undefined) {
     if (typeof o.ca === 'string') ca = Buffer.from(o.ca)
@@ -305,42 +305,6 @@ export function httpUrl(x: unknown): string | undefined {
   if (x instanceof URL) return x.protocol === 'http:' || x.protocol === 'https:' ? x.href : undefined
   if (typeof x === 'string' && /^https?:\/\//i.test(x)) return x
   return undefined
-}
-
-/**
- * `bmap.copy` of an http(s) URL (called by it): `URL.bmap` when the server has one, the
- * image streamed once (plain, gzip, xz, bzip2, zstd; a zip archive read with range
- * requests) and resumed with range requests after a dropped connection. Phases `'write'`,
- * `'sync'`, and `'verify'` with `readBack`.
- */
-export async function remoteBmapCopy(url: string, dst: PathLike, options?: BmapCopyOptions & HttpSourceOptions): Promise<BmapCopyResult> {
-  const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as BmapCopyOptions & HttpSourceOptions
-  let bmap: string | Buffer | undefined
-  let noBmap = false
-  if (o.bmap === false) noBmap = true
-  else if (o.bmap !== undefined) {
-    const v: unknown = o.bmap
-    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
-    bmap = checkPath('options.bmap', o.bmap)
-  }
-  const opts = {
-    bmap,
-    noBmap,
-    verify: checkBoolean('options.verify', o.verify),
-    readBack: checkBoolean('options.readBack', o.readBack),
-    ...httpArgs(o),
-  }
-  const r = await run(o, (cancel, onProgress) => native.remoteBmapCopy(url, to, opts, cancel, onProgress))
-  const out: BmapCopyResult = {
-    bytesWritten: r.bytesWritten,
-    imageSize: r.imageSize,
-    rangesVerified: r.rangesVerified,
-    rangesReadBack: r.rangesReadBack,
-  }
-  if (r.bmap != null) out.bmap = r.bmap
-  if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
-  return out
 }
 
 /**
