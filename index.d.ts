@@ -460,9 +460,9 @@ export declare function remoteQcow2Convert(url: string, dst: string | Buffer, op
 
 /**
  * `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
- * to `outFd`.
+ * to `output` (a descriptor or a pipe's path, see `stream_arg`).
  */
-export declare function syncChecksum(dst: string | Buffer | undefined | null, outFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+export declare function syncChecksum(dst: string | Buffer | undefined | null, output: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
 
 /** checksum | retrieve | save of a local pair in one job. */
 export declare function syncFiles(src: string | Buffer, dst: string | Buffer, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
@@ -474,10 +474,13 @@ export declare function syncFiles(src: string | Buffer, dst: string | Buffer, op
 export declare function syncPipe(): Array<number>
 
 /**
- * `retrieve`: read the hash stream from `inFd`, compare with `src`, write the block stream
- * to `outFd`.
+ * `retrieve`: read the hash stream from `input`, compare with `src`, write the block
+ * stream to `output` (each a descriptor or a pipe's path, see `stream_arg`).
  */
-export declare function syncRetrieve(src: string | Buffer, inFd: number, outFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+export declare function syncRetrieve(src: string | Buffer, input: number | string, output: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
 
-/** `save`: read the block stream from `inFd` and write it into `dst` (which must exist). */
-export declare function syncSave(dst: string | Buffer, inFd: number, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+/**
+ * `save`: read the block stream from `input` (a descriptor or a pipe's path, see
+ * `stream_arg`) and write it into `dst` (which must exist).
+ */
+export declare function syncSave(dst: string | Buffer, input: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>

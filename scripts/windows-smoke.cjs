@@ -77,10 +77,35 @@ function eq(a, b, what) {
     eq(r.blocksChanged, expected.changedBlocks, 'blocks changed')
     return `${r.blocksChanged} blocks changed, ${r.bytesSent} bytes of stream`
   })
-  // sync.checksum/retrieve/save over Node streams hand OS pipes between Node and the addon
-  // as C runtime descriptors; node.exe links its C runtime statically, so its descriptors
-  // and the addon's (ucrtbase.dll) are different tables. Not supported on Windows yet.
-  console.log('# skip - sync.checksum | retrieve | save over Node streams: not on Windows yet (descriptors cannot cross node.exe\'s static C runtime)')
+  await check('delta sync round trip through pipes (sync.checksum | sync.retrieve | sync.save over Node streams: named pipes)', async () => {
+    fs.copyFileSync(p('changed.raw'), w('dst2.raw'))
+    const hashes = new PassThrough()
+    const blocks = new PassThrough()
+    let hashBytes = 0
+    let blockBytes = 0
+    hashes.on('data', (c) => (hashBytes += c.length))
+    blocks.on('data', (c) => (blockBytes += c.length))
+    const [, , saved] = await Promise.all([
+      sk.sync.checksum(w('dst2.raw'), hashes),
+      sk.sync.retrieve(p('img.raw'), hashes, blocks),
+      sk.sync.save(w('dst2.raw'), blocks),
+    ])
+    eq(sha256(w('dst2.raw')), expected.sha256, 'sha256 of the destination after')
+    eq(saved.blocksWritten, expected.changedBlocks, 'blocks written')
+    return `${saved.blocksWritten} blocks written, ${hashBytes} bytes of hashes, ${blockBytes} bytes of blocks`
+  })
+  await check('delta sync: a cut block stream rejects with ERR_SPARSEKIT_PROTOCOL', async () => {
+    fs.copyFileSync(p('changed.raw'), w('dst3.raw'))
+    const cut = new PassThrough()
+    cut.end(Buffer.from('sparsekit: not a block stream'))
+    const e = await sk.sync.save(w('dst3.raw'), cut).then(
+      () => null,
+      (err) => err,
+    )
+    if (!e) throw new Error('save of a cut stream resolved')
+    eq(e.code, 'ERR_SPARSEKIT_PROTOCOL', 'code')
+    return e.message.split('\n')[0]
+  })
   await check('a missing file rejects with code ENOENT', async () => {
     const e = await sk.digest(w('missing.raw')).then(
       () => null,

@@ -1,5 +1,6 @@
-//! Glue for sparsekit-blocksync: the three sides of the blockcopy protocol over file
-//! descriptors (pipes the TS layer joins to Node streams, or the CLI's stdin/stdout), and
+//! Glue for sparsekit-blocksync: the three sides of the blockcopy protocol over streams
+//! (descriptors of pipes the TS layer joins to Node streams, or on Windows the paths of
+//! named pipes it listens on; or the CLI's stdin/stdout), and
 //! `syncFiles` for a local pair.
 
 // `Failure` is what every glue function returns as its error, boxed or not by job.rs.
@@ -10,7 +11,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 
 use napi::bindgen_prelude::*;
-use sparsekit_blocksync::sys::{dup_fd, into_fd, pipe, StreamReader, StreamWriter};
+use sparsekit_blocksync::sys::{dup_fd, into_fd, open_pipe, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
     checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
     ResumeState, RetrieveOptions, SaveOptions,
@@ -82,6 +83,25 @@ fn dup(name: &str, fd: i32) -> std::result::Result<File, Failure> {
     dup_fd(fd).map_err(|e| Failure::from_core(&io("fcntl(F_DUPFD_CLOEXEC)", e)))
 }
 
+/// A stream argument, turned into a file of our own now, on the main thread: a descriptor
+/// (duplicated, so the caller may close its own as soon as the call returns) or the path
+/// of a pipe, opened for reading or for `write` (on Windows, a named pipe Node's
+/// `net.Server` listens on: node.exe's C runtime descriptors mean nothing to the addon).
+fn stream_arg(
+    name: &str,
+    v: Either<i32, String>,
+    write: bool,
+) -> std::result::Result<File, Failure> {
+    match v {
+        Either::A(fd) => dup(name, fd),
+        Either::B(path) => open_pipe(std::path::Path::new(&path), write).map_err(|e| {
+            Failure::from_core(&sparsekit_blocksync::Error::Io(
+                IoError::new("open", e).with_path(std::path::Path::new(&path)),
+            ))
+        }),
+    }
+}
+
 fn result(blocks: u64, bytes: u64, stream: u64) -> std::result::Result<NativeSyncResult, Failure> {
     Ok(NativeSyncResult {
         blocks: to_f64("blocks", blocks)?,
@@ -112,12 +132,12 @@ fn core(e: sparsekit_blocksync::Error) -> Failure {
 }
 
 /// `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
-/// to `outFd`.
+/// to `output` (a descriptor or a pipe's path, see `stream_arg`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_checksum<'env>(
     env: &'env Env,
     dst: Option<Either<String, Buffer>>,
-    out_fd: i32,
+    output: Either<i32, String>,
     options: Option<NativeSyncOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
@@ -125,7 +145,7 @@ pub fn sync_checksum<'env>(
 ) -> Result<Object<'env>> {
     let o = options.unwrap_or_default();
     let files = (|| {
-        let out = dup("outFd", out_fd)?;
+        let out = stream_arg("output", output, true)?;
         let input = o
             .input_fd
             .map(|fd| dup("options.inputFd", fd))
@@ -190,14 +210,14 @@ pub fn sync_checksum<'env>(
     )
 }
 
-/// `retrieve`: read the hash stream from `inFd`, compare with `src`, write the block stream
-/// to `outFd`.
+/// `retrieve`: read the hash stream from `input`, compare with `src`, write the block
+/// stream to `output` (each a descriptor or a pipe's path, see `stream_arg`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_retrieve<'env>(
     env: &'env Env,
     src: Either<String, Buffer>,
-    in_fd: i32,
-    out_fd: i32,
+    input: Either<i32, String>,
+    output: Either<i32, String>,
     options: Option<NativeSyncOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
@@ -205,7 +225,8 @@ pub fn sync_retrieve<'env>(
 ) -> Result<Object<'env>> {
     let o = options.unwrap_or_default();
     let src = path_arg("src", src);
-    let fds = dup("inFd", in_fd).and_then(|i| Ok((i, dup("outFd", out_fd)?)));
+    let fds = stream_arg("input", input, false)
+        .and_then(|i| Ok((i, stream_arg("output", output, true)?)));
     spawn(
         env,
         cancel,
@@ -233,19 +254,20 @@ pub fn sync_retrieve<'env>(
     )
 }
 
-/// `save`: read the block stream from `inFd` and write it into `dst` (which must exist).
+/// `save`: read the block stream from `input` (a descriptor or a pipe's path, see
+/// `stream_arg`) and write it into `dst` (which must exist).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_save<'env>(
     env: &'env Env,
     dst: Either<String, Buffer>,
-    in_fd: i32,
+    input: Either<i32, String>,
     options: Option<NativeSyncOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
     on_progress: Option<ProgressFn>,
 ) -> Result<Object<'env>> {
     let dst = path_arg("dst", dst);
-    let inp = dup("inFd", in_fd);
+    let inp = stream_arg("input", input, false);
     spawn(
         env,
         cancel,

@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs'
 import * as net from 'node:net'
+import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable } from 'node:stream'
 import native = require('./native')
@@ -100,42 +101,105 @@ function checkReadable(name: string, v: unknown): Readable {
   return r
 }
 
+/** What a job is given as one of its streams: a pipe descriptor, or a named pipe's path. */
+type StreamEnd = number | string
+
+/** One fresh channel between Node and a job: the end the job gets, and our socket. */
+interface Channel {
+  /** For the job, which opens or duplicates it while the native call runs. */
+  give: StreamEnd
+  /** Our end, once the job has opened its own (at once for an anonymous pipe). */
+  socket: Promise<net.Socket>
+  /** Drop what is ours but the socket: called once the native call returned or threw. */
+  release(): void
+}
+
 /**
- * Start a job on one end of a fresh pipe (`write`: the job writes into it) and close our
- * copy of that end (the job duplicates it at once). Returns the job and the other end.
+ * An anonymous pipe (`native.syncPipe`); the job gets the `jobEnd` end and duplicates it,
+ * ours is wrapped in a `net.Socket`. Our copy of the job's end is closed once the native
+ * call returned, so the pipe ends when the job does.
  */
-function jobOnPipe<T>(end: 'read' | 'write', start: (fd: number) => Promise<T>): [Promise<T>, number] {
+function anonymousPipe(jobEnd: 'read' | 'write'): Channel {
   const [r, w] = native.syncPipe()
-  const [give, keep] = end === 'write' ? [w, r] : [r, w]
+  const [give, keep] = jobEnd === 'write' ? [w, r] : [r, w]
+  const socket = new net.Socket({ fd: keep, readable: jobEnd === 'write', writable: jobEnd === 'read' })
+  return { give, socket: Promise.resolve(socket), release: () => fs.closeSync(give) }
+}
+
+/**
+ * A Windows named pipe, `\\.\pipe\sparsekit-PID-RANDOM`, that a `net.Server` listens
+ * on for the one connection the job makes (it opens the path while the native call runs).
+ * Windows needs this: node.exe links its C runtime statically, so the descriptors of
+ * `native.syncPipe` (the addon's ucrtbase.dll) mean nothing to Node, nor Node's to the
+ * addon. The name carries 64 random bits and the server stops listening after the first
+ * connection. Half-open, so neither side's end closes the other; the callers destroy it.
+ */
+async function namedPipe(): Promise<Channel> {
+  const path = `\\\\.\\pipe\\sparsekit-${process.pid}-${randomBytes(8).toString('hex')}`
+  const server = net.createServer({ allowHalfOpen: true })
+  const socket = new Promise<net.Socket>((resolve, reject) => {
+    server.once('connection', (sock) => {
+      server.close()
+      resolve(sock)
+    })
+    server.once('error', reject)
+  })
+  socket.catch(() => {})
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => {
+      server.removeListener('error', reject)
+      resolve()
+    })
+  })
+  return { give: path, socket, release: () => {} }
+}
+
+/**
+ * Start a job on a fresh channel (`jobEnd` `'write'`: the job writes into it) and wait for
+ * our end. A job that fails before it opened its end (a bad path, say) rejects with its
+ * own error instead of leaving us waiting for a connection.
+ */
+async function jobOnChannel<T>(jobEnd: 'read' | 'write', start: (end: StreamEnd) => Promise<T>): Promise<[Promise<T>, net.Socket]> {
+  // No await before `start` for an anonymous pipe: the native call must duplicate its end
+  // before `release` closes ours, and a caller's own `start` (retrieve's) may nest this.
+  const ch = process.platform === 'win32' ? await namedPipe() : anonymousPipe(jobEnd)
+  let job: Promise<T>
   try {
-    return [start(give), keep]
+    job = start(ch.give)
   } catch (err) {
-    fs.closeSync(keep)
+    ch.socket.then((s) => s.destroy(), () => {})
     throw err
   } finally {
-    fs.closeSync(give)
+    ch.release()
+  }
+  job.catch(() => {})
+  const sock = await Promise.race([ch.socket, job.then(() => ch.socket)]).catch(async (err) => {
+    ch.socket.then((s) => s.destroy(), () => {})
+    throw err
+  })
+  return [job, sock]
+}
+
+/**
+ * Run a job that writes into a fresh channel, and copy the channel into `out`.
+ */
+async function fromJob<T>(out: Writable, start: (end: StreamEnd) => Promise<T>): Promise<T> {
+  const [job, sock] = await jobOnChannel('write', start)
+  try {
+    const [result] = await Promise.all([job, pipeline(sock, out)])
+    return result
+  } finally {
+    sock.destroy()
   }
 }
 
 /**
- * Run a job that writes into a fresh pipe, and copy the pipe into `out`. The job gets the
- * write end (it duplicates it at once; ours is closed right away, so the pipe ends when the
- * job does).
- */
-async function fromJob<T>(out: Writable, start: (writeFd: number) => Promise<T>): Promise<T> {
-  const [job, r] = jobOnPipe('write', start)
-  const sock = new net.Socket({ fd: r, readable: true, writable: false })
-  const [result] = await Promise.all([job, pipeline(sock, out)])
-  return result
-}
-
-/**
- * Run a job that reads from a fresh pipe, and copy `input` into the pipe. A job may finish
+ * Run a job that reads from a fresh channel, and copy `input` into it. A job may finish
  * before `input` ends (`save` stops reading at `done`): the rest of `input` is left unread.
  */
-async function intoJob<T>(input: Readable, start: (readFd: number) => Promise<T>): Promise<T> {
-  const [job, w] = jobOnPipe('read', start)
-  const sock = new net.Socket({ fd: w, readable: false, writable: true })
+async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>): Promise<T> {
+  const [job, sock] = await jobOnChannel('read', start)
   let inputError: unknown
   const onInputError = (err: unknown) => {
     inputError = err
@@ -143,6 +207,9 @@ async function intoJob<T>(input: Readable, start: (readFd: number) => Promise<T>
   }
   // EPIPE once the job stopped reading: the job's own result says what happened.
   sock.on('error', () => {})
+  // A named pipe has no half-close: once all of `input` is written (and, Windows' flush,
+  // read by the job), closing our end is the job's end of stream.
+  if (process.platform === 'win32') sock.once('finish', () => sock.destroy())
   input.on('error', onInputError)
   input.pipe(sock)
   try {
@@ -171,8 +238,8 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
   const journal = journalOf('options', file, o)
-  await fromJob(stream, (fd) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, fd, { start, end, blake3, holes, journal }, cancel, onProgress)),
+  await fromJob(stream, (output) =>
+    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, journal }, cancel, onProgress)),
   )
 }
 
@@ -192,10 +259,10 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   const zstd = checkBoolean('options.zstd', o.zstd)
   const truncate = checkBoolean('options.truncate', o.truncate)
   const resume = checkBoolean('options.resume', o.resume)
-  await intoJob(input, (inFd) =>
-    fromJob(stream, (outFd) =>
+  await intoJob(input, (hashStream) =>
+    fromJob(stream, (blockStream) =>
       run(o, (cancel, onProgress) =>
-        native.syncRetrieve(file, inFd, outFd, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
+        native.syncRetrieve(file, hashStream, blockStream, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
       ),
     ),
   )
@@ -216,8 +283,8 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
   const zstd = checkBoolean('options.zstd', o.zstd)
   const truncate = checkBoolean('options.truncate', o.truncate)
   const journal = journalOf('options', file, o)
-  const r = await intoJob(input, (fd) =>
-    run(o, (cancel, onProgress) => native.syncSave(file, fd, { blake3, holes, zstd, truncate, journal }, cancel, onProgress)),
+  const r = await intoJob(input, (blockStream) =>
+    run(o, (cancel, onProgress) => native.syncSave(file, blockStream, { blake3, holes, zstd, truncate, journal }, cancel, onProgress)),
   )
   return { blocksWritten: r.blocks, bytesWritten: r.bytes }
 }

@@ -112,6 +112,19 @@ pub fn dup_fd(fd: i32) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(new) })
 }
 
+/// Open the pipe at `path` (a FIFO, or any path `open(2)` takes) for reading or for
+/// `write`: close-on-exec, and non-blocking when it is a FIFO (through
+/// `sparsekit_io::sys::open_flags`; the reader and writer here wait in `poll`). Opening a
+/// FIFO for writing that nobody reads fails with ENXIO instead of blocking.
+pub fn open_pipe(path: &std::path::Path, write: bool) -> io::Result<File> {
+    let mode = if write {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    sparsekit_io::sys::open_flags(path, mode)
+}
+
 /// The descriptor of `file`, handed over to the caller (Node), who closes it.
 pub fn into_fd(file: File) -> io::Result<i32> {
     use std::os::unix::io::IntoRawFd;

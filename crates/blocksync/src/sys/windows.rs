@@ -97,6 +97,40 @@ pub fn dup_fd(fd: i32) -> io::Result<File> {
     Ok(unsafe { File::from_raw_handle(new as RawHandle) })
 }
 
+/// How long [`open_pipe`] waits for a free instance of a busy named pipe.
+const PIPE_BUSY_WAIT_MS: u32 = 5000;
+
+/// Open the client end of the named pipe at `path` (`\\.\pipe\NAME`: Node's
+/// `net.Server` listening there) for reading or for `write`: `CreateFileW` (fileapi.h,
+/// through std's `OpenOptions`, synchronous I/O), and when every instance is taken
+/// (`ERROR_PIPE_BUSY`), `WaitNamedPipeW` (namedpipeapi.h) for up to five seconds, then
+/// once more. This is how Node streams reach a job on Windows: node.exe links its C
+/// runtime statically, so its descriptors mean nothing to the addon's ucrtbase.dll
+/// ([`dup_fd`] only serves descriptors the process's shared C runtime made, like the
+/// CLI's stdin and stdout).
+pub fn open_pipe(path: &std::path::Path, write: bool) -> io::Result<File> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
+    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+            let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+            // SAFETY: a NUL-terminated wide path; the call only waits.
+            if unsafe { WaitNamedPipeW(wide.as_ptr(), PIPE_BUSY_WAIT_MS) } == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            open()
+        }
+        r => r,
+    }
+}
+
 /// A C runtime descriptor for Node owning `file`'s handle (`_open_osfhandle`).
 pub fn into_fd(file: File) -> io::Result<i32> {
     let h = file.into_raw_handle();
