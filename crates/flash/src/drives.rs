@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use crate::sys::{self, DevNum};
 use crate::{Error, Result};
 
+pub mod macos;
+pub mod windows;
+
 /// Where drive information is read from; [`Roots::system`] on a real machine, a fake tree
 /// in tests.
 #[derive(Clone, Debug)]
@@ -305,17 +308,29 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// List every whole block device with a size above 0 (detached loop devices and empty
 /// card readers have none), in kernel name order.
-/// Elsewhere than Linux: [`Error::Unsupported`] (the listing reads sysfs and procfs).
+///
+/// - Linux: sysfs and procfs ([`list_with`]).
+/// - Windows: `\\.\PhysicalDriveN` disks with their volumes, the system disk found
+///   through the Windows directory, the system partition and the page files
+///   ([`windows::assemble`]; the OS calls are in `sys/windows_drives.rs`).
+/// - macOS: `/dev/diskN` disks, `getfsstat` mounts, APFS containers resolved by reading
+///   the disks where allowed ([`macos::assemble`], which says what cannot be known
+///   without IOKit).
+/// - Elsewhere: [`Error::Unsupported`].
 pub fn list() -> Result<Vec<Drive>> {
-    if !cfg!(target_os = "linux") {
-        return Err(Error::Unsupported {
-            what: format!(
-                "listing drives on {} (Linux only so far)",
-                std::env::consts::OS
-            ),
-        });
+    #[cfg(any(windows, target_os = "macos"))]
+    {
+        sys::list_drives()
     }
-    list_with(&Roots::system())
+    #[cfg(not(any(windows, target_os = "macos")))]
+    {
+        if !cfg!(target_os = "linux") {
+            return Err(Error::Unsupported {
+                what: format!("listing drives on {}", std::env::consts::OS),
+            });
+        }
+        list_with(&Roots::system())
+    }
 }
 
 /// [`list`] reading from `roots`.
@@ -469,7 +484,18 @@ pub struct Safety {
 /// [`Error::DriveBusy`] — unless `safety.force`, or, for mounts, `safety.unmount`, which
 /// unmounts them (deepest first; a filesystem still in use fails with EBUSY).
 pub fn check_destination(path: &Path, safety: Safety) -> Result<()> {
-    check_destination_with(path, safety, &Roots::system())
+    #[cfg(windows)]
+    {
+        windows::check_destination(path, safety, list)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        sys::check_destination(path, safety)
+    }
+    #[cfg(not(any(windows, target_os = "macos")))]
+    {
+        check_destination_with(path, safety, &Roots::system())
+    }
 }
 
 /// [`check_destination`] reading from `roots`.
@@ -484,10 +510,11 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
         return Ok(());
     };
     if !cfg!(target_os = "linux") {
-        // Without a drive listing nothing says whether it holds the system: refused.
+        // sysfs and procfs are Linux's: elsewhere nothing here says whether it holds the
+        // system (Windows and macOS have their own checks in check_destination).
         return Err(Error::Unsupported {
             what: format!(
-                "writing to a drive on {} (its system-drive check is Linux only so far)",
+                "writing to a drive on {} (no drive listing for this OS)",
                 std::env::consts::OS
             ),
         });
@@ -508,22 +535,58 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
             (d, p.mountpoints.clone())
         }
     };
-    if drive.is_system && !safety.force {
+    decide(
+        path,
+        &[drive],
+        mounted,
+        safety,
+        Some(&|mp: &Path| sys::umount(mp)),
+    )
+}
+
+/// Unmounts the file system mounted at a path ([`sys::umount`], or a test's stand-in).
+pub(crate) type Unmount<'a> = &'a dyn Fn(&Path) -> std::io::Result<()>;
+
+/// The refusal decision once the drive(s) a destination concerns are known, on every OS:
+/// a system drive fails with [`Error::SystemDrive`] unless `safety.force`; mount points
+/// fail with [`Error::DriveBusy`] unless `safety.force` or `safety.unmount`. With
+/// `unmount`, `umount` is called for each mount point, deepest first; `None` means the
+/// writer takes the volumes offline itself when it opens the drive (Windows: locked and
+/// dismounted for as long as the write lasts), so the check passes.
+pub(crate) fn decide(
+    path: &Path,
+    drives: &[&Drive],
+    mounted: Vec<PathBuf>,
+    safety: Safety,
+    umount: Option<Unmount<'_>>,
+) -> Result<()> {
+    let mut reasons: Vec<String> = Vec::new();
+    for d in drives.iter().filter(|d| d.is_system) {
+        for r in &d.system_reasons {
+            if !reasons.contains(r) {
+                reasons.push(r.clone());
+            }
+        }
+    }
+    if drives.iter().any(|d| d.is_system) && !safety.force {
         return Err(Error::SystemDrive {
             path: path.to_path_buf(),
-            reason: drive.system_reasons.join(", "),
+            reason: reasons.join(", "),
         });
     }
     if mounted.is_empty() {
         return Ok(());
     }
     if safety.unmount {
+        let Some(umount) = umount else {
+            return Ok(());
+        };
         let mut mps = mounted;
         // Deepest first: /mnt/a/b before /mnt/a.
         mps.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         mps.dedup();
         for mp in mps {
-            sys::umount(&mp).map_err(|e| Error::DriveBusy {
+            umount(&mp).map_err(|e| Error::DriveBusy {
                 path: path.to_path_buf(),
                 reason: format!("cannot unmount '{}': {e}", mp.display()),
                 errno: e.raw_os_error(),

@@ -209,8 +209,29 @@ pub struct Target {
 
 /// Check and open `path` for writing: [`drives::check_destination`], then a block device
 /// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced, a file created if missing.
+///
+/// Windows: `\\.\PhysicalDriveN` and volume paths are opened by
+/// `sys::open_device` (volumes locked and dismounted for as long as the destination
+/// lives, sector-aligned unbuffered writes). macOS: `/dev/rdiskN` is opened as its block
+/// node `/dev/diskN` (the raw node, a character device, has no size through `stat`); the
+/// writer then writes aligned chunks through `/dev/rdiskN` (`sys::open_direct`).
 pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destination>> {
     drives::check_destination(path, safety)?;
+    #[cfg(windows)]
+    if let Some(dev) = drives::windows::parse_device_path(&path.to_string_lossy()) {
+        return Ok(Box::new(crate::sys::open_device(path, &dev, safety)?));
+    }
+    #[cfg(target_os = "macos")]
+    let block_node = drives::macos::parse_device_path(&path.to_string_lossy())
+        .filter(|(_, _, raw)| *raw)
+        .map(|_| {
+            std::path::PathBuf::from(
+                path.to_string_lossy()
+                    .replacen("/dev/rdisk", "/dev/disk", 1),
+            )
+        });
+    #[cfg(target_os = "macos")]
+    let path = block_node.as_deref().unwrap_or(path);
     let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
     match FileStorage::open_with(path, true, !is_dev, is_dev && !safety.force) {
         Ok(s) => Ok(Box::new(s)),

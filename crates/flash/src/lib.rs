@@ -47,6 +47,7 @@ mod error;
 mod flash;
 pub mod http;
 pub mod remote;
+pub mod sector;
 mod source;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]

@@ -1,7 +1,6 @@
-//! The macOS side of this crate's `sys` module (the Linux one is sys.rs). Drive
-//! discovery reads Linux's sysfs and procfs ([`crate::drives`]), which macOS lacks:
-//! `drives::list` fails there with the I/O error of the missing `/proc/self/mountinfo`.
-//! Device numbers and unmounting follow Apple's headers.
+//! The macOS side of this crate's `sys` module (the Linux one is sys.rs): drive listing
+//! (macos_drives.rs, whose logic is [`crate::drives::macos`]), device numbers, unmounting
+//! and the writer's raw-disk handle, following Apple's headers.
 
 use std::ffi::CString;
 use std::io;
@@ -72,4 +71,6 @@ pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> 
     Ok(())
 }
 
-pub use sparsekit_io::sys::open_direct;
+#[path = "macos_drives.rs"]
+mod drives_os;
+pub use drives_os::{check_destination, list_drives, mounts, open_direct};

@@ -1,18 +1,34 @@
-//! The Windows side of this crate's `sys` module (the Linux one is sys.rs). Drive
-//! discovery reads Linux's sysfs and procfs ([`crate::drives`]), which Windows lacks:
-//! `drives::list` fails there with the I/O error of the missing `/proc/self/mountinfo`,
-//! and flashing goes to files (physical drives are not offered on Windows yet: no device
-//! numbers, no unmounting).
+//! The Windows side of this crate's `sys` module (the Linux one is sys.rs): drive
+//! listing, locking and dismounting volumes, raw disk writes (windows_drives.rs, whose
+//! logic is [`crate::drives::windows`]), and the few calls flashing needs.
+//!
+//! Physical drives are `\\.\PhysicalDriveN` and volumes `\\.\X:` or
+//! `\\?\Volume{GUID}`: paths, not device nodes, so std's metadata says nothing about
+//! them; [`block_devnum`] recognises them by name.
 
 use std::io;
 use std::path::Path;
 
-/// A device number as `(major, minor)`; Windows has none.
+#[path = "windows_drives.rs"]
+mod drives_os;
+pub use drives_os::{
+    list_drives, lock_disk_volumes, open_device, system_info, volumes, RawDevice, VolumeLocks,
+};
+
+use crate::drives::windows::{parse_device_path, DevicePath};
+
+/// A device number as `(major, minor)`; on Windows `(N, 0)` for `\\.\PhysicalDriveN`.
 pub type DevNum = (u32, u32);
 
-/// No block-device nodes on Windows: `None`.
-pub fn block_devnum(_path: &Path) -> io::Result<Option<DevNum>> {
-    Ok(None)
+/// `(N, 0)` for a `\\.\PhysicalDriveN` path (either prefix, any case); `None` for a file
+/// system path. Volumes and other device paths are `Unsupported`: they are devices, but
+/// have no disk number of their own (the refusal checks place them on their disks).
+pub fn block_devnum(path: &Path) -> io::Result<Option<DevNum>> {
+    match parse_device_path(&path.to_string_lossy()) {
+        None => Ok(None),
+        Some(DevicePath::Disk(n)) => Ok(Some((n, 0))),
+        Some(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+    }
 }
 
 /// No device numbers on Windows: `Unsupported`.
@@ -20,8 +36,9 @@ pub fn file_devnum(_path: &Path) -> io::Result<DevNum> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// Not offered on Windows (volumes would be locked and dismounted with
-/// `FSCTL_LOCK_VOLUME` / `FSCTL_DISMOUNT_VOLUME`): `Unsupported`.
+/// Volumes are not unmounted by mount point on Windows: the writer locks and dismounts
+/// every volume of the disk it opens ([`lock_disk_volumes`]) and keeps them so until done.
+/// `Unsupported` here.
 pub fn umount(_target: &Path) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
