@@ -1,4 +1,6 @@
-//! Whole block devices of this machine, from sysfs and `/proc/self/mountinfo` (no `lsblk`):
+//! Whole block devices of this machine. Windows and macOS: [`windows`] and [`macos`]
+//! (their logic; the OS calls are in `sys/`). Linux, the rest of this module: from sysfs
+//! and `/proc/self/mountinfo` (no `lsblk`):
 //! size, block sizes, vendor and model, bus, partitions and their mount points, and whether
 //! the drive holds the running system. Also the refusal checks every flash runs first.
 //!
@@ -478,7 +480,9 @@ pub struct Safety {
     pub unmount: bool,
 }
 
-/// The refusal checks of a destination, run before anything is opened for writing:
+/// The refusal checks of a destination, run before anything is opened for writing
+/// (Windows: [`windows::check_destination`], where `unmount` leaves the dismounting to
+/// the writer, which locks the volumes; macOS: [`macos::check_destination`]):
 /// a regular file passes; a block device that is (or is a partition of) a system drive
 /// fails with [`Error::SystemDrive`], one with mounted partitions with
 /// [`Error::DriveBusy`] — unless `safety.force`, or, for mounts, `safety.unmount`, which

@@ -271,6 +271,13 @@ pub fn flash(
         });
     }
     let id = |p: &Path| {
+        // Windows disks are paths std has no metadata for: their number is their identity.
+        #[cfg(windows)]
+        if let Some(drives::windows::DevicePath::Disk(n)) =
+            drives::windows::parse_device_path(&p.to_string_lossy())
+        {
+            return Some((u64::MAX, u64::from(n)));
+        }
         std::fs::metadata(p).ok().map(|m| {
             if m.file_type().is_block_device() {
                 (0, m.rdev())

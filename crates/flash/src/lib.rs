@@ -7,6 +7,11 @@
 //!   swap, device-mapper/md/LVM member). [`drives::check_destination`] refuses a system
 //!   drive ([`Error::SystemDrive`], `ERR_SPARSEKIT_SYSTEM_DRIVE`) or a mounted one
 //!   ([`Error::DriveBusy`], `ERR_SPARSEKIT_DRIVE_BUSY`) unless forced, and can unmount.
+//!   Windows (`\\.\PhysicalDriveN`, volumes) and macOS (`/dev/diskN`, `/dev/rdiskN`)
+//!   have their own listing ([`drives::windows`], [`drives::macos`]: what each can and
+//!   cannot determine); a Windows disk is written with its volumes locked and dismounted
+//!   and sector-aligned unbuffered I/O ([`sector::SectorAligned`]), a macOS disk through
+//!   its raw node.
 //! - [`flash`] reads and decompresses the source once and writes every destination from
 //!   the same page-aligned buffers through bounded queues (the slowest paces the rest;
 //!   block devices are written with `O_DIRECT`, so a destination costs no page-cache

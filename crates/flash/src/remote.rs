@@ -680,6 +680,22 @@ pub fn bmap_copy(
     };
     // Open the source first: an unreachable URL leaves the destination untouched.
     let opened = crate::source::open(url, &fopts.bmap, None, http, ctl.cancel())?;
+    // Windows disks and volumes are paths std cannot tell from files: the flash writer's
+    // checks and device opening (system disk refused, mounted volumes refused, volumes
+    // locked and dismounted while writing).
+    #[cfg(windows)]
+    if crate::drives::windows::parse_device_path(&dst.to_string_lossy()).is_some() {
+        let targets = vec![crate::Target {
+            path: dst.to_path_buf(),
+            dst: Ok(crate::open_destination(dst, crate::Safety::default())?),
+        }];
+        return finish(
+            crate::flash::run(opened, targets, &fopts, None, ctl)?,
+            &bmap,
+            bmap_from,
+            opts,
+        );
+    }
     let out = sparsekit_io::FileStorage::open_with(dst, true, !is_dev, is_dev).map_err(|e| {
         if is_dev && e.raw_os_error() == Some(libc::EBUSY) {
             Error::DriveBusy {
@@ -695,7 +711,21 @@ pub fn bmap_copy(
         path: dst.to_path_buf(),
         dst: Ok(Box::new(out)),
     }];
-    let mut r = crate::flash::run(opened, targets, &fopts, None, ctl)?;
+    finish(
+        crate::flash::run(opened, targets, &fopts, None, ctl)?,
+        &bmap,
+        bmap_from,
+        opts,
+    )
+}
+
+/// The copy report of [`bmap_copy`]'s one destination.
+fn finish(
+    mut r: crate::FlashReport,
+    bmap: &Option<sparsekit_bmap::Bmap>,
+    bmap_from: Option<String>,
+    opts: &sparsekit_bmap::CopyOptions,
+) -> Result<sparsekit_bmap::CopyReport> {
     let d = r.destinations.remove(0);
     if let Some(e) = d.error {
         return Err(e);
@@ -707,7 +737,7 @@ pub fn bmap_copy(
         bmap_path: bmap_from.map(PathBuf::from),
         used_bmap: bmap.is_some(),
         compression: r.compression,
-        ranges_verified: match &bmap {
+        ranges_verified: match bmap {
             Some(b) if opts.verify => {
                 b.ranges.iter().filter(|r| r.checksum.is_some()).count() as u64
             }

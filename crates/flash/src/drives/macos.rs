@@ -339,7 +339,7 @@ pub fn assemble(disks: &[Disk], slices: &[Slice], mounts: &[Mount]) -> Vec<Drive
 
 /// The macOS refusal checks of a `/dev/diskN`, `/dev/rdiskN` or slice destination, with
 /// `list` giving the drives and `umount` unmounting (`unmount(2)`): the disk must be in the
-/// listing (else ENOENT), then [`super::decide`] with the whole disk's mount points (with
+/// listing (else ENOENT), then the shared decision of [`super::check_destination`] with the whole disk's mount points (with
 /// those of the volumes of an APFS container it is the store of), or the slice's.
 /// Paths that are no disk node pass (the caller refuses other device nodes).
 pub fn check_destination(

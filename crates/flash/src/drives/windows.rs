@@ -474,7 +474,7 @@ pub fn parse_device_number(buf: &[u8]) -> Option<(u32, u32)> {
 /// The Windows refusal checks of a destination, with `list` giving the drives (the OS
 /// listing on Windows, a fixed list in tests): a file system path passes; a device path
 /// other than a disk or volume is refused ([`crate::Error::Unsupported`]); a disk or
-/// volume missing from the listing fails with ENOENT; then [`super::decide`]: a system
+/// volume missing from the listing fails with ENOENT; then the shared decision of [`super::check_destination`]: a system
 /// disk is refused, and mounted volumes unless `safety.unmount` or `safety.force` (the
 /// volumes are locked and dismounted when the writer opens the drive, and stay so until
 /// it is done). A listing that fails refuses every device.

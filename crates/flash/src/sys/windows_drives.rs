@@ -350,9 +350,11 @@ pub fn system_info() -> SystemInfo {
     }
 }
 
-/// The drive listing on Windows (see [`crate::drives::list`]).
+/// The drive listing on Windows (see [`crate::drives::list`]). A volume enumeration that
+/// fails (wine without a volume manager) leaves every disk without volumes, and so every
+/// disk a system disk (the Windows directory's volume is on no known disk).
 pub fn list_drives() -> Result<Vec<Drive>> {
-    let vols = volumes().map_err(|e| IoError::new("FindFirstVolumeW", e))?;
+    let vols = volumes().unwrap_or_default();
     let mut numbers: Vec<u32> = (0..PROBE_DISKS).collect();
     for v in &vols {
         for e in &v.extents {
