@@ -145,6 +145,18 @@ sk_libnode_dir() {
   mkdir -p "$dir" && : > "$dir/libnode.dll" && echo "$dir"
 }
 
+# cargo for x86_64-pc-windows-gnu with ARGS (e.g. build --release -p sparsekit): std built
+# from source, mingw-w64's gcc as the linker, napi's libnode.dll lookup satisfied.
+sk_cargo_windows() {
+  local libnode
+  libnode=$(sk_libnode_dir) || return 1
+  # napi's build script wants a libnode.dll in LIBNODE_PATH (empty: dyn-symbols, see
+  # Cargo.toml); cargo does not track that variable, which never changes here.
+  env RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_STRIP=symbols RUSTC="$SK_RUSTC" RUSTDOC="$SK_RUSTDOC" \
+    LIBNODE_PATH="$libnode" CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+    "$SK_CARGO" "$@" -Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu
+}
+
 # wine for the Windows smoke suite: Debian's wine64 (8.0), a prefix in the cache folder
 # reporting Windows 10 (node 22 refuses older versions) with the test-only ProcessPrng shim
 # (see scripts/test-windows.sh). Exports SK_WINE, WINEPREFIX, WINEDEBUG.

@@ -105,7 +105,10 @@ sk_apt_install() {
   case " $* " in
     *:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;;
   esac
-  apt-get update -qq >/dev/null || { echo "$label: apt-get update failed" >&2; return 1; }
+  # Two scripts may install at once (ava runs test files in parallel): wait for the other's
+  # dpkg/apt locks instead of failing.
+  local wait=(-o DPkg::Lock::Timeout=600)
+  apt-get "${wait[@]}" update -qq >/dev/null || { echo "$label: apt-get update failed" >&2; return 1; }
   local plan
   plan=$(DEBIAN_FRONTEND=noninteractive apt-get -s install -y --no-install-recommends "$@" 2>&1) || {
     echo "$plan" >&2; echo "$label: apt-get cannot install $*" >&2; return 1; }
@@ -115,7 +118,7 @@ sk_apt_install() {
     return 1
   fi
   local out
-  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" 2>&1) || {
+  out=$(DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "$@" 2>&1) || {
     echo "$out" >&2; echo "$label: apt-get install failed" >&2; return 1; }
   echo "$label: installed: $*"
   # Apt's plan also lists dependencies (new) and packages it upgraded for them ("[old] (new)").

@@ -4,7 +4,10 @@
 # by `scripts/prebuilt win32-x64` when missing or older than this commit's sources, unless
 # SPARSEKIT_WIN32_NODE names a binary).
 #
-# Usage: scripts/test-windows.sh          also: npm run test:windows
+# Usage: scripts/test-windows.sh [--smoke-build]      also: npm run test:windows
+#   --smoke-build  test a binary of the `smoke` profile (Cargo.toml: the release code
+#                  without LTO, unoptimised; about half the cold build time) built into
+#                  CARGO_TARGET_DIR, instead of the prebuilt package's; `npm test` uses it.
 # Exit 0: all passed; 1: a check failed; 3: this machine cannot run it (not linux-x64, or
 # wine / the Windows node / the cross tools missing and not installable), with the reason.
 #
@@ -29,8 +32,27 @@ esac
 sk_ensure_wine || exit 3
 node_exe=$(sk_windows_node) || exit 3
 
+smoke_build=0
+for arg in "$@"; do
+  case "$arg" in
+    --smoke-build) smoke_build=1 ;;
+    *) echo "test-windows: unknown argument '$arg' (use --smoke-build)" >&2; exit 2 ;;
+  esac
+done
+
 bin=${SPARSEKIT_WIN32_NODE:-npm/win32-x64-gnu/sparsekit.win32-x64-gnu.node}
-if [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
+if [ "$smoke_build" = 1 ] && [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
+  { [ -x "$SK_CARGO" ] && [ -x "$SK_RUSTC" ]; } || sk_ensure_debian_cross || exit 3
+  sk_ensure_port_tools || exit 3
+  echo "== test-windows: cargo build --profile smoke --target x86_64-pc-windows-gnu (-Zbuild-std, mingw-w64)"
+  start=$(date +%s)
+  sk_cargo_windows build --profile smoke --locked -p sparsekit || { echo "test-windows: the win32 build failed" >&2; exit 1; }
+  built=${CARGO_TARGET_DIR:-target}/x86_64-pc-windows-gnu/smoke/sparsekit.dll
+  # Node loads addons by the .node extension only.
+  bin=${built%/*}/sparsekit.win32-x64-gnu.node
+  cp "$built" "$bin.tmp" && mv "$bin.tmp" "$bin"
+  echo "test-windows: built $bin ($(stat -c %s "$bin") bytes) in $(( $(date +%s) - start ))s"
+elif [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
   newest=$(git ls-files -z -- src crates Cargo.toml Cargo.lock build.rs | xargs -0 stat -c %Y 2>/dev/null | sort -n | tail -1)
   if [ ! -f "$bin" ] || [ "$(stat -c %Y "$bin")" -lt "${newest:-0}" ]; then
     echo "== test-windows: building $bin (scripts/prebuilt win32-x64)"
