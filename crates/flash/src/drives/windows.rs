@@ -495,9 +495,19 @@ pub fn check_destination(
     }
     let drives = list()?;
     let Some((ds, mounted)) = drives_of(&dev, &drives) else {
-        return Err(sparsekit_io::IoError::from_errno("open", libc::ENOENT)
-            .with_path(path)
-            .into());
+        if let DevicePath::Disk(_) = dev {
+            return Err(sparsekit_io::IoError::from_errno("open", libc::ENOENT)
+                .with_path(path)
+                .into());
+        }
+        // A volume on no listed disk: missing, or one whose disk extents are unknown (so
+        // nothing says whether it holds the system).
+        return Err(crate::Error::Unsupported {
+            what: format!(
+                "writing to the volume '{}': it lies on no disk of the drive listing (no such volume, or its disk extents are unknown)",
+                path.display()
+            ),
+        });
     };
     super::decide(path, &ds, mounted, safety, None)
 }
@@ -880,6 +890,8 @@ mod tests {
         // Unlisted disks, unknown devices; files pass.
         let e = check(r"\\.\PhysicalDrive9", force).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        // A volume on no listed disk (wine's C:, whose extents are unknown).
+        assert_eq!(code(r"\\.\Z:", force), Some("ERR_SPARSEKIT_UNSUPPORTED"));
         assert_eq!(
             code(r"\\.\CdRom0", force),
             Some("ERR_SPARSEKIT_UNSUPPORTED")

@@ -412,23 +412,32 @@ fn open_rw(path: &str, unbuffered: bool) -> io::Result<File> {
     o.open(path)
 }
 
-/// Lock and dismount every volume with an extent on disk `disk`.
-pub fn lock_disk_volumes(
-    disk: u32,
-    force: bool,
-) -> std::result::Result<VolumeLocks, (String, io::Error)> {
-    let vols = volumes().map_err(|e| ("(volume list)".to_string(), e))?;
+/// Lock and dismount every volume with an extent on disk `disk`. A volume that does not
+/// open (no administrator rights) fails with [`Error::Io`], one that does not lock (files
+/// open on it) with [`Error::DriveBusy`]; a volume list that cannot be read fails too
+/// (nothing would say which volumes to take offline).
+pub fn lock_disk_volumes(path: &Path, disk: u32, force: bool) -> Result<VolumeLocks> {
+    let vols = volumes().map_err(|e| IoError::new("FindFirstVolumeW", e).with_path(path))?;
     let mut locks = VolumeLocks::default();
     for v in vols
         .iter()
         .filter(|v| v.extents.iter().any(|e| e.disk == disk))
     {
         let dev = volume_device(&v.name);
-        let f = open_rw(&dev, false).map_err(|e| (dev.clone(), e))?;
-        lock_and_dismount(&f, force).map_err(|e| (dev.clone(), e))?;
+        let f = open_rw(&dev, false)
+            .map_err(|e| Error::Io(IoError::new("CreateFileW", e).with_path(Path::new(&dev))))?;
+        lock_and_dismount(&f, force).map_err(|e| busy(path, &dev, e))?;
         locks.held.push(f);
     }
     Ok(locks)
+}
+
+fn busy(path: &Path, what: &str, e: io::Error) -> Error {
+    Error::DriveBusy {
+        path: path.to_path_buf(),
+        reason: format!("cannot lock and dismount {what}: {e}"),
+        errno: e.raw_os_error(),
+    }
 }
 
 /// A disk or volume opened for writing with `FILE_FLAG_NO_BUFFERING |
@@ -491,15 +500,10 @@ pub fn open_device(
     dev: &DevicePath,
     safety: Safety,
 ) -> Result<SectorAligned<RawDevice>> {
-    let busy = |what: String, e: io::Error| Error::DriveBusy {
-        path: path.to_path_buf(),
-        reason: format!("cannot lock and dismount {what}: {e}"),
-        errno: e.raw_os_error(),
-    };
     let io = |op: &'static str, e: io::Error| Error::Io(IoError::new(op, e).with_path(path));
     let (file, locks, sector) = match dev {
         DevicePath::Disk(n) => {
-            let locks = lock_disk_volumes(*n, safety.force).map_err(|(v, e)| busy(v, e))?;
+            let locks = lock_disk_volumes(path, *n, safety.force)?;
             let f = open_rw(&format!(r"\\.\PhysicalDrive{n}"), true)
                 .map_err(|e| io("CreateFileW", e))?;
             let sector = ioctl_bytes(&f, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)
@@ -515,7 +519,7 @@ pub fn open_device(
                 _ => unreachable!(),
             };
             let f = open_rw(&p, true).map_err(|e| io("CreateFileW", e))?;
-            lock_and_dismount(&f, safety.force).map_err(|e| busy(p.clone(), e))?;
+            lock_and_dismount(&f, safety.force).map_err(|e| busy(path, &p, e))?;
             // SAFETY: no buffers.
             unsafe {
                 device_io_control(
