@@ -116,6 +116,25 @@ function eq(a, b, what) {
     if (!(e instanceof Error)) throw new Error('not an Error')
     return e.message.split('\n')[0]
   })
+  await check('a directory rejects with code EISDIR (a Win32 error named as Node names it)', async () => {
+    const e = await sk.digest(dir).then(
+      () => null,
+      (err) => err,
+    )
+    if (!e) throw new Error('digest of a directory resolved')
+    eq(e.code, 'EISDIR', 'code')
+    return e.message.split('\n')[0]
+  })
+  await check('a copy into a missing folder rejects with ENOENT, the source untouched', async () => {
+    const e = await sk.copy(p('img.raw'), w('no/such/dir/x.raw')).then(
+      () => null,
+      (err) => err,
+    )
+    if (!e) throw new Error('copy into a missing folder resolved')
+    eq(e.code, 'ENOENT', 'code')
+    eq(sha256(p('img.raw')), expected.sha256, 'sha256 of the source')
+    return e.message.split('\n')[0]
+  })
   fs.rmSync(work, { recursive: true, force: true })
   console.log(failed ? `# ${failed} failed` : '# all passed')
   process.exit(failed ? 1 : 0)

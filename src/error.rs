@@ -192,37 +192,81 @@ pub fn errno_name(errno: i32) -> Option<String> {
     })
 }
 
-/// Windows: the name Node (libuv's `uv_translate_sys_error`) gives a Win32 error code
-/// (`ERROR_FILE_NOT_FOUND` 2 is `ENOENT`, ...); codes that are no Win32 error sparsekit
-/// meets are the C runtime's errno values the core crates make themselves (EISDIR 21,
-/// ESPIPE 29, ENOSYS 40, EOPNOTSUPP 130).
+/// Windows: the name Node gives a Win32 error (winerror.h), exactly as libuv's
+/// `uv_translate_sys_error` (src/win/error.c) does, e.g. `ERROR_FILE_NOT_FOUND` is
+/// `ENOENT` and `ERROR_BROKEN_PIPE` is `EOF`. Three errors libuv leaves unnamed get the
+/// names of the errno values the core crates make them for (`sparsekit_io::errno`):
+/// `ERROR_SEEK_ON_DEVICE` `ESPIPE`, `ERROR_FILE_TOO_LARGE` `EFBIG`,
+/// `ERROR_CALL_NOT_IMPLEMENTED` `ENOSYS`. Any other code keeps `ERR_SPARSEKIT_IO` with the
+/// system's message.
 #[cfg(windows)]
 pub fn errno_name(code: i32) -> Option<String> {
+    use windows_sys::Win32::Foundation::*;
+    let Ok(code) = u32::try_from(code) else {
+        return None;
+    };
     let name = match code {
-        2 | 3 | 15 | 123 | 161 => "ENOENT", // FILE/PATH_NOT_FOUND, INVALID_DRIVE/NAME, BAD_PATHNAME
-        5 => "EPERM",                       // ACCESS_DENIED
-        6 => "EBADF",                       // INVALID_HANDLE
-        8 | 14 => "ENOMEM",                 // NOT_ENOUGH_MEMORY, OUTOFMEMORY
-        1 => "EISDIR",                      // INVALID_FUNCTION (libuv's reading)
-        17 => "EXDEV",                      // NOT_SAME_DEVICE
-        19 => "EROFS",                      // WRITE_PROTECT
-        23 | 1117 => "EIO",                 // CRC, IO_DEVICE
-        32 | 33 | 170 => "EBUSY",           // SHARING/LOCK_VIOLATION, BUSY
-        39 | 112 => "ENOSPC",               // HANDLE_DISK_FULL, DISK_FULL
-        50 => "ENOTSUP",                    // NOT_SUPPORTED
-        80 | 183 => "EEXIST",               // FILE_EXISTS, ALREADY_EXISTS
-        87 => "EINVAL",                     // INVALID_PARAMETER
-        109 | 232 => "EPIPE",               // BROKEN_PIPE, NO_DATA
-        145 => "ENOTEMPTY",                 // DIR_NOT_EMPTY
-        206 => "ENAMETOOLONG",              // FILENAME_EXCED_RANGE
-        267 => "ENOTDIR",                   // DIRECTORY
-        21 => "EISDIR",
-        22 => "EINVAL",
-        27 => "EFBIG",
-        28 => "ENOSPC",
-        29 => "ESPIPE",
-        40 => "ENOSYS",
-        130 => "ENOTSUP",
+        ERROR_NOACCESS | ERROR_ELEVATION_REQUIRED | ERROR_CANT_ACCESS_FILE
+        | ERROR_ACCESS_DENIED => "EACCES",
+        ERROR_INVALID_FLAGS | ERROR_INVALID_HANDLE => "EBADF",
+        ERROR_LOCK_VIOLATION | ERROR_PIPE_BUSY | ERROR_SHARING_VIOLATION => "EBUSY",
+        ERROR_OPERATION_ABORTED => "ECANCELED",
+        ERROR_NO_UNICODE_TRANSLATION => "ECHARSET",
+        ERROR_ALREADY_EXISTS | ERROR_FILE_EXISTS => "EEXIST",
+        ERROR_BUFFER_OVERFLOW => "EFAULT",
+        ERROR_INSUFFICIENT_BUFFER
+        | ERROR_INVALID_DATA
+        | ERROR_INVALID_PARAMETER
+        | ERROR_SYMLINK_NOT_SUPPORTED => "EINVAL",
+        ERROR_BEGINNING_OF_MEDIA
+        | ERROR_BUS_RESET
+        | ERROR_CRC
+        | ERROR_DEVICE_DOOR_OPEN
+        | ERROR_DEVICE_REQUIRES_CLEANING
+        | ERROR_DISK_CORRUPT
+        | ERROR_EOM_OVERFLOW
+        | ERROR_FILEMARK_DETECTED
+        | ERROR_GEN_FAILURE
+        | ERROR_INVALID_BLOCK_LENGTH
+        | ERROR_IO_DEVICE
+        | ERROR_NO_DATA_DETECTED
+        | ERROR_NO_SIGNAL_SENT
+        | ERROR_OPEN_FAILED
+        | ERROR_SETMARK_DETECTED
+        | ERROR_SIGNAL_REFUSED => "EIO",
+        ERROR_CANT_RESOLVE_FILENAME => "ELOOP",
+        ERROR_TOO_MANY_OPEN_FILES => "EMFILE",
+        ERROR_FILENAME_EXCED_RANGE => "ENAMETOOLONG",
+        ERROR_BAD_PATHNAME
+        | ERROR_DIRECTORY
+        | ERROR_ENVVAR_NOT_FOUND
+        | ERROR_FILE_NOT_FOUND
+        | ERROR_INVALID_NAME
+        | ERROR_INVALID_DRIVE
+        | ERROR_INVALID_REPARSE_DATA
+        | ERROR_MOD_NOT_FOUND
+        | ERROR_PATH_NOT_FOUND => "ENOENT",
+        ERROR_NOT_ENOUGH_MEMORY | ERROR_OUTOFMEMORY => "ENOMEM",
+        ERROR_CANNOT_MAKE
+        | ERROR_DISK_FULL
+        | ERROR_EA_TABLE_FULL
+        | ERROR_END_OF_MEDIA
+        | ERROR_HANDLE_DISK_FULL => "ENOSPC",
+        ERROR_NOT_CONNECTED => "ENOTCONN",
+        ERROR_DIR_NOT_EMPTY => "ENOTEMPTY",
+        ERROR_NOT_SUPPORTED => "ENOTSUP",
+        ERROR_BROKEN_PIPE => "EOF",
+        ERROR_PRIVILEGE_NOT_HELD => "EPERM",
+        ERROR_BAD_PIPE | ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED => "EPIPE",
+        ERROR_WRITE_PROTECT => "EROFS",
+        ERROR_SEM_TIMEOUT => "ETIMEDOUT",
+        ERROR_NOT_SAME_DEVICE => "EXDEV",
+        ERROR_INVALID_FUNCTION => "EISDIR",
+        ERROR_META_EXPANSION_TOO_LONG => "E2BIG",
+        // Not libuv's: the errno values sparsekit_io::errno stands for.
+        ERROR_SEEK_ON_DEVICE => "ESPIPE",
+        ERROR_FILE_TOO_LARGE => "EFBIG",
+        ERROR_CALL_NOT_IMPLEMENTED => "ENOSYS",
         _ => return None,
     };
     Some(name.to_string())

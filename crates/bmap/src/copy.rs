@@ -103,7 +103,7 @@ impl Storage for DirectDevice {
                 use sparsekit_io::sys::FileExt;
                 match f.write_at(buf, offset) {
                     Ok(n) => return Ok(n),
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    Err(e) if e.raw_os_error() == Some(sparsekit_io::errno::EINVAL) => {
                         self.refused.store(true, Ordering::Relaxed);
                     }
                     Err(e) => {

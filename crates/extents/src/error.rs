@@ -62,7 +62,7 @@ impl Error {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
-            Error::IsADirectory { .. } => Some(libc::EISDIR),
+            Error::IsADirectory { .. } => Some(sparsekit_io::errno::EISDIR),
             _ => None,
         }
     }

@@ -1,3 +1,4 @@
+use sparsekit_io::errno;
 use sparsekit_io::sys::{FileTypeExt, MetadataExt};
 use std::fs::File;
 use std::io;
@@ -374,7 +375,7 @@ fn errno(e: &Error) -> Option<i32> {
 fn fiemap_unsupported(e: &Error) -> bool {
     matches!(
         errno(e),
-        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | sys::EBADR | libc::ENOSYS)
+        Some(errno::EOPNOTSUPP | libc::ENOTTY | errno::EINVAL | sys::EBADR | errno::ENOSYS)
     )
 }
 
@@ -383,7 +384,7 @@ fn fiemap_unsupported(e: &Error) -> bool {
 fn seek_unsupported(e: &Error) -> bool {
     matches!(
         errno(e),
-        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
+        Some(errno::EINVAL | errno::EOPNOTSUPP | errno::ENOSYS)
     )
 }
 

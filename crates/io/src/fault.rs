@@ -80,7 +80,7 @@ impl<S: Storage> Storage for Faulty<S> {
             }
             Fault::ReadErrorAt(bad) if offset.saturating_add(buf.len() as u64) > bad => {
                 if offset >= bad {
-                    Err(self.err("read", libc::EIO, offset))
+                    Err(self.err("read", crate::errno::EIO, offset))
                 } else {
                     let n = (bad - offset) as usize;
                     self.inner.read_at(&mut buf[..n], offset)
@@ -98,7 +98,7 @@ impl<S: Storage> Storage for Faulty<S> {
             }
             Fault::NoSpaceAfter(limit) if offset.saturating_add(buf.len() as u64) > limit => {
                 if offset >= limit {
-                    Err(self.err("write", libc::ENOSPC, offset))
+                    Err(self.err("write", crate::errno::ENOSPC, offset))
                 } else {
                     let n = (limit - offset) as usize;
                     self.inner.write_at(&buf[..n], offset)
@@ -110,7 +110,7 @@ impl<S: Storage> Storage for Faulty<S> {
 
     fn flush(&self) -> Result<(), IoError> {
         if self.fault == Fault::FlushFails {
-            return Err(self.err("fsync", libc::EIO, 0));
+            return Err(self.err("fsync", crate::errno::EIO, 0));
         }
         self.inner.flush()
     }

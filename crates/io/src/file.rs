@@ -96,9 +96,11 @@ impl FileStorage {
         let meta = file.metadata().op("stat", path)?;
         let kind = FileKind::of(&meta);
         match kind {
-            FileKind::Directory => Err(IoError::from_errno("open", libc::EISDIR).with_path(path)),
+            FileKind::Directory => {
+                Err(IoError::from_errno("open", crate::errno::EISDIR).with_path(path))
+            }
             k if !k.is_positional() => {
-                Err(IoError::from_errno("open", libc::ESPIPE).with_path(path))
+                Err(IoError::from_errno("open", crate::errno::ESPIPE).with_path(path))
             }
             _ => Ok(FileStorage {
                 file,
@@ -204,7 +206,9 @@ impl Storage for FileStorage {
 
     fn set_len(&self, len: u64) -> Result<(), IoError> {
         if self.kind == FileKind::BlockDevice {
-            return Err(IoError::from_errno("ftruncate", libc::EINVAL).with_path(&self.path));
+            return Err(
+                IoError::from_errno("ftruncate", crate::errno::EINVAL).with_path(&self.path)
+            );
         }
         self.file.set_len(len).op("ftruncate", &self.path)
     }

@@ -37,6 +37,7 @@
 // itself with `-Zbuild-std`, see scripts/prebuilt).
 #![cfg_attr(windows, feature(windows_by_handle))]
 
+pub mod errno;
 mod error;
 mod fault;
 mod file;

@@ -53,10 +53,10 @@ impl Storage for MemStorage {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
         let mut data = self.lock();
         let start = usize::try_from(offset)
-            .map_err(|_| IoError::from_errno("write", libc::EFBIG).at(offset))?;
+            .map_err(|_| IoError::from_errno("write", crate::errno::EFBIG).at(offset))?;
         let end = start
             .checked_add(buf.len())
-            .ok_or_else(|| IoError::from_errno("write", libc::EFBIG).at(offset))?;
+            .ok_or_else(|| IoError::from_errno("write", crate::errno::EFBIG).at(offset))?;
         if end > data.len() {
             data.resize(end, 0);
         }
@@ -78,8 +78,8 @@ impl Storage for MemStorage {
     }
 
     fn set_len(&self, len: u64) -> Result<(), IoError> {
-        let len =
-            usize::try_from(len).map_err(|_| IoError::from_errno("ftruncate", libc::EFBIG))?;
+        let len = usize::try_from(len)
+            .map_err(|_| IoError::from_errno("ftruncate", crate::errno::EFBIG))?;
         self.lock().resize(len, 0);
         Ok(())
     }

@@ -90,13 +90,13 @@ pub trait Storage: Send + Sync {
     /// changing the size. Storage that cannot fails with EOPNOTSUPP; callers then fall back
     /// to [`Storage::write_zeroes`].
     fn punch_hole(&self, offset: u64, _len: u64) -> Result<(), IoError> {
-        Err(IoError::from_errno("fallocate(PUNCH_HOLE)", libc::EOPNOTSUPP).at(offset))
+        Err(IoError::from_errno("fallocate(PUNCH_HOLE)", crate::errno::EOPNOTSUPP).at(offset))
     }
 
     /// Truncate or extend to `len` bytes (extension reads as zeros). Storage of fixed size
     /// (a block device) fails with EINVAL.
     fn set_len(&self, _len: u64) -> Result<(), IoError> {
-        Err(IoError::from_errno("ftruncate", libc::EINVAL))
+        Err(IoError::from_errno("ftruncate", crate::errno::EINVAL))
     }
 }
 

@@ -196,7 +196,9 @@ pub fn convert(
         if old > 0 {
             match s.punch_hole(0, old) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => s.set_len(0)?,
+                Err(e) if e.raw_os_error() == Some(sparsekit_io::errno::EOPNOTSUPP) => {
+                    s.set_len(0)?
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use sparsekit_io::{FileKind, FileStorage, Storage};
+use sparsekit_io::{errno, FileKind, FileStorage, Storage};
 
 use crate::error::{corrupt_range, unsupported, Error, Result};
 use crate::header::{CryptMethod, Header};
@@ -538,7 +538,7 @@ impl Image {
                 Ok(_) => Ok((false, len)),
                 Err(e) => Err(io(e)),
             },
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+            Err(e) if matches!(e.raw_os_error(), Some(errno::EINVAL | errno::EOPNOTSUPP)) => {
                 Ok((false, len))
             }
             Err(e) => Err(io(e)),
@@ -687,7 +687,7 @@ pub(crate) fn raw_run(r: &RawImage, off: u64, max: u64) -> Result<(Run, u64)> {
             Err(e) => Err(io(e).into()),
         },
         // Block devices and file systems without SEEK_DATA: all data.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+        Err(e) if matches!(e.raw_os_error(), Some(errno::EINVAL | errno::EOPNOTSUPP)) => {
             Ok((Run::RawData, max))
         }
         Err(e) => Err(io(e).into()),

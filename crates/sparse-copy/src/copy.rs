@@ -474,7 +474,7 @@ impl Job<'_, '_> {
         // clone leaves the destination untouched.
         let aligned = skip % bs == 0 && seek % bs == 0 && (len % bs == 0 || skip + len == src_size);
         let result = if !aligned {
-            Err(io::Error::from_raw_os_error(libc::EINVAL))
+            Err(io::Error::from_raw_os_error(sparsekit_io::errno::EINVAL))
         } else if whole {
             sys::ficlone(self.src_file, self.dst_file)
         } else {

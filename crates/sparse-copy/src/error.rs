@@ -89,7 +89,7 @@ impl Error {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
-            Error::IsADirectory(_) => Some(libc::EISDIR),
+            Error::IsADirectory(_) => Some(sparsekit_io::errno::EISDIR),
             Error::Extents(e) => e.raw_os_error(),
             _ => None,
         }

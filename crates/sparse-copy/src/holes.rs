@@ -2,6 +2,7 @@
 //! and holes punched where a regular destination still holds old or preallocated blocks.
 //! One zero writer serves both.
 
+use sparsekit_io::errno;
 use sparsekit_io::sys::FileExt;
 use std::ops::Range;
 
@@ -83,7 +84,7 @@ impl Job<'_, '_> {
     fn punch(&mut self, s: u64, e: u64) -> Result<()> {
         match sys::punch_hole(self.dst_file, s, e - s) {
             Ok(()) => Ok(()),
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+            Err(err) if matches!(err.raw_os_error(), Some(errno::EOPNOTSUPP | errno::ENOSYS)) => {
                 self.write_zeros(s, e, false)
             }
             Err(err) => Err(self.io(false, "fallocate(PUNCH_HOLE)", s)(err)),

@@ -1,5 +1,6 @@
 //! The byte-moving methods and when the kernel allows falling back from one to the next.
 
+use sparsekit_io::errno;
 use std::io;
 use std::str::FromStr;
 
@@ -106,8 +107,8 @@ impl std::fmt::Display for CopyMethod {
 ///   fallback before any byte moved, as after that it is a real permission failure.
 pub(crate) fn may_fall_back(e: &io::Error, nothing_copied: bool) -> bool {
     match e.raw_os_error() {
-        Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
-        | Some(libc::EBADF | libc::ETXTBSY) => true,
+        Some(errno::ENOSYS | libc::EXDEV | errno::EOPNOTSUPP | libc::ENOTTY | errno::EINVAL)
+        | Some(errno::EBADF | libc::ETXTBSY) => true,
         Some(libc::EPERM | libc::EACCES) => nothing_copied,
         _ => false,
     }

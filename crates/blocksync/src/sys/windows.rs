@@ -82,7 +82,7 @@ pub fn dup_fd(fd: i32) -> io::Result<File> {
     // SAFETY: _get_osfhandle validates the descriptor (-1 and EBADF for a bad one).
     let h = unsafe { _get_osfhandle(fd) };
     if h == -1 || h == -2 {
-        return Err(io::Error::from_raw_os_error(libc::EBADF));
+        return Err(io::Error::from_raw_os_error(sparsekit_io::errno::EBADF));
     }
     let mut new: HANDLE = std::ptr::null_mut();
     // SAFETY: duplicating a live handle into this process.
@@ -139,7 +139,7 @@ pub fn into_fd(file: File) -> io::Result<i32> {
     if fd < 0 {
         // SAFETY: the handle is still ours: close it.
         drop(unsafe { File::from_raw_handle(h) });
-        return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        return Err(io::Error::from_raw_os_error(sparsekit_io::errno::EMFILE));
     }
     Ok(fd)
 }

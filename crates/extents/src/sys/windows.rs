@@ -53,7 +53,9 @@ impl FiemapBuf {
         _flags: u32,
         _out: &mut Vec<RawExtent>,
     ) -> io::Result<()> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        Err(io::Error::from_raw_os_error(
+            sparsekit_io::errno::EOPNOTSUPP,
+        ))
     }
 }
 

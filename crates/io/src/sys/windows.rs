@@ -207,7 +207,23 @@ pub fn open(path: &Path, write: bool, create: bool, excl_device: bool) -> io::Re
     } else {
         FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
     });
-    o.open(path)
+    directory_is_eisdir(path, o.open(path))
+}
+
+/// `CreateFileW` refuses a directory without `FILE_FLAG_BACKUP_SEMANTICS` with
+/// `ERROR_ACCESS_DENIED`, the error of a real permission problem too: when the path is a
+/// directory, say so instead (`EISDIR`, as on Linux and as Node names it on Windows).
+fn directory_is_eisdir(path: &Path, r: io::Result<File>) -> io::Result<File> {
+    match r {
+        Err(e)
+            if e.raw_os_error()
+                == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32)
+                && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) =>
+        {
+            Err(io::Error::from_raw_os_error(crate::errno::EISDIR))
+        }
+        r => r,
+    }
 }
 
 /// [`open`] with the access mode and creation flags given as `open(2)` flags (the C
@@ -228,7 +244,7 @@ pub fn open_flags(path: &Path, flags: i32) -> io::Result<File> {
     if flags & libc::O_TRUNC != 0 {
         o.truncate(true);
     }
-    o.open(path)
+    directory_is_eisdir(path, o.open(path))
 }
 
 /// No `O_NONBLOCK` on Windows handles: [`poll_readable`] waits instead. Always Ok.
@@ -415,7 +431,7 @@ fn first_range(file: &File, offset: u64, size: u64) -> io::Result<Option<(u64, u
         Err(e) if e.raw_os_error() == Some(ERROR_MORE_DATA as i32) => std::mem::size_of_val(&out),
         // ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED, ...: this file system cannot tell.
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+            return Err(io::Error::from_raw_os_error(crate::errno::EOPNOTSUPP))
         }
         Err(e) => return Err(e),
     };

@@ -19,14 +19,14 @@ use windows_sys::Win32::System::Ioctl::{DUPLICATE_EXTENTS_DATA, FSCTL_DUPLICATE_
 /// Clone alignment: ReFS clones whole clusters (4 KiB or 64 KiB); a range ending at the
 /// source's end of file may end anywhere, so only the start is checked by the file system.
 fn off(v: u64) -> io::Result<i64> {
-    i64::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))
+    i64::try_from(v).map_err(|_| io::Error::from_raw_os_error(sparsekit_io::errno::EFBIG))
 }
 
 fn unsupported_to_eopnotsupp(e: io::Error) -> io::Error {
     // ERROR_INVALID_FUNCTION (1), ERROR_NOT_SUPPORTED (50), ERROR_INVALID_PARAMETER (87,
     // misaligned or not the same volume), ERROR_NOT_SAME_DEVICE (17): no cloning here.
     match e.raw_os_error() {
-        Some(1 | 17 | 50 | 87) => io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        Some(1 | 17 | 50 | 87) => io::Error::from_raw_os_error(sparsekit_io::errno::EOPNOTSUPP),
         _ => e,
     }
 }
@@ -80,7 +80,7 @@ pub fn copy_file_range(
     _dst_offset: u64,
     _len: usize,
 ) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    Err(io::Error::from_raw_os_error(sparsekit_io::errno::ENOSYS))
 }
 
 /// No sendfile between files on Windows: `ENOSYS`.
@@ -91,7 +91,7 @@ pub fn sendfile(
     _dst_offset: u64,
     _len: usize,
 ) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    Err(io::Error::from_raw_os_error(sparsekit_io::errno::ENOSYS))
 }
 
 /// Deallocate `[offset, offset + len)` (`FSCTL_SET_SPARSE` + `FSCTL_SET_ZERO_DATA`); a file
