@@ -30,8 +30,8 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Ioctl::{
     FSCTL_ALLOW_EXTENDED_DASD_IO, FSCTL_DISMOUNT_VOLUME, FSCTL_LOCK_VOLUME,
-    IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_IS_WRITABLE, IOCTL_STORAGE_GET_DEVICE_NUMBER,
-    IOCTL_STORAGE_QUERY_PROPERTY,
+    IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_IS_WRITABLE, IOCTL_DISK_UPDATE_PROPERTIES,
+    IOCTL_STORAGE_GET_DEVICE_NUMBER, IOCTL_STORAGE_QUERY_PROPERTY,
 };
 use windows_sys::Win32::System::Registry::{
     RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_MULTI_SZ, RRF_RT_REG_SZ,
@@ -449,7 +449,31 @@ pub struct RawDevice {
     file: File,
     path: PathBuf,
     size: u64,
+    /// A whole disk: its partition table may have changed.
+    disk: bool,
     _locks: VolumeLocks,
+}
+
+impl Drop for RawDevice {
+    /// A disk's new partition table is read by Windows only when asked:
+    /// `IOCTL_DISK_UPDATE_PROPERTIES` (winioctl.h), once the writing and reading back are
+    /// over and before the volume locks are released (the fields drop after this), so the
+    /// new volumes mount when the old ones are let go. Failure only delays that.
+    fn drop(&mut self) {
+        if self.disk {
+            // SAFETY: no buffers.
+            let _ = unsafe {
+                device_io_control(
+                    &self.file,
+                    IOCTL_DISK_UPDATE_PROPERTIES,
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+        }
+    }
 }
 
 impl Storage for RawDevice {
@@ -548,6 +572,7 @@ pub fn open_device(
             file,
             path: path.to_path_buf(),
             size,
+            disk: matches!(dev, DevicePath::Disk(_)),
             _locks: locks,
         },
         sector,
