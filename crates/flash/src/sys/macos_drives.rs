@@ -28,7 +28,9 @@ use crate::{Error, Result};
 /// `DKIOCISWRITABLE = _IOR('d', 29, uint32_t)` (sys/disk.h): 0 when the medium is
 /// write-protected.
 const DKIOCISWRITABLE: libc::c_ulong = 0x4004_641D;
-/// `DKIOCGETBASE = _IOR('d', 73, uint64_t)` (sys/disk.h): a slice's byte offset on its disk.
+/// `DKIOCGETBASE = _IOR('d', 73, uint64_t)`: a slice's byte offset on its disk. In the
+/// kernel-only part of sys/disk.h; Apple's own newfs_msdos defines it the same way to call
+/// it from user space. A failure leaves the start unknown (0).
 const DKIOCGETBASE: libc::c_ulong = 0x4008_6449;
 /// Most `/dev` disk nodes and mounts read.
 const MAX_NODES: usize = 4096;

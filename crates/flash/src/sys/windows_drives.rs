@@ -207,7 +207,7 @@ fn mount_points(name: &str) -> Vec<String> {
         if io::Error::last_os_error().raw_os_error() != Some(ERROR_MORE_DATA as i32) {
             return Vec::new();
         }
-        len = need.clamp(len + 1, 1 << 16);
+        len = need.max(len.saturating_mul(2)).min(1 << 16);
     }
     Vec::new()
 }
