@@ -68,7 +68,7 @@ impl<S: Storage> SectorAligned<S> {
         let start = offset - offset % s;
         let want = offset
             .checked_add(len as u64)
-            .ok_or_else(|| IoError::from_errno("write", libc::EINVAL).at(offset))?;
+            .ok_or_else(|| IoError::from_errno("write", sparsekit_io::errno::EINVAL).at(offset))?;
         let end = want.min(start + MAX_BOUNCE as u64).max(offset + 1);
         let end = end.div_ceil(s) * s;
         Ok((start, end))
@@ -162,7 +162,7 @@ mod tests {
                 || !(len as u64).is_multiple_of(self.sector)
                 || !offset.is_multiple_of(self.sector)
             {
-                return Err(IoError::from_errno("strict", libc::EINVAL).at(offset));
+                return Err(IoError::from_errno("strict", sparsekit_io::errno::EINVAL).at(offset));
             }
             Ok(())
         }
@@ -179,7 +179,7 @@ mod tests {
         fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, IoError> {
             self.check(buf.as_ptr(), buf.len(), offset)?;
             if offset + buf.len() as u64 > self.mem.size()? {
-                return Err(IoError::from_errno("write", libc::ENOSPC).at(offset));
+                return Err(IoError::from_errno("write", sparsekit_io::errno::ENOSPC).at(offset));
             }
             self.mem.write_at(buf, offset)
         }
@@ -283,7 +283,7 @@ mod tests {
         );
         let disk = SectorAligned::new(f, 512, true);
         let e = disk.write_all_at(&[1; 10], 8192 + 3).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(e.raw_os_error(), Some(sparsekit_io::errno::EIO));
         assert!(disk.inner().inner().to_vec().iter().all(|&x| x == 5));
         assert_eq!(disk.inner().writes(), 0);
     }

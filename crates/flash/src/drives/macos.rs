@@ -354,9 +354,11 @@ pub fn check_destination(
     let drives = list()?;
     let name = format!("disk{disk}");
     let Some(d) = drives.iter().find(|d| d.name == name) else {
-        return Err(sparsekit_io::IoError::from_errno("open", libc::ENOENT)
-            .with_path(path)
-            .into());
+        return Err(
+            sparsekit_io::IoError::from_errno("open", sparsekit_io::errno::ENOENT)
+                .with_path(path)
+                .into(),
+        );
     };
     let mounted = match top_slice(disk, &slices) {
         None => d.all_mountpoints(),
@@ -585,7 +587,7 @@ mod tests {
         );
         assert_eq!(
             check("/dev/disk9", none).unwrap_err().raw_os_error(),
-            Some(libc::ENOENT)
+            Some(sparsekit_io::errno::ENOENT)
         );
         check("/Users/me/out.img", none).unwrap();
         let failing = || Err(crate::Error::Unsupported { what: "x".into() });

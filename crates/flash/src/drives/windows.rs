@@ -496,9 +496,11 @@ pub fn check_destination(
     let drives = list()?;
     let Some((ds, mounted)) = drives_of(&dev, &drives) else {
         if let DevicePath::Disk(_) = dev {
-            return Err(sparsekit_io::IoError::from_errno("open", libc::ENOENT)
-                .with_path(path)
-                .into());
+            return Err(
+                sparsekit_io::IoError::from_errno("open", sparsekit_io::errno::ENOENT)
+                    .with_path(path)
+                    .into(),
+            );
         }
         // A volume on no listed disk: missing, or one whose disk extents are unknown (so
         // nothing says whether it holds the system).
@@ -889,7 +891,7 @@ mod tests {
         assert_eq!(code(r"\\.\PhysicalDrive2", force), None);
         // Unlisted disks, unknown devices; files pass.
         let e = check(r"\\.\PhysicalDrive9", force).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(e.raw_os_error(), Some(sparsekit_io::errno::ENOENT));
         // A volume on no listed disk (wine's C:, whose extents are unknown).
         assert_eq!(code(r"\\.\Z:", force), Some("ERR_SPARSEKIT_UNSUPPORTED"));
         assert_eq!(

@@ -491,9 +491,11 @@ impl Storage for RawDevice {
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> std::result::Result<usize, IoError> {
         if offset.saturating_add(buf.len() as u64) > self.size {
-            return Err(IoError::from_errno("WriteFile", libc::ENOSPC)
-                .with_path(&self.path)
-                .at(offset));
+            return Err(
+                IoError::from_errno("WriteFile", sparsekit_io::errno::ENOSPC)
+                    .with_path(&self.path)
+                    .at(offset),
+            );
         }
         self.file.write_at(buf, offset).map_err(|e| {
             IoError::new("WriteFile", e)
