@@ -43,7 +43,7 @@ maybe('the smoke suite passes in a Windows node.exe under wine against the win32
   t.log(`scripts/test-windows.sh: ${run.seconds} s`)
   t.is(run.code, 0, run.out.split('\n').slice(-40).join('\n'))
   t.true(lines.includes('# all passed'))
-  for (const what of ['digest', 'map', 'copy', 'qcow2 info', 'qcow2 convert', 'bmap copy', 'delta sync round trip through pipes', 'cut block stream', 'missing file', 'directory rejects with code EISDIR', 'missing folder']) {
+  for (const what of ['digest', 'map', 'copy', 'qcow2 info', 'qcow2 convert', 'bmap copy', 'delta sync round trip through pipes', 'cut block stream', 'missing file', 'directory rejects with code EISDIR', 'missing folder', 'drives.list', 'CdRom0']) {
     t.true(lines.some((l) => l.startsWith('ok - ') && l.includes(what)), `no passing check for ${what}`)
   }
   t.false(lines.some((l) => l.startsWith('not ok')))

@@ -135,6 +135,29 @@ function eq(a, b, what) {
     eq(sha256(p('img.raw')), expected.sha256, 'sha256 of the source')
     return e.message.split('\n')[0]
   })
+  await check('drives.list: physical drives, the one holding Windows marked system', async () => {
+    const list = await sk.drives.list()
+    if (!Array.isArray(list)) throw new Error('not an array')
+    for (const d of list) {
+      if (!/^\\\\\.\\PhysicalDrive\d+$/.test(d.path)) throw new Error(`unexpected drive path ${d.path}`)
+      if (typeof d.size !== 'number' || typeof d.isSystem !== 'boolean') throw new Error(`malformed drive ${JSON.stringify(d)}`)
+      if (d.isSystem && !(d.systemReasons && d.systemReasons.length)) throw new Error(`${d.path} is system without a reason`)
+    }
+    // Some disk holds Windows (under wine: the listing cannot tell which, so all are).
+    if (list.length && !list.some((d) => d.isSystem)) throw new Error('no drive is marked system')
+    return list.map((d) => `${d.name} ${d.size} bytes ${d.bus}${d.isSystem ? ` system (${d.systemReasons[0]})` : ''}`).join('; ') || 'no drives'
+  })
+  await check('bmap copy to a device that is no disk (\\\\.\\CdRom0) rejects with ERR_SPARSEKIT_UNSUPPORTED', async () => {
+    // Never a real disk here: under wine PhysicalDrive0 is a host disk. The refusal of a
+    // system disk is tested on Linux (crates/flash drives::windows tests).
+    const e = await sk.bmap.copy(p('img.raw'), '\\\\.\\CdRom0', { bmap: p('img.bmap') }).then(
+      () => null,
+      (err) => err,
+    )
+    if (!e) throw new Error('bmap copy to \\\\.\\CdRom0 resolved')
+    eq(e.code, 'ERR_SPARSEKIT_UNSUPPORTED', 'code')
+    return e.message.split('\n')[0]
+  })
   fs.rmSync(work, { recursive: true, force: true })
   console.log(failed ? `# ${failed} failed` : '# all passed')
   process.exit(failed ? 1 : 0)

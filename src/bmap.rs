@@ -121,7 +121,14 @@ pub fn bmap_copy<'env>(
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(false),
             };
-            let r = copy(&image, &dst, &opts, ctl).map_err(|e| Failure::from_core(&e))?;
+            // Windows and macOS drives: through the flash writer's checks and locked,
+            // unbuffered device (sparsekit_bmap::copy's O_EXCL guards drives on Linux only).
+            let r = if sparsekit_flash::remote::is_drive_path(&dst) {
+                sparsekit_flash::remote::local_bmap_copy_to_drive(&image, &dst, &opts, ctl)
+                    .map_err(|e| Failure::from_core(&e))?
+            } else {
+                copy(&image, &dst, &opts, ctl).map_err(|e| Failure::from_core(&e))?
+            };
             Ok(NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{Cancel, Control, FileStorage, PageBuf, Phase, Storage, PAGE};
+use sparsekit_io::{errno, Cancel, Control, FileStorage, PageBuf, Phase, Storage, PAGE};
 
 use crate::drives::{self, Safety};
 use crate::http::HttpOptions;
@@ -235,10 +235,10 @@ pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destinati
     let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
     match FileStorage::open_with(path, true, !is_dev, is_dev && !safety.force) {
         Ok(s) => Ok(Box::new(s)),
-        Err(e) if is_dev && e.raw_os_error() == Some(libc::EBUSY) => Err(Error::DriveBusy {
+        Err(e) if is_dev && e.raw_os_error() == Some(errno::EBUSY) => Err(Error::DriveBusy {
             path: path.to_path_buf(),
             reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-            errno: Some(libc::EBUSY),
+            errno: Some(errno::EBUSY),
         }),
         Err(e) => Err(e.into()),
     }
@@ -800,7 +800,7 @@ impl Checks {
         match crate::sys::wait_writeback(f, start, end - start) {
             Ok(()) => Ok(()),
             // Not a file or device that has it: the final fsync reports errors.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ESPIPE)) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(errno::EINVAL | errno::ESPIPE)) => Ok(()),
             Err(e) => {
                 // The error sequence is per file, not per range: the failed write-back
                 // is of a page not yet checked, which lies between this window's start
@@ -901,7 +901,7 @@ fn consume(
                             continue;
                         }
                         // EINVAL: alignment the device does not take; buffered from now.
-                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        Err(e) if e.raw_os_error() == Some(errno::EINVAL) => {
                             direct = None;
                             dst.write_all_at(&buf, offset)?;
                             written += buf.len() as u64;

@@ -504,7 +504,7 @@ impl Storage for HttpStorage {
     }
 
     fn write_at(&self, _buf: &[u8], offset: u64) -> std::result::Result<usize, IoError> {
-        Err(IoError::from_errno("write", libc::EROFS)
+        Err(IoError::from_errno("write", sparsekit_io::errno::EROFS)
             .with_path(&self.label)
             .at(offset))
     }
@@ -666,6 +666,78 @@ pub fn bmap_copy(
             None => (None, None),
         },
     };
+    copy_to(url, dst, bmap, bmap_from, opts, http, ctl)
+}
+
+/// `bmap copy` of a local image to a drive on Windows or macOS (where
+/// [`is_drive_path`] says `dst` is one): the flash writer's checks and device opening
+/// (system disk and mounted volumes refused; on Windows the volumes locked and dismounted
+/// while writing, on macOS the raw `/dev/rdiskN` written), which `sparsekit_bmap::copy`'s
+/// `O_EXCL` open provides on Linux only. The bmap as `sparsekit_bmap::copy` finds it.
+pub fn local_bmap_copy_to_drive(
+    image: &Path,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    use sparsekit_bmap::{Bmap, BmapChoice};
+    let (bmap, bmap_from): (Option<Bmap>, Option<String>) = match &opts.bmap {
+        BmapChoice::None => (None, None),
+        BmapChoice::Given(b) => (Some((**b).clone()), None),
+        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Auto => match sparsekit_bmap::find_bmap(image) {
+            Some(p) => (
+                Some(Bmap::read(&p)?),
+                Some(p.to_string_lossy().into_owned()),
+            ),
+            None => (None, None),
+        },
+    };
+    let source = image.to_str().ok_or_else(|| Error::InvalidArg {
+        name: "image",
+        value: format!("'{}' is not valid UTF-8", image.display()),
+    })?;
+    copy_to(
+        source,
+        dst,
+        bmap,
+        bmap_from,
+        opts,
+        &HttpOptions::default(),
+        ctl,
+    )
+}
+
+/// Whether `path` names a drive that only the flash writer may write on this OS: on
+/// Windows a `\\.\PhysicalDriveN` or volume path, on macOS a block or character device;
+/// on Linux never (`sparsekit_bmap::copy` opens block devices `O_EXCL` there).
+pub fn is_drive_path(path: &Path) -> bool {
+    #[cfg(windows)]
+    return crate::drives::windows::parse_device_path(&path.to_string_lossy()).is_some();
+    #[cfg(target_os = "macos")]
+    return std::fs::metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_block_device() || m.file_type().is_char_device()
+    });
+    #[cfg(not(any(windows, target_os = "macos")))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// The shared end of the two bmap copies above: `source` (a path or URL) with the bmap
+/// already resolved, to one destination.
+fn copy_to(
+    url: &str,
+    dst: &Path,
+    bmap: Option<sparsekit_bmap::Bmap>,
+    bmap_from: Option<String>,
+    opts: &sparsekit_bmap::CopyOptions,
+    http: &HttpOptions,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    use sparsekit_bmap::BmapChoice;
     let is_dev = std::fs::metadata(dst)
         .is_ok_and(|m| sparsekit_io::sys::FileTypeExt::is_block_device(&m.file_type()));
     let fopts = crate::FlashOptions {
@@ -680,11 +752,10 @@ pub fn bmap_copy(
     };
     // Open the source first: an unreachable URL leaves the destination untouched.
     let opened = crate::source::open(url, &fopts.bmap, None, http, ctl.cancel())?;
-    // Windows disks and volumes are paths std cannot tell from files: the flash writer's
-    // checks and device opening (system disk refused, mounted volumes refused, volumes
-    // locked and dismounted while writing).
-    #[cfg(windows)]
-    if crate::drives::windows::parse_device_path(&dst.to_string_lossy()).is_some() {
+    // Windows disks and volumes (paths std cannot tell from files) and macOS disks: the
+    // flash writer's checks and device opening (system disk refused, mounted volumes
+    // refused; Windows volumes locked and dismounted while writing).
+    if is_drive_path(dst) {
         let targets = vec![crate::Target {
             path: dst.to_path_buf(),
             dst: Ok(crate::open_destination(dst, crate::Safety::default())?),
@@ -697,11 +768,11 @@ pub fn bmap_copy(
         );
     }
     let out = sparsekit_io::FileStorage::open_with(dst, true, !is_dev, is_dev).map_err(|e| {
-        if is_dev && e.raw_os_error() == Some(libc::EBUSY) {
+        if is_dev && e.raw_os_error() == Some(sparsekit_io::errno::EBUSY) {
             Error::DriveBusy {
                 path: dst.to_path_buf(),
                 reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-                errno: Some(libc::EBUSY),
+                errno: Some(sparsekit_io::errno::EBUSY),
             }
         } else {
             Error::Io(e)

@@ -12,12 +12,16 @@
 
 #[cfg(unix)]
 pub use libc::{
-    EBADF, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, ESPIPE,
+    EBADF, EBUSY, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EROFS,
+    ESPIPE,
 };
 
 /// `ERROR_INVALID_HANDLE`: libuv's `EBADF`.
 #[cfg(windows)]
 pub const EBADF: i32 = 6;
+/// `ERROR_SHARING_VIOLATION`: libuv's `EBUSY` (a drive another handle holds).
+#[cfg(windows)]
+pub const EBUSY: i32 = 32;
 /// `ERROR_FILE_TOO_LARGE` (no libuv name: the addon names it `EFBIG`).
 #[cfg(windows)]
 pub const EFBIG: i32 = 223;
@@ -45,6 +49,9 @@ pub const ENOSYS: i32 = 120;
 /// `ERROR_NOT_SUPPORTED`: libuv's `ENOTSUP`.
 #[cfg(windows)]
 pub const EOPNOTSUPP: i32 = 50;
+/// `ERROR_WRITE_PROTECT`: libuv's `EROFS`.
+#[cfg(windows)]
+pub const EROFS: i32 = 19;
 /// `ERROR_SEEK_ON_DEVICE` (no libuv name: the addon names it `ESPIPE`).
 #[cfg(windows)]
 pub const ESPIPE: i32 = 132;
