@@ -206,7 +206,9 @@ pub fn errno_name(code: i32) -> Option<String> {
         return None;
     };
     let name = match code {
-        ERROR_NOACCESS | ERROR_ELEVATION_REQUIRED | ERROR_CANT_ACCESS_FILE
+        ERROR_NOACCESS
+        | ERROR_ELEVATION_REQUIRED
+        | ERROR_CANT_ACCESS_FILE
         | ERROR_ACCESS_DENIED => "EACCES",
         ERROR_INVALID_FLAGS | ERROR_INVALID_HANDLE => "EBADF",
         ERROR_LOCK_VIOLATION | ERROR_PIPE_BUSY | ERROR_SHARING_VIOLATION => "EBUSY",
