@@ -49,7 +49,10 @@ export declare function copy(src: string | Buffer, dst: string | Buffer, options
 /** Hash `[start, start + length)` of a file. */
 export declare function digest(path: string | Buffer, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
 
-/** List whole block devices (sysfs and /proc/self/mountinfo). */
+/**
+ * List whole block devices (Linux: sysfs and /proc/self/mountinfo; Windows and macOS:
+ * their ioctls, see sparsekit_flash::drives).
+ */
 export declare function drivesList(): Promise<NativeDrive[]>
 
 /** Flash one source (path or http(s) URL) to several destinations at once. */

@@ -43,7 +43,8 @@ fn s(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// List whole block devices (sysfs and /proc/self/mountinfo).
+/// List whole block devices (Linux: sysfs and /proc/self/mountinfo; Windows and macOS:
+/// their ioctls, see sparsekit_flash::drives).
 #[napi(ts_return_type = "Promise<NativeDrive[]>")]
 pub fn drives_list<'env>(env: &'env Env) -> Result<Object<'env>> {
     spawn(

@@ -64,9 +64,11 @@ export interface Drive {
 }
 
 /**
- * List whole block devices with a size above 0, from sysfs and `/proc/self/mountinfo`
- * (no `lsblk` or helper binary): size, block sizes, vendor/model, bus, removable,
- * read-only, partitions with mount points, and `isSystem`.
+ * List whole block devices with a size above 0 (no `lsblk` or helper binary): on Linux
+ * from sysfs and `/proc/self/mountinfo`, on Windows `\\.\PhysicalDriveN` by their ioctls
+ * and volumes, on macOS `/dev/diskN` by ioctls and `getfsstat`. Size, block sizes,
+ * vendor/model, bus, removable, read-only, partitions with mount points, and `isSystem`
+ * (with `systemReasons`).
  */
 export async function list(): Promise<Drive[]> {
   const drives = await native.drivesList()
@@ -106,7 +108,7 @@ export interface WatchOptions {
 /**
  * Drives added and removed: an `EventEmitter` emitting `'add'` (a {@link Drive}),
  * `'remove'` (the last seen {@link Drive}), `'change'` (a drive whose size, partitions or
- * mounts changed) and `'error'`. It polls sysfs through {@link list} every `interval`
+ * mounts changed) and `'error'`. It polls {@link list} every `interval`
  * ms (1 s by default; a listing costs well under a millisecond of native work), which
  * needs no udev and no privileges. The first listing emits `'add'` for every drive
  * present. The timer does not keep the process alive; call `close()` to stop.
