@@ -394,6 +394,24 @@ pub fn assemble(mut disks: Vec<Disk>, volumes: &[Volume], sys: &SystemInfo) -> V
         .collect()
 }
 
+/// The drives with a partition `hit` picks, and that partition's mount points (of the
+/// first such drive); `None` when no drive has one.
+fn holding(
+    drives: &[Drive],
+    hit: impl Fn(&Partition) -> bool,
+) -> Option<(Vec<&Drive>, Vec<PathBuf>)> {
+    let ds: Vec<&Drive> = drives
+        .iter()
+        .filter(|d| d.partitions.iter().any(&hit))
+        .collect();
+    let mps = ds
+        .first()
+        .and_then(|d| d.partitions.iter().find(|p| hit(p)))
+        .map(|p| p.mountpoints.clone())
+        .unwrap_or_default();
+    (!ds.is_empty()).then_some((ds, mps))
+}
+
 /// The drives a destination path concerns, for the refusal checks: a whole disk, or every
 /// disk under a drive-letter or GUID-named volume (with that volume's mount points as the
 /// "mounted" list). `None` when no listed drive matches.
@@ -413,16 +431,7 @@ pub fn drives_of<'a>(
                     .iter()
                     .any(|m| m.to_string_lossy().eq_ignore_ascii_case(&root))
             };
-            let ds: Vec<&Drive> = drives
-                .iter()
-                .filter(|d| d.partitions.iter().any(hit))
-                .collect();
-            let mps = ds
-                .first()
-                .and_then(|d| d.partitions.iter().find(|p| hit(p)))
-                .map(|p| p.mountpoints.clone())
-                .unwrap_or_default();
-            (!ds.is_empty()).then_some((ds, mps))
+            holding(drives, hit)
         }
         DevicePath::Volume(g) => {
             let hit = |p: &Partition| {
@@ -431,16 +440,7 @@ pub fn drives_of<'a>(
                     .to_ascii_lowercase()
                     .ends_with(&g.to_ascii_lowercase())
             };
-            let ds: Vec<&Drive> = drives
-                .iter()
-                .filter(|d| d.partitions.iter().any(hit))
-                .collect();
-            let mps = ds
-                .first()
-                .and_then(|d| d.partitions.iter().find(|p| hit(p)))
-                .map(|p| p.mountpoints.clone())
-                .unwrap_or_default();
-            (!ds.is_empty()).then_some((ds, mps))
+            holding(drives, hit)
         }
         DevicePath::Other(_) => None,
     }
