@@ -2,7 +2,7 @@
 // mapped, hashed and copied with sparsekit, checking that the copy is byte-identical and
 // keeps its holes. Each capability sparsekit gains adds a step here.
 import { createRequire } from 'node:module'
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, statSync, createReadStream } from 'node:fs'
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, statSync, createReadStream, readFileSync } from 'node:fs'
 import http from 'node:http'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
@@ -50,6 +50,70 @@ const serve = (routes) => new Promise((resolve) => {
   srv.sent = () => socks.reduce((n, sock) => n + sock.bytesWritten, 0)
   srv.listen(0, '127.0.0.1', () => resolve(srv))
 })
+
+// Step 12: a Windows node.exe under wine hashes the image with the win32 binary and brings
+// the changed copy back with checksum | retrieve | save over Node streams (named pipes on
+// Windows). Runs when a win32 binary exists (npm test builds one, npm run prebuilt the
+// release one) and wine is set up (scripts/cross-tools.sh, as npm test does); otherwise
+// it says why it is skipped. Returns false only when a check failed.
+async function windowsStep(image, copyPath, blake3) {
+  const root = new URL('..', import.meta.url).pathname
+  const bins = [join(root, 'npm/win32-x64-gnu/sparsekit.win32-x64-gnu.node'),
+    join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'x86_64-pc-windows-gnu/smoke/sparsekit.win32-x64-gnu.node')]
+  // The newer of the two (a prebuilt one may be older than the sources).
+  const mtime = (b) => { try { return statSync(b).mtimeMs } catch { return -1 } }
+  const bin = bins.filter((b) => mtime(b) >= 0).sort((x, y) => mtime(y) - mtime(x))[0]
+  if (!bin || process.platform !== 'linux' || process.arch !== 'x64') {
+    console.log('  skipped: no win32 binary here (npm test builds one; npm run prebuilt win32-x64 the release one)')
+    return true
+  }
+  let env
+  try {
+    const out = execFileSync('bash', ['-c', 'source scripts/cross-tools.sh && sk_ensure_wine >&2 && echo "$SK_WINE" && sk_windows_node && echo "$WINEPREFIX"'],
+      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')
+    env = { wine: out[0], node: out[1], prefix: out[2] }
+  } catch (e) {
+    console.log(`  skipped: wine is not available (${String(e.stderr || e.message).trim().split('\n').pop()})`)
+    return true
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'sparsekit-demo-win-'))
+  try {
+    const script = join(dir, 'win.cjs')
+    writeFileSync(script, `'use strict'
+const sk = require(${JSON.stringify('Z:' + join(root, 'dist/index.js'))})
+const { PassThrough } = require('node:stream')
+;(async () => {
+  const [image, copy] = process.argv.slice(2)
+  let t = Date.now()
+  const sum = await sk.digest(image, { algorithm: 'blake3' })
+  console.log('digest ' + sum + ' ' + (Date.now() - t))
+  t = Date.now()
+  const hashes = new PassThrough(), blocks = new PassThrough()
+  const opts = { blake3: true }
+  const [, , saved] = await Promise.all([sk.sync.checksum(copy, hashes, opts), sk.sync.retrieve(image, hashes, blocks, opts), sk.sync.save(copy, blocks, opts)])
+  console.log('sync ' + saved.blocksWritten + ' ' + (Date.now() - t))
+  console.log('copy ' + (await sk.digest(copy, { algorithm: 'blake3' })))
+})().catch((e) => { console.log('error ' + (e.code || '') + ' ' + e.message); process.exit(1) })
+`)
+    // Change 3 blocks of the copy (it equals the image since step 8).
+    for (const off of [MiB, 400 * MiB, 1000 * MiB]) execFileSync('dd', ['if=/dev/urandom', `of=${copyPath}`, 'bs=4096', 'count=1', `seek=${off / 4096}`, 'conv=notrunc', 'status=none'])
+    const log = join(dir, 'out.txt')
+    const t0 = Date.now()
+    // Under wine, node.exe's stdout must be a file (a pipe gives EBADF).
+    execFileSync('bash', ['-c', `"$0" "$1" "$2" "$3" "$4" > "$5" 2>/dev/null`, env.wine, env.node, 'Z:' + script, 'Z:' + image, 'Z:' + copyPath, log],
+      { env: { ...process.env, WINEPREFIX: env.prefix, WINEDEBUG: '-all', SPARSEKIT_NATIVE_PATH: 'Z:' + bin }, stdio: 'ignore' })
+    const lines = Object.fromEntries(readFileSync(log, 'utf8').trim().split('\n').map((l) => [l.split(' ')[0], l.split(' ').slice(1)]))
+    if (lines.error) throw new Error(`under wine: ${lines.error.join(' ')}`)
+    const digestOk = lines.digest[0] === blake3
+    const copyOk = lines.copy[0] === blake3
+    console.log(`  binary ${bin.includes('/smoke/') ? 'smoke build (npm test)' : 'release (npm run prebuilt)'}; wine and node.exe ${(Date.now() - t0) / 1000} s in all`)
+    console.log(`  digest(blake3) in ${lines.digest[1]} ms: ${digestOk ? 'equals' : 'DIFFERS from'} the Linux one`)
+    console.log(`  checksum | retrieve | save (--blake3) over named pipes in ${lines.sync[1]} ms: ${lines.sync[0]} blocks written; copy ${copyOk ? 'matches again' : 'DIFFERS'}`)
+    return digestOk && copyOk
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
 
 const work = mkdtempSync(join(process.env.SPARSEKIT_DEMO_DIR || tmpdir(), 'sparsekit-demo-'))
 try {
@@ -235,7 +299,10 @@ try {
     srv.close()
   }
 
-  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk || !editOk || !multiOk || !remoteOk) throw new Error('demo: a copy did not match its source')
+  step('12. Windows: the same image in the official Windows node.exe under wine, with the win32 binary')
+  const winOk = await windowsStep(image, copyPath, sums.blake3)
+
+  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk || !editOk || !multiOk || !remoteOk || !winOk) throw new Error('demo: a copy did not match its source')
   console.log('\ndemo finished: all checks passed')
 } finally {
   rmSync(work, { recursive: true, force: true })
