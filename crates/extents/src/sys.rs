@@ -109,26 +109,8 @@ fn as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) }
 }
 
-/// `lseek(fd, offset, SEEK_DATA or SEEK_HOLE)`; `Ok(None)` for ENXIO (no data past
-/// `offset`, or `offset` at/after end of file).
-pub fn seek(file: &File, offset: u64, hole: bool) -> io::Result<Option<u64>> {
-    let whence = if hole {
-        libc::SEEK_HOLE
-    } else {
-        libc::SEEK_DATA
-    };
-    let off = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: plain syscall on a valid descriptor.
-    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENXIO) {
-            return Ok(None);
-        }
-        return Err(e);
-    }
-    Ok(Some(r as u64))
-}
+/// `lseek(SEEK_DATA / SEEK_HOLE)`: the POSIX call Linux and macOS share.
+pub use sparsekit_io::sys::seek;
 
 /// The filesystem block size (`FIGETBSZ`), or `None` if the ioctl is refused.
 pub fn fs_block_size(file: &File) -> Option<u64> {

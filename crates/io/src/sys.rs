@@ -37,7 +37,7 @@ pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 #[path = "sys/posix.rs"]
 mod posix;
-pub use posix::{open, open_flags, poll_readable, set_nonblocking};
+pub use posix::{open, open_flags, poll_readable, seek, set_nonblocking};
 
 /// The size in bytes of a block device (`BLKGETSIZE64`; its `st_size` is 0).
 pub fn block_device_size(file: &File) -> io::Result<u64> {

@@ -42,7 +42,7 @@ pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 #[path = "posix.rs"]
 mod posix;
-pub use posix::{open, open_flags, poll_readable, set_nonblocking};
+pub use posix::{open, open_flags, poll_readable, seek, set_nonblocking};
 
 /// The size in bytes of a disk: `DKIOCGETBLOCKCOUNT` x `DKIOCGETBLOCKSIZE` (sys/disk.h).
 pub fn block_device_size(file: &File) -> io::Result<u64> {

@@ -1,5 +1,5 @@
 //! The POSIX calls the Linux and macOS modules share (open(2) without blocking on FIFOs,
-//! fcntl(2), poll(2)); each re-exports them.
+//! fcntl(2), poll(2), lseek(2) to data and holes); each re-exports them.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -93,4 +93,28 @@ pub fn poll_readable(file: &File, timeout_ms: i32) -> io::Result<bool> {
         return Err(e);
     }
     Ok(r > 0)
+}
+
+/// `lseek(SEEK_DATA)` (`hole == false`) or `lseek(SEEK_HOLE)` from `offset`: Linux since
+/// 3.1 (include/uapi/linux/fs.h: `SEEK_DATA` 3, `SEEK_HOLE` 4), macOS 10.12 on APFS and
+/// HFS+ (unistd.h: `SEEK_HOLE` 3, `SEEK_DATA` 4). `Ok(None)` when there is no more data
+/// (ENXIO: the offset is at or past the end, or only a hole follows). It moves the file
+/// position, which the sparsekit crates never use (their I/O is positional).
+pub fn seek(file: &File, offset: u64, hole: bool) -> io::Result<Option<u64>> {
+    let whence = if hole {
+        libc::SEEK_HOLE
+    } else {
+        libc::SEEK_DATA
+    };
+    let off = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: lseek on a valid descriptor; changes only the file position.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as u64))
 }

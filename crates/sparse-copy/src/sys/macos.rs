@@ -29,27 +29,9 @@ pub fn ficlonerange(
     Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
-/// No copy_file_range on macOS: `ENOSYS`.
-pub fn copy_file_range(
-    _src: &File,
-    _src_offset: u64,
-    _dst: &File,
-    _dst_offset: u64,
-    _len: usize,
-) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
-}
-
-/// sendfile(2) on macOS sends to sockets only: `ENOSYS`.
-pub fn sendfile(
-    _src: &File,
-    _src_offset: u64,
-    _dst: &File,
-    _dst_offset: u64,
-    _len: usize,
-) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
-}
+#[path = "no_kernel_copy.rs"]
+mod no_kernel_copy;
+pub use no_kernel_copy::{copy_file_range, sendfile};
 
 /// Deallocate `[offset, offset + len)` with `fcntl(F_PUNCHHOLE)`.
 pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {

@@ -72,27 +72,9 @@ pub fn ficlonerange(
     .map_err(unsupported_to_eopnotsupp)
 }
 
-/// No copy_file_range on Windows: `ENOSYS`.
-pub fn copy_file_range(
-    _src: &File,
-    _src_offset: u64,
-    _dst: &File,
-    _dst_offset: u64,
-    _len: usize,
-) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(sparsekit_io::errno::ENOSYS))
-}
-
-/// No sendfile between files on Windows: `ENOSYS`.
-pub fn sendfile(
-    _src: &File,
-    _src_offset: u64,
-    _dst: &File,
-    _dst_offset: u64,
-    _len: usize,
-) -> io::Result<usize> {
-    Err(io::Error::from_raw_os_error(sparsekit_io::errno::ENOSYS))
-}
+#[path = "no_kernel_copy.rs"]
+mod no_kernel_copy;
+pub use no_kernel_copy::{copy_file_range, sendfile};
 
 /// Deallocate `[offset, offset + len)` (`FSCTL_SET_SPARSE` + `FSCTL_SET_ZERO_DATA`); a file
 /// system without sparse files answers `EOPNOTSUPP`.
