@@ -12,9 +12,15 @@
 
 #[cfg(unix)]
 pub use libc::{
-    EBADF, EBUSY, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EROFS,
-    ESPIPE,
+    EBADF, EBUSY, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EROFS, ESPIPE,
 };
+
+/// "Not supported by this file or file system": `ENOTSUP`. Linux defines `EOPNOTSUPP` as
+/// the same number (95); macOS keeps them apart (`ENOTSUP` 45, what its file systems,
+/// `fcntl` and the crates' own stubs answer; `EOPNOTSUPP` 102 is for sockets), so one
+/// comparison with this constant catches both OSes' answer.
+#[cfg(unix)]
+pub const EOPNOTSUPP: i32 = libc::ENOTSUP;
 
 /// `ERROR_INVALID_HANDLE`: libuv's `EBADF`.
 #[cfg(windows)]
