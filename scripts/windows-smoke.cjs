@@ -29,6 +29,11 @@ async function check(name, fn) {
     console.log(`not ok - ${name}: ${e && e.code ? `[${e.code}] ` : ''}${e && e.stack ? e.stack : e}`)
   }
 }
+/** What `promise` rejects with, or null when it resolves. */
+const rejection = (promise) => promise.then(
+  () => null,
+  (err) => err,
+)
 function eq(a, b, what) {
   if (a !== b) throw new Error(`${what}: got ${JSON.stringify(a)}, expected ${JSON.stringify(b)}`)
 }
@@ -98,38 +103,26 @@ function eq(a, b, what) {
     fs.copyFileSync(p('changed.raw'), w('dst3.raw'))
     const cut = new PassThrough()
     cut.end(Buffer.from('sparsekit: not a block stream'))
-    const e = await sk.sync.save(w('dst3.raw'), cut).then(
-      () => null,
-      (err) => err,
-    )
+    const e = await rejection(sk.sync.save(w('dst3.raw'), cut))
     if (!e) throw new Error('save of a cut stream resolved')
     eq(e.code, 'ERR_SPARSEKIT_PROTOCOL', 'code')
     return e.message.split('\n')[0]
   })
   await check('a missing file rejects with code ENOENT', async () => {
-    const e = await sk.digest(w('missing.raw')).then(
-      () => null,
-      (err) => err,
-    )
+    const e = await rejection(sk.digest(w('missing.raw')))
     if (!e) throw new Error('digest of a missing file resolved')
     eq(e.code, 'ENOENT', 'code')
     if (!(e instanceof Error)) throw new Error('not an Error')
     return e.message.split('\n')[0]
   })
   await check('a directory rejects with code EISDIR (a Win32 error named as Node names it)', async () => {
-    const e = await sk.digest(dir).then(
-      () => null,
-      (err) => err,
-    )
+    const e = await rejection(sk.digest(dir))
     if (!e) throw new Error('digest of a directory resolved')
     eq(e.code, 'EISDIR', 'code')
     return e.message.split('\n')[0]
   })
   await check('a copy into a missing folder rejects with ENOENT, the source untouched', async () => {
-    const e = await sk.copy(p('img.raw'), w('no/such/dir/x.raw')).then(
-      () => null,
-      (err) => err,
-    )
+    const e = await rejection(sk.copy(p('img.raw'), w('no/such/dir/x.raw')))
     if (!e) throw new Error('copy into a missing folder resolved')
     eq(e.code, 'ENOENT', 'code')
     eq(sha256(p('img.raw')), expected.sha256, 'sha256 of the source')
@@ -150,10 +143,7 @@ function eq(a, b, what) {
   await check('bmap copy to a device that is no disk (\\\\.\\CdRom0) rejects with ERR_SPARSEKIT_UNSUPPORTED', async () => {
     // Never a real disk here: under wine PhysicalDrive0 is a host disk. The refusal of a
     // system disk is tested on Linux (crates/flash drives::windows tests).
-    const e = await sk.bmap.copy(p('img.raw'), '\\\\.\\CdRom0', { bmap: p('img.bmap') }).then(
-      () => null,
-      (err) => err,
-    )
+    const e = await rejection(sk.bmap.copy(p('img.raw'), '\\\\.\\CdRom0', { bmap: p('img.bmap') }))
     if (!e) throw new Error('bmap copy to \\\\.\\CdRom0 resolved')
     eq(e.code, 'ERR_SPARSEKIT_UNSUPPORTED', 'code')
     return e.message.split('\n')[0]
