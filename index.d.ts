@@ -70,6 +70,8 @@ export interface NativeBmapCopyOptions {
   verify?: boolean
   /** Re-read the destination past the page cache after fsync (default false). */
   readBack?: boolean
+  /** Create a missing destination as a regular file (never under /dev). */
+  createFiles?: boolean
 }
 
 export interface NativeBmapCopyResult {
@@ -194,6 +196,8 @@ export interface NativeFlashOptions {
   force?: boolean
   /** Unmount mounted partitions of the destinations first. */
   unmount?: boolean
+  /** Create missing destinations as regular files (never under /dev). */
+  createFiles?: boolean
   /** The zip entry to write (default: the largest). */
   zipEntry?: string
   /** Extra trusted CA certificates (PEM) for https sources. */
@@ -353,6 +357,8 @@ export interface NativeRemoteOptions {
   verify?: boolean
   /** bmap copy: read the destination back after fsync (default false). */
   readBack?: boolean
+  /** bmap copy: create a missing destination as a regular file (never under /dev). */
+  createFiles?: boolean
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */

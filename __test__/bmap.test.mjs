@@ -1,7 +1,7 @@
 // bmap.create() / bmap.copy() and `sparsekit bmap`, with bmaptool (Debian bmap-tools) as
 // the oracle both ways.
 import test from 'ava'
-import { writeFileSync, readFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs'
+import { writeFileSync, readFileSync, openSync, writeSync, closeSync, statSync, existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sk, tempDir, sparseFile, randomBytes, run, cli, testWith, isRoot, has } from './helpers.mjs'
 import { md5, blocks, loopDevice } from './fs-helpers.mjs'
@@ -54,7 +54,7 @@ withBmaptool('copy with a bmaptool bmap: verified, sparse, read back, phases end
   const dst = join(dir, 'out.img')
   writeFileSync(dst, Buffer.alloc(50 * MiB, 0xee)) // old contents must not survive
   const seen = new Map()
-  const r = await sk.bmap.copy(img, dst, { readBack: true, onProgress: (p) => seen.set(p.phase, p) })
+  const r = await sk.bmap.copy(img, dst, { createFiles: true, readBack: true, onProgress: (p) => seen.set(p.phase, p) })
   t.is(md5(dst), md5(img))
   t.is(r.bmap, `${img}.bmap`)
   const ranges = parts(readFileSync(`${img}.bmap`, 'utf8')).ranges.length
@@ -74,12 +74,12 @@ withBmaptool('a corrupted image block rejects with the range', async (t) => {
   const fd = openSync(img, 'r+')
   writeSync(fd, Buffer.from('!'), 0, 1, 6 * MiB)
   closeSync(fd)
-  const err = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: bmapFile }), { code: 'ERR_SPARSEKIT_CHECKSUM_MISMATCH' })
+  const err = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, bmap: bmapFile }), { code: 'ERR_SPARSEKIT_CHECKSUM_MISMATCH' })
   t.regex(err.message, /blocks range 1280-2048/)
   t.deepEqual(err.range, { start: 1280 * 4096, length: 769 * 4096 })
   t.is(err.path, img)
   // --no-verify copies it as it is, like bmaptool's.
-  await sk.bmap.copy(img, join(dir, 'o'), { bmap: bmapFile, verify: false })
+  await sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, bmap: bmapFile, verify: false })
   t.is(md5(join(dir, 'o')), md5(img))
 })
 
@@ -98,7 +98,7 @@ for (const [tool, args, ext] of [
     // disk.img.xz -> disk.bmap (the extensions taken off one by one)
     const dst = join(dir, 'out.img')
     let last
-    const r = await sk.bmap.copy(z, dst, { readBack: true, onProgress: (p) => p.phase === 'decompress' && (last = p) })
+    const r = await sk.bmap.copy(z, dst, { createFiles: true, readBack: true, onProgress: (p) => p.phase === 'decompress' && (last = p) })
     t.is(r.compression, tool)
     t.is(r.bmap, join(dir, 'disk.bmap'))
     t.is(md5(dst), md5(img))
@@ -108,13 +108,13 @@ for (const [tool, args, ext] of [
     run('bmaptool', ['copy', '--bmap', join(dir, 'disk.bmap'), z, dst2], quiet)
     t.is(md5(dst2), md5(img))
     // Without a bmap: written whole, zeros left as holes.
-    const r2 = await sk.bmap.copy(z, join(dir, 'nobmap.img'), { bmap: false })
+    const r2 = await sk.bmap.copy(z, join(dir, 'nobmap.img'), { createFiles: true, bmap: false })
     t.is(md5(join(dir, 'nobmap.img')), md5(img))
     t.true(r2.bytesWritten < 4 * MiB)
     // A truncated stream is a coded error.
     const data = readFileSync(z)
     writeFileSync(join(dir, 'cut'), data.subarray(0, Math.floor(data.length / 2)))
-    const e = await t.throwsAsync(sk.bmap.copy(join(dir, 'cut'), join(dir, 'o2'), { bmap: false }))
+    const e = await t.throwsAsync(sk.bmap.copy(join(dir, 'cut'), join(dir, 'o2'), { createFiles: true, bmap: false }))
     t.true(['ERR_SPARSEKIT_DECOMPRESS', 'ERR_SPARSEKIT_IMAGE_TRUNCATED'].includes(e.code), e.message)
   })
 }
@@ -127,12 +127,12 @@ test('old bmap versions (1.2 written from the spec) copy correctly', async (t) =
   const xml = `<?xml version="1.0" ?>\n<bmap version="1.2">\n <ImageSize> ${ours.size} </ImageSize>\n <BlockSize> 4096 </BlockSize>\n` +
     ` <BlocksCount> ${ours.blocks} </BlocksCount>\n <MappedBlocksCount> ${ours.mapped} </MappedBlocksCount>\n <BlockMap>\n${ranges} </BlockMap>\n</bmap>\n`
   writeFileSync(join(dir, 'v12.bmap'), xml)
-  const r = await sk.bmap.copy(img, join(dir, 'o'), { bmap: join(dir, 'v12.bmap') })
+  const r = await sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, bmap: join(dir, 'v12.bmap') })
   t.is(r.rangesVerified, 0)
   t.is(md5(join(dir, 'o')), md5(img))
   // Counts that disagree: a coded error naming the line.
   writeFileSync(join(dir, 'bad.bmap'), xml.replace(`<MappedBlocksCount> ${ours.mapped} `, `<MappedBlocksCount> ${ours.mapped + 1} `))
-  const e = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: join(dir, 'bad.bmap') }), { code: 'ERR_SPARSEKIT_BMAP_INVALID' })
+  const e = await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, bmap: join(dir, 'bad.bmap') }), { code: 'ERR_SPARSEKIT_BMAP_INVALID' })
   t.regex(e.message, /line 6: <MappedBlocksCount>/)
   t.is(e.path, join(dir, 'bad.bmap'))
 })
@@ -141,13 +141,13 @@ test('arguments are checked; abort rejects with ERR_SPARSEKIT_ABORTED', async (t
   const dir = tempDir(t)
   const img = image(dir)
   await t.throwsAsync(sk.bmap.create(img, { checksum: 'md5' }), { code: 'ERR_INVALID_ARG_VALUE' })
-  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { bmap: true }), { code: 'ERR_INVALID_ARG_TYPE' })
-  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { readBack: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
-  await t.throwsAsync(sk.bmap.copy(join(dir, 'missing'), join(dir, 'o')), { code: 'ENOENT' })
-  await t.throwsAsync(sk.bmap.copy(img, img, { bmap: false }), { code: 'ERR_SPARSEKIT_INVALID_ARG' })
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, bmap: true }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, readBack: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.bmap.copy(join(dir, 'missing'), join(dir, 'o'), { createFiles: true }), { code: 'ENOENT' })
+  await t.throwsAsync(sk.bmap.copy(img, img, { createFiles: true, bmap: false }), { code: 'ERR_SPARSEKIT_INVALID_ARG' })
   const ac = new AbortController()
   ac.abort()
-  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+  await t.throwsAsync(sk.bmap.copy(img, join(dir, 'o'), { createFiles: true, signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
   await t.throwsAsync(sk.bmap.create(img, { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
 })
 
@@ -159,7 +159,7 @@ test('arguments are checked; abort rejects with ERR_SPARSEKIT_ABORTED', async (t
   const backing = join(dir, 'dev')
   writeFileSync(backing, Buffer.alloc(48 * MiB, 0x5a))
   const dev = loopDevice(t, backing)
-  const r = await sk.bmap.copy(img, dev, { readBack: true })
+  const r = await sk.bmap.copy(img, dev, { createFiles: true, readBack: true })
   t.true(r.rangesReadBack > 0)
   const devBytes = readFileSync(backing)
   const imgBytes = readFileSync(img)
@@ -172,7 +172,7 @@ test('arguments are checked; abort rejects with ERR_SPARSEKIT_ABORTED', async (t
   const small = join(dir, 'small')
   writeFileSync(small, Buffer.alloc(16 * MiB, 0x77))
   const sdev = loopDevice(t, small)
-  const e = await t.throwsAsync(sk.bmap.copy(img, sdev), { code: 'ERR_SPARSEKIT_DEST_TOO_SMALL' })
+  const e = await t.throwsAsync(sk.bmap.copy(img, sdev, { createFiles: true }), { code: 'ERR_SPARSEKIT_DEST_TOO_SMALL' })
   t.is(e.path, sdev)
   t.true(readFileSync(small).every((b) => b === 0x77))
 })
@@ -189,18 +189,42 @@ withBmaptool('CLI: bmap create | bmaptool copy, bmaptool create | bmap copy', as
   t.is(cli(['bmap', 'create', img, '-o', join(dir, 'o.bmap')]).status, 0)
   t.is(readFileSync(join(dir, 'o.bmap'), 'utf8'), c.stdout)
   run('bmaptool', ['create', '-o', join(dir, 'bt.bmap'), img], quiet)
-  const r = cli(['bmap', 'copy', img, join(dir, 'b'), '--bmap', join(dir, 'bt.bmap'), '--read-back', '--json'])
+  const r = cli(['bmap', 'copy', '--create', img, join(dir, 'b'), '--bmap', join(dir, 'bt.bmap'), '--read-back', '--json'])
   t.is(r.status, 0, r.stderr)
   t.is(JSON.parse(r.stdout).bmap, join(dir, 'bt.bmap'))
   t.is(md5(join(dir, 'b')), md5(img))
-  const nv = cli(['bmap', 'copy', img, join(dir, 'c'), '--nobmap', '--no-verify'])
+  const nv = cli(['bmap', 'copy', '--create', img, join(dir, 'c'), '--nobmap', '--no-verify'])
   t.is(nv.status, 0, nv.stderr)
   t.regex(nv.stdout, /without a bmap/)
   t.is(md5(join(dir, 'c')), md5(img))
   t.is(cli(['bmap']).status, 2)
-  t.is(cli(['bmap', 'copy', img]).status, 2)
-  t.is(cli(['bmap', 'copy', img, 'x', '--bmap', 'f', '--nobmap']).status, 2)
-  const bad = cli(['bmap', 'copy', img, join(dir, 'd'), '--bmap', join(dir, 'missing.bmap')])
+  t.is(cli(['bmap', 'copy', '--create', img]).status, 2)
+  t.is(cli(['bmap', 'copy', '--create', img, 'x', '--bmap', 'f', '--nobmap']).status, 2)
+  const bad = cli(['bmap', 'copy', '--create', img, join(dir, 'd'), '--bmap', join(dir, 'missing.bmap')])
   t.is(bad.status, 1)
   t.regex(bad.stderr, /ENOENT/)
+})
+
+// Issue 27 item 1, for bmap.copy: a missing destination is not silently created.
+test('bmap.copy refuses a missing destination unless createFiles; never under /dev', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir)
+  const plain = join(dir, 'new.img')
+  const gone = `/dev/sparsekit-missing-${process.pid}-bmap`
+  t.teardown(() => rmSync(gone, { force: true }))
+  await t.throwsAsync(sk.bmap.copy(img, plain, { bmap: false }), { code: 'ENOENT', message: /createFiles/ })
+  t.false(existsSync(plain))
+  for (const createFiles of [false, true]) {
+    const e = await t.throwsAsync(sk.bmap.copy(img, gone, { bmap: false, createFiles }), { code: 'ENOENT' })
+    t.is(e.path, gone)
+    t.false(existsSync(gone))
+  }
+  await sk.bmap.copy(img, plain, { bmap: false, createFiles: true })
+  t.true(readFileSync(plain).equals(readFileSync(img)))
+  t.is(cli(['bmap', 'copy', img, gone, '--create']).status, 1)
+  t.false(existsSync(gone))
+  const viaCli = join(dir, 'cli.img')
+  t.is(cli(['bmap', 'copy', img, viaCli]).status, 1)
+  t.is(cli(['bmap', 'copy', img, viaCli, '--create']).status, 0)
+  t.true(readFileSync(viaCli).equals(readFileSync(img)))
 })

@@ -1,7 +1,7 @@
 // drives.list() / drives.watch() / flash() and `sparsekit drives|flash`: real loop devices,
 // a local HTTPS server with its own CA, zip archives from the system `zip`.
 import test from 'ava'
-import { writeFileSync, readFileSync, statSync, openSync, readSync, closeSync } from 'node:fs'
+import { writeFileSync, readFileSync, statSync, openSync, readSync, closeSync, existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:https'
 import { gzipSync } from 'node:zlib'
@@ -71,7 +71,7 @@ test('drives.list() marks the root disk isSystem and flash refuses it', async (t
   if (!isRoot) return
   const dir = tempDir(t)
   const { path } = image(dir, MiB)
-  const r = await sk.flash(path, [holder.path])
+  const r = await sk.flash(path, [holder.path], { createFiles: true })
   t.false(r.destinations[0].ok)
   t.is(r.destinations[0].error.code, 'ERR_SPARSEKIT_SYSTEM_DRIVE')
 })
@@ -83,7 +83,7 @@ rootTest('one image to three loop devices, verified, progress per destination', 
   const seen = []
   const gz = join(dir, 'os.img.gz')
   writeFileSync(gz, gzipSync(data, { level: 1 }))
-  const r = await sk.flash(gz, devs, { onProgress: (p) => seen.push(p) })
+  const r = await sk.flash(gz, devs, { createFiles: true, onProgress: (p) => seen.push(p) })
   t.is(r.compression, 'gzip')
   t.is(r.imageSize, data.length)
   for (const [i, d] of r.destinations.entries()) {
@@ -122,7 +122,7 @@ rootTest('a failing and a too-small destination are dropped; the others finish',
   t.teardown(() => spawnSync('umount', ['-l', mnt]))
   run('truncate', ['-s', '16M', join(mnt, 'dev')])
   const bad = loopDevice(t, join(mnt, 'dev'))
-  const r = await sk.flash(path, [small, bad, a], { bmap: false })
+  const r = await sk.flash(path, [small, bad, a], { createFiles: true, bmap: false })
   const [s, b, ok] = r.destinations
   t.is(s.error.code, 'ERR_SPARSEKIT_DEST_TOO_SMALL')
   t.is(s.bytesWritten, 0)
@@ -137,7 +137,7 @@ rootTest('a failing and a too-small destination are dropped; the others finish',
     t.true(got.subarray(off, off + 256 * 1024).equals(data.subarray(off, off + 256 * 1024)))
   }
   // The CLI reports the failures and exits 1.
-  const c = cli(['flash', path, small, a])
+  const c = cli(['flash', '--create', path, small, a])
   t.is(c.status, 1, c.stderr)
   t.regex(c.stderr, /ERR_SPARSEKIT_DEST_TOO_SMALL/)
   t.regex(c.stdout, /read back and verified/)
@@ -202,7 +202,7 @@ withTls('HTTPS with a private CA: plain, gzip and xz images through five dropped
     const drops = [...new Set([0.13, 0.31, 0.5, 0.72, 0.9].map((f) => Math.floor(f * len * (0.9 + Math.random() * 0.1)) + 1))].sort((a, b) => a - b)
     const srv = await httpsServer(t, tls, files, { drops })
     const dst = join(dir, `${name}.out`)
-    const r = await sk.flash(srv.url(name), [dst], { ca: tls.ca, retryDelay: 10 })
+    const r = await sk.flash(srv.url(name), [dst], { createFiles: true, ca: tls.ca, retryDelay: 10 })
     t.true(r.destinations[0].ok, `${name}: ${r.destinations[0].error?.message}`)
     t.true(readFileSync(dst).equals(data), name)
     t.is(srv.state.drops.length, 0, `${name}: every drop happened`)
@@ -211,7 +211,7 @@ withTls('HTTPS with a private CA: plain, gzip and xz images through five dropped
   }
   // Without the CA the server is not trusted: a coded HTTP error, nothing written.
   const srv = await httpsServer(t, tls, files)
-  const e = await t.throwsAsync(sk.flash(srv.url('os.img'), [join(dir, 'untrusted')]))
+  const e = await t.throwsAsync(sk.flash(srv.url('os.img'), [join(dir, 'untrusted')], { createFiles: true }))
   t.is(e.code, 'ERR_SPARSEKIT_HTTP')
   t.regex(e.message, /certificate|issuer/i)
 })
@@ -221,11 +221,11 @@ withTls('a server without range support fails once the retries are used up, nami
   const tls = certificates(dir)
   const data = randomBytes(2 * MiB)
   const srv = await httpsServer(t, tls, { 'os.img': data }, { ranges: false, drops: Array(20).fill(MiB) })
-  const e = await t.throwsAsync(sk.flash(srv.url('os.img'), [join(dir, 'out')], { ca: tls.ca, retryDelay: 5, retries: 3 }))
+  const e = await t.throwsAsync(sk.flash(srv.url('os.img'), [join(dir, 'out')], { createFiles: true, ca: tls.ca, retryDelay: 5, retries: 3 }))
   t.is(e.code, 'ERR_SPARSEKIT_HTTP_INTERRUPTED')
   t.is(e.offset, MiB)
   t.regex(e.message, /range requests/)
-  const missing = await t.throwsAsync(sk.flash(srv.url('nope'), [join(dir, 'x')], { ca: tls.ca }))
+  const missing = await t.throwsAsync(sk.flash(srv.url('nope'), [join(dir, 'x')], { createFiles: true, ca: tls.ca }))
   t.is(missing.code, 'ERR_SPARSEKIT_HTTP')
   t.regex(missing.message, /404/)
 })
@@ -245,12 +245,12 @@ withZip('zip archives from the system zip: deflate, stored, a named entry, xz in
   }
   for (const [z, zipEntry] of cases) {
     const dst = join(dir, `${z}.out`)
-    const r = await sk.flash(join(dir, z), [dst], { zipEntry })
+    const r = await sk.flash(join(dir, z), [dst], { createFiles: true, zipEntry })
     t.true(r.destinations[0].ok, `${z}: ${r.destinations[0].error?.message}`)
     t.true(r.zipEntry.startsWith('os.img'))
     t.true(readFileSync(dst).equals(data), z)
   }
-  const e = await t.throwsAsync(sk.flash(join(dir, 'deflate.zip'), [join(dir, 'x')], { zipEntry: 'nope' }))
+  const e = await t.throwsAsync(sk.flash(join(dir, 'deflate.zip'), [join(dir, 'x')], { createFiles: true, zipEntry: 'nope' }))
   t.is(e.code, 'ERR_SPARSEKIT_ZIP')
 })
 
@@ -263,7 +263,7 @@ long('zip64: a 4.5 GiB sparse image in a zip, streamed to a sparse file', async 
   run('zip', ['-q', '-1', 'big.zip', 'big.img'], { cwd: dir })
   t.true(statSync(join(dir, 'big.zip')).size < size / 100)
   const dst = join(dir, 'out')
-  const r = await sk.flash(join(dir, 'big.zip'), [dst], { readBack: false })
+  const r = await sk.flash(join(dir, 'big.zip'), [dst], { createFiles: true, readBack: false })
   t.true(r.destinations[0].ok, r.destinations[0].error?.message)
   t.is(r.imageSize, size)
   t.is(statSync(dst).size, size)
@@ -292,10 +292,61 @@ rootTest('drives.watch() sees a loop device attached and detached', async (t) =>
 })
 
 test('argument errors', async (t) => {
-  await t.throwsAsync(sk.flash('x', 'y'), { code: 'ERR_INVALID_ARG_TYPE' })
-  await t.throwsAsync(sk.flash('x', []), { code: 'ERR_INVALID_ARG_VALUE' })
-  await t.throwsAsync(sk.flash('x', ['y'], { ca: 5 }), { code: 'ERR_INVALID_ARG_TYPE' })
-  await t.throwsAsync(sk.flash(join(tempDir(t), 'missing'), ['y']), { code: 'ENOENT' })
+  await t.throwsAsync(sk.flash('x', 'y', { createFiles: true }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.flash('x', [], { createFiles: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.flash('x', ['y'], { createFiles: true, ca: 5 }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.flash(join(tempDir(t), 'missing'), ['y'], { createFiles: true }), { code: 'ENOENT' })
   t.throws(() => sk.drives.watch({ interval: 1 }), { code: 'ERR_INVALID_ARG_VALUE' })
-  t.is(cli(['flash', 'only-source']).status, 2)
+  t.is(cli(['flash', '--create', 'only-source']).status, 2)
+})
+
+// Issue 27 item 1: a destination that does not exist (a card pulled after drives.list(),
+// a mistyped /dev/sdX) was created as a regular file and reported flashed and verified.
+test('a missing destination is refused with ENOENT and nothing is created', async (t) => {
+  const dir = tempDir(t)
+  const { path: src, data } = image(dir, 4 * MiB)
+  const gone = `/dev/sparsekit-missing-${process.pid}-${Date.now()}`
+  const plain = join(dir, 'new.img')
+  t.teardown(() => rmSync(gone, { force: true }))
+  for (const createFiles of [undefined, false, true]) {
+    const r = await sk.flash(src, [gone], { createFiles })
+    t.false(r.destinations[0].ok, `createFiles ${createFiles}`)
+    t.is(r.destinations[0].error.code, 'ENOENT')
+    t.is(r.destinations[0].error.path, gone)
+    t.false(existsSync(gone), 'nothing created under /dev')
+  }
+  const r = await sk.flash(src, [plain])
+  t.is(r.destinations[0].error.code, 'ENOENT')
+  t.regex(r.destinations[0].error.message, /createFiles/)
+  t.false(existsSync(plain))
+  // A second, existing destination is still written.
+  const other = join(dir, 'exists.img')
+  writeFileSync(other, '')
+  const two = await sk.flash(src, [plain, other])
+  t.deepEqual(two.destinations.map((d) => d.ok), [false, true])
+  t.true(readFileSync(other).equals(data))
+  // Asked for explicitly, a regular file is created.
+  const made = await sk.flash(src, [plain], { createFiles: true })
+  t.true(made.destinations[0].ok)
+  t.true(readFileSync(plain).equals(data))
+  await t.throwsAsync(sk.flash(src, [plain], { createFiles: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+test('sparsekit flash to a missing drive exits 1 and creates nothing; --create makes a file', (t) => {
+  const dir = tempDir(t)
+  const { path: src, data } = image(dir, 2 * MiB)
+  const gone = `/dev/sdzz-sparsekit-${process.pid}`
+  t.teardown(() => rmSync(gone, { force: true }))
+  for (const extra of [[], ['--create']]) {
+    const r = cli(['flash', src, gone, ...extra])
+    t.is(r.status, 1, r.stdout + r.stderr)
+    t.regex(r.stderr, /ENOENT/)
+    t.false(existsSync(gone))
+  }
+  const plain = join(dir, 'out.img')
+  t.is(cli(['flash', src, plain]).status, 1)
+  t.false(existsSync(plain))
+  const ok = cli(['flash', src, plain, '--create'])
+  t.is(ok.status, 0, ok.stderr)
+  t.true(readFileSync(plain).equals(data))
 })

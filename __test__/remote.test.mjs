@@ -153,7 +153,7 @@ withTls('bmap.copy of an https URL: URL.bmap found, byte-exact, holes kept; gzip
   const srv = await httpsServer(t, tls, files)
   srv.state.drops = 2
   const dst = join(dir, 'a')
-  const r = await sk.bmap.copy(srv.url('os.img'), dst, { ca: tls.ca, retryDelay: 5, readBack: true })
+  const r = await sk.bmap.copy(srv.url('os.img'), dst, { createFiles: true, ca: tls.ca, retryDelay: 5, readBack: true })
   t.is(r.bmap, srv.url('os.img.bmap'))
   t.is(r.bytesWritten, 5 * MiB)
   // Only the mapped ranges were fetched (range requests), not the 24 MiB file.
@@ -165,26 +165,26 @@ withTls('bmap.copy of an https URL: URL.bmap found, byte-exact, holes kept; gzip
   t.true(allocated(dst) <= 6 * MiB, `${allocated(dst)}`)
   t.is(srv.state.drops, 0)
   const g = join(dir, 'g')
-  const r2 = await sk.bmap.copy(new URL(srv.url('os.img.gz')), g, { ca: tls.ca })
+  const r2 = await sk.bmap.copy(new URL(srv.url('os.img.gz')), g, { createFiles: true, ca: tls.ca })
   t.is(r2.compression, 'gzip')
   t.is(r2.bmap, undefined)
   t.is(await nodeDigest(g, 'md5'), await nodeDigest(join(dir, 'os.img'), 'md5'))
   t.true(allocated(g) <= 6 * MiB, `${allocated(g)}`)
   // The CLI.
-  const c = await cliAsync(['bmap', 'copy', srv.url('os.img'), join(dir, 'cli')], { SSL_CERT_FILE: tls.caPath })
+  const c = await cliAsync(['bmap', 'copy', '--create', srv.url('os.img'), join(dir, 'cli')], { SSL_CERT_FILE: tls.caPath })
   t.is(c.status, 0, c.stderr)
   t.regex(c.stdout, /os\.img\.bmap/)
   t.is(await nodeDigest(join(dir, 'cli'), 'md5'), await nodeDigest(join(dir, 'os.img'), 'md5'))
   // The CA given with --ca instead; --ca with a local image is a usage error (exit 2).
-  const c3 = await cliAsync(['bmap', 'copy', '--ca', tls.caPath, '--retries', '2', srv.url('os.img'), join(dir, 'cli-ca')])
+  const c3 = await cliAsync(['bmap', 'copy', '--create', '--ca', tls.caPath, '--retries', '2', srv.url('os.img'), join(dir, 'cli-ca')])
   t.is(c3.status, 0, c3.stderr)
   t.is(await nodeDigest(join(dir, 'cli-ca'), 'md5'), await nodeDigest(join(dir, 'os.img'), 'md5'))
-  const c4 = await cliAsync(['bmap', 'copy', '--ca', tls.caPath, join(dir, 'os.img'), join(dir, 'cli-local')])
+  const c4 = await cliAsync(['bmap', 'copy', '--create', '--ca', tls.caPath, join(dir, 'os.img'), join(dir, 'cli-local')])
   t.is(c4.status, 2)
   t.regex(c4.stderr, /--ca and --retries apply to http\(s\) URLs/)
   t.false(existsSync(join(dir, 'cli-local')))
   // Untrusted without the CA.
-  const e = await t.throwsAsync(sk.bmap.copy(srv.url('os.img'), join(dir, 'u')))
+  const e = await t.throwsAsync(sk.bmap.copy(srv.url('os.img'), join(dir, 'u'), { createFiles: true }))
   t.is(e.code, 'ERR_SPARSEKIT_HTTP')
 })
 
@@ -201,22 +201,22 @@ withZip('a zip archive over https is read through its central directory (flash a
   for (const z of Object.keys(files)) {
     srv.state.drops = 2
     const dst = join(dir, `${z}.out`)
-    const r = await sk.flash(srv.url(z), [dst], { ca: tls.ca, retryDelay: 5 })
+    const r = await sk.flash(srv.url(z), [dst], { createFiles: true, ca: tls.ca, retryDelay: 5 })
     t.true(r.destinations[0].ok, r.destinations[0].error?.message)
     t.is(r.zipEntry, 'os.img')
     t.true(readFileSync(dst).equals(data), z)
     const c = join(dir, `${z}.copy`)
-    await sk.bmap.copy(srv.url(z), c, { ca: tls.ca })
+    await sk.bmap.copy(srv.url(z), c, { createFiles: true, ca: tls.ca })
     t.true(readFileSync(c).equals(data), z)
   }
   srv.state.ranges = false
-  const e = await t.throwsAsync(sk.flash(srv.url('d.zip'), [join(dir, 'x')], { ca: tls.ca }))
+  const e = await t.throwsAsync(sk.flash(srv.url('d.zip'), [join(dir, 'x')], { createFiles: true, ca: tls.ca }))
   t.is(e.code, 'ERR_SPARSEKIT_HTTP_NO_RANGES')
 })
 
 test('remote argument errors', async (t) => {
   await t.throwsAsync(sk.qcow2.convert('https://127.0.0.1:1/x', join(tempDir(t), 'y'), { ca: 5 }), { code: 'ERR_INVALID_ARG_TYPE' })
-  const e = await t.throwsAsync(sk.bmap.copy('https://127.0.0.1:1/x', join(tempDir(t), 'y'), { retries: -1 }))
+  const e = await t.throwsAsync(sk.bmap.copy('https://127.0.0.1:1/x', join(tempDir(t), 'y'), { createFiles: true, retries: -1 }))
   t.regex(e.code, /^ERR_(INVALID_ARG|OUT_OF_RANGE)/)
   // Nothing listening: a coded HTTP error naming the URL, the destination untouched.
   const dir = tempDir(t)

@@ -181,7 +181,7 @@ try {
   const xml = await time('bmap.create(sha256)', () => sk.bmap.create(image, { output: bmapPath }))
   const mapped = /<MappedBlocksCount>\s*(\d+)/.exec(xml)?.[1]
   const flashed = join(work, 'flashed.img')
-  const f = await time('bmap.copy(verify, readBack)', () => sk.bmap.copy(image, flashed, { bmap: bmapPath, readBack: true }))
+  const f = await time('bmap.copy(verify, readBack)', () => sk.bmap.copy(image, flashed, { bmap: bmapPath, readBack: true, createFiles: true }))
   const flashOk = (await sk.digest(flashed, { algorithm: 'blake3' })) === sums.blake3
   console.log(`  ${mapped} mapped blocks; wrote ${human(f.bytesWritten)}, ${f.rangesVerified} ranges verified, ` +
     `${f.rangesReadBack} read back; flashed image ${flashOk ? 'matches' : 'DIFFERS'}`)
@@ -190,7 +190,7 @@ try {
   const xzPath = join(work, 'disk.img.xz')
   execFileSync('sh', ['-c', `xz -T0 -1 -c '${image}' > '${xzPath}'`])
   const flashedXz = join(work, 'flashed-xz.img')
-  const fx = await time('bmap.copy(disk.img.xz)', () => sk.bmap.copy(xzPath, flashedXz, { bmap: bmapPath }))
+  const fx = await time('bmap.copy(disk.img.xz)', () => sk.bmap.copy(xzPath, flashedXz, { bmap: bmapPath, createFiles: true }))
   let xzOk = (await sk.digest(flashedXz, { algorithm: 'blake3' })) === sums.blake3
   console.log(`  ${human(statSync(xzPath).size)} of xz: ${fx.rangesVerified} ranges verified while streaming; ` +
     `flashed image ${xzOk ? 'matches' : 'DIFFERS'}`)
@@ -290,7 +290,7 @@ try {
     const convSent = srv.sent()
     console.log(`  ${human(convSent)} fetched of a ${human(statSync(q).size)} qcow2; raw image ${convOk ? 'matches' : 'DIFFERS'}`)
     const flashedUrl = join(work, 'flashed-url.img')
-    const fu = await time('bmap.copy(URL, URL.bmap)', () => sk.bmap.copy(`${base}/disk.img`, flashedUrl))
+    const fu = await time('bmap.copy(URL, URL.bmap)', () => sk.bmap.copy(`${base}/disk.img`, flashedUrl, { createFiles: true }))
     const copyOk = (await sk.digest(flashedUrl, { algorithm: 'blake3' })) === sums.blake3
     console.log(`  ${human(srv.sent() - convSent)} fetched of a ${human(st.size)} image (only the mapped ranges), ` +
       `${fu.rangesVerified} ranges verified; flashed image ${copyOk ? 'matches' : 'DIFFERS'}`)

@@ -77,6 +77,8 @@ pub struct NativeBmapCopyOptions {
     pub verify: Option<bool>,
     /// Re-read the destination past the page cache after fsync (default false).
     pub read_back: Option<bool>,
+    /// Create a missing destination as a regular file (never under /dev).
+    pub create_files: Option<bool>,
 }
 
 #[napi(object)]
@@ -120,6 +122,7 @@ pub fn bmap_copy<'env>(
                 bmap: choice,
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(false),
+                create_files: o.create_files.unwrap_or(false),
             };
             // Windows and macOS drives: through the flash writer's checks and locked,
             // unbuffered device (sparsekit_bmap::copy's O_EXCL guards drives on Linux only).

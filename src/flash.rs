@@ -150,6 +150,8 @@ pub struct NativeFlashOptions {
     pub force: Option<bool>,
     /// Unmount mounted partitions of the destinations first.
     pub unmount: Option<bool>,
+    /// Create missing destinations as regular files (never under /dev).
+    pub create_files: Option<bool>,
     /// The zip entry to write (default: the largest).
     pub zip_entry: Option<String>,
     /// Extra trusted CA certificates (PEM) for https sources.
@@ -231,6 +233,7 @@ pub fn flash_multi<'env>(
                 safety: Safety {
                     force: o.force.unwrap_or(false),
                     unmount: o.unmount.unwrap_or(false),
+                    create_files: o.create_files.unwrap_or(false),
                 },
                 zip_entry: o.zip_entry,
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
@@ -297,6 +300,8 @@ pub struct NativeRemoteOptions {
     pub verify: Option<bool>,
     /// bmap copy: read the destination back after fsync (default false).
     pub read_back: Option<bool>,
+    /// bmap copy: create a missing destination as a regular file (never under /dev).
+    pub create_files: Option<bool>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -339,6 +344,7 @@ pub fn remote_bmap_copy<'env>(
                 bmap: choice,
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(false),
+                create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
             let r = sparsekit_flash::remote::bmap_copy(&url, &dst, &opts, &http, ctl)

@@ -49,6 +49,11 @@ export interface BmapCopyOptions extends LongOptions {
    * cached pages dropped, and compare (phase `'verify'`); default `false`.
    */
   readBack?: boolean
+  /**
+   * Create a destination that does not exist as a regular file; default `false`: a missing
+   * destination rejects with `ENOENT` before anything is written. Never under `/dev`.
+   */
+  createFiles?: boolean
 }
 
 /** The result of {@link copy}. */
@@ -95,6 +100,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     noBmap,
     verify: checkBoolean('options.verify', o.verify),
     readBack: checkBoolean('options.readBack', o.readBack),
+    createFiles: checkBoolean('options.createFiles', o.createFiles),
   }
   const http = url === undefined ? undefined : { ...opts, ...httpArgs(o) }
   const r = await run(o, (cancel, onProgress) =>

@@ -22,7 +22,7 @@ Usage:
                  [--fsync] [--atomic] [--json]
   sparsekit digest FILE [--algorithm sha256|sha3-512|blake3|sha1] [--start N] [--length N] [--json]
   sparsekit bmap create IMAGE [-o OUT] [--checksum sha256|sha1|none] [--no-checksum]
-  sparsekit bmap copy IMAGE DST [--bmap F | --nobmap] [--no-verify] [--read-back] [--json]
+  sparsekit bmap copy IMAGE DST [--bmap F | --nobmap] [--no-verify] [--read-back] [--create] [--json]
                   [--ca PEM] [--retries N]
                                           (bmaptool-compatible; gz/xz/bz2/zst images; IMAGE.bmap
                                           is found beside the image; IMAGE may be an http(s) URL:
@@ -49,10 +49,12 @@ Usage:
   sparsekit drives [--all] [--json]        (whole block devices; system drives marked, listed
                                           only with --all)
   sparsekit flash SOURCE DST... [--bmap F | --nobmap] [--no-verify] [--no-read-back] [--unmount]
-                  [--force] [--zip-entry NAME] [--ca PEM] [--retries N] [--json]
+                  [--force] [--create] [--zip-entry NAME] [--ca PEM] [--retries N] [--json]
                                           (one image to several drives at once; SOURCE a path or
                                           an http(s) URL, plain/gz/xz/bz2/zst or zip; a failed
-                                          drive is reported and the others finish: exit 1)
+                                          drive is reported and the others finish: exit 1; a
+                                          missing DST is refused unless --create makes it a
+                                          file, never under /dev)
   sparsekit --help | --version
 
 URLs: proxies from https_proxy / http_proxy / all_proxy / no_proxy (as curl); a private CA
@@ -354,7 +356,7 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
   if (sub === 'copy') {
     const { values, pos } = parse(
       args,
-      { bmap: { type: 'string' }, nobmap: { type: 'boolean' }, 'no-verify': { type: 'boolean' }, 'read-back': { type: 'boolean' }, ...httpOpts },
+      { bmap: { type: 'string' }, nobmap: { type: 'boolean' }, 'no-verify': { type: 'boolean' }, 'read-back': { type: 'boolean' }, create: { type: 'boolean' }, ...httpOpts },
       2,
     )
     if (values.bmap !== undefined && values.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
@@ -366,6 +368,7 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
       bmap: values.nobmap ? false : (values.bmap as string | undefined),
       verify: !values['no-verify'],
       readBack: Boolean(values['read-back']),
+      createFiles: Boolean(values.create),
       signal,
       onProgress: bar?.onProgress,
     })
@@ -675,6 +678,7 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
         'no-read-back': { type: 'boolean' },
         unmount: { type: 'boolean' },
         force: { type: 'boolean' },
+        create: { type: 'boolean' },
         'zip-entry': { type: 'string' },
         ...httpOpts,
       },
@@ -697,6 +701,7 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
     readBack: !values['no-read-back'],
     unmount: Boolean(values.unmount),
     force: Boolean(values.force),
+    createFiles: Boolean(values.create),
     zipEntry: values['zip-entry'] as string | undefined,
     ...http,
     signal,

@@ -216,6 +216,12 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
    * asking the user.
    */
   force?: boolean
+  /**
+   * Create a destination that does not exist as a regular file; default `false`. Without it
+   * a missing destination rejects with `ENOENT` before anything is written (a card pulled
+   * after {@link drives.list} must not become a file). Paths under `/dev` are never created.
+   */
+  createFiles?: boolean
   /** For a zip source: the entry to write (default: the largest file). */
   zipEntry?: string
   /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
@@ -369,6 +375,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     readBack: checkBoolean('options.readBack', o.readBack),
     force: checkBoolean('options.force', o.force),
     unmount: checkBoolean('options.unmount', o.unmount),
+    createFiles: checkBoolean('options.createFiles', o.createFiles),
     zipEntry: o.zipEntry,
     ...httpArgs(o),
   }

@@ -118,6 +118,7 @@ fn main() -> ExitCode {
                 bmap: BmapChoice::Path(bmap.to_path_buf()),
                 verify,
                 read_back,
+                create_files: true,
             };
             copy(src, &dst, &opts, &mut Control::none()).unwrap();
         })

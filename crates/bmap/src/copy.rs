@@ -185,6 +185,10 @@ pub struct CopyOptions {
     /// After writing and `fsync`, read every written range back from the destination
     /// (its cached pages dropped first) and compare (default `false`).
     pub read_back: bool,
+    /// Create a destination that does not exist as a regular file (default `false`: a
+    /// missing destination is refused with `ENOENT`, as a drive that was removed must
+    /// not become a file; paths under `/dev` are never created).
+    pub create_files: bool,
 }
 
 impl Default for CopyOptions {
@@ -193,6 +197,7 @@ impl Default for CopyOptions {
             bmap: BmapChoice::Auto,
             verify: true,
             read_back: false,
+            create_files: false,
         }
     }
 }
@@ -250,8 +255,8 @@ pub enum Source<'a> {
     },
 }
 
-/// Copy (flash) the image at `image` to `dst` (a regular file, created if missing, or a
-/// block device, opened `O_EXCL`). See [`copy_to`] for what is written; this function
+/// Copy (flash) the image at `image` to `dst` (a regular file, created if missing only with
+/// [`CopyOptions::create_files`], or a block device, opened `O_EXCL`). See [`copy_to`] for what is written; this function
 /// adds opening, compression detection, bmap discovery and path context.
 pub fn copy(
     image: &Path,
@@ -287,7 +292,7 @@ pub fn copy(
     let compression = Compression::detect(&head[..n]);
     let is_dev = dst_meta.is_some_and(|m| m.file_type().is_block_device());
     // O_EXCL on a block device fails with EBUSY while it is mounted or held (open(2)).
-    let out = FileStorage::open_with(dst, true, !is_dev, is_dev)?;
+    let out = FileStorage::open_destination(dst, opts.create_files, is_dev)?;
     let out: Box<dyn Destination> = if is_dev {
         Box::new(DirectDevice::new(out))
     } else {

@@ -33,7 +33,7 @@
 //! std::fs::write(dir.path().join("disk.img.bmap"), bmap.to_xml())?;
 //!
 //! // disk.img.bmap is found beside the image, and every range is verified.
-//! let opts = CopyOptions { read_back: true, ..CopyOptions::default() };
+//! let opts = CopyOptions { read_back: true, create_files: true, ..CopyOptions::default() };
 //! let report = copy(&img, &out, &opts, &mut Control::none())?;
 //! assert!(report.used_bmap);
 //! assert_eq!(std::fs::read(&out)?, std::fs::read(&img)?);

@@ -178,6 +178,7 @@ fn we_copy_with_bmaptool_bmap() {
         bmap: BmapChoice::Path(bp.clone()),
         verify: true,
         read_back: true,
+        create_files: true,
     };
     let mut phases = Vec::new();
     let r = copy(
@@ -221,7 +222,7 @@ fn corrupted_image_names_range() {
     let dst = d.path().join("out.img");
     let opts = CopyOptions {
         bmap: BmapChoice::Path(bp.clone()),
-        ..Default::default()
+        ..files_ok()
     };
     let e = copy(&img, &dst, &opts, &mut Control::none()).unwrap_err();
     assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
@@ -342,7 +343,7 @@ fn old_versions_parse_and_copy() {
         let dst = d.path().join("out.img");
         let opts = CopyOptions {
             bmap: BmapChoice::Path(bp.clone()),
-            ..Default::default()
+            ..files_ok()
         };
         let r = copy(&img, &dst, &opts, &mut Control::none()).unwrap();
         assert_eq!(
@@ -491,6 +492,7 @@ fn compressed_images() {
                 },
                 verify: true,
                 read_back: true,
+                create_files: true,
             };
             let mut last = None;
             let r = copy(
@@ -526,7 +528,7 @@ fn compressed_images() {
             Some(d.path().join("disk.img.bmap"))
         );
         let dst = d.path().join("out2.img");
-        let r = copy(z, &dst, &CopyOptions::default(), &mut Control::none()).unwrap();
+        let r = copy(z, &dst, &files_ok(), &mut Control::none()).unwrap();
         assert_eq!(r.bmap_path, Some(d.path().join("disk.img.bmap")));
         same_bytes(&img, &dst);
         // bmaptool flashes the same compressed image with our bmap.
@@ -548,7 +550,7 @@ fn compressed_images() {
         for choice in [BmapChoice::None, BmapChoice::Path(bp.clone())] {
             let opts = CopyOptions {
                 bmap: choice.clone(),
-                ..Default::default()
+                ..files_ok()
             };
             let e = copy(&cut, &d.path().join("o"), &opts, &mut Control::none()).unwrap_err();
             assert!(
@@ -589,7 +591,7 @@ fn faulty_destination() {
             Source::Plain(&src),
             Some(&b),
             &dst,
-            &CopyOptions::default(),
+            &files_ok(),
             &mut Control::none(),
         )
         .unwrap_err();
@@ -606,7 +608,7 @@ fn faulty_destination() {
         Source::Plain(&src),
         Some(&b),
         &dst,
-        &CopyOptions::default(),
+        &files_ok(),
         &mut Control::none(),
     )
     .unwrap();
@@ -658,7 +660,7 @@ fn read_back_catches_lying_destination() {
         )
         .unwrap();
         let dst = Lying(MemStorage::new(), 450_000);
-        let opts = CopyOptions::default();
+        let opts = files_ok();
         copy_to(
             Source::Plain(&src),
             Some(&b),
@@ -703,7 +705,7 @@ fn cancel_stops_copy() {
     let e = copy(
         &img,
         &d.path().join("out"),
-        &CopyOptions::default(),
+        &files_ok(),
         &mut Control::new(cancel, move |p| {
             if p.done > 0 {
                 c2.cancel()
@@ -712,4 +714,13 @@ fn cancel_stops_copy() {
     )
     .unwrap_err();
     assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+}
+
+/// Copy options for tests that write into new files in a temp folder (a missing
+/// destination is refused without `create_files`).
+fn files_ok() -> CopyOptions {
+    CopyOptions {
+        create_files: true,
+        ..CopyOptions::default()
+    }
 }

@@ -80,6 +80,7 @@ fn flash_to_loop_device() {
         bmap: BmapChoice::None,
         verify: true,
         read_back: true,
+        create_files: true,
     };
     let r = copy(&z, &dev.dev, &opts, &mut Control::none()).unwrap();
     assert_eq!(r.bytes_written, image.len() as u64);
@@ -174,6 +175,7 @@ fn read_back_bypasses_page_cache() {
         bmap: BmapChoice::Given(Box::new(bmap.clone())),
         verify: true,
         read_back: true,
+        create_files: true,
     };
     let e = copy(
         &img,
@@ -203,13 +205,7 @@ fn mounted_device_is_busy() {
     let d = tmp();
     let img = image(d.path());
     let dev = m.loopdev.clone().unwrap();
-    let e = copy(
-        &img,
-        Path::new(&dev),
-        &CopyOptions::default(),
-        &mut Control::none(),
-    )
-    .unwrap_err();
+    let e = copy(&img, Path::new(&dev), &files_ok(), &mut Control::none()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
 }
 
@@ -247,7 +243,7 @@ fn failing_device_fails_at_the_write() {
         &dev,
         &CopyOptions {
             bmap: BmapChoice::None,
-            ..CopyOptions::default()
+            ..files_ok()
         },
         &mut Control::none(),
     )
@@ -269,4 +265,13 @@ fn failing_device_fails_at_the_write() {
     assert!((6 * MIB..=8 * MIB).contains(&at), "{e}");
     drop(_detach);
     drop(m);
+}
+
+/// Copy options for tests that write into new files in a temp folder (a missing
+/// destination is refused without `create_files`).
+fn files_ok() -> CopyOptions {
+    CopyOptions {
+        create_files: true,
+        ..CopyOptions::default()
+    }
 }

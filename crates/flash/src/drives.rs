@@ -478,6 +478,11 @@ pub struct Safety {
     pub force: bool,
     /// Unmount the destination's mounted partitions first (`umount2`).
     pub unmount: bool,
+    /// Create a destination that does not exist as a regular file. Off by default: a
+    /// missing destination is refused with `ENOENT` (a drive pulled after it was listed
+    /// must not become a file); paths under `/dev` are never created
+    /// ([`sparsekit_io::FileStorage::open_destination`]).
+    pub create_files: bool,
 }
 
 /// The refusal checks of a destination, run before anything is opened for writing

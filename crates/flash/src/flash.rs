@@ -208,7 +208,8 @@ pub struct Target {
 }
 
 /// Check and open `path` for writing: [`drives::check_destination`], then a block device
-/// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced, a file created if missing.
+/// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced; a missing path is refused
+/// with `ENOENT` unless `safety.create_files` (never under `/dev`).
 ///
 /// Windows: `\\.\PhysicalDriveN` and volume paths are opened by
 /// `sys::open_device` (volumes locked and dismounted for as long as the destination
@@ -233,7 +234,7 @@ pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destinati
     #[cfg(target_os = "macos")]
     let path = block_node.as_deref().unwrap_or(path);
     let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
-    match FileStorage::open_with(path, true, !is_dev, is_dev && !safety.force) {
+    match FileStorage::open_destination(path, safety.create_files, is_dev && !safety.force) {
         Ok(s) => Ok(Box::new(s)),
         Err(e) if is_dev && e.raw_os_error() == Some(errno::EBUSY) => Err(Error::DriveBusy {
             path: path.to_path_buf(),

@@ -32,13 +32,18 @@
 //!   [`remote::bmap_copy`].
 //!
 //! ```
-//! use sparsekit_flash::{flash, FlashOptions};
+//! use sparsekit_flash::{flash, FlashOptions, Safety};
 //! use sparsekit_io::Control;
 //! let dir = tempfile::tempdir()?;
 //! let img = dir.path().join("os.img");
 //! std::fs::write(&img, vec![7u8; 3 << 20])?;
 //! let dsts = [dir.path().join("a.img"), dir.path().join("b.img")];
-//! let report = flash(img.to_str().unwrap(), &dsts, &FlashOptions::default(), None, &mut Control::none())?;
+//! // New regular files, asked for explicitly (a missing destination is refused with ENOENT).
+//! let opts = FlashOptions {
+//!     safety: Safety { create_files: true, ..Safety::default() },
+//!     ..FlashOptions::default()
+//! };
+//! let report = flash(img.to_str().unwrap(), &dsts, &opts, None, &mut Control::none())?;
 //! for d in &report.destinations {
 //!     assert!(d.error.is_none() && d.verified, "{:?}", d.error);
 //!     assert_eq!(std::fs::read(&d.path)?, std::fs::read(&img)?);

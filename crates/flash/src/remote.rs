@@ -758,7 +758,13 @@ fn copy_to(
     if is_drive_path(dst) {
         let targets = vec![crate::Target {
             path: dst.to_path_buf(),
-            dst: Ok(crate::open_destination(dst, crate::Safety::default())?),
+            dst: Ok(crate::open_destination(
+                dst,
+                crate::Safety {
+                    create_files: opts.create_files,
+                    ..crate::Safety::default()
+                },
+            )?),
         }];
         return finish(
             crate::flash::run(opened, targets, &fopts, None, ctl)?,
@@ -767,17 +773,19 @@ fn copy_to(
             opts,
         );
     }
-    let out = sparsekit_io::FileStorage::open_with(dst, true, !is_dev, is_dev).map_err(|e| {
-        if is_dev && e.raw_os_error() == Some(sparsekit_io::errno::EBUSY) {
-            Error::DriveBusy {
-                path: dst.to_path_buf(),
-                reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-                errno: Some(sparsekit_io::errno::EBUSY),
+    let out = sparsekit_io::FileStorage::open_destination(dst, opts.create_files, is_dev).map_err(
+        |e| {
+            if is_dev && e.raw_os_error() == Some(sparsekit_io::errno::EBUSY) {
+                Error::DriveBusy {
+                    path: dst.to_path_buf(),
+                    reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
+                    errno: Some(sparsekit_io::errno::EBUSY),
+                }
+            } else {
+                Error::Io(e)
             }
-        } else {
-            Error::Io(e)
-        }
-    })?;
+        },
+    )?;
     let targets = vec![crate::Target {
         path: dst.to_path_buf(),
         dst: Ok(Box::new(out)),

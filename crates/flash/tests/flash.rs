@@ -124,6 +124,10 @@ fn opts() -> FlashOptions {
             retry_delay: Duration::from_millis(10),
             ..HttpOptions::default()
         },
+        safety: Safety {
+            create_files: true,
+            ..Safety::default()
+        },
         ..FlashOptions::default()
     }
 }
@@ -381,6 +385,7 @@ fn mounted_partition_refused_unless_unmounted_or_forced() {
         Safety {
             force: true,
             unmount: false,
+            ..Safety::default()
         },
     )
     .unwrap();
@@ -388,6 +393,7 @@ fn mounted_partition_refused_unless_unmounted_or_forced() {
         safety: Safety {
             force: false,
             unmount: true,
+            ..Safety::default()
         },
         ..opts()
     };

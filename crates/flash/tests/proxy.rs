@@ -103,6 +103,10 @@ fn proxy_environment_is_honoured() {
     };
     let opts = FlashOptions {
         http: http.clone(),
+        safety: sparsekit_flash::Safety {
+            create_files: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let fetch = |name: &str| {

@@ -282,6 +282,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
     let dst = dir.path().join("a");
     let opts = CopyOptions {
         read_back: true,
+        create_files: true,
         ..Default::default()
     };
     let r = remote::bmap_copy(
@@ -307,7 +308,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
     let r = remote::bmap_copy(
         &srv.url("os.img.gz"),
         &dst,
-        &CopyOptions::default(),
+        &files_ok(),
         &http(),
         &mut Control::none(),
     )
@@ -325,7 +326,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
         &dir.path().join("c"),
         &CopyOptions {
             bmap: BmapChoice::Given(Box::new(bad)),
-            ..Default::default()
+            ..files_ok()
         },
         &http(),
         &mut Control::none(),
@@ -365,6 +366,10 @@ fn zip_over_http_through_its_central_directory() {
             std::slice::from_ref(&dst),
             &FlashOptions {
                 http: http(),
+                safety: sparsekit_flash::Safety {
+                    create_files: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             None,
@@ -383,7 +388,7 @@ fn zip_over_http_through_its_central_directory() {
         remote::bmap_copy(
             &srv.url(z),
             &dst,
-            &CopyOptions::default(),
+            &files_ok(),
             &http(),
             &mut Control::none(),
         )
@@ -398,6 +403,10 @@ fn zip_over_http_through_its_central_directory() {
         &FlashOptions {
             http: http(),
             zip_entry: Some("README".into()),
+            safety: sparsekit_flash::Safety {
+                create_files: true,
+                ..Default::default()
+            },
             ..Default::default()
         },
         None,
@@ -420,4 +429,12 @@ fn zip_over_http_through_its_central_directory() {
     )
     .unwrap_err();
     assert_eq!(e.code(), "ERR_SPARSEKIT_HTTP_NO_RANGES", "{e}");
+}
+
+/// Copy options for writing into new files in a temp folder.
+fn files_ok() -> CopyOptions {
+    CopyOptions {
+        create_files: true,
+        ..CopyOptions::default()
+    }
 }

@@ -16,6 +16,9 @@ pub struct IoError {
     pub offset: Option<u64>,
     /// The OS error; `raw_os_error()` holds the errno.
     pub source: io::Error,
+    /// What the user can do about it, when sparsekit knows (`raw drives need root ...`);
+    /// shown after the OS's message.
+    pub hint: Option<String>,
 }
 
 impl IoError {
@@ -26,6 +29,7 @@ impl IoError {
             path: None,
             offset: None,
             source,
+            hint: None,
         }
     }
 
@@ -39,6 +43,12 @@ impl IoError {
         if self.path.is_none() {
             self.path = Some(path.to_path_buf());
         }
+        self
+    }
+
+    /// Attach advice shown after the OS's message (replaces an earlier one).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
         self
     }
 
@@ -79,7 +89,11 @@ impl fmt::Display for IoError {
         if let Some(o) = self.offset {
             write!(f, " at offset {o}")?;
         }
-        write!(f, ": {}", self.source)
+        write!(f, ": {}", self.source)?;
+        if let Some(h) = &self.hint {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
     }
 }
 

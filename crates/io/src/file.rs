@@ -91,6 +91,41 @@ impl FileStorage {
         Self::from_file(file, path)
     }
 
+    /// Open a destination that an image is written into: an existing file or device, for
+    /// reading and writing (`excl_device`: `O_EXCL` on a block device). A missing path fails
+    /// with `ENOENT` unless `create_files`, and a path in the OS's device namespace (under
+    /// `/dev`, `\\.\`) is never created: a drive that vanished (a card pulled after it was
+    /// listed, a mistyped `/dev/sdX`) must not turn into a regular file that then "flashes"
+    /// successfully.
+    ///
+    /// The file is opened without `O_CREAT` first, so a path that vanishes between a caller's
+    /// checks and this call is still refused.
+    pub fn open_destination(
+        path: &Path,
+        create_files: bool,
+        excl_device: bool,
+    ) -> Result<Self, IoError> {
+        match Self::open_with(path, true, false, excl_device) {
+            Err(e) if e.raw_os_error() == Some(crate::errno::ENOENT) => {
+                if is_device_namespace(path) {
+                    Err(e.with_hint(
+                        "no such drive (removed, or a mistyped name); paths in the device \
+                         namespace are never created as files",
+                    ))
+                } else if !create_files {
+                    Err(e.with_hint(
+                        "the destination does not exist (a drive that was removed, or a \
+                         mistyped path); to write the image into a new regular file, ask for \
+                         it (createFiles: true; CLI --create)",
+                    ))
+                } else {
+                    Self::open_with(path, true, true, false)
+                }
+            }
+            r => r,
+        }
+    }
+
     /// Wrap an open file; `path` is for messages.
     pub fn from_file(file: File, path: &Path) -> Result<Self, IoError> {
         let meta = file.metadata().op("stat", path)?;
@@ -220,6 +255,38 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     #[test]
+    fn destination_missing_is_enoent_unless_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("new.img");
+        let e = FileStorage::open_destination(&p, false, false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+        assert!(e.to_string().contains("createFiles"), "{e}");
+        assert!(!p.exists());
+        FileStorage::open_destination(&p, true, false).unwrap();
+        assert!(p.exists());
+        // Existing: opened, not truncated.
+        std::fs::write(&p, b"keep").unwrap();
+        let s = FileStorage::open_destination(&p, false, false).unwrap();
+        assert_eq!(s.size().unwrap(), 4);
+    }
+
+    #[test]
+    fn device_namespace_is_never_created() {
+        let p = Path::new("/dev/sparsekit-unit-test-missing");
+        let e = FileStorage::open_destination(p, true, false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+        assert!(!p.exists());
+        assert!(is_device_namespace(Path::new("/dev/sdzz")));
+        assert!(is_device_namespace(Path::new("/dev/../dev/x")));
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("devlink");
+        std::os::unix::fs::symlink("/dev", &link).unwrap();
+        assert!(is_device_namespace(&link.join("sdzz")));
+        assert!(!is_device_namespace(&d.path().join("x.img")));
+        assert!(!is_device_namespace(Path::new("/devices/x")));
+    }
+
+    #[test]
     fn punch_and_zero_keep_size() {
         let t = tempfile::NamedTempFile::new().unwrap();
         let s = FileStorage::open_rw(t.path()).unwrap();
@@ -248,4 +315,34 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(e.path.as_deref(), Some(Path::new("/nonexistent/x")));
     }
+}
+
+/// Whether `path` names something in the OS's device namespace, which sparsekit never
+/// creates as a regular file: on Unix a path under `/dev` (its folder resolved, so
+/// `/tmp/../dev/sdz` and a symlink to `/dev` count), on Windows `\\.\…` and the
+/// `\\?\` forms other than a drive letter or UNC path (`\\?\C:\…`, `\\?\UNC\…`).
+pub fn is_device_namespace(path: &Path) -> bool {
+    let s = path.to_string_lossy();
+    if cfg!(windows) {
+        let s = s.replace('/', "\\");
+        if s.starts_with("\\\\.\\") {
+            return true;
+        }
+        if let Some(rest) = s.strip_prefix("\\\\?\\") {
+            let b = rest.as_bytes();
+            let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+            return !drive && !rest.to_ascii_uppercase().starts_with("UNC\\");
+        }
+        return false;
+    }
+    let under_dev = |p: &Path| p.starts_with("/dev");
+    if under_dev(path) {
+        return true;
+    }
+    // Resolve the folder (the path itself does not exist): `..` and symlinks.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(parent).is_ok_and(|p| under_dev(&p))
 }

@@ -52,7 +52,7 @@ pub mod sys;
 
 pub use error::{Context, IoError};
 pub use fault::{Fault, Faulty};
-pub use file::{FileKind, FileStorage};
+pub use file::{is_device_namespace, FileKind, FileStorage};
 pub use mem::MemStorage;
 pub use pagebuf::{PageBuf, PAGE};
 pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};

@@ -560,6 +560,7 @@ mod tests {
         let unmount = Safety {
             force: false,
             unmount: true,
+            ..Safety::default()
         };
         for p in ["/dev/disk0", "/dev/rdisk0", "/dev/disk3", "/dev/rdisk3s1"] {
             assert_eq!(

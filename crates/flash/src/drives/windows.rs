@@ -868,10 +868,12 @@ mod tests {
         let force = Safety {
             force: true,
             unmount: false,
+            ..Safety::default()
         };
         let unmount = Safety {
             force: false,
             unmount: true,
+            ..Safety::default()
         };
         // The system disk, by any spelling, and its volume by letter.
         for p in [r"\\.\PhysicalDrive0", r"\\?\physicaldrive0", r"\\.\C:"] {
