@@ -25,6 +25,8 @@ export declare class FlashStatusHandle {
   constructor(destinations: number)
   /** Bytes each destination will be written; -1 while unknown. */
   get total(): number
+  /** Why destination `i` failed, as soon as it has; null while it has not. */
+  failure(i: number): NativeFailure | null
   /** Every destination's numbers, in order. */
   snapshot(): Array<NativeDestProgress>
 }
@@ -174,6 +176,8 @@ export interface NativeFailure {
   path?: string
   offset?: number
   syscall?: string
+  /** The byte range at fault: `[start, length]`. */
+  range?: Array<number>
 }
 
 export interface NativeFlashDestination {

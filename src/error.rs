@@ -66,6 +66,27 @@ core_error!(
     sparsekit_qcow2::Error
 );
 
+impl CoreError for sparsekit_flash::DestFailure {
+    fn raw_os_error(&self) -> Option<i32> {
+        self.errno
+    }
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+    fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        self.syscall
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        self.range
+    }
+}
+
 impl Failure {
     /// A failure with `code`; its class follows from the code (Node's conventions).
     pub fn new(code: &str, message: impl Into<String>) -> Self {

@@ -120,6 +120,14 @@ impl FlashStatusHandle {
         self.inner.total().map_or(-1.0, |t| t as f64)
     }
 
+    /// Why destination `i` failed, as soon as it has; null while it has not.
+    #[napi]
+    pub fn failure(&self, i: u32) -> Option<NativeFailure> {
+        self.inner
+            .failure(i as usize)
+            .map(|f| native_failure(Failure::from_core(&f)))
+    }
+
     /// Every destination's numbers, in order.
     #[napi]
     pub fn snapshot(&self) -> Vec<NativeDestProgress> {
@@ -173,6 +181,21 @@ pub struct NativeFailure {
     pub path: Option<String>,
     pub offset: Option<f64>,
     pub syscall: Option<String>,
+    /// The byte range at fault: `[start, length]`.
+    pub range: Option<Vec<f64>>,
+}
+
+/// A destination's failure as plain data (per-destination errors are values, not rejections).
+fn native_failure(f: Failure) -> NativeFailure {
+    NativeFailure {
+        code: f.code,
+        message: f.message,
+        errno: f.errno.map(|e| -e),
+        path: f.path,
+        offset: f.offset.map(|o| o as f64),
+        syscall: f.syscall.map(str::to_string),
+        range: f.range.map(|(s, l)| vec![s as f64, l as f64]),
+    }
 }
 
 #[napi(object)]
@@ -248,17 +271,10 @@ pub fn flash_multi<'env>(
                         path: s(&d.path),
                         bytes_written: d.bytes_written as f64,
                         verified: d.verified,
-                        error: d.error.as_ref().map(|e| {
-                            let f = Failure::from_core(e);
-                            NativeFailure {
-                                code: f.code,
-                                message: f.message,
-                                errno: f.errno.map(|e| -e),
-                                path: f.path,
-                                offset: f.offset.map(|o| o as f64),
-                                syscall: f.syscall.map(str::to_string),
-                            }
-                        }),
+                        error: d
+                            .error
+                            .as_ref()
+                            .map(|e| native_failure(Failure::from_core(e))),
                     })
                     .collect(),
                 image_size: to_f64("imageSize", r.image_size)?,

@@ -11,6 +11,7 @@ import * as sk from './index'
 import { fd as syncFd } from './sync'
 import { isatty } from 'node:tty'
 import type { Progress } from './run'
+import { progressLine } from './cli-progress'
 
 class UsageError extends Error {}
 
@@ -183,7 +184,6 @@ function progressBar(): Bar | undefined {
   let drawn = false
   let phaseStart = Date.now()
   let phase = ''
-  const mib = (n: number) => (n / 1048576).toFixed(1)
   const clear = () => {
     if (drawn) process.stderr.write('\r\x1b[K')
     drawn = false
@@ -199,18 +199,7 @@ function progressBar(): Bar | undefined {
       const final = p.bytesTotal !== undefined && p.bytesDone >= p.bytesTotal
       if (!final && now - last < 100) return
       last = now
-      const secs = Math.max((now - phaseStart) / 1000, 0.001)
-      const rate = `${mib(p.bytesDone / secs)} MiB/s`
-      let line: string
-      if (p.bytesTotal === undefined) {
-        line = `${p.phase} ${mib(p.bytesDone)} MiB, ${rate}`
-      } else {
-        const pct = p.bytesTotal ? Math.floor((p.bytesDone / p.bytesTotal) * 100) : 100
-        const width = 30
-        const fill = Math.round((pct / 100) * width)
-        line = `${p.phase} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${String(pct).padStart(3)}% ${mib(p.bytesDone)}/${mib(p.bytesTotal)} MiB, ${rate}`
-      }
-      process.stderr.write(`\r\x1b[K${line}`)
+      process.stderr.write(`\r\x1b[K${progressLine(p, (now - phaseStart) / 1000)}`)
       drawn = true
       if (final) {
         process.stderr.write('\n')

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
+import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
 import { LongOptions, Progress, run } from './run'
 import type { Qcow2ConvertOptions, Qcow2ConvertResult } from './qcow2'
 
@@ -234,6 +234,12 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
   timeout?: number
   /** Called with progress of the slowest destination and of each one. See {@link LongOptions.onProgress}. */
   onProgress?: (p: FlashProgress) => void
+  /**
+   * Called once for each destination that fails, as soon as it does (the others go on):
+   * its path and the same `Error` its {@link DestinationResult.error} holds at the end.
+   * A throw cancels the flash, as with `onProgress`.
+   */
+  onFail?: (destination: string, error: Error & { code: string }) => void
 }
 
 /** One destination's outcome. */
@@ -272,6 +278,7 @@ function failure(f: native.NativeFailure): Error & { code: string } {
   if (f.syscall != null) e.syscall = f.syscall
   if (f.path != null) e.path = f.path
   if (f.offset != null) e.offset = f.offset
+  if (f.range != null) e.range = { start: f.range[0], length: f.range[1] }
   return e
 }
 
@@ -351,7 +358,10 @@ function sourceArg(source: unknown): string {
  * when the source fails (`ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED` naming the
  * `offset`, `ERR_SPARSEKIT_ZIP`, `ERR_SPARSEKIT_DECOMPRESS`, a bmap checksum mismatch) or
  * is aborted. Downloads resume after a dropped connection with range requests. Phases:
- * `'write'`, `'sync'`, `'verify'`.
+ * `'write'` (bytes written by the slowest destination; for a compressed image of unknown
+ * size, `'decompress'` instead: compressed bytes read against the compressed size),
+ * `'sync'` (bytes flushed), `'verify'`. A destination that fails is passed to `onFail`
+ * as soon as it does.
  */
 export async function flash(source: PathLike, destinations: PathLike[], options?: FlashOptions): Promise<FlashResult> {
   const src = sourceArg(source)
@@ -380,11 +390,27 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     ...httpArgs(o),
   }
   const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
+  const onFail = checkFunction('options.onFail', o.onFail) as FlashOptions['onFail']
   const status = new native.FlashStatusHandle(dsts.length)
   const paths = dsts.map((d) => (typeof d === 'string' ? d : d.toString('utf8')))
   const since = paths.map(() => ({ state: '', t: Date.now(), bytes: 0 }))
-  const onProgress = user
+  // Each failure is delivered once, when the progress ticks first see it (and at the end
+  // for any still undelivered).
+  const told = paths.map(() => false)
+  const tell = () => {
+    if (!onFail) return
+    paths.forEach((path, i) => {
+      if (told[i]) return
+      const f = status.failure(i)
+      if (f == null) return
+      told[i] = true
+      onFail(path, failure(f))
+    })
+  }
+  const onProgress = user || onFail
     ? (p: Progress) => {
+        tell()
+        if (!user) return
         const now = Date.now()
         const total = status.total < 0 ? undefined : status.total
         const destinations = status.snapshot().map((d, i): DestinationProgress => {
@@ -414,6 +440,11 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
       }
     : undefined
   const r = await run({ signal: o.signal, onProgress }, (cancel, cb) => native.flashMulti(src, dsts, opts, status, cancel, cb))
+  try {
+    tell()
+  } catch (value) {
+    throw callbackError(value)
+  }
   const out: FlashResult = {
     destinations: r.destinations.map((d) => {
       const x: DestinationResult = { path: d.path, ok: d.error == null, bytesWritten: d.bytesWritten, verified: d.verified }

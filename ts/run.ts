@@ -57,12 +57,15 @@ export async function run<T>(opts: LongOptions, start: Start<T>): Promise<T> {
   let settled = false
   let received = 0
   let thrown: { value: unknown } | undefined
-  const last = new Map<string, number>()
+  // The contract, kept here for every operation whatever its core reports: per phase,
+  // non-decreasing `bytesDone`, and exactly one call at 100% (later ones are dropped).
+  const last = new Map<string, { done: number; complete: boolean }>()
   const report = (phase: string, bytesDone: number, bytesTotal: number) => {
     received++
     if (settled || thrown || !onProgress) return
-    if (bytesDone < (last.get(phase) ?? -1)) return
-    last.set(phase, bytesDone)
+    const prev = last.get(phase)
+    if (prev && (prev.complete || bytesDone < prev.done)) return
+    last.set(phase, { done: bytesDone, complete: bytesTotal >= 0 && bytesDone >= bytesTotal })
     try {
       onProgress({ phase, bytesDone, bytesTotal: bytesTotal < 0 ? undefined : bytesTotal })
     } catch (value) {

@@ -463,11 +463,13 @@ pub fn copy_to<D: Destination + ?Sized>(
             w
         }
     };
-    ctl.report(Phase::Sync, 0, Some(1))?;
+    // Sync counts the bytes written that it makes durable (not 0/1: a bar would draw
+    // "0.0/0.0 MiB").
+    let total: u64 = written.iter().map(|w| w.end - w.start).sum();
+    ctl.report(Phase::Sync, 0, Some(total))?;
     dst.flush()?;
-    ctl.report(Phase::Sync, 1, Some(1))?;
+    ctl.report(Phase::Sync, total, Some(total))?;
     if opts.read_back {
-        let total: u64 = written.iter().map(|w| w.end - w.start).sum();
         par::for_each(&written, total, Phase::Verify, ctl, |w, worker| {
             let Some((cs, want)) = &w.digest else {
                 return Ok(());

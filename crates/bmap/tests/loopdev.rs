@@ -165,7 +165,7 @@ fn read_back_bypasses_page_cache() {
     let bmap = create(&img, &CreateOptions::default(), &mut Control::none()).unwrap();
     let backing = dev.backing.clone();
     let corrupt = move |p: sparsekit_io::Progress| {
-        if p.phase == Phase::Sync && p.done == 1 {
+        if p.phase == Phase::Sync && Some(p.done) == p.total {
             let f = File::options().write(true).open(&backing).unwrap();
             f.write_all_at(b"garbage", 4 * MIB).unwrap();
             f.sync_all().unwrap();

@@ -181,7 +181,7 @@ impl Error {
         match self {
             Error::Bmap(e) => e.range(),
             Error::Qcow2(e) => e.range(),
-            Error::WriteFailed { start, end, .. } => Some((*start, *end)),
+            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
             _ => None,
         }
     }
@@ -324,5 +324,22 @@ impl From<sparsekit_extents::Error> for Error {
 impl From<Aborted> for Error {
     fn from(_: Aborted) -> Self {
         Error::Aborted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20: `range()` gave `(start, end)` where `(start, length)` is documented.
+    #[test]
+    fn write_failed_range_is_start_and_length() {
+        let e = Error::WriteFailed {
+            path: "/dev/x".into(),
+            start: 4096,
+            end: 12288,
+            source: IoError::from_errno("sync_file_range", sparsekit_io::errno::EIO),
+        };
+        assert_eq!(e.range(), Some((4096, 8192)));
     }
 }

@@ -150,6 +150,49 @@ struct DestStatus {
     state: AtomicU8,
     written: AtomicU64,
     verified: AtomicU64,
+    /// Why it failed, as soon as it did.
+    failure: std::sync::Mutex<Option<DestFailure>>,
+}
+
+/// A destination's error, known while the others go on ([`FlashStatus::failure`]): what
+/// the error's accessors say, so a caller can deliver it at once (the error itself comes
+/// in the [`DestinationReport`] at the end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestFailure {
+    /// The error's code ([`Error::code`]).
+    pub code: &'static str,
+    /// Its message.
+    pub message: String,
+    /// The OS error number.
+    pub errno: Option<i32>,
+    /// The failed call.
+    pub syscall: Option<&'static str>,
+    /// The file or device.
+    pub path: Option<PathBuf>,
+    /// The byte offset.
+    pub offset: Option<u64>,
+    /// The byte range, as `(start, length)`.
+    pub range: Option<(u64, u64)>,
+}
+
+impl DestFailure {
+    fn of(e: &Error) -> Self {
+        DestFailure {
+            code: e.code(),
+            message: e.to_string(),
+            errno: e.raw_os_error(),
+            syscall: e.syscall(),
+            path: e.path().map(Path::to_path_buf),
+            offset: e.offset(),
+            range: e.range(),
+        }
+    }
+}
+
+impl std::fmt::Display for DestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// One destination's live numbers.
@@ -184,6 +227,20 @@ impl FlashStatus {
     pub fn total(&self) -> Option<u64> {
         let t = self.total.load(Ordering::Relaxed);
         (t != u64::MAX).then_some(t)
+    }
+
+    /// Why destination `i` failed, once it has (before the flash returns).
+    pub fn failure(&self, i: usize) -> Option<DestFailure> {
+        self.dests.get(i)?.failure.lock().ok()?.clone()
+    }
+
+    fn fail(&self, i: usize, e: &Error) {
+        if let Some(d) = self.dests.get(i) {
+            if let Ok(mut f) = d.failure.lock() {
+                *f = Some(DestFailure::of(e));
+            }
+            d.state.store(DestState::Failed as u8, Ordering::Relaxed);
+        }
     }
 
     /// Every destination's numbers, in the order given.
@@ -1000,9 +1057,7 @@ pub(crate) fn run(
                 work.push((i, d, rx));
             }
             Err(e) => {
-                status.dests[i]
-                    .state
-                    .store(DestState::Failed as u8, Ordering::Relaxed);
+                status.fail(i, &e);
                 reports[i].error = Some(e);
                 senders.push(None);
             }
@@ -1017,6 +1072,12 @@ pub(crate) fn run(
     };
     let read_back = opts.read_back;
     let verify = opts.verify;
+    // A stream's own length (compressed bytes), for progress while the image size is
+    // unknown (an .img.xz without a bmap).
+    let stream_len = match &input {
+        Input::Stream { len, .. } => *len,
+        _ => None,
+    };
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let outcome = std::thread::scope(|s| {
         let reader = {
@@ -1047,6 +1108,7 @@ pub(crate) fn run(
         let mut writers = Vec::new();
         for (i, d, rx) in work {
             let st = &status.dests[i];
+            let path = &reports[i].path;
             let cancel = cancel.clone();
             let done_tx = done_tx.clone();
             writers.push((
@@ -1054,15 +1116,15 @@ pub(crate) fn run(
                 std::thread::Builder::new()
                     .name("sparsekit-flash-write".into())
                     .spawn_scoped(s, move || {
-                        let r = consume(&*d, rx, st, read_back, &cancel);
-                        st.state.store(
-                            if r.is_ok() {
-                                DestState::Done
-                            } else {
-                                DestState::Failed
-                            } as u8,
-                            Ordering::Relaxed,
-                        );
+                        let r = consume(&*d, rx, st, read_back, &cancel).map_err(|e| match e {
+                            Error::Io(io) if io.path.is_none() => Error::Io(io.with_path(path)),
+                            e => e,
+                        });
+                        match &r {
+                            // Known to the caller at once, not only in the report.
+                            Err(e) => status.fail(i, e),
+                            Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
+                        }
                         drop(done_tx);
                         r
                     })
@@ -1071,7 +1133,10 @@ pub(crate) fn run(
         }
         drop(done_tx);
         // Report until every thread has hung up its end of `done`.
-        let mut reporter = Reporter::default();
+        let mut reporter = Reporter {
+            stream_len,
+            ..Reporter::default()
+        };
         while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
             reporter.tick(status, &consumed, read_back, ctl, false);
         }
@@ -1095,10 +1160,7 @@ pub(crate) fn run(
             }
             Err(e) => {
                 reports[i].bytes_written = status.dests[i].written.load(Ordering::Relaxed);
-                reports[i].error = Some(match e {
-                    Error::Io(io) if io.path.is_none() => Error::Io(io.with_path(&reports[i].path)),
-                    e => e,
-                });
+                reports[i].error = Some(e);
             }
         }
     }
@@ -1115,10 +1177,18 @@ pub(crate) fn run(
 
 /// Turns the writers' states into phased progress: write, sync, verify, each ending with
 /// one `done == total` report.
+///
+/// While the image's size is unknown (a compressed stream without a bmap), the write
+/// phase is reported as [`Phase::Decompress`]: the compressed bytes read against the
+/// compressed size, as etcher-sdk does, so a bar can show a percentage and an ETA.
 #[derive(Default)]
 struct Reporter {
     /// Phases whose final report was sent.
     ended: Vec<Phase>,
+    /// The source stream's length in bytes, when it has one.
+    stream_len: Option<u64>,
+    /// Whether writing is being reported as the compressed position.
+    by_source: bool,
 }
 
 impl Reporter {
@@ -1132,7 +1202,7 @@ impl Reporter {
     fn tick(
         &mut self,
         status: &FlashStatus,
-        _consumed: &AtomicU64,
+        consumed: &AtomicU64,
         read_back: bool,
         ctl: &mut Control<'_>,
         last: bool,
@@ -1152,16 +1222,31 @@ impl Reporter {
         let min_stage = live.iter().map(|d| stage(d)).min().unwrap_or(3);
         if min_stage == 0 && !last {
             let done = live.iter().map(|d| d.written).min().unwrap_or(0);
+            // The size of a plain stream is known before its first byte is sent, so data
+            // written with no total means the size is only known at the end.
+            if let (None, Some(_), true) = (total, self.stream_len, done > 0) {
+                self.by_source = true;
+            }
+            if let (true, Some(n)) = (self.by_source, self.stream_len) {
+                let at = consumed.load(Ordering::Relaxed).min(n);
+                // The last compressed bytes are read before the last writes land.
+                let _ = ctl.report(Phase::Decompress, at.min(n.saturating_sub(1)), Some(n));
+                return;
+            }
             let _ = ctl.report(Phase::Write, total.map_or(done, |t| done.min(t)), total);
             return;
         }
         let written = total.unwrap_or_else(|| live.iter().map(|d| d.written).max().unwrap_or(0));
-        self.end(ctl, Phase::Write, written);
+        match (self.by_source, self.stream_len) {
+            (true, Some(n)) => self.end(ctl, Phase::Decompress, n),
+            _ => self.end(ctl, Phase::Write, written),
+        }
+        // Sync counts the bytes it makes durable (not 0/1).
         if min_stage == 1 && !last {
-            let _ = ctl.report(Phase::Sync, 0, Some(1));
+            let _ = ctl.report(Phase::Sync, 0, Some(written));
             return;
         }
-        self.end(ctl, Phase::Sync, 1);
+        self.end(ctl, Phase::Sync, written);
         if !read_back {
             return;
         }
@@ -1273,12 +1358,22 @@ mod tests {
         let snap = status.snapshot();
         assert_eq!(snap[1].state, DestState::Failed);
         assert_eq!(snap[0].verified, data.len() as u64);
-        for ph in [Phase::Write, Phase::Sync, Phase::Verify] {
+        // Writing a compressed source of unknown size is reported as its compressed
+        // position (Decompress), else as Write: one of the two ends once at 100%.
+        let writing: Vec<_> = phases
+            .iter()
+            .filter(|p| matches!(p.phase, Phase::Write | Phase::Decompress))
+            .filter(|p| p.total == Some(p.done))
+            .collect();
+        assert_eq!(writing.len(), 1, "{phases:?}");
+        for ph in [Phase::Sync, Phase::Verify] {
             let finals: Vec<_> = phases
                 .iter()
                 .filter(|p| p.phase == ph && p.total == Some(p.done))
                 .collect();
-            assert!(!finals.is_empty(), "{ph}: {phases:?}");
+            // Exactly once at 100% (issue 27), and sync in bytes, not 0/1.
+            assert_eq!(finals.len(), 1, "{ph}: {phases:?}");
+            assert_eq!(finals[0].done, data.len() as u64, "{ph}: {phases:?}");
         }
     }
 

@@ -66,8 +66,8 @@ pub mod sys;
 pub use drives::{Bus, Drive, Partition, Safety};
 pub use error::Error;
 pub use flash::{
-    flash, flash_to, open_destination, DestProgress, DestState, DestinationReport, FlashOptions,
-    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
+    flash, flash_to, open_destination, DestFailure, DestProgress, DestState, DestinationReport,
+    FlashOptions, FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
 };
 pub use http::HttpOptions;
 pub use remote::{HttpStorage, StorageCursor};

@@ -83,7 +83,9 @@ pub struct CopyReport {
     /// Bytes of zeros written into the destination: with `zero_holes`, or where the
     /// filesystem could not punch a hole over stale destination data.
     pub bytes_zeroed: u64,
-    /// Bytes of the window (data and holes): the [`Phase::Copy`] total.
+    /// Bytes of the window (data and holes). The [`Phase::Copy`] total is the data to
+    /// move (the window's data extents, plus its holes with `zero_holes`): holes are not
+    /// progress.
     pub bytes_total: u64,
 }
 
@@ -101,8 +103,10 @@ pub struct CopyReport {
 /// `st_size` 0 on procfs, 4096 on sysfs) is read to end of file, as coreutils does.
 ///
 /// `ctl` gets [`Phase::Map`] reports while the source is mapped, [`Phase::Copy`] reports
-/// (window bytes processed, holes included) after every chunk, and [`Phase::Sync`] around
-/// the final `fsync`; each phase ends with `done == total`. A cancel stops the copy with
+/// (bytes of data moved against the window's data bytes: holes are neither moved nor
+/// counted, except as zeros written with `zero_holes`; a reflink counts the window) after
+/// every chunk, and [`Phase::Sync`] around the final `fsync` (bytes to flush); each phase
+/// ends with exactly one `done == total` report. A cancel stops the copy with
 /// [`Error::Aborted`] within one chunk; before any I/O, nothing is created.
 pub fn copy(
     src: &Path,
@@ -171,6 +175,7 @@ fn copy_open(
         best: CopyMethod::Auto,
         copied: 0,
         zeroed: 0,
+        to_move: len,
         buf: Vec::new(),
     };
 
@@ -202,7 +207,15 @@ fn copy_open(
                 offset: map.size,
             });
         }
-        job.report(start)?;
+        // Progress counts what moves: data, and zeros written over holes when asked.
+        let holes_len: u64 = map.hole_ranges().iter().map(|h| h.end - h.start).sum();
+        job.to_move = map
+            .data_ranges()
+            .iter()
+            .map(|r| r.end - r.start)
+            .sum::<u64>()
+            + if opts.zero_holes { holes_len } else { 0 };
+        job.report()?;
         if !is_bdev && opts.truncate && dest.meta.len() > opts.seek {
             // Everything from `seek` on is replaced: cut it off so no stale byte survives
             // in a hole, then extend again at the end (the trailing hole).
@@ -242,14 +255,15 @@ fn copy_open(
             });
         }
     }
+    let moved = job.to_move;
     job.ctl
-        .report(Phase::Copy, len, Some(len))
+        .report(Phase::Copy, moved, Some(moved))
         .map_err(|_| Error::Aborted)?;
 
     // Block devices are synced: the copy is usually a flash whose caller unplugs the
     // device next. Regular files only on request (like cp and dd without conv=fsync).
     if is_bdev || opts.fsync {
-        sync_phase(dest, len, job.ctl)?;
+        sync_phase(dest, moved, job.ctl)?;
     }
     let method = if job.best == CopyMethod::Auto {
         job.method
@@ -406,6 +420,8 @@ pub(crate) struct Job<'a, 'c> {
     pub(crate) best: CopyMethod,
     pub(crate) copied: u64,
     pub(crate) zeroed: u64,
+    /// The [`Phase::Copy`] total: data bytes to move (the window until it is mapped).
+    pub(crate) to_move: u64,
     /// The read/write fallback's buffer (empty until needed).
     pub(crate) buf: Vec<u8>,
 }
@@ -426,15 +442,16 @@ impl Job<'_, '_> {
         move |source| Error::Io(IoError::new(op, source).with_path(&path).at(offset))
     }
 
-    /// Report [`Phase::Copy`] progress at source offset `src_pos`; `Err` once cancelled.
+    /// Report [`Phase::Copy`] progress (bytes moved so far) after a chunk; `Err` once
+    /// cancelled.
     /// The 100% report is made once, by [`copy`] at the end.
-    pub(crate) fn report(&mut self, src_pos: u64) -> Result<()> {
-        let done = src_pos.saturating_sub(self.opts.skip);
-        if done >= self.len {
+    pub(crate) fn report(&mut self) -> Result<()> {
+        let done = self.copied + self.zeroed;
+        if done >= self.to_move {
             return self.ctl.check().map_err(|_| Error::Aborted);
         }
         self.ctl
-            .report(Phase::Copy, done, Some(self.len))
+            .report(Phase::Copy, done, Some(self.to_move))
             .map_err(|_| Error::Aborted)
     }
 
@@ -547,7 +564,7 @@ impl Job<'_, '_> {
                     pos += n as u64;
                     self.copied += n as u64;
                     self.used(m);
-                    self.report(pos)?;
+                    self.report()?;
                     continue;
                 }
                 Err(e) if m != CopyMethod::ReadWrite && may_fall_back(&e, self.copied == 0) => {
@@ -834,6 +851,43 @@ mod tests {
                 1,
                 "{ph}: {of:?}"
             );
+        }
+    }
+
+    /// Issue 27: a 4 GiB file with 1 GiB of data showed `4096/4096 MiB` copied; holes are
+    /// not progress.
+    #[test]
+    fn progress_counts_data_not_holes() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("s"), d.path().join("d"));
+        let f = fs::File::create(&src).unwrap();
+        f.write_all_at(&pattern(1 << 20, 3), 4 << 20).unwrap();
+        f.set_len(16 << 20).unwrap();
+        drop(f);
+        for zero_holes in [false, true] {
+            let seen = std::sync::Mutex::new(Vec::new());
+            let opts = CopyOptions {
+                method: CopyMethod::ReadWrite,
+                zero_holes,
+                ..Default::default()
+            };
+            let r = copy(
+                &src,
+                &dst,
+                &opts,
+                &mut Control::new(sparsekit_io::Cancel::new(), |p| {
+                    seen.lock().unwrap().push(p)
+                }),
+            )
+            .unwrap();
+            let seen = seen.into_inner().unwrap();
+            let copy: Vec<_> = seen.iter().filter(|p| p.phase == Phase::Copy).collect();
+            let want = if zero_holes { 16 << 20 } else { 1 << 20 };
+            assert_eq!(copy.last().unwrap().total, Some(want), "{copy:?}");
+            assert_eq!(copy.last().unwrap().done, want);
+            assert!(copy.iter().all(|p| p.total == Some(want)), "{copy:?}");
+            assert!(copy.windows(2).all(|w| w[0].done <= w[1].done), "{copy:?}");
+            assert_eq!(r.bytes_total, 16 << 20);
         }
     }
 

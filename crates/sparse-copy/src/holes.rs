@@ -19,8 +19,8 @@ impl Job<'_, '_> {
     }
 
     /// The one zero writer: zeros over destination range `[s, e)`, in buffers of at most
-    /// [`BUF_SIZE`] (small holes cost small allocations). With `report`, progress follows
-    /// the source position of each chunk.
+    /// [`BUF_SIZE`] (small holes cost small allocations). With `report`, the zeros count
+    /// as progress.
     fn write_zeros(&mut self, s: u64, e: u64, report: bool) -> Result<()> {
         let zeros = vec![0u8; (e - s).min(BUF_SIZE as u64) as usize];
         let mut pos = s;
@@ -32,8 +32,7 @@ impl Job<'_, '_> {
             self.zeroed += n as u64;
             pos += n as u64;
             if report {
-                let src_pos = pos - self.opts.seek + self.opts.skip;
-                self.report(src_pos)?;
+                self.report()?;
             }
         }
         Ok(())
