@@ -119,7 +119,7 @@ fsTest(['loop'], 'copy into a loop block device: holes skipped, or zeroed on req
   t.is(zeroed[8 * MiB], 0xab)
   const big = sparseFile(join(dir, 'big'), 32 * MiB, [])
   const e = await t.throwsAsync(sk.copy(big, dev))
-  t.is(e.code, 'ERR_SPARSEKIT_OUT_OF_RANGE')
+  t.is(e.code, 'ERR_SPARSEKIT_DEST_TOO_SMALL')
 })
 
 fsTest(['tmpfs'], 'ENOSPC on a full 8 MiB tmpfs is a clear ENOSPC error', async (t) => {

@@ -263,6 +263,12 @@ pub fn flash_multi<'env>(
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
                 .map_err(|e| Failure::from_core(&e))?;
+            // A zip entry's own compression is the archive's (deflate, ...): 'zip', unless
+            // the entry is itself a compressed stream (an .img.xz inside a zip).
+            let compression = r
+                .compression
+                .map(|c| c.name().to_string())
+                .or_else(|| r.zip_entry.as_ref().map(|_| "zip".to_string()));
             Ok(NativeFlashResult {
                 destinations: r
                     .destinations
@@ -278,7 +284,7 @@ pub fn flash_multi<'env>(
                     })
                     .collect(),
                 image_size: to_f64("imageSize", r.image_size)?,
-                compression: r.compression.map(|c| c.name().to_string()),
+                compression,
                 bmap: r.bmap,
                 zip_entry: r.zip_entry,
                 source_bytes: r.source_bytes as f64,

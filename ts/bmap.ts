@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises'
 import native = require('./native')
-import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike } from './validate'
+import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './flash'
 
@@ -25,7 +25,7 @@ export interface BmapCreateOptions extends LongOptions {
  */
 export async function create(image: PathLike, options?: BmapCreateOptions): Promise<string> {
   const file = checkPath('image', image)
-  const o = checkOptions('options', options) as BmapCreateOptions
+  const o = checkOptions('options', options, ['checksum', 'output', ...LONG_KEYS]) as BmapCreateOptions
   const checksum = checkOneOf('options.checksum', o.checksum, BMAP_CHECKSUMS)
   const output = o.output === undefined ? undefined : checkPath('options.output', o.output)
   const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum }, cancel, onProgress))
@@ -86,7 +86,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as BmapCopyOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true

@@ -61,7 +61,9 @@ Usage:
 URLs: proxies from https_proxy / http_proxy / all_proxy / no_proxy (as curl); a private CA
 through SSL_CERT_FILE (or --ca for flash).
 
-Byte counts accept K, M, G, T suffixes (powers of 1024): --skip 1M. A FILE of '-' is not
+Byte counts take dd's suffixes: K, M, G, T, P, E (and KiB, MiB, ...) are powers of 1024,
+KB, MB, GB, ... powers of 1000, b 512, w 2, c 1: --skip 1M is 1048576, --skip 1MB 1000000.
+A FILE of '-' is not
 special; put '--' before file names that start with '-'. Ctrl-C stops with exit status 130.
 
 Options:
@@ -72,10 +74,16 @@ Options:
 
 type Values = Record<string, string | boolean | undefined>
 
-function parse(args: string[], options: ParseArgsConfig['options'], positionals: number): { values: Values; pos: string[] } {
+function parse(
+  args: string[],
+  options: ParseArgsConfig['options'],
+  positionals: number,
+  json = true,
+): { values: Values; pos: string[] } {
   let parsed
   try {
-    parsed = parseArgs({ args, options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true })
+    const all = json ? { ...options, json: { type: 'boolean' as const } } : options
+    parsed = parseArgs({ args, options: all, allowPositionals: true, strict: true })
   } catch (e) {
     throw new UsageError((e as Error).message)
   }
@@ -85,12 +93,23 @@ function parse(args: string[], options: ParseArgsConfig['options'], positionals:
   return { values: parsed.values as Values, pos: parsed.positionals }
 }
 
+/**
+ * A byte count with dd's suffixes, exactly as GNU dd reads them: `c` 1, `w` 2, `b` 512;
+ * `K`/`k`, `M`, `G`, `T`, `P`, `E` powers of 1024 (also `KiB`, `MiB`, ...); `kB`, `KB`, `MB`,
+ * `GB`, `TB`, `PB`, `EB` powers of 1000. So `1M` is 1048576 and `1MB` 1000000.
+ */
 function bytes(name: string, v: string | boolean | undefined): number | undefined {
   if (v === undefined) return undefined
-  const m = /^(\d+)([KMGT]i?B?|[kmgt])?$/.exec(String(v))
-  if (!m) throw new UsageError(`--${name}: expected a byte count such as 4096 or 16M, got '${v}'`)
-  const unit = (m[2] || '').toUpperCase()[0]
-  const mult = unit ? 1024 ** (' KMGT'.indexOf(unit)) : 1
+  const m = /^(\d+)(c|w|b|[kKMGTPE]|[kKMGTPE]iB|[kKMGTPE]B)?$/.exec(String(v))
+  if (!m) {
+    throw new UsageError(
+      `--${name}: expected a byte count such as 4096, 16M (MiB) or 16MB (10^6 bytes, as dd), got '${v}'`,
+    )
+  }
+  const s = m[2] || ''
+  const power = 'KMGTPE'.indexOf(s[0]?.toUpperCase() ?? '') + 1
+  const mult =
+    s === '' ? 1 : s === 'c' ? 1 : s === 'w' ? 2 : s === 'b' ? 512 : s.endsWith('iB') || s.length === 1 ? 1024 ** power : 1000 ** power
   const n = Number(m[1]) * mult
   if (!Number.isSafeInteger(n)) throw new UsageError(`--${name}: ${v} is too large`)
   return n
@@ -334,6 +353,7 @@ async function bmapCommand(rest: string[], signal: AbortSignal): Promise<number>
       args,
       { output: { type: 'string', short: 'o' }, checksum: { type: 'string' }, 'no-checksum': { type: 'boolean' } },
       1,
+      false, // a bmap is XML: --json would be a promise not kept
     )
     const checksum = values['no-checksum'] ? 'none' : oneOf('checksum', values.checksum, sk.BMAP_CHECKSUMS)
     bar = progressBar()
@@ -642,7 +662,14 @@ async function drivesCommand(rest: string[]): Promise<number> {
   }
   for (const d of list) {
     const what = [d.vendor, d.model].filter(Boolean).join(' ') || (d.backingFile ?? '')
-    const flags = [d.removable && 'removable', d.readOnly && 'read-only', d.isSystem && `SYSTEM: ${d.systemReasons.join(', ')}`]
+    const mounted = d.mountpoints.length > 0 || d.partitions.some((p) => p.mountpoints.length > 0)
+    const flags = [
+      d.removable && 'removable',
+      d.readOnly && 'read-only',
+      d.mountpoints.length > 0 && `mounted at ${d.mountpoints.join(', ')}`,
+      mounted && 'in use: flash refuses it without --unmount',
+      d.isSystem && `SYSTEM: ${d.systemReasons.join(', ')}`,
+    ]
       .filter(Boolean)
       .join(', ')
     await out(`${d.path}  ${human(d.size)}  ${d.bus}  ${what}${flags ? `  [${flags}]` : ''}\n`)
@@ -705,7 +732,11 @@ async function flashCommand(rest: string[], signal: AbortSignal): Promise<number
     for (const d of r.destinations) {
       if (d.ok) await out(`${d.path}: wrote ${human(d.bytesWritten)}${d.verified ? ', read back and verified' : ''}\n`)
     }
-    for (const d of failed) process.stderr.write(`sparsekit: ${d.path}: ${d.error?.message} (${d.error?.code})\n`)
+    for (const d of failed) {
+      const e = d.error
+      const coded = e && !e.message.startsWith(e.code) ? ` (${e.code})` : ''
+      process.stderr.write(`sparsekit: ${d.path}: ${e?.message}${coded}\n`)
+    }
   }
   return failed.length ? 1 : 0
 }

@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
+import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Copy methods; `auto` tries reflink, copy_file_range, sendfile, then read/write. */
@@ -54,7 +54,7 @@ export interface CopyResult {
 export async function copy(src: PathLike, dst: PathLike, options?: CopyOptions): Promise<CopyResult> {
   const from = checkPath('src', src)
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as CopyOptions
+  const o = checkOptions('options', options, ['skip', 'seek', 'length', 'method', 'truncate', 'zeroHoles', 'fsync', 'atomic', ...LONG_KEYS]) as CopyOptions
   const opts = {
     skip: checkBytes('options.skip', o.skip),
     seek: checkBytes('options.seek', o.seek),

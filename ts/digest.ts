@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
+import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Hash algorithms `digest()` offers. */
@@ -25,7 +25,7 @@ export interface DigestOptions extends LongOptions {
  */
 export async function digest(path: PathLike, options?: DigestOptions): Promise<string> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options) as DigestOptions
+  const o = checkOptions('options', options, ['algorithm', 'start', 'length', ...LONG_KEYS]) as DigestOptions
   const algorithm = checkOneOf('options.algorithm', o.algorithm, ALGORITHMS) ?? 'sha256'
   const start = checkBytes('options.start', o.start)
   const length = checkBytes('options.length', o.length)

@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike } from './validate'
+import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Mapping methods; `auto` tries FIEMAP, then SEEK_DATA/SEEK_HOLE, then `none`. */
@@ -67,7 +67,7 @@ interface Checked {
 
 function checkMap(path: unknown, options: unknown): Checked {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options) as MapOptions
+  const o = checkOptions('options', options, ['start', 'length', 'method', ...LONG_KEYS]) as MapOptions
   return {
     file,
     o,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import native = require('./native')
-import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
+import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, Progress, run } from './run'
 import type { Qcow2ConvertOptions, Qcow2ConvertResult } from './qcow2'
 
@@ -167,7 +167,7 @@ export class DriveWatcher extends EventEmitter {
 
 /** Watch for drives added and removed (see {@link DriveWatcher}). */
 export function watch(options?: WatchOptions): DriveWatcher {
-  const o = checkOptions('options', options) as WatchOptions
+  const o = checkOptions('options', options, ['interval']) as WatchOptions
   const interval = checkBytes('options.interval', o.interval) ?? 1000
   if (interval < 10) throw invalidArgValue('options.interval', interval, 'must be at least 10 (ms)')
   return new DriveWatcher(interval)
@@ -263,7 +263,7 @@ export interface FlashResult {
   /** The (decompressed) image size. */
   imageSize: number
   /** The source's compression. */
-  compression?: 'gzip' | 'xz' | 'bzip2' | 'zstd'
+  compression?: 'gzip' | 'xz' | 'bzip2' | 'zstd' | 'zip'
   /** Where the bmap came from, when one was used. */
   bmap?: string
   /** The zip entry written. */
@@ -368,7 +368,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
   if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options) as FlashOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', ...LONG_KEYS, ...HTTP_KEYS]) as FlashOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true

@@ -72,9 +72,29 @@ export function showPath(p: string | Buffer): string {
   return typeof p === 'string' ? p : p.toString('utf8')
 }
 
-export function checkOptions(name: string, value: unknown): Record<string, unknown> {
+/** The option keys every long operation takes ({@link LongOptions}). */
+export const LONG_KEYS = ['signal', 'onProgress'] as const
+/** The option keys of an http(s) source. */
+export const HTTP_KEYS = ['ca', 'retries', 'retryDelay', 'timeout'] as const
+
+/**
+ * Check an options object. With `known`, a key outside it (a misspelling such as
+ * `readback`, which would silently mean "no read-back") is refused with
+ * `ERR_INVALID_ARG_VALUE` naming the valid keys; keys whose value is `undefined` pass.
+ */
+export function checkOptions(name: string, value: unknown, known?: readonly string[]): Record<string, unknown> {
   if (value === undefined || value === null) return {}
   if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType(name, 'of type object', value)
+  if (known) {
+    for (const key of Object.keys(value)) {
+      if (!known.includes(key) && (value as Record<string, unknown>)[key] !== undefined) {
+        const err = new TypeError(
+          `The option '${name}.${key}' is unknown. Valid options: ${[...known].sort().join(', ')}`,
+        )
+        throw withCode(err, 'ERR_INVALID_ARG_VALUE')
+      }
+    }
+  }
   return value as Record<string, unknown>
 }
 

@@ -426,6 +426,8 @@ struct Segment {
 struct SourceInfo {
     image_size: u64,
     compression: Option<Compression>,
+    /// Source bytes read, where the reader knows better than the byte counter.
+    read: Option<u64>,
 }
 
 struct Feed {
@@ -595,9 +597,14 @@ fn produce(
                 message: e.to_string(),
             })?;
             let entry_size = entry.size();
+            // What reading the entry costs: its compressed bytes (a local archive counts
+            // nothing else).
+            let packed = entry.compressed_size();
             let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
             let size = if c.is_none() { Some(entry_size) } else { None };
-            stream(&mut *r, c, size, bmap, verify, label, feed, total, true)
+            let mut info = stream(&mut *r, c, size, bmap, verify, label, feed, total, true)?;
+            info.read = Some(packed);
+            Ok(info)
         }
     }
 }
@@ -636,6 +643,7 @@ fn by_ranges(
                 return Ok(SourceInfo {
                     image_size: b.image_size,
                     compression: None,
+                    read: None,
                 });
             }
             let cs = b.checksum_type;
@@ -657,6 +665,7 @@ fn by_ranges(
                         return Ok(SourceInfo {
                             image_size: b.image_size,
                             compression: None,
+                            read: None,
                         });
                     }
                     off += n as u64;
@@ -668,6 +677,7 @@ fn by_ranges(
             Ok(SourceInfo {
                 image_size: b.image_size,
                 compression: None,
+                read: None,
             })
         }
     }
@@ -699,6 +709,7 @@ fn stream(
     let info = |image_size| SourceInfo {
         image_size,
         compression: c,
+        read: None,
     };
     match bmap {
         Some(b) => {
@@ -1171,7 +1182,7 @@ pub(crate) fn run(
         compression: info.compression,
         bmap: bmap_from.or_else(|| bmap.as_ref().map(|_| "given".to_string())),
         zip_entry,
-        source_bytes: consumed.load(Ordering::Relaxed),
+        source_bytes: consumed.load(Ordering::Relaxed).max(info.read.unwrap_or(0)),
     })
 }
 

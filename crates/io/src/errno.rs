@@ -12,7 +12,8 @@
 
 #[cfg(unix)]
 pub use libc::{
-    EBADF, EBUSY, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EROFS, ESPIPE,
+    EACCES, EBADF, EBUSY, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENOENT, ENOSPC, ENOSYS, EPERM, EROFS,
+    ESPIPE,
 };
 
 /// "Not supported by this file or file system": `ENOTSUP`. Linux defines `EOPNOTSUPP` as
@@ -22,6 +23,12 @@ pub use libc::{
 #[cfg(unix)]
 pub const EOPNOTSUPP: i32 = libc::ENOTSUP;
 
+/// `ERROR_ACCESS_DENIED`: libuv's `EACCES`.
+#[cfg(windows)]
+pub const EACCES: i32 = 5;
+/// `ERROR_PRIVILEGE_NOT_HELD` (libuv names it `EPERM`).
+#[cfg(windows)]
+pub const EPERM: i32 = 1314;
 /// `ERROR_INVALID_HANDLE`: libuv's `EBADF`.
 #[cfg(windows)]
 pub const EBADF: i32 = 6;

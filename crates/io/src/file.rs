@@ -122,6 +122,19 @@ impl FileStorage {
                     Self::open_with(path, true, true, false)
                 }
             }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(crate::errno::EACCES) | Some(crate::errno::EPERM)
+                ) && is_device_namespace(path) =>
+            {
+                Err(e.with_hint(if cfg!(windows) {
+                    "writing a drive needs an elevated (administrator) process"
+                } else {
+                    "writing a drive needs root (sudo), membership of the group that owns \
+                     the device (often 'disk'), or an elevated helper process"
+                }))
+            }
             r => r,
         }
     }

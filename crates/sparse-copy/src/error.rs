@@ -51,7 +51,8 @@ pub enum Error {
         /// was not at its end: the file only pretends to support it).
         source: Option<io::Error>,
     },
-    /// The destination block device is smaller than `seek + length`.
+    /// The destination block device is smaller than `seek + length`: code
+    /// `ERR_SPARSEKIT_DEST_TOO_SMALL`, as flash and bmap copy say it.
     OutOfRange {
         /// The destination device.
         path: PathBuf,
@@ -104,7 +105,7 @@ impl Error {
             Error::InvalidArg { .. } => "ERR_INVALID_ARG_VALUE",
             Error::TooLarge { .. } => "ERR_OUT_OF_RANGE",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
+            Error::OutOfRange { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
             Error::ShortRead { .. } => "ERR_SPARSEKIT_SHORT_READ",
             Error::Extents(e) => e.code(),
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",

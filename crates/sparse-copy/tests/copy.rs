@@ -433,7 +433,7 @@ fn block_device_destination() {
         },
     )
     .unwrap_err();
-    assert_eq!(e.code(), "ERR_SPARSEKIT_OUT_OF_RANGE", "{e}");
+    assert_eq!(e.code(), "ERR_SPARSEKIT_DEST_TOO_SMALL", "{e}");
     assert_eq!(e.path(), Some(dev.dev.as_path()));
 }
 
