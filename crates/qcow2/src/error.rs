@@ -156,6 +156,15 @@ impl Error {
         }
     }
 
+    /// The same error with `suffix` added to a [`Error::Corrupt`] or [`Error::Refused`]
+    /// detail (other errors unchanged).
+    pub(crate) fn with_detail_suffix(mut self, suffix: &str) -> Self {
+        if let Error::Corrupt { detail, .. } | Error::Refused { detail, .. } = &mut self {
+            detail.push_str(suffix);
+        }
+        self
+    }
+
     pub(crate) fn with_path(mut self, p: Option<&Path>) -> Self {
         let Some(p) = p else { return self };
         match &mut self {

@@ -943,3 +943,168 @@ fn commit_aborted_midway_leaves_both_images_valid() {
     check_clean(d, "ov.qcow2");
     assert_eq!(status(d, "qemu-img compare -q ov.qcow2 ov.orig").0, 0);
 }
+
+/// Issue 27: an image `qemu-img` made, with one L2 entry set to `entry` (at guest cluster
+/// 1 of the first L2 table). Returns the image's bytes and where that entry is.
+fn with_bad_entry(good: &[u8], entry: u64) -> Vec<u8> {
+    let at = bad_entry_at(good);
+    let mut b = good.to_vec();
+    b[at..at + 8].copy_from_slice(&entry.to_be_bytes());
+    b
+}
+
+fn be64(b: &[u8], at: u64) -> u64 {
+    u64::from_be_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+fn bad_entry_at(good: &[u8]) -> usize {
+    let l2 = be64(good, be64(good, 40)) & sparsekit_qcow2::table::L1E_OFFSET_MASK;
+    l2 as usize + 8
+}
+
+/// An image with data in two L2 tables (64 KiB clusters, 1 GiB).
+const TWO_TABLES: &str = "qemu-img create -q -f qcow2 t.qcow2 1G && qemu-io -f qcow2 -c 'write -P 0xab 0 256k' -c 'write -P 1 600M 128k' t.qcow2 >/dev/null";
+
+/// discardAll on `bytes` (written to `d/c.qcow2`) must refuse with
+/// ERR_SPARSEKIT_QCOW2_CORRUPT and leave the file byte-identical, `qemu-img check` saying
+/// what it said before.
+fn discard_refused_untouched(d: &Path, bytes: &[u8], what: &str) {
+    let p = d.join("c.qcow2");
+    std::fs::write(&p, bytes).unwrap();
+    let before = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+    let sha = sh(d, "sha256sum c.qcow2");
+    let r = sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none());
+    let e = r.expect_err(what);
+    assert_eq!(e.code(), "ERR_SPARSEKIT_QCOW2_CORRUPT", "{what}: {e}");
+    assert!(e.to_string().contains("nothing was changed"), "{what}: {e}");
+    assert_eq!(
+        sh(d, "sha256sum c.qcow2"),
+        sha,
+        "{what}: the file changed ({e})"
+    );
+    assert!(
+        std::fs::read(&p).unwrap() == bytes,
+        "{what}: the file changed"
+    );
+    let after = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+    assert_eq!(after, before, "{what}: qemu-img check changed");
+}
+
+#[test]
+fn discard_all_refuses_an_entry_pointing_at_metadata() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    sh(d, TWO_TABLES);
+    let good = std::fs::read(d.join("t.qcow2")).unwrap();
+    let mask = sparsekit_qcow2::table::L1E_OFFSET_MASK;
+    let cs = 65536u64;
+    let l1 = be64(&good, 40);
+    let rt = be64(&good, 48);
+    let rb = be64(&good, rt) & mask;
+    let l2a = be64(&good, l1) & mask;
+    let l2b = be64(&good, l1 + 8) & mask;
+    assert!(l2b != 0 && l2b != l2a, "the image has two L2 tables");
+    let at = bad_entry_at(&good);
+    let data = be64(&good, at as u64) & mask;
+    let eof = (good.len() as u64).div_ceil(cs) * cs;
+    let copied = 1u64 << 63;
+    let compressed = |off: u64| (1u64 << 62) | off; // one 512-byte sector at `off`
+    let cases: Vec<(&str, u64)> = vec![
+        ("header (unaligned)", 512 | copied),
+        ("L1 table", l1 | copied),
+        ("refcount table", rt | copied),
+        ("refcount block", rb | copied),
+        ("its own L2 table", l2a | copied),
+        ("another L2 table", l2b | copied),
+        ("past the end of the file", (eof + 16 * cs) | copied),
+        ("just past the end", eof | copied),
+        ("unaligned", (data + 512) | copied),
+        ("zero flag over the L1 table", l1 | copied | 1),
+        ("compressed in the header", compressed(512)),
+        ("compressed in the refcount table", compressed(rt + 8)),
+        ("compressed past the end", compressed(eof + 4096)),
+        ("another guest cluster's data", (data + cs) | copied),
+    ];
+    for (what, entry) in cases {
+        discard_refused_untouched(d, &with_bad_entry(&good, entry), what);
+    }
+    // An L1 entry pointing at the header or the refcount table.
+    for (what, l2) in [
+        ("L1 entry at the header", 0u64),
+        ("L1 entry at the refcount table", rt),
+    ] {
+        let mut b = good.clone();
+        // Entry 1 (guest 512 MiB..1 GiB); offset 0 is "unallocated", so the header is
+        // reached through an unaligned offset inside it.
+        let v = if l2 == 0 { 512 } else { l2 } | copied;
+        b[(l1 + 8) as usize..(l1 + 16) as usize].copy_from_slice(&v.to_be_bytes());
+        discard_refused_untouched(d, &b, what);
+    }
+    // The good image still discards.
+    let p = d.join("t.qcow2");
+    sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none()).unwrap();
+    check_clean(d, "t.qcow2");
+}
+
+/// Issue 27, randomized (fixed seed, bounded): one L2 entry set to a random value; a
+/// discardAll that refuses leaves the file unchanged, one that succeeds leaves an image
+/// `qemu-img check` finds clean.
+#[test]
+fn discard_all_random_bad_entry_refuses_or_stays_clean() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    sh(d, TWO_TABLES);
+    let good = std::fs::read(d.join("t.qcow2")).unwrap();
+    let len = good.len() as u64;
+    let mut x: u64 = 0x2701_5eed;
+    let mut next = move || {
+        // xorshift64*
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let (mut refused, mut done) = (0, 0);
+    for _ in 0..48 {
+        let r = next();
+        let copied = if r & 1 == 0 { 1u64 << 63 } else { 0 };
+        let span = len + 8 * 65536;
+        let entry = match (r >> 1) % 5 {
+            0 => (next() % span) & !0xffff | copied,
+            1 => (next() % span) & !0x1ff | copied,
+            2 => (1u64 << 62) | (next() % span) | ((next() % 3) << 54),
+            3 => (next() % span) & !0xffff | copied | 1,
+            _ => {
+                if r & 2 == 0 {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        let bytes = with_bad_entry(&good, entry);
+        let p = d.join("c.qcow2");
+        std::fs::write(&p, &bytes).unwrap();
+        // Dropping a data cluster's entry (0, a zero flag) leaves it leaked: allowed after.
+        let leaky = status(d, "qemu-img check c.qcow2").0 == 3;
+        match sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none()) {
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    std::fs::read(&p).unwrap() == bytes,
+                    "entry {entry:#x}: refused ({e}) but the file changed"
+                );
+            }
+            Ok(()) => {
+                done += 1;
+                let (st, out) = status(d, "qemu-img check c.qcow2");
+                assert!(
+                    st == 0 || (leaky && st == 3),
+                    "entry {entry:#x}: discarded, then qemu-img check: {out}"
+                );
+            }
+        }
+    }
+    println!("random bad L2 entry: {refused} refused unchanged, {done} discarded clean");
+    assert!(refused > 0 && done > 0);
+}

@@ -299,6 +299,11 @@ impl Editor {
             ctl.report(Phase::Write, total, Some(total))?;
             return Ok(());
         }
+        // Everything this edit will lower or free is checked before the first write: a bad
+        // entry found half-way would leave guest data changed and clusters leaked, and an
+        // entry pointing at metadata would free (and truncate away) the header or a table.
+        self.validate_for_discard(ctl)
+            .map_err(|e| e.with_detail_suffix("; nothing was changed"))?;
         self.write(&vec![0u8; l1.len() * 8], h.l1_table_offset)?;
         self.sync()?;
         let bits = h.cluster_bits;
@@ -349,6 +354,234 @@ impl Editor {
         }
         self.punch(&freed);
         ctl.report(Phase::Write, total, Some(total))?;
+        Ok(())
+    }
+}
+
+/// The image's own structures by host cluster, to name what a bad reference points at.
+struct MetadataMap {
+    /// Single-cluster structures (refcount blocks, L2 tables) by cluster.
+    single: std::collections::HashMap<u64, &'static str>,
+    /// Larger ones (header, L1 tables, refcount table, snapshot table): `[first, end)`.
+    ranges: Vec<(u64, u64, &'static str)>,
+}
+
+impl MetadataMap {
+    fn new() -> MetadataMap {
+        MetadataMap {
+            single: std::collections::HashMap::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, cluster_bits: u32, off: u64, len: u64, what: &'static str) {
+        if len == 0 {
+            return;
+        }
+        let first = off >> cluster_bits;
+        let end = (off.saturating_add(len - 1) >> cluster_bits) + 1;
+        if end == first + 1 && what != "the image header" {
+            self.single.entry(first).or_insert(what);
+        } else {
+            self.ranges.push((first, end, what));
+        }
+    }
+
+    /// What of the metadata overlaps clusters `[first, end)` (a cluster or two), if any.
+    fn find(&self, first: u64, end: u64) -> Option<&'static str> {
+        if let Some(what) = (first..end.min(first + 4)).find_map(|c| self.single.get(&c)) {
+            return Some(what);
+        }
+        self.ranges
+            .iter()
+            .find(|r| r.0 < end && r.1 > first)
+            .map(|r| r.2)
+    }
+}
+
+impl Editor {
+    /// Check every reference [`Editor::discard_all`] will drop, before it writes anything:
+    /// each L2 table and each host cluster an L2 entry names must be cluster aligned
+    /// (compressed clusters excepted), inside the file, and not the header, an L1 table,
+    /// the refcount table, a refcount block, the snapshot table or another L2 table; then
+    /// every stored refcount must cover its references (as `qemu-img check` counts them:
+    /// no corruption, no unreadable structure; leaks are harmless here).
+    fn validate_for_discard(&mut self, ctl: &mut Control<'_>) -> Result<()> {
+        let h = self.header().clone();
+        let cs = h.cluster_size();
+        let bits = h.cluster_bits;
+        let file_size = self.img.file_size();
+        let mut meta = MetadataMap::new();
+        meta.add(bits, 0, cs, "the image header");
+        meta.add(
+            bits,
+            h.l1_table_offset,
+            u64::from(h.l1_size) * 8,
+            "the L1 table",
+        );
+        meta.add(
+            bits,
+            h.refcount_table_offset,
+            u64::from(h.refcount_table_clusters) << bits,
+            "the refcount table",
+        );
+        for &e in &self.rc.table {
+            let off = e & crate::table::REFT_OFFSET_MASK;
+            if off != 0 {
+                meta.add(bits, off, cs, "a refcount block");
+            }
+        }
+        if h.nb_snapshots > 0 {
+            meta.add(
+                bits,
+                h.snapshots_offset,
+                self.img.snapshots_size,
+                "the snapshot table",
+            );
+        }
+        for sn in self.img.snapshots() {
+            meta.add(
+                bits,
+                sn.l1_table_offset,
+                u64::from(sn.l1_size) * 8,
+                "a snapshot's L1 table",
+            );
+        }
+        if let Some((off, len)) = h.crypto_header {
+            meta.add(bits, off, len, "the encryption header");
+        }
+        // The active L2 tables: each inside the file, aligned and not over other metadata.
+        let l1: Vec<u64> = self.img.l1_entries().to_vec();
+        let mut l2s: Vec<(u64, usize)> = Vec::new();
+        for (i, &e) in l1.iter().enumerate() {
+            let l2 = e & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            let at = h.l1_table_offset + i as u64 * 8;
+            let bad = |d: String| Err(crate::error::corrupt("L1 entry", at, d));
+            if l2 & (cs - 1) != 0 {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) is not cluster aligned"
+                ));
+            }
+            if l2.checked_add(cs).is_none_or(|end| end > file_size) {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) lies past the end of the file ({file_size} bytes)"
+                ));
+            }
+            if let Some(what) = meta.find(l2 >> bits, (l2 >> bits) + 1) {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) points into {what}"
+                ));
+            }
+            l2s.push((l2, i));
+        }
+        for &(l2, _) in &l2s {
+            meta.add(bits, l2, cs, "an L2 table");
+        }
+        let step = if h.extended_l2() { 2 } else { 1 };
+        let esize = h.l2_entry_size();
+        for &(l2, i) in &l2s {
+            ctl.check()?;
+            let t = self.img.l2_table(l2, i as u64)?;
+            for k in (0..t.len()).step_by(step) {
+                let e = t[k];
+                let at = l2 + (k / step) as u64 * esize;
+                let guest = i as u64 * h.l2_coverage() + (k / step) as u64 * cs;
+                let bad = |d: String| {
+                    Err(crate::error::corrupt(
+                        "L2 entry",
+                        at,
+                        format!("guest offset {guest:#x} (L1 entry {i}): {d}"),
+                    ))
+                };
+                let (host, len) = if e & OFLAG_COMPRESSED != 0 {
+                    let x = 62 - (bits - 8);
+                    let off = e & ((1u64 << x) - 1);
+                    let sectors = ((e >> x) & ((1u64 << (bits - 8)) - 1)) + 1;
+                    let len = sectors * COMPRESSED_SECTOR - (off & 511);
+                    if off == 0 {
+                        return bad("compressed cluster at host offset 0".into());
+                    }
+                    (off, len)
+                } else {
+                    let host = e & L2E_OFFSET_MASK;
+                    if host == 0 {
+                        continue;
+                    }
+                    if host & (cs - 1) != 0 {
+                        return bad(format!(
+                            "host cluster offset {host:#x} is not cluster aligned"
+                        ));
+                    }
+                    (host, cs)
+                };
+                // Counted as `qemu-img check` counts: the file's last cluster may be short
+                // (qemu writes only the subclusters or sectors it needs).
+                let first = host >> bits;
+                let end = (host.saturating_add(len - 1) >> bits) + 1;
+                if end > file_size.div_ceil(cs) {
+                    return bad(format!(
+                        "host data at {host:#x} ({len} bytes) lies past the end of the file ({file_size} bytes)"
+                    ));
+                }
+                if let Some(what) = meta.find(first, end) {
+                    return bad(format!("host data at {host:#x} points into {what}"));
+                }
+            }
+        }
+        // Refcounts: every reference counted. The full count needs two bytes per host
+        // cluster; past MAX_CHECK_CLUSTERS each referenced cluster is only checked for a
+        // refcount of at least one.
+        let nb = file_size.div_ceil(cs);
+        if nb <= crate::MAX_CHECK_CLUSTERS {
+            let mut quiet = Control::with_cancel(ctl.cancel().clone());
+            let (res, refs) = self.img.check_counts(&mut quiet)?;
+            if res.corruptions == 0 && res.check_errors == 0 {
+                return Ok(());
+            }
+            for (c, &r) in refs.iter().enumerate() {
+                let stored = self.rc.get(self.img.storage(), c as u64)?;
+                if stored < u64::from(r) {
+                    return Err(crate::error::corrupt_range(
+                        "host cluster",
+                        c as u64 * cs,
+                        cs,
+                        format!("{r} references but a refcount of {stored}"),
+                    ));
+                }
+            }
+            return Err(crate::error::corrupt(
+                "image",
+                0,
+                format!(
+                    "qemu-img check would find {} corruptions and {} unreadable structures",
+                    res.corruptions, res.check_errors
+                ),
+            ));
+        }
+        for &(l2, i) in &l2s {
+            ctl.check()?;
+            let mut clusters = vec![l2 >> bits];
+            let t = self.img.l2_table(l2, i as u64)?;
+            for k in (0..t.len()).step_by(step) {
+                let host = t[k] & L2E_OFFSET_MASK;
+                if t[k] & OFLAG_COMPRESSED == 0 && host != 0 {
+                    clusters.push(host >> bits);
+                }
+            }
+            for c in clusters {
+                if self.rc.get(self.img.storage(), c)? == 0 {
+                    return Err(crate::error::corrupt_range(
+                        "host cluster",
+                        c * cs,
+                        cs,
+                        "in use by the active L1 table but its refcount is 0",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
