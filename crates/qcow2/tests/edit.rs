@@ -1108,3 +1108,132 @@ fn discard_all_random_bad_entry_refuses_or_stays_clean() {
     println!("random bad L2 entry: {refused} refused unchanged, {done} discarded clean");
     assert!(refused > 0 && done > 0);
 }
+
+/// Run `op` over `bytes` with writes ending past `limit` failing with ENOSPC (a full
+/// disk); returns the bytes after and the result.
+fn run_full_disk(bytes: &[u8], limit: u64, op: &Op) -> (Vec<u8>, Result<(), Error>) {
+    let f = Arc::new(Faulty::new(
+        MemStorage::from_vec(bytes.to_vec()),
+        Fault::NoSpaceAfter(limit),
+    ));
+    let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| op(&mut ed));
+    (f.inner().to_vec(), r)
+}
+
+/// Issue 27: resize failing with ENOSPC while growing the L1 table left a leaked cluster
+/// (`qemu-img check` exit 3). For every place the disk can fill up during the growth
+/// (including new refcount blocks and a moved refcount table), a failed resize leaves
+/// the image byte for byte as it was, and `qemu-img check` says what it said before.
+#[test]
+fn resize_on_a_full_disk_leaves_the_image_as_it_was() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    let cases: Vec<(&str, &str, u64)> = KINDS
+        .iter()
+        .filter(|(k, _)| *k != "snap")
+        .map(|(k, s)| (*k, *s, 4u64 << 30))
+        .chain([(
+            "new refcount blocks and table",
+            "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2",
+            8u64 << 30,
+        )])
+        .collect();
+    for (kind, script, size) in cases {
+        sh(d, &format!("rm -f t.qcow2 && ({script}) >/dev/null"));
+        let old = std::fs::read(d.join("t.qcow2")).unwrap();
+        std::fs::write(d.join("c.qcow2"), &old).unwrap();
+        let before = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+        let op: &Op = &move |ed| ed.resize(size);
+        let (mut failures, mut step) = (0, 512u64);
+        let mut limit = old.len() as u64;
+        loop {
+            let (after, r) = run_full_disk(&old, limit, op);
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{kind}: {e}");
+                    std::fs::write(d.join("c.qcow2"), &after).unwrap();
+                    let now = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+                    assert_eq!(now, before, "{kind}: full at {limit}: {e}");
+                    assert!(after == old, "{kind}: full at {limit}: the bytes changed");
+                }
+            }
+            limit += step;
+            if failures > 64 {
+                step *= 2;
+            }
+        }
+        assert!(failures > 0, "{kind}: never failed");
+        println!("resize on a full disk {kind}: {failures} failures, image unchanged each time");
+    }
+}
+
+/// The same on a real full file system: a tmpfs filled up to the last page.
+#[test]
+fn resize_on_a_full_tmpfs_leaves_the_image_as_it_was() {
+    if !have_qemu() {
+        return;
+    }
+    let Some(m) = sparsekit_testfs::Mount::new(sparsekit_testfs::Fs::Tmpfs(4), "resize_full_tmpfs")
+    else {
+        return;
+    };
+    let img = m.join("t.qcow2");
+    let dir = img.parent().unwrap().to_path_buf();
+    sh(&dir, "qemu-img create -q -f qcow2 -o cluster_size=4096 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 64k' t.qcow2 >/dev/null");
+    let before = common::status_stdout(&dir, "qemu-img check --output=json t.qcow2");
+    let old = std::fs::read(&img).unwrap();
+    // Fill the file system.
+    let _ = status(&dir, "dd if=/dev/zero of=fill bs=4k 2>/dev/null");
+    let r = sparsekit_qcow2::resize(&img, 1 << 30, &EditOptions::default());
+    let e = r.expect_err("resize on a full tmpfs");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert_eq!(
+        common::status_stdout(&dir, "qemu-img check --output=json t.qcow2"),
+        before
+    );
+    let now = std::fs::read(&img).unwrap();
+    assert_eq!(now.len(), old.len());
+    let diff = now.iter().zip(&old).position(|(a, b)| a != b);
+    assert!(diff.is_none(), "the image changed at byte {diff:?}");
+    // With room again it grows.
+    std::fs::remove_file(dir.join("fill")).unwrap();
+    sparsekit_qcow2::resize(&img, 1 << 30, &EditOptions::default()).unwrap();
+    check_clean(&dir, "t.qcow2");
+}
+
+/// Issue 27 (resize's allocate-then-fail leak, looked for in commit): committing into a
+/// qcow2 base on a disk that fills up at any point fails with ENOSPC and leaves the base
+/// without leaked clusters (`qemu-img check` exit 0), whatever part of the copy got in.
+#[test]
+fn commit_into_a_base_on_a_full_disk_leaks_nothing() {
+    use sparsekit_qcow2::edit::{commit_into, Base};
+    use sparsekit_qcow2::{Image, OpenOptions};
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    // A base smaller than the overlay (grown first) whose L2 tables must be added.
+    sh(d, &format!("qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 0 64k' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 1200M && qemu-io -f qcow2 {OVERLAY_WRITES} -c 'write -P 0xa4 1100M 64k' ov.qcow2 >/dev/null"));
+    let overlay = Image::open(d.join("ov.qcow2"), &OpenOptions::default()).unwrap();
+    let old = std::fs::read(d.join("base.qcow2")).unwrap();
+    let mut limit = old.len() as u64;
+    let mut failures = 0;
+    loop {
+        let f = Arc::new(Faulty::new(
+            MemStorage::from_vec(old.clone()),
+            Fault::NoSpaceAfter(limit),
+        ));
+        let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| {
+            commit_into(&overlay, Base::Qcow2(&mut ed), &mut Control::none()).map(|_| ())
+        });
+        let Err(e) = r else { break };
+        failures += 1;
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        std::fs::write(d.join("f.qcow2"), f.inner().to_vec()).unwrap();
+        let (st, out) = status(d, "qemu-img check f.qcow2");
+        assert_eq!(st, 0, "commit on a disk full at {limit}: {e}: {out}");
+        limit += 32 << 10;
+    }
+    assert!(failures > 0);
+    println!("commit on a full disk: {failures} failures, no leak");
+}

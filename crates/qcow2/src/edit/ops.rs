@@ -188,13 +188,18 @@ impl Editor {
         }
         let cs = h.cluster_size();
         let clusters = (need * 8).div_ceil(cs);
+        let mark = self.rc.mark(self.img.storage())?;
         let at = self.rc.alloc(self.img.storage(), clusters)?;
         let mut raw = vec![0u8; (clusters * cs) as usize];
         for (i, e) in self.img.l1_entries().iter().enumerate() {
             raw[i * 8..i * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
-        self.write(&raw, at)?;
-        self.sync()?;
+        // Until the header points at the new table nothing references it: a failure (ENOSPC
+        // on a full disk) takes the allocation back, leaving no leaked cluster.
+        if let Err(e) = self.write(&raw, at).and_then(|()| self.sync()) {
+            self.rc.release(self.img.storage(), &mark, at, clusters);
+            return Err(e);
+        }
         let mut hdr = [0u8; 24];
         hdr[..8].copy_from_slice(&new_size.to_be_bytes());
         hdr[8..12].copy_from_slice(&h.crypt_method.to_be_bytes());
