@@ -325,3 +325,48 @@ qtest('qcow2 CLI edits: create, resize, rebase, set-extension, get-extension, di
   check0(t, dir, 'o.qcow2')
   check0(t, dir, 'b.qcow2')
 })
+
+// Issue 27: mapToJson validates its argument as every other export does (coded TypeErrors).
+test('qcow2.mapToJson: hostile arguments are coded TypeErrors', (t) => {
+  const good = { start: 0, length: 65536, depth: 0, present: true, zero: false, data: true, compressed: false, offset: 327680 }
+  t.is(sk.qcow2.mapToJson([good]), '[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "compressed": false, "offset": 327680}]\n')
+  t.is(sk.qcow2.mapToJson([]), '[]\n')
+  const { offset, ...noOffset } = good
+  t.is(sk.qcow2.mapToJson([noOffset]), '[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "compressed": false}]\n')
+  const hostile = [
+    [],
+    [undefined],
+    [null],
+    [42],
+    ['[]'],
+    [{}],
+    [{ length: 3 }],
+    [new Map()],
+    [[1, 2, 3]],
+    [[null]],
+    [['x']],
+    [[{}]],
+    [[{ ...good, start: '0' }]],
+    [[{ ...good, start: -1 }]],
+    [[{ ...good, length: 1.5 }]],
+    [[{ ...good, depth: NaN }]],
+    [[{ ...good, start: 2 ** 64 }]],
+    [[{ ...good, start: 1n }]],
+    [[{ ...good, present: 'yes' }]],
+    [[{ ...good, zero: 1 }]],
+    [[{ ...good, data: undefined }]],
+    [[{ ...good, compressed: null }]],
+    [[{ ...good, offset: null }]],
+    [[{ ...good, offset: '5' }]],
+    [[good, 7]],
+    // eslint-disable-next-line no-sparse-arrays
+    [[good, , good]],
+  ]
+  for (const args of hostile) {
+    const e = t.throws(() => sk.qcow2.mapToJson(...args), undefined, JSON.stringify(args, (k, v) => (typeof v === 'bigint' ? `${v}n` : v)))
+    t.true(e instanceof TypeError, e.message)
+    t.true(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE'].includes(e.code), `${e.code}: ${e.message}`)
+  }
+  // The message names the entry and field at fault.
+  t.regex(t.throws(() => sk.qcow2.mapToJson([good, { ...good, length: -5 }])).message, /entries\[1\]\.length/)
+})
