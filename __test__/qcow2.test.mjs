@@ -370,3 +370,41 @@ test('qcow2.mapToJson: hostile arguments are coded TypeErrors', (t) => {
   // The message names the entry and field at fault.
   t.regex(t.throws(() => sk.qcow2.mapToJson([good, { ...good, length: -5 }])).message, /entries\[1\]\.length/)
 })
+
+// Issue 27: create's size refusal reads as a sentence.
+test('qcow2 create --size 1000: the refusal says the size must be a multiple of 512', (t) => {
+  const dir = tempDir(t)
+  const r = cli(['qcow2', 'create', join(dir, 'x'), '--size', '1000'])
+  t.not(r.status, 0)
+  t.regex(r.stderr, /size 1000 is not a multiple of 512 \(the size must be a multiple of 512, at most 4 EiB\)/)
+  t.notRegex(r.stderr, /up to 4611686018427387904|the image: refused/)
+  t.regex(r.stderr, /ERR_SPARSEKIT_QCOW2_REFUSED/)
+})
+
+// Issue 27: a backing name with NUL bytes or an escape sequence is escaped in messages and
+// in info's text output; the API value stays the exact string.
+test('qcow2 info: control characters of a backing name are escaped, the value kept', async (t) => {
+  const dir = tempDir(t)
+  for (const [name, text, msg] of [['ab\0d', 'ab\\x00d', '"ab\\0d"'], ['a\x1b[2Jb', 'a\\x1b[2Jb', '"a\\u{1b}[2Jb"']]) {
+    const img = join(dir, 't.qcow2')
+    await sk.qcow2.create(img, { size: 1 << 20, backing: name.replace(/[\0\x1b]/g, '_'), backingFormat: 'raw' })
+    const b = readFileSync(img)
+    const at = Number(b.readBigUInt64BE(8))
+    b.write(name, at, 'latin1')
+    writeFileSync(img, b)
+    const i = await sk.qcow2.info(img, { backing: 'none' })
+    t.is(i['backing-filename'], name)
+    const r = cli(['qcow2', 'info', img, '--backing', 'none'])
+    t.is(r.status, 0, r.stderr)
+    t.true(r.stdout.includes(`backing file: ${text}\n`), r.stdout)
+    t.false(/[\0\x1b]/.test(r.stdout))
+    // Following the chain refuses the name, escaped.
+    const e = await t.throwsAsync(sk.qcow2.info(img))
+    t.is(e.code, 'ERR_SPARSEKIT_QCOW2_BACKING')
+    t.true(e.message.includes(msg), e.message)
+    t.false(/[\0\x1b]/.test(e.message))
+    const c = cli(['qcow2', 'info', img])
+    t.not(c.status, 0)
+    t.false(/[\0\x1b]/.test(c.stderr), JSON.stringify(c.stderr))
+  }
+})

@@ -191,6 +191,17 @@ impl Error {
     }
 }
 
+/// A name from an image or a caller, quoted for a message: `'name'`, or escaped as Rust
+/// escapes a string (`"a\0b"`) when it holds control characters (a NUL byte, an escape
+/// sequence, a line break) that would garble or forge a terminal's output.
+pub(crate) fn quoted(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}")
+    } else {
+        format!("'{name}'")
+    }
+}
+
 /// A [`Error::Corrupt`] without a path yet (the image attaches it).
 pub(crate) fn corrupt(structure: &'static str, offset: u64, detail: impl Into<String>) -> Error {
     Error::Corrupt {
@@ -273,7 +284,12 @@ impl fmt::Display for Error {
                 name: n,
                 detail,
             } => {
-                write!(f, "{}: backing file '{n}' refused: {detail}", name(path))
+                write!(
+                    f,
+                    "{}: backing file {} refused: {detail}",
+                    name(path),
+                    quoted(n)
+                )
             }
             Error::OutOfRange {
                 path,

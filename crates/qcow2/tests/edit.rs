@@ -1237,3 +1237,54 @@ fn commit_into_a_base_on_a_full_disk_leaks_nothing() {
     assert!(failures > 0);
     println!("commit on a full disk: {failures} failures, no leak");
 }
+
+/// Issue 27: create and resize refusals read as sentences and say what the rule is.
+#[test]
+fn size_refusals_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.qcow2");
+    let o = EditOptions::default();
+    let create = |size: u64, cluster_size: u64| {
+        sparsekit_qcow2::create(
+            &p,
+            &CreateOptions {
+                size,
+                cluster_size,
+                ..Default::default()
+            },
+            &o,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let m = create(1000, 65536);
+    assert!(
+        m.contains("the size 1000 is not a multiple of 512 (the size must be a multiple of 512, at most 4 EiB)"),
+        "{m}"
+    );
+    assert!(m.contains("x.qcow2"), "names the file: {m}");
+    let m = create((1 << 62) + 512, 65536);
+    assert!(m.contains("is more than 4 EiB"), "{m}");
+    let m = create(1 << 20, 1000);
+    assert!(
+        m.contains("cluster size 1000 is not a power of two from 512 bytes to 2 MiB"),
+        "{m}"
+    );
+    assert!(!p.exists());
+    sparsekit_qcow2::create(
+        &p,
+        &CreateOptions {
+            size: 1 << 20,
+            ..Default::default()
+        },
+        &o,
+    )
+    .unwrap();
+    let m = sparsekit_qcow2::resize(&p, 1000, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("the new size 1000 is not a multiple of 512"),
+        "{m}"
+    );
+}

@@ -499,7 +499,10 @@ pub fn commit(path: &Path, o: &EditOptions, ctl: &mut Control<'_>) -> Result<Com
                 commit_into(&overlay, Base::Qcow2(&mut ed), ctl)
                     .map_err(|e| e.with_path(Some(base_path)))
             }
-            f => Err(refused(format!("backing format '{f}'"))),
+            f => Err(refused(format!(
+                "backing format {} (commit writes into qcow2 or raw)",
+                crate::error::quoted(f)
+            ))),
         }?;
         drop(overlay);
         let s = FileStorage::open_rw(path)?;

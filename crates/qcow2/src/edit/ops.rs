@@ -29,6 +29,35 @@ pub const RESERVED_EXTENSIONS: [u32; 6] = [
     EXT_DATA_FILE,
 ];
 
+/// Why `size` cannot be a virtual size, as the end of a sentence starting "the size".
+fn size_problem(size: u64) -> Option<String> {
+    const RULE: &str = "the size must be a multiple of 512, at most 4 EiB";
+    if !size.is_multiple_of(512) {
+        Some(format!("{size} is not a multiple of 512 ({RULE})"))
+    } else if size > MAX_VIRTUAL_SIZE {
+        Some(format!("{size} is more than 4 EiB ({RULE})"))
+    } else {
+        None
+    }
+}
+
+/// Why a backing file name cannot be stored, if it cannot (empty, too long, a NUL byte).
+fn backing_name_problem(name: &str) -> String {
+    if name.is_empty() {
+        "the backing file name is empty".into()
+    } else if name.contains('\0') {
+        format!(
+            "the backing file name {} contains a NUL byte",
+            crate::error::quoted(name)
+        )
+    } else {
+        format!(
+            "the backing file name is {} bytes long, more than {MAX_BACKING_NAME}",
+            name.len()
+        )
+    }
+}
+
 /// Options shared by the path-based edits.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EditOptions {
@@ -122,10 +151,7 @@ impl Editor {
         exts.retain(|e| e.0 != EXT_BACKING_FORMAT);
         if let Some(n) = name {
             if n.is_empty() || n.len() > MAX_BACKING_NAME as usize || n.contains('\0') {
-                return Err(refused(format!(
-                    "backing file name of {} bytes (1 to {MAX_BACKING_NAME}, no NUL)",
-                    n.len()
-                )));
+                return Err(refused(backing_name_problem(n)));
             }
             let f = format
                 .ok_or_else(|| refused("a backing file needs its format (qcow2, raw, ...)"))?;
@@ -135,7 +161,10 @@ impl Editor {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
-                return Err(refused(format!("backing format '{f}'")));
+                return Err(refused(format!(
+                    "the backing format {} is not a format name (letters, digits, '_' and '-', at most 32)",
+                    crate::error::quoted(f)
+                )));
             }
             if self.header().has_data_file() && self.header().data_file_raw() {
                 return Err(refused(
@@ -154,23 +183,25 @@ impl Editor {
     /// allocated (data or zero flag), with snapshots, bitmaps or an external data file.
     pub fn resize(&mut self, new_size: u64) -> Result<()> {
         let h = self.header().clone();
-        if !new_size.is_multiple_of(512) || new_size > MAX_VIRTUAL_SIZE {
-            return Err(refused(format!(
-                "new size {new_size}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}"
-            )));
+        if let Some(why) = size_problem(new_size) {
+            return Err(refused(format!("the new size {why}")));
         }
         if h.bitmaps.is_some() {
             return Err(refused(
-                "the image has persistent bitmaps (qemu-img refuses too)",
+                "the image has persistent bitmaps, which resizing would invalidate (qemu-img refuses too)",
             ));
         }
         if h.has_data_file() {
-            return Err(refused("the image has an external data file"));
+            return Err(refused(
+                "resizing an image with an external data file is not supported",
+            ));
         }
         let cov = h.l2_coverage();
         if new_size < h.size {
             if !self.img.snapshots().is_empty() {
-                return Err(refused("shrinking an image with internal snapshots"));
+                return Err(refused(
+                    "an image with internal snapshots cannot be shrunk (the snapshots would lose data)",
+                ));
             }
             self.check_unallocated_from(new_size)?;
             self.write(&new_size.to_be_bytes(), 24)?;
@@ -183,7 +214,8 @@ impl Editor {
         }
         if need * 8 > MAX_L1_TABLE_BYTES {
             return Err(refused(format!(
-                "an L1 table of {need} entries (over {MAX_L1_TABLE_BYTES} bytes)"
+                "the new size {new_size} needs an L1 table of {need} entries, more than the limit of {} MiB",
+                MAX_L1_TABLE_BYTES >> 20
             )));
         }
         let cs = h.cluster_size();
@@ -736,18 +768,17 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     let cs = o.cluster_size;
     if !cs.is_power_of_two() || !(1 << MIN_CLUSTER_BITS..=1 << MAX_CLUSTER_BITS).contains(&cs) {
         return Err(refused(format!(
-            "cluster size {cs}: a power of two from 512 to 2 MiB"
+            "cluster size {cs} is not a power of two from 512 bytes to 2 MiB"
         )));
     }
     let bits = cs.trailing_zeros();
-    if !o.size.is_multiple_of(512) || o.size > MAX_VIRTUAL_SIZE {
-        return Err(refused(format!(
-            "size {}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}",
-            o.size
-        )));
+    if let Some(why) = size_problem(o.size) {
+        return Err(refused(format!("the size {why}")));
     }
     if o.compat_v2 && (o.extended_l2 || o.lazy_refcounts) {
-        return Err(refused("extended L2 and lazy refcounts need compat 1.1"));
+        return Err(refused(
+            "extended L2 entries and lazy refcounts need compat 1.1 (version 3)",
+        ));
     }
     if o.extended_l2 && bits < MIN_CLUSTER_BITS_EXTENDED_L2 {
         return Err(refused("extended L2 needs clusters of 16 KiB or more"));
@@ -761,7 +792,11 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     let cov = (cs / entry) * cs;
     let l1_size = o.size.div_ceil(cov);
     if l1_size * 8 > MAX_L1_TABLE_BYTES {
-        return Err(refused(format!("an L1 table of {l1_size} entries")));
+        return Err(refused(format!(
+            "the size {} needs an L1 table of {l1_size} entries, more than the limit of {} MiB; use larger clusters",
+            o.size,
+            MAX_L1_TABLE_BYTES >> 20
+        )));
     }
     let l1_clusters = (l1_size * 8).div_ceil(cs).max(1);
     let meta = o.preallocation == Preallocation::Metadata;
@@ -829,7 +864,7 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     b.extend_from_slice(&[0u8; 8]);
     if let Some(n) = &o.backing {
         if n.is_empty() || n.len() > MAX_BACKING_NAME as usize {
-            return Err(refused(format!("backing file name of {} bytes", n.len())));
+            return Err(refused(backing_name_problem(n)));
         }
         let at = b.len() as u64;
         b.extend_from_slice(n.as_bytes());
@@ -938,7 +973,7 @@ pub fn create_on(s: &dyn Storage, o: &CreateOptions, block: bool) -> Result<()> 
 /// (or none). A block device gets the image at its start, in [`create_on`]'s order.
 pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
     // Bad options are refused before anything is touched.
-    create_layout(o)?;
+    create_layout(o).map_err(|e| e.with_path(Some(path)))?;
     let meta = match std::fs::metadata(path) {
         Ok(m) => Some(m),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
