@@ -374,8 +374,10 @@ export function checkToQemu(r: Qcow2Check): Qcow2Check {
 /**
  * Convert to a sparse raw image: a regular file is created (or replaced) with holes where
  * the guest reads zeros; a block device gets the data (and zeros only with `zeroHoles`).
- * Phases `'map'`, then `'write'`. An http(s) URL is read with range requests (see
- * `remoteQcow2Convert` in flash).
+ * A file is written as a temporary file beside it and renamed into place when complete, so
+ * a failed or aborted convert leaves an existing file as it was (and no temporary file).
+ * Phases `'map'`, then `'write'` (then `'sync'` when a file is replaced or for a block
+ * device). An http(s) URL is read with range requests (see `remoteQcow2Convert` in flash).
  */
 export async function convert(src: PathLike, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
   const url = httpUrl(src)
