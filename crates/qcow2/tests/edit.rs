@@ -1160,7 +1160,7 @@ fn resize_on_a_full_disk_leaves_the_image_as_it_was() {
                 }
             }
             limit += step;
-            if failures > 64 {
+            if failures > 16 {
                 step *= 2;
             }
         }
