@@ -325,3 +325,101 @@ qtest('qcow2 CLI edits: create, resize, rebase, set-extension, get-extension, di
   check0(t, dir, 'o.qcow2')
   check0(t, dir, 'b.qcow2')
 })
+
+// Issue 27: mapToJson validates its argument as every other export does (coded TypeErrors).
+test('qcow2.mapToJson: hostile arguments are coded TypeErrors', (t) => {
+  const good = { start: 0, length: 65536, depth: 0, present: true, zero: false, data: true, compressed: false, offset: 327680 }
+  t.is(sk.qcow2.mapToJson([good]), '[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "compressed": false, "offset": 327680}]\n')
+  t.is(sk.qcow2.mapToJson([]), '[]\n')
+  const { offset, ...noOffset } = good
+  t.is(sk.qcow2.mapToJson([noOffset]), '[{ "start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true, "compressed": false}]\n')
+  const hostile = [
+    [],
+    [undefined],
+    [null],
+    [42],
+    ['[]'],
+    [{}],
+    [{ length: 3 }],
+    [new Map()],
+    [[1, 2, 3]],
+    [[null]],
+    [['x']],
+    [[{}]],
+    [[{ ...good, start: '0' }]],
+    [[{ ...good, start: -1 }]],
+    [[{ ...good, length: 1.5 }]],
+    [[{ ...good, depth: NaN }]],
+    [[{ ...good, start: 2 ** 64 }]],
+    [[{ ...good, start: 1n }]],
+    [[{ ...good, present: 'yes' }]],
+    [[{ ...good, zero: 1 }]],
+    [[{ ...good, data: undefined }]],
+    [[{ ...good, compressed: null }]],
+    [[{ ...good, offset: null }]],
+    [[{ ...good, offset: '5' }]],
+    [[good, 7]],
+    // eslint-disable-next-line no-sparse-arrays
+    [[good, , good]],
+  ]
+  for (const args of hostile) {
+    const e = t.throws(() => sk.qcow2.mapToJson(...args), undefined, JSON.stringify(args, (k, v) => (typeof v === 'bigint' ? `${v}n` : v)))
+    t.true(e instanceof TypeError, e.message)
+    t.true(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE'].includes(e.code), `${e.code}: ${e.message}`)
+  }
+  // The message names the entry and field at fault.
+  t.regex(t.throws(() => sk.qcow2.mapToJson([good, { ...good, length: -5 }])).message, /entries\[1\]\.length/)
+})
+
+// Issue 27: create's size refusal reads as a sentence.
+test('qcow2 create --size 1000: the refusal says the size must be a multiple of 512', (t) => {
+  const dir = tempDir(t)
+  const r = cli(['qcow2', 'create', join(dir, 'x'), '--size', '1000'])
+  t.not(r.status, 0)
+  t.regex(r.stderr, /size 1000 is not a multiple of 512 \(the size must be a multiple of 512, at most 4 EiB\)/)
+  t.notRegex(r.stderr, /up to 4611686018427387904|the image: refused/)
+  t.regex(r.stderr, /ERR_SPARSEKIT_QCOW2_REFUSED/)
+})
+
+// Issue 27: a backing name with NUL bytes or an escape sequence is escaped in messages and
+// in info's text output; the API value stays the exact string.
+test('qcow2 info: control characters of a backing name are escaped, the value kept', async (t) => {
+  const dir = tempDir(t)
+  for (const [name, text, msg] of [['ab\0d', 'ab\\x00d', '"ab\\0d"'], ['a\x1b[2Jb', 'a\\x1b[2Jb', '"a\\u{1b}[2Jb"']]) {
+    const img = join(dir, 't.qcow2')
+    await sk.qcow2.create(img, { size: 1 << 20, backing: name.replace(/[\0\x1b]/g, '_'), backingFormat: 'raw' })
+    const b = readFileSync(img)
+    const at = Number(b.readBigUInt64BE(8))
+    b.write(name, at, 'latin1')
+    writeFileSync(img, b)
+    const i = await sk.qcow2.info(img, { backing: 'none' })
+    t.is(i['backing-filename'], name)
+    const r = cli(['qcow2', 'info', img, '--backing', 'none'])
+    t.is(r.status, 0, r.stderr)
+    t.true(r.stdout.includes(`backing file: ${text}\n`), r.stdout)
+    t.false(/[\0\x1b]/.test(r.stdout))
+    // Following the chain refuses the name, escaped.
+    const e = await t.throwsAsync(sk.qcow2.info(img))
+    t.is(e.code, 'ERR_SPARSEKIT_QCOW2_BACKING')
+    t.true(e.message.includes(msg), e.message)
+    t.false(/[\0\x1b]/.test(e.message))
+    const c = cli(['qcow2', 'info', img])
+    t.not(c.status, 0)
+    t.false(/[\0\x1b]/.test(c.stderr), JSON.stringify(c.stderr))
+  }
+})
+
+// Issue 27: ERR_SPARSEKIT_QCOW2_FORMAT was thrown but not documented. Every qcow2 code the
+// core can give is in the README's list of codes (in full, or as `_SUFFIX` after
+// ERR_SPARSEKIT_QCOW2_CORRUPT).
+test('qcow2: every ERR_SPARSEKIT_QCOW2_* code is documented in the README', (t) => {
+  const root = join(import.meta.dirname, '..')
+  const src = readFileSync(join(root, 'crates/qcow2/src/error.rs'), 'utf8')
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const codes = [...new Set(src.match(/ERR_SPARSEKIT_QCOW2_[A-Z_]+/g))]
+  t.true(codes.includes('ERR_SPARSEKIT_QCOW2_FORMAT'))
+  for (const code of codes) {
+    const suffix = code.slice('ERR_SPARSEKIT_QCOW2'.length)
+    t.true(readme.includes(code) || readme.includes(`\`${suffix}\``), `${code} is not in README.md`)
+  }
+})

@@ -133,6 +133,16 @@ function human(n: number): string {
 }
 
 /** Write to stdout, waiting when the pipe is full: output of any size in bounded memory. */
+/**
+ * A name read from an image (backing file, data file, snapshot, bitmap), printable: control
+ * characters (a NUL byte, an escape sequence, a line break) shown as `\xNN` escapes so they
+ * cannot garble or forge the terminal's output. `--json` output keeps the exact string.
+ */
+function printable(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  return name.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+}
+
 async function out(text: string): Promise<void> {
   if (!process.stdout.write(text)) await once(process.stdout, 'drain')
 }
@@ -487,19 +497,19 @@ async function qcow2Command(rest: string[], signal: AbortSignal): Promise<number
       const lines: string[] = []
       for (const x of [i, ...(i.backingChain ?? [])]) {
         if (lines.length) lines.push('')
-        lines.push(`image: ${x.filename}`, `file format: ${x.format}`, `virtual size: ${human(x['virtual-size'])}`)
+        lines.push(`image: ${printable(x.filename)}`, `file format: ${x.format}`, `virtual size: ${human(x['virtual-size'])}`)
         if (x['actual-size'] !== undefined) lines.push(`disk size: ${human(x['actual-size'])}`)
         if (x['cluster-size'] !== undefined) lines.push(`cluster_size: ${x['cluster-size']}`)
-        if (x['backing-filename']) lines.push(`backing file: ${x['backing-filename']}`)
-        if (x['backing-filename-format']) lines.push(`backing file format: ${x['backing-filename-format']}`)
-        for (const s of x.snapshots ?? []) lines.push(`snapshot: ${s.id} ${s.name} (vm state ${s['vm-state-size']} bytes)`)
+        if (x['backing-filename']) lines.push(`backing file: ${printable(x['backing-filename'])}`)
+        if (x['backing-filename-format']) lines.push(`backing file format: ${printable(x['backing-filename-format'])}`)
+        for (const s of x.snapshots ?? []) lines.push(`snapshot: ${printable(s.id)} ${printable(s.name)} (vm state ${s['vm-state-size']} bytes)`)
         const d = x['format-specific']?.data
         if (d) {
           lines.push(`compat: ${d.compat}`, `compression type: ${d['compression-type']}`, `refcount bits: ${d['refcount-bits']}`)
           if (d['lazy-refcounts'] !== undefined) lines.push(`lazy refcounts: ${d['lazy-refcounts']}`)
           if (d['extended-l2']) lines.push('extended l2: true')
-          if (d['data-file']) lines.push(`data file: ${d['data-file']}` + (d['data-file-raw'] ? ' (raw)' : ''))
-          for (const b of d.bitmaps ?? []) lines.push(`bitmap: ${b.name} granularity ${b.granularity} [${b.flags.join(', ')}]`)
+          if (d['data-file']) lines.push(`data file: ${printable(d['data-file'])}` + (d['data-file-raw'] ? ' (raw)' : ''))
+          for (const b of d.bitmaps ?? []) lines.push(`bitmap: ${printable(b.name)} granularity ${b.granularity} [${b.flags.join(', ')}]`)
           if (d.encrypt) lines.push(`encrypted: ${d.encrypt.format}`)
           if (d.corrupt) lines.push('corrupt: true')
         }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, PathLike } from './validate'
+import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
 import { LongOptions, run } from './run'
 import { httpUrl, remoteQcow2Convert, HttpSourceOptions } from './flash'
 
@@ -304,14 +304,41 @@ export async function map(path: PathLike, options?: Qcow2Options & LongOptions):
   return entries
 }
 
-/** Map entries printed byte for byte as `qemu-img map --output=json` prints them. */
+/** A byte count or offset of a map entry: a non-negative safe integer. */
+function checkMapNumber(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
+  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgValue(name, value, 'must be a non-negative integer')
+  return value
+}
+
+/**
+ * Map entries printed byte for byte as `qemu-img map --output=json` prints them. Each entry
+ * must have the shape {@link map} returns (`TypeError` with `code` `ERR_INVALID_ARG_TYPE`
+ * or `ERR_INVALID_ARG_VALUE` otherwise, naming the entry and field).
+ */
 export function mapToJson(entries: Qcow2MapEntry[]): string {
-  const lines = entries.map(
-    (e) =>
-      `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}, "compressed": ${e.compressed}` +
-      (e.offset !== undefined ? `, "offset": ${e.offset}` : '') +
-      '}',
-  )
+  if (!Array.isArray(entries)) throw invalidArgType('entries', 'an instance of Array', entries)
+  const lines: string[] = []
+  // An index loop, not map(): holes of a sparse array are refused, not skipped.
+  for (let i = 0; i < entries.length; i++) {
+    const name = `entries[${i}]`
+    const e: unknown = entries[i]
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalidArgType(name, 'of type object', e)
+    const r = e as Record<string, unknown>
+    const n = (k: string) => checkMapNumber(`${name}.${k}`, r[k])
+    const b = (k: string) => {
+      if (typeof r[k] !== 'boolean') throw invalidArgType(`${name}.${k}`, 'of type boolean', r[k])
+      return r[k] as boolean
+    }
+    const [start, length, depth] = [n('start'), n('length'), n('depth')]
+    const [present, zero, data, compressed] = [b('present'), b('zero'), b('data'), b('compressed')]
+    const offset = r.offset === undefined ? undefined : n('offset')
+    lines.push(
+      `{ "start": ${start}, "length": ${length}, "depth": ${depth}, "present": ${present}, "zero": ${zero}, "data": ${data}, "compressed": ${compressed}` +
+        (offset !== undefined ? `, "offset": ${offset}` : '') +
+        '}',
+    )
+  }
   return `[${lines.join(',\n')}]\n`
 }
 
@@ -347,8 +374,10 @@ export function checkToQemu(r: Qcow2Check): Qcow2Check {
 /**
  * Convert to a sparse raw image: a regular file is created (or replaced) with holes where
  * the guest reads zeros; a block device gets the data (and zeros only with `zeroHoles`).
- * Phases `'map'`, then `'write'`. An http(s) URL is read with range requests (see
- * `remoteQcow2Convert` in flash).
+ * A file is written as a temporary file beside it and renamed into place when complete, so
+ * a failed or aborted convert leaves an existing file as it was (and no temporary file).
+ * Phases `'map'`, then `'write'` (then `'sync'` when a file is replaced or for a block
+ * device). An http(s) URL is read with range requests (see `remoteQcow2Convert` in flash).
  */
 export async function convert(src: PathLike, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
   const url = httpUrl(src)

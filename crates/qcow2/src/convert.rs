@@ -160,9 +160,15 @@ fn write_nonzero(dst: &dyn Storage, b: &[u8], pos: u64, zero_holes: bool) -> Res
     Ok(written)
 }
 
-/// Convert `src` to a raw image at `dst`: a regular file is created (or truncated) and
-/// sized to the virtual size, so everything not written is a hole; a block device must be
-/// at least as large, and gets zeros written only with `zero_holes`.
+/// Convert `src` to a raw image at `dst`. A regular file (new, or replacing one there) is
+/// written as a temporary file in the same folder, sized to the virtual size so
+/// everything not written is a hole, and renamed over `dst` only when the conversion is
+/// complete: a failed or aborted conversion (a corrupt source, a full disk) leaves the old
+/// file byte for byte as it was, and no temporary file behind. A file being replaced is
+/// synced before the rename, so a crash leaves the old file or the whole new one; a new
+/// file is left to writeback, as `qemu-img convert` leaves it. A symbolic link is
+/// followed (its target is replaced, the link stays). A block device is written in place:
+/// it must be at least as large, and gets zeros written only with `zero_holes`.
 pub fn convert(
     src: &Image,
     dst: &Path,
@@ -170,14 +176,16 @@ pub fn convert(
     ctl: &mut Control<'_>,
 ) -> Result<ConvertResult> {
     src.check_readable()?;
-    let kind = match std::fs::metadata(dst) {
-        Ok(m) => FileKind::of(&m),
-        Err(_) => FileKind::Regular,
+    let meta = match std::fs::metadata(dst) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::Io(IoError::new("stat", e).with_path(dst))),
     };
+    let kind = meta.as_ref().map_or(FileKind::Regular, FileKind::of);
     let size = src.size();
-    let out = if kind == FileKind::BlockDevice {
-        let s = FileStorage::open_rw(dst)?;
-        let have = s.size()?;
+    if kind == FileKind::BlockDevice {
+        let out = FileStorage::open_rw(dst)?;
+        let have = out.size()?;
         if have < size {
             return Err(Error::OutOfRange {
                 path: Some(dst.to_path_buf()),
@@ -186,32 +194,36 @@ pub fn convert(
                 size: have,
             });
         }
-        s
-    } else {
-        let s = FileStorage::open_with(dst, true, true, false)?;
-        // Old data must not survive where the guest has holes. Punch it out rather than
-        // truncate to 0: on ext4 a truncation to size 0 arms `auto_da_alloc`, which makes
-        // the final close() write back the whole file (0.5 s for 128 MiB here).
-        let old = s.size()?;
-        if old > 0 {
-            match s.punch_hole(0, old) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(sparsekit_io::errno::EOPNOTSUPP) => {
-                    s.set_len(0)?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        s.set_len(size)?;
-        s
+        let r = src.convert_to(&out, opts, ctl)?;
+        // Block devices are flushed (as copy does).
+        ctl.report(Phase::Sync, 0, Some(1))?;
+        out.flush().map_err(|e: IoError| Error::Io(e))?;
+        ctl.report(Phase::Sync, 1, Some(1))?;
+        return Ok(r);
+    }
+    if kind != FileKind::Regular {
+        // A character device or anything else that is not replaced by a rename: written
+        // in place, as before (open refuses what cannot be written at offsets).
+        let out = FileStorage::open_with(dst, true, true, false)?;
+        return src.convert_to(&out, opts, ctl);
+    }
+    let target = match &meta {
+        Some(_) => std::fs::canonicalize(dst)
+            .map_err(|e| Error::Io(IoError::new("realpath", e).with_path(dst)))?,
+        None => dst.to_path_buf(),
     };
+    let mut tmp = sparsekit_io::TempBeside::new(&target)?;
+    let file = tmp.take_file().expect("a new temporary file is open");
+    let out = FileStorage::from_file(file, tmp.path())?;
+    out.set_len(size)?;
     let r = src.convert_to(&out, opts, ctl)?;
-    // Block devices are flushed (as copy does); a regular file is left to writeback, as
-    // `qemu-img convert` leaves it.
-    if kind == FileKind::BlockDevice {
+    if meta.is_some() {
         ctl.report(Phase::Sync, 0, Some(1))?;
         out.flush().map_err(|e: IoError| Error::Io(e))?;
         ctl.report(Phase::Sync, 1, Some(1))?;
     }
+    drop(out);
+    ctl.check()?;
+    tmp.persist(&target, meta.as_ref())?;
     Ok(r)
 }

@@ -156,6 +156,15 @@ impl Error {
         }
     }
 
+    /// The same error with `suffix` added to a [`Error::Corrupt`] or [`Error::Refused`]
+    /// detail (other errors unchanged).
+    pub(crate) fn with_detail_suffix(mut self, suffix: &str) -> Self {
+        if let Error::Corrupt { detail, .. } | Error::Refused { detail, .. } = &mut self {
+            detail.push_str(suffix);
+        }
+        self
+    }
+
     pub(crate) fn with_path(mut self, p: Option<&Path>) -> Self {
         let Some(p) = p else { return self };
         match &mut self {
@@ -179,6 +188,17 @@ impl Error {
             Error::Aborted => {}
         }
         self
+    }
+}
+
+/// A name from an image or a caller, quoted for a message: `'name'`, or escaped as Rust
+/// escapes a string (`"a\0b"`) when it holds control characters (a NUL byte, an escape
+/// sequence, a line break) that would garble or forge a terminal's output.
+pub(crate) fn quoted(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}")
+    } else {
+        format!("'{name}'")
     }
 }
 
@@ -264,7 +284,12 @@ impl fmt::Display for Error {
                 name: n,
                 detail,
             } => {
-                write!(f, "{}: backing file '{n}' refused: {detail}", name(path))
+                write!(
+                    f,
+                    "{}: backing file {} refused: {detail}",
+                    name(path),
+                    quoted(n)
+                )
             }
             Error::OutOfRange {
                 path,

@@ -210,11 +210,16 @@ impl Image {
         img.is_block_device = is_block_device;
         let p = Some(path);
         if let Some(name) = img.header.data_file.clone() {
-            if has_protocol(&name) || name.is_empty() {
+            if has_protocol(&name) || name.is_empty() || name.contains('\0') {
+                let detail = if name.contains('\0') {
+                    "a data file name with a NUL byte names no file"
+                } else {
+                    "protocol-style data file names are refused"
+                };
                 return Err(Error::Backing {
                     path: None,
                     name,
-                    detail: "protocol-style data file names are refused".into(),
+                    detail: detail.into(),
                 }
                 .with_path(p));
             }
@@ -244,6 +249,11 @@ impl Image {
                         "protocol-style names (json:, nbd:, ...) are refused",
                     ));
                 }
+                if name.contains('\0') {
+                    // A C string ends at the NUL (qemu would open the name cut there):
+                    // neither reading is safe to guess.
+                    return Err(refuse("a name with a NUL byte names no file"));
+                }
                 if depth + 1 > opts.max_depth.min(MAX_CHAIN_DEPTH) {
                     return Err(refuse(&format!(
                         "the backing chain is deeper than {}",
@@ -251,12 +261,33 @@ impl Image {
                     )));
                 }
                 let full = path_combine(filename, &name);
-                let layer = match img.header.backing_format.as_deref() {
-                    Some("qcow2") => {
-                        Layer::Qcow2(Box::new(Self::open_in_chain(&full, opts, depth + 1, seen)?))
+                // A name with control characters (an escape sequence, a line break) must not
+                // reach a message raw: an error opening it (which names the path) is told
+                // with those characters escaped.
+                let opened = |e: Error| -> Error {
+                    if !name.chars().any(char::is_control) {
+                        return e;
                     }
+                    let why: String = e
+                        .to_string()
+                        .chars()
+                        .map(|c| {
+                            if c.is_control() {
+                                c.escape_debug().to_string()
+                            } else {
+                                c.to_string()
+                            }
+                        })
+                        .collect();
+                    refuse(&format!("opening it failed: {why}"))
+                };
+                let layer = match img.header.backing_format.as_deref() {
+                    Some("qcow2") => Layer::Qcow2(Box::new(
+                        Self::open_in_chain(&full, opts, depth + 1, seen).map_err(opened)?,
+                    )),
                     Some("raw") => {
-                        let s = FileStorage::open(Path::new(&full))?;
+                        let s = FileStorage::open(Path::new(&full))
+                            .map_err(|e| opened(Error::Io(e)))?;
                         let id = file_identity(&s)?;
                         if seen.contains(&id) {
                             return Err(refuse(
@@ -271,7 +302,10 @@ impl Image {
                         })
                     }
                     Some(f) => {
-                        return Err(refuse(&format!("backing format '{f}' is not qcow2 or raw")))
+                        return Err(refuse(&format!(
+                            "backing format {} is not qcow2 or raw",
+                            crate::error::quoted(f)
+                        )))
                     }
                     None => {
                         return Err(refuse(

@@ -943,3 +943,348 @@ fn commit_aborted_midway_leaves_both_images_valid() {
     check_clean(d, "ov.qcow2");
     assert_eq!(status(d, "qemu-img compare -q ov.qcow2 ov.orig").0, 0);
 }
+
+/// Issue 27: an image `qemu-img` made, with one L2 entry set to `entry` (at guest cluster
+/// 1 of the first L2 table). Returns the image's bytes and where that entry is.
+fn with_bad_entry(good: &[u8], entry: u64) -> Vec<u8> {
+    let at = bad_entry_at(good);
+    let mut b = good.to_vec();
+    b[at..at + 8].copy_from_slice(&entry.to_be_bytes());
+    b
+}
+
+fn be64(b: &[u8], at: u64) -> u64 {
+    u64::from_be_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+fn bad_entry_at(good: &[u8]) -> usize {
+    let l2 = be64(good, be64(good, 40)) & sparsekit_qcow2::table::L1E_OFFSET_MASK;
+    l2 as usize + 8
+}
+
+/// An image with data in two L2 tables (64 KiB clusters, 1 GiB).
+const TWO_TABLES: &str = "qemu-img create -q -f qcow2 t.qcow2 1G && qemu-io -f qcow2 -c 'write -P 0xab 0 256k' -c 'write -P 1 600M 128k' t.qcow2 >/dev/null";
+
+/// discardAll on `bytes` (written to `d/c.qcow2`) must refuse with
+/// ERR_SPARSEKIT_QCOW2_CORRUPT and leave the file byte-identical, `qemu-img check` saying
+/// what it said before.
+fn discard_refused_untouched(d: &Path, bytes: &[u8], what: &str) {
+    let p = d.join("c.qcow2");
+    std::fs::write(&p, bytes).unwrap();
+    let before = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+    let sha = sh(d, "sha256sum c.qcow2");
+    let r = sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none());
+    let e = r.expect_err(what);
+    assert_eq!(e.code(), "ERR_SPARSEKIT_QCOW2_CORRUPT", "{what}: {e}");
+    assert!(e.to_string().contains("nothing was changed"), "{what}: {e}");
+    assert_eq!(
+        sh(d, "sha256sum c.qcow2"),
+        sha,
+        "{what}: the file changed ({e})"
+    );
+    assert!(
+        std::fs::read(&p).unwrap() == bytes,
+        "{what}: the file changed"
+    );
+    let after = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+    assert_eq!(after, before, "{what}: qemu-img check changed");
+}
+
+#[test]
+fn discard_all_refuses_an_entry_pointing_at_metadata() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    sh(d, TWO_TABLES);
+    let good = std::fs::read(d.join("t.qcow2")).unwrap();
+    let mask = sparsekit_qcow2::table::L1E_OFFSET_MASK;
+    let cs = 65536u64;
+    let l1 = be64(&good, 40);
+    let rt = be64(&good, 48);
+    let rb = be64(&good, rt) & mask;
+    let l2a = be64(&good, l1) & mask;
+    let l2b = be64(&good, l1 + 8) & mask;
+    assert!(l2b != 0 && l2b != l2a, "the image has two L2 tables");
+    let at = bad_entry_at(&good);
+    let data = be64(&good, at as u64) & mask;
+    let eof = (good.len() as u64).div_ceil(cs) * cs;
+    let copied = 1u64 << 63;
+    let compressed = |off: u64| (1u64 << 62) | off; // one 512-byte sector at `off`
+    let cases: Vec<(&str, u64)> = vec![
+        ("header (unaligned)", 512 | copied),
+        ("L1 table", l1 | copied),
+        ("refcount table", rt | copied),
+        ("refcount block", rb | copied),
+        ("its own L2 table", l2a | copied),
+        ("another L2 table", l2b | copied),
+        ("past the end of the file", (eof + 16 * cs) | copied),
+        ("just past the end", eof | copied),
+        ("unaligned", (data + 512) | copied),
+        ("zero flag over the L1 table", l1 | copied | 1),
+        ("compressed in the header", compressed(512)),
+        ("compressed in the refcount table", compressed(rt + 8)),
+        ("compressed past the end", compressed(eof + 4096)),
+        ("another guest cluster's data", (data + cs) | copied),
+    ];
+    for (what, entry) in cases {
+        discard_refused_untouched(d, &with_bad_entry(&good, entry), what);
+    }
+    // An L1 entry pointing at the header or the refcount table.
+    for (what, l2) in [
+        ("L1 entry at the header", 0u64),
+        ("L1 entry at the refcount table", rt),
+    ] {
+        let mut b = good.clone();
+        // Entry 1 (guest 512 MiB..1 GiB); offset 0 is "unallocated", so the header is
+        // reached through an unaligned offset inside it.
+        let v = if l2 == 0 { 512 } else { l2 } | copied;
+        b[(l1 + 8) as usize..(l1 + 16) as usize].copy_from_slice(&v.to_be_bytes());
+        discard_refused_untouched(d, &b, what);
+    }
+    // The good image still discards.
+    let p = d.join("t.qcow2");
+    sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none()).unwrap();
+    check_clean(d, "t.qcow2");
+}
+
+/// Issue 27, randomized (fixed seed, bounded): one L2 entry set to a random value; a
+/// discardAll that refuses leaves the file unchanged, one that succeeds leaves an image
+/// `qemu-img check` finds clean.
+#[test]
+fn discard_all_random_bad_entry_refuses_or_stays_clean() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    sh(d, TWO_TABLES);
+    let good = std::fs::read(d.join("t.qcow2")).unwrap();
+    let len = good.len() as u64;
+    let mut x: u64 = 0x2701_5eed;
+    let mut next = move || {
+        // xorshift64*
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let (mut refused, mut done) = (0, 0);
+    for _ in 0..48 {
+        let r = next();
+        let copied = if r & 1 == 0 { 1u64 << 63 } else { 0 };
+        let span = len + 8 * 65536;
+        let entry = match (r >> 1) % 5 {
+            0 => (next() % span) & !0xffff | copied,
+            1 => (next() % span) & !0x1ff | copied,
+            2 => (1u64 << 62) | (next() % span) | ((next() % 3) << 54),
+            3 => (next() % span) & !0xffff | copied | 1,
+            _ => {
+                if r & 2 == 0 {
+                    0
+                } else {
+                    1
+                }
+            }
+        };
+        let bytes = with_bad_entry(&good, entry);
+        let p = d.join("c.qcow2");
+        std::fs::write(&p, &bytes).unwrap();
+        // Dropping a data cluster's entry (0, a zero flag) leaves it leaked: allowed after.
+        let leaky = status(d, "qemu-img check c.qcow2").0 == 3;
+        match sparsekit_qcow2::discard_all(&p, &EditOptions::default(), &mut Control::none()) {
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    std::fs::read(&p).unwrap() == bytes,
+                    "entry {entry:#x}: refused ({e}) but the file changed"
+                );
+            }
+            Ok(()) => {
+                done += 1;
+                let (st, out) = status(d, "qemu-img check c.qcow2");
+                assert!(
+                    st == 0 || (leaky && st == 3),
+                    "entry {entry:#x}: discarded, then qemu-img check: {out}"
+                );
+            }
+        }
+    }
+    println!("random bad L2 entry: {refused} refused unchanged, {done} discarded clean");
+    assert!(refused > 0 && done > 0);
+}
+
+/// Run `op` over `bytes` with writes ending past `limit` failing with ENOSPC (a full
+/// disk); returns the bytes after and the result.
+fn run_full_disk(bytes: &[u8], limit: u64, op: &Op) -> (Vec<u8>, Result<(), Error>) {
+    let f = Arc::new(Faulty::new(
+        MemStorage::from_vec(bytes.to_vec()),
+        Fault::NoSpaceAfter(limit),
+    ));
+    let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| op(&mut ed));
+    (f.inner().to_vec(), r)
+}
+
+/// Issue 27: resize failing with ENOSPC while growing the L1 table left a leaked cluster
+/// (`qemu-img check` exit 3). For every place the disk can fill up during the growth
+/// (including new refcount blocks and a moved refcount table), a failed resize leaves
+/// the image byte for byte as it was, and `qemu-img check` says what it said before.
+#[test]
+fn resize_on_a_full_disk_leaves_the_image_as_it_was() {
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    let cases: Vec<(&str, &str, u64)> = KINDS
+        .iter()
+        .filter(|(k, _)| *k != "snap")
+        .map(|(k, s)| (*k, *s, 4u64 << 30))
+        .chain([(
+            "new refcount blocks and table",
+            "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 20k' t.qcow2",
+            8u64 << 30,
+        )])
+        .collect();
+    for (kind, script, size) in cases {
+        sh(d, &format!("rm -f t.qcow2 && ({script}) >/dev/null"));
+        let old = std::fs::read(d.join("t.qcow2")).unwrap();
+        std::fs::write(d.join("c.qcow2"), &old).unwrap();
+        let before = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+        let op: &Op = &move |ed| ed.resize(size);
+        let (mut failures, mut step) = (0, 512u64);
+        let mut limit = old.len() as u64;
+        loop {
+            let (after, r) = run_full_disk(&old, limit, op);
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{kind}: {e}");
+                    std::fs::write(d.join("c.qcow2"), &after).unwrap();
+                    let now = common::status_stdout(d, "qemu-img check --output=json c.qcow2");
+                    assert_eq!(now, before, "{kind}: full at {limit}: {e}");
+                    assert!(after == old, "{kind}: full at {limit}: the bytes changed");
+                }
+            }
+            limit += step;
+            if failures > 16 {
+                step *= 2;
+            }
+        }
+        assert!(failures > 0, "{kind}: never failed");
+        println!("resize on a full disk {kind}: {failures} failures, image unchanged each time");
+    }
+}
+
+/// The same on a real full file system: a tmpfs filled up to the last page.
+#[test]
+fn resize_on_a_full_tmpfs_leaves_the_image_as_it_was() {
+    if !have_qemu() {
+        return;
+    }
+    let Some(m) = sparsekit_testfs::Mount::new(sparsekit_testfs::Fs::Tmpfs(4), "resize_full_tmpfs")
+    else {
+        return;
+    };
+    let img = m.join("t.qcow2");
+    let dir = img.parent().unwrap().to_path_buf();
+    sh(&dir, "qemu-img create -q -f qcow2 -o cluster_size=4096 t.qcow2 1M && qemu-io -f qcow2 -c 'write -P 7 0 64k' t.qcow2 >/dev/null");
+    let before = common::status_stdout(&dir, "qemu-img check --output=json t.qcow2");
+    let old = std::fs::read(&img).unwrap();
+    // Fill the file system.
+    let _ = status(&dir, "dd if=/dev/zero of=fill bs=4k 2>/dev/null");
+    let r = sparsekit_qcow2::resize(&img, 1 << 30, &EditOptions::default());
+    let e = r.expect_err("resize on a full tmpfs");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    assert_eq!(
+        common::status_stdout(&dir, "qemu-img check --output=json t.qcow2"),
+        before
+    );
+    let now = std::fs::read(&img).unwrap();
+    assert_eq!(now.len(), old.len());
+    let diff = now.iter().zip(&old).position(|(a, b)| a != b);
+    assert!(diff.is_none(), "the image changed at byte {diff:?}");
+    // With room again it grows.
+    std::fs::remove_file(dir.join("fill")).unwrap();
+    sparsekit_qcow2::resize(&img, 1 << 30, &EditOptions::default()).unwrap();
+    check_clean(&dir, "t.qcow2");
+}
+
+/// Issue 27 (resize's allocate-then-fail leak, looked for in commit): committing into a
+/// qcow2 base on a disk that fills up at any point fails with ENOSPC and leaves the base
+/// without leaked clusters (`qemu-img check` exit 0), whatever part of the copy got in.
+#[test]
+fn commit_into_a_base_on_a_full_disk_leaks_nothing() {
+    use sparsekit_qcow2::edit::{commit_into, Base};
+    use sparsekit_qcow2::{Image, OpenOptions};
+    let Some(dir) = qemu_folder() else { return };
+    let d = dir.path();
+    // A base smaller than the overlay (grown first) whose L2 tables must be added.
+    sh(d, &format!("qemu-img create -q -f qcow2 base.qcow2 1M && qemu-io -f qcow2 -c 'write -P 1 0 64k' base.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 1200M && qemu-io -f qcow2 {OVERLAY_WRITES} -c 'write -P 0xa4 1100M 64k' ov.qcow2 >/dev/null"));
+    let overlay = Image::open(d.join("ov.qcow2"), &OpenOptions::default()).unwrap();
+    let old = std::fs::read(d.join("base.qcow2")).unwrap();
+    let mut limit = old.len() as u64;
+    let mut failures = 0;
+    loop {
+        let f = Arc::new(Faulty::new(
+            MemStorage::from_vec(old.clone()),
+            Fault::NoSpaceAfter(limit),
+        ));
+        let r = Editor::new(Box::new(Shared(f.clone()))).and_then(|mut ed| {
+            commit_into(&overlay, Base::Qcow2(&mut ed), &mut Control::none()).map(|_| ())
+        });
+        let Err(e) = r else { break };
+        failures += 1;
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        std::fs::write(d.join("f.qcow2"), f.inner().to_vec()).unwrap();
+        let (st, out) = status(d, "qemu-img check f.qcow2");
+        assert_eq!(st, 0, "commit on a disk full at {limit}: {e}: {out}");
+        limit += 32 << 10;
+    }
+    assert!(failures > 0);
+    println!("commit on a full disk: {failures} failures, no leak");
+}
+
+/// Issue 27: create and resize refusals read as sentences and say what the rule is.
+#[test]
+fn size_refusals_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.qcow2");
+    let o = EditOptions::default();
+    let create = |size: u64, cluster_size: u64| {
+        sparsekit_qcow2::create(
+            &p,
+            &CreateOptions {
+                size,
+                cluster_size,
+                ..Default::default()
+            },
+            &o,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let m = create(1000, 65536);
+    assert!(
+        m.contains("the size 1000 is not a multiple of 512 (the size must be a multiple of 512, at most 4 EiB)"),
+        "{m}"
+    );
+    assert!(m.contains("x.qcow2"), "names the file: {m}");
+    let m = create((1 << 62) + 512, 65536);
+    assert!(m.contains("is more than 4 EiB"), "{m}");
+    let m = create(1 << 20, 1000);
+    assert!(
+        m.contains("cluster size 1000 is not a power of two from 512 bytes to 2 MiB"),
+        "{m}"
+    );
+    assert!(!p.exists());
+    sparsekit_qcow2::create(
+        &p,
+        &CreateOptions {
+            size: 1 << 20,
+            ..Default::default()
+        },
+        &o,
+    )
+    .unwrap();
+    let m = sparsekit_qcow2::resize(&p, 1000, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("the new size 1000 is not a multiple of 512"),
+        "{m}"
+    );
+}

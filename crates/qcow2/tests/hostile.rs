@@ -469,3 +469,47 @@ fn never_writes() {
 fn mtime(p: &Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
+
+/// Issue 27: a backing file name with a NUL byte (or other control characters) was
+/// printed raw in messages. Messages escape it; the API value stays the exact string.
+#[test]
+fn backing_name_with_control_characters_is_escaped_in_messages() {
+    use sparsekit_qcow2::{BackingPolicy, CreateOptions};
+    let dir = tempfile::tempdir().unwrap();
+    for (raw, shown) in [("ab\0d", "\"ab\\0d\""), ("a\u{1b}[2Jb", "\"a\\u{1b}[2Jb\"")] {
+        let mut b = sparsekit_qcow2::edit::create_bytes(&CreateOptions {
+            size: 1 << 20,
+            backing: Some(raw.replace(['\0', '\u{1b}'], "_")),
+            backing_format: Some("raw".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        // Put the control character back into the stored name.
+        let at = u64::from_be_bytes(b[8..16].try_into().unwrap()) as usize;
+        b[at..at + raw.len()].copy_from_slice(raw.as_bytes());
+        let p = dir.path().join("t.qcow2");
+        std::fs::write(&p, &b).unwrap();
+        let e = Image::open(&p, &OpenOptions::default()).unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_QCOW2_BACKING", "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(shown), "{msg:?}");
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        let img = Image::open(
+            &p,
+            &OpenOptions {
+                backing: BackingPolicy::None,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(img.info().unwrap().backing_filename.as_deref(), Some(raw));
+    }
+    // Refusals that name a backing file escape it too.
+    let p = dir.path().join("t.qcow2");
+    let e = sparsekit_qcow2::set_backing(&p, Some("x\0y"), Some("raw"), &Default::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("\"x\\0y\""), "{e}");
+    let e = sparsekit_qcow2::set_backing(&p, Some("x"), Some("r\naw"), &Default::default())
+        .unwrap_err();
+    assert!(!e.to_string().contains('\n'), "{e}");
+}

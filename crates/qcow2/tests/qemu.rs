@@ -350,13 +350,15 @@ fn convert_equals_qemu_convert_and_keeps_holes() {
         assert!(ours <= theirs + 8, "{kind}: {ours} blocks, qemu {theirs}");
         let (code, _) = sh_status(c.dir.path(), "qemu-img compare -q t.qcow2 out.raw");
         assert_eq!(code, 0, "{kind}: qemu-img compare");
-        // Each phase ends with done == total.
+        // Each phase ends with done == total; the file replaced is synced last.
         let last = phases.last().unwrap();
-        assert_eq!(last.phase, sparsekit_io::Phase::Write);
+        assert_eq!(last.phase, sparsekit_io::Phase::Sync);
         assert_eq!(Some(last.done), last.total);
-        assert!(phases
-            .iter()
-            .any(|p| p.phase == sparsekit_io::Phase::Map && Some(p.done) == p.total));
+        for phase in [sparsekit_io::Phase::Map, sparsekit_io::Phase::Write] {
+            assert!(phases
+                .iter()
+                .any(|p| p.phase == phase && Some(p.done) == p.total));
+        }
     }
 }
 
@@ -485,4 +487,101 @@ fn image_in_a_loop_block_device() {
             .unwrap();
     }
     assert!(b == want);
+}
+
+/// The names in the case folder, sorted (to see that no temporary file was left).
+fn names(c: &Case) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(c.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 27: a convert onto an existing file that failed (a source with one bad L2 entry)
+/// or was aborted had already truncated the destination. Now the old file stays byte for
+/// byte as it was and no temporary file is left; a complete convert replaces it (mode
+/// kept, a symbolic link followed), and a block device is still written in place.
+#[test]
+fn failed_convert_keeps_the_old_destination() {
+    use std::os::unix::fs::PermissionsExt;
+    if !have_qemu() {
+        return;
+    }
+    let c = make("v3-mixed");
+    c.sh("qemu-img convert -O raw t.qcow2 ref.raw && cp t.qcow2 bad.qcow2");
+    // bad.qcow2: the entry of guest cluster 0 points half a KiB into its cluster.
+    let mut b = std::fs::read(c.p("bad.qcow2")).unwrap();
+    let be = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    let l2 = (be(&b, be(&b, 40) as usize) & sparsekit_qcow2::table::L1E_OFFSET_MASK) as usize;
+    let e = be(&b, l2);
+    assert_ne!(e & sparsekit_qcow2::table::L2E_OFFSET_MASK, 0);
+    b[l2..l2 + 8].copy_from_slice(&(e + 512).to_be_bytes());
+    std::fs::write(c.p("bad.qcow2"), &b).unwrap();
+    let old: Vec<u8> = (0..5u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(c.p("out.raw"), &old).unwrap();
+    std::fs::set_permissions(c.p("out.raw"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let listing = names(&c);
+    let opts = sparsekit_qcow2::ConvertOptions::default();
+    let bad = c.open("bad.qcow2");
+    let e =
+        sparsekit_qcow2::convert(&bad, &c.p("out.raw"), &opts, &mut Control::none()).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_QCOW2_CORRUPT", "{e}");
+    assert!(
+        std::fs::read(c.p("out.raw")).unwrap() == old,
+        "the old file changed"
+    );
+    assert_eq!(names(&c), listing, "a temporary file was left");
+    // Into a new file: nothing is left at all.
+    sparsekit_qcow2::convert(&bad, &c.p("new.raw"), &opts, &mut Control::none()).unwrap_err();
+    assert_eq!(names(&c), listing);
+    // Aborted half-way (at the first progress report).
+    let img = c.open("t.qcow2");
+    let cancel = sparsekit_io::Cancel::new();
+    let k = cancel.clone();
+    let mut ctl = Control::new(cancel, move |_| k.cancel());
+    let e = sparsekit_qcow2::convert(&img, &c.p("out.raw"), &opts, &mut ctl).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED");
+    assert!(
+        std::fs::read(c.p("out.raw")).unwrap() == old,
+        "the old file changed"
+    );
+    assert_eq!(names(&c), listing, "a temporary file was left");
+    // Through a symbolic link: the target is replaced, the link and the mode stay.
+    std::os::unix::fs::symlink("out.raw", c.p("link.raw")).unwrap();
+    sparsekit_qcow2::convert(&img, &c.p("link.raw"), &opts, &mut Control::none()).unwrap();
+    assert!(std::fs::symlink_metadata(c.p("link.raw"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(md5(&c.p("out.raw")), md5(&c.p("ref.raw")));
+    let mode = std::fs::metadata(c.p("out.raw"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert!(blocks(&c.p("out.raw")) <= blocks(&c.p("ref.raw")) + 8);
+    // A block device: written in place.
+    let Some(dev) = sparsekit_testfs::LoopDev::new(8 << 20, 0x77, "failed_convert_keeps") else {
+        return;
+    };
+    sparsekit_qcow2::convert(
+        &img,
+        &dev.dev,
+        &sparsekit_qcow2::ConvertOptions { zero_holes: true },
+        &mut Control::none(),
+    )
+    .unwrap();
+    let got = std::fs::read(&dev.dev).unwrap();
+    let want = std::fs::read(c.p("ref.raw")).unwrap();
+    assert!(
+        got[..want.len()] == want[..],
+        "the device holds other bytes"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&dev.dev)
+        .unwrap()
+        .file_type()
+        .is_block_device());
 }

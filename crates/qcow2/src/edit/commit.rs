@@ -103,7 +103,16 @@ pub fn commit_into(overlay: &Image, base: Base<'_>, ctl: &mut Control<'_>) -> Re
                 let end = b.div_ceil(cs) * cs;
                 while pos < end {
                     let n = (end - pos).min(cov - pos % cov);
-                    for (g, host, len) in w.plan(pos, n)? {
+                    // A failure planning (ENOSPC allocating) gives back what earlier
+                    // plans of the batch counted: nothing references it yet.
+                    let planned = match w.plan(pos, n) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            w.give_back();
+                            return Err(e);
+                        }
+                    };
+                    for (g, host, len) in planned {
                         push_tasks(&mut tasks, g, host, len);
                     }
                     staged += n;
@@ -293,9 +302,18 @@ impl<'a> Writer<'a> {
             }
             return Ok(off);
         }
+        let mark = self.ed.rc.mark(self.ed.img.storage())?;
         let t = self.ed.rc.alloc(self.ed.img.storage(), 1)?;
-        self.ed.write(&vec![0u8; cs as usize], t)?;
-        self.ed.sync()?;
+        // Nothing references the new table until its L1 entry is written: a failure before
+        // that (ENOSPC) takes the allocation back instead of leaking it.
+        if let Err(e) = self
+            .ed
+            .write(&vec![0u8; cs as usize], t)
+            .and_then(|()| self.ed.sync())
+        {
+            self.ed.rc.release(self.ed.img.storage(), &mark, t, 1);
+            return Err(e);
+        }
         let ne = t | OFLAG_COPIED;
         self.ed
             .write(&ne.to_be_bytes(), h.l1_table_offset + i as u64 * 8)?;
@@ -394,14 +412,19 @@ impl<'a> Writer<'a> {
     /// failure here only leaves leaks), then return the error.
     fn settle(&mut self, r: Result<()>) -> Result<()> {
         if r.is_err() {
-            for (c, n) in std::mem::take(&mut self.fresh) {
-                if self.ed.rc.add(self.ed.img.storage(), c, n, -1).is_err() {
-                    break;
-                }
-            }
-            let _ = self.ed.sync();
+            self.give_back();
         }
         r
+    }
+
+    /// Lower the refcounts of the clusters counted for staged entries (best effort).
+    fn give_back(&mut self) {
+        for (c, n) in std::mem::take(&mut self.fresh) {
+            if self.ed.rc.add(self.ed.img.storage(), c, n, -1).is_err() {
+                break;
+            }
+        }
+        let _ = self.ed.sync();
     }
 
     fn flush_entries(&mut self) -> Result<()> {
@@ -476,7 +499,10 @@ pub fn commit(path: &Path, o: &EditOptions, ctl: &mut Control<'_>) -> Result<Com
                 commit_into(&overlay, Base::Qcow2(&mut ed), ctl)
                     .map_err(|e| e.with_path(Some(base_path)))
             }
-            f => Err(refused(format!("backing format '{f}'"))),
+            f => Err(refused(format!(
+                "backing format {} (commit writes into qcow2 or raw)",
+                crate::error::quoted(f)
+            ))),
         }?;
         drop(overlay);
         let s = FileStorage::open_rw(path)?;

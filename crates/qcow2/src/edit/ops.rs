@@ -29,6 +29,35 @@ pub const RESERVED_EXTENSIONS: [u32; 6] = [
     EXT_DATA_FILE,
 ];
 
+/// Why `size` cannot be a virtual size, as the end of a sentence starting "the size".
+fn size_problem(size: u64) -> Option<String> {
+    const RULE: &str = "the size must be a multiple of 512, at most 4 EiB";
+    if !size.is_multiple_of(512) {
+        Some(format!("{size} is not a multiple of 512 ({RULE})"))
+    } else if size > MAX_VIRTUAL_SIZE {
+        Some(format!("{size} is more than 4 EiB ({RULE})"))
+    } else {
+        None
+    }
+}
+
+/// Why a backing file name cannot be stored, if it cannot (empty, too long, a NUL byte).
+fn backing_name_problem(name: &str) -> String {
+    if name.is_empty() {
+        "the backing file name is empty".into()
+    } else if name.contains('\0') {
+        format!(
+            "the backing file name {} contains a NUL byte",
+            crate::error::quoted(name)
+        )
+    } else {
+        format!(
+            "the backing file name is {} bytes long, more than {MAX_BACKING_NAME}",
+            name.len()
+        )
+    }
+}
+
 /// Options shared by the path-based edits.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EditOptions {
@@ -122,10 +151,7 @@ impl Editor {
         exts.retain(|e| e.0 != EXT_BACKING_FORMAT);
         if let Some(n) = name {
             if n.is_empty() || n.len() > MAX_BACKING_NAME as usize || n.contains('\0') {
-                return Err(refused(format!(
-                    "backing file name of {} bytes (1 to {MAX_BACKING_NAME}, no NUL)",
-                    n.len()
-                )));
+                return Err(refused(backing_name_problem(n)));
             }
             let f = format
                 .ok_or_else(|| refused("a backing file needs its format (qcow2, raw, ...)"))?;
@@ -135,7 +161,10 @@ impl Editor {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
-                return Err(refused(format!("backing format '{f}'")));
+                return Err(refused(format!(
+                    "the backing format {} is not a format name (letters, digits, '_' and '-', at most 32)",
+                    crate::error::quoted(f)
+                )));
             }
             if self.header().has_data_file() && self.header().data_file_raw() {
                 return Err(refused(
@@ -154,23 +183,25 @@ impl Editor {
     /// allocated (data or zero flag), with snapshots, bitmaps or an external data file.
     pub fn resize(&mut self, new_size: u64) -> Result<()> {
         let h = self.header().clone();
-        if !new_size.is_multiple_of(512) || new_size > MAX_VIRTUAL_SIZE {
-            return Err(refused(format!(
-                "new size {new_size}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}"
-            )));
+        if let Some(why) = size_problem(new_size) {
+            return Err(refused(format!("the new size {why}")));
         }
         if h.bitmaps.is_some() {
             return Err(refused(
-                "the image has persistent bitmaps (qemu-img refuses too)",
+                "the image has persistent bitmaps, which resizing would invalidate (qemu-img refuses too)",
             ));
         }
         if h.has_data_file() {
-            return Err(refused("the image has an external data file"));
+            return Err(refused(
+                "resizing an image with an external data file is not supported",
+            ));
         }
         let cov = h.l2_coverage();
         if new_size < h.size {
             if !self.img.snapshots().is_empty() {
-                return Err(refused("shrinking an image with internal snapshots"));
+                return Err(refused(
+                    "an image with internal snapshots cannot be shrunk (the snapshots would lose data)",
+                ));
             }
             self.check_unallocated_from(new_size)?;
             self.write(&new_size.to_be_bytes(), 24)?;
@@ -183,18 +214,24 @@ impl Editor {
         }
         if need * 8 > MAX_L1_TABLE_BYTES {
             return Err(refused(format!(
-                "an L1 table of {need} entries (over {MAX_L1_TABLE_BYTES} bytes)"
+                "the new size {new_size} needs an L1 table of {need} entries, more than the limit of {} MiB",
+                MAX_L1_TABLE_BYTES >> 20
             )));
         }
         let cs = h.cluster_size();
         let clusters = (need * 8).div_ceil(cs);
+        let mark = self.rc.mark(self.img.storage())?;
         let at = self.rc.alloc(self.img.storage(), clusters)?;
         let mut raw = vec![0u8; (clusters * cs) as usize];
         for (i, e) in self.img.l1_entries().iter().enumerate() {
             raw[i * 8..i * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
-        self.write(&raw, at)?;
-        self.sync()?;
+        // Until the header points at the new table nothing references it: a failure (ENOSPC
+        // on a full disk) takes the allocation back, leaving no leaked cluster.
+        if let Err(e) = self.write(&raw, at).and_then(|()| self.sync()) {
+            self.rc.release(self.img.storage(), &mark, at, clusters);
+            return Err(e);
+        }
         let mut hdr = [0u8; 24];
         hdr[..8].copy_from_slice(&new_size.to_be_bytes());
         hdr[8..12].copy_from_slice(&h.crypt_method.to_be_bytes());
@@ -299,6 +336,11 @@ impl Editor {
             ctl.report(Phase::Write, total, Some(total))?;
             return Ok(());
         }
+        // Everything this edit will lower or free is checked before the first write: a bad
+        // entry found half-way would leave guest data changed and clusters leaked, and an
+        // entry pointing at metadata would free (and truncate away) the header or a table.
+        self.validate_for_discard(ctl)
+            .map_err(|e| e.with_detail_suffix("; nothing was changed"))?;
         self.write(&vec![0u8; l1.len() * 8], h.l1_table_offset)?;
         self.sync()?;
         let bits = h.cluster_bits;
@@ -349,6 +391,234 @@ impl Editor {
         }
         self.punch(&freed);
         ctl.report(Phase::Write, total, Some(total))?;
+        Ok(())
+    }
+}
+
+/// The image's own structures by host cluster, to name what a bad reference points at.
+struct MetadataMap {
+    /// Single-cluster structures (refcount blocks, L2 tables) by cluster.
+    single: std::collections::HashMap<u64, &'static str>,
+    /// Larger ones (header, L1 tables, refcount table, snapshot table): `[first, end)`.
+    ranges: Vec<(u64, u64, &'static str)>,
+}
+
+impl MetadataMap {
+    fn new() -> MetadataMap {
+        MetadataMap {
+            single: std::collections::HashMap::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, cluster_bits: u32, off: u64, len: u64, what: &'static str) {
+        if len == 0 {
+            return;
+        }
+        let first = off >> cluster_bits;
+        let end = (off.saturating_add(len - 1) >> cluster_bits) + 1;
+        if end == first + 1 && what != "the image header" {
+            self.single.entry(first).or_insert(what);
+        } else {
+            self.ranges.push((first, end, what));
+        }
+    }
+
+    /// What of the metadata overlaps clusters `[first, end)` (a cluster or two), if any.
+    fn find(&self, first: u64, end: u64) -> Option<&'static str> {
+        if let Some(what) = (first..end.min(first + 4)).find_map(|c| self.single.get(&c)) {
+            return Some(what);
+        }
+        self.ranges
+            .iter()
+            .find(|r| r.0 < end && r.1 > first)
+            .map(|r| r.2)
+    }
+}
+
+impl Editor {
+    /// Check every reference [`Editor::discard_all`] will drop, before it writes anything:
+    /// each L2 table and each host cluster an L2 entry names must be cluster aligned
+    /// (compressed clusters excepted), inside the file, and not the header, an L1 table,
+    /// the refcount table, a refcount block, the snapshot table or another L2 table; then
+    /// every stored refcount must cover its references (as `qemu-img check` counts them:
+    /// no corruption, no unreadable structure; leaks are harmless here).
+    fn validate_for_discard(&mut self, ctl: &mut Control<'_>) -> Result<()> {
+        let h = self.header().clone();
+        let cs = h.cluster_size();
+        let bits = h.cluster_bits;
+        let file_size = self.img.file_size();
+        let mut meta = MetadataMap::new();
+        meta.add(bits, 0, cs, "the image header");
+        meta.add(
+            bits,
+            h.l1_table_offset,
+            u64::from(h.l1_size) * 8,
+            "the L1 table",
+        );
+        meta.add(
+            bits,
+            h.refcount_table_offset,
+            u64::from(h.refcount_table_clusters) << bits,
+            "the refcount table",
+        );
+        for &e in &self.rc.table {
+            let off = e & crate::table::REFT_OFFSET_MASK;
+            if off != 0 {
+                meta.add(bits, off, cs, "a refcount block");
+            }
+        }
+        if h.nb_snapshots > 0 {
+            meta.add(
+                bits,
+                h.snapshots_offset,
+                self.img.snapshots_size,
+                "the snapshot table",
+            );
+        }
+        for sn in self.img.snapshots() {
+            meta.add(
+                bits,
+                sn.l1_table_offset,
+                u64::from(sn.l1_size) * 8,
+                "a snapshot's L1 table",
+            );
+        }
+        if let Some((off, len)) = h.crypto_header {
+            meta.add(bits, off, len, "the encryption header");
+        }
+        // The active L2 tables: each inside the file, aligned and not over other metadata.
+        let l1: Vec<u64> = self.img.l1_entries().to_vec();
+        let mut l2s: Vec<(u64, usize)> = Vec::new();
+        for (i, &e) in l1.iter().enumerate() {
+            let l2 = e & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            let at = h.l1_table_offset + i as u64 * 8;
+            let bad = |d: String| Err(crate::error::corrupt("L1 entry", at, d));
+            if l2 & (cs - 1) != 0 {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) is not cluster aligned"
+                ));
+            }
+            if l2.checked_add(cs).is_none_or(|end| end > file_size) {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) lies past the end of the file ({file_size} bytes)"
+                ));
+            }
+            if let Some(what) = meta.find(l2 >> bits, (l2 >> bits) + 1) {
+                return bad(format!(
+                    "L2 table offset {l2:#x} (L1 entry {i}) points into {what}"
+                ));
+            }
+            l2s.push((l2, i));
+        }
+        for &(l2, _) in &l2s {
+            meta.add(bits, l2, cs, "an L2 table");
+        }
+        let step = if h.extended_l2() { 2 } else { 1 };
+        let esize = h.l2_entry_size();
+        for &(l2, i) in &l2s {
+            ctl.check()?;
+            let t = self.img.l2_table(l2, i as u64)?;
+            for k in (0..t.len()).step_by(step) {
+                let e = t[k];
+                let at = l2 + (k / step) as u64 * esize;
+                let guest = i as u64 * h.l2_coverage() + (k / step) as u64 * cs;
+                let bad = |d: String| {
+                    Err(crate::error::corrupt(
+                        "L2 entry",
+                        at,
+                        format!("guest offset {guest:#x} (L1 entry {i}): {d}"),
+                    ))
+                };
+                let (host, len) = if e & OFLAG_COMPRESSED != 0 {
+                    let x = 62 - (bits - 8);
+                    let off = e & ((1u64 << x) - 1);
+                    let sectors = ((e >> x) & ((1u64 << (bits - 8)) - 1)) + 1;
+                    let len = sectors * COMPRESSED_SECTOR - (off & 511);
+                    if off == 0 {
+                        return bad("compressed cluster at host offset 0".into());
+                    }
+                    (off, len)
+                } else {
+                    let host = e & L2E_OFFSET_MASK;
+                    if host == 0 {
+                        continue;
+                    }
+                    if host & (cs - 1) != 0 {
+                        return bad(format!(
+                            "host cluster offset {host:#x} is not cluster aligned"
+                        ));
+                    }
+                    (host, cs)
+                };
+                // Counted as `qemu-img check` counts: the file's last cluster may be short
+                // (qemu writes only the subclusters or sectors it needs).
+                let first = host >> bits;
+                let end = (host.saturating_add(len - 1) >> bits) + 1;
+                if end > file_size.div_ceil(cs) {
+                    return bad(format!(
+                        "host data at {host:#x} ({len} bytes) lies past the end of the file ({file_size} bytes)"
+                    ));
+                }
+                if let Some(what) = meta.find(first, end) {
+                    return bad(format!("host data at {host:#x} points into {what}"));
+                }
+            }
+        }
+        // Refcounts: every reference counted. The full count needs two bytes per host
+        // cluster; past MAX_CHECK_CLUSTERS each referenced cluster is only checked for a
+        // refcount of at least one.
+        let nb = file_size.div_ceil(cs);
+        if nb <= crate::MAX_CHECK_CLUSTERS {
+            let mut quiet = Control::with_cancel(ctl.cancel().clone());
+            let (res, refs) = self.img.check_counts(&mut quiet)?;
+            if res.corruptions == 0 && res.check_errors == 0 {
+                return Ok(());
+            }
+            for (c, &r) in refs.iter().enumerate() {
+                let stored = self.rc.get(self.img.storage(), c as u64)?;
+                if stored < u64::from(r) {
+                    return Err(crate::error::corrupt_range(
+                        "host cluster",
+                        c as u64 * cs,
+                        cs,
+                        format!("{r} references but a refcount of {stored}"),
+                    ));
+                }
+            }
+            return Err(crate::error::corrupt(
+                "image",
+                0,
+                format!(
+                    "qemu-img check would find {} corruptions and {} unreadable structures",
+                    res.corruptions, res.check_errors
+                ),
+            ));
+        }
+        for &(l2, i) in &l2s {
+            ctl.check()?;
+            let mut clusters = vec![l2 >> bits];
+            let t = self.img.l2_table(l2, i as u64)?;
+            for k in (0..t.len()).step_by(step) {
+                let host = t[k] & L2E_OFFSET_MASK;
+                if t[k] & OFLAG_COMPRESSED == 0 && host != 0 {
+                    clusters.push(host >> bits);
+                }
+            }
+            for c in clusters {
+                if self.rc.get(self.img.storage(), c)? == 0 {
+                    return Err(crate::error::corrupt_range(
+                        "host cluster",
+                        c * cs,
+                        cs,
+                        "in use by the active L1 table but its refcount is 0",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -498,18 +768,17 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     let cs = o.cluster_size;
     if !cs.is_power_of_two() || !(1 << MIN_CLUSTER_BITS..=1 << MAX_CLUSTER_BITS).contains(&cs) {
         return Err(refused(format!(
-            "cluster size {cs}: a power of two from 512 to 2 MiB"
+            "cluster size {cs} is not a power of two from 512 bytes to 2 MiB"
         )));
     }
     let bits = cs.trailing_zeros();
-    if !o.size.is_multiple_of(512) || o.size > MAX_VIRTUAL_SIZE {
-        return Err(refused(format!(
-            "size {}: a multiple of 512 up to {MAX_VIRTUAL_SIZE}",
-            o.size
-        )));
+    if let Some(why) = size_problem(o.size) {
+        return Err(refused(format!("the size {why}")));
     }
     if o.compat_v2 && (o.extended_l2 || o.lazy_refcounts) {
-        return Err(refused("extended L2 and lazy refcounts need compat 1.1"));
+        return Err(refused(
+            "extended L2 entries and lazy refcounts need compat 1.1 (version 3)",
+        ));
     }
     if o.extended_l2 && bits < MIN_CLUSTER_BITS_EXTENDED_L2 {
         return Err(refused("extended L2 needs clusters of 16 KiB or more"));
@@ -523,7 +792,11 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     let cov = (cs / entry) * cs;
     let l1_size = o.size.div_ceil(cov);
     if l1_size * 8 > MAX_L1_TABLE_BYTES {
-        return Err(refused(format!("an L1 table of {l1_size} entries")));
+        return Err(refused(format!(
+            "the size {} needs an L1 table of {l1_size} entries, more than the limit of {} MiB; use larger clusters",
+            o.size,
+            MAX_L1_TABLE_BYTES >> 20
+        )));
     }
     let l1_clusters = (l1_size * 8).div_ceil(cs).max(1);
     let meta = o.preallocation == Preallocation::Metadata;
@@ -591,7 +864,7 @@ pub fn create_bytes(o: &CreateOptions) -> Result<Vec<u8>> {
     b.extend_from_slice(&[0u8; 8]);
     if let Some(n) = &o.backing {
         if n.is_empty() || n.len() > MAX_BACKING_NAME as usize {
-            return Err(refused(format!("backing file name of {} bytes", n.len())));
+            return Err(refused(backing_name_problem(n)));
         }
         let at = b.len() as u64;
         b.extend_from_slice(n.as_bytes());
@@ -700,7 +973,7 @@ pub fn create_on(s: &dyn Storage, o: &CreateOptions, block: bool) -> Result<()> 
 /// (or none). A block device gets the image at its start, in [`create_on`]'s order.
 pub fn create(path: &Path, o: &CreateOptions, e: &EditOptions) -> Result<()> {
     // Bad options are refused before anything is touched.
-    create_layout(o)?;
+    create_layout(o).map_err(|e| e.with_path(Some(path)))?;
     let meta = match std::fs::metadata(path) {
         Ok(m) => Some(m),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,

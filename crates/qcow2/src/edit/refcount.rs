@@ -38,6 +38,19 @@ pub struct Refcounts {
     /// Bytes the storage can hold at most (block devices); `None` for growable files.
     limit: Option<u64>,
     blocks: HashMap<u64, Vec<u8>>,
+    /// Refcount table indices linked to new blocks by [`Refcounts::alloc`], so an
+    /// allocation can be taken back ([`Refcounts::release`]).
+    linked: Vec<u64>,
+}
+
+/// The allocation state before an edit allocates, to take the allocation back when the
+/// edit fails before anything references the new clusters ([`Refcounts::release`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    end: u64,
+    file_size: u64,
+    table_offset: u64,
+    linked: usize,
 }
 
 impl Refcounts {
@@ -64,6 +77,7 @@ impl Refcounts {
             end: file_size.div_ceil(cs) * cs,
             limit: img.is_block_device.then_some(file_size),
             blocks: HashMap::new(),
+            linked: Vec::new(),
         };
         // Past the last cluster with a refcount: a block device is larger than its image,
         // and a file may end before clusters it counts.
@@ -214,10 +228,107 @@ impl Refcounts {
         Ok(freed)
     }
 
+    /// The state to come back to if what is allocated next is never referenced.
+    pub(crate) fn mark(&self, s: &dyn Storage) -> Result<Mark> {
+        Ok(Mark {
+            end: self.end,
+            file_size: s.size()?,
+            table_offset: self.table_offset,
+            linked: self.linked.len(),
+        })
+    }
+
+    /// Take back everything allocated since `m` (`n` clusters at `start` for the caller),
+    /// when the edit failed before writing any reference to them: a failed edit leaves
+    /// the image as `qemu-img check` found it, not with leaked clusters. Every refcount
+    /// raised since `m` is set back to 0 (they were past the end, so 0 before), new
+    /// refcount blocks are unlinked, then the file is cut back to its old length. When
+    /// the refcount table moved meanwhile (its new place is referenced from the header),
+    /// only the caller's clusters are lowered. Best effort: a write failing here leaves
+    /// at most leaks, which `qemu-img check` accepts.
+    pub(crate) fn release(&mut self, s: &dyn Storage, m: &Mark, start: u64, n: u64) {
+        if self.table_offset != m.table_offset {
+            let _ = self.add(s, start >> self.cluster_bits, n, -1);
+            let _ = s.flush();
+            return;
+        }
+        let end = self.end.max(start + n * self.cs);
+        let _ = self.undo(s, m, end);
+    }
+
+    /// [`Refcounts::release`] for an unmoved table: clusters `[m.end, end)` back to 0.
+    fn undo(&mut self, s: &dyn Storage, m: &Mark, end: u64) -> Result<()> {
+        // A failed write may have left a cached block ahead of the disk: read them again.
+        self.blocks.clear();
+        let new_blocks: Vec<u64> = self.linked.drain(m.linked..).collect();
+        let pb = self.per_block_bits;
+        let mut c = m.end >> self.cluster_bits;
+        let last = end.div_ceil(self.cs) >> self.cluster_bits;
+        let last = if end.is_multiple_of(self.cs) {
+            end >> self.cluster_bits
+        } else {
+            last + 1
+        };
+        while c < last {
+            let bi = c >> pb;
+            let hi = ((bi + 1) << pb).min(last);
+            if !new_blocks.contains(&bi) {
+                if let Some(off) = self.block(s, bi)? {
+                    let bits = self.bits;
+                    let b = self.blocks.get_mut(&off).expect("cached");
+                    let i0 = c & ((1 << pb) - 1);
+                    let i1 = i0 + (hi - c);
+                    if (i0..i1).any(|i| get_entry(b, i, bits) != 0) {
+                        for i in i0..i1 {
+                            set_entry(b, i, bits, 0);
+                        }
+                        let lo = i0 * bits / 8;
+                        let up = (i1 * bits).div_ceil(8);
+                        s.write_all_at(&b[lo as usize..up as usize], off + lo)?;
+                    }
+                }
+            }
+            c = hi;
+        }
+        if !new_blocks.is_empty() {
+            s.flush()?;
+            for &bi in &new_blocks {
+                s.write_all_at(&[0u8; 8], self.table_offset + bi * 8)?;
+                if let Some(e) = self.table.get_mut(bi as usize) {
+                    *e = 0;
+                }
+            }
+        }
+        s.flush()?;
+        if self.limit.is_none() && s.size()? > m.file_size {
+            s.set_len(m.file_size)?;
+        }
+        self.end = m.end;
+        Ok(())
+    }
+
     /// Allocate `n` contiguous new clusters (refcount 1) and return the offset of the first.
     /// See the module documentation for the order of writes; the caller syncs before it
-    /// writes a reference to the new clusters.
+    /// writes a reference to the new clusters. A failure before the new clusters count
+    /// (ENOSPC writing a new refcount block or table, say) takes back what was done.
     pub(crate) fn alloc(&mut self, s: &dyn Storage, n: u64) -> Result<u64> {
+        let m = self.mark(s)?;
+        let table_offset = self.table_offset;
+        let mut new_end = self.end;
+        match self.alloc_inner(s, n, &mut new_end) {
+            Ok(at) => Ok(at),
+            Err(e) => {
+                if self.table_offset == table_offset {
+                    let _ = self.undo(s, &m, new_end);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Refcounts::alloc`]; `new_end` is set to the end of the region as soon as it is
+    /// known (what a failure must take back).
+    fn alloc_inner(&mut self, s: &dyn Storage, n: u64, new_end_out: &mut u64) -> Result<u64> {
         let cs = self.cs;
         let start = self.end;
         let first_c = start >> self.cluster_bits;
@@ -252,6 +363,7 @@ impl Refcounts {
         }
         let total = n + k + t_new.unwrap_or(0);
         let new_end = start + total * cs;
+        *new_end_out = new_end;
         let size = s.size()?;
         match self.limit {
             Some(l) if new_end > l => {
@@ -294,6 +406,7 @@ impl Refcounts {
             None => {
                 for (j, &bi) in missing.iter().enumerate() {
                     let off = block_at(j as u64);
+                    self.linked.push(bi);
                     s.write_all_at(&off.to_be_bytes(), self.table_offset + bi * 8)?;
                     self.table[bi as usize] = off;
                 }
@@ -317,12 +430,16 @@ impl Refcounts {
                 let mut hdr = [0u8; 12];
                 hdr[..8].copy_from_slice(&at.to_be_bytes());
                 hdr[8..].copy_from_slice(&(t as u32).to_be_bytes());
-                s.write_all_at(&hdr, 48)?;
-                s.flush()?;
+                // From the header write on, the new table may be the one in use: the state
+                // moves first, so a failure from here on is never undone by cutting the
+                // file (which would cut the table off).
                 let (old_off, old_t) = (self.table_offset, self.table_clusters);
                 self.table = table;
                 self.table_offset = at;
                 self.table_clusters = t;
+                self.end = new_end;
+                s.write_all_at(&hdr, 48)?;
+                s.flush()?;
                 self.add(s, old_off >> self.cluster_bits, old_t, -1)?;
             }
         }
