@@ -531,12 +531,15 @@ pub(crate) fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Opt
         .map(str::to_string)
 }
 
-/// Connection-level failures worth a retry (as opposed to a bad URL or TLS refusal).
+/// Connection-level failures worth a retry (as opposed to a bad URL or a TLS refusal:
+/// rustls reports an untrusted certificate as an `InvalidData` I/O error).
 pub(crate) fn transient(e: &ureq::Error) -> bool {
+    if let ureq::Error::Io(io) = e {
+        return io.kind() != io::ErrorKind::InvalidData;
+    }
     matches!(
         e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
+        ureq::Error::Timeout(_)
             | ureq::Error::ConnectionFailed
             | ureq::Error::Protocol(_)
             | ureq::Error::BodyStalled
