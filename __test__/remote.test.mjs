@@ -5,6 +5,7 @@ import test from 'ava'
 import { writeFileSync, readFileSync, statSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:https'
+import { createServer as createHttpServer } from 'node:http'
 import { gzipSync } from 'node:zlib'
 import { spawn } from 'node:child_process'
 import { sk, tempDir, sparseFile, randomBytes, run, CLI, testWith, nodeDigest } from './helpers.mjs'
@@ -223,4 +224,120 @@ test('remote argument errors', async (t) => {
   const down = await t.throwsAsync(sk.qcow2.convert('http://127.0.0.1:1/x.qcow2', join(dir, 'y'), { retries: 1, retryDelay: 1 }))
   t.regex(down.code, /^ERR_SPARSEKIT_HTTP/)
   t.throws(() => statSync(join(dir, 'y')), { code: 'ENOENT' })
+})
+
+/**
+ * A plain HTTP server on loopback whose every request is handed to `handle(req, res, n)`
+ * (`n`: the request's number for its path, from 0). Sockets are destroyed on teardown,
+ * so a handler that never answers cannot keep the test alive.
+ */
+async function scripted(t, handle) {
+  const counts = {}
+  const sockets = new Set()
+  const server = createHttpServer((req, res) => {
+    const n = (counts[req.url] = (counts[req.url] ?? -1) + 1)
+    handle(req, res, n)
+  })
+  server.on('connection', (s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    return new Promise((r) => server.close(r))
+  })
+  server.unref()
+  return { url: (p) => `http://127.0.0.1:${server.address().port}/${p}`, counts }
+}
+
+/** A whole or ranged (`Range: bytes=N-`) answer for `data`. */
+function answer(req, res, data, headers = {}) {
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
+  if (m && Number(m[1]) < data.length) {
+    const a = Number(m[1])
+    res.writeHead(206, { 'content-length': data.length - a, 'content-range': `bytes ${a}-${data.length - 1}/${data.length}`, ...headers })
+    res.end(data.subarray(a))
+  } else {
+    res.writeHead(200, { 'content-length': data.length, ...headers })
+    res.end(data)
+  }
+}
+
+/** An existing, empty destination file. */
+function emptyFile(dir, name) {
+  const p = join(dir, name)
+  writeFileSync(p, '')
+  return p
+}
+
+test('abort rejects at once while the server stalls or URL.bmap trickles in', async (t) => {
+  const srv = await scripted(t, (req, res) => {
+    if (req.url === '/trickle.bmap') {
+      res.writeHead(200)
+      res.write('<?xml version="1.0"?><bmap>')
+      const timer = setInterval(() => res.write(' '), 200)
+      const stop = setTimeout(() => { clearInterval(timer); res.destroy() }, 20000)
+      res.on('close', () => { clearInterval(timer); clearTimeout(stop) })
+    }
+    // Anything else: accepted, never answered.
+  })
+  const dir = tempDir(t)
+  for (const [name, bmap] of [['stall', false], ['stall', undefined], ['trickle', undefined]]) {
+    const ac = new AbortController()
+    const started = Date.now()
+    setTimeout(() => ac.abort(), 200)
+    const e = await t.throwsAsync(sk.flash(srv.url(name), [emptyFile(dir, 'out')], { signal: ac.signal, ...(bmap === false ? { bmap } : {}) }))
+    t.is(e.code, 'ERR_SPARSEKIT_ABORTED', `${name}: ${e.message}`)
+    t.true(Date.now() - started < 2000, `${name}: rejected after ${Date.now() - started} ms`)
+  }
+})
+
+test('the first request of an http source is retried; a resume with another file is refused', async (t) => {
+  const data = randomBytes(3 * MiB)
+  const other = randomBytes(3 * MiB)
+  const srv = await scripted(t, (req, res, n) => {
+    if (req.url.endsWith('.bmap')) return res.writeHead(404).end()
+    if (req.url === '/dropped') {
+      if (n === 0) return req.socket.destroy()
+      if (n === 1) {
+        res.writeHead(200, { 'content-length': data.length, etag: '"a"' })
+        return res.write(data.subarray(0, MiB), () => res.socket.destroy())
+      }
+      return answer(req, res, data, { etag: '"a"' })
+    }
+    if (req.url === '/changed') {
+      if (n === 0) {
+        res.writeHead(200, { 'content-length': data.length, etag: '"v1"' })
+        return res.write(data.subarray(0, MiB), () => res.socket.destroy())
+      }
+      // Ignores If-Range: the new file's bytes from the asked offset.
+      return answer(req, res, other, { etag: '"v2"' })
+    }
+    res.writeHead(404).end()
+  })
+  const dir = tempDir(t)
+  const dst = emptyFile(dir, 'a')
+  const r = await sk.flash(srv.url('dropped'), [dst], { retryDelay: 5 })
+  t.true(r.destinations[0].ok, r.destinations[0].error?.message)
+  t.true(readFileSync(dst).equals(data))
+  const e = await t.throwsAsync(sk.flash(srv.url('changed'), [emptyFile(dir, 'b')], { retryDelay: 5 }))
+  t.is(e.code, 'ERR_SPARSEKIT_HTTP_CHANGED', e.message)
+  t.true(e.offset > 0 && e.offset <= MiB, `${e.offset}`)
+})
+
+test('URL.bmap that is an HTML page fails with a coded error; a missing one is no bmap', async (t) => {
+  const data = randomBytes(MiB)
+  const srv = await scripted(t, (req, res) => {
+    if (req.url === '/html/os.img.bmap') return res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>nothing here</p>')
+    if (req.url.endsWith('.bmap')) return res.writeHead(404).end()
+    answer(req, res, data)
+  })
+  const dir = tempDir(t)
+  const e = await t.throwsAsync(sk.flash(srv.url('html/os.img'), [emptyFile(dir, 'a')], { retryDelay: 5 }))
+  t.is(e.code, 'ERR_SPARSEKIT_BMAP_INVALID', e.message)
+  t.regex(e.message, /HTML/)
+  const r = await sk.flash(srv.url('plain/os.img'), [emptyFile(dir, 'b')], { retryDelay: 5 })
+  t.true(r.destinations[0].ok)
+  t.is(r.bmap, undefined)
 })

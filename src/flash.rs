@@ -307,6 +307,7 @@ fn http_options(
         retries: retries.unwrap_or(d.retries),
         retry_delay: retry_delay.map_or(d.retry_delay, |ms| Duration::from_millis(ms.into())),
         timeout: timeout.map_or(d.timeout, |ms| Duration::from_millis(ms.into())),
+        ..d
     }
 }
 

@@ -49,6 +49,20 @@ pub enum Error {
         /// The errno, when an OS call said so (EBUSY from umount2 or open).
         errno: Option<i32>,
     },
+    /// An image whose size was not known before writing (an HTTP body without
+    /// Content-Length, a compressed stream without a bmap) went past what the destination
+    /// holds: a block device's size, or for a regular file the free space of its file
+    /// system when writing started. Code `ERR_SPARSEKIT_DEST_TOO_SMALL`.
+    DestinationFull {
+        /// The destination.
+        path: PathBuf,
+        /// The end of the data that did not fit.
+        needed: u64,
+        /// What the destination holds.
+        room: u64,
+        /// What bounds it ("the device's size", "the free space ...").
+        what: &'static str,
+    },
     /// An HTTP(S) request failed: a status other than 200/206, a TLS or connection
     /// failure before any data, a bad URL.
     Http {
@@ -69,6 +83,18 @@ pub enum Error {
         /// Attempts made to resume.
         attempts: u32,
         /// The last failure.
+        message: String,
+    },
+    /// The file at `url` changed on the server during the download: a resumed (206)
+    /// answer carries another ETag or Last-Modified than the first answer, or a
+    /// `Content-Range` with another total size (a server that ignores `If-Range`).
+    /// Nothing is spliced from two versions.
+    HttpChanged {
+        /// The URL.
+        url: String,
+        /// Where the download was resumed.
+        offset: u64,
+        /// How the answers differ.
         message: String,
     },
     /// A server that answers range requests with the whole file (status 200), where the
@@ -105,7 +131,7 @@ pub enum Error {
 impl Error {
     /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
     /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
+    /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
@@ -113,9 +139,11 @@ impl Error {
             Error::Extents(e) => e.code(),
             Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
             Error::DriveBusy { .. } => "ERR_SPARSEKIT_DRIVE_BUSY",
+            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
             Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
             Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
             Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
+            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
             Error::Qcow2(e) => e.code(),
             Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
@@ -156,7 +184,9 @@ impl Error {
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
             Error::Qcow2(e) => e.path(),
-            Error::SystemDrive { path, .. } | Error::DriveBusy { path, .. } => Some(path),
+            Error::SystemDrive { path, .. }
+            | Error::DriveBusy { path, .. }
+            | Error::DestinationFull { path, .. } => Some(path),
             Error::Zip { path, .. } => path.as_deref(),
             _ => None,
         }
@@ -171,7 +201,9 @@ impl Error {
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
             Error::Qcow2(e) => e.offset(),
-            Error::HttpInterrupted { offset, .. } => Some(*offset),
+            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
+                Some(*offset)
+            }
             _ => None,
         }
     }
@@ -191,6 +223,7 @@ impl Error {
         match self {
             Error::Http { url, .. }
             | Error::HttpInterrupted { url, .. }
+            | Error::HttpChanged { url, .. }
             | Error::HttpNoRanges { url } => Some(url),
             _ => None,
         }
@@ -247,6 +280,17 @@ impl fmt::Display for Error {
                  (unmount: true) or pass force to override",
                 path.display()
             ),
+            Error::DestinationFull {
+                path,
+                needed,
+                room,
+                what,
+            } => write!(
+                f,
+                "destination '{}' is too small: the image, whose size was not known before it \
+                 ended, goes on past byte {needed}, beyond {what} ({room} bytes)",
+                path.display()
+            ),
             Error::Http {
                 url,
                 status: Some(s),
@@ -268,6 +312,11 @@ impl fmt::Display for Error {
                 "download of '{url}' interrupted at byte {offset} and not resumed after \
                  {attempts} attempts: {message}"
             ),
+            Error::HttpChanged {
+                url,
+                offset,
+                message,
+            } => write!(f, "download of '{url}' stopped at byte {offset}: {message}"),
             Error::HttpNoRanges { url } => write!(
                 f,
                 "'{url}' has to be read at offsets, but the server does not support range \

@@ -592,10 +592,9 @@ fn produce(
             stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
         }
         Input::Zip { mut archive, index } => {
-            let entry = archive.by_index(index).map_err(|e| Error::Zip {
-                path: Some(label.to_path_buf()),
-                message: e.to_string(),
-            })?;
+            let entry = archive
+                .by_index(index)
+                .map_err(|e| source::zip_error(label, e))?;
             let entry_size = entry.size();
             // What reading the entry costs: its compressed bytes (a local archive counts
             // nothing else).
@@ -889,7 +888,35 @@ impl Checks {
     }
 }
 
+/// Bytes an unprivileged user may still write on the file system holding `path`
+/// (`statvfs`: `f_bavail * f_frsize`), when known.
+fn free_space(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `c` is a NUL-terminated path and `st` a statvfs buffer to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// A writer: everything the reader sends, then `fsync` and the read-back.
+///
+/// An image whose size is not known before it ends (an HTTP body without Content-Length,
+/// a compressed stream without a bmap) is bounded by the destination: a block device's
+/// size, a regular file's file system's free space when writing starts (holes count: an
+/// endless run of zeros must not grow a sparse file without end). Past it the
+/// destination fails with [`Error::DestinationFull`] (`ERR_SPARSEKIT_DEST_TOO_SMALL`).
 fn consume(
     dst: &dyn Destination,
     rx: Receiver<Msg>,
@@ -902,6 +929,9 @@ fn consume(
     let mut sparse = false;
     let mut written = 0u64;
     let mut checks = Checks::new(path.as_deref());
+    // Where an image of unknown size must stop: the device's size, or the free space of
+    // the file system holding a file (with what it is, for the error).
+    let mut room: Option<(u64, &'static str)> = None;
     // A block device is written with O_DIRECT where a chunk is aligned: no copy into the
     // page cache per destination (the copies that made three drives cost three times the
     // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
@@ -922,25 +952,42 @@ fn consume(
             Msg::Start { size, sparse: s } => {
                 sparse = s && !is_dev;
                 if is_dev {
-                    if let Some(size) = size {
-                        let have = dst.size()?;
-                        if have < size {
+                    let have = dst.size()?;
+                    match size {
+                        Some(size) if have < size => {
                             return Err(Error::Bmap(sparsekit_bmap::Error::DestinationTooSmall {
                                 path,
                                 image_size: size,
                                 dest_size: have,
                             }));
                         }
+                        Some(_) => {}
+                        None => room = Some((have, "the device's size")),
                     }
                 } else {
                     dst.set_len(0)?;
-                    if let Some(size) = size {
-                        dst.set_len(size)?;
+                    match size {
+                        Some(size) => dst.set_len(size)?,
+                        None => {
+                            room = path
+                                .as_deref()
+                                .and_then(free_space)
+                                .map(|f| (f, "the free space of the file system holding it"))
+                        }
                     }
                 }
                 st.state.store(DestState::Writing as u8, Ordering::Relaxed);
             }
             Msg::Data { offset, buf } => {
+                let end = offset + buf.len() as u64;
+                if let Some((room, what)) = room.filter(|(r, _)| end > *r) {
+                    return Err(Error::DestinationFull {
+                        path: path.unwrap_or_default(),
+                        needed: end,
+                        room,
+                        what,
+                    });
+                }
                 if sparse {
                     // Runs of blocks that are not all zeros; the rest stays a hole.
                     let mut i = 0usize;

@@ -22,9 +22,12 @@
 //! - Sources: local files (plain, gzip, xz, bzip2, zstd — the decoders of
 //!   [`sparsekit_bmap::Compression`]), zip archives (the largest or a named entry,
 //!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs
-//!   ([`http::HttpReader`]: range requests resume a dropped download, bounded retries,
-//!   redirects, proxy variables chosen per scheme as curl does, the system CA store plus a
-//!   caller's CA, `URL.bmap`).
+//!   ([`http::HttpReader`]: bounded retries from the first request on, range requests
+//!   resume a dropped download and must come from the same version of the file
+//!   ([`Error::HttpChanged`]), a body without Content-Length cut by a reset is an
+//!   interruption, redirects to http(s) only, proxy variables chosen per scheme as curl
+//!   does, the system CA store plus a caller's CA, `URL.bmap` with a deadline and a size
+//!   bound; an abort shuts a [`http::Client`]'s connections down at once).
 //! - Remote images read at offsets: [`HttpStorage`] is a read-only
 //!   [`sparsekit_io::Storage`] over HTTP range requests (bounded block cache, read-ahead);
 //!   it serves zip archives over HTTP (their central directory is at the end), plain

@@ -23,12 +23,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use sparsekit_io::{Cancel, IoError, Storage};
-use ureq::Agent;
 
-use crate::http::{self, HttpOptions};
+use crate::http::{
+    self, content_range, transient, unsatisfied_total, Client, HttpOptions, Validators,
+};
 use crate::{Error, Result};
 
 /// Bytes per cached block (and the alignment of every range request).
@@ -53,11 +53,11 @@ struct Cache {
 
 /// A read-only [`Storage`] over an HTTP(S) URL, read with range requests.
 pub struct HttpStorage {
-    agent: Agent,
+    client: Client,
     url: String,
     label: PathBuf,
     size: u64,
-    validator: Option<String>,
+    validators: Validators,
     opts: HttpOptions,
     cancel: Cancel,
     cache: Mutex<Cache>,
@@ -76,24 +76,6 @@ impl std::fmt::Debug for HttpStorage {
     }
 }
 
-/// `bytes START-END/TOTAL` (TOTAL may be `*`) as numbers.
-fn content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
-    let r = v.trim().strip_prefix("bytes ")?;
-    let (span, total) = r.split_once('/')?;
-    let (s, e) = span.split_once('-')?;
-    let (s, e) = (s.trim().parse().ok()?, e.trim().parse().ok()?);
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    (s <= e).then_some((s, e, total))
-}
-
-/// `bytes */TOTAL` of a 416 answer.
-fn unsatisfied_total(v: &str) -> Option<u64> {
-    v.trim().strip_prefix("bytes */")?.trim().parse().ok()
-}
-
 enum Attempt {
     /// Bytes appended (maybe fewer than asked); a failure after some data is `Short`.
     Data,
@@ -106,18 +88,19 @@ impl HttpStorage {
     /// cache with the first block). Fails with [`Error::HttpNoRanges`] when the server
     /// answers with the whole file, [`Error::Http`] for other statuses.
     pub fn open(url: &str, opts: &HttpOptions, cancel: Cancel) -> Result<Self> {
-        let agent = http::agent_for(opts, url)?;
-        Self::open_with(agent, url, opts, cancel)
+        let client = http::client_for(opts, url, &cancel)?;
+        Self::open_with(client, url, opts)
     }
 
-    /// [`HttpStorage::open`] with an agent made by the caller.
-    pub fn open_with(agent: Agent, url: &str, opts: &HttpOptions, cancel: Cancel) -> Result<Self> {
+    /// [`HttpStorage::open`] with a client made by the caller (its token cancels).
+    pub fn open_with(client: Client, url: &str, opts: &HttpOptions) -> Result<Self> {
+        let cancel = client.cancel().clone();
         let mut s = HttpStorage {
-            agent,
+            client,
             url: url.to_string(),
             label: PathBuf::from(url),
             size: 0,
-            validator: None,
+            validators: Validators::default(),
             opts: opts.clone(),
             cancel,
             cache: Mutex::new(Cache {
@@ -161,13 +144,10 @@ impl HttpStorage {
     /// to give up.
     fn probe(&mut self) -> std::result::Result<Vec<u8>, std::result::Result<String, Error>> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = match self
-            .agent
-            .get(&self.url)
-            .header("Range", format!("bytes=0-{}", BLOCK - 1))
-            .call()
-        {
+        let range = format!("bytes=0-{}", BLOCK - 1);
+        let resp = match http::get(&self.client, &self.url, &[("Range", &range)], None) {
             Ok(r) => r,
+            Err(_) if self.cancel.is_cancelled() => return Err(Err(Error::Aborted)),
             Err(e) if transient(&e) => return Err(Ok(e.to_string())),
             Err(e) => return Err(Err(http::http_err(&self.url, e))),
         };
@@ -182,13 +162,13 @@ impl HttpStorage {
                         cr.unwrap_or_default()
                     ))));
                 };
-                if e >= total || e >= BLOCK {
+                if e >= BLOCK {
                     return Err(Err(self.bad(format!(
                         "Content-Range 'bytes 0-{e}/{total}' does not fit the request"
                     ))));
                 }
                 self.size = total;
-                self.validator = http::validator(&resp);
+                self.validators = Validators::of(&resp);
                 let want = e + 1;
                 let mut out = Vec::with_capacity(want as usize);
                 let got = resp
@@ -196,16 +176,17 @@ impl HttpStorage {
                     .into_reader()
                     .take(want)
                     .read_to_end(&mut out);
-                // The size is known: a short first answer is not cached, and its block
-                // is fetched (and resumed) like any other when read.
+                // The size is known: a first answer that is not the whole first block (a
+                // server may send fewer bytes than asked, or be cut) is not cached, and
+                // the block is fetched (and resumed) like any other when read.
                 match got {
-                    Ok(_) if out.len() as u64 == want => Ok(out),
+                    Ok(_) if out.len() as u64 == want && want == BLOCK.min(total) => Ok(out),
                     _ => Ok(Vec::new()),
                 }
             }
             416 => match cr.as_deref().and_then(unsatisfied_total) {
                 Some(0) => {
-                    self.validator = http::validator(&resp);
+                    self.validators = Validators::of(&resp);
                     Ok(Vec::new())
                 }
                 _ => Err(Err(self.bad(
@@ -217,7 +198,8 @@ impl HttpStorage {
             200 => Err(Err(Error::HttpNoRanges {
                 url: self.url.clone(),
             })),
-            s if s >= 500 => Err(Ok(format!("status {s}"))),
+            s if http::transient_status(s) => Err(Ok(format!("status {s}"))),
+            _ if resp.status().is_redirection() => Err(Err(http::redirect_error(&self.url, &resp))),
             s => Err(Err(Error::Http {
                 url: self.url.clone(),
                 status: Some(s),
@@ -265,20 +247,7 @@ impl HttpStorage {
 
     /// Sleep before retry number `n` (1-based); `Err(Aborted)` when cancelled meanwhile.
     fn pause(&self, n: u32) -> Result<()> {
-        let d = self
-            .opts
-            .retry_delay
-            .saturating_mul(1 << n.saturating_sub(1).min(8))
-            .min(Duration::from_secs(5));
-        let step = Duration::from_millis(25);
-        let mut left = d;
-        while !left.is_zero() {
-            self.cancel.check()?;
-            let s = left.min(step);
-            std::thread::sleep(s);
-            left -= s;
-        }
-        Ok(self.cancel.check()?)
+        http::pause(&self.cancel, http::backoff(&self.opts, n))
     }
 
     /// One range request for `[pos, end)`, appending to `out`.
@@ -289,18 +258,25 @@ impl HttpStorage {
         out: &mut Vec<u8>,
     ) -> std::result::Result<Attempt, Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut req = self
-            .agent
-            .get(&self.url)
-            .header("Range", format!("bytes={pos}-{}", end - 1));
-        if let Some(v) = &self.validator {
-            req = req.header("If-Range", v);
+        let range = format!("bytes={pos}-{}", end - 1);
+        let mut headers = vec![("Range", range.as_str())];
+        if let Some(v) = self.validators.if_range() {
+            headers.push(("If-Range", v));
         }
-        let resp = match req.call() {
+        let resp = match http::get(&self.client, &self.url, &headers, None) {
             Ok(r) => r,
+            Err(_) if self.cancel.is_cancelled() => return Err(Error::Aborted),
             Err(e) if transient(&e) => return Ok(Attempt::Retry(e.to_string())),
             Err(e) => return Err(http::http_err(&self.url, e)),
         };
+        let later = Validators::of(&resp);
+        if let Some(why) = self.validators.changed(&later) {
+            return Err(Error::HttpChanged {
+                url: self.url.clone(),
+                offset: pos,
+                message: format!("the file changed on the server since it was opened ({why})"),
+            });
+        }
         match resp.status().as_u16() {
             206 => {}
             200 => {
@@ -311,8 +287,9 @@ impl HttpStorage {
                     end - 1
                 )))
             }
-            s if s >= 500 || s == 408 || s == 429 => {
-                return Ok(Attempt::Retry(format!("status {s}")))
+            s if http::transient_status(s) => return Ok(Attempt::Retry(format!("status {s}"))),
+            _ if resp.status().is_redirection() => {
+                return Err(http::redirect_error(&self.url, &resp))
             }
             s => {
                 return Err(Error::Http {
@@ -324,7 +301,16 @@ impl HttpStorage {
         }
         let cr = http::header(&resp, "content-range").unwrap_or_default();
         match content_range(&cr) {
-            Some((s, e, total)) if s == pos && e < end && total.is_none_or(|t| t == self.size) => {
+            Some((_, _, Some(t))) if t != self.size => Err(Error::HttpChanged {
+                url: self.url.clone(),
+                offset: pos,
+                message: format!(
+                    "the file changed on the server since it was opened (its size is now {t} \
+                     bytes, it was {}: Content-Range '{cr}')",
+                    self.size
+                ),
+            }),
+            Some((s, e, _)) if s == pos && e < end => {
                 let want = e + 1 - s;
                 let before = out.len();
                 let r = resp.into_body().into_reader().take(want).read_to_end(out);
@@ -460,17 +446,6 @@ impl HttpStorage {
             .with_path(&self.label)
             .at(at)
     }
-}
-
-/// Connection-level failures worth a retry (as opposed to a bad URL or TLS refusal).
-fn transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Protocol(_)
-    )
 }
 
 impl Storage for HttpStorage {
@@ -656,16 +631,17 @@ pub fn bmap_copy(
     ctl: &mut sparsekit_io::Control<'_>,
 ) -> Result<sparsekit_bmap::CopyReport> {
     use sparsekit_bmap::{Bmap, BmapChoice};
-    let agent = http::agent_for(http, url)?;
+    let client = http::client_for(http, url, ctl.cancel())?;
     let (bmap, bmap_from): (Option<Bmap>, Option<String>) = match &opts.bmap {
         BmapChoice::None => (None, None),
         BmapChoice::Given(b) => (Some((**b).clone()), None),
         BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
-        BmapChoice::Auto => match http::find_bmap(&agent, url)? {
+        BmapChoice::Auto => match http::find_bmap(&client, url, http)? {
             Some((b, from)) => (Some(b), Some(from)),
             None => (None, None),
         },
     };
+    drop(client);
     copy_to(url, dst, bmap, bmap_from, opts, http, ctl)
 }
 

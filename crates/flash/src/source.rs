@@ -18,6 +18,17 @@ use crate::{Error, Result};
 const INPUT_BUFFER: usize = 256 * 1024;
 /// Zip local file header magic (APPNOTE 4.3.7).
 const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+/// Zip end of central directory magic (APPNOTE 4.3.16): what an empty archive begins with.
+const ZIP_EMPTY_MAGIC: [u8; 4] = *b"PK\x05\x06";
+/// Zip spanned-archive marker (APPNOTE 8.5.3), which a split archive's first part begins with.
+const ZIP_SPAN_MAGIC: [u8; 4] = *b"PK\x07\x08";
+
+/// Whether `head` begins like a zip archive (one with entries, an empty one, or a split one).
+fn is_zip(head: &[u8]) -> bool {
+    head.starts_with(&ZIP_MAGIC)
+        || head.starts_with(&ZIP_EMPTY_MAGIC)
+        || head.starts_with(&ZIP_SPAN_MAGIC)
+}
 
 /// A [`Read`] that counts what it gave out into a shared counter (progress of the source).
 pub struct Counting<R> {
@@ -104,9 +115,9 @@ pub(crate) fn open(
 ) -> Result<Opened> {
     let consumed = Arc::new(AtomicU64::new(0));
     if http::is_url(source) {
-        let agent = http::agent_for(http_opts, source)?;
-        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&agent, source))?;
-        let mut r = HttpReader::open(agent.clone(), source, http_opts, cancel.clone())?;
+        let client = http::client_for(http_opts, source, cancel)?;
+        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&client, source, http_opts))?;
+        let mut r = HttpReader::open(client.clone(), source, http_opts)?;
         let len = r.len();
         // The first bytes say whether this is a zip archive (read at offsets, its
         // central directory being at the end) or a stream.
@@ -116,9 +127,9 @@ pub(crate) fn open(
             .take(8)
             .read_to_end(&mut head)
             .map_err(|e| read_error(e, Path::new(source)))?;
-        if head.starts_with(&ZIP_MAGIC) {
+        if is_zip(&head) {
             drop(r);
-            let storage = HttpStorage::open_with(agent, source, http_opts, cancel.clone())?;
+            let storage = HttpStorage::open_with(client, source, http_opts)?;
             let consumed = storage.counter();
             let label = PathBuf::from(source);
             let cursor = StorageCursor::new(storage).map_err(crate::remote::error_of_io)?;
@@ -139,7 +150,7 @@ pub(crate) fn open(
         if bmap.is_some() && Compression::detect(&head).is_none() && !head.is_empty() {
             // A plain image with a bmap: fetch only the mapped ranges, when the server
             // can (else stream the whole body).
-            match HttpStorage::open_with(agent.clone(), source, http_opts, cancel.clone()) {
+            match HttpStorage::open_with(client.clone(), source, http_opts) {
                 Ok(storage) => {
                     drop(r);
                     if zip_entry.is_some() {
@@ -198,7 +209,7 @@ pub(crate) fn open(
         consumed: consumed.clone(),
         label: path.to_path_buf(),
     };
-    if head.starts_with(&ZIP_MAGIC) {
+    if is_zip(head) {
         let (archive, index, name) = open_zip(
             path,
             Box::new(file.into_file()) as Box<dyn ReadSeek>,
@@ -262,13 +273,30 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// A zip crate error as ours: a failure of the reader under it (an interrupted
+/// download of a remote archive, an I/O error) keeps its own error and code; the rest
+/// is [`Error::Zip`].
+pub(crate) fn zip_error(path: &Path, e: zip::result::ZipError) -> Error {
+    match e {
+        zip::result::ZipError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|i| i.is::<crate::Wrapped>() || i.is::<IoError>())
+                || io.raw_os_error().is_some() =>
+        {
+            read_error(io, path)
+        }
+        e => zip_err(path, e),
+    }
+}
+
 /// Open a zip archive and choose its image entry: the one named, else the largest file.
 fn open_zip(
     path: &Path,
     file: Box<dyn ReadSeek>,
     name: Option<&str>,
 ) -> Result<(ZipArchive, usize, String)> {
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| zip_err(path, e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| zip_error(path, e))?;
     if let Some(name) = name {
         let Some(i) = archive.index_for_name(name) else {
             return Err(zip_err(path, format!("no entry named '{name}'")));
@@ -277,7 +305,7 @@ fn open_zip(
     }
     let mut best: Option<(u64, usize, String)> = None;
     for i in 0..archive.len() {
-        let f = archive.by_index_raw(i).map_err(|e| zip_err(path, e))?;
+        let f = archive.by_index_raw(i).map_err(|e| zip_error(path, e))?;
         if f.is_dir() {
             continue;
         }
@@ -292,25 +320,43 @@ fn open_zip(
     }
 }
 
-/// A stream of image bytes, decompressed when its magic says so.
+/// A stream of image bytes, decompressed when its magic says so. A zip archive inside
+/// (before or after decompression: `img.zip.gz`, a `.zip` served with
+/// `Content-Encoding: gzip`) is refused with [`Error::Unsupported`]: zip archives are
+/// read at offsets, and the container's bytes are never written as the image.
 pub(crate) fn decompressed<'a, R: BufRead + Send + 'a>(
     mut r: R,
     label: &Path,
 ) -> Result<(Box<dyn Read + Send + 'a>, Option<Compression>)> {
+    let zipped = |inner: Option<Compression>| Error::Unsupported {
+        what: format!(
+            "'{}' is a zip archive inside {} (zip archives are read at offsets: they \
+             cannot be compressed; decompress it and flash the .zip)",
+            label.display(),
+            match inner {
+                Some(c) => format!("a {} stream", c.name()),
+                None => "another container".into(),
+            }
+        ),
+    };
     let head = r.fill_buf().map_err(|e| read_error(e, label))?;
-    if head.starts_with(&ZIP_MAGIC) {
-        return Err(Error::Unsupported {
-            what: format!(
-                "'{}' is a zip archive inside another container (zip archives are read \
-                 at offsets: they cannot be compressed)",
-                label.display()
-            ),
-        });
+    if is_zip(head) {
+        return Err(zipped(None));
     }
-    match Compression::detect(head) {
-        None => Ok((Box::new(r), None)),
-        Some(c) => Ok((c.decoder(r).map_err(|e| read_error(e, label))?, Some(c))),
+    let Some(c) = Compression::detect(head) else {
+        return Ok((Box::new(r), None));
+    };
+    let mut d = c.decoder(r).map_err(|e| read_error(e, label))?;
+    // The first decompressed bytes: a zip archive there is refused too.
+    let mut first = Vec::with_capacity(8);
+    (&mut d)
+        .take(8)
+        .read_to_end(&mut first)
+        .map_err(|e| decode_error(e, Some(c), 0, label))?;
+    if is_zip(&first) {
+        return Err(zipped(Some(c)));
     }
+    Ok((Box::new(io::Cursor::new(first).chain(d)), Some(c)))
 }
 
 /// A buffered reader over a stream input.
