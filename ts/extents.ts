@@ -65,9 +65,9 @@ interface Checked {
   o: MapOptions
 }
 
-function checkMap(path: unknown, options: unknown): Checked {
+function checkMap(path: unknown, options: unknown, extra: readonly string[] = []): Checked {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options, ['start', 'length', 'method', ...LONG_KEYS]) as MapOptions
+  const o = checkOptions('options', options, ['start', 'length', 'method', ...LONG_KEYS, ...extra]) as MapOptions
   return {
     file,
     o,
@@ -97,7 +97,7 @@ export async function* mapExtents(
   path: PathLike,
   options?: MapOptions & { onHeader?: (h: MapHeader) => void },
 ): AsyncGenerator<Extent, void, undefined> {
-  const { file, o, start, length, method } = checkMap(path, options)
+  const { file, o, start, length, method } = checkMap(path, options, ['onHeader'])
   const onHeader = (options as { onHeader?: (h: MapHeader) => void } | undefined)?.onHeader
   let pos = start ?? 0
   let window = 1 << 30

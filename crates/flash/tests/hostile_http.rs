@@ -189,6 +189,11 @@ fn flash1(
         &FlashOptions {
             bmap,
             http,
+            // New files in a temp folder.
+            safety: sparsekit_flash::Safety {
+                create_files: true,
+                ..Default::default()
+            },
             ..Default::default()
         },
         None,
@@ -550,6 +555,10 @@ fn abort_is_prompt_whatever_the_server_does() {
                 &FlashOptions {
                     bmap: bmap.clone(),
                     http: http(),
+                    safety: sparsekit_flash::Safety {
+                        create_files: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 None,
