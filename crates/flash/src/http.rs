@@ -232,12 +232,19 @@ pub fn fetch_small(agent: &Agent, url: &str, max: u64) -> Result<Option<Vec<u8>>
     Ok(Some(out))
 }
 
-/// The bmap at `URL.bmap`, when the server has one.
-pub fn find_bmap(agent: &Agent, url: &str) -> Result<Option<(sparsekit_bmap::Bmap, String)>> {
+/// The bmap at `URL.bmap`, when the server has one (its parsing stops when `cancel` is).
+pub fn find_bmap(
+    agent: &Agent,
+    url: &str,
+    cancel: &Cancel,
+) -> Result<Option<(sparsekit_bmap::Bmap, String)>> {
     let bmap_url = format!("{url}.bmap");
     match fetch_small(agent, &bmap_url, MAX_BMAP)? {
         None => Ok(None),
-        Some(bytes) => Ok(Some((sparsekit_bmap::Bmap::parse(&bytes)?, bmap_url))),
+        Some(bytes) => Ok(Some((
+            sparsekit_bmap::Bmap::parse_with(&bytes, cancel)?,
+            bmap_url,
+        ))),
     }
 }
 

@@ -105,7 +105,7 @@ pub(crate) fn open(
     let consumed = Arc::new(AtomicU64::new(0));
     if http::is_url(source) {
         let agent = http::agent_for(http_opts, source)?;
-        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&agent, source))?;
+        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&agent, source, cancel))?;
         let mut r = HttpReader::open(agent.clone(), source, http_opts, cancel.clone())?;
         let len = r.len();
         // The first bytes say whether this is a zip archive (read at offsets, its
@@ -186,7 +186,10 @@ pub(crate) fn open(
     let head = &head[..n];
     let (bmap, bmap_from) = bmap_of(bmap, || {
         Ok(match sparsekit_bmap::find_bmap(path) {
-            Some(p) => Some((Bmap::read(&p)?, p.to_string_lossy().into_owned())),
+            Some(p) => Some((
+                Bmap::read_with(&p, cancel)?,
+                p.to_string_lossy().into_owned(),
+            )),
             None => None,
         })
     })?;
