@@ -19,8 +19,11 @@ use crate::{Error, Result};
 pub const MAX_BMAP_SIZE: u64 = 128 << 20;
 /// Largest `BlockSize` accepted (bmaptool writes the filesystem block size, 4 KiB).
 pub const MAX_BLOCK_SIZE: u64 = 64 << 20;
-/// Largest `ImageSize` accepted (2^63 - 1, what `off_t` can address).
-pub const MAX_IMAGE_SIZE: u64 = i64::MAX as u64;
+/// Largest `ImageSize` accepted: 2^53 - 1 bytes (8 PiB), the largest size every consumer
+/// of a bmap here carries exactly, JavaScript numbers included (`Number.MAX_SAFE_INTEGER`).
+/// Far above any disk image; a bmap claiming more is refused when it is parsed, before
+/// anything is written.
+pub const MAX_IMAGE_SIZE: u64 = (1 << 53) - 1;
 /// Elements nested deeper than this are malformed (a bmap nests three deep).
 const MAX_DEPTH: usize = 16;
 /// XML events (or ranges, or KiB hashed) between two looks at the [`Cancel`] token while
@@ -710,7 +713,11 @@ fn validate(raw: Raw, cancel: &Cancel) -> Result<Bmap> {
     if image_size > MAX_IMAGE_SIZE {
         return Err(invalid(
             isl,
-            format!("<ImageSize> {image_size} is larger than {MAX_IMAGE_SIZE}"),
+            format!(
+                "<ImageSize> {image_size} is larger than 2^53 - 1 = {MAX_IMAGE_SIZE} bytes \
+                 (8 PiB), the largest image sparsekit takes: the sizes it reports must be \
+                 exact JavaScript numbers (Number.MAX_SAFE_INTEGER)"
+            ),
         ));
     }
     if block_size == 0 || block_size > MAX_BLOCK_SIZE {
@@ -1090,6 +1097,37 @@ mod tests {
         assert!(matches!(e, Error::Aborted), "{e}");
         // Parsed without a cancel, the same bytes are a good bmap.
         assert_eq!(Bmap::parse(x.as_bytes()).unwrap().ranges.len(), 500_000);
+    }
+
+    /// An `ImageSize` above 2^53 - 1 (a valid number for bmaptool, and for the parser up to
+    /// 2^63 - 1 before) is refused when the bmap is parsed, naming the element's line and
+    /// the limit; 2^53 - 1 itself is taken.
+    #[test]
+    fn image_size_above_2_53_is_refused() {
+        let with_size = |size: u64, mapped_last: u64| {
+            format!(
+                "<?xml version=\"1.0\" ?>\n<bmap version=\"1.2\">\n<ImageSize> {size} </ImageSize>\n\
+                 <BlockSize> 4096 </BlockSize>\n<BlocksCount> {} </BlocksCount>\n\
+                 <MappedBlocksCount> 2 </MappedBlocksCount>\n<BlockMap>\n\
+                 <Range> 0 </Range>\n<Range> {mapped_last} </Range>\n</BlockMap>\n</bmap>\n",
+                size.div_ceil(4096)
+            )
+        };
+        let max = (1u64 << 53) - 1;
+        let b = Bmap::parse(with_size(max, max / 4096).as_bytes()).unwrap();
+        assert_eq!((b.image_size, b.blocks_count), (max, (1 << 41)));
+        for size in [1u64 << 53, 1 << 60, i64::MAX as u64] {
+            let e = Bmap::parse(with_size(size, size / 4096).as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.code(), e.line()),
+                ("ERR_SPARSEKIT_BMAP_INVALID", Some(3))
+            );
+            let m = e.to_string();
+            assert!(
+                m.contains(&format!("<ImageSize> {size}")) && m.contains("2^53"),
+                "{m}"
+            );
+        }
     }
 
     /// Ranges that overlap, repeat or run past ImageSize are refused at parse time.
