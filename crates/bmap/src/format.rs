@@ -1148,6 +1148,29 @@ mod tests {
         );
     }
 
+    /// Entity expansion and external entities (XXE) are never resolved: a bmap using them
+    /// in a value or an attribute is refused at once, naming the line.
+    #[test]
+    fn hostile_entities_are_refused() {
+        let laughs = "<!DOCTYPE bmap [<!ENTITY a \"1234567890\">\
+                      <!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">\
+                      <!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">\
+                      <!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\">]>\n";
+        let xxe = "<!DOCTYPE bmap [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n";
+        let good = v12("<Range> 0 </Range>\n", 1);
+        let cases = [
+            format!("{laughs}{}", good.replace("> 40960 <", "> &d; <")),
+            format!("{xxe}{}", good.replace("> 0 </Range>", "> &x; </Range>")),
+            format!("{xxe}{}", good.replace("<Range>", "<Range sha1=\"&x;\">")),
+            good.replace("> 4096 <", "> &undefined; <"),
+        ];
+        for (i, x) in cases.iter().enumerate() {
+            let e = Bmap::parse(x.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_BMAP_INVALID", "case {i}: {e}");
+            assert!(e.line().is_some_and(|l| l > 1), "case {i}: {e}");
+        }
+    }
+
     /// Random mutations of a valid bmap (SPARSEKIT_LONG_TESTS=1 for 200 000 cases): never a
     /// panic, and anything accepted keeps the invariants.
     #[test]
