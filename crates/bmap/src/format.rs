@@ -444,7 +444,7 @@ fn read_xml(bytes: &[u8], lines: &mut Lines<'_>, cancel: &Cancel) -> Result<Raw>
     let mut field: Option<Pending> = None;
     let mut root_seen = false;
     for event in 0u64.. {
-        if event % CANCEL_EVERY == 0 {
+        if event.is_multiple_of(CANCEL_EVERY) {
             cancel.check()?;
         }
         let pos = reader.buffer_position();
@@ -789,7 +789,7 @@ fn validate(raw: Raw, cancel: &Cancel) -> Result<Bmap> {
     let mut sum: u64 = 0;
     let mut prev_last: Option<u64> = None;
     for (i, (text, chk, sha1, line)) in raw.ranges.into_iter().enumerate() {
-        if i as u64 % CANCEL_EVERY == 0 {
+        if (i as u64).is_multiple_of(CANCEL_EVERY) {
             cancel.check()?;
         }
         let t = text.trim();
