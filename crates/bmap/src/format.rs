@@ -1076,6 +1076,32 @@ mod tests {
         eprintln!("500 000 ranges parsed twice in {took:?}");
     }
 
+    /// Lines are counted right whatever the error: a malformed tag, a bad attribute, an
+    /// unparsable number and a bad checksum, each on a different late line, are reported
+    /// on the line a newline count from the start of the file gives.
+    #[test]
+    fn late_errors_name_their_line() {
+        let x = many_ranges(2000);
+        let line_of = |x: &str, needle: &str| {
+            let pos = x.find(needle).unwrap();
+            x[..pos].matches('\n').count() as u64 + 1
+        };
+        // The line of range 1700 ("> 3400 <") with a broken attribute.
+        let l1700 = x.lines().find(|l| l.ends_with("> 3400 </Range>")).unwrap();
+        let bad_attr = l1700.replacen("chksum=\"", "chksum=\"\"", 1);
+        for (from, to) in [
+            ("> 3000 </Range>", "> 3000 </Rang>"),   // malformed XML
+            (l1700, bad_attr.as_str()),              // malformed attribute
+            ("> 3200 </Range>", "> 3200- </Range>"), // not a range
+            ("> 3600 </Range>", "> 3598 </Range >"), // overlaps the range before
+        ] {
+            let bad = x.replacen(from, to, 1);
+            let e = Bmap::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_BMAP_INVALID", "{to}: {e}");
+            assert_eq!(e.line(), Some(line_of(&bad, to)), "{to}: {e}");
+        }
+    }
+
     /// Abort is looked at while parsing: a parse of 500 000 ranges (about half a second
     /// of CPU) cancelled 10 ms after it started stops with `Aborted`; a token cancelled
     /// before stops it at once, whatever the bmap holds.
