@@ -137,6 +137,66 @@ test('old bmap versions (1.2 written from the spec) copy correctly', async (t) =
   t.is(e.path, join(dir, 'bad.bmap'))
 })
 
+/** A format 1.2 bmap (no checksums) of an image of `size` bytes (a BigInt) with `ranges`. */
+function v12(size, ranges) {
+  const body = ranges.map((r) => `  <Range> ${r} </Range>\n`).join('')
+  return `<?xml version="1.0" ?>\n<bmap version="1.2">\n <ImageSize> ${size} </ImageSize>\n <BlockSize> 4096 </BlockSize>\n` +
+    ` <BlocksCount> ${(size + 4095n) / 4096n} </BlocksCount>\n <MappedBlocksCount> ${ranges.length} </MappedBlocksCount>\n` +
+    ` <BlockMap>\n${body} </BlockMap>\n</bmap>\n`
+}
+
+test('a bmap whose ImageSize is above 2^53 - 1 is refused before anything is written', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'disk.img')
+  writeFileSync(img, randomBytes(8192))
+  const dst = join(dir, 'out.img')
+  writeFileSync(dst, 'keep')
+  for (const size of [2n ** 53n, 2n ** 60n, 2n ** 63n - 1n]) {
+    const bmapFile = join(dir, 'huge.bmap')
+    writeFileSync(bmapFile, v12(size, ['0', `${size / 4096n - 1n}`]))
+    const e = await t.throwsAsync(sk.bmap.copy(img, dst, { bmap: bmapFile }), { code: 'ERR_SPARSEKIT_BMAP_INVALID' })
+    t.regex(e.message, new RegExp(`line 3: <ImageSize> ${size} is larger than 2\\^53 - 1`))
+    t.is(e.path, bmapFile)
+    const f = await t.throwsAsync(sk.flash(img, [dst], { bmap: bmapFile }), { code: 'ERR_SPARSEKIT_BMAP_INVALID' })
+    t.regex(f.message, /<ImageSize>/)
+    t.is(readFileSync(dst, 'utf8'), 'keep')
+    const c = cli(['bmap', 'copy', img, dst, '--bmap', bmapFile])
+    t.is(c.status, 1)
+    t.regex(c.stderr, /ERR_SPARSEKIT_BMAP_INVALID|2\^53/)
+    t.is(readFileSync(dst, 'utf8'), 'keep')
+  }
+})
+
+test('abort while a large bmap is parsed rejects at once', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'disk.img')
+  writeFileSync(img, randomBytes(8192))
+  // A million ranges (26 MB): parsing takes about a second (more in an unoptimised build).
+  const n = 1_000_000
+  const ranges = Array.from({ length: n }, (_, i) => `${2 * i}`)
+  writeFileSync(join(dir, 'disk.img.bmap'), v12(BigInt(2 * n * 4096), ranges))
+  const dst = join(dir, 'out.img')
+  writeFileSync(dst, 'keep')
+  const jobs = [
+    (signal) => sk.bmap.copy(img, dst, { bmap: join(dir, 'disk.img.bmap'), signal }),
+    (signal) => sk.flash(img, [dst], { signal }), // disk.img.bmap found beside the image
+  ]
+  for (const job of jobs) {
+    const ac = new AbortController()
+    const p = job(ac.signal)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const aborted = Date.now()
+    ac.abort()
+    const settled = await Promise.race([
+      p.then(() => 'resolved', (e) => e),
+      new Promise((resolve) => setTimeout(resolve, 5000, 'still running 5 s after abort')),
+    ])
+    t.is(settled?.code, 'ERR_SPARSEKIT_ABORTED', String(settled?.message ?? settled))
+    t.true(Date.now() - aborted < 5000)
+    t.is(readFileSync(dst, 'utf8'), 'keep')
+  }
+})
+
 test('arguments are checked; abort rejects with ERR_SPARSEKIT_ABORTED', async (t) => {
   const dir = tempDir(t)
   const img = image(dir)

@@ -281,9 +281,9 @@ pub fn copy(
     let (bmap, bmap_path) = match &opts.bmap {
         BmapChoice::None => (None, None),
         BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.clone())),
+        BmapChoice::Path(p) => (Some(Bmap::read_with(p, ctl.cancel())?), Some(p.clone())),
         BmapChoice::Auto => match find_bmap(image) {
-            Some(p) => (Some(Bmap::read(&p)?), Some(p)),
+            Some(p) => (Some(Bmap::read_with(&p, ctl.cancel())?), Some(p)),
             None => (None, None),
         },
     };

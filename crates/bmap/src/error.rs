@@ -13,7 +13,8 @@ pub enum Error {
     Extents(sparsekit_extents::Error),
     /// The bmap file is not a bmap we can trust: malformed XML, a missing or repeated
     /// element, a number that does not parse, counts that disagree, ranges out of order
-    /// or past the image. `line` is 1-based.
+    /// or past the image, an `ImageSize` above [`crate::MAX_IMAGE_SIZE`] (2^53 - 1).
+    /// `line` is 1-based.
     Invalid {
         /// The bmap file, when read from one.
         path: Option<PathBuf>,

@@ -4,8 +4,10 @@
 //! - [`Bmap`] is a bmap file: [`Bmap::parse`] reads formats 1.2, 1.3, 1.4 and 2.0 with a
 //!   real XML parser (quick-xml) and validates every field in order (version, sizes,
 //!   checksum type, file checksum, ranges sorted, disjoint, inside the image, summing to
-//!   `MappedBlocksCount`); every failure is an [`Error::Invalid`]
-//!   (`ERR_SPARSEKIT_BMAP_INVALID`) naming the line. [`Bmap::to_xml`] writes format 2.0
+//!   `MappedBlocksCount`, `ImageSize` at most [`MAX_IMAGE_SIZE`] = 2^53 - 1); every failure
+//!   is an [`Error::Invalid`] (`ERR_SPARSEKIT_BMAP_INVALID`) naming the line. Parsing is
+//!   linear in the file; [`Bmap::parse_with`] and [`Bmap::read_with`] stop with
+//!   [`Error::Aborted`] when a [`sparsekit_io::Cancel`] is. [`Bmap::to_xml`] writes format 2.0
 //!   with `BmapFileChecksum` computed over the exact bytes, as `bmaptool copy` checks it.
 //! - [`create`] maps an image (FIEMAP, else SEEK_DATA/SEEK_HOLE, from sparsekit-extents)
 //!   and hashes its ranges in parallel (sha256, sha1, or none).

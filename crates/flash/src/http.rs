@@ -739,7 +739,8 @@ fn fetch_bmap_once(
     Ok(Some(out))
 }
 
-/// The bmap at `URL.bmap`, when the server has one ([`fetch_bmap`]).
+/// The bmap at `URL.bmap`, when the server has one ([`fetch_bmap`]; its parsing stops
+/// when the client's cancel token is cancelled).
 pub fn find_bmap(
     client: &Client,
     url: &str,
@@ -749,7 +750,7 @@ pub fn find_bmap(
     match fetch_bmap(client, &bmap_url, opts)? {
         None => Ok(None),
         Some(bytes) => Ok(Some((
-            sparsekit_bmap::Bmap::parse(&bytes)
+            sparsekit_bmap::Bmap::parse_with(&bytes, client.cancel())
                 .map_err(|e| Error::from(e.with_path(std::path::Path::new(&bmap_url))))?,
             bmap_url,
         ))),

@@ -635,7 +635,10 @@ pub fn bmap_copy(
     let (bmap, bmap_from): (Option<Bmap>, Option<String>) = match &opts.bmap {
         BmapChoice::None => (None, None),
         BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Path(p) => (
+            Some(Bmap::read_with(p, ctl.cancel())?),
+            Some(p.to_string_lossy().into_owned()),
+        ),
         BmapChoice::Auto => match http::find_bmap(&client, url, http)? {
             Some((b, from)) => (Some(b), Some(from)),
             None => (None, None),
@@ -660,10 +663,13 @@ pub fn local_bmap_copy_to_drive(
     let (bmap, bmap_from): (Option<Bmap>, Option<String>) = match &opts.bmap {
         BmapChoice::None => (None, None),
         BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Path(p) => (
+            Some(Bmap::read_with(p, ctl.cancel())?),
+            Some(p.to_string_lossy().into_owned()),
+        ),
         BmapChoice::Auto => match sparsekit_bmap::find_bmap(image) {
             Some(p) => (
-                Some(Bmap::read(&p)?),
+                Some(Bmap::read_with(&p, ctl.cancel())?),
                 Some(p.to_string_lossy().into_owned()),
             ),
             None => (None, None),

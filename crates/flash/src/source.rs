@@ -92,12 +92,16 @@ pub(crate) struct Opened {
 
 fn bmap_of(
     choice: &BmapChoice,
+    cancel: &Cancel,
     found: impl FnOnce() -> Result<Option<(Bmap, String)>>,
 ) -> Result<(Option<Bmap>, Option<String>)> {
     Ok(match choice {
         BmapChoice::None => (None, None),
         BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read(p)?), Some(p.to_string_lossy().into_owned())),
+        BmapChoice::Path(p) => (
+            Some(Bmap::read_with(p, cancel)?),
+            Some(p.to_string_lossy().into_owned()),
+        ),
         BmapChoice::Auto => match found()? {
             Some((b, from)) => (Some(b), Some(from)),
             None => (None, None),
@@ -116,7 +120,8 @@ pub(crate) fn open(
     let consumed = Arc::new(AtomicU64::new(0));
     if http::is_url(source) {
         let client = http::client_for(http_opts, source, cancel)?;
-        let (bmap, bmap_from) = bmap_of(bmap, || http::find_bmap(&client, source, http_opts))?;
+        let (bmap, bmap_from) =
+            bmap_of(bmap, cancel, || http::find_bmap(&client, source, http_opts))?;
         let mut r = HttpReader::open(client.clone(), source, http_opts)?;
         let len = r.len();
         // The first bytes say whether this is a zip archive (read at offsets, its
@@ -195,9 +200,12 @@ pub(crate) fn open(
     let mut head = [0u8; 6];
     let n = file.read_at(&mut head, 0)?;
     let head = &head[..n];
-    let (bmap, bmap_from) = bmap_of(bmap, || {
+    let (bmap, bmap_from) = bmap_of(bmap, cancel, || {
         Ok(match sparsekit_bmap::find_bmap(path) {
-            Some(p) => Some((Bmap::read(&p)?, p.to_string_lossy().into_owned())),
+            Some(p) => Some((
+                Bmap::read_with(&p, cancel)?,
+                p.to_string_lossy().into_owned(),
+            )),
             None => None,
         })
     })?;

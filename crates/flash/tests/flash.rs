@@ -721,6 +721,56 @@ fn http_bmap_beside_the_url() {
     assert!(std::fs::read(&dst).unwrap() == data);
 }
 
+/// The bmap is parsed with the caller's cancel token, beside a local image and at
+/// `URL.bmap` (flash and remote `bmap copy`): with a token cancelled before the call, a
+/// bmap that does not parse gives `Aborted`, not its parse error (a large bmap takes a
+/// second or more to parse).
+#[test]
+fn bmap_parse_honours_abort() {
+    let dir = files_dir();
+    let img = dir.path().join("os.img");
+    std::fs::write(&img, image(1 << 20, 3)).unwrap();
+    let bad = b"<bmap version=\"2.0\"><ImageSize>x</ImageSize></bmap>".to_vec();
+    std::fs::write(dir.path().join("os.img.bmap"), &bad).unwrap();
+    let mut files = HashMap::new();
+    files.insert("os.img".to_string(), image(1 << 20, 3));
+    files.insert("os.img.bmap".to_string(), bad);
+    let b = Behaviour {
+        ranges: true,
+        drops: Arc::default(),
+        requests: Arc::default(),
+    };
+    let srv = Server::start(files, b);
+    // An existing destination (flash may refuse to create files), left as it was.
+    let dst = dir.path().join("out");
+    std::fs::write(&dst, b"keep").unwrap();
+    let o = FlashOptions {
+        bmap: BmapChoice::Auto,
+        ..opts()
+    };
+    let cancelled = || {
+        let c = sparsekit_io::Cancel::new();
+        c.cancel();
+        Control::with_cancel(c)
+    };
+    for src in [img.to_str().unwrap().to_string(), srv.url("os.img")] {
+        let dsts = std::slice::from_ref(&dst);
+        let e = flash(&src, dsts, &o, None, &mut Control::none()).unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_BMAP_INVALID", "{src}: {e}");
+        let e = flash(&src, dsts, &o, None, &mut cancelled()).unwrap_err();
+        assert!(matches!(e, Error::Aborted), "{src}: {e}");
+    }
+    let copts = sparsekit_bmap::CopyOptions {
+        bmap: BmapChoice::Auto,
+        ..Default::default()
+    };
+    let url = srv.url("os.img");
+    let e = sparsekit_flash::remote::bmap_copy(&url, &dst, &copts, &o.http, &mut cancelled())
+        .unwrap_err();
+    assert!(matches!(e, Error::Aborted), "{e}");
+    assert_eq!(std::fs::read(&dst).unwrap(), b"keep");
+}
+
 fn zip_cmd(dir: &Path, args: &[&str]) -> bool {
     match std::process::Command::new("zip")
         .current_dir(dir)
