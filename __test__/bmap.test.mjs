@@ -288,3 +288,18 @@ test('bmap.copy refuses a missing destination unless createFiles; never under /d
   t.is(cli(['bmap', 'copy', img, viaCli, '--create']).status, 0)
   t.true(readFileSync(viaCli).equals(readFileSync(img)))
 })
+
+// Issue 27 item 6: a local bmap.copy of a .zip wrote the archive, while a remote one
+// extracted it; both now write the entry.
+testWith(['zip'], test)('bmap.copy of a local zip writes its entry, not the archive', async (t) => {
+  const dir = tempDir(t)
+  const data = Buffer.concat([randomBytes(300000), Buffer.alloc(MiB)])
+  writeFileSync(join(dir, 'os.img'), data)
+  run('zip', ['-q', '-j', join(dir, 'os.zip'), join(dir, 'os.img')])
+  const out = join(dir, 'out.img')
+  const r = await sk.bmap.copy(join(dir, 'os.zip'), out, { createFiles: true })
+  t.true(readFileSync(out).equals(data))
+  t.is(r.imageSize, data.length)
+  const e = await t.throwsAsync(sk.bmap.copy(join(dir, 'os.zip'), join(dir, 'nope.img')), { code: 'ENOENT' })
+  t.truthy(e)
+})

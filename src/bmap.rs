@@ -1,5 +1,5 @@
 use napi::bindgen_prelude::*;
-use sparsekit_bmap::{copy, create, BmapChoice, ChecksumType, CopyOptions, CreateOptions};
+use sparsekit_bmap::{create, BmapChoice, ChecksumType, CopyOptions, CreateOptions};
 
 use crate::error::Failure;
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
@@ -124,14 +124,9 @@ pub fn bmap_copy<'env>(
                 read_back: o.read_back.unwrap_or(false),
                 create_files: o.create_files.unwrap_or(false),
             };
-            // Windows and macOS drives: through the flash writer's checks and locked,
-            // unbuffered device (sparsekit_bmap::copy's O_EXCL guards drives on Linux only).
-            let r = if sparsekit_flash::remote::is_drive_path(&dst) {
-                sparsekit_flash::remote::local_bmap_copy_to_drive(&image, &dst, &opts, ctl)
-                    .map_err(|e| Failure::from_core(&e))?
-            } else {
-                copy(&image, &dst, &opts, ctl).map_err(|e| Failure::from_core(&e))?
-            };
+            // Windows and macOS drives and zip archives go through the flash engine.
+            let r = sparsekit_flash::remote::local_bmap_copy(&image, &dst, &opts, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
             Ok(NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,

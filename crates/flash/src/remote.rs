@@ -690,6 +690,30 @@ pub fn local_bmap_copy_to_drive(
     )
 }
 
+/// `bmap copy` of a local image: [`sparsekit_bmap::copy`], except for a drive only the
+/// flash writer may write ([`is_drive_path`]) and a zip archive, which the flash engine
+/// opens (its entry is written, as for a remote zip and for `flash`, never the archive's
+/// own bytes).
+pub fn local_bmap_copy(
+    image: &Path,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    let mut head = [0u8; 4];
+    let is_zip = std::fs::File::open(image)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(4).read(&mut head)
+        })
+        .is_ok_and(|n| crate::source::is_zip(&head[..n]));
+    if is_zip || is_drive_path(dst) {
+        local_bmap_copy_to_drive(image, dst, opts, ctl)
+    } else {
+        Ok(sparsekit_bmap::copy(image, dst, opts, ctl)?)
+    }
+}
+
 /// Whether `path` names a drive that only the flash writer may write on this OS: on
 /// Windows a `\\.\PhysicalDriveN` or volume path, on macOS a block or character device;
 /// on Linux never (`sparsekit_bmap::copy` opens block devices `O_EXCL` there).

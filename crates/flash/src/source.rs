@@ -24,7 +24,7 @@ const ZIP_EMPTY_MAGIC: [u8; 4] = *b"PK\x05\x06";
 const ZIP_SPAN_MAGIC: [u8; 4] = *b"PK\x07\x08";
 
 /// Whether `head` begins like a zip archive (one with entries, an empty one, or a split one).
-fn is_zip(head: &[u8]) -> bool {
+pub(crate) fn is_zip(head: &[u8]) -> bool {
     head.starts_with(&ZIP_MAGIC)
         || head.starts_with(&ZIP_EMPTY_MAGIC)
         || head.starts_with(&ZIP_SPAN_MAGIC)
