@@ -516,3 +516,35 @@ function PassThroughOf(buf) {
   p.end(buf)
   return p
 }
+
+testWith(['mkfifo'], test)('api and cli: a resume journal that is a FIFO or a directory is refused at once (never a blocked open)', async (t) => {
+  const dir = tempDir(t)
+  const { s, d, dst } = pair(dir, 4 * BS, 4 * BS, [1])
+  const fifo = `${d}.sksync-resume`
+  t.is(spawnSync('mkfifo', [fifo]).status, 0)
+  const e1 = await t.throwsAsync(sk.sync.checksum(d, new PassThrough(), { resume: true }))
+  t.is(e1.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  t.true(e1.message.includes(fifo) && e1.message.includes('fifo, not a regular file'), e1.message)
+  const e2 = await t.throwsAsync(sk.sync.checksum(d, new PassThrough(), { resume: true, journal: dir }))
+  t.is(e2.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  // save: refused before anything is written (a block stream that would change block 0),
+  // the FIFO left in place.
+  const hashes = new PassThrough()
+  const blocks = []
+  const sink = new PassThrough()
+  sink.on('data', (c) => blocks.push(c))
+  await Promise.all([
+    sk.sync.checksum(d, hashes, { resume: true, journal: join(dir, 'j') }),
+    sk.sync.retrieve(s, hashes, sink, { resume: true }),
+  ])
+  const e3 = await t.throwsAsync(sk.sync.save(d, streamOf(Buffer.concat(blocks)), { resume: true }))
+  t.is(e3.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  t.true(readFileSync(d).equals(dst), 'the destination is unchanged')
+  t.true(statSync(fifo).isFIFO())
+  // The CLI: one ERROR line, exit 1, at once.
+  const started = Date.now()
+  const c = spawnSync('sh', ['-c', `${sk_} checksum --resume ${d} > /dev/null`], { encoding: 'utf8', timeout: 60000 })
+  t.is(c.status, 1)
+  t.regex(c.stderr, /^ERROR \(checksum\): resume journal '.*sksync-resume': it is a fifo, not a regular file/)
+  t.true(Date.now() - started < 30000, `${Date.now() - started} ms`)
+})
