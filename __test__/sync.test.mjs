@@ -30,7 +30,7 @@ function pair(dir, srcLen, dstLen, changed = []) {
 }
 
 function sh(script) {
-  return spawnSync('sh', ['-c', script], { encoding: 'buffer', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } })
+  return spawnSync('sh', ['-c', script], { encoding: 'buffer', maxBuffer: 256 << 20, env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } })
 }
 
 test('cli pipeline: checksum | retrieve | save makes dst md5-equal, nothing on stderr', (t) => {
@@ -516,6 +516,78 @@ function PassThroughOf(buf) {
   p.end(buf)
   return p
 }
+
+/** The records of a hash stream: [{ tag, at, end }]. */
+function hashRecords(buf) {
+  const recs = []
+  for (let at = 0; at < buf.length; ) {
+    const tag = buf.subarray(at, at + 4).toString()
+    const len = tag === 'Hash' ? 80 : tag === 'rest' ? 12 : 4
+    recs.push({ tag, at, end: at + len })
+    at += len
+  }
+  return recs
+}
+
+test('cli and api: a hash stream cut before done: retrieve sends the blocks of the hashes it got (as blockcopy), then exit 1', async (t) => {
+  const dir = tempDir(t)
+  // 40 destination blocks, every third changed; the source is longer (a rest record follows).
+  const { s, d } = pair(dir, 44 * BS + 9, 40 * BS, [...Array(40).keys()].filter((b) => b % 3 === 0))
+  const hf = join(dir, 'hashes')
+  writeFileSync(hf, sh(`${sk_} checksum ${d}`).stdout)
+  const hashes = readFileSync(hf)
+  const recs = hashRecords(hashes)
+  /** retrieve's output for the first `n` records followed by done, without that done. */
+  const complete = (n) => {
+    const f = join(dir, `h${n}`)
+    writeFileSync(f, Buffer.concat([hashes.subarray(0, n === 0 ? 0 : recs[n - 1].end), Buffer.from('done')]))
+    const r = sh(`${sk_} retrieve ${s} < ${f}`)
+    t.is(r.status, 0, r.stderr.toString())
+    return r.stdout.subarray(0, r.stdout.length - 4)
+  }
+  // [cut, whole records whose blocks go out]: at a record boundary or inside a tag, every
+  // record received (blockcopy flushes its batch); inside a record, only whole batches of 16.
+  const cases = [
+    [recs[20].end, 21],
+    [recs[20].end + 2, 21],
+    [recs[20].end + 40, 16],
+    [recs[35].end + 9, 32],
+    [recs[10].end + 79, 0],
+    [recs[40].end, 41], // after rest: the rest of the source, then the held-back blocks
+  ]
+  for (const [cut, n] of cases) {
+    const f = join(dir, `cut${cut}`)
+    writeFileSync(f, hashes.subarray(0, cut))
+    const r = sh(`${sk_} retrieve ${s} < ${f}`)
+    t.is(r.status, 1, `cut ${cut}`)
+    const err = r.stderr.toString()
+    t.regex(err, /^ERROR \(retrieve\): hash stream ended at byte \d+/)
+    t.is(err.trim().split('\n').length, 1)
+    const want = complete(n)
+    t.true(r.stdout.equals(want), `cut ${cut}: ${r.stdout.length} bytes out, ${want.length} expected`)
+  }
+  // Through save: it writes the blocks, then refuses the stream without done (exit 1).
+  const cut = recs[20].end
+  const before = readFileSync(d)
+  const p = sh(`head -c ${cut} ${hf} | ${sk_} retrieve ${s} | ${sk_} save ${d}`)
+  t.is(p.status, 1)
+  t.regex(p.stderr.toString(), /ERROR \(retrieve\): hash stream ended/)
+  t.regex(p.stderr.toString(), /ERROR \(save\): block stream ended/)
+  const got = readFileSync(d)
+  const src = readFileSync(s)
+  t.true(got.subarray(0, 21 * BS).equals(src.subarray(0, 21 * BS)), 'the blocks of the hashes received landed')
+  t.true(got.subarray(21 * BS).equals(before.subarray(21 * BS)), 'nothing else changed')
+
+  // The stream API: the blocks reach `out` (ended), then the promise rejects.
+  const out = new PassThrough()
+  const chunks = []
+  out.on('data', (c) => chunks.push(c))
+  const ended = new Promise((resolve) => out.on('end', resolve))
+  const e = await t.throwsAsync(sk.sync.retrieve(s, streamOf(hashes.subarray(0, recs[20].end)), out))
+  t.is(e.code, 'ERR_SPARSEKIT_PROTOCOL')
+  await ended
+  t.true(Buffer.concat(chunks).equals(complete(21)))
+})
 
 testWith(['mkfifo'], test)('api and cli: a resume journal that is a FIFO or a directory is refused at once (never a blocked open)', async (t) => {
   const dir = tempDir(t)

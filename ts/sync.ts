@@ -182,13 +182,24 @@ async function jobOnChannel<T>(jobEnd: 'read' | 'write', start: (end: StreamEnd)
 }
 
 /**
- * Run a job that writes into a fresh channel, and copy the channel into `out`.
+ * Run a job that writes into a fresh channel, and copy the channel into `out`. A job that
+ * fails (but was not aborted) may have written part of its stream first (`retrieve` on a
+ * cut hash stream sends the blocks it got, as blockcopy does): that part reaches `out`,
+ * which then ends as a dead process's stdout would, before the job's error is thrown.
  */
 async function fromJob<T>(out: Writable, start: (end: StreamEnd) => Promise<T>): Promise<T> {
   const [job, sock] = await jobOnChannel('write', start)
+  const piped = pipeline(sock, out)
+  piped.catch(() => {})
+  let jobError: unknown
+  job.catch((err) => (jobError = err))
   try {
-    const [result] = await Promise.all([job, pipeline(sock, out)])
+    const result = await Promise.race([job, piped.then(() => job)])
+    await piped
     return result
+  } catch (err) {
+    if (err === jobError && (err as { code?: string }).code !== 'ERR_SPARSEKIT_ABORTED') await piped.catch(() => {})
+    throw err
   } finally {
     sock.destroy()
   }
