@@ -529,6 +529,70 @@ function hashRecords(buf) {
   return recs
 }
 
+testWith(['mkfifo', 'bash'], test)('cli and api: checksum of a destination given as a pipe path (/dev/stdin, FIFO, /dev/fd/N) reads it in order, no rest', async (t) => {
+  const dir = tempDir(t)
+  const { s, d } = pair(dir, 9 * BS + 333, 9 * BS + 333, [2, 7])
+  const size = statSync(d).size
+  const asFile = sh(`${sk_} checksum ${d}`).stdout
+  // The same data as a regular file, without the rest record blockcopy sends only for seekable input.
+  const recs = hashRecords(asFile)
+  t.deepEqual(recs.map((r) => r.tag).slice(-2), ['rest', 'done'])
+  const want = Buffer.concat([asFile.subarray(0, recs.at(-2).at), Buffer.from('done')])
+  t.deepEqual(sh(`${sk_} checksum --end ${size} ${d}`).stdout, want)
+  for (const [what, script] of [
+    ['/dev/stdin on a pipe', `cat ${d} | ${sk_} checksum /dev/stdin`],
+    ['/dev/stdin on a pipe, --progress', `cat ${d} | ${sk_} checksum --progress /dev/stdin`],
+    ['a process substitution', `bash -c '${sk_} checksum <(cat ${d})'`],
+    ['/dev/fd/3 on a pipe', `cat ${d} | ${sk_} checksum /dev/fd/3 3<&0`],
+  ]) {
+    const r = sh(script)
+    t.is(r.status, 0, `${what}: ${r.stderr}`)
+    t.true(r.stdout.equals(want), `${what}: ${r.stdout.length} bytes, ${want.length} expected`)
+    if (what.includes('--progress')) t.regex(r.stderr.toString(), /^checksum hash: /)
+    else t.is(r.stderr.length, 0, `${what}: ${r.stderr}`)
+  }
+  // A FIFO (mkfifo), with the writer starting after checksum opened it.
+  const fifo = join(dir, 'dst.fifo')
+  t.is(spawnSync('mkfifo', [fifo]).status, 0)
+  const viaFifo = sh(`(sleep 0.2; cat ${d} > ${fifo}) & ${sk_} checksum ${fifo}; st=$?; wait; exit $st`)
+  t.is(viaFifo.status, 0, viaFifo.stderr.toString())
+  t.true(viaFifo.stdout.equals(want))
+  // /dev/stdin on a regular file is seekable: exactly the file's stream, rest included.
+  t.deepEqual(sh(`${sk_} checksum /dev/stdin < ${d}`).stdout, asFile)
+  // A Node child's stdin (a socket: Linux cannot reopen it by path) is read through the descriptor.
+  const child = spawnSync(process.execPath, [CLI, 'checksum', '/dev/stdin'], { input: readFileSync(d) })
+  t.is(child.status, 0, child.stderr.toString())
+  t.true(child.stdout.equals(want))
+  // An empty pipe: just done.
+  t.deepEqual(sh(`printf '' | ${sk_} checksum /dev/stdin`).stdout, Buffer.from('done'))
+  // --resume: a pipe has no journal beside it, so it must be named.
+  const res = sh(`cat ${d} | ${sk_} checksum --resume /dev/stdin`)
+  t.is(res.status, 1)
+  t.regex(res.stderr.toString(), /^ERROR \(checksum\): a resumable checksum of a pipe \('\/dev\/stdin'\) needs its journal named/)
+
+  // The API: sk.sync.checksum on the FIFO path gives the same bytes.
+  const out = new PassThrough()
+  const chunks = []
+  out.on('data', (c) => chunks.push(c))
+  const writer = spawn('sh', ['-c', `sleep 0.1; cat ${d} > ${fifo}`])
+  const written = new Promise((resolve) => writer.on('exit', resolve))
+  await sk.sync.checksum(fifo, out)
+  await written
+  t.true(Buffer.concat(chunks).equals(want))
+  await t.throwsAsync(sk.sync.checksum(fifo, new PassThrough(), { resume: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  // A FIFO nobody writes: abort stops the wait in read (the open never blocks).
+  const ac = new AbortController()
+  const pending = sk.sync.checksum(fifo, new PassThrough(), { signal: ac.signal })
+  setTimeout(() => ac.abort(), 100)
+  const started = Date.now()
+  t.is((await t.throwsAsync(pending)).code, 'ERR_SPARSEKIT_ABORTED')
+  t.true(Date.now() - started < 10000, `${Date.now() - started} ms`)
+  // The whole pipeline with the destination read from a pipe.
+  const r = sh(`cat ${d} | ${sk_} checksum /dev/stdin | ${sk_} retrieve ${s} | ${sk_} save ${d}`)
+  t.is(r.status, 0, r.stderr.toString())
+  t.is(md5(d), md5(s))
+})
+
 test('cli and api: a hash stream cut before done: retrieve sends the blocks of the hashes it got (as blockcopy), then exit 1', async (t) => {
   const dir = tempDir(t)
   // 40 destination blocks, every third changed; the source is longer (a rest record follows).

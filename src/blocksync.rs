@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::*;
 use sparsekit_blocksync::sys::{dup_fd, into_fd, open_pipe, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
-    checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
-    ResumeState, RetrieveOptions, SaveOptions,
+    checksum, hole_map, open_checksum_input, retrieve, save, sync_files as sync_local,
+    ChecksumInput, ChecksumOptions, OpenedInput, ResumeState, RetrieveOptions, SaveOptions,
 };
 use sparsekit_io::{FileStorage, IoError};
 
@@ -40,9 +40,11 @@ pub struct NativeSyncOptions {
     pub zstd: Option<bool>,
     /// retrieve, save, files: the truncate extension (save makes dst the source's size).
     pub truncate: Option<bool>,
-    /// checksum, save: the resume journal (the resume extension; retrieve takes `resume`).
+    /// checksum, save: the resume journal (the resume extension; given, it turns resume
+    /// on). checksum: default `dst + '.sksync-resume'` when `resume` is set and `dst` is a
+    /// file or device; a pipe needs it named.
     pub journal: Option<String>,
-    /// retrieve: the resume extension.
+    /// retrieve, checksum: the resume extension.
     pub resume: Option<bool>,
 }
 
@@ -131,8 +133,9 @@ fn core(e: sparsekit_blocksync::Error) -> Failure {
     Failure::from_core(&e)
 }
 
-/// `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
-/// to `output` (a descriptor or a pipe's path, see `stream_arg`).
+/// `checksum`: hash `dst` (a file, a device, or a pipe given by path: read in order, no
+/// `rest`) or the stream on `options.inputFd`, and write the hash stream to `output` (a
+/// descriptor or a pipe's path, see `stream_arg`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_checksum<'env>(
     env: &'env Env,
@@ -167,8 +170,33 @@ pub fn sync_checksum<'env>(
         on_progress,
         move |ctl| {
             let (dst, input, out) = files?;
-            let resume = match &o.journal {
-                Some(j) => Some(ResumeState::load(std::path::Path::new(j)).map_err(core)?),
+            // The destination: a descriptor, or a path naming a file, a device or a pipe
+            // (/dev/stdin, a FIFO, /dev/fd/N), each read as blockcopy reads it.
+            let opened = match (&dst, input) {
+                (_, Some(inp)) => OpenedInput::Stream(inp),
+                (Some(d), None) => open_checksum_input(d).map_err(core)?,
+                (None, None) => unreachable!("checked above"),
+            };
+            let journal = match (&o.journal, &opened, &dst) {
+                (Some(j), _, _) => Some(PathBuf::from(j)),
+                _ if !o.resume.unwrap_or(false) => None,
+                (None, OpenedInput::Storage(_), Some(d)) => {
+                    let mut j = d.clone().into_os_string();
+                    j.push(".sksync-resume");
+                    Some(PathBuf::from(j))
+                }
+                (None, _, d) => {
+                    return Err(Failure::invalid_value(format!(
+                        "a resumable checksum of a pipe ({}) needs its journal named \
+                         (--journal FILE, options.journal: save's journal): there is no \
+                         place beside a pipe for one",
+                        d.as_ref()
+                            .map_or("a descriptor".into(), |d| format!("'{}'", d.display()))
+                    )))
+                }
+            };
+            let resume = match &journal {
+                Some(j) => Some(ResumeState::load(j).map_err(core)?),
                 None => None,
             };
             let opts = ChecksumOptions {
@@ -181,8 +209,8 @@ pub fn sync_checksum<'env>(
             let holes = o.holes.unwrap_or(false);
             let out =
                 BufWriter::with_capacity(64 << 10, StreamWriter::new(out, ctl.cancel().clone()));
-            let s = match (dst, input) {
-                (_, Some(inp)) => {
+            let s = match opened {
+                OpenedInput::Stream(inp) => {
                     let mut r = BufReader::with_capacity(
                         256 << 10,
                         StreamReader::new(inp, ctl.cancel().clone()),
@@ -193,15 +221,13 @@ pub fn sync_checksum<'env>(
                     };
                     checksum(ChecksumInput::Stream(&mut r), out, &opts, ctl)
                 }
-                (Some(dst), None) => {
-                    let f = open(&Ok(dst), false)?;
+                OpenedInput::Storage(f) => {
                     let opts = ChecksumOptions {
                         holes: holes.then(|| hole_map(f.file())),
                         ..opts
                     };
                     checksum(ChecksumInput::Storage(&f), out, &opts, ctl)
                 }
-                (None, None) => unreachable!("checked above"),
             }
             .map_err(core)?;
             result(s.blocks, s.bytes_hashed, s.stream_bytes)

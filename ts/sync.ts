@@ -31,7 +31,7 @@ export interface SyncChecksumOptions extends LongOptions {
    * journal of a cut `save` says it stopped (from the start when there is none).
    */
   resume?: boolean
-  /** The journal of `resume`; default `dst + '.sksync-resume'`. */
+  /** The journal of `resume`; default `dst + '.sksync-resume'` (no default when `dst` is a pipe). */
   journal?: string
 }
 
@@ -239,6 +239,9 @@ async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>
 /**
  * The destination side, first step: hash `dst`'s 128 KiB blocks (SHA3-512, on every core)
  * and write the hash stream to `out` (ended when complete). Progress phase `'hash'`.
+ * `dst` may also name a pipe (`/dev/stdin` on a pipe, a FIFO, `/dev/fd/N`), as blockcopy
+ * allows: it is read once, in order, no `rest` record is sent, the progress total is
+ * unknown until the end, and `resume` needs `journal` named.
  */
 export async function checksum(dst: PathLike, out: Writable, options?: SyncChecksumOptions): Promise<void> {
   const file = checkPath('dst', dst)
@@ -248,9 +251,12 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
-  const journal = journalOf('options', file, o)
+  const resume = checkBoolean('options.resume', o.resume)
+  if (o.journal !== undefined && typeof o.journal !== 'string') throw invalidArgType('options.journal', 'a string', o.journal)
+  // The default journal (beside dst) is the native side's: a pipe has none.
+  const journal = resume ? o.journal : undefined
   await fromJob(stream, (output) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, journal }, cancel, onProgress)),
+    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, resume, journal }, cancel, onProgress)),
   )
 }
 
@@ -333,9 +339,9 @@ function journalOf(name: string, dst: string | Buffer, o: { resume?: boolean; jo
  */
 export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
-    const { start, end, inputFd, blake3, holes, journal } = options
+    const { start, end, inputFd, blake3, holes, resume, journal } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, journal }, cancel, onProgress),
+      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, resume, journal }, cancel, onProgress),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {
