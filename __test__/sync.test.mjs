@@ -653,6 +653,63 @@ test('cli and api: a hash stream cut before done: retrieve sends the blocks of t
   t.true(Buffer.concat(chunks).equals(complete(21)))
 })
 
+const mountable = isRoot && has('losetup') && has('mkfs.ext4') && has('mount')
+if (!mountable) console.error('SKIP sync.files and save into a mounted device: needs root, losetup, mkfs.ext4')
+;(mountable ? test : test.skip)('api and cli: sync.files and save refuse a block device with a mounted file system, or one held exclusively', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'disk.img')
+  writeFileSync(img, Buffer.alloc(8 << 20))
+  t.is(spawnSync('mkfs.ext4', ['-q', '-F', img]).status, 0)
+  const dev = spawnSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).stdout.trim()
+  t.truthy(dev)
+  const mnt = join(dir, 'mnt')
+  spawnSync('mkdir', [mnt])
+  let mounted = false
+  try {
+    t.is(spawnSync('mount', [dev, mnt]).status, 0)
+    mounted = true
+    // ext4 never writes its first 1024 bytes (the boot sector): every write below would.
+    const head = () => readFileSync(dev).subarray(0, 1024)
+    const before = head()
+    const src = join(dir, 'src.img')
+    writeFileSync(src, randomBytes(2 * BS))
+    const e1 = await t.throwsAsync(sk.sync.files(src, dev))
+    t.is(e1.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+    t.true(e1.message.includes(dev) && e1.message.includes(mnt), e1.message)
+    const blocks = Buffer.concat([Buffer.from('data'), Buffer.alloc(8), Buffer.from([0, 0, 0, 4]), Buffer.from('XXXX'), Buffer.from('done')])
+    const e2 = await t.throwsAsync(sk.sync.save(dev, streamOf(blocks)))
+    t.is(e2.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+    const bf = join(dir, 'blocks')
+    writeFileSync(bf, blocks)
+    const c = sh(`${sk_} save ${dev} < ${bf}`)
+    t.is(c.status, 1)
+    t.regex(c.stderr.toString(), /^ERROR \(save\): .*mounted at/)
+    const p = sh(`${sk_} checksum ${dev} | ${sk_} retrieve ${src} | ${sk_} save ${dev}`)
+    t.is(p.status, 1)
+    t.true(head().equals(before), 'the mounted device is unchanged')
+    t.is(spawnSync('umount', [mnt]).status, 0)
+    mounted = false
+
+    // Unmounted but held exclusively by another opener: O_EXCL gives EBUSY, same code.
+    const held = openSync(dev, fsConstants.O_RDONLY | fsConstants.O_EXCL)
+    try {
+      const e3 = await t.throwsAsync(sk.sync.files(src, dev))
+      t.is(e3.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+      t.regex(e3.message, /exclusively/)
+    } finally {
+      closeSync(held)
+    }
+    t.true(head().equals(before))
+    // Free: the sync goes through.
+    const r = await sk.sync.files(src, dev)
+    t.is(r.blocksChanged, 2)
+    t.true(readFileSync(dev).subarray(0, 2 * BS).equals(readFileSync(src)))
+  } finally {
+    if (mounted) spawnSync('umount', ['-l', mnt])
+    spawnSync('losetup', ['-d', dev])
+  }
+})
+
 testWith(['mkfifo'], test)('api and cli: a resume journal that is a FIFO or a directory is refused at once (never a blocked open)', async (t) => {
   const dir = tempDir(t)
   const { s, d, dst } = pair(dir, 4 * BS, 4 * BS, [1])

@@ -16,7 +16,8 @@ use sparsekit_blocksync::{
     checksum, hole_map, open_checksum_input, retrieve, save, sync_files as sync_local,
     ChecksumInput, ChecksumOptions, OpenedInput, ResumeState, RetrieveOptions, SaveOptions,
 };
-use sparsekit_io::{FileStorage, IoError};
+use sparsekit_flash::{drives, Safety};
+use sparsekit_io::{errno, FileStorage, IoError};
 
 use crate::error::Failure;
 use crate::job::{opt_u64, path_arg, spawn, sync_call, to_f64, CancelToken, ProgressFn};
@@ -121,12 +122,42 @@ fn open(
     write: bool,
 ) -> std::result::Result<FileStorage, Failure> {
     let p = path.as_ref().map_err(Clone::clone)?;
-    let s = if write {
-        FileStorage::open_rw(p)
-    } else {
-        FileStorage::open(p)
-    };
-    s.map_err(|e| Failure::from_core(&sparsekit_blocksync::Error::Io(e)))
+    if write {
+        return open_destination(p);
+    }
+    FileStorage::open(p).map_err(|e| Failure::from_core(&sparsekit_blocksync::Error::Io(e)))
+}
+
+/// The destination of `save` and `files`, which must exist, checked as every writer of a
+/// drive is (`flash`'s checks): a system drive is `ERR_SPARSEKIT_SYSTEM_DRIVE`, a drive
+/// with a mounted file system `ERR_SPARSEKIT_DRIVE_BUSY`, and a block device is opened
+/// `O_EXCL`, so one held by another user (mounted, in use) is `ERR_SPARSEKIT_DRIVE_BUSY`
+/// too. Sync has no force or unmount option: refusal only.
+fn open_destination(p: &std::path::Path) -> std::result::Result<FileStorage, Failure> {
+    drives::check_destination(p, Safety::default()).map_err(|e| Failure::from_core(&e))?;
+    let is_dev = is_block_device(p);
+    FileStorage::open_with(p, true, false, is_dev).map_err(|e| {
+        if is_dev && e.raw_os_error() == Some(errno::EBUSY) {
+            Failure::from_core(&sparsekit_flash::Error::DriveBusy {
+                path: p.to_path_buf(),
+                reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
+                errno: Some(errno::EBUSY),
+            })
+        } else {
+            Failure::from_core(&sparsekit_blocksync::Error::Io(e))
+        }
+    })
+}
+
+#[cfg(unix)]
+fn is_block_device(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+#[cfg(not(unix))]
+fn is_block_device(_p: &std::path::Path) -> bool {
+    false
 }
 
 fn core(e: sparsekit_blocksync::Error) -> Failure {
@@ -281,7 +312,8 @@ pub fn sync_retrieve<'env>(
 }
 
 /// `save`: read the block stream from `input` (a descriptor or a pipe's path, see
-/// `stream_arg`) and write it into `dst` (which must exist).
+/// `stream_arg`) and write it into `dst` (which must exist; a drive passes `flash`'s
+/// destination checks first, see `open_destination`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_save<'env>(
     env: &'env Env,
