@@ -587,6 +587,11 @@ testWith(['mkfifo', 'bash'], test)('cli and api: checksum of a destination given
   const started = Date.now()
   t.is((await t.throwsAsync(pending)).code, 'ERR_SPARSEKIT_ABORTED')
   t.true(Date.now() - started < 10000, `${Date.now() - started} ms`)
+  // The CLI waiting for that writer stops at Ctrl-C (exit 130).
+  const waiting = spawn(process.execPath, [CLI, 'checksum', fifo], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const exited = new Promise((resolve) => waiting.on('exit', (code, signal) => resolve(code ?? signal)))
+  setTimeout(() => waiting.kill('SIGINT'), 3000)
+  t.is(await exited, 130)
   // The whole pipeline with the destination read from a pipe.
   const r = sh(`cat ${d} | ${sk_} checksum /dev/stdin | ${sk_} retrieve ${s} | ${sk_} save ${d}`)
   t.is(r.status, 0, r.stderr.toString())

@@ -29,7 +29,7 @@ Usage:
                                           URL.bmap, streamed, resumed with range requests)
   sparsekit checksum DST [--start N] [--end N] [--progress] | sparsekit retrieve SRC [--lzma] [--progress]
     | sparsekit save DST [--progress]      (blockcopy-compatible delta sync over any pipe; DST of
-                                           checksum may be '-' to read the destination from stdin;
+                                           checksum may be '-' or a pipe such as /dev/stdin or a FIFO;
                                            --blake3 / --holes / --zstd / --truncate / --resume [--journal F]
                                            on all three: sparsekit-only extensions, BLAKE3 hashing / holes
                                            neither read nor sent / zstd blocks / save truncates DST to the

@@ -263,7 +263,9 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
 /**
  * The source side: read the hash stream from `hashes`, compare `src`'s blocks with it and
  * write the block stream (the differing blocks, then `done`) to `out` (ended when
- * complete). Progress phase `'send'`.
+ * complete). A hash stream without `done` rejects with `ERR_SPARSEKIT_PROTOCOL` after the
+ * blocks its records call for reached `out` (as blockcopy sends them; `out` is ended
+ * without `done`). Progress phase `'send'`.
  */
 export async function retrieve(src: PathLike, hashes: Readable, out: Writable, options?: SyncRetrieveOptions): Promise<void> {
   const file = checkPath('src', src)
@@ -289,7 +291,9 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
  * The destination side, last step: read the block stream from `blocks` and write each block
  * into `dst`, which must exist (it is never truncated: a longer destination keeps its
  * tail). Rejects with `ERR_SPARSEKIT_PROTOCOL` if the stream ends without `done`; blocks
- * received whole before that are written. Progress phase `'write'`.
+ * received whole before that are written. A drive passes `flash`'s checks first and is
+ * opened exclusively: mounted or held, `ERR_SPARSEKIT_DRIVE_BUSY`; the system drive,
+ * `ERR_SPARSEKIT_SYSTEM_DRIVE`. Progress phase `'write'`.
  */
 export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOptions): Promise<SyncSaveResult> {
   const file = checkPath('dst', dst)
@@ -309,7 +313,7 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
 /**
  * Make `dst` equal to `src` (on `src`'s length; a longer `dst` keeps its tail) by running
  * checksum | retrieve | save in one process: exactly the streams the three commands would
- * exchange. Progress phase `'send'`.
+ * exchange. `dst` is checked and opened as in {@link save}. Progress phase `'send'`.
  */
 export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieveOptions): Promise<SyncFilesResult> {
   const s = checkPath('src', src)

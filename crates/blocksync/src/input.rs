@@ -110,7 +110,10 @@ mod tests {
         let enxio = io::Error::from_raw_os_error(libc::ENXIO);
         assert_eq!(own_descriptor(Path::new("/dev/stdin"), &enxio), Some(0));
         assert_eq!(own_descriptor(Path::new("/dev/fd/7"), &enxio), Some(7));
-        assert_eq!(own_descriptor(Path::new("/proc/self/fd/3"), &enxio), Some(3));
+        assert_eq!(
+            own_descriptor(Path::new("/proc/self/fd/3"), &enxio),
+            Some(3)
+        );
         assert_eq!(own_descriptor(Path::new("/dev/fd/x"), &enxio), None);
         assert_eq!(own_descriptor(Path::new("/tmp/x"), &enxio), None);
         let enoent = io::Error::from_raw_os_error(libc::ENOENT);

@@ -4,9 +4,9 @@
 
 use sparsekit_io::sys::FileExt;
 use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
-use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use sparsekit_io::IoError;

@@ -255,7 +255,11 @@ fn hash_stream_cut_sends_the_blocks_received_as_blockcopy_does() {
                     })
                     .collect();
                 let sent = queued.len() / 16 * 16;
-                keep = &hashes[..if sent == 0 { 0 } else { ends[queued[sent - 1]].0 }];
+                keep = &hashes[..if sent == 0 {
+                    0
+                } else {
+                    ends[queued[sent - 1]].0
+                }];
             }
             let want = complete_run(&src, keep);
             assert!(
