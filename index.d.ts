@@ -392,9 +392,13 @@ export interface NativeSyncOptions {
   zstd?: boolean
   /** retrieve, save, files: the truncate extension (save makes dst the source's size). */
   truncate?: boolean
-  /** checksum, save: the resume journal (the resume extension; retrieve takes `resume`). */
+  /**
+   * checksum, save: the resume journal (the resume extension; given, it turns resume
+   * on). checksum: default `dst + '.sksync-resume'` when `resume` is set and `dst` is a
+   * file or device; a pipe needs it named.
+   */
   journal?: string
-  /** retrieve: the resume extension. */
+  /** retrieve, checksum: the resume extension. */
   resume?: boolean
 }
 
@@ -472,8 +476,9 @@ export declare function remoteBmapCopy(url: string, dst: string | Buffer, option
 export declare function remoteQcow2Convert(url: string, dst: string | Buffer, options?: NativeRemoteOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
 
 /**
- * `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
- * to `output` (a descriptor or a pipe's path, see `stream_arg`).
+ * `checksum`: hash `dst` (a file, a device, or a pipe given by path: read in order, no
+ * `rest`) or the stream on `options.inputFd`, and write the hash stream to `output` (a
+ * descriptor or a pipe's path, see `stream_arg`).
  */
 export declare function syncChecksum(dst: string | Buffer | undefined | null, output: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
 
@@ -494,6 +499,7 @@ export declare function syncRetrieve(src: string | Buffer, input: number | strin
 
 /**
  * `save`: read the block stream from `input` (a descriptor or a pipe's path, see
- * `stream_arg`) and write it into `dst` (which must exist).
+ * `stream_arg`) and write it into `dst` (which must exist; a drive passes `flash`'s
+ * destination checks first, see `open_destination`).
  */
 export declare function syncSave(dst: string | Buffer, input: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>

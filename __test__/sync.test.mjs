@@ -30,7 +30,7 @@ function pair(dir, srcLen, dstLen, changed = []) {
 }
 
 function sh(script) {
-  return spawnSync('sh', ['-c', script], { encoding: 'buffer', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } })
+  return spawnSync('sh', ['-c', script], { encoding: 'buffer', maxBuffer: 256 << 20, env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } })
 }
 
 test('cli pipeline: checksum | retrieve | save makes dst md5-equal, nothing on stderr', (t) => {
@@ -516,3 +516,233 @@ function PassThroughOf(buf) {
   p.end(buf)
   return p
 }
+
+/** The records of a hash stream: [{ tag, at, end }]. */
+function hashRecords(buf) {
+  const recs = []
+  for (let at = 0; at < buf.length; ) {
+    const tag = buf.subarray(at, at + 4).toString()
+    const len = tag === 'Hash' ? 80 : tag === 'rest' ? 12 : 4
+    recs.push({ tag, at, end: at + len })
+    at += len
+  }
+  return recs
+}
+
+testWith(['mkfifo', 'bash'], test)('cli and api: checksum of a destination given as a pipe path (/dev/stdin, FIFO, /dev/fd/N) reads it in order, no rest', async (t) => {
+  const dir = tempDir(t)
+  const { s, d } = pair(dir, 9 * BS + 333, 9 * BS + 333, [2, 7])
+  const size = statSync(d).size
+  const asFile = sh(`${sk_} checksum ${d}`).stdout
+  // The same data as a regular file, without the rest record blockcopy sends only for seekable input.
+  const recs = hashRecords(asFile)
+  t.deepEqual(recs.map((r) => r.tag).slice(-2), ['rest', 'done'])
+  const want = Buffer.concat([asFile.subarray(0, recs.at(-2).at), Buffer.from('done')])
+  t.deepEqual(sh(`${sk_} checksum --end ${size} ${d}`).stdout, want)
+  for (const [what, script] of [
+    ['/dev/stdin on a pipe', `cat ${d} | ${sk_} checksum /dev/stdin`],
+    ['/dev/stdin on a pipe, --progress', `cat ${d} | ${sk_} checksum --progress /dev/stdin`],
+    ['a process substitution', `bash -c '${sk_} checksum <(cat ${d})'`],
+    ['/dev/fd/3 on a pipe', `cat ${d} | ${sk_} checksum /dev/fd/3 3<&0`],
+  ]) {
+    const r = sh(script)
+    t.is(r.status, 0, `${what}: ${r.stderr}`)
+    t.true(r.stdout.equals(want), `${what}: ${r.stdout.length} bytes, ${want.length} expected`)
+    if (what.includes('--progress')) t.regex(r.stderr.toString(), /^checksum hash: /)
+    else t.is(r.stderr.length, 0, `${what}: ${r.stderr}`)
+  }
+  // A FIFO (mkfifo), with the writer starting after checksum opened it.
+  const fifo = join(dir, 'dst.fifo')
+  t.is(spawnSync('mkfifo', [fifo]).status, 0)
+  const viaFifo = sh(`(sleep 0.2; cat ${d} > ${fifo}) & ${sk_} checksum ${fifo}; st=$?; wait; exit $st`)
+  t.is(viaFifo.status, 0, viaFifo.stderr.toString())
+  t.true(viaFifo.stdout.equals(want))
+  // /dev/stdin on a regular file is seekable: exactly the file's stream, rest included.
+  t.deepEqual(sh(`${sk_} checksum /dev/stdin < ${d}`).stdout, asFile)
+  // A Node child's stdin (a socket: Linux cannot reopen it by path) is read through the descriptor.
+  const child = spawnSync(process.execPath, [CLI, 'checksum', '/dev/stdin'], { input: readFileSync(d) })
+  t.is(child.status, 0, child.stderr.toString())
+  t.true(child.stdout.equals(want))
+  // An empty pipe: just done.
+  t.deepEqual(sh(`printf '' | ${sk_} checksum /dev/stdin`).stdout, Buffer.from('done'))
+  // --resume: a pipe has no journal beside it, so it must be named.
+  const res = sh(`cat ${d} | ${sk_} checksum --resume /dev/stdin`)
+  t.is(res.status, 1)
+  t.regex(res.stderr.toString(), /^ERROR \(checksum\): a resumable checksum of a pipe \('\/dev\/stdin'\) needs its journal named/)
+
+  // The API: sk.sync.checksum on the FIFO path gives the same bytes.
+  const out = new PassThrough()
+  const chunks = []
+  out.on('data', (c) => chunks.push(c))
+  const writer = spawn('sh', ['-c', `sleep 0.1; cat ${d} > ${fifo}`])
+  const written = new Promise((resolve) => writer.on('exit', resolve))
+  await sk.sync.checksum(fifo, out)
+  await written
+  t.true(Buffer.concat(chunks).equals(want))
+  await t.throwsAsync(sk.sync.checksum(fifo, new PassThrough(), { resume: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  // A FIFO nobody writes: abort stops the wait in read (the open never blocks).
+  const ac = new AbortController()
+  const pending = sk.sync.checksum(fifo, new PassThrough(), { signal: ac.signal })
+  setTimeout(() => ac.abort(), 100)
+  const started = Date.now()
+  t.is((await t.throwsAsync(pending)).code, 'ERR_SPARSEKIT_ABORTED')
+  t.true(Date.now() - started < 10000, `${Date.now() - started} ms`)
+  // The CLI waiting for that writer stops at Ctrl-C (exit 130).
+  const waiting = spawn(process.execPath, [CLI, 'checksum', fifo], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const exited = new Promise((resolve) => waiting.on('exit', (code, signal) => resolve(code ?? signal)))
+  setTimeout(() => waiting.kill('SIGINT'), 3000)
+  t.is(await exited, 130)
+  // The whole pipeline with the destination read from a pipe.
+  const r = sh(`cat ${d} | ${sk_} checksum /dev/stdin | ${sk_} retrieve ${s} | ${sk_} save ${d}`)
+  t.is(r.status, 0, r.stderr.toString())
+  t.is(md5(d), md5(s))
+})
+
+test('cli and api: a hash stream cut before done: retrieve sends the blocks of the hashes it got (as blockcopy), then exit 1', async (t) => {
+  const dir = tempDir(t)
+  // 40 destination blocks, every third changed; the source is longer (a rest record follows).
+  const { s, d } = pair(dir, 44 * BS + 9, 40 * BS, [...Array(40).keys()].filter((b) => b % 3 === 0))
+  const hf = join(dir, 'hashes')
+  writeFileSync(hf, sh(`${sk_} checksum ${d}`).stdout)
+  const hashes = readFileSync(hf)
+  const recs = hashRecords(hashes)
+  /** retrieve's output for the first `n` records followed by done, without that done. */
+  const complete = (n) => {
+    const f = join(dir, `h${n}`)
+    writeFileSync(f, Buffer.concat([hashes.subarray(0, n === 0 ? 0 : recs[n - 1].end), Buffer.from('done')]))
+    const r = sh(`${sk_} retrieve ${s} < ${f}`)
+    t.is(r.status, 0, r.stderr.toString())
+    return r.stdout.subarray(0, r.stdout.length - 4)
+  }
+  // [cut, whole records whose blocks go out]: at a record boundary or inside a tag, every
+  // record received (blockcopy flushes its batch); inside a record, only whole batches of 16.
+  const cases = [
+    [recs[20].end, 21],
+    [recs[20].end + 2, 21],
+    [recs[20].end + 40, 16],
+    [recs[35].end + 9, 32],
+    [recs[10].end + 79, 0],
+    [recs[40].end, 41], // after rest: the rest of the source, then the held-back blocks
+  ]
+  for (const [cut, n] of cases) {
+    const f = join(dir, `cut${cut}`)
+    writeFileSync(f, hashes.subarray(0, cut))
+    const r = sh(`${sk_} retrieve ${s} < ${f}`)
+    t.is(r.status, 1, `cut ${cut}`)
+    const err = r.stderr.toString()
+    t.regex(err, /^ERROR \(retrieve\): hash stream ended at byte \d+/)
+    t.is(err.trim().split('\n').length, 1)
+    const want = complete(n)
+    t.true(r.stdout.equals(want), `cut ${cut}: ${r.stdout.length} bytes out, ${want.length} expected`)
+  }
+  // Through save: it writes the blocks, then refuses the stream without done (exit 1).
+  const cut = recs[20].end
+  const before = readFileSync(d)
+  const p = sh(`head -c ${cut} ${hf} | ${sk_} retrieve ${s} | ${sk_} save ${d}`)
+  t.is(p.status, 1)
+  t.regex(p.stderr.toString(), /ERROR \(retrieve\): hash stream ended/)
+  t.regex(p.stderr.toString(), /ERROR \(save\): block stream ended/)
+  const got = readFileSync(d)
+  const src = readFileSync(s)
+  t.true(got.subarray(0, 21 * BS).equals(src.subarray(0, 21 * BS)), 'the blocks of the hashes received landed')
+  t.true(got.subarray(21 * BS).equals(before.subarray(21 * BS)), 'nothing else changed')
+
+  // The stream API: the blocks reach `out` (ended), then the promise rejects.
+  const out = new PassThrough()
+  const chunks = []
+  out.on('data', (c) => chunks.push(c))
+  const ended = new Promise((resolve) => out.on('end', resolve))
+  const e = await t.throwsAsync(sk.sync.retrieve(s, streamOf(hashes.subarray(0, recs[20].end)), out))
+  t.is(e.code, 'ERR_SPARSEKIT_PROTOCOL')
+  await ended
+  t.true(Buffer.concat(chunks).equals(complete(21)))
+})
+
+const mountable = isRoot && has('losetup') && has('mkfs.ext4') && has('mount')
+if (!mountable) console.error('SKIP sync.files and save into a mounted device: needs root, losetup, mkfs.ext4')
+;(mountable ? test : test.skip)('api and cli: sync.files and save refuse a block device with a mounted file system, or one held exclusively', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'disk.img')
+  writeFileSync(img, Buffer.alloc(8 << 20))
+  t.is(spawnSync('mkfs.ext4', ['-q', '-F', img]).status, 0)
+  const dev = spawnSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).stdout.trim()
+  t.truthy(dev)
+  const mnt = join(dir, 'mnt')
+  spawnSync('mkdir', [mnt])
+  let mounted = false
+  try {
+    t.is(spawnSync('mount', [dev, mnt]).status, 0)
+    mounted = true
+    // ext4 never writes its first 1024 bytes (the boot sector): every write below would.
+    const head = () => readFileSync(dev).subarray(0, 1024)
+    const before = head()
+    const src = join(dir, 'src.img')
+    writeFileSync(src, randomBytes(2 * BS))
+    const e1 = await t.throwsAsync(sk.sync.files(src, dev))
+    t.is(e1.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+    t.true(e1.message.includes(dev) && e1.message.includes(mnt), e1.message)
+    const blocks = Buffer.concat([Buffer.from('data'), Buffer.alloc(8), Buffer.from([0, 0, 0, 4]), Buffer.from('XXXX'), Buffer.from('done')])
+    const e2 = await t.throwsAsync(sk.sync.save(dev, streamOf(blocks)))
+    t.is(e2.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+    const bf = join(dir, 'blocks')
+    writeFileSync(bf, blocks)
+    const c = sh(`${sk_} save ${dev} < ${bf}`)
+    t.is(c.status, 1)
+    t.regex(c.stderr.toString(), /^ERROR \(save\): .*mounted at/)
+    const p = sh(`${sk_} checksum ${dev} | ${sk_} retrieve ${src} | ${sk_} save ${dev}`)
+    t.is(p.status, 1)
+    t.true(head().equals(before), 'the mounted device is unchanged')
+    t.is(spawnSync('umount', [mnt]).status, 0)
+    mounted = false
+
+    // Unmounted but held exclusively by another opener: O_EXCL gives EBUSY, same code.
+    const held = openSync(dev, fsConstants.O_RDONLY | fsConstants.O_EXCL)
+    try {
+      const e3 = await t.throwsAsync(sk.sync.files(src, dev))
+      t.is(e3.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+      t.regex(e3.message, /exclusively/)
+    } finally {
+      closeSync(held)
+    }
+    t.true(head().equals(before))
+    // Free: the sync goes through.
+    const r = await sk.sync.files(src, dev)
+    t.is(r.blocksChanged, 2)
+    t.true(readFileSync(dev).subarray(0, 2 * BS).equals(readFileSync(src)))
+  } finally {
+    if (mounted) spawnSync('umount', ['-l', mnt])
+    spawnSync('losetup', ['-d', dev])
+  }
+})
+
+testWith(['mkfifo'], test)('api and cli: a resume journal that is a FIFO or a directory is refused at once (never a blocked open)', async (t) => {
+  const dir = tempDir(t)
+  const { s, d, dst } = pair(dir, 4 * BS, 4 * BS, [1])
+  const fifo = `${d}.sksync-resume`
+  t.is(spawnSync('mkfifo', [fifo]).status, 0)
+  const e1 = await t.throwsAsync(sk.sync.checksum(d, new PassThrough(), { resume: true }))
+  t.is(e1.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  t.true(e1.message.includes(fifo) && e1.message.includes('fifo, not a regular file'), e1.message)
+  const e2 = await t.throwsAsync(sk.sync.checksum(d, new PassThrough(), { resume: true, journal: dir }))
+  t.is(e2.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  // save: refused before anything is written (a block stream that would change block 0),
+  // the FIFO left in place.
+  const hashes = new PassThrough()
+  const blocks = []
+  const sink = new PassThrough()
+  sink.on('data', (c) => blocks.push(c))
+  await Promise.all([
+    sk.sync.checksum(d, hashes, { resume: true, journal: join(dir, 'j') }),
+    sk.sync.retrieve(s, hashes, sink, { resume: true }),
+  ])
+  const e3 = await t.throwsAsync(sk.sync.save(d, streamOf(Buffer.concat(blocks)), { resume: true }))
+  t.is(e3.code, 'ERR_SPARSEKIT_BAD_JOURNAL')
+  t.true(readFileSync(d).equals(dst), 'the destination is unchanged')
+  t.true(statSync(fifo).isFIFO())
+  // The CLI: one ERROR line, exit 1, at once.
+  const started = Date.now()
+  const c = spawnSync('sh', ['-c', `${sk_} checksum --resume ${d} > /dev/null`], { encoding: 'utf8', timeout: 60000 })
+  t.is(c.status, 1)
+  t.regex(c.stderr, /^ERROR \(checksum\): resume journal '.*sksync-resume': it is a fifo, not a regular file/)
+  t.true(Date.now() - started < 30000, `${Date.now() - started} ms`)
+})

@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::*;
 use sparsekit_blocksync::sys::{dup_fd, into_fd, open_pipe, pipe, StreamReader, StreamWriter};
 use sparsekit_blocksync::{
-    checksum, hole_map, retrieve, save, sync_files as sync_local, ChecksumInput, ChecksumOptions,
-    ResumeState, RetrieveOptions, SaveOptions,
+    checksum, hole_map, open_checksum_input, retrieve, save, sync_files as sync_local,
+    ChecksumInput, ChecksumOptions, OpenedInput, ResumeState, RetrieveOptions, SaveOptions,
 };
-use sparsekit_io::{FileStorage, IoError};
+use sparsekit_flash::{drives, Safety};
+use sparsekit_io::{errno, FileStorage, IoError};
 
 use crate::error::Failure;
 use crate::job::{opt_u64, path_arg, spawn, sync_call, to_f64, CancelToken, ProgressFn};
@@ -40,9 +41,11 @@ pub struct NativeSyncOptions {
     pub zstd: Option<bool>,
     /// retrieve, save, files: the truncate extension (save makes dst the source's size).
     pub truncate: Option<bool>,
-    /// checksum, save: the resume journal (the resume extension; retrieve takes `resume`).
+    /// checksum, save: the resume journal (the resume extension; given, it turns resume
+    /// on). checksum: default `dst + '.sksync-resume'` when `resume` is set and `dst` is a
+    /// file or device; a pipe needs it named.
     pub journal: Option<String>,
-    /// retrieve: the resume extension.
+    /// retrieve, checksum: the resume extension.
     pub resume: Option<bool>,
 }
 
@@ -119,20 +122,51 @@ fn open(
     write: bool,
 ) -> std::result::Result<FileStorage, Failure> {
     let p = path.as_ref().map_err(Clone::clone)?;
-    let s = if write {
-        FileStorage::open_rw(p)
-    } else {
-        FileStorage::open(p)
-    };
-    s.map_err(|e| Failure::from_core(&sparsekit_blocksync::Error::Io(e)))
+    if write {
+        return open_destination(p);
+    }
+    FileStorage::open(p).map_err(|e| Failure::from_core(&sparsekit_blocksync::Error::Io(e)))
+}
+
+/// The destination of `save` and `files`, which must exist, checked as every writer of a
+/// drive is (`flash`'s checks): a system drive is `ERR_SPARSEKIT_SYSTEM_DRIVE`, a drive
+/// with a mounted file system `ERR_SPARSEKIT_DRIVE_BUSY`, and a block device is opened
+/// `O_EXCL`, so one held by another user (mounted, in use) is `ERR_SPARSEKIT_DRIVE_BUSY`
+/// too. Sync has no force or unmount option: refusal only.
+fn open_destination(p: &std::path::Path) -> std::result::Result<FileStorage, Failure> {
+    drives::check_destination(p, Safety::default()).map_err(|e| Failure::from_core(&e))?;
+    let is_dev = is_block_device(p);
+    FileStorage::open_with(p, true, false, is_dev).map_err(|e| {
+        if is_dev && e.raw_os_error() == Some(errno::EBUSY) {
+            Failure::from_core(&sparsekit_flash::Error::DriveBusy {
+                path: p.to_path_buf(),
+                reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
+                errno: Some(errno::EBUSY),
+            })
+        } else {
+            Failure::from_core(&sparsekit_blocksync::Error::Io(e))
+        }
+    })
+}
+
+#[cfg(unix)]
+fn is_block_device(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+#[cfg(not(unix))]
+fn is_block_device(_p: &std::path::Path) -> bool {
+    false
 }
 
 fn core(e: sparsekit_blocksync::Error) -> Failure {
     Failure::from_core(&e)
 }
 
-/// `checksum`: hash `dst` (or the stream on `options.inputFd`) and write the hash stream
-/// to `output` (a descriptor or a pipe's path, see `stream_arg`).
+/// `checksum`: hash `dst` (a file, a device, or a pipe given by path: read in order, no
+/// `rest`) or the stream on `options.inputFd`, and write the hash stream to `output` (a
+/// descriptor or a pipe's path, see `stream_arg`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_checksum<'env>(
     env: &'env Env,
@@ -167,8 +201,33 @@ pub fn sync_checksum<'env>(
         on_progress,
         move |ctl| {
             let (dst, input, out) = files?;
-            let resume = match &o.journal {
-                Some(j) => Some(ResumeState::load(std::path::Path::new(j)).map_err(core)?),
+            // The destination: a descriptor, or a path naming a file, a device or a pipe
+            // (/dev/stdin, a FIFO, /dev/fd/N), each read as blockcopy reads it.
+            let opened = match (&dst, input) {
+                (_, Some(inp)) => OpenedInput::Stream(inp),
+                (Some(d), None) => open_checksum_input(d).map_err(core)?,
+                (None, None) => unreachable!("checked above"),
+            };
+            let journal = match (&o.journal, &opened, &dst) {
+                (Some(j), _, _) => Some(PathBuf::from(j)),
+                _ if !o.resume.unwrap_or(false) => None,
+                (None, OpenedInput::Storage(_), Some(d)) => {
+                    let mut j = d.clone().into_os_string();
+                    j.push(".sksync-resume");
+                    Some(PathBuf::from(j))
+                }
+                (None, _, d) => {
+                    return Err(Failure::invalid_value(format!(
+                        "a resumable checksum of a pipe ({}) needs its journal named \
+                         (--journal FILE, options.journal: save's journal): there is no \
+                         place beside a pipe for one",
+                        d.as_ref()
+                            .map_or("a descriptor".into(), |d| format!("'{}'", d.display()))
+                    )))
+                }
+            };
+            let resume = match &journal {
+                Some(j) => Some(ResumeState::load(j).map_err(core)?),
                 None => None,
             };
             let opts = ChecksumOptions {
@@ -181,8 +240,8 @@ pub fn sync_checksum<'env>(
             let holes = o.holes.unwrap_or(false);
             let out =
                 BufWriter::with_capacity(64 << 10, StreamWriter::new(out, ctl.cancel().clone()));
-            let s = match (dst, input) {
-                (_, Some(inp)) => {
+            let s = match opened {
+                OpenedInput::Stream(inp) => {
                     let mut r = BufReader::with_capacity(
                         256 << 10,
                         StreamReader::new(inp, ctl.cancel().clone()),
@@ -193,15 +252,13 @@ pub fn sync_checksum<'env>(
                     };
                     checksum(ChecksumInput::Stream(&mut r), out, &opts, ctl)
                 }
-                (Some(dst), None) => {
-                    let f = open(&Ok(dst), false)?;
+                OpenedInput::Storage(f) => {
                     let opts = ChecksumOptions {
                         holes: holes.then(|| hole_map(f.file())),
                         ..opts
                     };
                     checksum(ChecksumInput::Storage(&f), out, &opts, ctl)
                 }
-                (None, None) => unreachable!("checked above"),
             }
             .map_err(core)?;
             result(s.blocks, s.bytes_hashed, s.stream_bytes)
@@ -255,7 +312,8 @@ pub fn sync_retrieve<'env>(
 }
 
 /// `save`: read the block stream from `input` (a descriptor or a pipe's path, see
-/// `stream_arg`) and write it into `dst` (which must exist).
+/// `stream_arg`) and write it into `dst` (which must exist; a drive passes `flash`'s
+/// destination checks first, see `open_destination`).
 #[napi(ts_return_type = "Promise<NativeSyncResult>")]
 pub fn sync_save<'env>(
     env: &'env Env,

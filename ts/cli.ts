@@ -30,7 +30,7 @@ Usage:
                                           URL.bmap, streamed, resumed with range requests)
   sparsekit checksum DST [--start N] [--end N] [--progress] | sparsekit retrieve SRC [--lzma] [--progress]
     | sparsekit save DST [--progress]      (blockcopy-compatible delta sync over any pipe; DST of
-                                           checksum may be '-' to read the destination from stdin;
+                                           checksum may be '-' or a pipe such as /dev/stdin or a FIFO;
                                            --blake3 / --holes / --zstd / --truncate / --resume [--journal F]
                                            on all three: sparsekit-only extensions, BLAKE3 hashing / holes
                                            neither read nor sent / zstd blocks / save truncates DST to the
@@ -455,7 +455,8 @@ async function blockcopy(cmd: 'checksum' | 'retrieve' | 'save', rest: string[], 
     if (resume && cmd !== 'retrieve' && journal === undefined) throw new Error('--resume with `-` needs --journal FILE')
     if (cmd === 'checksum') {
       const fromStdin = file === '-'
-      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, holes, journal, signal, onProgress })
+      // FILE may be a pipe (/dev/stdin, a FIFO): the native side sees it; a pipe gets no default journal.
+      await syncFd.checksum(fromStdin ? null : file, 1, { start, end, inputFd: fromStdin ? 0 : undefined, blake3, holes, resume, journal: values.journal as string | undefined, signal, onProgress })
     } else if (cmd === 'retrieve') {
       await syncFd.retrieve(file, 0, 1, { lzma: Boolean(values.lzma), blake3, holes, zstd, truncate, resume, signal, onProgress })
     } else {

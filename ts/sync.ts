@@ -31,7 +31,7 @@ export interface SyncChecksumOptions extends LongOptions {
    * journal of a cut `save` says it stopped (from the start when there is none).
    */
   resume?: boolean
-  /** The journal of `resume`; default `dst + '.sksync-resume'`. */
+  /** The journal of `resume`; default `dst + '.sksync-resume'` (no default when `dst` is a pipe). */
   journal?: string
 }
 
@@ -182,13 +182,24 @@ async function jobOnChannel<T>(jobEnd: 'read' | 'write', start: (end: StreamEnd)
 }
 
 /**
- * Run a job that writes into a fresh channel, and copy the channel into `out`.
+ * Run a job that writes into a fresh channel, and copy the channel into `out`. A job that
+ * fails (but was not aborted) may have written part of its stream first (`retrieve` on a
+ * cut hash stream sends the blocks it got, as blockcopy does): that part reaches `out`,
+ * which then ends as a dead process's stdout would, before the job's error is thrown.
  */
 async function fromJob<T>(out: Writable, start: (end: StreamEnd) => Promise<T>): Promise<T> {
   const [job, sock] = await jobOnChannel('write', start)
+  const piped = pipeline(sock, out)
+  piped.catch(() => {})
+  let jobError: unknown
+  job.catch((err) => (jobError = err))
   try {
-    const [result] = await Promise.all([job, pipeline(sock, out)])
+    const result = await Promise.race([job, piped.then(() => job)])
+    await piped
     return result
+  } catch (err) {
+    if (err === jobError && (err as { code?: string }).code !== 'ERR_SPARSEKIT_ABORTED') await piped.catch(() => {})
+    throw err
   } finally {
     sock.destroy()
   }
@@ -228,6 +239,9 @@ async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>
 /**
  * The destination side, first step: hash `dst`'s 128 KiB blocks (SHA3-512, on every core)
  * and write the hash stream to `out` (ended when complete). Progress phase `'hash'`.
+ * `dst` may also name a pipe (`/dev/stdin` on a pipe, a FIFO, `/dev/fd/N`), as blockcopy
+ * allows: it is read once, in order, no `rest` record is sent, the progress total is
+ * unknown until the end, and `resume` needs `journal` named.
  */
 export async function checksum(dst: PathLike, out: Writable, options?: SyncChecksumOptions): Promise<void> {
   const file = checkPath('dst', dst)
@@ -237,16 +251,21 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
-  const journal = journalOf('options', file, o)
+  const resume = checkBoolean('options.resume', o.resume)
+  if (o.journal !== undefined && typeof o.journal !== 'string') throw invalidArgType('options.journal', 'a string', o.journal)
+  // The default journal (beside dst) is the native side's: a pipe has none.
+  const journal = resume ? o.journal : undefined
   await fromJob(stream, (output) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, journal }, cancel, onProgress)),
+    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, resume, journal }, cancel, onProgress)),
   )
 }
 
 /**
  * The source side: read the hash stream from `hashes`, compare `src`'s blocks with it and
  * write the block stream (the differing blocks, then `done`) to `out` (ended when
- * complete). Progress phase `'send'`.
+ * complete). A hash stream without `done` rejects with `ERR_SPARSEKIT_PROTOCOL` after the
+ * blocks its records call for reached `out` (as blockcopy sends them; `out` is ended
+ * without `done`). Progress phase `'send'`.
  */
 export async function retrieve(src: PathLike, hashes: Readable, out: Writable, options?: SyncRetrieveOptions): Promise<void> {
   const file = checkPath('src', src)
@@ -272,7 +291,9 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
  * The destination side, last step: read the block stream from `blocks` and write each block
  * into `dst`, which must exist (it is never truncated: a longer destination keeps its
  * tail). Rejects with `ERR_SPARSEKIT_PROTOCOL` if the stream ends without `done`; blocks
- * received whole before that are written. Progress phase `'write'`.
+ * received whole before that are written. A drive passes `flash`'s checks first and is
+ * opened exclusively: mounted or held, `ERR_SPARSEKIT_DRIVE_BUSY`; the system drive,
+ * `ERR_SPARSEKIT_SYSTEM_DRIVE`. Progress phase `'write'`.
  */
 export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOptions): Promise<SyncSaveResult> {
   const file = checkPath('dst', dst)
@@ -292,7 +313,7 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
 /**
  * Make `dst` equal to `src` (on `src`'s length; a longer `dst` keeps its tail) by running
  * checksum | retrieve | save in one process: exactly the streams the three commands would
- * exchange. Progress phase `'send'`.
+ * exchange. `dst` is checked and opened as in {@link save}. Progress phase `'send'`.
  */
 export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieveOptions): Promise<SyncFilesResult> {
   const s = checkPath('src', src)
@@ -322,9 +343,9 @@ function journalOf(name: string, dst: string | Buffer, o: { resume?: boolean; jo
  */
 export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
-    const { start, end, inputFd, blake3, holes, journal } = options
+    const { start, end, inputFd, blake3, holes, resume, journal } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, journal }, cancel, onProgress),
+      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, resume, journal }, cancel, onProgress),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {

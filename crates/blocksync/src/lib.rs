@@ -38,6 +38,7 @@ mod ahead;
 mod checksum;
 mod error;
 mod hash;
+mod input;
 mod keccak4;
 mod local;
 mod record;
@@ -51,6 +52,7 @@ pub mod sys;
 pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
 pub use error::{Error, Stream};
 pub use hash::sha3_512;
+pub use input::{open_checksum_input, OpenedInput};
 pub use keccak4::{has_avx2, sha3_512_x4};
 pub use local::{sync_files, SyncSummary};
 pub use record::{

@@ -5,6 +5,8 @@
 use sparsekit_io::sys::FileExt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
+#[cfg(unix)]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sparsekit_io::IoError;
@@ -49,12 +51,19 @@ impl ResumeState {
     /// The state recorded in `journal`, or a new session when the file does not exist.
     /// A file that is not a journal (wrong size, magic or check) is
     /// [`Error::BadJournal`]: delete it to start over.
+    ///
+    /// A path that names something else than a regular file (a FIFO, a device, a
+    /// directory) is [`Error::BadJournal`] too, found without blocking: opening a FIFO
+    /// would otherwise wait for a writer forever.
     pub fn load(journal: &Path) -> Result<ResumeState, Error> {
-        let mut f = match File::open(journal) {
+        // Non-blocking open (a FIFO with no writer returns at once), then fstat.
+        let mut f = match sparsekit_io::sys::open(journal, false, false, false) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ResumeState::default()),
             Err(e) => return Err(io("open", journal, e)),
         };
+        let meta = f.metadata().map_err(|e| io("fstat", journal, e))?;
+        check_regular(journal, &meta)?;
         let mut b = Vec::with_capacity(JOURNAL_LEN + 1);
         (&mut f)
             .take(JOURNAL_LEN as u64 + 1)
@@ -102,15 +111,43 @@ pub(crate) struct Journal {
     path: PathBuf,
 }
 
+/// A journal must be a regular file: anything else (a FIFO, a device, a directory, a
+/// socket) is [`Error::BadJournal`] naming what it is.
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(Error::BadJournal {
+        path: path.to_path_buf(),
+        reason: format!(
+            "it is a {}, not a regular file (give --journal a file path, or remove it)",
+            sparsekit_io::FileKind::of(meta).name()
+        ),
+    })
+}
+
+/// Refuse a journal path that exists and is not a regular file, before anything is
+/// written (`save` checks this first; a missing journal is fine, it is created later).
+pub(crate) fn check_journal_path(path: &Path) -> Result<(), Error> {
+    match std::fs::metadata(path) {
+        Ok(meta) => check_regular(path, &meta),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("stat", path, e)),
+    }
+}
+
 impl Journal {
     pub(crate) fn open(path: &Path) -> Result<Journal, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| io("open", path, e))?;
+        check_journal_path(path)?;
+        // Non-blocking open, so a FIFO put there since the check cannot block us; then the
+        // same check on what was opened.
+        let mut oo = OpenOptions::new();
+        oo.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        oo.custom_flags(libc::O_NONBLOCK);
+        let file = oo.open(path).map_err(|e| io("open", path, e))?;
+        let meta = file.metadata().map_err(|e| io("fstat", path, e))?;
+        check_regular(path, &meta)?;
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -138,6 +175,48 @@ pub(crate) fn remove_journal(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Run `f` on a thread; its answer, or a failure when it blocks for 5 s.
+    fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("blocked for 5 s (opening a FIFO waits for a writer)")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn journal_that_is_a_fifo_or_a_directory_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("dst.sksync-resume");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for p in [fifo.clone(), dir.path().to_path_buf()] {
+            let q = p.clone();
+            let e = within_5s(move || ResumeState::load(&q)).unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_BAD_JOURNAL", "{e}");
+            assert_eq!(e.path(), Some(p.as_path()));
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+            let q = p.clone();
+            let e = within_5s(move || Journal::open(&q).map(|_| ())).unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_BAD_JOURNAL", "{e}");
+            assert_eq!(
+                check_journal_path(&p).unwrap_err().code(),
+                "ERR_SPARSEKIT_BAD_JOURNAL"
+            );
+        }
+        assert!(e_is_fifo(&fifo), "the FIFO is left as it was");
+        assert!(check_journal_path(&dir.path().join("none")).is_ok());
+    }
+
+    #[cfg(unix)]
+    fn e_is_fifo(p: &Path) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_fifo())
+    }
 
     #[test]
     fn journal_round_trip_and_corruption() {

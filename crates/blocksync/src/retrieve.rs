@@ -117,7 +117,10 @@ struct Item {
 /// Read the hash stream from `hashes`, compare `src`'s blocks with it on every core, and
 /// write the block stream to `out`: the differing blocks in the order of the hash stream,
 /// everything from `rest` on, then `done` once the hash stream's `done` arrived. A hash
-/// stream without `done` is an error, and then no `done` is sent. Reports [`Phase::Send`]
+/// stream without `done` is an error, after the blocks its whole records call for were
+/// sent as blockcopy 0.0.2 sends them (all of them when it ends at a record boundary; when
+/// it ends inside a record, not those of blockcopy's unfinished batch of 16), and then no
+/// `done` is sent. Reports [`Phase::Send`]
 /// (source bytes dealt with; the total is known at the end).
 pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
     src: &S,
@@ -208,7 +211,28 @@ pub fn retrieve<S: Storage + ?Sized, R: Read, W: Write>(
         let mut covered = 0u64;
         ctl.report(Phase::Send, 0, None)?;
         loop {
-            let (_, rec) = rd.read_hash_record()?;
+            let at = rd.bytes();
+            let rec = match rd.read_hash_record() {
+                Ok((_, rec)) => rec,
+                Err(e) if e.is_truncated() => {
+                    // The hash stream ended without `done` (the checksum side died): send
+                    // what the hashes received call for, as blockcopy does, then fail
+                    // without `done` (so `save` fails too, keeping what it got). Cut at a
+                    // record boundary or inside a tag, blockcopy flushes its batch: every
+                    // block whose hash arrived goes out. Cut inside a record, it fails
+                    // before flushing: its unfinished batch of 16 is not sent. A resumable
+                    // session sends them all (its checkpoint covers every record read).
+                    if e.offset().is_some_and(|o| o > at) && !opts.resume {
+                        let tail = ((queued % REF_BATCH) as usize).min(batch.len());
+                        batch.truncate(batch.len() - tail);
+                    }
+                    flush_batch(src, &mut batch, &mut w, opts, ctl, &mut sum, &ahead)?;
+                    ckpt.emit(&mut w)?;
+                    w.flush()?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let mut dst_zero = false;
             let (position, length, digest) = match rec {
                 HashRecord::Hole { position, length } => {

@@ -84,6 +84,12 @@ pub fn save<S: Storage + ?Sized, R: Read>(
     opts: &SaveOptions,
     ctl: &mut Control<'_>,
 ) -> Result<SaveSummary, Error> {
+    if let Some(path) = &opts.resume {
+        // A journal path that is a FIFO or a device is refused before anything is read
+        // or written (opening it at the first checkpoint could block, and removing it at
+        // the end would delete someone's FIFO).
+        crate::resume::check_journal_path(path)?;
+    }
     let mut rd = RecordReader::new(blocks, Stream::Blocks);
     let flags = opts.flags();
     if flags != 0 {

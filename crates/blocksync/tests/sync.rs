@@ -180,6 +180,98 @@ fn hash_stream_cut_at_every_byte() {
     }
 }
 
+/// The block stream a complete run writes for the hash records `recs` (whole records of a
+/// hash stream, without `done`), without its closing `done`.
+fn complete_run(src: &MemStorage, recs: &[u8]) -> Vec<u8> {
+    let mut hashes = recs.to_vec();
+    hashes.extend_from_slice(b"done");
+    let mut out = Vec::new();
+    retrieve(
+        src,
+        &hashes[..],
+        &mut out,
+        &RetrieveOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap();
+    assert!(out.ends_with(b"done"));
+    out.truncate(out.len() - 4);
+    out
+}
+
+#[test]
+fn hash_stream_cut_sends_the_blocks_received_as_blockcopy_does() {
+    // blockcopy 0.0.2's retrieve on a hash stream without `done`: at a record boundary or
+    // inside a tag it flushes its batch, so every block whose hash arrived goes out; inside
+    // a record's payload it raises before flushing, so only its whole batches of 16 went
+    // out. Then no `done`, and an error. Destination smaller (a `rest` follows) and larger.
+    for (src_len, dst_len) in [(21 * BS + 9, 18 * BS + 5), (17 * BS + 3, 19 * BS)] {
+        let src = MemStorage::from_vec(noise(src_len, 5));
+        let mut old = noise(dst_len, 5);
+        for b in (0..dst_len / BS).step_by(3) {
+            old[b * BS + 7] ^= 1;
+        }
+        let dst = MemStorage::from_vec(old);
+        let hashes = hash_stream(&dst);
+        // Where each record ends, and its tag.
+        let mut ends = Vec::new();
+        let mut at = 0;
+        while at < hashes.len() {
+            let tag = &hashes[at..at + 4];
+            at += match tag {
+                b"Hash" => 80,
+                b"rest" => 12,
+                _ => 4,
+            };
+            ends.push((at, tag.to_vec()));
+        }
+        let mut cuts = vec![0, 2];
+        for &(end, _) in &ends[..ends.len() - 1] {
+            cuts.extend([end, end + 1, end + 3, end + 6, end + 14, end + 50]);
+        }
+        for cut in cuts.into_iter().filter(|&c| c < hashes.len()) {
+            let mut out = Vec::new();
+            let e = retrieve(
+                &src,
+                &hashes[..cut],
+                &mut out,
+                &RetrieveOptions::default(),
+                &mut Control::none(),
+            )
+            .unwrap_err();
+            assert!(e.is_truncated(), "cut {cut}: {e}");
+            // The whole records received, and whether the cut fell inside a payload.
+            let whole = ends.iter().take_while(|(end, _)| *end <= cut).count();
+            let start = if whole == 0 { 0 } else { ends[whole - 1].0 };
+            let mut keep = &hashes[..start];
+            if cut - start >= 4 {
+                // blockcopy's batch: the Hash records of blocks the source has, by 16.
+                let queued: Vec<usize> = (0..whole)
+                    .filter(|&i| {
+                        let s = if i == 0 { 0 } else { ends[i - 1].0 };
+                        ends[i].1 == b"Hash"
+                            && u64::from_be_bytes(hashes[s + 4..s + 12].try_into().unwrap())
+                                < src_len as u64
+                    })
+                    .collect();
+                let sent = queued.len() / 16 * 16;
+                keep = &hashes[..if sent == 0 {
+                    0
+                } else {
+                    ends[queued[sent - 1]].0
+                }];
+            }
+            let want = complete_run(&src, keep);
+            assert!(
+                out == want,
+                "src {src_len} dst {dst_len} cut {cut}: {} bytes sent, {} expected ({e})",
+                out.len(),
+                want.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn unknown_tags_and_bad_lengths() {
     let mut s = b"data".to_vec();
