@@ -111,3 +111,17 @@ rootTest('sparsekit drives shows where a drive is mounted', async (t) => {
   t.regex(line, new RegExp(`mounted at ${mnt}`))
   t.regex(line, /in use/)
 })
+
+test('qcow2 and sync refuse misspelled option keys too', async (t) => {
+  const dir = tempDir(t)
+  const img = sparseFile(join(dir, 'i'), MiB, [[0, randomBytes(4096)]])
+  const cases = [
+    () => sk.qcow2.info(img, { backingChain: true }),
+    () => sk.qcow2.map(img, { backing_policy: 'none' }),
+    () => sk.qcow2.convert(img, join(dir, 'o'), { zero_holes: true }),
+    () => sk.qcow2.create(join(dir, 'q'), { size: MiB, cluster_size: 65536 }),
+    () => sk.qcow2.resize(img, MiB, { forced: true }),
+    () => sk.sync.files(img, join(dir, 'o2'), { blake: true }),
+  ]
+  for (const call of cases) await t.throwsAsync(call(), { code: 'ERR_INVALID_ARG_VALUE', message: /is unknown\. Valid options/ })
+})

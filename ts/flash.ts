@@ -330,7 +330,7 @@ export function httpUrl(x: unknown): string | undefined {
  */
 export async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options) as Qcow2ConvertOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS, ...HTTP_KEYS]) as Qcow2ConvertOptions & HttpSourceOptions
   const opts = { zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles), ...httpArgs(o) }
   const r = await run(o, (cancel, onProgress) => native.remoteQcow2Convert(url, to, opts, cancel, onProgress))
   return { bytesWritten: r.bytesWritten, size: r.size }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
+import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 import { httpUrl, remoteQcow2Convert, HttpSourceOptions } from './flash'
 
@@ -280,7 +280,7 @@ function toQemuInfo(i: native.NativeQcow2Info): Qcow2Info {
 /** `qemu-img info --output=json` of a qcow2 image, with `backingChain` (images below it) when followed. */
 export async function info(path: PathLike, options?: Qcow2Options & { signal?: AbortSignal }): Promise<Qcow2Info> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['backing', 'signal'])
   const backing = backingOf(o)
   const chain = await run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Info(file, { backing }, cancel))
   const [top, ...below] = chain.map(toQemuInfo)
@@ -291,7 +291,7 @@ export async function info(path: PathLike, options?: Qcow2Options & { signal?: A
 /** The guest disk's status, entries exactly as `qemu-img map --output=json` prints them (phase `'map'`). */
 export async function map(path: PathLike, options?: Qcow2Options & LongOptions): Promise<Qcow2MapEntry[]> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['backing', ...LONG_KEYS])
   const backing = backingOf(o)
   const t = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Map(file, { backing }, cancel, onProgress))
   const entries: Qcow2MapEntry[] = new Array(t.length / 5)
@@ -345,14 +345,14 @@ export function mapToJson(entries: Qcow2MapEntry[]): string {
 /** Which clusters the image itself allocates (backing files are not opened). */
 export async function allocation(path: PathLike, options?: { signal?: AbortSignal }): Promise<Qcow2Allocation> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['signal'])
   return run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Allocation(file, cancel)) as Promise<Qcow2Allocation>
 }
 
 /** Read-only consistency check (refcounts against references), in `qemu-img check --output=json`'s shape (phase `'verify'`). */
 export async function check(path: PathLike, options?: LongOptions): Promise<Qcow2Check> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options) as LongOptions
+  const o = checkOptions('options', options, LONG_KEYS) as LongOptions
   const r = await run(o, (cancel, onProgress) => native.qcow2Check(file, cancel, onProgress))
   // ImageCheck's QAPI field order; counts of 0 are left out as qemu-img leaves them out.
   const out: Record<string, unknown> = { filename: typeof file === 'string' ? file : file.toString('utf8'), format: 'qcow2', 'check-errors': r.checkErrors }
@@ -384,7 +384,7 @@ export async function convert(src: PathLike, dst: PathLike, options?: Qcow2Conve
   if (url !== undefined) return remoteQcow2Convert(url, dst, options)
   const from = checkPath('src', src)
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS])
   const opts = { backing: backingOf(o), zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles) }
   const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Convert(from, to, opts, cancel, onProgress))
   return { bytesWritten: r.bytesWritten, size: r.size }
@@ -403,7 +403,7 @@ export interface Qcow2ReadStreamOptions extends Qcow2Options {
 /** A Readable of guest bytes (through the backing chain), read only as fast as it is consumed. */
 export function createReadStream(path: PathLike, options?: Qcow2ReadStreamOptions): Readable {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['backing', 'start', 'end', 'highWaterMark'])
   const backing = backingOf(o)
   const start = checkBytes('options.start', o.start) ?? 0
   const last = checkBytes('options.end', o.end)
@@ -450,8 +450,8 @@ export interface Qcow2EditOptions {
 /** XCP-ng's "hidden" header extension type (`'vate'`, one byte of data). */
 export const EXTENSION_HIDDEN = 0x76617465
 
-function editOpts(options: unknown): { force: boolean | undefined; signal: AbortSignal | undefined; o: Record<string, unknown> } {
-  const o = checkOptions('options', options)
+function editOpts(options: unknown, extra: readonly string[] = []): { force: boolean | undefined; signal: AbortSignal | undefined; o: Record<string, unknown> } {
+  const o = checkOptions('options', options, ['force', 'signal', ...extra])
   return { force: checkBoolean('options.force', o.force), signal: o.signal as AbortSignal | undefined, o }
 }
 
@@ -484,7 +484,7 @@ export async function setExtension(path: PathLike, type: number, data: Buffer | 
 export async function getExtension(path: PathLike, type: number, options?: { signal?: AbortSignal }): Promise<Buffer | null> {
   const file = checkPath('path', path)
   const t = checkType(type)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['signal'])
   return run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2GetExtension(file, t))
 }
 
@@ -511,7 +511,7 @@ export async function resize(path: PathLike, size: number, options?: Qcow2EditOp
 /** Unallocate every guest cluster and give the space back (XCP-ng's killData); phase `'write'`. */
 export async function discardAll(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<void> {
   const file = checkPath('path', path)
-  const { force, o } = editOpts(options)
+  const { force, o } = editOpts(options, ['onProgress'])
   await run(o as LongOptions, (cancel, onProgress) => native.qcow2DiscardAll(file, { force }, cancel, onProgress))
 }
 
@@ -540,7 +540,7 @@ export interface Qcow2CreateOptions extends Qcow2EditOptions {
 /** A new qcow2 image, laid out byte for byte as `qemu-img create -f qcow2` lays it out (a file there is replaced). */
 export async function create(path: PathLike, options: Qcow2CreateOptions): Promise<void> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options)
+  const o = checkOptions('options', options, ['size', 'clusterSize', 'backing', 'backingFormat', 'compat', 'extendedL2', 'lazyRefcounts', 'preallocation', 'force', 'signal'])
   const size = checkBytes('options.size', o.size)
   if (size === undefined) throw invalidArgType('options.size', 'of type number', o.size)
   if (o.backing !== undefined) checkString('options.backing', o.backing)
@@ -574,7 +574,7 @@ export async function snapshot(base: PathLike, overlay: PathLike, options?: Qcow
  */
 export async function commit(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<{ bytes: number }> {
   const file = checkPath('path', path)
-  const { force, o } = editOpts(options)
+  const { force, o } = editOpts(options, ['onProgress'])
   const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Commit(file, { force }, cancel, onProgress))
   return { bytes: r.bytes }
 }
@@ -582,7 +582,7 @@ export async function commit(path: PathLike, options?: Qcow2EditOptions & LongOp
 /** Fix leaked clusters (refcounts above their references) only; resolves with how many. Refuses images with corruptions. */
 export async function repair(path: PathLike, options?: Qcow2EditOptions & LongOptions & { leaks?: true }): Promise<{ leaksFixed: number }> {
   const file = checkPath('path', path)
-  const { force, o } = editOpts(options)
+  const { force, o } = editOpts(options, ['onProgress', 'leaks'])
   if (o.leaks !== undefined && o.leaks !== true) throw invalidArgType('options.leaks', 'true', o.leaks)
   const n = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Repair(file, { force }, cancel, onProgress))
   return { leaksFixed: n }

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOptions, checkPath, invalidArgType, PathLike } from './validate'
+import { checkBoolean, checkBytes, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Options of {@link checksum}. */
@@ -246,7 +246,7 @@ async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>
 export async function checksum(dst: PathLike, out: Writable, options?: SyncChecksumOptions): Promise<void> {
   const file = checkPath('dst', dst)
   const stream = checkWritable('out', out)
-  const o = checkOptions('options', options) as SyncChecksumOptions
+  const o = checkOptions('options', options, ['start', 'end', 'blake3', 'holes', 'resume', 'journal', ...LONG_KEYS]) as SyncChecksumOptions
   const start = checkBytes('options.start', o.start)
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
@@ -271,7 +271,7 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   const file = checkPath('src', src)
   const input = checkReadable('hashes', hashes)
   const stream = checkWritable('out', out)
-  const o = checkOptions('options', options) as SyncRetrieveOptions
+  const o = checkOptions('options', options, ['lzma', 'blake3', 'holes', 'zstd', 'truncate', 'resume', ...LONG_KEYS]) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
@@ -298,7 +298,7 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
 export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOptions): Promise<SyncSaveResult> {
   const file = checkPath('dst', dst)
   const input = checkReadable('blocks', blocks)
-  const o = checkOptions('options', options) as SyncSaveOptions
+  const o = checkOptions('options', options, ['blake3', 'holes', 'zstd', 'truncate', 'resume', 'journal', ...LONG_KEYS]) as SyncSaveOptions
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
   const zstd = checkBoolean('options.zstd', o.zstd)
@@ -318,7 +318,7 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
 export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieveOptions): Promise<SyncFilesResult> {
   const s = checkPath('src', src)
   const d = checkPath('dst', dst)
-  const o = checkOptions('options', options) as SyncRetrieveOptions
+  const o = checkOptions('options', options, ['lzma', 'blake3', 'holes', 'zstd', 'truncate', 'resume', ...LONG_KEYS]) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)

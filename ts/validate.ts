@@ -82,10 +82,10 @@ export const HTTP_KEYS = ['ca', 'retries', 'retryDelay', 'timeout'] as const
  * `readback`, which would silently mean "no read-back") is refused with
  * `ERR_INVALID_ARG_VALUE` naming the valid keys; keys whose value is `undefined` pass.
  */
-export function checkOptions(name: string, value: unknown, known?: readonly string[]): Record<string, unknown> {
+export function checkOptions(name: string, value: unknown, known: readonly string[]): Record<string, unknown> {
   if (value === undefined || value === null) return {}
   if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType(name, 'of type object', value)
-  if (known) {
+  {
     for (const key of Object.keys(value)) {
       if (!known.includes(key) && (value as Record<string, unknown>)[key] !== undefined) {
         const err = new TypeError(
