@@ -289,7 +289,9 @@ test('abort rejects at once while the server stalls or URL.bmap trickles in', as
     setTimeout(() => ac.abort(), 200)
     const e = await t.throwsAsync(sk.flash(srv.url(name), [emptyFile(dir, 'out')], { signal: ac.signal, ...(bmap === false ? { bmap } : {}) }))
     t.is(e.code, 'ERR_SPARSEKIT_ABORTED', `${name}: ${e.message}`)
-    t.true(Date.now() - started < 2000, `${name}: rejected after ${Date.now() - started} ms`)
+    // Well before the 30 s per-read time-out and the server's 20 s trickle, whatever the
+    // machine's load (the abort itself is checked every 20 ms).
+    t.true(Date.now() - started < 10000, `${name}: rejected after ${Date.now() - started} ms`)
   }
 })
 

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import native = require('./native')
 import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
-import { httpArgs, httpUrl, HttpSourceOptions } from './flash'
+import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const

@@ -1,177 +1,8 @@
-import { EventEmitter } from 'node:events'
+/** The imaging engine: one image to many drives, verified. */
 import native = require('./native')
-import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import { callbackError, checkBoolean, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, SparsekitError, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, Progress, run } from './run'
-import type { Qcow2ConvertOptions, Qcow2ConvertResult } from './qcow2'
-
-/** A partition of a {@link Drive}. */
-export interface Partition {
-  /** Kernel name (`sda1`, `mmcblk0p1`). */
-  name: string
-  /** Device node (`/dev/sda1`). */
-  path: string
-  /** Partition number, when the kernel gives one. */
-  number?: number
-  /** Start on the drive, in bytes. */
-  start: number
-  /** Size in bytes. */
-  size: number
-  /** Where it is mounted. */
-  mountpoints: string[]
-}
-
-/** How a drive is attached. */
-export type Bus = 'usb' | 'mmc' | 'sata' | 'nvme' | 'scsi' | 'virtio' | 'loop' | 'virtual' | 'unknown'
-
-/** A whole block device, as {@link list} finds it. */
-export interface Drive {
-  /** Kernel name (`sda`, `nvme0n1`, `loop3`). */
-  name: string
-  /** Device node (`/dev/sda`). */
-  path: string
-  /** Size in bytes. */
-  size: number
-  /** Logical block size in bytes. */
-  logicalBlockSize: number
-  /** Physical block size in bytes. */
-  physicalBlockSize: number
-  /** Vendor string (USB/SCSI), trimmed. */
-  vendor?: string
-  /** Model string (or an MMC card's name), trimmed. */
-  model?: string
-  /** How it is attached. */
-  bus: Bus
-  /** Removable medium (USB sticks, card readers). */
-  removable: boolean
-  /** Marked read-only by the kernel. */
-  readOnly: boolean
-  /** Its partitions. */
-  partitions: Partition[]
-  /** Where the whole device is mounted (a filesystem without a partition table). */
-  mountpoints: string[]
-  /** device-mapper / md devices built on it (`dm-0`, `md127`). */
-  holders: string[]
-  /** For a loop device, the file behind it. */
-  backingFile?: string
-  /**
-   * Holds the running system: the root or a boot filesystem, swap, or a device-mapper /
-   * md / LVM member. {@link flash} refuses it with `ERR_SPARSEKIT_SYSTEM_DRIVE` unless
-   * `force`. Never offer such a drive as a target.
-   */
-  isSystem: boolean
-  /** Why it is a system drive (`root filesystem (/)`, `swap (/dev/sda2)`, `held by dm-0`). */
-  systemReasons: string[]
-}
-
-/**
- * List whole block devices with a size above 0 (no `lsblk` or helper binary): on Linux
- * from sysfs and `/proc/self/mountinfo`, on Windows `\\.\PhysicalDriveN` by their ioctls
- * and volumes, on macOS `/dev/diskN` by ioctls and `getfsstat`. Size, block sizes,
- * vendor/model, bus, removable, read-only, partitions with mount points, and `isSystem`
- * (with `systemReasons`).
- */
-export async function list(): Promise<Drive[]> {
-  const drives = await native.drivesList()
-  return drives.map((d) => {
-    const out: Drive = {
-      name: d.name,
-      path: d.path,
-      size: d.size,
-      logicalBlockSize: d.logicalBlockSize,
-      physicalBlockSize: d.physicalBlockSize,
-      bus: d.bus as Bus,
-      removable: d.removable,
-      readOnly: d.readOnly,
-      partitions: d.partitions.map((p) => {
-        const q: Partition = { name: p.name, path: p.path, start: p.start, size: p.size, mountpoints: p.mountpoints }
-        if (p.number != null) q.number = p.number
-        return q
-      }),
-      mountpoints: d.mountpoints,
-      holders: d.holders,
-      isSystem: d.isSystem,
-      systemReasons: d.systemReasons,
-    }
-    if (d.vendor != null) out.vendor = d.vendor
-    if (d.model != null) out.model = d.model
-    if (d.backingFile != null) out.backingFile = d.backingFile
-    return out
-  })
-}
-
-/** Options of {@link watch}. */
-export interface WatchOptions {
-  /** How often to look, in ms; default 1000. */
-  interval?: number
-}
-
-/**
- * Drives added and removed: an `EventEmitter` emitting `'add'` (a {@link Drive}),
- * `'remove'` (the last seen {@link Drive}), `'change'` (a drive whose size, partitions or
- * mounts changed) and `'error'`. It polls {@link list} every `interval`
- * ms (1 s by default; a listing costs well under a millisecond of native work), which
- * needs no udev and no privileges. The first listing emits `'add'` for every drive
- * present. The timer does not keep the process alive; call `close()` to stop.
- */
-export class DriveWatcher extends EventEmitter {
-  private timer: NodeJS.Timeout | undefined
-  private known = new Map<string, Drive>()
-  private running = false
-  private closed = false
-
-  constructor(interval: number) {
-    super()
-    const tick = async () => {
-      if (this.running || this.closed) return
-      this.running = true
-      try {
-        const now = await list()
-        if (this.closed) return
-        const seen = new Set<string>()
-        for (const d of now) {
-          seen.add(d.path)
-          const old = this.known.get(d.path)
-          if (!old) this.emit('add', d)
-          else if (JSON.stringify(old) !== JSON.stringify(d)) this.emit('change', d)
-          this.known.set(d.path, d)
-        }
-        for (const [path, d] of this.known) {
-          if (!seen.has(path)) {
-            this.known.delete(path)
-            this.emit('remove', d)
-          }
-        }
-      } catch (e) {
-        if (this.listenerCount('error')) this.emit('error', e)
-      } finally {
-        this.running = false
-      }
-    }
-    setImmediate(tick)
-    this.timer = setInterval(tick, interval)
-    this.timer.unref()
-  }
-
-  /** The drives currently known. */
-  drives(): Drive[] {
-    return [...this.known.values()]
-  }
-
-  /** Stop watching. */
-  close(): void {
-    this.closed = true
-    if (this.timer) clearInterval(this.timer)
-    this.timer = undefined
-  }
-}
-
-/** Watch for drives added and removed (see {@link DriveWatcher}). */
-export function watch(options?: WatchOptions): DriveWatcher {
-  const o = checkOptions('options', options, ['interval']) as WatchOptions
-  const interval = checkBytes('options.interval', o.interval) ?? 1000
-  if (interval < 10) throw invalidArgValue('options.interval', interval, 'must be at least 10 (ms)')
-  return new DriveWatcher(interval)
-}
+import { httpArgs } from './http'
 
 /** One destination's progress, as {@link FlashProgress} lists them. */
 export interface DestinationProgress {
@@ -239,7 +70,7 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
    * its path and the same `Error` its {@link DestinationResult.error} holds at the end.
    * A throw cancels the flash, as with `onProgress`.
    */
-  onFail?: (destination: string, error: Error & { code: string }) => void
+  onFail?: (destination: string, error: SparsekitError) => void
 }
 
 /** One destination's outcome. */
@@ -253,7 +84,7 @@ export interface DestinationResult {
   /** Read back and found equal to the image. */
   verified: boolean
   /** Why it failed: an `Error` with `code` (`ERR_SPARSEKIT_SYSTEM_DRIVE`, `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_DEST_TOO_SMALL`, `EIO`, ...). */
-  error?: Error & { code: string }
+  error?: SparsekitError
 }
 
 /** The result of {@link flash}. */
@@ -272,68 +103,14 @@ export interface FlashResult {
   sourceBytes: number
 }
 
-function failure(f: native.NativeFailure): Error & { code: string } {
-  const e = Object.assign(new Error(f.message), { code: f.code }) as Error & Record<string, unknown> & { code: string }
+function failure(f: native.NativeFailure): SparsekitError {
+  const e = Object.assign(new Error(f.message), { code: f.code }) as SparsekitError
   if (f.errno != null) e.errno = f.errno
   if (f.syscall != null) e.syscall = f.syscall
   if (f.path != null) e.path = f.path
   if (f.offset != null) e.offset = f.offset
   if (f.range != null) e.range = { start: f.range[0], length: f.range[1] }
   return e
-}
-
-/** How http(s) sources are fetched (flash, and `bmap.copy` / `qcow2.convert` of a URL). */
-export interface HttpSourceOptions {
-  /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
-  ca?: string | Buffer
-  /** Retries in a row without data after a dropped connection or failed request; default 5. */
-  retries?: number
-  /** Milliseconds before the first retry, doubled for each further one (at most 5 s); default 500. */
-  retryDelay?: number
-  /** Connect and per-read time-out in ms; default 30000. */
-  timeout?: number
-}
-
-/** The native options of an http(s) source, checked. */
-export function httpArgs(o: HttpSourceOptions) {
-  let ca: Buffer | undefined
-  if (o.ca !== undefined) {
-    if (typeof o.ca === 'string') ca = Buffer.from(o.ca)
-    else if (Buffer.isBuffer(o.ca)) ca = o.ca
-    else throw invalidArgType('options.ca', 'of type string or an instance of Buffer', o.ca)
-  }
-  const int = (name: string, v: unknown, max: number) => {
-    const n = checkBytes(name, v)
-    if (n !== undefined && n > max) throw invalidArgValue(name, n, `must be at most ${max}`)
-    return n
-  }
-  return {
-    ca,
-    retries: int('options.retries', o.retries, 1000),
-    retryDelay: int('options.retryDelay', o.retryDelay, 600000),
-    timeout: int('options.timeout', o.timeout, 3600000),
-  }
-}
-
-/** The http(s) URL that `x` is (a string starting with `http://` or `https://`, or such a `URL`), else `undefined`. */
-export function httpUrl(x: unknown): string | undefined {
-  if (x instanceof URL) return x.protocol === 'http:' || x.protocol === 'https:' ? x.href : undefined
-  if (typeof x === 'string' && /^https?:\/\//i.test(x)) return x
-  return undefined
-}
-
-/**
- * `qcow2.convert` of an http(s) URL (called by it): the image is read with range requests
- * (only its metadata and allocated clusters are fetched; `ERR_SPARSEKIT_HTTP_NO_RANGES`
- * from a server without them); an image with a backing file or an external data file is
- * refused (`ERR_SPARSEKIT_UNSUPPORTED`). Phases `'map'`, then `'write'`.
- */
-export async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
-  const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS, ...HTTP_KEYS]) as Qcow2ConvertOptions & HttpSourceOptions
-  const opts = { zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles), ...httpArgs(o) }
-  const r = await run(o, (cancel, onProgress) => native.remoteQcow2Convert(url, to, opts, cancel, onProgress))
-  return { bytesWritten: r.bytesWritten, size: r.size }
 }
 
 function sourceArg(source: unknown): string {

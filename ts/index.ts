@@ -23,11 +23,15 @@ import { create as bmapCreate, copy as bmapCopy } from './bmap'
 export const bmap = { create: bmapCreate, copy: bmapCopy }
 export { BMAP_CHECKSUMS } from './bmap'
 export type { BmapChecksum, BmapCreateOptions, BmapCopyOptions, BmapCopyResult } from './bmap'
-import { list as drivesList, watch as drivesWatch } from './flash'
+import { list as drivesList, watch as drivesWatch } from './drives'
 /** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
 export const drives = { list: drivesList, watch: drivesWatch }
-export { flash, DriveWatcher } from './flash'
-export type { Drive, Partition, Bus, WatchOptions, FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, HttpSourceOptions } from './flash'
+export { flash } from './flash'
+export { DriveWatcher } from './drives'
+export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'
+export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult } from './flash'
+export type { HttpSourceOptions } from './http'
+export type { SparsekitError } from './validate'
 export type { PathLike } from './validate'
 
 /** The package version. */

@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS } from './validate'
+import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
-import { httpUrl, remoteQcow2Convert, HttpSourceOptions } from './flash'
+import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
 /** How backing files are handled: `follow` (default) opens the chain, `none` reads only the image. */
 export const BACKING_POLICIES = ['follow', 'none'] as const
@@ -587,3 +587,18 @@ export async function repair(path: PathLike, options?: Qcow2EditOptions & LongOp
   const n = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Repair(file, { force }, cancel, onProgress))
   return { leaksFixed: n }
 }
+
+/**
+ * `qcow2.convert` of an http(s) URL (called by it): the image is read with range requests
+ * (only its metadata and allocated clusters are fetched; `ERR_SPARSEKIT_HTTP_NO_RANGES`
+ * from a server without them); an image with a backing file or an external data file is
+ * refused (`ERR_SPARSEKIT_UNSUPPORTED`). Phases `'map'`, then `'write'`.
+ */
+async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
+  const to = checkPath('dst', dst)
+  const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS, ...HTTP_KEYS]) as Qcow2ConvertOptions & HttpSourceOptions
+  const opts = { zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles), ...httpArgs(o) }
+  const r = await run(o, (cancel, onProgress) => native.remoteQcow2Convert(url, to, opts, cancel, onProgress))
+  return { bytesWritten: r.bytesWritten, size: r.size }
+}
+

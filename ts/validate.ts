@@ -2,6 +2,22 @@
 
 type Coded<E extends Error> = E & { code: string }
 
+/**
+ * What every error sparsekit rejects or reports with looks like: an `Error` (a `TypeError`
+ * for `ERR_INVALID_ARG_TYPE`/`_VALUE`, a `RangeError` for `ERR_OUT_OF_RANGE`) with `code`
+ * (`ENOENT`, ... for OS errors, `ERR_SPARSEKIT_*` for sparsekit's own) and, when known,
+ * the OS error number (negative, as Node's fs), the failed call, the file, the byte offset
+ * and the byte range at fault. Per-destination errors of `flash` have the same shape.
+ */
+export interface SparsekitError extends Error {
+  code: string
+  errno?: number
+  syscall?: string
+  path?: string
+  offset?: number
+  range?: { start: number; length: number }
+}
+
 function withCode<E extends Error>(err: E, code: string): Coded<E> {
   return Object.assign(err, { code })
 }

@@ -355,7 +355,7 @@ fn bmap_beside_the_url_dropped_missing_html_binary_and_slow() {
             "{p}: {e}"
         );
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(15),
             "{p}: {:?}",
             t.elapsed()
         );
@@ -384,7 +384,7 @@ fn bmap_beside_the_url_dropped_missing_html_binary_and_slow() {
     .unwrap_err();
     assert_eq!(e.code(), "ERR_SPARSEKIT_HTTP", "{e}");
     assert!(e.to_string().contains("did not arrive within"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 }
 
 // 3. A body without Content-Length reset half-way is an interruption.
@@ -567,7 +567,7 @@ fn abort_is_prompt_whatever_the_server_does() {
             .unwrap_err()
         });
         assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{p}: {e}");
-        assert!(took < Duration::from_secs(2), "{p}: {took:?}");
+        assert!(took < Duration::from_secs(10), "{p}: {took:?}");
     }
     // Random access too.
     let url = srv.url("stall");
@@ -575,7 +575,7 @@ fn abort_is_prompt_whatever_the_server_does() {
         HttpStorage::open(&url, &http(), ctl.cancel().clone()).unwrap_err()
     });
     assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{e}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 fn is_root() -> bool {

@@ -18,7 +18,7 @@ pub struct IoError {
     pub source: io::Error,
     /// What the user can do about it, when sparsekit knows (`raw drives need root ...`);
     /// shown after the OS's message.
-    pub hint: Option<String>,
+    pub hint: Option<&'static str>,
 }
 
 impl IoError {
@@ -47,8 +47,8 @@ impl IoError {
     }
 
     /// Attach advice shown after the OS's message (replaces an earlier one).
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+    pub fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
         self
     }
 
