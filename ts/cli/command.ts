@@ -1,0 +1,147 @@
+/**
+ * The command table's types: what a command declares (name, summary, positionals, options
+ * with their descriptions) and what it receives when it runs (typed values, a context).
+ * Parsing (args.ts), help (help.ts) and error wording (output.ts) are all read from these
+ * declarations, so none of them can drift from another. @internal
+ */
+import type { Progress } from '../run'
+
+/**
+ * How an option's value is read: `boolean` takes none; `string` any text; `bytes` a byte
+ * count with dd's suffixes (`16M`, `16MB`); `count` a whole number ≥ 0; `choice` one of
+ * `choices`.
+ */
+export type OptionType = 'boolean' | 'string' | 'bytes' | 'count' | 'choice'
+
+/** One option of a command, as parsed and as `--help` shows it. */
+export interface OptionSpec {
+  /** The long name without dashes: `'skip'` for `--skip`. */
+  readonly flag: string
+  /** A one-letter alias without the dash: `'o'` for `-o`. */
+  readonly short?: string
+  readonly type: OptionType
+  /** The value's name in help: `--skip N`. Required for every type but `boolean`. */
+  readonly value?: string
+  /** The accepted values of a `choice`, listed by `--help`. */
+  readonly choices?: readonly string[]
+  /** One line for `--help`: what the option does. */
+  readonly description: string
+  /** Applied when the option is absent (read as if given) and shown by `--help`. */
+  readonly default?: string
+  /**
+   * Accepted and ignored, left out of `--help`: flags that every command took before the
+   * table existed (`--json` on a command that prints no data), kept so no script breaks.
+   */
+  readonly hidden?: boolean
+  /**
+   * The API option this flag sets, when a core error message names it (`unmount`,
+   * `force`): the CLI prints `--unmount` instead (see `Output.words`).
+   */
+  readonly api?: string
+}
+
+/** A positional argument: its name in usage lines and error messages. */
+export interface Positional {
+  readonly name: string
+  /** May be left out (only trailing positionals). */
+  readonly optional?: boolean
+  /** Takes one or more values (the last positional only). */
+  readonly variadic?: boolean
+}
+
+/** The value an option gives `run`: booleans always present, others when given or defaulted. */
+type Given<O extends OptionSpec> = O['type'] extends 'bytes' | 'count'
+  ? number
+  : O extends { readonly choices: readonly (infer C)[] }
+    ? C
+    : string
+type ValueOf<O extends OptionSpec> = O['type'] extends 'boolean'
+  ? boolean
+  : O extends { readonly default: string }
+    ? Given<O>
+    : Given<O> | undefined
+
+/** The parsed values of a command's options, keyed by flag (`values['zero-holes']`). */
+export type ValuesOf<Opts extends readonly OptionSpec[]> = {
+  [O in Opts[number] as O['flag']]: ValueOf<O>
+}
+
+/** Parsed values when the option list is not known statically. */
+export type Values = Record<string, string | number | boolean | undefined>
+
+/**
+ * What a running command uses to talk to the user: the output layer implements it
+ * (output.ts), holding the state that outlives one call (the progress bar, what an
+ * interrupt leaves behind).
+ */
+export interface Context {
+  /** Aborted on Ctrl-C: pass it to every long operation. */
+  readonly signal: AbortSignal
+  /** Writes text to stdout, waiting while the pipe is full (bounded memory). */
+  out(text: string): Promise<void>
+  /** Writes one value as one line of JSON on stdout. */
+  json(value: unknown): Promise<void>
+  /** Writes raw text on stderr (blockcopy's messages and progress lines). */
+  log(text: string): void
+  /** Writes `sparsekit: <error>` on stderr, worded with CLI flags, after clearing the bar. */
+  error(err: Error & { code?: string }, prefix?: string): void
+  /** Starts the TTY progress bar; the callback for `onProgress`, undefined off a TTY. */
+  progress(): ((p: Progress) => void) | undefined
+  /** What an interrupt leaves behind (`X may be partly written`); undefined once done. */
+  leaves(what: string | undefined): void
+  /** A core error's message with API option names replaced by this command's flags. */
+  words(message: string): string
+}
+
+/** A command as declared in `ts/cli/commands/*.ts`, with `run` typed by its options. */
+export interface CommandSpec<Opts extends readonly OptionSpec[]> {
+  /** `'copy'`, or group and subcommand: `'qcow2 info'`. */
+  readonly name: string
+  /** One line for the command list of `sparsekit --help`. */
+  readonly summary: string
+  /**
+   * Usage lines after `sparsekit NAME ` when the positionals alone do not say it
+   * (`FILE (--backing F --backing-format FMT | --none)`); else generated.
+   */
+  readonly usage?: readonly string[]
+  readonly positionals: readonly Positional[]
+  readonly options: Opts
+  /** Paragraphs printed after the options by `--help`. */
+  readonly notes?: readonly string[]
+  /** Runs the command; resolves to the exit status. A `UsageError` exits 2. */
+  run(ctx: Context, values: ValuesOf<Opts>, positionals: string[]): Promise<number>
+}
+
+/** A table entry: a command with its option types erased. */
+export interface Command extends Omit<CommandSpec<readonly OptionSpec[]>, 'run'> {
+  run(ctx: Context, values: Values, positionals: string[]): Promise<number>
+}
+
+/** Declares a command; `run` gets values typed from `options`. */
+export function command<const Opts extends readonly OptionSpec[]>(spec: CommandSpec<Opts>): Command {
+  return spec as unknown as Command
+}
+
+/**
+ * A mistake in the command line: exit 2, `sparsekit CMD: <message>`, then
+ * `Try 'sparsekit CMD --help'.` (`command` is the group, e.g. `qcow2`, when no subcommand
+ * was found; undefined for the top level).
+ */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
+    super(message)
+  }
+}
+
+/** `--json`: print data as JSON. */
+export const JSON_OUTPUT = {
+  flag: 'json',
+  type: 'boolean',
+  description: 'print the result as JSON',
+} as const
+
+/** `--json` on a command that prints no data: accepted, as before the table, and ignored. */
+export const JSON_IGNORED = { ...JSON_OUTPUT, hidden: true } as const

@@ -1,0 +1,64 @@
+/** Options and helpers several commands share: http(s) sources, qcow2 locks and backing. @internal */
+import { readFileSync } from 'node:fs'
+import * as sk from '../../index'
+import { UsageError } from '../command'
+import type { Values } from '../command'
+
+/** `--ca PEM` and `--retries N`, for the commands that read http(s) URLs. */
+export const HTTP_OPTIONS = [
+  { flag: 'ca', type: 'string', value: 'PEM', description: 'trust this CA certificate file for an https source' },
+  {
+    flag: 'retries',
+    type: 'count',
+    value: 'N',
+    description: 'retry an http(s) source this many times after a cut connection (resumed by range requests)',
+  },
+] as const
+
+/** Reads `--ca` and checks that `--ca` / `--retries` have an http(s) `source` to apply to. */
+export function httpOptions(values: Values, source: string): { ca?: Buffer; retries?: number } {
+  const o: { ca?: Buffer; retries?: number } = {}
+  if (values.ca === undefined && values.retries === undefined) return o
+  if (!/^https?:\/\//i.test(source)) throw new UsageError(`--ca and --retries apply to http(s) URLs, not '${source}'`)
+  if (values.retries !== undefined) o.retries = values.retries as number
+  if (values.ca !== undefined) {
+    try {
+      o.ca = readFileSync(values.ca as string)
+    } catch (e) {
+      throw new UsageError(`--ca: cannot read '${values.ca}': ${(e as Error).message}`)
+    }
+  }
+  return o
+}
+
+/** `--force` of the qcow2 edits: write although another process holds the image's lock. */
+export const QCOW2_FORCE = {
+  flag: 'force',
+  type: 'boolean',
+  api: 'force',
+  description: 'edit the image although another process (a running qemu) holds its lock: dangerous',
+} as const
+
+/** `--backing follow|none` of the qcow2 readers. */
+export const BACKING_POLICY = {
+  flag: 'backing',
+  type: 'choice',
+  value: 'POLICY',
+  choices: sk.qcow2.BACKING_POLICIES,
+  default: 'follow',
+  description: 'read through the backing chain, or treat unallocated clusters as holes',
+} as const
+
+/** The paragraph of the qcow2 edits. */
+export const QCOW2_EDIT_NOTE =
+  "Crash-safe: the edit takes qemu's image locks (as qemu-img does) and refuses an image a running " +
+  'qemu holds, unless --force.'
+
+/** TYPE of `qcow2 set-extension` / `get-extension`: a number such as 0x76617465, or `hidden`. */
+export function extensionType(raw: string): number {
+  const type = raw === 'hidden' ? sk.qcow2.EXTENSION_HIDDEN : Number(raw)
+  if (!Number.isInteger(type) || type < 1 || type > 0xffffffff) {
+    throw new UsageError(`TYPE must be a number such as 0x76617465 or 'hidden', got '${raw}'`)
+  }
+  return type
+}
