@@ -195,6 +195,20 @@ for (const doc of DOCS) {
   }
 }
 
+test('every js block, run or not, is valid JavaScript (node --check)', (t) => {
+  const dir = mkdtempSync(join(scratch ?? tmpdir(), 'check-'))
+  for (const doc of DOCS) {
+    for (const b of blocks(readFileSync(join(ROOT, doc), 'utf8')).filter((b) => b.lang === 'js')) {
+      // A block with require() is CommonJS (an Electron preload); every other one is a module.
+      const file = join(dir, /\brequire\(/.test(b.code) ? 'block.cjs' : 'block.mjs')
+      writeFileSync(file, b.code)
+      const r = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8' })
+      t.is(r.status, 0, `${doc}:${b.line}: ${r.stderr}`)
+      rmSync(file)
+    }
+  }
+})
+
 test('README.md is at most 150 lines and starts with install and a quick start', (t) => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
   t.true(readme.split('\n').length <= 151, `README.md has ${readme.split('\n').length} lines`)
