@@ -218,13 +218,26 @@ test('README.md is at most 150 lines and starts with install and a quick start',
   for (const cmd of ['npm run demo', 'npm test']) t.true(readme.includes(cmd), `README.md lacks the developer command ${cmd}`)
 })
 
-test('every relative link in README.md and docs/*.md names a file that exists', (t) => {
+/** The anchors GitHub makes of a Markdown file's headings (outside code blocks). */
+function anchors(text) {
+  const inCode = new Set(blocks(text).flatMap((b) => Array.from({ length: b.code.split('\n').length + 1 }, (_, k) => b.line + k)))
+  return new Set(text.split('\n').flatMap((l, i) => {
+    const m = !inCode.has(i + 1) && /^#{1,6} (.*)$/.exec(l)
+    return m ? [m[1].toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')] : []
+  }))
+}
+
+test('every relative link in README.md and docs/*.md names a file (and heading) that exists', (t) => {
   for (const doc of DOCS) {
     const text = readFileSync(join(ROOT, doc), 'utf8')
-    for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)) {
+    for (const [, target, hash] of text.matchAll(/\]\(([^)#\s]*)(?:#([^)\s]*))?\)/g)) {
       if (/^[a-z]+:/.test(target)) continue
       const from = doc.includes('/') ? join(ROOT, doc, '..') : ROOT
-      t.true(existsSync(join(from, target)), `${doc}: link to ${target}, which does not exist`)
+      const file = target ? join(from, target) : join(ROOT, doc)
+      t.true(existsSync(file), `${doc}: link to ${target}, which does not exist`)
+      if (hash && existsSync(file) && file.endsWith('.md')) {
+        t.true(anchors(readFileSync(file, 'utf8')).has(hash), `${doc}: link to ${target}#${hash}, a heading that does not exist`)
+      }
     }
   }
 })
