@@ -182,9 +182,9 @@ withBinaries('npm pack makes root and platform tarballs that hold only what user
   const root = pack(t, ROOT, dest)
   const rootFiles = root.files.map((f) => f.path)
   for (const f of rootFiles) {
-    t.regex(f, /^(package\.json|README\.md|LICENSE|index\.js|index\.d\.ts|dist\/.*\.(js|d\.ts))$/, `unexpected ${f} in the root tarball`)
+    t.regex(f, /^(package\.json|README\.md|LICENSE|docs\/ELECTRON\.md|index\.js|index\.d\.ts|dist\/.*\.(js|d\.ts))$/, `unexpected ${f} in the root tarball`)
   }
-  for (const f of ['package.json', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'docs/ELECTRON.md', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) {
     t.true(rootFiles.includes(f), `${f} missing from the root tarball`)
   }
   t.false(rootFiles.some((f) => f.endsWith('.node')), 'the root tarball carries no binary')
@@ -209,6 +209,28 @@ withBinaries('npm pack makes root and platform tarballs that hold only what user
     t.log(`${info.filename}: ${info.size} bytes packed, ${info.unpackedSize} unpacked`)
     packed[p] = join(dest, info.filename)
   }
+})
+
+// Issue 20: the loader's error message points to docs/ELECTRON.md, so the package ships it;
+// and it ships its LICENSE, and says where it comes from. Needs no binary: npm pack --dry-run.
+test('the root package ships LICENSE and docs/ELECTRON.md and names its repository and homepage', (t) => {
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_loglevel: 'error' },
+  })
+  t.is(r.status, 0, r.stderr)
+  const files = JSON.parse(r.stdout)[0].files.map((f) => f.path)
+  for (const f of ['LICENSE', 'docs/ELECTRON.md', 'README.md']) t.true(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`)
+  t.false(files.some((f) => f.startsWith('docs/') && f !== 'docs/ELECTRON.md'), 'only ELECTRON.md of docs/ is shipped')
+  t.regex(readFileSync(join(ROOT, 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) the sparsekit authors\n/)
+  t.is(rootPkg.license, 'MIT')
+  // The repository Cargo.toml names, as npm's `repository` and `homepage`.
+  const repo = /^repository = "(https:\/\/github\.com\/[^"]+)"$/m.exec(readFileSync(join(ROOT, 'Cargo.toml'), 'utf8'))?.[1]
+  t.truthy(repo, 'Cargo.toml has no workspace repository')
+  t.is(rootPkg.repository?.url, `git+${repo}.git`)
+  t.is(rootPkg.homepage, `${repo}#readme`)
+  t.true(readFileSync(join(ROOT, 'index.js'), 'utf8').includes('docs/ELECTRON.md'), "the loader's hint names docs/ELECTRON.md")
 })
 
 /** A PATH with node, npm, npx and a shell, but no cargo, rustc, cc or make. */
