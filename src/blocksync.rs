@@ -19,7 +19,7 @@ use sparsekit_blocksync::{
 use sparsekit_flash::{drives, Safety};
 use sparsekit_io::{errno, FileStorage, IoError};
 
-use crate::error::Failure;
+use crate::error::{Failure, Flash};
 use crate::job::{opt_u64, path_arg, spawn, sync_call, to_f64, CancelToken, ProgressFn};
 
 #[napi(object)]
@@ -134,15 +134,15 @@ fn open(
 /// `O_EXCL`, so one held by another user (mounted, in use) is `ERR_SPARSEKIT_DRIVE_BUSY`
 /// too. Sync has no force or unmount option: refusal only.
 fn open_destination(p: &std::path::Path) -> std::result::Result<FileStorage, Failure> {
-    drives::check_destination(p, Safety::default()).map_err(|e| Failure::from_core(&e))?;
+    drives::check_destination(p, Safety::default()).map_err(|e| Failure::from_core(&Flash(&e)))?;
     let is_dev = is_block_device(p);
     FileStorage::open_with(p, true, false, is_dev).map_err(|e| {
         if is_dev && e.raw_os_error() == Some(errno::EBUSY) {
-            Failure::from_core(&sparsekit_flash::Error::DriveBusy {
+            Failure::from_core(&Flash(&sparsekit_flash::Error::DriveBusy {
                 path: p.to_path_buf(),
                 reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
                 errno: Some(errno::EBUSY),
-            })
+            }))
         } else {
             Failure::from_core(&sparsekit_blocksync::Error::Io(e))
         }

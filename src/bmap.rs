@@ -1,7 +1,7 @@
 use napi::bindgen_prelude::*;
 use sparsekit_bmap::{create, BmapChoice, ChecksumType, CopyOptions, CreateOptions};
 
-use crate::error::Failure;
+use crate::error::{Failure, Flash};
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
 
 #[napi(object)]
@@ -126,7 +126,7 @@ pub fn bmap_copy<'env>(
             };
             // Windows and macOS drives and zip archives go through the flash engine.
             let r = sparsekit_flash::remote::local_bmap_copy(&image, &dst, &opts, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+                .map_err(|e| Failure::from_core(&Flash(&e)))?;
             Ok(NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,

@@ -5,7 +5,7 @@ use napi::bindgen_prelude::*;
 use sparsekit_bmap::BmapChoice;
 use sparsekit_flash::{drives, flash, FlashOptions, FlashStatus, HttpOptions, Safety};
 
-use crate::error::Failure;
+use crate::error::{Failure, Flash};
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
 
 #[napi(object)]
@@ -52,7 +52,7 @@ pub fn drives_list<'env>(env: &'env Env) -> Result<Object<'env>> {
         None,
         None,
         move |_| {
-            let list = drives::list().map_err(|e| Failure::from_core(&e))?;
+            let list = drives::list().map_err(|e| Failure::from_core(&Flash(&e)))?;
             list.into_iter()
                 .map(|d| {
                     Ok(NativeDrive {
@@ -125,7 +125,7 @@ impl FlashStatusHandle {
     pub fn failure(&self, i: u32) -> Option<NativeFailure> {
         self.inner
             .failure(i as usize)
-            .map(|f| native_failure(Failure::from_core(&f)))
+            .map(|f| native_failure(Failure::from_core(&Flash(&f))))
     }
 
     /// Every destination's numbers, in order.
@@ -262,7 +262,7 @@ pub fn flash_multi<'env>(
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+                .map_err(|e| Failure::from_core(&Flash(&e)))?;
             // A zip entry's own compression is the archive's (deflate, ...): 'zip', unless
             // the entry is itself a compressed stream (an .img.xz inside a zip).
             let compression = r
@@ -280,7 +280,7 @@ pub fn flash_multi<'env>(
                         error: d
                             .error
                             .as_ref()
-                            .map(|e| native_failure(Failure::from_core(e))),
+                            .map(|e| native_failure(Failure::from_core(&Flash(e)))),
                     })
                     .collect(),
                 image_size: to_f64("imageSize", r.image_size)?,
@@ -371,7 +371,7 @@ pub fn remote_bmap_copy<'env>(
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
             let r = sparsekit_flash::remote::bmap_copy(&url, &dst, &opts, &http, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+                .map_err(|e| Failure::from_core(&Flash(&e)))?;
             Ok(crate::bmap::NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,
@@ -410,7 +410,7 @@ pub fn remote_qcow2_convert<'env>(
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
             let r = sparsekit_flash::remote::qcow2_convert(&url, &dst, &opts, &http, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+                .map_err(|e| Failure::from_core(&Flash(&e)))?;
             Ok(crate::qcow2::NativeQcow2Convert {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 size: to_f64("size", r.size)?,

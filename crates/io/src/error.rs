@@ -129,6 +129,43 @@ pub trait ErrorInfo: fmt::Display {
     }
 }
 
+/// Inherent forms of the [`ErrorInfo`] methods on a crate's error type, for callers that
+/// do not have the trait in scope. Transitional: crates/flash calls the bmap, extents and
+/// qcow2 errors' methods that way until it is split (issue 20); delete with the last use.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! inherent_error_info {
+    ($t:ty) => {
+        #[doc(hidden)]
+        impl $t {
+            /// [`ErrorInfo::code`]($crate::ErrorInfo::code).
+            pub fn code(&self) -> &'static str {
+                $crate::ErrorInfo::code(self)
+            }
+            /// [`ErrorInfo::raw_os_error`]($crate::ErrorInfo::raw_os_error).
+            pub fn raw_os_error(&self) -> Option<i32> {
+                $crate::ErrorInfo::raw_os_error(self)
+            }
+            /// [`ErrorInfo::path`]($crate::ErrorInfo::path).
+            pub fn path(&self) -> Option<&std::path::Path> {
+                $crate::ErrorInfo::path(self)
+            }
+            /// [`ErrorInfo::offset`]($crate::ErrorInfo::offset).
+            pub fn offset(&self) -> Option<u64> {
+                $crate::ErrorInfo::offset(self)
+            }
+            /// [`ErrorInfo::syscall`]($crate::ErrorInfo::syscall).
+            pub fn syscall(&self) -> Option<&'static str> {
+                $crate::ErrorInfo::syscall(self)
+            }
+            /// [`ErrorInfo::range`]($crate::ErrorInfo::range).
+            pub fn range(&self) -> Option<(u64, u64)> {
+                $crate::ErrorInfo::range(self)
+            }
+        }
+    };
+}
+
 impl ErrorInfo for IoError {
     fn code(&self) -> &'static str {
         "ERR_SPARSEKIT_IO"
