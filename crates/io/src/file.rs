@@ -262,6 +262,36 @@ impl Storage for FileStorage {
     }
 }
 
+/// Whether `path` names something in the OS's device namespace, which sparsekit never
+/// creates as a regular file: on Unix a path under `/dev` (its folder resolved, so
+/// `/tmp/../dev/sdz` and a symlink to `/dev` count), on Windows `\\.\…` and the
+/// `\\?\` forms other than a drive letter or UNC path (`\\?\C:\…`, `\\?\UNC\…`).
+pub fn is_device_namespace(path: &Path) -> bool {
+    let s = path.to_string_lossy();
+    if cfg!(windows) {
+        let s = s.replace('/', "\\");
+        if s.starts_with("\\\\.\\") {
+            return true;
+        }
+        if let Some(rest) = s.strip_prefix("\\\\?\\") {
+            let b = rest.as_bytes();
+            let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+            return !drive && !rest.to_ascii_uppercase().starts_with("UNC\\");
+        }
+        return false;
+    }
+    let under_dev = |p: &Path| p.starts_with("/dev");
+    if under_dev(path) {
+        return true;
+    }
+    // Resolve the folder (the path itself does not exist): `..` and symlinks.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(parent).is_ok_and(|p| under_dev(&p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,34 +358,4 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(e.path.as_deref(), Some(Path::new("/nonexistent/x")));
     }
-}
-
-/// Whether `path` names something in the OS's device namespace, which sparsekit never
-/// creates as a regular file: on Unix a path under `/dev` (its folder resolved, so
-/// `/tmp/../dev/sdz` and a symlink to `/dev` count), on Windows `\\.\…` and the
-/// `\\?\` forms other than a drive letter or UNC path (`\\?\C:\…`, `\\?\UNC\…`).
-pub fn is_device_namespace(path: &Path) -> bool {
-    let s = path.to_string_lossy();
-    if cfg!(windows) {
-        let s = s.replace('/', "\\");
-        if s.starts_with("\\\\.\\") {
-            return true;
-        }
-        if let Some(rest) = s.strip_prefix("\\\\?\\") {
-            let b = rest.as_bytes();
-            let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
-            return !drive && !rest.to_ascii_uppercase().starts_with("UNC\\");
-        }
-        return false;
-    }
-    let under_dev = |p: &Path| p.starts_with("/dev");
-    if under_dev(path) {
-        return true;
-    }
-    // Resolve the folder (the path itself does not exist): `..` and symlinks.
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::canonicalize(parent).is_ok_and(|p| under_dev(&p))
 }
