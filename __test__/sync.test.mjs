@@ -122,14 +122,22 @@ test('cli: a stream without done fails with exit 1 and one ERROR line; earlier b
 testWith(['socat'], test)('cli pipeline over a TCP connection on loopback (socat)', (t) => {
   const dir = tempDir(t)
   const { s, d } = pair(dir, 8 * BS + 3, 8 * BS + 3, [0, 5])
-  const port = 20000 + Math.floor(Math.random() * 20000)
-  // The source side serves retrieve on a port; the destination side connects.
-  const r = sh(
-    // -t 60: after one direction ends, socat waits for the other (default 0.5 s would cut
-    // the block stream that retrieve still sends after the hash stream ended).
-    `socat -t 60 TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr EXEC:'${sk_} retrieve ${s}' & ` +
-      `${sk_} checksum ${d} | socat -t 60 - TCP:127.0.0.1:${port},retry=50,interval=0.2 | ${sk_} save ${d}; st=$?; wait; exit $st`,
-  )
+  // A port the kernel just gave out (a random one could be taken by anything else running
+  // here); tried again with another if it was taken in between.
+  const freePort = () =>
+    Number(spawnSync(process.execPath, ['-e', "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"], { encoding: 'utf8' }).stdout)
+  let r
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = freePort()
+    // The source side serves retrieve on a port; the destination side connects.
+    r = sh(
+      // -t 60: after one direction ends, socat waits for the other (default 0.5 s would cut
+      // the block stream that retrieve still sends after the hash stream ended).
+      `socat -t 60 TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr EXEC:'${sk_} retrieve ${s}' & ` +
+        `${sk_} checksum ${d} | socat -t 60 - TCP:127.0.0.1:${port},retry=50,interval=0.2 | ${sk_} save ${d}; st=$?; wait; exit $st`,
+    )
+    if (!/Address already in use/.test(r.stderr.toString())) break
+  }
   t.is(r.status, 0, r.stderr.toString())
   t.is(md5(d), md5(s))
 })

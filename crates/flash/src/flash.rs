@@ -586,7 +586,7 @@ fn produce(
             let b = bmap.expect("ranged sources have a bmap");
             by_ranges(&*storage, size, b, verify, label, feed, total, &|_, _| {})
         }
-        Input::Stream { reader, len } => {
+        Input::Stream { reader, len, .. } => {
             let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
             let size = if c.is_none() { len } else { None };
             stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
@@ -1132,8 +1132,14 @@ pub(crate) fn run(
     let verify = opts.verify;
     // A stream's own length (compressed bytes), for progress while the image size is
     // unknown (an .img.xz without a bmap).
+    // Decided before the first byte, so a phase never starts as one and ends as the other:
+    // a compressed stream without a bmap has no image size until it ends.
     let stream_len = match &input {
-        Input::Stream { len, .. } => *len,
+        Input::Stream {
+            len,
+            compressed: true,
+            ..
+        } if bmap.is_none() => *len,
         _ => None,
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -1243,10 +1249,9 @@ pub(crate) fn run(
 struct Reporter {
     /// Phases whose final report was sent.
     ended: Vec<Phase>,
-    /// The source stream's length in bytes, when it has one.
+    /// A compressed source stream's length in bytes, when writing is reported as its
+    /// position (no bmap, so no image size until the end).
     stream_len: Option<u64>,
-    /// Whether writing is being reported as the compressed position.
-    by_source: bool,
 }
 
 impl Reporter {
@@ -1280,12 +1285,7 @@ impl Reporter {
         let min_stage = live.iter().map(|d| stage(d)).min().unwrap_or(3);
         if min_stage == 0 && !last {
             let done = live.iter().map(|d| d.written).min().unwrap_or(0);
-            // The size of a plain stream is known before its first byte is sent, so data
-            // written with no total means the size is only known at the end.
-            if let (None, Some(_), true) = (total, self.stream_len, done > 0) {
-                self.by_source = true;
-            }
-            if let (true, Some(n)) = (self.by_source, self.stream_len) {
+            if let Some(n) = self.stream_len {
                 let at = consumed.load(Ordering::Relaxed).min(n);
                 // The last compressed bytes are read before the last writes land.
                 let _ = ctl.report(Phase::Decompress, at.min(n.saturating_sub(1)), Some(n));
@@ -1295,9 +1295,9 @@ impl Reporter {
             return;
         }
         let written = total.unwrap_or_else(|| live.iter().map(|d| d.written).max().unwrap_or(0));
-        match (self.by_source, self.stream_len) {
-            (true, Some(n)) => self.end(ctl, Phase::Decompress, n),
-            _ => self.end(ctl, Phase::Write, written),
+        match self.stream_len {
+            Some(n) => self.end(ctl, Phase::Decompress, n),
+            None => self.end(ctl, Phase::Write, written),
         }
         // Sync counts the bytes it makes durable (not 0/1).
         if min_stage == 1 && !last {

@@ -67,6 +67,9 @@ pub(crate) enum Input {
         reader: Box<dyn Read + Send>,
         /// Its length, when known (for progress).
         len: Option<u64>,
+        /// Whether its first bytes are a compressed stream's (its image size is then
+        /// unknown until the end, unless a bmap says it).
+        compressed: bool,
     },
     /// A plain image at a URL that has a bmap, read at offsets with range requests: only
     /// its mapped ranges are fetched.
@@ -185,6 +188,7 @@ pub(crate) fn open(
         consumed.fetch_add(head.len() as u64, Ordering::Relaxed);
         return Ok(Opened {
             input: Input::Stream {
+                compressed: Compression::detect(&head).is_some(),
                 reader: Box::new(io::Cursor::new(head).chain(counted)),
                 len,
             },
@@ -245,6 +249,7 @@ pub(crate) fn open(
         return Ok(base(Input::Stream {
             reader,
             len: Some(len),
+            compressed: true,
         }));
     }
     Ok(base(Input::Plain(file)))
