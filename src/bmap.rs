@@ -125,7 +125,7 @@ pub fn bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             // Windows and macOS drives and zip archives go through the flash engine.
-            let r = sparsekit_flash::remote::local_bmap_copy(&image, &dst, &opts, ctl)
+            let r = sparsekit_flash::local_bmap_copy(&image, &dst, &opts, ctl)
                 .map_err(|e| Failure::from_core(&e))?;
             Ok(NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,

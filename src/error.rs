@@ -60,8 +60,10 @@ core_error!(
     sparsekit_blocksync::Error,
     sparsekit_bmap::Error,
     sparsekit_digest::Error,
+    sparsekit_drives::Error,
     sparsekit_extents::Error,
     sparsekit_flash::Error,
+    sparsekit_http::Error,
     sparsekit_sparse_copy::Error,
     sparsekit_qcow2::Error
 );

@@ -174,6 +174,35 @@ pub enum BmapChoice {
     Given(Box<Bmap>),
 }
 
+/// The bmap `choice` names, and where it came from: none; the one given (from nowhere);
+/// the one read from a path; for [`BmapChoice::Auto`], what `find` finds (a local image's
+/// [`local_bmap`], an HTTP source's `URL.bmap`). The one place a [`BmapChoice`] is decided,
+/// for every copy and flash.
+pub fn resolve_bmap<E: From<Error>>(
+    choice: &BmapChoice,
+    cancel: &sparsekit_io::Cancel,
+    find: impl FnOnce() -> std::result::Result<Option<(Bmap, PathBuf)>, E>,
+) -> std::result::Result<(Option<Bmap>, Option<PathBuf>), E> {
+    Ok(match choice {
+        BmapChoice::None => (None, None),
+        BmapChoice::Given(b) => (Some((**b).clone()), None),
+        BmapChoice::Path(p) => (Some(Bmap::read_with(p, cancel)?), Some(p.clone())),
+        BmapChoice::Auto => match find()? {
+            Some((b, from)) => (Some(b), Some(from)),
+            None => (None, None),
+        },
+    })
+}
+
+/// The bmap beside a local `image` ([`find_bmap`]), read, with its path; none when there
+/// is none.
+pub fn local_bmap(image: &Path, cancel: &sparsekit_io::Cancel) -> Result<Option<(Bmap, PathBuf)>> {
+    match find_bmap(image) {
+        Some(p) => Ok(Some((Bmap::read_with(&p, cancel)?, p))),
+        None => Ok(None),
+    }
+}
+
 /// What [`copy`] does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyOptions {
@@ -278,15 +307,8 @@ pub fn copy(
             });
         }
     }
-    let (bmap, bmap_path) = match &opts.bmap {
-        BmapChoice::None => (None, None),
-        BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read_with(p, ctl.cancel())?), Some(p.clone())),
-        BmapChoice::Auto => match find_bmap(image) {
-            Some(p) => (Some(Bmap::read_with(&p, ctl.cancel())?), Some(p)),
-            None => (None, None),
-        },
-    };
+    let (bmap, bmap_path) =
+        resolve_bmap(&opts.bmap, ctl.cancel(), || local_bmap(image, ctl.cancel()))?;
     let mut head = [0u8; 6];
     let n = src.read_at(&mut head, 0)?;
     let compression = Compression::detect(&head[..n]);

@@ -55,7 +55,8 @@ mod source;
 pub mod sys;
 
 pub use copy::{
-    copy, copy_to, find_bmap, BmapChoice, CopyOptions, CopyReport, Destination, Source,
+    copy, copy_to, find_bmap, local_bmap, resolve_bmap, BmapChoice, CopyOptions, CopyReport,
+    Destination, Source,
 };
 pub use create::{create, create_from, CreateOptions, DEFAULT_BLOCK_SIZE};
 pub use error::Error;

@@ -31,24 +31,10 @@ pub enum Error {
     Bmap(sparsekit_bmap::Error),
     /// Mapping the source image's extents failed.
     Extents(sparsekit_extents::Error),
-    /// The destination holds the running system (the root or boot filesystem, swap, or
-    /// a device-mapper / md / LVM member); refused unless forced.
-    SystemDrive {
-        /// The destination.
-        path: PathBuf,
-        /// Why it counts as a system drive.
-        reason: String,
-    },
-    /// The destination (or one of its partitions) is mounted or held by another user;
-    /// refused unless forced or unmounted first.
-    DriveBusy {
-        /// The destination.
-        path: PathBuf,
-        /// What holds it (mount points, or the failed exclusive open).
-        reason: String,
-        /// The errno, when an OS call said so (EBUSY from umount2 or open).
-        errno: Option<i32>,
-    },
+    /// A destination refused or not opened by the drive checks: a system drive
+    /// (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one (`ERR_SPARSEKIT_DRIVE_BUSY`), a device
+    /// this OS's listing does not know (`ERR_SPARSEKIT_UNSUPPORTED`).
+    Drive(sparsekit_drives::Error),
     /// An image whose size was not known before writing (an HTTP body without
     /// Content-Length, a compressed stream without a bmap) went past what the destination
     /// holds: a block device's size, or for a regular file the free space of its file
@@ -63,48 +49,10 @@ pub enum Error {
         /// What bounds it ("the device's size", "the free space ...").
         what: &'static str,
     },
-    /// An HTTP(S) request failed: a status other than 200/206, a TLS or connection
-    /// failure before any data, a bad URL.
-    Http {
-        /// The URL.
-        url: String,
-        /// The HTTP status, when the server answered.
-        status: Option<u16>,
-        /// What went wrong.
-        message: String,
-    },
-    /// The connection dropped at `offset` and could not be resumed with range requests
-    /// within the allowed retries.
-    HttpInterrupted {
-        /// The URL.
-        url: String,
-        /// Bytes of the body received before the last failure.
-        offset: u64,
-        /// Attempts made to resume.
-        attempts: u32,
-        /// The last failure.
-        message: String,
-    },
-    /// The file at `url` changed on the server during the download: a resumed (206)
-    /// answer carries another ETag or Last-Modified than the first answer, or a
-    /// `Content-Range` with another total size (a server that ignores `If-Range`).
-    /// Nothing is spliced from two versions.
-    HttpChanged {
-        /// The URL.
-        url: String,
-        /// Where the download was resumed.
-        offset: u64,
-        /// How the answers differ.
-        message: String,
-    },
-    /// A server that answers range requests with the whole file (status 200), where the
-    /// source has to be read at offsets (a qcow2 image, a zip archive).
-    HttpNoRanges {
-        /// The URL.
-        url: String,
-    },
-    /// A qcow2-level failure while reading a remote qcow2 image.
-    Qcow2(sparsekit_qcow2::Error),
+    /// An HTTP(S) source failed: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
+    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, or a `URL.bmap` that
+    /// is no bmap.
+    Http(sparsekit_http::Error),
     /// A zip archive that cannot be read, or without the wanted image entry.
     Zip {
         /// The archive.
@@ -112,7 +60,7 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// Something this crate does not do (a zip archive over HTTP, an unknown URL scheme).
+    /// Something this crate does not do (a zip archive inside a compressed stream).
     Unsupported {
         /// What is unsupported.
         what: String,
@@ -129,22 +77,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
-    /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
+    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
             Error::Bmap(e) => e.code(),
             Error::Extents(e) => e.code(),
-            Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
-            Error::DriveBusy { .. } => "ERR_SPARSEKIT_DRIVE_BUSY",
+            Error::Drive(e) => e.code(),
             Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
-            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
-            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
-            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
-            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
-            Error::Qcow2(e) => e.code(),
+            Error::Http(e) => e.code(),
             Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
             Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
@@ -159,8 +101,8 @@ impl Error {
             Error::WriteFailed { source, .. } => source.raw_os_error(),
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
-            Error::Qcow2(e) => e.raw_os_error(),
-            Error::DriveBusy { errno, .. } => *errno,
+            Error::Drive(e) => e.raw_os_error(),
+            Error::Http(e) => e.raw_os_error(),
             _ => None,
         }
     }
@@ -171,7 +113,8 @@ impl Error {
             Error::Io(e) => e.syscall(),
             Error::WriteFailed { source, .. } => source.syscall(),
             Error::Bmap(e) => e.syscall(),
-            Error::Qcow2(e) => e.syscall(),
+            Error::Drive(e) => e.syscall(),
+            Error::Http(e) => e.syscall(),
             _ => None,
         }
     }
@@ -183,10 +126,9 @@ impl Error {
             Error::WriteFailed { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
-            Error::Qcow2(e) => e.path(),
-            Error::SystemDrive { path, .. }
-            | Error::DriveBusy { path, .. }
-            | Error::DestinationFull { path, .. } => Some(path),
+            Error::Drive(e) => e.path(),
+            Error::Http(e) => e.path(),
+            Error::DestinationFull { path, .. } => Some(path),
             Error::Zip { path, .. } => path.as_deref(),
             _ => None,
         }
@@ -200,10 +142,8 @@ impl Error {
             Error::WriteFailed { start, .. } => Some(*start),
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
-            Error::Qcow2(e) => e.offset(),
-            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
-                Some(*offset)
-            }
+            Error::Drive(e) => e.offset(),
+            Error::Http(e) => e.offset(),
             _ => None,
         }
     }
@@ -212,7 +152,7 @@ impl Error {
     pub fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::Bmap(e) => e.range(),
-            Error::Qcow2(e) => e.range(),
+            Error::Http(e) => e.range(),
             Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
             _ => None,
         }
@@ -221,10 +161,7 @@ impl Error {
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
-            Error::Http { url, .. }
-            | Error::HttpInterrupted { url, .. }
-            | Error::HttpChanged { url, .. }
-            | Error::HttpNoRanges { url } => Some(url),
+            Error::Http(e) => e.url(),
             _ => None,
         }
     }
@@ -269,17 +206,7 @@ impl fmt::Display for Error {
             ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
-            Error::SystemDrive { path, reason } => write!(
-                f,
-                "refusing to write '{}': it is a system drive ({reason}); pass force to override",
-                path.display()
-            ),
-            Error::DriveBusy { path, reason, .. } => write!(
-                f,
-                "refusing to write '{}': it is in use ({reason}); unmount it first \
-                 (unmount: true) or pass force to override",
-                path.display()
-            ),
+            Error::Drive(e) => e.fmt(f),
             Error::DestinationFull {
                 path,
                 needed,
@@ -291,38 +218,7 @@ impl fmt::Display for Error {
                  ended, goes on past byte {needed}, beyond {what} ({room} bytes)",
                 path.display()
             ),
-            Error::Http {
-                url,
-                status: Some(s),
-                message,
-            } => write!(
-                f,
-                "HTTP request for '{url}' failed with status {s}: {message}"
-            ),
-            Error::Http { url, message, .. } => {
-                write!(f, "HTTP request for '{url}' failed: {message}")
-            }
-            Error::HttpInterrupted {
-                url,
-                offset,
-                attempts,
-                message,
-            } => write!(
-                f,
-                "download of '{url}' interrupted at byte {offset} and not resumed after \
-                 {attempts} attempts: {message}"
-            ),
-            Error::HttpChanged {
-                url,
-                offset,
-                message,
-            } => write!(f, "download of '{url}' stopped at byte {offset}: {message}"),
-            Error::HttpNoRanges { url } => write!(
-                f,
-                "'{url}' has to be read at offsets, but the server does not support range \
-                 requests (it answered 'Range: bytes=0-' with the whole file, status 200)"
-            ),
-            Error::Qcow2(e) => e.fmt(f),
+            Error::Http(e) => e.fmt(f),
             Error::Zip {
                 path: Some(p),
                 message,
@@ -342,7 +238,8 @@ impl std::error::Error for Error {
             Error::WriteFailed { source, .. } => Some(source),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
-            Error::Qcow2(e) => Some(e),
+            Error::Drive(e) => Some(e),
+            Error::Http(e) => Some(e),
             _ => None,
         }
     }
@@ -369,6 +266,38 @@ impl From<sparsekit_extents::Error> for Error {
         Error::Extents(e)
     }
 }
+
+impl From<sparsekit_drives::Error> for Error {
+    fn from(e: sparsekit_drives::Error) -> Self {
+        match e {
+            sparsekit_drives::Error::Io(io) => Error::Io(io),
+            e => Error::Drive(e),
+        }
+    }
+}
+
+impl From<sparsekit_http::Error> for Error {
+    fn from(e: sparsekit_http::Error) -> Self {
+        match e {
+            sparsekit_http::Error::Aborted => Error::Aborted,
+            sparsekit_http::Error::Io(io) => Error::Io(io),
+            sparsekit_http::Error::Bmap(b) => Error::from(b),
+            e => Error::Http(e),
+        }
+    }
+}
+
+/// The error an [`IoError`] from reading an HTTP source carries
+/// ([`sparsekit_http::Error::from_io_error`]), else the `IoError` itself.
+pub fn error_of_io(e: IoError) -> Error {
+    match sparsekit_http::Error::from_io_error(e) {
+        Ok(h) => h.into(),
+        Err(io) => Error::Io(io),
+    }
+}
+
+/// Result of this crate's functions.
+pub type Result<T> = std::result::Result<T, Error>;
 
 impl From<Aborted> for Error {
     fn from(_: Aborted) -> Self {

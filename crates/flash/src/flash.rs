@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{errno, Cancel, Control, FileStorage, PageBuf, Phase, Storage, PAGE};
+use sparsekit_io::{errno, Cancel, Control, PageBuf, Phase, Storage, PAGE};
 
-use crate::drives::{self, Safety};
-use crate::http::HttpOptions;
+use sparsekit_drives::{self as drives, open_destination, Safety};
+use sparsekit_http::HttpOptions;
+
+use crate::error::{error_of_io, Error, Result};
 use crate::source::{self, Input, Opened};
-use crate::{Error, Result};
 
 /// Bytes per chunk read from the source and written to every destination.
 pub const CHUNK: usize = 1 << 20;
@@ -27,7 +28,7 @@ pub const QUEUE: usize = 8;
 /// Block size for read-back error reports and for skipping zero blocks in files.
 const BLOCK: u64 = 4096;
 /// Bytes per write-error check window of each destination: every window is written back
-/// and waited for ([`crate::sys::wait_writeback`]) once the writer is [`CHECK_LAG`] windows
+/// and waited for ([`sparsekit_drives::sys::wait_writeback`]) once the writer is [`CHECK_LAG`] windows
 /// past it, so a failing drive fails within a few MiB of the fault with
 /// [`Error::WriteFailed`] naming the byte range that holds it, instead of at the final
 /// `fsync`.
@@ -264,44 +265,6 @@ pub struct Target {
     pub dst: std::result::Result<Box<dyn Destination>, Error>,
 }
 
-/// Check and open `path` for writing: [`drives::check_destination`], then a block device
-/// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced; a missing path is refused
-/// with `ENOENT` unless `safety.create_files` (never under `/dev`).
-///
-/// Windows: `\\.\PhysicalDriveN` and volume paths are opened by
-/// `sys::open_device` (volumes locked and dismounted for as long as the destination
-/// lives, sector-aligned unbuffered writes). macOS: `/dev/rdiskN` is opened as its block
-/// node `/dev/diskN` (the raw node, a character device, has no size through `stat`); the
-/// writer then writes aligned chunks through `/dev/rdiskN` (`sys::open_direct`).
-pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destination>> {
-    drives::check_destination(path, safety)?;
-    #[cfg(windows)]
-    if let Some(dev) = drives::windows::parse_device_path(&path.to_string_lossy()) {
-        return Ok(Box::new(crate::sys::open_device(path, &dev, safety)?));
-    }
-    #[cfg(target_os = "macos")]
-    let block_node = drives::macos::parse_device_path(&path.to_string_lossy())
-        .filter(|(_, _, raw)| *raw)
-        .map(|_| {
-            std::path::PathBuf::from(
-                path.to_string_lossy()
-                    .replacen("/dev/rdisk", "/dev/disk", 1),
-            )
-        });
-    #[cfg(target_os = "macos")]
-    let path = block_node.as_deref().unwrap_or(path);
-    let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
-    match FileStorage::open_destination(path, safety.create_files, is_dev && !safety.force) {
-        Ok(s) => Ok(Box::new(s)),
-        Err(e) if is_dev && e.raw_os_error() == Some(errno::EBUSY) => Err(Error::DriveBusy {
-            path: path.to_path_buf(),
-            reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-            errno: Some(errno::EBUSY),
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Flash `source` (a path or an http(s) URL; plain, gzip, xz, bzip2, zstd, or a zip
 /// archive) to every destination at once.
 ///
@@ -344,7 +307,7 @@ pub fn flash(
             }
         })
     };
-    let src_id = (!crate::http::is_url(source))
+    let src_id = (!sparsekit_http::is_url(source))
         .then(|| std::fs::metadata(source).ok().map(|m| (m.dev(), m.ino())))
         .flatten();
     let mut seen = Vec::new();
@@ -376,7 +339,7 @@ pub fn flash(
         .iter()
         .map(|p| Target {
             path: p.clone(),
-            dst: open_destination(p, opts.safety),
+            dst: open_destination(p, opts.safety).map_err(Error::from),
         })
         .collect();
     run(opened, targets, opts, status, ctl)
@@ -577,7 +540,7 @@ fn produce(
             // Ask for the next ranges ahead of the reader, so the disk reads while the
             // current chunk is hashed and handed out.
             let ahead = |off: u64, len: u64| {
-                let _ = crate::sys::will_need(file.file(), off, len);
+                let _ = drives::sys::will_need(file.file(), off, len);
             };
             by_ranges(&file, size, b, verify, label, feed, total, &ahead)
         }
@@ -655,8 +618,7 @@ fn by_ranges(
                         prefetch(off, (end - off).min(2 * PREFETCH));
                     }
                     let mut buf = feed.buffer(n);
-                    file.read_exact_at(&mut buf, off)
-                        .map_err(crate::remote::error_of_io)?;
+                    file.read_exact_at(&mut buf, off).map_err(error_of_io)?;
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
@@ -865,7 +827,7 @@ impl Checks {
         let Some(f) = &self.file else {
             return Ok(());
         };
-        match crate::sys::wait_writeback(f, start, end - start) {
+        match drives::sys::wait_writeback(f, start, end - start) {
             Ok(()) => Ok(()),
             // Not a file or device that has it: the final fsync reports errors.
             Err(e) if matches!(e.raw_os_error(), Some(errno::EINVAL | errno::ESPIPE)) => Ok(()),
@@ -937,8 +899,7 @@ fn consume(
     // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
     // writes (an unaligned tail, a device that refuses O_DIRECT) go through `dst`.
     let mut direct = if is_dev {
-        path.as_deref()
-            .and_then(|p| crate::sys::open_direct(p).ok())
+        path.as_deref().and_then(|p| drives::open_direct(p).ok())
     } else {
         None
     };

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sparsekit_bmap::BmapChoice;
-use sparsekit_flash::{drives, flash, Error, FlashOptions, FlashStatus, HttpOptions, Safety};
+use sparsekit_drives as drives;
+use sparsekit_flash::{flash, Error, FlashOptions, FlashStatus, HttpOptions, Safety};
 use sparsekit_io::Control;
 use sparsekit_testfs::{is_root, pattern, run};
 
@@ -421,7 +422,7 @@ fn root_disk_is_system_and_refused() {
         d.devnum == dev
             || d.partitions
                 .iter()
-                .any(|p| sparsekit_flash::sys::block_devnum(&p.path).ok().flatten() == Some(dev))
+                .any(|p| sparsekit_drives::sys::block_devnum(&p.path).ok().flatten() == Some(dev))
     }) else {
         eprintln!("SKIP root_disk_is_system_and_refused: no whole disk holds / ({dev:?})");
         return;
@@ -658,7 +659,10 @@ fn http_without_ranges_fails_with_offset() {
     assert_eq!(e.offset(), Some(1 << 20), "{e}");
     assert!(e.to_string().contains("range requests"), "{e}");
     assert!(
-        matches!(e, Error::HttpInterrupted { attempts: 5, .. }),
+        matches!(
+            e,
+            Error::Http(sparsekit_http::Error::HttpInterrupted { attempts: 5, .. })
+        ),
         "{e:?}"
     );
     // And a missing file is a plain HTTP error with its status.
@@ -673,10 +677,10 @@ fn http_without_ranges_fails_with_offset() {
     assert!(
         matches!(
             e,
-            Error::Http {
+            Error::Http(sparsekit_http::Error::Http {
                 status: Some(404),
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -765,8 +769,7 @@ fn bmap_parse_honours_abort() {
         ..Default::default()
     };
     let url = srv.url("os.img");
-    let e = sparsekit_flash::remote::bmap_copy(&url, &dst, &copts, &o.http, &mut cancelled())
-        .unwrap_err();
+    let e = sparsekit_flash::bmap_copy(&url, &dst, &copts, &o.http, &mut cancelled()).unwrap_err();
     assert!(matches!(e, Error::Aborted), "{e}");
     assert_eq!(std::fs::read(&dst).unwrap(), b"keep");
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::image;
 use sparsekit_bmap::BmapChoice;
-use sparsekit_flash::{flash, Error, FlashOptions, FlashReport, HttpOptions, HttpStorage};
+use sparsekit_flash::{flash, Error, FlashOptions, FlashReport, HttpOptions};
+use sparsekit_http::HttpStorage;
 use sparsekit_io::{Cancel, Control, Storage};
 
 /// The most any scripted connection streams for (a bound on every endless answer).
@@ -493,7 +494,7 @@ fn resume_answered_with_another_file_is_refused() {
     let st = HttpStorage::open(&srv.url("f"), &http(), Cancel::new()).unwrap();
     let mut buf = vec![0u8; 1000];
     let e = st.read_at(&mut buf, 3 << 20).unwrap_err();
-    let e = sparsekit_flash::remote::error_of_io(e);
+    let e = sparsekit_flash::error_of_io(e);
     assert_eq!(e.code(), "ERR_SPARSEKIT_HTTP_CHANGED", "{e}");
 }
 
@@ -572,7 +573,9 @@ fn abort_is_prompt_whatever_the_server_does() {
     // Random access too.
     let url = srv.url("stall");
     let (took, e) = aborted_after_200ms(|ctl| {
-        HttpStorage::open(&url, &http(), ctl.cancel().clone()).unwrap_err()
+        HttpStorage::open(&url, &http(), ctl.cancel().clone())
+            .unwrap_err()
+            .into()
     });
     assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{e}");
     assert!(took < Duration::from_secs(10), "{took:?}");

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{image, Server};
-use sparsekit_flash::http::proxy_for;
-use sparsekit_flash::{flash, FlashOptions, HttpOptions, HttpStorage};
+use sparsekit_flash::{flash, FlashOptions, HttpOptions};
+use sparsekit_http::proxy_for;
+use sparsekit_http::HttpStorage;
 use sparsekit_io::{Cancel, Control, Storage};
 
 /// A CONNECT-only proxy: records each target and tunnels bytes both ways.

@@ -1,5 +1,5 @@
 //! The macOS side of this crate's `sys` module (the Linux one is sys.rs): drive listing
-//! (macos_drives.rs, whose logic is [`crate::drives::macos`]), device numbers, unmounting
+//! (macos_drives.rs; the logic that uses them is [`crate::macos`]), device numbers, unmounting
 //! and the writer's raw-disk handle, following Apple's headers.
 
 use std::ffi::CString;
@@ -73,4 +73,6 @@ pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> 
 
 #[path = "macos_drives.rs"]
 mod drives_os;
-pub use drives_os::{check_destination, list_drives, mounts, open_direct};
+pub use drives_os::*;
+
+pub use sparsekit_io::sys::open_direct;

@@ -1,35 +1,21 @@
-//! The Windows side of this crate's `sys` module (the Linux one is sys.rs): drive
-//! listing, locking and dismounting volumes, raw disk writes (windows_drives.rs, whose
-//! logic is [`crate::drives::windows`]), and the few calls flashing needs.
+//! The Windows side of this crate's `sys` module (the Linux one is sys.rs): the OS calls
+//! of the drive listing, of locking and dismounting volumes and of raw disk writes
+//! (windows_drives.rs; the logic that uses them is [`crate::windows`]), and the few
+//! calls flashing needs. Nothing here imports the code above it.
 //!
 //! Physical drives are `\\.\PhysicalDriveN` and volumes `\\.\X:` or
 //! `\\?\Volume{GUID}`: paths, not device nodes, so std's metadata says nothing about
-//! them; [`block_devnum`] recognises them by name.
+//! them; [`crate::windows::block_devnum`] recognises them by name.
 
 use std::io;
 use std::path::Path;
 
 #[path = "windows_drives.rs"]
 mod drives_os;
-pub use drives_os::{
-    list_drives, lock_disk_volumes, open_device, system_info, volumes, RawDevice, VolumeLocks,
-};
-
-use crate::drives::windows::{parse_device_path, DevicePath};
+pub use drives_os::*;
 
 /// A device number as `(major, minor)`; on Windows `(N, 0)` for `\\.\PhysicalDriveN`.
 pub type DevNum = (u32, u32);
-
-/// `(N, 0)` for a `\\.\PhysicalDriveN` path (either prefix, any case); `None` for a file
-/// system path. Volumes and other device paths are `Unsupported`: they are devices, but
-/// have no disk number of their own (the refusal checks place them on their disks).
-pub fn block_devnum(path: &Path) -> io::Result<Option<DevNum>> {
-    match parse_device_path(&path.to_string_lossy()) {
-        None => Ok(None),
-        Some(DevicePath::Disk(n)) => Ok(Some((n, 0))),
-        Some(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
-    }
-}
 
 /// No device numbers on Windows: `Unsupported`.
 pub fn file_devnum(_path: &Path) -> io::Result<DevNum> {
@@ -37,7 +23,7 @@ pub fn file_devnum(_path: &Path) -> io::Result<DevNum> {
 }
 
 /// Volumes are not unmounted by mount point on Windows: the writer locks and dismounts
-/// every volume of the disk it opens ([`lock_disk_volumes`]) and keeps them so until done.
+/// every volume of the disk it opens ([`crate::windows::lock_disk_volumes`]) and keeps them so until done.
 /// `Unsupported` here.
 pub fn umount(_target: &Path) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
