@@ -1,6 +1,8 @@
 //! The macOS drive listing's logic, apart from the OS calls (those are in
-//! `sys/macos_drives.rs`, compiled on macOS only): every function here takes names, bytes
-//! and plain values and is tested on every OS.
+//! `sys/macos_drives.rs`, compiled on macOS only, which import nothing from here): every
+//! function here takes names, bytes and plain values and is tested on every OS, except the
+//! `live` part (macOS only: `list_drives`, `check_destination_here`, `open_direct`) that
+//! feeds the logic with the OS calls' answers.
 //!
 //! Without IOKit or DiskArbitration (this crate links only libSystem) a disk's place in
 //! the device tree is unknown: whether it is internal, removable, on USB, or a disk

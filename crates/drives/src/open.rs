@@ -16,7 +16,7 @@ use crate::types::Safety;
 /// `ENOENT` unless `safety.create_files` (never under `/dev`).
 ///
 /// Windows: `\\.\PhysicalDriveN` and volume paths are opened by
-/// [`crate::windows::open_device`] (volumes locked and dismounted for as long as the
+/// `windows::open_device` (volumes locked and dismounted for as long as the
 /// destination lives, sector-aligned unbuffered writes). macOS: `/dev/rdiskN` is opened as
 /// its block node `/dev/diskN` (the raw node, a character device, has no size through
 /// `stat`); the writer then writes aligned chunks through `/dev/rdiskN` ([`open_direct`]).

@@ -1,6 +1,8 @@
 //! The Windows drive listing's logic, apart from the OS calls (those are in
-//! `sys/windows_drives.rs`, compiled on Windows only): every function here takes bytes or
-//! plain values and is tested on every OS.
+//! `sys/windows_drives.rs`, compiled on Windows only, which import nothing from here):
+//! every function here takes bytes or plain values and is tested on every OS, except the
+//! `live` part (Windows only: `list_drives`, `open_device`, ...) that feeds the logic
+//! with the OS calls' answers.
 //!
 //! - [`parse_device_path`]: which paths name a device (`\\.\PhysicalDriveN`,
 //!   `\\?\PhysicalDriveN`, `\\.\X:`, `\\.\Volume{GUID}`), case-insensitive.

@@ -135,7 +135,7 @@ impl Error {
     }
 
     /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`Error::HttpInterrupted`]).
+    /// [`sparsekit_http::Error::HttpInterrupted`]).
     pub fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,

@@ -23,7 +23,7 @@ pub fn file_devnum(_path: &Path) -> io::Result<DevNum> {
 }
 
 /// Volumes are not unmounted by mount point on Windows: the writer locks and dismounts
-/// every volume of the disk it opens ([`crate::windows::lock_disk_volumes`]) and keeps them so until done.
+/// every volume of the disk it opens (`windows::lock_disk_volumes`) and keeps them so until done.
 /// `Unsupported` here.
 pub fn umount(_target: &Path) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
