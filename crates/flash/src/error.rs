@@ -22,8 +22,8 @@ pub enum Error {
         start: u64,
         /// End of the bytes that may have failed.
         end: u64,
-        /// The failed `sync_file_range`.
-        source: IoError,
+        /// The failed `sync_file_range` (boxed: it keeps the error type small).
+        source: Box<IoError>,
     },
     /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
     /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
@@ -235,7 +235,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::WriteFailed { source, .. } => Some(source),
+            Error::WriteFailed { source, .. } => Some(source.as_ref()),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
             Error::Drive(e) => Some(e),
@@ -316,7 +316,10 @@ mod tests {
             path: "/dev/x".into(),
             start: 4096,
             end: 12288,
-            source: IoError::from_errno("sync_file_range", sparsekit_io::errno::EIO),
+            source: Box::new(IoError::from_errno(
+                "sync_file_range",
+                sparsekit_io::errno::EIO,
+            )),
         };
         assert_eq!(e.range(), Some((4096, 8192)));
     }

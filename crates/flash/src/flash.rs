@@ -843,7 +843,7 @@ impl Checks {
                     path,
                     start,
                     end: self.high.max(end),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }
