@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::types::{Drive, Safety};
 
-/// Unmounts the file system mounted at a path ([`sys::umount`], or a test's stand-in).
+/// Unmounts the file system mounted at a path ([`crate::sys::umount`], or a test's stand-in).
 pub type Unmount<'a> = &'a dyn Fn(&Path) -> std::io::Result<()>;
 
 /// The refusal decision once the drive(s) a destination concerns are known, on every OS:

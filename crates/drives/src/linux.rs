@@ -207,7 +207,7 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// [`list`] reading from `roots`.
+/// [`crate::list`] reading from `roots`.
 pub fn list_with(roots: &Roots) -> Result<Vec<Drive>> {
     let mountinfo = fs::read_to_string(&roots.mountinfo)
         .map_err(|e| sparsekit_io::IoError::new("read", e).with_path(&roots.mountinfo))?;
@@ -342,7 +342,7 @@ pub fn list_with(roots: &Roots) -> Result<Vec<Drive>> {
     Ok(drives)
 }
 
-/// [`check_destination`] reading from `roots`.
+/// [`crate::check_destination`] reading from `roots`.
 pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Result<()> {
     let devnum = match block_devnum(path) {
         Ok(d) => d,

@@ -1,6 +1,6 @@
 //! The Linux-specific calls of this crate: device numbers of paths, unmounting, and
 //! waiting for a written range to reach the drive. Drive
-//! discovery itself reads sysfs and procfs files (see [`crate::drives`]). Other OSes:
+//! discovery itself reads sysfs and procfs files (see [`crate::linux`]). Other OSes:
 //! sys/macos.rs, sys/windows.rs.
 
 use std::ffi::CString;

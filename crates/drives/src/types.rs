@@ -112,7 +112,7 @@ impl Drive {
     }
 }
 
-/// What [`check_destination`] may do about a drive in use.
+/// What [`crate::check_destination`] may do about a drive in use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Safety {
     /// Write even to a system drive or a busy one (no `O_EXCL`). For tools that know

@@ -581,10 +581,10 @@ const SNIFF: usize = 512;
 ///
 /// Dropped connections, time-outs and 5xx/408/429 answers are retried under `opts`'
 /// policy; the whole fetch has `opts.bmap_timeout` (60 s by default) and at most
-/// [`MAX_BMAP`] bytes. A 200 answer that is not a bmap — an HTML page (a "soft 404"),
-/// binary data such as the image itself, anything whose first byte is not `<` — is
+/// `MAX_BMAP` (the bmap crate's `MAX_BMAP_SIZE`) bytes. A 200 answer that is not a bmap —
+/// an HTML page (a "soft 404"), binary data such as the image itself, anything whose first byte is not `<` — is
 /// [`sparsekit_bmap::Error::Invalid`] (`ERR_SPARSEKIT_BMAP_INVALID`) after reading at
-/// most its first [`SNIFF`] bytes: the flash fails rather than go on without the
+/// most its first `SNIFF` (512) bytes: the flash fails rather than go on without the
 /// checksums the server seemed to offer (pass no bmap to flash without it).
 pub fn fetch_bmap(client: &Client, bmap_url: &str, opts: &HttpOptions) -> Result<Option<Vec<u8>>> {
     let deadline = Instant::now() + opts.bmap_timeout;
