@@ -19,7 +19,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
 
 /// `DKIOCISWRITABLE = _IOR('d', 29, uint32_t)` (sys/disk.h): 0 when the medium is
 /// write-protected.
