@@ -56,10 +56,12 @@ mod info;
 pub mod lock;
 mod map;
 mod snapshot;
+mod source;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
 pub mod table;
+mod writer;
 
 pub use bitmap::Bitmap;
 pub use check::{CheckResult, MAX_CHECK_CLUSTERS};
@@ -74,6 +76,11 @@ pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DE
 pub use info::{Info, Qcow2Specific};
 pub use map::{map_json, Allocation, MapEntry};
 pub use snapshot::Snapshot;
+pub use source::{Source, StorageSource};
+pub use writer::{
+    export_stream, import_image, open_backing, write_image, BackingFile, ExportStream,
+    ImportOptions, ImportResult, Layout, WRITE_UNIT,
+};
 
 impl Image {
     /// Read guest bytes at `offset` through the backing chain; the range must lie inside

@@ -28,6 +28,7 @@ use crate::header::{Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY};
 use crate::image::{Image, OpenOptions};
 use crate::BackingPolicy;
 
+pub(crate) use ops::FEATURE_NAMES;
 pub(crate) use refcount::Refcounts;
 
 /// An image opened for editing: the validated reader's view plus its refcounts.

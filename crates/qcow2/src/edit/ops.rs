@@ -751,7 +751,7 @@ impl Default for CreateOptions {
 }
 
 /// qemu's feature-name table (block/qcow2.c, `qcow2_update_header`).
-const FEATURE_NAMES: [(u8, u8, &str); 8] = [
+pub(crate) const FEATURE_NAMES: [(u8, u8, &str); 8] = [
     (0, 0, "dirty bit"),
     (0, 1, "corrupt bit"),
     (0, 2, "external data file"),

@@ -1,0 +1,1209 @@
+//! Writing a qcow2 image from guest data ([`import_image`], [`export_stream`]): any
+//! [`Source`] (a raw file or block device, a qcow2 guest, HTTP storage) into a new image
+//! where holes and all-zero clusters stay unallocated, optionally as an overlay on a
+//! backing image that holds only the clusters that differ from it.
+//!
+//! Two layouts, both reproducible byte for byte:
+//! - **Uncompressed** ([`Layout`]): the source is mapped and scanned first (which clusters
+//!   hold data), then the image is laid out in stream order: header cluster, L1 table,
+//!   refcount table, refcount blocks, L2 tables, data clusters in guest order. Its length
+//!   is known before the first byte, so the same bytes can be streamed
+//!   ([`ExportStream`]) or written to a file ([`import_image`]).
+//! - **Compressed** (zlib = raw deflate with a 4 KiB window as qemu's `-12` window bits,
+//!   or zstd frames): clusters are read and compressed on every core in batches, each
+//!   cluster alone, and written in cluster order after the header cluster, packed byte
+//!   by byte as qemu packs them; the tables follow the data. Compression of one cluster
+//!   does not depend on any other, and placement is decided in cluster order on one
+//!   thread, so the bytes do not depend on the number of threads.
+//!
+//! Crash order: a file is written as a temporary file beside the destination (the
+//! header cluster last), synced and renamed over it, so a failure (a full disk, a
+//! failing source read, an abort) leaves no image, and a crash leaves the old file.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use sparsekit_io::{is_zero, Cancel, Control, FileKind, FileStorage, IoError, Phase, Storage};
+
+use crate::edit::FEATURE_NAMES;
+use crate::error::{refused, Error, Result};
+use crate::header::{
+    CompressionType, EXT_BACKING_FORMAT, EXT_FEATURE_NAMES, MAX_BACKING_NAME, MAX_CLUSTER_BITS,
+    MAX_L1_TABLE_BYTES, MAX_REFCOUNT_TABLE_BYTES, MAX_VIRTUAL_SIZE, MIN_CLUSTER_BITS,
+    MIN_CLUSTER_BITS_EXTENDED_L2,
+};
+use crate::image::{path_combine, Image, OpenOptions};
+use crate::source::{cluster_runs, merge, Source, StorageSource};
+use crate::table::{COMPRESSED_SECTOR, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
+
+/// Bytes read per unit of work (one thread reads, scans and compresses one unit).
+pub const WRITE_UNIT: u64 = 4 << 20;
+/// Refcounts are 16 bits wide (refcount_order 4, qemu's default).
+const REFCOUNT_BYTES: u64 = 2;
+/// The largest 16-bit refcount.
+const MAX_REFCOUNT: u32 = 0xffff;
+/// Extended L2: every subcluster allocated (bits 0..31 of the bitmap).
+const EXT_ALL_ALLOCATED: u64 = 0xffff_ffff;
+/// Extended L2: every subcluster reads as zeros (bits 32..63 of the bitmap).
+const EXT_ALL_ZERO: u64 = 0xffff_ffff << 32;
+
+/// The backing file an overlay names in its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackingFile {
+    /// The name stored in the header (relative names are relative to the image's folder).
+    pub file: String,
+    /// `qcow2` or `raw`.
+    pub format: String,
+}
+
+/// Options of [`import_image`] and [`export_stream`], named as `qemu-img convert -o`
+/// names them.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Cluster size, a power of two from 512 bytes to 2 MiB (default 64 KiB).
+    pub cluster_size: u64,
+    /// `compat=0.10` (version 2) instead of `1.1` (version 3).
+    pub compat_v2: bool,
+    /// Extended L2 entries (version 3, clusters of 16 KiB or more).
+    pub extended_l2: bool,
+    /// Compress every cluster that shrinks (`None`: uncompressed). zstd needs version 3.
+    pub compression: Option<CompressionType>,
+    /// Write an overlay on this backing file: clusters equal to its data stay unallocated.
+    pub backing: Option<BackingFile>,
+    /// Threads reading and compressing (0: one per core). The output does not depend on it.
+    pub threads: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            cluster_size: 65536,
+            compat_v2: false,
+            extended_l2: false,
+            compression: None,
+            backing: None,
+            threads: 0,
+        }
+    }
+}
+
+/// What [`import_image`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportResult {
+    /// The virtual size (the source's size rounded up to 512 bytes).
+    pub size: u64,
+    /// Bytes of the image file.
+    pub file_size: u64,
+    /// Guest clusters stored uncompressed.
+    pub data_clusters: u64,
+    /// Guest clusters stored compressed.
+    pub compressed_clusters: u64,
+    /// Guest clusters stored as zero clusters (over a backing file that has data there).
+    pub zero_clusters: u64,
+}
+
+/// The shape of the image: sizes derived from the options and the virtual size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub bits: u32,
+    pub cs: u64,
+    pub v3: bool,
+    pub ext: bool,
+    pub size: u64,
+    pub clusters: u64,
+    pub per_l2: u64,
+    pub l1_size: u64,
+    pub l1_clusters: u64,
+}
+
+impl Geometry {
+    /// Validate `o` for a source of `source_size` bytes.
+    pub(crate) fn new(o: &ImportOptions, source_size: u64) -> Result<Geometry> {
+        let cs = o.cluster_size;
+        if !cs.is_power_of_two() || !(1 << MIN_CLUSTER_BITS..=1 << MAX_CLUSTER_BITS).contains(&cs) {
+            return Err(refused(format!(
+                "cluster size {cs} is not a power of two from 512 bytes to 2 MiB"
+            )));
+        }
+        let bits = cs.trailing_zeros();
+        if o.compat_v2 && o.extended_l2 {
+            return Err(refused("extended L2 entries need compat 1.1 (version 3)"));
+        }
+        if o.compat_v2 && o.compression == Some(CompressionType::Zstd) {
+            return Err(refused(
+                "zstd compression needs compat 1.1 (version 3): version 2 has no compression type field",
+            ));
+        }
+        if o.extended_l2 && bits < MIN_CLUSTER_BITS_EXTENDED_L2 {
+            return Err(refused("extended L2 needs clusters of 16 KiB or more"));
+        }
+        if let Some(b) = &o.backing {
+            if b.file.is_empty()
+                || b.file.contains('\0')
+                || b.file.len() > MAX_BACKING_NAME as usize
+            {
+                return Err(refused(format!(
+                    "backing file name {} is empty, longer than {MAX_BACKING_NAME} bytes or holds a NUL byte",
+                    crate::error::quoted(&b.file)
+                )));
+            }
+            if b.format != "qcow2" && b.format != "raw" {
+                return Err(refused(format!(
+                    "backing format {} is not qcow2 or raw",
+                    crate::error::quoted(&b.format)
+                )));
+            }
+        }
+        let size = source_size.div_ceil(512) * 512;
+        if size > MAX_VIRTUAL_SIZE {
+            return Err(refused(format!(
+                "the source has {source_size} bytes, more than a qcow2 image holds"
+            )));
+        }
+        let entry = if o.extended_l2 { 16 } else { 8 };
+        let per_l2 = cs / entry;
+        let clusters = size.div_ceil(cs);
+        let l1_size = clusters.div_ceil(per_l2);
+        if l1_size * 8 > MAX_L1_TABLE_BYTES {
+            return Err(refused(format!(
+                "a virtual size of {size} bytes needs an L1 table of {l1_size} entries, more than the limit of {} MiB; use larger clusters",
+                MAX_L1_TABLE_BYTES >> 20
+            )));
+        }
+        Ok(Geometry {
+            bits,
+            cs,
+            v3: !o.compat_v2,
+            ext: o.extended_l2,
+            size,
+            clusters,
+            per_l2,
+            l1_size,
+            l1_clusters: (l1_size * 8).div_ceil(cs).max(1),
+        })
+    }
+
+    fn entry_size(&self) -> usize {
+        if self.ext {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// Refcount blocks and refcount table clusters that count `others` clusters and
+    /// themselves (qemu's fixed point in `qcow2_refcount_metadata_size`).
+    pub(crate) fn refcount_clusters(&self, others: u64) -> Result<(u64, u64)> {
+        let per_block = self.cs / REFCOUNT_BYTES;
+        let per_table = self.cs / 8;
+        let (mut blocks, mut table) = (0u64, 0u64);
+        loop {
+            let b = (others + blocks + table).div_ceil(per_block);
+            let t = b.div_ceil(per_table);
+            if (b, t) == (blocks, table) {
+                break;
+            }
+            (blocks, table) = (b, t);
+        }
+        if table * self.cs > MAX_REFCOUNT_TABLE_BYTES {
+            return Err(refused(format!(
+                "the image needs a refcount table of {} bytes, more than {MAX_REFCOUNT_TABLE_BYTES}; use larger clusters",
+                table * self.cs
+            )));
+        }
+        Ok((blocks, table.max(1)))
+    }
+
+    /// The header cluster.
+    pub(crate) fn header(
+        &self,
+        o: &ImportOptions,
+        l1_offset: u64,
+        rt_offset: u64,
+        rt_clusters: u64,
+    ) -> Result<Vec<u8>> {
+        let hlen: usize = if self.v3 { 112 } else { 72 };
+        let mut b = vec![0u8; hlen];
+        b[0..4].copy_from_slice(b"QFI\xfb");
+        b[4..8].copy_from_slice(&(if self.v3 { 3u32 } else { 2 }).to_be_bytes());
+        b[20..24].copy_from_slice(&self.bits.to_be_bytes());
+        b[24..32].copy_from_slice(&self.size.to_be_bytes());
+        b[36..40].copy_from_slice(&(self.l1_size as u32).to_be_bytes());
+        b[40..48].copy_from_slice(&l1_offset.to_be_bytes());
+        b[48..56].copy_from_slice(&rt_offset.to_be_bytes());
+        b[56..60].copy_from_slice(&(rt_clusters as u32).to_be_bytes());
+        if self.v3 {
+            let mut incompat: u64 = 0;
+            if self.ext {
+                incompat |= crate::header::INCOMPAT_EXTENDED_L2;
+            }
+            if o.compression == Some(CompressionType::Zstd) {
+                incompat |= crate::header::INCOMPAT_COMPRESSION;
+                b[104] = 1;
+            }
+            b[72..80].copy_from_slice(&incompat.to_be_bytes());
+            b[96..100].copy_from_slice(&4u32.to_be_bytes());
+            b[100..104].copy_from_slice(&112u32.to_be_bytes());
+        }
+        let ext = |b: &mut Vec<u8>, kind: u32, data: &[u8]| {
+            b.extend_from_slice(&kind.to_be_bytes());
+            b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            b.extend_from_slice(data);
+            b.resize(b.len().div_ceil(8) * 8, 0);
+        };
+        if let Some(bf) = &o.backing {
+            ext(&mut b, EXT_BACKING_FORMAT, bf.format.as_bytes());
+        }
+        // As qemu: no feature-name table with clusters of 4 KiB and below.
+        if self.v3 && self.cs > 4096 {
+            let mut t = Vec::new();
+            for (kind, bit, name) in FEATURE_NAMES {
+                let mut e = [0u8; 48];
+                e[0] = kind;
+                e[1] = bit;
+                e[2..2 + name.len()].copy_from_slice(name.as_bytes());
+                t.extend_from_slice(&e);
+            }
+            ext(&mut b, EXT_FEATURE_NAMES, &t);
+        }
+        b.extend_from_slice(&[0u8; 8]);
+        if let Some(bf) = &o.backing {
+            let at = b.len() as u64;
+            b.extend_from_slice(bf.file.as_bytes());
+            b[8..16].copy_from_slice(&at.to_be_bytes());
+            b[16..20].copy_from_slice(&(bf.file.len() as u32).to_be_bytes());
+        }
+        if b.len() as u64 > self.cs {
+            return Err(refused(format!(
+                "the header, its extensions and the backing file name need {} bytes, more than one cluster ({} bytes)",
+                b.len(),
+                self.cs
+            )));
+        }
+        b.resize(self.cs as usize, 0);
+        Ok(b)
+    }
+
+    /// One L2 table's bytes from its entries `(index in table, entry, bitmap)`.
+    fn l2_table(&self, entries: impl Iterator<Item = (u64, u64, u64)>) -> Vec<u8> {
+        let mut t = vec![0u8; self.cs as usize];
+        let w = self.entry_size();
+        for (i, e, bm) in entries {
+            let at = i as usize * w;
+            t[at..at + 8].copy_from_slice(&e.to_be_bytes());
+            if self.ext {
+                t[at + 8..at + 16].copy_from_slice(&bm.to_be_bytes());
+            }
+        }
+        t
+    }
+
+    /// The L2 entry and bitmap of a data cluster at host offset `host`.
+    fn data_entry(&self, host: u64) -> (u64, u64) {
+        (
+            host | OFLAG_COPIED,
+            if self.ext { EXT_ALL_ALLOCATED } else { 0 },
+        )
+    }
+
+    /// The L2 entry and bitmap of a zero cluster without a host cluster.
+    fn zero_entry(&self) -> (u64, u64) {
+        if self.ext {
+            (0, EXT_ALL_ZERO)
+        } else {
+            (OFLAG_ZERO, 0)
+        }
+    }
+
+    /// A refcount block: the refcounts of clusters `k * per_block ..`.
+    fn refblock(&self, k: u64, count: impl Fn(u64) -> u32) -> Vec<u8> {
+        let per = self.cs / REFCOUNT_BYTES;
+        let mut b = vec![0u8; self.cs as usize];
+        for i in 0..per {
+            let c = count(k * per + i);
+            if c != 0 {
+                let at = (i * REFCOUNT_BYTES) as usize;
+                b[at..at + 2].copy_from_slice(&(c as u16).to_be_bytes());
+            }
+        }
+        b
+    }
+
+    /// A refcount table pointing at `blocks` refcount blocks from cluster `first`.
+    fn reftable(&self, clusters: u64, first: u64, blocks: u64) -> Vec<u8> {
+        let mut t = vec![0u8; (clusters * self.cs) as usize];
+        for k in 0..blocks {
+            let at = (k * 8) as usize;
+            t[at..at + 8].copy_from_slice(&((first + k) * self.cs).to_be_bytes());
+        }
+        t
+    }
+}
+
+/// What one guest cluster becomes.
+#[derive(Debug)]
+pub(crate) enum Cell {
+    /// Data, stored uncompressed (the bytes when they are kept).
+    Data(Option<Vec<u8>>),
+    /// Stored compressed.
+    Compressed(Vec<u8>),
+    /// A zero cluster (the backing file has data there).
+    Zero,
+}
+
+/// Compress one cluster as qemu does; `None` when it does not shrink below one cluster
+/// (qemu's limit: the compressed stream must fit in `cluster_size - 1` bytes).
+pub(crate) fn compress_cluster(kind: CompressionType, data: &[u8]) -> Option<Vec<u8>> {
+    let cap = data.len() - 1;
+    match kind {
+        CompressionType::Zlib => {
+            // qemu: deflateInit2(Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+            // Z_DEFAULT_STRATEGY): raw deflate with a 4 KiB window, which its inflater
+            // (window bits -12) requires.
+            let cfg = zlib_rs::DeflateConfig {
+                level: 6,
+                method: zlib_rs::Method::Deflated,
+                window_bits: -12,
+                mem_level: 9,
+                strategy: zlib_rs::Strategy::Default,
+            };
+            let mut out = vec![0u8; cap];
+            let (done, rc) = zlib_rs::compress_slice(&mut out, data, cfg);
+            if rc != zlib_rs::ReturnCode::Ok {
+                return None;
+            }
+            let n = done.len();
+            out.truncate(n);
+            Some(out)
+        }
+        CompressionType::Zstd => {
+            // qemu: one frame at zstd's default level (3).
+            let mut out = vec![0u8; cap];
+            let n = zstd::bulk::compress_to_buffer(data, &mut out, 3).ok()?;
+            out.truncate(n);
+            Some(out)
+        }
+    }
+}
+
+/// Reading guest clusters and deciding what each becomes.
+pub(crate) struct Scanner<'a> {
+    pub g: Geometry,
+    pub src: &'a dyn Source,
+    pub backing: Option<&'a dyn Source>,
+    /// Keep the bytes of data clusters (and compress them with this).
+    pub keep: bool,
+    pub compression: Option<CompressionType>,
+}
+
+/// Fill `buf` from `src` at `off`; bytes past its end read as zeros.
+fn read_clipped(src: &dyn Source, buf: &mut [u8], off: u64) -> Result<()> {
+    let size = src.size();
+    let n = if off >= size {
+        0
+    } else {
+        (size - off).min(buf.len() as u64) as usize
+    };
+    if n > 0 {
+        src.read_exact_at(&mut buf[..n], off)?;
+    }
+    buf[n..].fill(0);
+    Ok(())
+}
+
+impl Scanner<'_> {
+    /// The units of work: runs of clusters that may hold data (in the source, or in the
+    /// backing file), each at most [`WRITE_UNIT`] bytes.
+    pub(crate) fn units(&self, ctl: &mut Control<'_>) -> Result<Vec<(u64, u64)>> {
+        let quiet = &mut Control::with_cancel(ctl.cancel().clone());
+        let mut ranges = self.src.data_ranges(quiet)?;
+        if let Some(b) = self.backing {
+            ranges.extend(b.data_ranges(quiet)?);
+            ranges = merge(ranges);
+        }
+        let per = (WRITE_UNIT / self.g.cs).max(1);
+        let mut units = Vec::new();
+        for (first, n) in cluster_runs(&ranges, self.g.bits) {
+            let end = (first + n).min(self.g.clusters);
+            let mut c = first;
+            while c < end {
+                let k = (end - c).min(per);
+                units.push((c, k));
+                c += k;
+            }
+        }
+        Ok(units)
+    }
+
+    /// What each cluster of a unit becomes (clusters that stay unallocated left out).
+    pub(crate) fn scan(&self, (first, n): (u64, u64), cancel: &Cancel) -> Result<Vec<(u64, Cell)>> {
+        cancel.check()?;
+        let cs = self.g.cs as usize;
+        let mut buf = vec![0u8; n as usize * cs];
+        read_clipped(self.src, &mut buf, first * self.g.cs)?;
+        let base = match self.backing {
+            Some(b) => {
+                let mut bb = vec![0u8; buf.len()];
+                read_clipped(b, &mut bb, first * self.g.cs)?;
+                Some(bb)
+            }
+            None => None,
+        };
+        let mut out = Vec::new();
+        for i in 0..n as usize {
+            let s = &buf[i * cs..(i + 1) * cs];
+            let zero = is_zero(s);
+            let cell = match &base {
+                Some(b) if &b[i * cs..(i + 1) * cs] == s => continue,
+                Some(_) if zero && self.g.v3 => Cell::Zero,
+                Some(_) => Cell::Data(None),
+                None if zero => continue,
+                None => Cell::Data(None),
+            };
+            let cell = match (cell, self.keep) {
+                (Cell::Data(None), true) => {
+                    match self.compression.and_then(|k| compress_cluster(k, s)) {
+                        Some(c) => Cell::Compressed(c),
+                        None => Cell::Data(Some(s.to_vec())),
+                    }
+                }
+                (c, _) => c,
+            };
+            out.push((first + i as u64, cell));
+        }
+        Ok(out)
+    }
+}
+
+/// Run `scanner` over `units` on `pool` in windows, in order, handing each window's cells
+/// to `sink` on the calling thread (which reports progress between windows).
+fn scan_all(
+    scanner: &Scanner<'_>,
+    units: &[(u64, u64)],
+    pool: &rayon::ThreadPool,
+    phase: Phase,
+    ctl: &mut Control<'_>,
+    mut sink: impl FnMut(Vec<(u64, Cell)>) -> Result<()>,
+) -> Result<()> {
+    let total: u64 = units.iter().map(|u| u.1 * scanner.g.cs).sum();
+    let window = pool.current_num_threads().max(1) * 4;
+    let cancel = ctl.cancel().clone();
+    ctl.report(phase, 0, Some(total))?;
+    let mut done = 0u64;
+    let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<(u64, Cell)>>>>(1);
+    // One thread scans the windows (on the pool) while this one writes the previous one.
+    std::thread::scope(|sc| -> Result<()> {
+        let cancel2 = cancel.clone();
+        sc.spawn(move || {
+            for w in units.chunks(window) {
+                let r = pool.install(|| {
+                    w.par_iter()
+                        .map(|&u| scanner.scan(u, &cancel2))
+                        .collect::<Result<Vec<_>>>()
+                });
+                let failed = r.is_err();
+                if tx.send(r).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let r = (|| {
+            for (w, r) in units.chunks(window).zip(rx.iter()) {
+                for cells in r? {
+                    sink(cells)?;
+                }
+                done += w.iter().map(|u| u.1 * scanner.g.cs).sum::<u64>();
+                ctl.report(phase, done, Some(total))?;
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            cancel.cancel();
+        }
+        r
+    })?;
+    ctl.check()?;
+    if total == 0 || done != total {
+        ctl.report(phase, total, Some(total))?;
+    }
+    Ok(())
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    let mut b = rayon::ThreadPoolBuilder::new();
+    if threads > 0 {
+        b = b.num_threads(threads);
+    }
+    b.build().map_err(|e| {
+        Error::Io(IoError::new(
+            "pthread_create",
+            std::io::Error::other(e.to_string()),
+        ))
+    })
+}
+
+/// Guest cluster `c` is stored as data (bit 62 clear) or as a zero cluster (bit 62 set).
+const PLAN_ZERO: u64 = 1 << 62;
+
+/// The uncompressed image laid out in stream order, from the clusters that hold data.
+pub struct Layout {
+    g: Geometry,
+    header: Vec<u8>,
+    /// Guest clusters stored, in order: the index, `| PLAN_ZERO` for zero clusters.
+    plan: Vec<u64>,
+    /// L1 indices that have an L2 table, in order.
+    tables: Vec<u64>,
+    rt_clusters: u64,
+    rb_at: u64,
+    rb_count: u64,
+    l2_at: u64,
+    data_at: u64,
+    data_count: u64,
+    total: u64,
+}
+
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layout")
+            .field("clusters", &self.total)
+            .field("data", &self.data_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Layout {
+    fn new(g: Geometry, o: &ImportOptions, plan: Vec<u64>) -> Result<Layout> {
+        let mut tables: Vec<u64> = plan.iter().map(|&p| (p & !PLAN_ZERO) / g.per_l2).collect();
+        tables.dedup();
+        let data_count = plan.iter().filter(|&&p| p & PLAN_ZERO == 0).count() as u64;
+        let l1_at = 1;
+        let others = 1 + g.l1_clusters + tables.len() as u64 + data_count;
+        let (rb_count, rt_clusters) = g.refcount_clusters(others)?;
+        let rt_at = l1_at + g.l1_clusters;
+        let rb_at = rt_at + rt_clusters;
+        let l2_at = rb_at + rb_count;
+        let data_at = l2_at + tables.len() as u64;
+        let total = data_at + data_count;
+        let header = g.header(o, l1_at * g.cs, rt_at * g.cs, rt_clusters)?;
+        Ok(Layout {
+            g,
+            header,
+            plan,
+            tables,
+            rt_clusters,
+            rb_at,
+            rb_count,
+            l2_at,
+            data_at,
+            data_count,
+            total,
+        })
+    }
+
+    /// Bytes of the image.
+    pub fn len(&self) -> u64 {
+        self.total * self.g.cs
+    }
+
+    /// Whether the image has no bytes (never: there is always a header).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Guest clusters stored as data.
+    pub fn data_clusters(&self) -> u64 {
+        self.data_count
+    }
+
+    /// Guest clusters stored as zero clusters.
+    pub fn zero_clusters(&self) -> u64 {
+        self.plan.len() as u64 - self.data_count
+    }
+
+    fn l1(&self) -> Vec<u8> {
+        let mut b = vec![0u8; (self.g.l1_clusters * self.g.cs) as usize];
+        for (j, &i) in self.tables.iter().enumerate() {
+            let at = (i * 8) as usize;
+            let off = (self.l2_at + j as u64) * self.g.cs;
+            b[at..at + 8].copy_from_slice(&(off | OFLAG_COPIED).to_be_bytes());
+        }
+        b
+    }
+}
+
+/// Where an [`ExportStream`] is.
+enum Part {
+    Header,
+    L1,
+    RefTable,
+    RefBlock(u64),
+    L2 {
+        table: usize,
+        plan: usize,
+        rank: u64,
+    },
+    Data {
+        plan: usize,
+    },
+    Done,
+}
+
+/// The uncompressed image as a stream of bytes in file order (header, L1 table, refcount
+/// table and blocks, L2 tables, data clusters), its length known up front
+/// ([`ExportStream::len`]). Implements [`std::io::Read`]; [`ExportStream::next_chunk`]
+/// gives it in chunks of at most [`WRITE_UNIT`] bytes.
+pub struct ExportStream<S: Source = Box<dyn Source>> {
+    layout: Layout,
+    src: S,
+    part: Part,
+    pos: u64,
+    pending: Vec<u8>,
+    pending_at: usize,
+}
+
+impl<S: Source> std::fmt::Debug for ExportStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportStream")
+            .field("layout", &self.layout)
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Source> ExportStream<S> {
+    /// Bytes the stream produces in all.
+    pub fn len(&self) -> u64 {
+        self.layout.len()
+    }
+
+    /// Whether the stream produces no bytes (never).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Bytes produced so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The next bytes of the image (`None` at the end).
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let chunk = self.produce()?;
+        if let Some(c) = &chunk {
+            self.pos += c.len() as u64;
+        }
+        Ok(chunk)
+    }
+
+    fn produce(&mut self) -> Result<Option<Vec<u8>>> {
+        let l = &self.layout;
+        let g = l.g;
+        loop {
+            match &mut self.part {
+                Part::Header => {
+                    self.part = Part::L1;
+                    return Ok(Some(l.header.clone()));
+                }
+                Part::L1 => {
+                    self.part = Part::RefTable;
+                    return Ok(Some(l.l1()));
+                }
+                Part::RefTable => {
+                    self.part = Part::RefBlock(0);
+                    return Ok(Some(g.reftable(l.rt_clusters, l.rb_at, l.rb_count)));
+                }
+                Part::RefBlock(k) => {
+                    if *k >= l.rb_count {
+                        self.part = Part::L2 {
+                            table: 0,
+                            plan: 0,
+                            rank: 0,
+                        };
+                        continue;
+                    }
+                    let b = g.refblock(*k, |c| u32::from(c < l.total));
+                    *k += 1;
+                    return Ok(Some(b));
+                }
+                Part::L2 { table, plan, rank } => {
+                    let Some(&l1i) = l.tables.get(*table) else {
+                        self.part = Part::Data { plan: 0 };
+                        continue;
+                    };
+                    let mut entries = Vec::new();
+                    while let Some(&p) = l.plan.get(*plan) {
+                        let c = p & !PLAN_ZERO;
+                        if c / g.per_l2 != l1i {
+                            break;
+                        }
+                        let i = c % g.per_l2;
+                        let (e, bm) = if p & PLAN_ZERO != 0 {
+                            g.zero_entry()
+                        } else {
+                            let host = (l.data_at + *rank) * g.cs;
+                            *rank += 1;
+                            g.data_entry(host)
+                        };
+                        entries.push((i, e, bm));
+                        *plan += 1;
+                    }
+                    *table += 1;
+                    return Ok(Some(g.l2_table(entries.into_iter())));
+                }
+                Part::Data { plan } => {
+                    // Skip zero clusters; then a run of consecutive guest clusters.
+                    while l.plan.get(*plan).is_some_and(|&p| p & PLAN_ZERO != 0) {
+                        *plan += 1;
+                    }
+                    let Some(&first) = l.plan.get(*plan) else {
+                        self.part = Part::Done;
+                        continue;
+                    };
+                    let max = (WRITE_UNIT / g.cs).max(1);
+                    let mut n = 1;
+                    while n < max && l.plan.get(*plan + n as usize) == Some(&(first + n)) {
+                        n += 1;
+                    }
+                    *plan += n as usize;
+                    let mut buf = vec![0u8; (n * g.cs) as usize];
+                    read_clipped(&self.src, &mut buf, first * g.cs)?;
+                    return Ok(Some(buf));
+                }
+                Part::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+impl<S: Source> std::io::Read for ExportStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending_at >= self.pending.len() {
+            match self.next_chunk() {
+                Ok(Some(c)) => {
+                    self.pending = c;
+                    self.pending_at = 0;
+                }
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.pending_at);
+        buf[..n].copy_from_slice(&self.pending[self.pending_at..self.pending_at + n]);
+        self.pending_at += n;
+        Ok(n)
+    }
+}
+
+/// Map and scan `src` (reporting [`Phase::Map`] over the bytes that may hold data) and lay
+/// the uncompressed image out.
+fn plan(
+    src: &dyn Source,
+    backing: Option<&dyn Source>,
+    o: &ImportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<Layout> {
+    let g = Geometry::new(o, src.size())?;
+    let scanner = Scanner {
+        g,
+        src,
+        backing,
+        keep: false,
+        compression: None,
+    };
+    let units = scanner.units(ctl)?;
+    let pool = pool(o.threads)?;
+    let mut plan = Vec::new();
+    scan_all(&scanner, &units, &pool, Phase::Map, ctl, |cells| {
+        plan.extend(cells.into_iter().map(|(c, cell)| match cell {
+            Cell::Zero => c | PLAN_ZERO,
+            _ => c,
+        }));
+        Ok(())
+    })?;
+    Layout::new(g, o, plan)
+}
+
+/// The uncompressed image of `src` as a stream with its length known up front: the source
+/// is mapped and scanned first ([`Phase::Map`]), then read again as the stream is read.
+/// The bytes are those [`import_image`] writes with the same options. `backing` is the
+/// opened backing image named by `o.backing` (clusters equal to its data are left out).
+pub fn export_stream(
+    src: Box<dyn Source>,
+    backing: Option<&dyn Source>,
+    o: &ImportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ExportStream> {
+    if o.compression.is_some() {
+        return Err(refused(
+            "a compressed image cannot be streamed with its length known up front; export uncompressed, or import to a file",
+        ));
+    }
+    if o.backing.is_some() != backing.is_some() {
+        return Err(refused(
+            "a backing file name needs the opened backing image, and the other way round",
+        ));
+    }
+    let layout = plan(&*src, backing, o, ctl)?;
+    Ok(ExportStream {
+        layout,
+        src,
+        part: Part::Header,
+        pos: 0,
+        pending: Vec::new(),
+        pending_at: 0,
+    })
+}
+
+/// Open the backing file `b` as [`import_image`] does for an image at `dst` (relative
+/// names are relative to `dst`'s folder; a qcow2 backing file's own chain is followed).
+pub fn open_backing(dst: &Path, b: &BackingFile) -> Result<Box<dyn Source>> {
+    let full = path_combine(&dst.to_string_lossy(), &b.file);
+    let p = Path::new(&full);
+    let refuse = |detail: String| Error::Backing {
+        path: Some(dst.to_path_buf()),
+        name: b.file.clone(),
+        detail,
+    };
+    if crate::image::has_protocol(&b.file) {
+        return Err(refuse(
+            "protocol-style names (json:, nbd:, ...) are refused".into(),
+        ));
+    }
+    match b.format.as_str() {
+        "qcow2" => Ok(Box::new(
+            Image::open(p, &OpenOptions::default())
+                .map_err(|e| refuse(format!("opening it as qcow2 failed: {e}")))?,
+        )),
+        "raw" => Ok(Box::new(
+            StorageSource::open(p).map_err(|e| refuse(format!("opening it failed: {e}")))?,
+        )),
+        f => Err(refuse(format!(
+            "backing format {} is not qcow2 or raw",
+            crate::error::quoted(f)
+        ))),
+    }
+}
+
+/// Write the image of `src` into `out` (empty), the header cluster last. Reports
+/// [`Phase::Map`] (scanning) and [`Phase::Write`].
+pub fn write_image(
+    src: &dyn Source,
+    backing: Option<&dyn Source>,
+    out: &dyn Storage,
+    o: &ImportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ImportResult> {
+    if o.backing.is_some() != backing.is_some() {
+        return Err(refused(
+            "a backing file name needs the opened backing image, and the other way round",
+        ));
+    }
+    match o.compression {
+        None => write_uncompressed(src, backing, out, o, ctl),
+        Some(k) => write_compressed(src, backing, out, o, k, ctl),
+    }
+}
+
+fn write_uncompressed(
+    src: &dyn Source,
+    backing: Option<&dyn Source>,
+    out: &dyn Storage,
+    o: &ImportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ImportResult> {
+    let layout = plan(src, backing, o, ctl)?;
+    let total = layout.len();
+    let result = ImportResult {
+        size: layout.g.size,
+        file_size: total,
+        data_clusters: layout.data_count,
+        compressed_clusters: 0,
+        zero_clusters: layout.zero_clusters(),
+    };
+    let cancel = ctl.cancel().clone();
+    ctl.report(Phase::Write, 0, Some(total))?;
+    let header = layout.header.clone();
+    std::thread::scope(|sc| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(4);
+        let cancel2 = cancel.clone();
+        sc.spawn(move || {
+            let mut s = ExportStream {
+                layout,
+                src,
+                part: Part::Header,
+                pos: 0,
+                pending: Vec::new(),
+                pending_at: 0,
+            };
+            loop {
+                if cancel2.is_cancelled() {
+                    break;
+                }
+                let r = s.next_chunk();
+                let end = !matches!(r, Ok(Some(_)));
+                let msg = match r {
+                    Ok(Some(c)) => Ok(c),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                if tx.send(msg).is_err() || end {
+                    break;
+                }
+            }
+        });
+        let mut pos = 0u64;
+        let r = (|| -> Result<()> {
+            for chunk in rx.iter() {
+                let chunk = chunk?;
+                // The header cluster is written last: until then the file is no image.
+                if pos == 0 {
+                    out.write_all_at(&vec![0u8; chunk.len()], 0)?;
+                } else {
+                    out.write_all_at(&chunk, pos)?;
+                }
+                pos += chunk.len() as u64;
+                ctl.report(Phase::Write, pos, Some(total))?;
+            }
+            ctl.check()?;
+            if pos != total {
+                return Err(Error::Aborted);
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            cancel.cancel();
+        }
+        r
+    })?;
+    out.flush()?;
+    out.write_all_at(&header, 0)?;
+    Ok(result)
+}
+
+/// Places compressed streams and data clusters in cluster order, as qemu packs them: a
+/// compressed stream goes on from the end of the previous one while it fits in that
+/// host cluster (or spans into the next when that cluster is the last one), data
+/// clusters take the next free cluster.
+struct Packer {
+    cs: u64,
+    /// The next free cluster.
+    next: u64,
+    /// Where the next compressed stream may start (0: no open cluster).
+    cpos: u64,
+    refcounts: Vec<u32>,
+}
+
+impl Packer {
+    fn bump(&mut self, c: u64) {
+        let c = c as usize;
+        if self.refcounts.len() <= c {
+            self.refcounts.resize(c + 1, 0);
+        }
+        self.refcounts[c] += 1;
+    }
+
+    fn data(&mut self) -> u64 {
+        let c = self.next;
+        self.next += 1;
+        self.bump(c);
+        c * self.cs
+    }
+
+    fn compressed(&mut self, len: u64) -> u64 {
+        let cs = self.cs;
+        let open = self.cpos / cs;
+        let full = self.cpos != 0
+            && self
+                .refcounts
+                .get(open as usize)
+                .is_some_and(|&r| r >= MAX_REFCOUNT);
+        let off = if self.cpos != 0
+            && !full
+            && (self.cpos + len <= (open + 1) * cs || open + 1 == self.next)
+        {
+            self.cpos
+        } else {
+            self.next * cs
+        };
+        let end = off + len;
+        self.next = self.next.max(end.div_ceil(cs));
+        // Refcounts per host cluster the sector-rounded range touches (as qemu counts).
+        let first = (off & !(COMPRESSED_SECTOR - 1)) / cs;
+        let last = (end.div_ceil(COMPRESSED_SECTOR) * COMPRESSED_SECTOR - 1) / cs;
+        for c in first..=last {
+            self.bump(c);
+        }
+        self.cpos = if end % cs == 0 { 0 } else { end };
+        off
+    }
+}
+
+/// The compressed L2 entry of `len` bytes at host byte `off`.
+fn compressed_entry(bits: u32, off: u64, len: u64) -> u64 {
+    let x = 62 - (bits - 8);
+    let sectors = ((off & (COMPRESSED_SECTOR - 1)) + len).div_ceil(COMPRESSED_SECTOR);
+    OFLAG_COMPRESSED | ((sectors - 1) << x) | off
+}
+
+fn write_compressed(
+    src: &dyn Source,
+    backing: Option<&dyn Source>,
+    out: &dyn Storage,
+    o: &ImportOptions,
+    kind: CompressionType,
+    ctl: &mut Control<'_>,
+) -> Result<ImportResult> {
+    let g = Geometry::new(o, src.size())?;
+    // Options that fail only at the end (a backing name too long for the header) are
+    // refused before anything is written.
+    g.header(o, 0, 0, 1)?;
+    let scanner = Scanner {
+        g,
+        src,
+        backing,
+        keep: true,
+        compression: Some(kind),
+    };
+    let units = scanner.units(ctl)?;
+    let pool = pool(o.threads)?;
+    let mut p = Packer {
+        cs: g.cs,
+        next: 1,
+        cpos: 0,
+        refcounts: vec![1],
+    };
+    let mut entries: Vec<(u64, u64, u64)> = Vec::new();
+    let mut r = ImportResult {
+        size: g.size,
+        ..ImportResult::default()
+    };
+    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |cells| {
+        for (c, cell) in cells {
+            let (e, bm) = match cell {
+                Cell::Zero => {
+                    r.zero_clusters += 1;
+                    g.zero_entry()
+                }
+                Cell::Compressed(b) => {
+                    let off = p.compressed(b.len() as u64);
+                    out.write_all_at(&b, off)?;
+                    r.compressed_clusters += 1;
+                    (compressed_entry(g.bits, off, b.len() as u64), 0)
+                }
+                Cell::Data(b) => {
+                    let off = p.data();
+                    let b = b.expect("kept");
+                    out.write_all_at(&b, off)?;
+                    r.data_clusters += 1;
+                    g.data_entry(off)
+                }
+            };
+            entries.push((c, e, bm));
+        }
+        Ok(())
+    })?;
+    // The tables after the data: L2 tables, L1 table, refcount table, refcount blocks.
+    let mut tables: Vec<u64> = entries.iter().map(|e| e.0 / g.per_l2).collect();
+    tables.dedup();
+    let l2_at = p.next;
+    let l1_at = l2_at + tables.len() as u64;
+    let rt_at = l1_at + g.l1_clusters;
+    let (rb_count, rt_clusters) = g.refcount_clusters(rt_at)?;
+    let rb_at = rt_at + rt_clusters;
+    let total = rb_at + rb_count;
+    let mut k = 0;
+    let mut l1 = vec![0u8; (g.l1_clusters * g.cs) as usize];
+    for (j, &t) in tables.iter().enumerate() {
+        let start = k;
+        while k < entries.len() && entries[k].0 / g.per_l2 == t {
+            k += 1;
+        }
+        let table = g.l2_table(
+            entries[start..k]
+                .iter()
+                .map(|&(c, e, bm)| (c % g.per_l2, e, bm)),
+        );
+        let at = (l2_at + j as u64) * g.cs;
+        out.write_all_at(&table, at)?;
+        l1[(t * 8) as usize..(t * 8 + 8) as usize]
+            .copy_from_slice(&(at | OFLAG_COPIED).to_be_bytes());
+    }
+    out.write_all_at(&l1, l1_at * g.cs)?;
+    out.write_all_at(&g.reftable(rt_clusters, rb_at, rb_count), rt_at * g.cs)?;
+    let refcount = |c: u64| -> u32 {
+        if c < l2_at {
+            p.refcounts.get(c as usize).copied().unwrap_or(0)
+        } else {
+            u32::from(c < total)
+        }
+    };
+    for b in 0..rb_count {
+        out.write_all_at(&g.refblock(b, refcount), (rb_at + b) * g.cs)?;
+    }
+    ctl.check()?;
+    out.flush()?;
+    let header = g.header(o, l1_at * g.cs, rt_at * g.cs, rt_clusters)?;
+    out.write_all_at(&header, 0)?;
+    r.file_size = total * g.cs;
+    Ok(r)
+}
+
+/// Write the image of `src` to a new regular file at `dst` (replacing one there, which
+/// must not be in use by qemu), written beside it, synced and renamed over it only when
+/// complete: an error (a full disk, a failing read of the source, an abort) leaves the
+/// old file, or none. With `o.backing`, the backing file is opened relative to `dst`'s
+/// folder and clusters equal to its data are left out. Reports [`Phase::Map`],
+/// [`Phase::Write`] and [`Phase::Sync`].
+pub fn import_image(
+    src: &dyn Source,
+    dst: &Path,
+    o: &ImportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ImportResult> {
+    let with_path = |e: Error| e.with_path(Some(dst));
+    Geometry::new(o, src.size()).map_err(with_path)?;
+    let meta = match std::fs::metadata(dst) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::Io(IoError::new("stat", e).with_path(dst))),
+    };
+    if let Some(m) = &meta {
+        let kind = FileKind::of(m);
+        if kind != FileKind::Regular {
+            return Err(with_path(refused(format!(
+                "the destination is a {}; a qcow2 image is written to a regular file",
+                kind.name()
+            ))));
+        }
+    }
+    let _lock = match &meta {
+        Some(_) => crate::lock::ImageLock::acquire(dst, crate::lock::LockMode::Write, false)?,
+        None => None,
+    };
+    let backing = match &o.backing {
+        Some(b) => Some(open_backing(dst, b)?),
+        None => None,
+    };
+    let target = match &meta {
+        Some(_) => std::fs::canonicalize(dst)
+            .map_err(|e| Error::Io(IoError::new("realpath", e).with_path(dst)))?,
+        None => dst.to_path_buf(),
+    };
+    let mut tmp = sparsekit_io::TempBeside::new(&target)?;
+    let file = tmp.take_file().expect("a new temporary file is open");
+    let out = FileStorage::from_file(file, tmp.path())?;
+    let r = write_image(src, backing.as_deref(), &out, o, ctl).map_err(with_path)?;
+    ctl.report(Phase::Sync, 0, Some(1))?;
+    out.flush()?;
+    ctl.report(Phase::Sync, 1, Some(1))?;
+    drop(out);
+    ctl.check()?;
+    tmp.persist(&target, meta.as_ref())?;
+    Ok(r)
+}
