@@ -46,6 +46,7 @@
 
 mod bitmap;
 mod check;
+mod compare;
 mod compress;
 mod convert;
 pub mod edit;
@@ -55,6 +56,7 @@ mod image;
 mod info;
 pub mod lock;
 mod map;
+mod measure;
 mod snapshot;
 mod source;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
@@ -65,6 +67,7 @@ mod writer;
 
 pub use bitmap::Bitmap;
 pub use check::{CheckResult, MAX_CHECK_CLUSTERS};
+pub use compare::{compare, Comparison, COMPARE_CHUNK};
 pub use convert::{convert, ConvertOptions, ConvertResult, CONVERT_CHUNK, ZERO_BLOCK};
 pub use edit::{
     commit, create, create_on, discard_all, get_extension, repair, resize, set_backing,
@@ -75,8 +78,9 @@ pub use header::{CompressionType, CryptMethod, Header};
 pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DEPTH};
 pub use info::{Info, Qcow2Specific};
 pub use map::{map_json, Allocation, MapEntry};
+pub use measure::{measure, Measure, MeasureOptions};
 pub use snapshot::Snapshot;
-pub use source::{Source, StorageSource};
+pub use source::{BlockStatus, Source, StorageSource};
 pub use writer::{
     export_stream, import_image, open_backing, write_image, BackingFile, ExportStream,
     ImportOptions, ImportResult, Layout, WRITE_UNIT,

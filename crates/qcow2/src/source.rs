@@ -10,6 +10,7 @@ use std::path::Path;
 
 use sparsekit_io::{errno, Control, FileKind, FileStorage, IoError, Phase, Storage};
 
+use crate::bitmap::Bitmap;
 use crate::error::{Error, Result};
 use crate::image::Image;
 
@@ -29,6 +30,64 @@ pub trait Source: Send + Sync {
     fn path(&self) -> Option<&Path> {
         None
     }
+
+    /// What each range of the guest is, as qemu's block status through the whole chain
+    /// reports it (what `qemu-img measure` and `compare` walk): covers `[0, size)` in
+    /// order. By default from [`Source::data_ranges`] as a raw file reports it (every
+    /// byte allocated; data ranges `data`, the rest `zero`).
+    fn block_status(&self, ctl: &mut Control<'_>) -> Result<Vec<BlockStatus>> {
+        let size = self.size();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for (s, l) in self.data_ranges(ctl)? {
+            if s > pos {
+                out.push(BlockStatus::raw(pos, s - pos, false));
+            }
+            out.push(BlockStatus::raw(s, l, true));
+            pos = s + l;
+        }
+        if pos < size {
+            out.push(BlockStatus::raw(pos, size - pos, false));
+        }
+        Ok(out)
+    }
+
+    /// Persistent dirty bitmaps, for a source that can have them (a qcow2 image; `None`
+    /// for the others).
+    fn persistent_bitmaps(&self) -> Result<Option<Vec<Bitmap>>> {
+        Ok(None)
+    }
+}
+
+/// The status of a range of guest bytes (qemu's `BDRV_BLOCK_*` flags that matter here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockStatus {
+    /// Guest offset.
+    pub start: u64,
+    /// Bytes.
+    pub length: u64,
+    /// Allocated in some layer (a raw file: always).
+    pub allocated: bool,
+    /// Reads as zeros (known without reading).
+    pub zero: bool,
+    /// Has data.
+    pub data: bool,
+    /// Has a host offset (qemu's `OFFSET_VALID`: raw files always, qcow2 data not
+    /// compressed).
+    pub offset_valid: bool,
+}
+
+impl BlockStatus {
+    fn raw(start: u64, length: u64, data: bool) -> BlockStatus {
+        BlockStatus {
+            start,
+            length,
+            allocated: true,
+            zero: !data,
+            data,
+            offset_valid: true,
+        }
+    }
 }
 
 /// `&S` and `Box<S>` are sources too.
@@ -46,6 +105,12 @@ macro_rules! forward {
             }
             fn path(&self) -> Option<&Path> {
                 (**self).path()
+            }
+            fn block_status(&self, ctl: &mut Control<'_>) -> Result<Vec<BlockStatus>> {
+                (**self).block_status(ctl)
+            }
+            fn persistent_bitmaps(&self) -> Result<Option<Vec<Bitmap>>> {
+                (**self).persistent_bitmaps()
             }
         }
     )*};
@@ -74,6 +139,27 @@ impl Source for Image {
 
     fn path(&self) -> Option<&Path> {
         Image::path(self)
+    }
+
+    fn block_status(&self, ctl: &mut Control<'_>) -> Result<Vec<BlockStatus>> {
+        Ok(self
+            .map(ctl)?
+            .iter()
+            .map(|e| BlockStatus {
+                start: e.start,
+                length: e.length,
+                allocated: e.present,
+                zero: e.zero,
+                data: e.data,
+                offset_valid: e.offset.is_some(),
+            })
+            .collect())
+    }
+
+    fn persistent_bitmaps(&self) -> Result<Option<Vec<Bitmap>>> {
+        let (b, _) = crate::bitmap::read_bitmaps(self.storage(), &self.header, self.file_size)
+            .map_err(|e| self.err(e))?;
+        Ok(Some(b))
     }
 }
 

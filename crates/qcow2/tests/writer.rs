@@ -460,3 +460,127 @@ fn reads_back_through_our_reader() {
         assert_eq!((chk.corruptions, chk.leaks), (0, 0), "{c:?}");
     }
 }
+
+/// A raw file or a qcow2 image (with its chain) as a source.
+fn open_source(dir: &Path, name: &str) -> Box<dyn Source> {
+    let p = dir.join(name);
+    match Image::open(&p, &OpenOptions::default()) {
+        Ok(i) => Box::new(i),
+        Err(_) => Box::new(StorageSource::open(&p).unwrap()),
+    }
+}
+
+#[test]
+fn measure_equals_qemu_img() {
+    let Some(d) = qemu_folder() else { return };
+    let dir = d.path();
+    make_raw(dir, "src.raw");
+    sh(
+        dir,
+        "truncate -s 10M a.raw && printf x | dd of=a.raw bs=1 seek=70005 conv=notrunc 2>/dev/null \
+         && qemu-img convert -O qcow2 src.raw s.qcow2 \
+         && qemu-img create -q -f qcow2 -b s.qcow2 -F qcow2 top.qcow2 6M \
+         && qemu-io -f qcow2 -c 'write -P 4 5M 100k' -c 'write -z 0 1M' top.qcow2 \
+         && qemu-img convert -c -O qcow2 src.raw c.qcow2 \
+         && qemu-img bitmap --add c.qcow2 b0 && qemu-img bitmap --add -g 4096 c.qcow2 bitmap-long-name \
+         && truncate -s 0 empty.raw",
+    );
+    let cases: &[(&str, &str, MeasureOptionsT)] = &[
+        ("", "", (65536, false, false, false)),
+        ("-o cluster_size=512", "", (512, false, false, false)),
+        ("-o cluster_size=2M", "", (2 << 20, false, false, false)),
+        ("-o compat=0.10", "", (65536, true, false, false)),
+        (
+            "-o extended_l2=on,cluster_size=1M",
+            "",
+            (1 << 20, false, true, false),
+        ),
+        (
+            "-o backing_file=a.raw,backing_fmt=raw",
+            "",
+            (65536, false, false, true),
+        ),
+    ];
+    for src in [
+        "src.raw",
+        "a.raw",
+        "s.qcow2",
+        "top.qcow2",
+        "c.qcow2",
+        "empty.raw",
+    ] {
+        for (qopts, _, (cs, v2, ext, backing)) in cases {
+            let theirs = sh(
+                dir,
+                &format!("qemu-img measure --output=json -O qcow2 {qopts} {src}"),
+            );
+            let s = open_source(dir, src);
+            let o = sparsekit_qcow2::MeasureOptions {
+                cluster_size: *cs,
+                compat_v2: *v2,
+                extended_l2: *ext,
+                backing: *backing,
+            };
+            let ours = sparsekit_qcow2::measure(&*s, &o, &mut Control::none()).unwrap();
+            assert_eq!(ours.to_json(), theirs, "{src} {qopts}");
+        }
+    }
+}
+
+type MeasureOptionsT = (u64, bool, bool, bool);
+
+#[test]
+fn compare_agrees_with_qemu_img() {
+    let Some(d) = qemu_folder() else { return };
+    let dir = d.path();
+    sh(
+        dir,
+        "truncate -s 10M a.raw && printf x | dd of=a.raw bs=1 seek=70005 conv=notrunc 2>/dev/null \
+         && cp a.raw b.raw && printf y | dd of=b.raw bs=1 seek=3000000 conv=notrunc 2>/dev/null \
+         && cp a.raw m.raw && printf y | dd of=m.raw bs=1 seek=71000 conv=notrunc 2>/dev/null \
+         && truncate -s 10M e.raw && truncate -s 12M big0.raw \
+         && cp a.raw bigz.raw && truncate -s 12M bigz.raw \
+         && cp bigz.raw bignz.raw && printf z | dd of=bignz.raw bs=1 seek=11000001 conv=notrunc 2>/dev/null \
+         && qemu-img convert -O qcow2 a.raw a.qcow2 && qemu-img convert -c -O qcow2 b.raw b.qcow2 \
+         && qemu-img create -q -f qcow2 e.qcow2 10M \
+         && qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 o.qcow2 \
+         && qemu-io -f qcow2 -c 'write -P 0 1M 64k' -c 'write -P 7 5M 1000' o.qcow2",
+    );
+    let pairs = [
+        ("a.raw", "b.raw"),
+        ("b.raw", "a.raw"),
+        ("a.raw", "m.raw"),
+        ("a.raw", "a.raw"),
+        ("a.raw", "e.raw"),
+        ("e.raw", "a.raw"),
+        ("a.raw", "big0.raw"),
+        ("a.raw", "bigz.raw"),
+        ("a.raw", "bignz.raw"),
+        ("bignz.raw", "a.raw"),
+        ("a.qcow2", "a.raw"),
+        ("a.qcow2", "b.qcow2"),
+        ("b.qcow2", "a.raw"),
+        ("a.qcow2", "e.qcow2"),
+        ("e.qcow2", "a.qcow2"),
+        ("e.qcow2", "e.raw"),
+        ("o.qcow2", "a.qcow2"),
+        ("a.qcow2", "o.qcow2"),
+    ];
+    for (x, y) in pairs {
+        for strict in [false, true] {
+            let s = if strict { "-s " } else { "" };
+            let (code, out) = status(dir, &format!("qemu-img compare {s}{x} {y}"));
+            let a = open_source(dir, x);
+            let b = open_source(dir, y);
+            let ours = sparsekit_qcow2::compare(&*a, &*b, strict, &mut Control::none()).unwrap();
+            assert_eq!(
+                (
+                    if ours.is_identical() { 0 } else { 1 },
+                    ours.message() + "\n"
+                ),
+                (code, out.clone()),
+                "compare {s}{x} {y}"
+            );
+        }
+    }
+}
