@@ -20,5 +20,6 @@ mod extents;
 mod flash;
 mod job;
 mod qcow2;
+mod qcow2_write;
 
 pub use job::CancelToken;

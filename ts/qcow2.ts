@@ -602,3 +602,18 @@ async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2Con
   return { bytesWritten: r.bytesWritten, size: r.size }
 }
 
+
+// ---- Writing (issue 22): import, streamed export, measure, compare ----
+export { importImage, exportStream, measure, compare, COMPRESSIONS, SOURCE_FORMATS } from './qcow2-write'
+export type {
+  Compression,
+  SourceFormat,
+  Qcow2SourceOptions,
+  Qcow2ImportOptions,
+  Qcow2ImportResult,
+  Qcow2ExportReadable,
+  Qcow2MeasureOptions,
+  Qcow2Measure,
+  Qcow2CompareOptions,
+  Qcow2CompareResult,
+} from './qcow2-write'

@@ -24,6 +24,10 @@ import qcow2Discard from './qcow2-discard'
 import qcow2Commit from './qcow2-commit'
 import qcow2Repair from './qcow2-repair'
 import qcow2Snapshot from './qcow2-snapshot'
+import qcow2Import from './qcow2-import'
+import qcow2Export from './qcow2-export'
+import qcow2Measure from './qcow2-measure'
+import qcow2Compare from './qcow2-compare'
 import drives from './drives'
 import flash from './flash'
 
@@ -49,6 +53,10 @@ export const COMMANDS: readonly Command[] = [
   qcow2Commit,
   qcow2Repair,
   qcow2Snapshot,
+  qcow2Import,
+  qcow2Export,
+  qcow2Measure,
+  qcow2Compare,
   drives,
   flash,
 ]
