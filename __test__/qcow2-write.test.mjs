@@ -1,0 +1,260 @@
+// The qcow2 writer through the public API and the CLI, against qemu-img: importImage
+// (raw, qcow2 chain, URL; zlib/zstd/none; cluster sizes; v2/v3; a delta overlay),
+// exportStream (bytes == importImage's file, length announced), measure and compare
+// (same numbers and offsets as qemu-img), option checks, abort and progress.
+import test from 'ava'
+import { readFileSync, readdirSync, existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createServer } from 'node:http'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { sk, tempDir, sparseFile, cli, CLI, testWith } from './helpers.mjs'
+import { collect, assertContract } from './progress-contract.mjs'
+
+const qtest = testWith(['qemu-img', 'qemu-io'], test)
+const MiB = 1 << 20
+
+function sh(dir, script) {
+  return execFileSync('sh', ['-c', script], { cwd: dir, encoding: 'utf8' })
+}
+
+/** qemu-img's exit status and output. */
+function qemu(dir, args) {
+  const r = spawnSync('qemu-img', args, { cwd: dir, encoding: 'utf8' })
+  return { status: r.status, out: r.stdout + r.stderr }
+}
+
+/** A 3 MiB sparse raw file: random data, text, zeros written as data, holes. */
+function rawSource(dir, name = 'src.raw') {
+  const text = Buffer.from('sparsekit writes qcow2 images\n'.repeat(20000))
+  const noise = Buffer.alloc(200000)
+  for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919 + (i >> 3) * 104729) & 0xff
+  return sparseFile(join(dir, name), 3 * MiB + 512, [
+    [4096, noise],
+    [MiB, text],
+    [2 * MiB, Buffer.alloc(100000)],
+    [3 * MiB + 100, Buffer.from('tail')],
+  ])
+}
+
+function assertGood(t, dir, src, img, fmt = 'raw') {
+  const check = qemu(dir, ['check', img])
+  t.is(check.status, 0, check.out)
+  const cmp = qemu(dir, ['compare', '-f', fmt, '-F', 'qcow2', src, img])
+  t.is(cmp.status, 0, cmp.out)
+}
+
+const info = (dir, img) => JSON.parse(sh(dir, `qemu-img info --output=json ${img}`))
+
+for (const [compress, clusterSize, compat] of [
+  [false, 65536, '1.1'],
+  ['zlib', 65536, '1.1'],
+  ['zstd', 65536, '1.1'],
+  ['zlib', 512, '0.10'],
+  [false, 2 * MiB, '0.10'],
+  ['zstd', 4096, '1.1'],
+]) {
+  qtest(`importImage raw: compress ${compress}, cluster ${clusterSize}, compat ${compat} is clean and equal for qemu-img`, async (t) => {
+    const dir = tempDir(t)
+    const src = rawSource(dir)
+    const dst = join(dir, 'out.qcow2')
+    const r = await sk.qcow2.importImage(src, dst, { compress, clusterSize, compat })
+    assertGood(t, dir, src, dst)
+    const i = info(dir, dst)
+    t.is(i['virtual-size'], 3 * MiB + 512)
+    t.is(i['cluster-size'], clusterSize)
+    t.is(i['format-specific'].data.compat, compat)
+    if (compat === '1.1') t.is(i['format-specific'].data['compression-type'], compress === 'zstd' ? 'zstd' : 'zlib')
+    t.is(r.fileSize, readFileSync(dst).length)
+    t.is(r.compressedClusters > 0, compress !== false)
+  })
+}
+
+qtest('importImage flattens a qcow2 backing chain; extended L2', async (t) => {
+  const dir = tempDir(t)
+  sh(
+    dir,
+    "truncate -s 2M base.raw && printf hello | dd of=base.raw bs=1 seek=200000 conv=notrunc 2>/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 3M && qemu-io -f qcow2 -c 'write -P 3 512k 4k' mid.qcow2 >/dev/null && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 t.qcow2 && qemu-io -f qcow2 -c 'write -P 4 500k 100k' t.qcow2 >/dev/null",
+  )
+  await sk.qcow2.importImage(join(dir, 't.qcow2'), join(dir, 'flat.qcow2'), { extendedL2: true, compress: 'zlib' })
+  assertGood(t, dir, 't.qcow2', 'flat.qcow2', 'qcow2')
+  const i = info(dir, 'flat.qcow2')
+  t.is(i['backing-filename'], undefined)
+  t.true(i['format-specific'].data['extended-l2'])
+})
+
+qtest('a delta overlay on its base compares equal and holds only the changed clusters', async (t) => {
+  const dir = tempDir(t)
+  rawSource(dir, 'base.raw')
+  sh(dir, 'qemu-img convert -O qcow2 base.raw base.qcow2 && cp base.raw new.raw && printf changed | dd of=new.raw bs=1 seek=70000 conv=notrunc 2>/dev/null && printf new | dd of=new.raw bs=1 seek=2900000 conv=notrunc 2>/dev/null')
+  const r = await sk.qcow2.importImage(join(dir, 'new.raw'), join(dir, 'delta.qcow2'), { backing: { file: 'base.qcow2', format: 'qcow2' } })
+  t.is(r.dataClusters, 2)
+  assertGood(t, dir, 'new.raw', 'delta.qcow2')
+  const i = info(dir, 'delta.qcow2')
+  t.is(i['backing-filename'], 'base.qcow2')
+  t.is(i['backing-filename-format'], 'qcow2')
+  const map = JSON.parse(sh(dir, 'qemu-img map --output=json delta.qcow2'))
+  t.is(map.filter((e) => e.depth === 0 && e.data).reduce((n, e) => n + e.length, 0), 2 * 65536)
+})
+
+qtest('exportStream gives importImage bytes and announces its length', async (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  for (const clusterSize of [512, 65536]) {
+    await sk.qcow2.importImage(src, join(dir, 'i.qcow2'), { clusterSize })
+    const { calls, onProgress } = collect()
+    const s = await sk.qcow2.exportStream(src, { clusterSize, onProgress })
+    assertContract(t, calls, 'exportStream')
+    const chunks = []
+    for await (const c of s) chunks.push(c)
+    const bytes = Buffer.concat(chunks)
+    t.is(bytes.length, s.length)
+    t.true(bytes.equals(readFileSync(join(dir, 'i.qcow2'))))
+  }
+  await t.throwsAsync(sk.qcow2.exportStream(src, { compress: 'zlib' }), { code: 'ERR_SPARSEKIT_QCOW2_REFUSED' })
+})
+
+qtest('measure equals qemu-img measure --output=json', async (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  sh(dir, 'qemu-img convert -c -O qcow2 src.raw c.qcow2 && qemu-img bitmap --add c.qcow2 b0')
+  for (const [file, opts, qopts] of [
+    ['src.raw', {}, []],
+    ['src.raw', { clusterSize: 512 }, ['-o', 'cluster_size=512']],
+    ['src.raw', { compat: '0.10' }, ['-o', 'compat=0.10']],
+    ['src.raw', { backing: true }, ['-o', 'backing_file=src.raw,backing_fmt=raw']],
+    ['c.qcow2', {}, []],
+    ['c.qcow2', { extendedL2: true, clusterSize: MiB }, ['-o', 'extended_l2=on,cluster_size=1M']],
+  ]) {
+    const theirs = sh(dir, ['qemu-img measure --output=json -O qcow2', ...qopts, file].join(' '))
+    const ours = await sk.qcow2.measure(join(dir, file), opts)
+    t.is(sk.qcow2.toQemuJson(ours) + '\n', theirs, `${file} ${qopts.join(' ')}`)
+  }
+  t.truthy(src)
+})
+
+qtest('compare agrees with qemu-img compare; the CLI exits 0, 1, 2', async (t) => {
+  const dir = tempDir(t)
+  sh(
+    dir,
+    'truncate -s 4M a.raw && printf x | dd of=a.raw bs=1 seek=70005 conv=notrunc 2>/dev/null && cp a.raw b.raw && printf y | dd of=b.raw bs=1 seek=3000000 conv=notrunc 2>/dev/null && cp a.raw big.raw && truncate -s 5M big.raw && qemu-img convert -O qcow2 a.raw a.qcow2',
+  )
+  for (const [x, y, strict] of [
+    ['a.raw', 'b.raw', false],
+    ['a.raw', 'a.qcow2', false],
+    ['a.raw', 'a.qcow2', true],
+    ['a.raw', 'big.raw', false],
+    ['a.raw', 'big.raw', true],
+    ['b.raw', 'a.qcow2', false],
+  ]) {
+    const q = qemu(dir, ['compare', ...(strict ? ['-s'] : []), x, y])
+    const r = await sk.qcow2.compare(join(dir, x), join(dir, y), { strict })
+    t.is(r.message + '\n', q.out, `${x} ${y} ${strict}`)
+    t.is(r.identical ? 0 : 1, q.status)
+    const c = cli(['qcow2', 'compare', ...(strict ? ['-s'] : []), join(dir, x), join(dir, y)])
+    t.is(c.status, q.status)
+    t.is(c.stdout, q.out)
+  }
+  const r = await sk.qcow2.compare(join(dir, 'a.raw'), join(dir, 'b.raw'))
+  t.is(r.offset, 2999808)
+  t.is(cli(['qcow2', 'compare', join(dir, 'a.raw'), join(dir, 'nope')]).status, 2)
+})
+
+test('options are checked before anything is written', async (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  const dst = join(dir, 'x.qcow2')
+  for (const [opts, code] of [
+    [{ compres: 'zlib' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ compress: 'lz4' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ compress: true }, 'ERR_INVALID_ARG_TYPE'],
+    [{ clusterSize: 1000 }, 'ERR_INVALID_ARG_VALUE'],
+    [{ clusterSize: -1 }, 'ERR_OUT_OF_RANGE'],
+    [{ compat: '2' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ backing: { file: 'b' } }, 'ERR_INVALID_ARG_TYPE'],
+    [{ backing: { file: 'b', format: 'vmdk' } }, 'ERR_INVALID_ARG_VALUE'],
+    [{ compat: '0.10', compress: 'zstd' }, 'ERR_SPARSEKIT_QCOW2_REFUSED'],
+    [{ extendedL2: true, clusterSize: 4096 }, 'ERR_SPARSEKIT_QCOW2_REFUSED'],
+    [{ backing: { file: 'missing.qcow2', format: 'qcow2' } }, 'ERR_SPARSEKIT_QCOW2_BACKING'],
+  ]) {
+    await t.throwsAsync(sk.qcow2.importImage(src, dst, opts), { code }, JSON.stringify(opts))
+    t.false(existsSync(dst))
+  }
+  await t.throwsAsync(sk.qcow2.importImage(join(dir, 'nope'), dst), { code: 'ENOENT' })
+  t.deepEqual(readdirSync(dir), ['src.raw'])
+})
+
+test('abort leaves no image and the old file in place; progress follows the contract', async (t) => {
+  const dir = tempDir(t)
+  const big = Buffer.alloc(8 * MiB)
+  for (let i = 0; i < big.length; i += 512) big.writeUInt32LE(i * 2654435761 >>> 0, i)
+  writeFileSync(join(dir, 'src.raw'), big)
+  const dst = join(dir, 'x.qcow2')
+  writeFileSync(dst, 'old')
+  const ac = new AbortController()
+  const e = await t.throwsAsync(
+    sk.qcow2.importImage(join(dir, 'src.raw'), dst, {
+      compress: 'zlib',
+      signal: ac.signal,
+      onProgress: (p) => p.phase === 'write' && p.bytesDone > 0 && ac.abort(),
+    }),
+  )
+  t.is(e.code, 'ERR_SPARSEKIT_ABORTED')
+  t.is(readFileSync(dst, 'utf8'), 'old')
+  t.deepEqual(readdirSync(dir).sort(), ['src.raw', 'x.qcow2'])
+  const { calls, onProgress } = collect()
+  await sk.qcow2.importImage(join(dir, 'src.raw'), dst, { onProgress })
+  assertContract(t, calls, 'importImage')
+  t.deepEqual([...new Set(calls.map((c) => c.phase))], ['map', 'write', 'sync'])
+})
+
+/** A plain HTTP server on loopback with `Range: bytes=A-B` answers. */
+async function rangeServer(t, files) {
+  const server = createServer((req, res) => {
+    const data = files[req.url.slice(1)]
+    if (!data) return res.writeHead(404, { 'content-length': 0 }).end()
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
+    if (!m || Number(m[1]) >= data.length) return res.writeHead(200, { 'content-length': data.length, 'accept-ranges': 'bytes' }).end(data)
+    const a = Number(m[1])
+    const b = Math.min(m[2] === '' ? data.length - 1 : Number(m[2]), data.length - 1)
+    res.writeHead(206, { 'content-length': b + 1 - a, 'content-range': `bytes ${a}-${b}/${data.length}`, 'accept-ranges': 'bytes' })
+    res.end(data.subarray(a, b + 1))
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise((r) => server.close(r)))
+  server.unref()
+  return (p) => `http://127.0.0.1:${server.address().port}/${p}`
+}
+
+qtest('importImage of an http URL (raw and qcow2) reads ranges and writes an equal image', async (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  sh(dir, 'qemu-img convert -c -O qcow2 src.raw src.qcow2')
+  const url = await rangeServer(t, { 'disk.raw': readFileSync(src), 'disk.qcow2': readFileSync(join(dir, 'src.qcow2')) })
+  await sk.qcow2.importImage(url('disk.raw'), join(dir, 'u1.qcow2'), { compress: 'zstd' })
+  assertGood(t, dir, 'src.raw', 'u1.qcow2')
+  await sk.qcow2.importImage(new URL(url('disk.qcow2')), join(dir, 'u2.qcow2'))
+  assertGood(t, dir, 'src.raw', 'u2.qcow2')
+  // The same bytes as from the local file.
+  await sk.qcow2.importImage(src, join(dir, 'l1.qcow2'), { compress: 'zstd' })
+  t.true(readFileSync(join(dir, 'u1.qcow2')).equals(readFileSync(join(dir, 'l1.qcow2'))))
+})
+
+qtest('CLI: qcow2 import, export (stdout) and measure', (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  let r = cli(['qcow2', 'import', '-c', 'zstd', '--cluster-size', '16K', src, join(dir, 'c.qcow2')])
+  t.is(r.status, 0, r.stderr)
+  assertGood(t, dir, 'src.raw', 'c.qcow2')
+  t.is(info(dir, 'c.qcow2')['cluster-size'], 16384)
+  r = cli(['qcow2', 'import', src, join(dir, 'i.qcow2')])
+  t.is(r.status, 0, r.stderr)
+  const out = spawnSync(process.execPath, [CLI, 'qcow2', 'export', src], { maxBuffer: 64 * MiB })
+  t.is(out.status, 0, String(out.stderr))
+  t.true(out.stdout.equals(readFileSync(join(dir, 'i.qcow2'))))
+  r = cli(['qcow2', 'export', '--length', src])
+  t.is(Number(r.stdout), out.stdout.length)
+  r = cli(['qcow2', 'measure', '--json', src])
+  t.is(r.stdout, sh(dir, 'qemu-img measure --output=json -O qcow2 src.raw'))
+  r = cli(['qcow2', 'import', '--backing', 'x.qcow2', src, join(dir, 'd.qcow2')])
+  t.is(r.status, 2)
+})
