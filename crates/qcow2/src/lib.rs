@@ -83,7 +83,7 @@ pub use snapshot::Snapshot;
 pub use source::{BlockStatus, Source, StorageSource};
 pub use writer::{
     export_stream, import_image, open_backing, write_image, BackingFile, ExportStream,
-    ImportOptions, ImportResult, Layout, WRITE_UNIT,
+    ImportOptions, ImportResult, Layout, STREAM_CHUNK, WRITE_UNIT,
 };
 
 impl Image {

@@ -38,7 +38,9 @@ use crate::source::{cluster_runs, merge, Source, StorageSource};
 use crate::table::{COMPRESSED_SECTOR, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
 
 /// Bytes read per unit of work (one thread reads, scans and compresses one unit).
-pub const WRITE_UNIT: u64 = 4 << 20;
+pub const WRITE_UNIT: u64 = 1 << 20;
+/// Most bytes of one chunk of an [`ExportStream`] (a run of data clusters read at once).
+pub const STREAM_CHUNK: u64 = 4 << 20;
 /// Refcounts are 16 bits wide (refcount_order 4, qemu's default).
 const REFCOUNT_BYTES: u64 = 2;
 /// The largest 16-bit refcount.
@@ -352,39 +354,51 @@ pub(crate) enum Cell {
     Zero,
 }
 
+thread_local! {
+    /// One deflate stream per thread, reset for each cluster (the state of a fresh one).
+    static DEFLATE: std::cell::RefCell<Option<zlib_rs::Deflate>> = const { std::cell::RefCell::new(None) };
+    /// One zstd context per thread.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compress one cluster as qemu does; `None` when it does not shrink below one cluster
-/// (qemu's limit: the compressed stream must fit in `cluster_size - 1` bytes).
+/// (qemu's limit: the compressed stream must fit in `cluster_size - 1` bytes). Each
+/// cluster is compressed alone from a reset state, so the bytes do not depend on which
+/// thread compresses it.
 pub(crate) fn compress_cluster(kind: CompressionType, data: &[u8]) -> Option<Vec<u8>> {
-    let cap = data.len() - 1;
-    match kind {
-        CompressionType::Zlib => {
-            // qemu: deflateInit2(Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
-            // Z_DEFAULT_STRATEGY): raw deflate with a 4 KiB window, which its inflater
-            // (window bits -12) requires.
-            let cfg = zlib_rs::DeflateConfig {
-                level: 6,
-                method: zlib_rs::Method::Deflated,
-                window_bits: -12,
-                mem_level: 9,
-                strategy: zlib_rs::Strategy::Default,
-            };
-            let mut out = vec![0u8; cap];
-            let (done, rc) = zlib_rs::compress_slice(&mut out, data, cfg);
-            if rc != zlib_rs::ReturnCode::Ok {
-                return None;
+    let mut out = vec![0u8; data.len() - 1];
+    let n = match kind {
+        CompressionType::Zlib => DEFLATE.with(|d| {
+            let mut d = d.borrow_mut();
+            let d = d.get_or_insert_with(|| {
+                // qemu: deflateInit2(Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                // Z_DEFAULT_STRATEGY): raw deflate with a 4 KiB window, which its
+                // inflater (window bits -12) requires.
+                zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+                    level: 6,
+                    method: zlib_rs::Method::Deflated,
+                    window_bits: -12,
+                    mem_level: 9,
+                    strategy: zlib_rs::Strategy::Default,
+                })
+            });
+            d.reset();
+            match d.compress(data, &mut out, zlib_rs::DeflateFlush::Finish) {
+                Ok(zlib_rs::Status::StreamEnd) => Some(d.total_out() as usize),
+                _ => None,
             }
-            let n = done.len();
-            out.truncate(n);
-            Some(out)
-        }
-        CompressionType::Zstd => {
-            // qemu: one frame at zstd's default level (3).
-            let mut out = vec![0u8; cap];
-            let n = zstd::bulk::compress_to_buffer(data, &mut out, 3).ok()?;
-            out.truncate(n);
-            Some(out)
-        }
-    }
+        }),
+        CompressionType::Zstd => ZSTD.with(|z| {
+            let mut z = z.borrow_mut();
+            if z.is_none() {
+                // qemu: one frame at zstd's default level (3).
+                *z = zstd::bulk::Compressor::new(3).ok();
+            }
+            z.as_mut()?.compress_to_buffer(data, &mut out).ok()
+        }),
+    }?;
+    out.truncate(n);
+    Some(out)
 }
 
 /// Reading guest clusters and deciding what each becomes.
@@ -487,13 +501,15 @@ fn scan_all(
     mut sink: impl FnMut(Vec<(u64, Cell)>) -> Result<()>,
 ) -> Result<()> {
     let total: u64 = units.iter().map(|u| u.1 * scanner.g.cs).sum();
-    let window = pool.current_num_threads().max(1) * 4;
+    let window = pool.current_num_threads().max(1) * 2;
     let cancel = ctl.cancel().clone();
     ctl.report(phase, 0, Some(total))?;
     let mut done = 0u64;
-    let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<(u64, Cell)>>>>(1);
     // One thread scans the windows (on the pool) while this one writes the previous one.
     std::thread::scope(|sc| -> Result<()> {
+        // Inside the scope: dropped before the scanning thread is joined, so a scanner
+        // blocked on a full channel after an error here wakes up and stops.
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<(u64, Cell)>>>>(1);
         let cancel2 = cancel.clone();
         sc.spawn(move || {
             for w in units.chunks(window) {
@@ -652,7 +668,7 @@ enum Part {
 /// The uncompressed image as a stream of bytes in file order (header, L1 table, refcount
 /// table and blocks, L2 tables, data clusters), its length known up front
 /// ([`ExportStream::len`]). Implements [`std::io::Read`]; [`ExportStream::next_chunk`]
-/// gives it in chunks of at most [`WRITE_UNIT`] bytes.
+/// gives it in chunks of at most [`STREAM_CHUNK`] bytes.
 pub struct ExportStream<S: Source = Box<dyn Source>> {
     layout: Layout,
     src: S,
@@ -765,7 +781,7 @@ impl<S: Source> ExportStream<S> {
                         self.part = Part::Done;
                         continue;
                     };
-                    let max = (WRITE_UNIT / g.cs).max(1);
+                    let max = (STREAM_CHUNK / g.cs).max(1);
                     let mut n = 1;
                     while n < max && l.plan.get(*plan + n as usize) == Some(&(first + n)) {
                         n += 1;
@@ -890,8 +906,9 @@ pub fn open_backing(dst: &Path, b: &BackingFile) -> Result<Box<dyn Source>> {
     }
 }
 
-/// Write the image of `src` into `out` (empty), the header cluster last. Reports
-/// [`Phase::Map`] (scanning) and [`Phase::Write`].
+/// Write the image of `src` into `out` (empty), the header cluster last (until then the
+/// storage holds no image); nothing is synced. Reports [`Phase::Map`] (scanning) and
+/// [`Phase::Write`].
 pub fn write_image(
     src: &dyn Source,
     backing: Option<&dyn Source>,
@@ -981,7 +998,6 @@ fn write_uncompressed(
         }
         r
     })?;
-    out.flush()?;
     out.write_all_at(&header, 0)?;
     Ok(result)
 }
@@ -1147,7 +1163,6 @@ fn write_compressed(
         out.write_all_at(&g.refblock(b, refcount), (rb_at + b) * g.cs)?;
     }
     ctl.check()?;
-    out.flush()?;
     let header = g.header(o, l1_at * g.cs, rt_at * g.cs, rt_clusters)?;
     out.write_all_at(&header, 0)?;
     r.file_size = total * g.cs;
@@ -1155,9 +1170,11 @@ fn write_compressed(
 }
 
 /// Write the image of `src` to a new regular file at `dst` (replacing one there, which
-/// must not be in use by qemu), written beside it, synced and renamed over it only when
+/// must not be in use by qemu), written beside it and renamed over it only when
 /// complete: an error (a full disk, a failing read of the source, an abort) leaves the
-/// old file, or none. With `o.backing`, the backing file is opened relative to `dst`'s
+/// old file, or none. A file being replaced is synced before the rename, so a crash
+/// leaves the old file or the whole new one; a new file is left to writeback, as
+/// `qemu-img convert` leaves it. With `o.backing`, the backing file is opened relative to `dst`'s
 /// folder and clusters equal to its data are left out. Reports [`Phase::Map`],
 /// [`Phase::Write`] and [`Phase::Sync`].
 pub fn import_image(
@@ -1199,9 +1216,14 @@ pub fn import_image(
     let file = tmp.take_file().expect("a new temporary file is open");
     let out = FileStorage::from_file(file, tmp.path())?;
     let r = write_image(src, backing.as_deref(), &out, o, ctl).map_err(with_path)?;
-    ctl.report(Phase::Sync, 0, Some(1))?;
-    out.flush()?;
-    ctl.report(Phase::Sync, 1, Some(1))?;
+    if meta.is_some() {
+        // Replacing a file: synced before the rename, so a crash leaves the old file or
+        // the whole new one. A new file is left to writeback, as `qemu-img convert`
+        // leaves it (and as `convert` does).
+        ctl.report(Phase::Sync, 0, Some(1))?;
+        out.flush()?;
+        ctl.report(Phase::Sync, 1, Some(1))?;
+    }
     drop(out);
     ctl.check()?;
     tmp.persist(&target, meta.as_ref())?;

@@ -365,11 +365,13 @@ fn assert_nothing_left(dir: &Path) {
 #[test]
 fn failing_source_read_leaves_no_image() {
     let d = tempfile::tempdir().unwrap();
-    let data = sparsekit_testfs::pattern(3 << 20, 5);
+    // Past the first windows of work: the scanning thread must stop, not hang, when the
+    // writing side fails (a regression: it blocked on a full channel).
+    let data = sparsekit_testfs::pattern(24 << 20, 5);
     for c in [None, Some(CompressionType::Zlib)] {
         let src = StorageSource::new(Box::new(Faulty::new(
             MemStorage::from_vec(data.clone()),
-            Fault::ReadErrorAt(2 << 20),
+            Fault::ReadErrorAt(20 << 20),
         )))
         .unwrap();
         let dst = d.path().join("x.qcow2");
