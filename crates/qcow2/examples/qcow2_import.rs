@@ -15,14 +15,20 @@ use sparsekit_qcow2::{
 fn open(p: &str) -> Result<Box<dyn Source>, Box<dyn std::error::Error>> {
     Ok(match Image::open(p, &OpenOptions::default()) {
         Ok(i) => Box::new(i),
-        Err(sparsekit_qcow2::Error::NotQcow2 { .. }) => Box::new(StorageSource::open(Path::new(p))?),
+        Err(sparsekit_qcow2::Error::NotQcow2 { .. }) => {
+            Box::new(StorageSource::open(Path::new(p))?)
+        }
         Err(e) => return Err(e.into()),
     })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| a.get(i).map(String::as_str).ok_or("usage: qcow2_import import SRC DST [none|zlib|zstd] [THREADS] | export SRC");
+    let arg = |i: usize| {
+        a.get(i)
+            .map(String::as_str)
+            .ok_or("usage: qcow2_import import SRC DST [none|zlib|zstd] [THREADS] | export SRC")
+    };
     let t = Instant::now();
     let src = open(arg(1)?)?;
     match arg(0)? {
@@ -47,7 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             while let Some(c) = s.next_chunk()? {
                 out.write_all(&c)?;
             }
-            eprintln!("export: {:.3} s, {} bytes", t.elapsed().as_secs_f64(), s.len());
+            eprintln!(
+                "export: {:.3} s, {} bytes",
+                t.elapsed().as_secs_f64(),
+                s.len()
+            );
         }
         c => return Err(format!("unknown command {c}").into()),
     }

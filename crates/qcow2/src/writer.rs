@@ -452,23 +452,40 @@ impl Scanner<'_> {
 
     /// What each cluster of a unit becomes (clusters that stay unallocated left out).
     pub(crate) fn scan(&self, (first, n): (u64, u64), cancel: &Cancel) -> Result<Vec<(u64, Cell)>> {
+        thread_local! {
+            /// The source's and the backing file's bytes of a unit, kept between units
+            /// (no zeroing of a fresh buffer each time).
+            static BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
+                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            };
+        }
         cancel.check()?;
+        BUFS.with(|b| {
+            let (buf, bb) = &mut *b.borrow_mut();
+            let len = n as usize * self.g.cs as usize;
+            buf.resize(len, 0);
+            read_clipped(self.src, &mut buf[..len], first * self.g.cs)?;
+            let base = match self.backing {
+                Some(b) => {
+                    bb.resize(len, 0);
+                    read_clipped(b, &mut bb[..len], first * self.g.cs)?;
+                    Some(&bb[..len])
+                }
+                None => None,
+            };
+            self.classify(first, n, &buf[..len], base)
+        })
+    }
+
+    /// What each cluster of `buf` (clusters `first..first + n`) becomes, against the
+    /// backing file's bytes `base`.
+    fn classify(&self, first: u64, n: u64, buf: &[u8], base: Option<&[u8]>) -> Result<Vec<(u64, Cell)>> {
         let cs = self.g.cs as usize;
-        let mut buf = vec![0u8; n as usize * cs];
-        read_clipped(self.src, &mut buf, first * self.g.cs)?;
-        let base = match self.backing {
-            Some(b) => {
-                let mut bb = vec![0u8; buf.len()];
-                read_clipped(b, &mut bb, first * self.g.cs)?;
-                Some(bb)
-            }
-            None => None,
-        };
         let mut out = Vec::new();
         for i in 0..n as usize {
             let s = &buf[i * cs..(i + 1) * cs];
             let zero = is_zero(s);
-            let cell = match &base {
+            let cell = match base {
                 Some(b) if &b[i * cs..(i + 1) * cs] == s => continue,
                 Some(_) if zero && self.g.v3 => Cell::Zero,
                 Some(_) => Cell::Data(None),
@@ -676,6 +693,8 @@ pub struct ExportStream<S: Source = Box<dyn Source>> {
     pos: u64,
     pending: Vec<u8>,
     pending_at: usize,
+    /// Buffers handed back ([`ExportStream::recycle`]) for the next data chunks.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<S: Source> std::fmt::Debug for ExportStream<S> {
@@ -706,6 +725,13 @@ impl<S: Source> ExportStream<S> {
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Hand a chunk's buffer back to be filled again (saves zeroing a new one).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 8 {
+            self.spare.push(buf);
+        }
     }
 
     /// The next bytes of the image (`None` at the end).
@@ -787,7 +813,12 @@ impl<S: Source> ExportStream<S> {
                         n += 1;
                     }
                     *plan += n as usize;
-                    let mut buf = vec![0u8; (n * g.cs) as usize];
+                    let len = (n * g.cs) as usize;
+                    let mut buf = self.spare.pop().unwrap_or_default();
+                    // Only bytes beyond the recycled buffer's length are zeroed; all are
+                    // then overwritten.
+                    buf.resize(len, 0);
+                    buf.truncate(len);
                     read_clipped(&self.src, &mut buf, first * g.cs)?;
                     return Ok(Some(buf));
                 }
@@ -873,6 +904,7 @@ pub fn export_stream(
         pos: 0,
         pending: Vec::new(),
         pending_at: 0,
+        spare: Vec::new(),
     })
 }
 
@@ -948,6 +980,8 @@ fn write_uncompressed(
     let header = layout.header.clone();
     std::thread::scope(|sc| -> Result<()> {
         let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(4);
+        // Written chunks go back to the reading thread to be filled again.
+        let (back, returned) = mpsc::channel::<Vec<u8>>();
         let cancel2 = cancel.clone();
         sc.spawn(move || {
             let mut s = ExportStream {
@@ -957,10 +991,14 @@ fn write_uncompressed(
                 pos: 0,
                 pending: Vec::new(),
                 pending_at: 0,
+                spare: Vec::new(),
             };
             loop {
                 if cancel2.is_cancelled() {
                     break;
+                }
+                while let Ok(b) = returned.try_recv() {
+                    s.recycle(b);
                 }
                 let r = s.next_chunk();
                 let end = !matches!(r, Ok(Some(_)));
@@ -985,6 +1023,7 @@ fn write_uncompressed(
                     out.write_all_at(&chunk, pos)?;
                 }
                 pos += chunk.len() as u64;
+                let _ = back.send(chunk);
                 ctl.report(Phase::Write, pos, Some(total))?;
             }
             ctl.check()?;
@@ -1055,7 +1094,7 @@ impl Packer {
         for c in first..=last {
             self.bump(c);
         }
-        self.cpos = if end % cs == 0 { 0 } else { end };
+        self.cpos = if end.is_multiple_of(cs) { 0 } else { end };
         off
     }
 }
