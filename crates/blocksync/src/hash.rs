@@ -47,16 +47,6 @@ pub(crate) fn in_hole(holes: &[std::ops::Range<u64>], pos: u64, len: u64) -> boo
         .is_some_and(|h| h.start <= pos && pos + len <= h.end)
 }
 
-/// Whether every byte is zero.
-pub(crate) fn is_zero(b: &[u8]) -> bool {
-    let words = b.chunks_exact(8);
-    let tail = words.remainder();
-    words
-        .into_iter()
-        .all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
-        && tail.iter().all(|&x| x == 0)
-}
-
 /// The digest of one block by the negotiated algorithm.
 pub(crate) fn hash_one(b: &[u8], blake3: bool) -> [u8; DIGEST_LEN] {
     if blake3 {

@@ -65,6 +65,8 @@ pub use record::{
 pub use resume::ResumeState;
 pub use retrieve::{retrieve, RetrieveOptions, RetrieveSummary};
 pub use save::{save, SaveOptions, SaveSummary};
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -392,6 +392,7 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
 mod tests {
     use super::*;
     use crate::drives::{check_destination, list};
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn mountinfo_lines() {

@@ -34,6 +34,8 @@ pub use map::{
     file_size, map_file, map_file_nosync, map_file_with, map_path, map_path_with, Extent,
     ExtentMap, MapOptions, Method, FIEMAP_BATCH,
 };
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -542,6 +542,7 @@ fn seek_map(
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     fn ext(offset: u64, length: u64, unwritten: bool) -> Extent {
         Extent {

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// Everything that can go wrong while listing drives, opening a source or flashing.
 ///
@@ -77,87 +77,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
-    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
-            Error::Bmap(e) => e.code(),
-            Error::Extents(e) => e.code(),
-            Error::Drive(e) => e.code(),
-            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
-            Error::Http(e) => e.code(),
-            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors (and EBUSY of a busy drive).
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::WriteFailed { source, .. } => source.raw_os_error(),
-            Error::Bmap(e) => e.raw_os_error(),
-            Error::Extents(e) => e.raw_os_error(),
-            Error::Drive(e) => e.raw_os_error(),
-            Error::Http(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::WriteFailed { source, .. } => source.syscall(),
-            Error::Bmap(e) => e.syscall(),
-            Error::Drive(e) => e.syscall(),
-            Error::Http(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file or device the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::WriteFailed { path, .. } => Some(path),
-            Error::Bmap(e) => e.path(),
-            Error::Extents(e) => e.path(),
-            Error::Drive(e) => e.path(),
-            Error::Http(e) => e.path(),
-            Error::DestinationFull { path, .. } => Some(path),
-            Error::Zip { path, .. } => path.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`sparsekit_http::Error::HttpInterrupted`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::WriteFailed { start, .. } => Some(*start),
-            Error::Bmap(e) => e.offset(),
-            Error::Extents(e) => e.offset(),
-            Error::Drive(e) => e.offset(),
-            Error::Http(e) => e.offset(),
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Bmap(e) => e.range(),
-            Error::Http(e) => e.range(),
-            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
-            _ => None,
-        }
-    }
-
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
@@ -184,6 +103,89 @@ impl Error {
                 message,
             },
             e => e,
+        }
+    }
+}
+
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
+    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
+            Error::Bmap(e) => e.code(),
+            Error::Extents(e) => e.code(),
+            Error::Drive(e) => e.code(),
+            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
+            Error::Http(e) => e.code(),
+            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno, for OS errors (and EBUSY of a busy drive).
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::WriteFailed { source, .. } => source.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
+            Error::Drive(e) => e.raw_os_error(),
+            Error::Http(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::WriteFailed { source, .. } => source.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            Error::Drive(e) => e.syscall(),
+            Error::Http(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file or device the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::WriteFailed { path, .. } => Some(path),
+            Error::Bmap(e) => e.path(),
+            Error::Extents(e) => e.path(),
+            Error::Drive(e) => e.path(),
+            Error::Http(e) => e.path(),
+            Error::DestinationFull { path, .. } => Some(path),
+            Error::Zip { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`sparsekit_http::Error::HttpInterrupted`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::WriteFailed { start, .. } => Some(*start),
+            Error::Bmap(e) => e.offset(),
+            Error::Extents(e) => e.offset(),
+            Error::Drive(e) => e.offset(),
+            Error::Http(e) => e.offset(),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            Error::Http(e) => e.range(),
+            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
+            _ => None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{errno, Cancel, Control, PageBuf, Phase, Storage, PAGE};
+use sparsekit_io::{errno, Cancel, Control, ErrorInfo, PageBuf, Phase, Storage, PAGE};
 
 use sparsekit_drives::{self as drives, open_destination, Safety};
 use sparsekit_http::HttpOptions;
@@ -187,6 +187,27 @@ impl DestFailure {
             offset: e.offset(),
             range: e.range(),
         }
+    }
+}
+
+impl ErrorInfo for DestFailure {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn raw_os_error(&self) -> Option<i32> {
+        self.errno
+    }
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+    fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        self.syscall
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        self.range
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests with real loop devices, device-mapper targets, mounted partitions and
 //! a local HTTP server. Tests that need root print `SKIP <test>: <reason>` without it.
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -7,6 +7,7 @@
 
 mod common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,6 +4,7 @@
 
 mod common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;

@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// Everything that can go wrong while fetching over HTTP(S).
 #[derive(Debug)]
@@ -72,72 +72,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_IO`,
-    /// `ERR_SPARSEKIT_UNSUPPORTED`, `ERR_SPARSEKIT_INVALID_ARG`, `ERR_SPARSEKIT_ABORTED`,
-    /// or the bmap crate's codes.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) => "ERR_SPARSEKIT_IO",
-            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
-            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
-            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
-            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
-            Error::Bmap(e) => e.code(),
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors.
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::Bmap(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::Bmap(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file the error is about (HTTP errors name their URL: [`Error::url`]).
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::Bmap(e) => e.path(),
-            _ => None,
-        }
-    }
-
-    /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`Error::HttpInterrupted`] and [`Error::HttpChanged`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::Bmap(e) => e.offset(),
-            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
-                Some(*offset)
-            }
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Bmap(e) => e.range(),
-            _ => None,
-        }
-    }
-
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
@@ -180,6 +114,74 @@ impl Error {
         match Self::from_io(e.source) {
             Ok(err) => Ok(err),
             Err(_) => unreachable!("checked above"),
+        }
+    }
+}
+
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
+    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_IO`,
+    /// `ERR_SPARSEKIT_UNSUPPORTED`, `ERR_SPARSEKIT_INVALID_ARG`, `ERR_SPARSEKIT_ABORTED`,
+    /// or the bmap crate's codes.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
+            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
+            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
+            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
+            Error::Bmap(e) => e.code(),
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno, for OS errors.
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file the error is about (HTTP errors name their URL: [`Error::url`]).
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::Bmap(e) => e.path(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`Error::HttpInterrupted`] and [`Error::HttpChanged`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Bmap(e) => e.offset(),
+            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
+                Some(*offset)
+            }
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            _ => None,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! Read errors are [`IoError`]s (path: the URL, offset: where the read failed) carrying
 //! the [`Error`] inside; [`Error::from_io_error`] gets it back.
 
+use sparsekit_io::ErrorInfo;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

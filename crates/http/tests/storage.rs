@@ -6,6 +6,7 @@
 
 mod common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;

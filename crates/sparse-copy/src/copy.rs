@@ -659,6 +659,7 @@ impl Job<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use sparsekit_io::Phase;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 

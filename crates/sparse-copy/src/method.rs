@@ -117,6 +117,7 @@ pub(crate) fn may_fall_back(e: &io::Error, nothing_copied: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn method_names_round_trip() {
