@@ -55,6 +55,7 @@ mod image;
 mod info;
 pub mod lock;
 mod map;
+mod refblock;
 mod snapshot;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]

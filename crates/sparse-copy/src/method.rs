@@ -2,9 +2,6 @@
 
 use sparsekit_io::errno;
 use std::io;
-use std::str::FromStr;
-
-use crate::{Error, Result};
 
 /// How the bytes are moved. [`CopyMethod::Auto`] tries them in the order listed and falls
 /// back only when the kernel says a method cannot work for these files.
@@ -25,8 +22,8 @@ pub enum CopyMethod {
 }
 
 impl CopyMethod {
-    /// The method's name as accepted by [`FromStr`]: `auto`, `reflink`, `copy_file_range`,
-    /// `sendfile`, `readwrite`.
+    /// The method's name as `str::parse` accepts it (`FromStr`, in copy.rs): `auto`,
+    /// `reflink`, `copy_file_range`, `sendfile`, `readwrite`.
     pub fn name(self) -> &'static str {
         match self {
             CopyMethod::Auto => "auto",
@@ -64,26 +61,6 @@ impl CopyMethod {
             CopyMethod::Sendfile => "sendfile",
             _ => "write",
         }
-    }
-}
-
-impl FromStr for CopyMethod {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "auto" => CopyMethod::Auto,
-            "reflink" => CopyMethod::Reflink,
-            "copy_file_range" => CopyMethod::CopyFileRange,
-            "sendfile" => CopyMethod::Sendfile,
-            "readwrite" => CopyMethod::ReadWrite,
-            _ => {
-                return Err(Error::InvalidArg {
-                    name: "copy method",
-                    value: s.to_owned(),
-                })
-            }
-        })
     }
 }
 
