@@ -3,7 +3,12 @@ use std::path::{Path, PathBuf};
 
 use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
-/// Everything that can go wrong while listing drives, opening a source or flashing.
+/// An error a [`crate::Opener`] refuses a destination with (a system drive, a busy one), kept
+/// whole: its code, path and errno reach the caller unchanged ([`Error::Refused`]).
+pub trait RefusalError: ErrorInfo + std::error::Error + Send + Sync + 'static {}
+impl<T: ErrorInfo + std::error::Error + Send + Sync + 'static> RefusalError for T {}
+
+/// Everything that can go wrong while opening a source or flashing.
 ///
 /// A flash to several destinations returns one of these per failed destination (in its
 /// [`crate::DestinationReport`]) and fails as a whole only when the source fails.
@@ -31,10 +36,11 @@ pub enum Error {
     Bmap(sparsekit_bmap::Error),
     /// Mapping the source image's extents failed.
     Extents(sparsekit_extents::Error),
-    /// A destination refused or not opened by the drive checks: a system drive
-    /// (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one (`ERR_SPARSEKIT_DRIVE_BUSY`), a device
-    /// this OS's listing does not know (`ERR_SPARSEKIT_UNSUPPORTED`).
-    Drive(sparsekit_drives::Error),
+    /// A destination the [`crate::Opener`] refused, its error kept whole: with the
+    /// addon's drive checks a system drive (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one
+    /// (`ERR_SPARSEKIT_DRIVE_BUSY`), a device this OS's listing does not know
+    /// (`ERR_SPARSEKIT_UNSUPPORTED`).
+    Refused(Box<dyn RefusalError>),
     /// An image whose size was not known before writing (an HTTP body without
     /// Content-Length, a compressed stream without a bmap) went past what the destination
     /// holds: a block device's size, or for a regular file the free space of its file
@@ -115,7 +121,7 @@ impl ErrorInfo for Error {
             Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
             Error::Bmap(e) => e.code(),
             Error::Extents(e) => e.code(),
-            Error::Drive(e) => e.code(),
+            Error::Refused(e) => e.code(),
             Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
             Error::Http(e) => e.code(),
             Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
@@ -132,7 +138,7 @@ impl ErrorInfo for Error {
             Error::WriteFailed { source, .. } => source.raw_os_error(),
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
-            Error::Drive(e) => e.raw_os_error(),
+            Error::Refused(e) => e.raw_os_error(),
             Error::Http(e) => e.raw_os_error(),
             _ => None,
         }
@@ -144,7 +150,7 @@ impl ErrorInfo for Error {
             Error::Io(e) => e.syscall(),
             Error::WriteFailed { source, .. } => source.syscall(),
             Error::Bmap(e) => e.syscall(),
-            Error::Drive(e) => e.syscall(),
+            Error::Refused(e) => e.syscall(),
             Error::Http(e) => e.syscall(),
             _ => None,
         }
@@ -157,7 +163,7 @@ impl ErrorInfo for Error {
             Error::WriteFailed { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
-            Error::Drive(e) => e.path(),
+            Error::Refused(e) => e.path(),
             Error::Http(e) => e.path(),
             Error::DestinationFull { path, .. } => Some(path),
             Error::Zip { path, .. } => path.as_deref(),
@@ -173,7 +179,7 @@ impl ErrorInfo for Error {
             Error::WriteFailed { start, .. } => Some(*start),
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
-            Error::Drive(e) => e.offset(),
+            Error::Refused(e) => e.offset(),
             Error::Http(e) => e.offset(),
             _ => None,
         }
@@ -184,6 +190,7 @@ impl ErrorInfo for Error {
         match self {
             Error::Bmap(e) => e.range(),
             Error::Http(e) => e.range(),
+            Error::Refused(e) => e.range(),
             Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
             _ => None,
         }
@@ -208,7 +215,7 @@ impl fmt::Display for Error {
             ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
-            Error::Drive(e) => e.fmt(f),
+            Error::Refused(e) => e.fmt(f),
             Error::DestinationFull {
                 path,
                 needed,
@@ -240,7 +247,7 @@ impl std::error::Error for Error {
             Error::WriteFailed { source, .. } => Some(source.as_ref()),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
-            Error::Drive(e) => Some(e),
+            Error::Refused(e) => Some(&**e),
             Error::Http(e) => Some(e),
             _ => None,
         }
@@ -266,15 +273,6 @@ impl From<sparsekit_bmap::Error> for Error {
 impl From<sparsekit_extents::Error> for Error {
     fn from(e: sparsekit_extents::Error) -> Self {
         Error::Extents(e)
-    }
-}
-
-impl From<sparsekit_drives::Error> for Error {
-    fn from(e: sparsekit_drives::Error) -> Self {
-        match e {
-            sparsekit_drives::Error::Io(io) => Error::Io(io),
-            e => Error::Drive(e),
-        }
     }
 }
 
