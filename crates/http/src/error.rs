@@ -86,23 +86,17 @@ impl Error {
     /// This error carried inside an `io::Error`, for `Read` implementations (an HTTP
     /// body read under a decompressor); [`Error::from_io`] gets it back.
     pub fn into_io(self) -> io::Error {
-        io::Error::other(Carried(self))
+        sparsekit_io::carry(io::ErrorKind::Other, self)
     }
 
     /// Whether `e` carries an [`Error`] ([`Error::into_io`]).
     pub fn is_carried(e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|i| i.is::<Carried>())
+        sparsekit_io::carries::<Error>(e)
     }
 
     /// The [`Error`] an `io::Error` carries ([`Error::into_io`]), else `e` unchanged.
     pub fn from_io(e: io::Error) -> std::result::Result<Error, io::Error> {
-        if !Self::is_carried(&e) {
-            return Err(e);
-        }
-        match e.into_inner().map(|i| i.downcast::<Carried>()) {
-            Some(Ok(c)) => Ok(c.0),
-            _ => unreachable!("checked above"),
-        }
+        sparsekit_io::take(e)
     }
 
     /// The [`Error`] a read error of an [`crate::HttpStorage`] carries, else `e`
@@ -185,18 +179,6 @@ impl ErrorInfo for Error {
         }
     }
 }
-
-/// An [`Error`] inside an `io::Error`.
-#[derive(Debug)]
-struct Carried(Error);
-
-impl fmt::Display for Carried {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Carried {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

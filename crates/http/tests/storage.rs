@@ -4,7 +4,7 @@
 //! an `HttpStorage` (outputs compared with `qemu-img convert` of the same file), as the
 //! addon composes it.
 
-mod common;
+use sparsekit_testfs::http as common;
 
 use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
