@@ -5,6 +5,8 @@ use napi::bindgen_prelude::*;
 use sparsekit_bmap::BmapChoice;
 use sparsekit_drives::{self as drives, Safety};
 use sparsekit_flash::{flash, FlashOptions, FlashStatus};
+
+use crate::destinations::{drive_opener, DriveOpener};
 use sparsekit_http::HttpOptions;
 
 use crate::error::Failure;
@@ -255,11 +257,11 @@ pub fn flash_multi<'env>(
                 bmap: choice,
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(true),
-                safety: Safety {
+                opener: Arc::new(DriveOpener(Safety {
                     force: o.force.unwrap_or(false),
                     unmount: o.unmount.unwrap_or(false),
                     create_files: o.create_files.unwrap_or(false),
-                },
+                })),
                 zip_entry: o.zip_entry,
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
             };
@@ -372,8 +374,15 @@ pub fn remote_bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let r = sparsekit_flash::bmap_copy(&url, &dst, &opts, &http, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+            let r = sparsekit_flash::bmap_copy(
+                &url,
+                &dst,
+                &opts,
+                &http,
+                &drive_opener(opts.create_files),
+                ctl,
+            )
+            .map_err(|e| Failure::from_core(&e))?;
             Ok(crate::bmap::NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,

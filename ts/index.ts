@@ -8,8 +8,8 @@
  */
 export { digest, ALGORITHMS } from './digest'
 export type { Algorithm, DigestOptions } from './digest'
-export { map, mapExtents, MAP_METHODS } from './extents'
-export type { MapOptions, MapMethod, Extent, ExtentMap, MapHeader } from './extents'
+export { map, mapExtents, mapTable, MAP_METHODS } from './extents'
+export type { MapOptions, MapMethod, Extent, ExtentMap, ExtentTable, MapHeader } from './extents'
 export { copy, COPY_METHODS } from './copy'
 export type { CopyOptions, CopyMethod, CopyResult } from './copy'
 export * as qcow2 from './qcow2'

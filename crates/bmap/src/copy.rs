@@ -2,7 +2,7 @@
 //! block device, checking each range's checksum as it streams, then optionally reading the
 //! destination back past the page cache.
 
-use sparsekit_io::sys::{FileTypeExt, MetadataExt};
+use sparsekit_io::sys::{self, FileTypeExt, MetadataExt};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use sparsekit_extents::{map_file, MapOptions};
 use sparsekit_io::{
-    Control, Faulty, FileKind, FileStorage, IoError, MemStorage, PageBuf, Phase, Storage,
+    Control, Counting, Faulty, FileKind, FileStorage, IoError, MemStorage, PageBuf, Phase, Storage,
+    StorageCursor,
 };
 
 use crate::create::{create_from, CHUNK, DEFAULT_BLOCK_SIZE};
 use crate::format::{Bmap, BmapRange, ChecksumType};
-use crate::source::{Compression, StorageReader, Stream};
-use crate::{par, sys, Error, Result};
+use crate::source::{Compression, Stream};
+use crate::{par, Error, Result};
 
 /// Where a destination's data goes: a [`Storage`] that may be a block device (never
 /// truncated, size checked first) and may hold cached pages that a read-back has to drop.
@@ -365,7 +366,7 @@ pub fn copy(
         Some(format) => {
             let size = src.size()?;
             let consumed = Arc::new(AtomicU64::new(0));
-            let input = Box::new(StorageReader::new(src, consumed.clone()));
+            let input = Box::new(Counting::new(StorageCursor::new(src), consumed.clone()));
             let s = Source::Compressed {
                 input,
                 format,
@@ -700,7 +701,7 @@ fn whole<D: Destination + ?Sized>(
         let mut i = 0;
         while i < data.len() {
             let block_end = |j: usize| (j + BS).min(data.len());
-            let is_zero = |j: usize| skip_zeros && data[j..block_end(j)].iter().all(|&x| x == 0);
+            let is_zero = |j: usize| skip_zeros && sparsekit_io::is_zero(&data[j..block_end(j)]);
             if is_zero(i) {
                 i = block_end(i);
                 continue;

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::IoError;
+use sparsekit_io::{ErrorInfo, IoError};
 
 /// Everything that can go wrong while listing drives or checking and opening a
 /// destination.
@@ -39,10 +39,10 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl ErrorInfo for Error {
     /// A stable code: `ERR_SPARSEKIT_IO`, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
     /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_UNSUPPORTED`.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Io(_) => "ERR_SPARSEKIT_IO",
             Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
@@ -52,7 +52,7 @@ impl Error {
     }
 
     /// The errno, for OS errors (and EBUSY of a busy drive).
-    pub fn raw_os_error(&self) -> Option<i32> {
+    fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::DriveBusy { errno, .. } => *errno,
@@ -61,7 +61,7 @@ impl Error {
     }
 
     /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
+    fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
             _ => None,
@@ -69,7 +69,7 @@ impl Error {
     }
 
     /// The file or device the error is about.
-    pub fn path(&self) -> Option<&Path> {
+    fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
             Error::SystemDrive { path, .. } | Error::DriveBusy { path, .. } => Some(path),
@@ -78,7 +78,7 @@ impl Error {
     }
 
     /// The byte offset the error is about.
-    pub fn offset(&self) -> Option<u64> {
+    fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
             _ => None,
@@ -86,7 +86,7 @@ impl Error {
     }
 
     /// The byte range at fault as `(start, length)`: none for these errors.
-    pub fn range(&self) -> Option<(u64, u64)> {
+    fn range(&self) -> Option<(u64, u64)> {
         None
     }
 }

@@ -391,7 +391,7 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drives::{check_destination, list};
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn mountinfo_lines() {
@@ -601,7 +601,7 @@ mod tests {
 
     #[test]
     fn this_machine_root_disk_is_system() {
-        let drives = list().unwrap();
+        let drives = list_with(&Roots::system()).unwrap();
         let root = std::fs::metadata("/").unwrap();
         use std::os::unix::fs::MetadataExt;
         let dev = (libc::major(root.dev()), libc::minor(root.dev()));
@@ -624,7 +624,8 @@ mod tests {
         }
         for d in holding {
             assert!(d.is_system, "{d:?}");
-            let e = check_destination(&d.path, Safety::default()).unwrap_err();
+            let e =
+                check_destination_with(&d.path, Safety::default(), &Roots::system()).unwrap_err();
             assert_eq!(e.code(), "ERR_SPARSEKIT_SYSTEM_DRIVE", "{e}");
         }
     }

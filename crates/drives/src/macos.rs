@@ -502,6 +502,7 @@ mod live {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn names() {

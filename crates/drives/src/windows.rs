@@ -755,6 +755,7 @@ mod live {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn device_paths() {

@@ -4,11 +4,12 @@
 //! ([`sparsekit_bmap::resolve_bmap`]) and the source written to one destination.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sparsekit_bmap::{resolve_bmap, Bmap, BmapChoice};
-use sparsekit_drives::{is_drive_path, open_destination, Safety};
 use sparsekit_http::{self as http, HttpOptions};
 
+use crate::dest::Opener;
 use crate::error::{Error, Result};
 use crate::flash::{run, FlashOptions, FlashReport, Target};
 use crate::source;
@@ -26,6 +27,7 @@ pub fn bmap_copy(
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
     http: &HttpOptions,
+    opener: &Arc<dyn Opener>,
     ctl: &mut sparsekit_io::Control<'_>,
 ) -> Result<sparsekit_bmap::CopyReport> {
     let client = http::client_for(http, url, ctl.cancel())?;
@@ -33,11 +35,11 @@ pub fn bmap_copy(
         Ok(http::find_bmap(&client, url, http)?.map(|(b, u)| (b, u.into())))
     })?;
     drop(client);
-    copy_to(url, dst, bmap, bmap_from, opts, http, ctl)
+    copy_to(url, dst, (bmap, bmap_from), opts, http, opener, ctl)
 }
 
 /// `bmap copy` of a local image to a drive on Windows or macOS (where
-/// [`sparsekit_drives::is_drive_path`] says `dst` is one): the flash writer's checks and device opening
+/// [`Opener::is_drive`] says `dst` is one): the flash writer's checks and device opening
 /// (system disk and mounted volumes refused; on Windows the volumes locked and dismounted
 /// while writing, on macOS the raw `/dev/rdiskN` written), which `sparsekit_bmap::copy`'s
 /// `O_EXCL` open provides on Linux only. The bmap as `sparsekit_bmap::copy` finds it.
@@ -45,6 +47,7 @@ pub fn local_bmap_copy_to_drive(
     image: &Path,
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
+    opener: &Arc<dyn Opener>,
     ctl: &mut sparsekit_io::Control<'_>,
 ) -> Result<sparsekit_bmap::CopyReport> {
     let cancel = ctl.cancel().clone();
@@ -58,22 +61,23 @@ pub fn local_bmap_copy_to_drive(
     copy_to(
         source,
         dst,
-        bmap,
-        bmap_from,
+        (bmap, bmap_from),
         opts,
         &HttpOptions::default(),
+        opener,
         ctl,
     )
 }
 
 /// `bmap copy` of a local image: [`sparsekit_bmap::copy`], except for a drive only the
-/// flash writer may write ([`sparsekit_drives::is_drive_path`]) and a zip archive, which the flash engine
+/// flash writer may write ([`Opener::is_drive`]) and a zip archive, which the flash engine
 /// opens (its entry is written, as for a remote zip and for `flash`, never the archive's
 /// own bytes).
 pub fn local_bmap_copy(
     image: &Path,
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
+    opener: &Arc<dyn Opener>,
     ctl: &mut sparsekit_io::Control<'_>,
 ) -> Result<sparsekit_bmap::CopyReport> {
     let mut head = [0u8; 4];
@@ -83,8 +87,8 @@ pub fn local_bmap_copy(
             f.take(4).read(&mut head)
         })
         .is_ok_and(|n| source::is_zip(&head[..n]));
-    if is_zip || is_drive_path(dst) {
-        local_bmap_copy_to_drive(image, dst, opts, ctl)
+    if is_zip || opener.is_drive(dst) {
+        local_bmap_copy_to_drive(image, dst, opts, opener, ctl)
     } else {
         Ok(sparsekit_bmap::copy(image, dst, opts, ctl)?)
     }
@@ -95,14 +99,12 @@ pub fn local_bmap_copy(
 fn copy_to(
     url: &str,
     dst: &Path,
-    bmap: Option<Bmap>,
-    bmap_from: Option<PathBuf>,
+    (bmap, bmap_from): (Option<Bmap>, Option<PathBuf>),
     opts: &sparsekit_bmap::CopyOptions,
     http: &HttpOptions,
+    opener: &Arc<dyn Opener>,
     ctl: &mut sparsekit_io::Control<'_>,
 ) -> Result<sparsekit_bmap::CopyReport> {
-    let is_dev = std::fs::metadata(dst)
-        .is_ok_and(|m| sparsekit_io::sys::FileTypeExt::is_block_device(&m.file_type()));
     let fopts = FlashOptions {
         bmap: match &bmap {
             Some(b) => BmapChoice::Given(Box::new(b.clone())),
@@ -111,43 +113,17 @@ fn copy_to(
         verify: opts.verify,
         read_back: opts.read_back,
         http: http.clone(),
+        opener: opener.clone(),
         ..Default::default()
     };
     // Open the source first: an unreachable URL leaves the destination untouched.
     let opened = source::open(url, &fopts.bmap, None, http, ctl.cancel())?;
-    // Windows disks and volumes (paths std cannot tell from files) and macOS disks: the
-    // flash writer's checks and device opening (system disk refused, mounted volumes
-    // refused; Windows volumes locked and dismounted while writing).
-    if is_drive_path(dst) {
-        let targets = vec![Target {
-            path: dst.to_path_buf(),
-            dst: Ok(open_destination(
-                dst,
-                Safety {
-                    create_files: opts.create_files,
-                    ..Safety::default()
-                },
-            )?),
-        }];
-        return finish(
-            run(opened, targets, &fopts, None, ctl)?,
-            &bmap,
-            bmap_from,
-            opts,
-        );
-    }
-    let out = sparsekit_io::FileStorage::open_destination(dst, opts.create_files, is_dev).map_err(
-        |e| {
-            if is_dev && e.raw_os_error() == Some(sparsekit_io::errno::EBUSY) {
-                Error::from(sparsekit_drives::busy(dst))
-            } else {
-                Error::Io(e)
-            }
-        },
-    )?;
+    // The opener's checks and opening: with the addon's, Windows disks and volumes
+    // (locked and dismounted while writing) and macOS disks, the system disk and mounted
+    // volumes refused.
     let targets = vec![Target {
         path: dst.to_path_buf(),
-        dst: Ok(Box::new(out)),
+        dst: Ok(opener.open(dst)?),
     }];
     finish(
         run(opened, targets, &fopts, None, ctl)?,

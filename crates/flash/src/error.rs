@@ -1,9 +1,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
-/// Everything that can go wrong while listing drives, opening a source or flashing.
+/// An error a [`crate::Opener`] refuses a destination with (a system drive, a busy one), kept
+/// whole: its code, path and errno reach the caller unchanged ([`Error::Refused`]).
+pub trait RefusalError: ErrorInfo + std::error::Error + Send + Sync + 'static {}
+impl<T: ErrorInfo + std::error::Error + Send + Sync + 'static> RefusalError for T {}
+
+/// Everything that can go wrong while opening a source or flashing.
 ///
 /// A flash to several destinations returns one of these per failed destination (in its
 /// [`crate::DestinationReport`]) and fails as a whole only when the source fails.
@@ -31,10 +36,11 @@ pub enum Error {
     Bmap(sparsekit_bmap::Error),
     /// Mapping the source image's extents failed.
     Extents(sparsekit_extents::Error),
-    /// A destination refused or not opened by the drive checks: a system drive
-    /// (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one (`ERR_SPARSEKIT_DRIVE_BUSY`), a device
-    /// this OS's listing does not know (`ERR_SPARSEKIT_UNSUPPORTED`).
-    Drive(sparsekit_drives::Error),
+    /// A destination the [`crate::Opener`] refused, its error kept whole: with the
+    /// addon's drive checks a system drive (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one
+    /// (`ERR_SPARSEKIT_DRIVE_BUSY`), a device this OS's listing does not know
+    /// (`ERR_SPARSEKIT_UNSUPPORTED`).
+    Refused(Box<dyn RefusalError>),
     /// An image whose size was not known before writing (an HTTP body without
     /// Content-Length, a compressed stream without a bmap) went past what the destination
     /// holds: a block device's size, or for a regular file the free space of its file
@@ -77,87 +83,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
-    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
-            Error::Bmap(e) => e.code(),
-            Error::Extents(e) => e.code(),
-            Error::Drive(e) => e.code(),
-            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
-            Error::Http(e) => e.code(),
-            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors (and EBUSY of a busy drive).
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::WriteFailed { source, .. } => source.raw_os_error(),
-            Error::Bmap(e) => e.raw_os_error(),
-            Error::Extents(e) => e.raw_os_error(),
-            Error::Drive(e) => e.raw_os_error(),
-            Error::Http(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::WriteFailed { source, .. } => source.syscall(),
-            Error::Bmap(e) => e.syscall(),
-            Error::Drive(e) => e.syscall(),
-            Error::Http(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file or device the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::WriteFailed { path, .. } => Some(path),
-            Error::Bmap(e) => e.path(),
-            Error::Extents(e) => e.path(),
-            Error::Drive(e) => e.path(),
-            Error::Http(e) => e.path(),
-            Error::DestinationFull { path, .. } => Some(path),
-            Error::Zip { path, .. } => path.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`sparsekit_http::Error::HttpInterrupted`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::WriteFailed { start, .. } => Some(*start),
-            Error::Bmap(e) => e.offset(),
-            Error::Extents(e) => e.offset(),
-            Error::Drive(e) => e.offset(),
-            Error::Http(e) => e.offset(),
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Bmap(e) => e.range(),
-            Error::Http(e) => e.range(),
-            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
-            _ => None,
-        }
-    }
-
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
@@ -188,6 +113,90 @@ impl Error {
     }
 }
 
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
+    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
+            Error::Bmap(e) => e.code(),
+            Error::Extents(e) => e.code(),
+            Error::Refused(e) => e.code(),
+            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
+            Error::Http(e) => e.code(),
+            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno, for OS errors (and EBUSY of a busy drive).
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::WriteFailed { source, .. } => source.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
+            Error::Refused(e) => e.raw_os_error(),
+            Error::Http(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::WriteFailed { source, .. } => source.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            Error::Refused(e) => e.syscall(),
+            Error::Http(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file or device the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::WriteFailed { path, .. } => Some(path),
+            Error::Bmap(e) => e.path(),
+            Error::Extents(e) => e.path(),
+            Error::Refused(e) => e.path(),
+            Error::Http(e) => e.path(),
+            Error::DestinationFull { path, .. } => Some(path),
+            Error::Zip { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`sparsekit_http::Error::HttpInterrupted`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::WriteFailed { start, .. } => Some(*start),
+            Error::Bmap(e) => e.offset(),
+            Error::Extents(e) => e.offset(),
+            Error::Refused(e) => e.offset(),
+            Error::Http(e) => e.offset(),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            Error::Http(e) => e.range(),
+            Error::Refused(e) => e.range(),
+            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -206,7 +215,7 @@ impl fmt::Display for Error {
             ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
-            Error::Drive(e) => e.fmt(f),
+            Error::Refused(e) => e.fmt(f),
             Error::DestinationFull {
                 path,
                 needed,
@@ -238,7 +247,7 @@ impl std::error::Error for Error {
             Error::WriteFailed { source, .. } => Some(source.as_ref()),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
-            Error::Drive(e) => Some(e),
+            Error::Refused(e) => Some(&**e),
             Error::Http(e) => Some(e),
             _ => None,
         }
@@ -264,15 +273,6 @@ impl From<sparsekit_bmap::Error> for Error {
 impl From<sparsekit_extents::Error> for Error {
     fn from(e: sparsekit_extents::Error) -> Self {
         Error::Extents(e)
-    }
-}
-
-impl From<sparsekit_drives::Error> for Error {
-    fn from(e: sparsekit_drives::Error) -> Self {
-        match e {
-            sparsekit_drives::Error::Io(io) => Error::Io(io),
-            e => Error::Drive(e),
-        }
     }
 }
 

@@ -8,9 +8,10 @@
 //!   failed write (or, for buffered writes, the few-MiB range a write-back check found it
 //!   in: [`Error::WriteFailed`]), while the others finish and are read back.
 //!   [`FlashStatus`] gives live per-destination progress.
-//! - Destinations are checked and opened by [`sparsekit_drives`] ([`open_destination`]:
-//!   system drives and busy ones refused, [`Error::Drive`]); [`flash_to`] takes
-//!   destinations the caller opened.
+//! - Destinations are checked and opened by the caller's [`Opener`]: the engine knows no
+//!   drive. [`Files`] (the default) opens files and block devices; the Node addon passes
+//!   one built on `sparsekit-drives` (system drives and busy ones refused,
+//!   [`Error::Refused`]). [`flash_to`] takes destinations the caller opened.
 //! - Sources: local files (plain, gzip, xz, bzip2, zstd — the decoders of
 //!   [`sparsekit_bmap::Compression`]), zip archives (the largest or a named entry,
 //!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs through
@@ -23,7 +24,8 @@
 //!   copy` through this engine.
 //!
 //! ```
-//! use sparsekit_flash::{flash, FlashOptions, Safety};
+//! use sparsekit_flash::{flash, Files, FlashOptions};
+//! use std::sync::Arc;
 //! use sparsekit_io::Control;
 //! let dir = tempfile::tempdir()?;
 //! let img = dir.path().join("os.img");
@@ -31,7 +33,7 @@
 //! let dsts = [dir.path().join("a.img"), dir.path().join("b.img")];
 //! // New regular files, asked for explicitly (a missing destination is refused with ENOENT).
 //! let opts = FlashOptions {
-//!     safety: Safety { create_files: true, ..Safety::default() },
+//!     opener: Arc::new(Files { create_files: true }),
 //!     ..FlashOptions::default()
 //! };
 //! let report = flash(img.to_str().unwrap(), &dsts, &opts, None, &mut Control::none())?;
@@ -44,16 +46,16 @@
 #![deny(missing_docs)]
 
 pub mod bmap_copy;
+mod dest;
 mod error;
 mod flash;
 mod source;
 
 pub use bmap_copy::{bmap_copy, local_bmap_copy, local_bmap_copy_to_drive};
-pub use error::{error_of_io, Error, Result};
+pub use dest::{Files, Opener};
+pub use error::{error_of_io, Error, RefusalError, Result};
 pub use flash::{
     flash, flash_to, DestFailure, DestProgress, DestState, DestinationReport, FlashOptions,
     FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
 };
-pub use source::Counting;
-pub use sparsekit_drives::{open_destination, Safety};
 pub use sparsekit_http::HttpOptions;

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sparsekit_bmap::{resolve_bmap, Bmap, BmapChoice, Compression};
-use sparsekit_io::{Cancel, FileStorage, IoError, Storage};
+use sparsekit_io::{Cancel, Counting, FileStorage, IoError, Storage};
 
-use sparsekit_http::{self as http, HttpOptions, HttpReader, HttpStorage, StorageCursor};
+use sparsekit_http::{self as http, HttpOptions, HttpReader, HttpStorage};
 
 use crate::error::{error_of_io, Error, Result};
 
@@ -28,27 +28,6 @@ pub(crate) fn is_zip(head: &[u8]) -> bool {
     head.starts_with(&ZIP_MAGIC)
         || head.starts_with(&ZIP_EMPTY_MAGIC)
         || head.starts_with(&ZIP_SPAN_MAGIC)
-}
-
-/// A [`Read`] that counts what it gave out into a shared counter (progress of the source).
-pub struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Counting<R> {
-    /// Count `inner`'s bytes into `count`.
-    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
-        Counting { inner, count }
-    }
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// What a zip archive is read from.
@@ -123,7 +102,7 @@ pub(crate) fn open(
             let storage = HttpStorage::open_with(client, source, http_opts)?;
             let consumed = storage.counter();
             let label = PathBuf::from(source);
-            let cursor = StorageCursor::new(storage).map_err(error_of_io)?;
+            let cursor = sparsekit_io::StorageCursor::new(storage);
             let (archive, index, name) =
                 open_zip(&label, Box::new(cursor) as Box<dyn ReadSeek>, zip_entry)?;
             return Ok(Opened {
@@ -270,7 +249,7 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub(crate) fn zip_error(path: &Path, e: zip::result::ZipError) -> Error {
     match e {
         zip::result::ZipError::Io(io)
-            if io.get_ref().is_some_and(|i| i.is::<IoError>())
+            if sparsekit_io::carries::<IoError>(&io)
                 || http::Error::is_carried(&io)
                 || io.raw_os_error().is_some() =>
         {
@@ -361,13 +340,10 @@ pub(crate) fn read_error(e: io::Error, label: &Path) -> Error {
         Ok(h) => return h.into(),
         Err(e) => e,
     };
-    if e.get_ref().is_some_and(|i| i.is::<IoError>()) {
-        if let Ok(io) = e.into_inner().expect("checked").downcast::<IoError>() {
-            return error_of_io(*io);
-        }
-        unreachable!("checked above");
+    match IoError::recover(e) {
+        Ok(io) => error_of_io(io),
+        Err(e) => Error::Io(IoError::new("read", e).with_path(label)),
     }
-    Error::Io(IoError::new("read", e).with_path(label))
 }
 
 /// A decoder's failure at decompressed `offset`.
@@ -377,8 +353,7 @@ pub(crate) fn decode_error(
     offset: u64,
     label: &Path,
 ) -> Error {
-    let inner_is_ours =
-        e.get_ref().is_some_and(|i| i.is::<IoError>()) || http::Error::is_carried(&e);
+    let inner_is_ours = sparsekit_io::carries::<IoError>(&e) || http::Error::is_carried(&e);
     match format {
         Some(f) if !inner_is_ours => Error::Bmap(sparsekit_bmap::Error::Decompress {
             path: Some(label.to_path_buf()),

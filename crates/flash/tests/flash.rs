@@ -1,6 +1,7 @@
 //! Integration tests with real loop devices, device-mapper targets, mounted partitions and
 //! a local HTTP server. Tests that need root print `SKIP <test>: <reason>` without it.
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use sparsekit_bmap::BmapChoice;
 use sparsekit_drives as drives;
-use sparsekit_flash::{flash, Error, FlashOptions, FlashStatus, HttpOptions, Safety};
+use sparsekit_drives::Safety;
+use sparsekit_flash::{flash, Error, FlashOptions, FlashStatus, HttpOptions, Opener};
 use sparsekit_io::Control;
 use sparsekit_testfs::{is_root, pattern, run};
 
@@ -118,6 +120,19 @@ fn image(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
+/// Destinations through sparsekit-drives' checks, as the Node addon opens them.
+#[derive(Debug)]
+struct Drives(Safety);
+
+impl Opener for Drives {
+    fn open(&self, p: &Path) -> sparsekit_flash::Result<Box<dyn sparsekit_bmap::Destination>> {
+        drives::open_destination(p, self.0).map_err(|e| match e {
+            drives::Error::Io(io) => Error::Io(io),
+            e => Error::Refused(Box::new(e)),
+        })
+    }
+}
+
 fn opts() -> FlashOptions {
     FlashOptions {
         bmap: BmapChoice::None,
@@ -125,10 +140,11 @@ fn opts() -> FlashOptions {
             retry_delay: Duration::from_millis(10),
             ..HttpOptions::default()
         },
-        safety: Safety {
+        // The drive checks as the addon makes them: the system disk is never written.
+        opener: std::sync::Arc::new(Drives(Safety {
             create_files: true,
             ..Safety::default()
-        },
+        })),
         ..FlashOptions::default()
     }
 }
@@ -391,11 +407,11 @@ fn mounted_partition_refused_unless_unmounted_or_forced() {
     )
     .unwrap();
     let o = FlashOptions {
-        safety: Safety {
+        opener: std::sync::Arc::new(Drives(Safety {
             force: false,
             unmount: true,
             ..Safety::default()
-        },
+        })),
         ..opts()
     };
     let r = flash(
@@ -769,7 +785,8 @@ fn bmap_parse_honours_abort() {
         ..Default::default()
     };
     let url = srv.url("os.img");
-    let e = sparsekit_flash::bmap_copy(&url, &dst, &copts, &o.http, &mut cancelled()).unwrap_err();
+    let e = sparsekit_flash::bmap_copy(&url, &dst, &copts, &o.http, &o.opener, &mut cancelled())
+        .unwrap_err();
     assert!(matches!(e, Error::Aborted), "{e}");
     assert_eq!(std::fs::read(&dst).unwrap(), b"keep");
 }

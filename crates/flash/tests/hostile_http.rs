@@ -5,8 +5,9 @@
 //! empty zips and zips inside gzip. Every server loop is bounded (connection count and a
 //! timer), so no test can run away.
 
-mod common;
+use sparsekit_testfs::http as common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -191,10 +192,7 @@ fn flash1(
             bmap,
             http,
             // New files in a temp folder.
-            safety: sparsekit_flash::Safety {
-                create_files: true,
-                ..Default::default()
-            },
+            opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
             ..Default::default()
         },
         None,
@@ -556,10 +554,7 @@ fn abort_is_prompt_whatever_the_server_does() {
                 &FlashOptions {
                     bmap: bmap.clone(),
                     http: http(),
-                    safety: sparsekit_flash::Safety {
-                        create_files: true,
-                        ..Default::default()
-                    },
+                    opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
                     ..Default::default()
                 },
                 None,

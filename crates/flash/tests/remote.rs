@@ -2,8 +2,9 @@
 //! (read with range requests through their central directory). The range-request storage
 //! itself is tested in crates/http/tests/storage.rs.
 
-mod common;
+use sparsekit_testfs::http as common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -56,6 +57,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
         &dst,
         &opts,
         &http(),
+        &files(),
         &mut Control::none(),
     )
     .unwrap();
@@ -76,6 +78,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
         &dst,
         &files_ok(),
         &http(),
+        &files(),
         &mut Control::none(),
     )
     .unwrap();
@@ -95,6 +98,7 @@ fn bmap_copy_of_a_url_plain_with_bmap_and_gzip() {
             ..files_ok()
         },
         &http(),
+        &files(),
         &mut Control::none(),
     )
     .unwrap_err();
@@ -132,10 +136,7 @@ fn zip_over_http_through_its_central_directory() {
             std::slice::from_ref(&dst),
             &FlashOptions {
                 http: http(),
-                safety: sparsekit_flash::Safety {
-                    create_files: true,
-                    ..Default::default()
-                },
+                opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
                 ..Default::default()
             },
             None,
@@ -156,6 +157,7 @@ fn zip_over_http_through_its_central_directory() {
             &dst,
             &files_ok(),
             &http(),
+            &files(),
             &mut Control::none(),
         )
         .unwrap();
@@ -169,10 +171,7 @@ fn zip_over_http_through_its_central_directory() {
         &FlashOptions {
             http: http(),
             zip_entry: Some("README".into()),
-            safety: sparsekit_flash::Safety {
-                create_files: true,
-                ..Default::default()
-            },
+            opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
             ..Default::default()
         },
         None,
@@ -203,4 +202,9 @@ fn files_ok() -> CopyOptions {
         create_files: true,
         ..CopyOptions::default()
     }
+}
+
+/// Destinations as plain files, created when missing.
+fn files() -> std::sync::Arc<dyn sparsekit_flash::Opener> {
+    std::sync::Arc::new(sparsekit_flash::Files { create_files: true })
 }

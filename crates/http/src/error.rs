@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// Everything that can go wrong while fetching over HTTP(S).
 #[derive(Debug)]
@@ -72,72 +72,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_IO`,
-    /// `ERR_SPARSEKIT_UNSUPPORTED`, `ERR_SPARSEKIT_INVALID_ARG`, `ERR_SPARSEKIT_ABORTED`,
-    /// or the bmap crate's codes.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) => "ERR_SPARSEKIT_IO",
-            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
-            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
-            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
-            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
-            Error::Bmap(e) => e.code(),
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors.
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::Bmap(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::Bmap(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file the error is about (HTTP errors name their URL: [`Error::url`]).
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::Bmap(e) => e.path(),
-            _ => None,
-        }
-    }
-
-    /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`Error::HttpInterrupted`] and [`Error::HttpChanged`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::Bmap(e) => e.offset(),
-            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
-                Some(*offset)
-            }
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Bmap(e) => e.range(),
-            _ => None,
-        }
-    }
-
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
@@ -152,23 +86,17 @@ impl Error {
     /// This error carried inside an `io::Error`, for `Read` implementations (an HTTP
     /// body read under a decompressor); [`Error::from_io`] gets it back.
     pub fn into_io(self) -> io::Error {
-        io::Error::other(Carried(self))
+        sparsekit_io::carry(io::ErrorKind::Other, self)
     }
 
     /// Whether `e` carries an [`Error`] ([`Error::into_io`]).
     pub fn is_carried(e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|i| i.is::<Carried>())
+        sparsekit_io::carries::<Error>(e)
     }
 
     /// The [`Error`] an `io::Error` carries ([`Error::into_io`]), else `e` unchanged.
     pub fn from_io(e: io::Error) -> std::result::Result<Error, io::Error> {
-        if !Self::is_carried(&e) {
-            return Err(e);
-        }
-        match e.into_inner().map(|i| i.downcast::<Carried>()) {
-            Some(Ok(c)) => Ok(c.0),
-            _ => unreachable!("checked above"),
-        }
+        sparsekit_io::take(e)
     }
 
     /// The [`Error`] a read error of an [`crate::HttpStorage`] carries, else `e`
@@ -184,17 +112,73 @@ impl Error {
     }
 }
 
-/// An [`Error`] inside an `io::Error`.
-#[derive(Debug)]
-struct Carried(Error);
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
+    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_IO`,
+    /// `ERR_SPARSEKIT_UNSUPPORTED`, `ERR_SPARSEKIT_INVALID_ARG`, `ERR_SPARSEKIT_ABORTED`,
+    /// or the bmap crate's codes.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
+            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
+            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
+            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
+            Error::Bmap(e) => e.code(),
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
 
-impl fmt::Display for Carried {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+    /// The errno, for OS errors.
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file the error is about (HTTP errors name their URL: [`Error::url`]).
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::Bmap(e) => e.path(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`Error::HttpInterrupted`] and [`Error::HttpChanged`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Bmap(e) => e.offset(),
+            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
+                Some(*offset)
+            }
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            _ => None,
+        }
     }
 }
-
-impl std::error::Error for Carried {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

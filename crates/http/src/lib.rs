@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use sparsekit_http::{is_url, proxy_for, Error, HttpOptions, HttpStorage};
-//! use sparsekit_io::Cancel;
+//! use sparsekit_io::{Cancel, ErrorInfo};
 //! assert!(is_url("https://example.com/os.img.xz") && !is_url("/tmp/os.img"));
 //! // Nothing listens on port 9 of the loopback address: the open fails, with a code.
 //! let opts = HttpOptions { retries: 0, ..HttpOptions::default() };
@@ -40,4 +40,4 @@ pub use client::{
     ABORT_POLL,
 };
 pub use error::{Error, Result};
-pub use storage::{HttpStorage, StorageCursor, BLOCK, CACHE_BLOCKS, READAHEAD};
+pub use storage::{HttpStorage, BLOCK, CACHE_BLOCKS, READAHEAD};

@@ -18,8 +18,9 @@
 //! Read errors are [`IoError`]s (path: the URL, offset: where the read failed) carrying
 //! the [`Error`] inside; [`Error::from_io_error`] gets it back.
 
+use sparsekit_io::ErrorInfo;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -490,60 +491,5 @@ impl Storage for HttpStorage {
 
     fn path(&self) -> Option<&Path> {
         Some(&self.label)
-    }
-}
-
-/// A [`Storage`] read front to back as a [`Read`] + [`Seek`] (for the zip crate).
-pub struct StorageCursor<S> {
-    inner: S,
-    pos: u64,
-    size: u64,
-}
-
-impl<S: Storage> StorageCursor<S> {
-    /// A cursor at offset 0.
-    pub fn new(inner: S) -> std::result::Result<Self, IoError> {
-        let size = inner.size()?;
-        Ok(StorageCursor {
-            inner,
-            pos: 0,
-            size,
-        })
-    }
-
-    /// The storage.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: Storage> Read for StorageCursor<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read_at(buf, self.pos)
-            .map_err(|e| io::Error::new(e.source.kind(), e))?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<S: Storage> Seek for StorageCursor<S> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let p = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        match p {
-            Some(p) => {
-                self.pos = p;
-                Ok(p)
-            }
-            None => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before the start",
-            )),
-        }
     }
 }

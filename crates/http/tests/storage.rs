@@ -4,8 +4,9 @@
 //! an `HttpStorage` (outputs compared with `qemu-img convert` of the same file), as the
 //! addon composes it.
 
-mod common;
+use sparsekit_testfs::http as common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;

@@ -64,7 +64,7 @@ pub use file::{is_device_namespace, FileKind, FileStorage};
 pub use mem::MemStorage;
 pub use pagebuf::{PageBuf, PAGE};
 pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
-pub use read::{carry, take, Counting, StorageCursor};
+pub use read::{carries, carry, take, Counting, StorageCursor};
 pub use replace::TempBeside;
 pub use storage::{Storage, ZERO_CHUNK};
 pub use zero::is_zero;

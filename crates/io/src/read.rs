@@ -99,12 +99,20 @@ where
     io::Error::new(kind, e)
 }
 
+/// Whether `e` carries an `E` ([`carry`]).
+pub fn carries<E>(e: &io::Error) -> bool
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    e.get_ref().is_some_and(|i| i.is::<E>())
+}
+
 /// The `E` that [`carry`] put inside `e`, or `e` itself when it carries none.
 pub fn take<E>(e: io::Error) -> Result<E, io::Error>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    if !e.get_ref().is_some_and(|i| i.is::<E>()) {
+    if !carries::<E>(&e) {
         return Err(e);
     }
     match e.into_inner().map(|i| i.downcast::<E>()) {

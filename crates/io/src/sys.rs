@@ -220,6 +220,33 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// `sync_file_range(SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+/// SYNC_FILE_RANGE_WAIT_AFTER)` (linux/fs.h): write the dirty pages of `[offset, offset +
+/// len)` and wait for them, reporting a write error of that range (EIO from a failing
+/// drive, ENOSPC from a full loop backing file): since Linux 4.13 the wait checks the
+/// mapping's error sequence (`file_check_and_advance_wb_err`) as seen by this descriptor,
+/// so a descriptor opened for the checks alone sees errors of writes made through another
+/// one (the page cache of a block device is shared by all its openers).
+pub fn wait_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    loop {
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, flags) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,7 @@ mod info;
 pub mod lock;
 mod map;
 mod measure;
+mod refblock;
 mod snapshot;
 mod source;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
@@ -81,6 +82,8 @@ pub use map::{map_json, Allocation, MapEntry};
 pub use measure::{measure, Measure, MeasureOptions};
 pub use snapshot::Snapshot;
 pub use source::{BlockStatus, Source, StorageSource};
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 pub use writer::{
     export_stream, import_image, open_backing, write_image, BackingFile, ExportStream,
     ImportOptions, ImportResult, Layout, STREAM_CHUNK, WRITE_UNIT,

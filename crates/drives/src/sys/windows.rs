@@ -29,18 +29,4 @@ pub fn umount(_target: &Path) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// No ranged write-back wait on Windows, and the flash writer's checks hold a read-only
-/// handle, which `FlushFileBuffers` (fileapi.h) refuses (ERROR_ACCESS_DENIED): nothing is
-/// waited for here. Write errors surface at the write itself on disks (opened
-/// `FILE_FLAG_WRITE_THROUGH | FILE_FLAG_NO_BUFFERING`) and at the destination's final
-/// flush, through the writer's handle, on files.
-pub fn wait_writeback(_file: &std::fs::File, _offset: u64, _len: u64) -> io::Result<()> {
-    Ok(())
-}
-
-/// No read-ahead request for a range of an open handle on Windows: `Unsupported` (a hint).
-pub fn will_need(_file: &std::fs::File, _offset: u64, _len: u64) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
 pub use sparsekit_io::sys::open_direct;

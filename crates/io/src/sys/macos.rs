@@ -181,3 +181,9 @@ pub fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
 pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
+
+/// Write the file's dirty data and wait (`fsync`, unistd.h, through std's `sync_data`):
+/// macOS has no ranged writeback wait; the error of any part of the file is reported.
+pub fn wait_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    file.sync_data()
+}
