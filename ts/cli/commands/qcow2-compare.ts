@@ -4,7 +4,7 @@ import { command } from '../command'
 
 export default command({
   name: 'qcow2 compare',
-  summary: 'whether two disks (raw files, drives, URLs, qcow2 images) read the same (qemu-img compare)',
+  summary: 'whether two disks (raw, drive, URL, qcow2) read the same (qemu-img compare)',
   positionals: [{ name: 'A' }, { name: 'B' }],
   options: [
     { flag: 'strict', short: 's', type: 'boolean', description: 'images of different sizes, or allocated differently, differ' },

@@ -7,7 +7,7 @@ import { backingOf, WRITE_OPTIONS } from './qcow2-import'
 
 export default command({
   name: 'qcow2 export',
-  summary: 'stream the uncompressed qcow2 image of SRC to stdout, its length known up front',
+  summary: 'the uncompressed qcow2 image of SRC to stdout, its length known up front',
   positionals: [{ name: 'SRC' }],
   options: [...WRITE_OPTIONS, { flag: 'length', type: 'boolean', description: 'print the length in bytes the image will have, and nothing else' }],
   notes: [

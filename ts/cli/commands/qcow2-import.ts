@@ -23,7 +23,7 @@ export function backingOf(v: { backing?: string; 'backing-format'?: 'qcow2' | 'r
 
 export default command({
   name: 'qcow2 import',
-  summary: 'write a raw image, a drive, a URL or a qcow2 image as a new qcow2 image (qemu-img convert -O qcow2)',
+  summary: 'any image, drive or URL into a new qcow2 image (qemu-img convert -O qcow2)',
   positionals: [{ name: 'SRC' }, { name: 'DST' }],
   options: [
     { flag: 'compress', short: 'c', type: 'choice', value: 'TYPE', choices: sk.qcow2.COMPRESSIONS, description: 'compress clusters with zlib (as qemu-img convert -c) or zstd, on every core' },
