@@ -479,7 +479,13 @@ impl Scanner<'_> {
 
     /// What each cluster of `buf` (clusters `first..first + n`) becomes, against the
     /// backing file's bytes `base`.
-    fn classify(&self, first: u64, n: u64, buf: &[u8], base: Option<&[u8]>) -> Result<Vec<(u64, Cell)>> {
+    fn classify(
+        &self,
+        first: u64,
+        n: u64,
+        buf: &[u8],
+        base: Option<&[u8]>,
+    ) -> Result<Vec<(u64, Cell)>> {
         let cs = self.g.cs as usize;
         let mut out = Vec::new();
         for i in 0..n as usize {
@@ -606,12 +612,22 @@ impl std::fmt::Debug for Layout {
 }
 
 impl Layout {
-    fn new(g: Geometry, o: &ImportOptions, plan: Vec<u64>) -> Result<Layout> {
-        let mut tables: Vec<u64> = plan.iter().map(|&p| (p & !PLAN_ZERO) / g.per_l2).collect();
-        tables.dedup();
+    /// The layout of `plan` (guest clusters stored, in order) for a source whose clusters
+    /// that may hold data are `candidates`: the metadata area is sized from the
+    /// candidates alone (an L2 table for every L1 entry they touch, refcounts for all of
+    /// them stored), so where the data starts is known before any data is read, and
+    /// [`import_image`] can write data clusters as it scans, reading the source once,
+    /// while [`ExportStream`] gives the same bytes.
+    fn new(
+        g: Geometry,
+        o: &ImportOptions,
+        plan: Vec<u64>,
+        candidates: &Candidates,
+    ) -> Result<Layout> {
+        let tables = candidates.tables.clone();
         let data_count = plan.iter().filter(|&&p| p & PLAN_ZERO == 0).count() as u64;
         let l1_at = 1;
-        let others = 1 + g.l1_clusters + tables.len() as u64 + data_count;
+        let others = 1 + g.l1_clusters + tables.len() as u64 + candidates.clusters;
         let (rb_count, rt_clusters) = g.refcount_clusters(others)?;
         let rt_at = l1_at + g.l1_clusters;
         let rb_at = rt_at + rt_clusters;
@@ -662,6 +678,30 @@ impl Layout {
             b[at..at + 8].copy_from_slice(&(off | OFLAG_COPIED).to_be_bytes());
         }
         b
+    }
+}
+
+/// The guest clusters that may hold data (from the map, before any data is read).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Candidates {
+    /// How many.
+    clusters: u64,
+    /// The L1 indices they fall under, in order.
+    tables: Vec<u64>,
+}
+
+impl Candidates {
+    fn of(g: &Geometry, units: &[(u64, u64)]) -> Candidates {
+        let mut c = Candidates::default();
+        for &(first, n) in units {
+            c.clusters += n;
+            for t in first / g.per_l2..=(first + n - 1) / g.per_l2 {
+                if c.tables.last() != Some(&t) {
+                    c.tables.push(t);
+                }
+            }
+        }
+        c
     }
 }
 
@@ -725,6 +765,15 @@ impl<S: Source> ExportStream<S> {
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Whether the next chunk is still metadata (header, tables, refcounts).
+    fn in_metadata(&self) -> bool {
+        match &self.part {
+            Part::L2 { table, .. } => *table < self.layout.tables.len(),
+            Part::Data { .. } | Part::Done => false,
+            _ => true,
+        }
     }
 
     /// Hand a chunk's buffer back to be filled again (saves zeroing a new one).
@@ -864,6 +913,7 @@ fn plan(
         compression: None,
     };
     let units = scanner.units(ctl)?;
+    let candidates = Candidates::of(&g, &units);
     let pool = pool(o.threads)?;
     let mut plan = Vec::new();
     scan_all(&scanner, &units, &pool, Phase::Map, ctl, |cells| {
@@ -873,7 +923,7 @@ fn plan(
         }));
         Ok(())
     })?;
-    Layout::new(g, o, plan)
+    Layout::new(g, o, plan, &candidates)
 }
 
 /// The uncompressed image of `src` as a stream with its length known up front: the source
@@ -966,77 +1016,68 @@ fn write_uncompressed(
     o: &ImportOptions,
     ctl: &mut Control<'_>,
 ) -> Result<ImportResult> {
-    let layout = plan(src, backing, o, ctl)?;
-    let total = layout.len();
+    let g = Geometry::new(o, src.size())?;
+    let scanner = Scanner {
+        g,
+        src,
+        backing,
+        keep: true,
+        compression: None,
+    };
+    let units = scanner.units(ctl)?;
+    let candidates = Candidates::of(&g, &units);
+    // Where the data starts depends on the candidates only: data clusters are written
+    // there as they are scanned (the source is read once), the tables after.
+    let data_at = Layout::new(g, o, Vec::new(), &candidates)?.data_at;
+    let pool = pool(o.threads)?;
+    let mut plan = Vec::new();
+    let mut rank = 0u64;
+    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |cells| {
+        for (c, cell) in cells {
+            match cell {
+                Cell::Zero => plan.push(c | PLAN_ZERO),
+                Cell::Data(Some(b)) => {
+                    out.write_all_at(&b, (data_at + rank) * g.cs)?;
+                    rank += 1;
+                    plan.push(c);
+                }
+                Cell::Data(None) | Cell::Compressed(_) => unreachable!("kept, uncompressed"),
+            }
+        }
+        Ok(())
+    })?;
+    let layout = Layout::new(g, o, plan, &candidates)?;
+    debug_assert_eq!(layout.data_at, data_at);
     let result = ImportResult {
-        size: layout.g.size,
-        file_size: total,
+        size: g.size,
+        file_size: layout.len(),
         data_clusters: layout.data_count,
         compressed_clusters: 0,
         zero_clusters: layout.zero_clusters(),
     };
-    let cancel = ctl.cancel().clone();
-    ctl.report(Phase::Write, 0, Some(total))?;
     let header = layout.header.clone();
-    std::thread::scope(|sc| -> Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(4);
-        // Written chunks go back to the reading thread to be filled again.
-        let (back, returned) = mpsc::channel::<Vec<u8>>();
-        let cancel2 = cancel.clone();
-        sc.spawn(move || {
-            let mut s = ExportStream {
-                layout,
-                src,
-                part: Part::Header,
-                pos: 0,
-                pending: Vec::new(),
-                pending_at: 0,
-                spare: Vec::new(),
-            };
-            loop {
-                if cancel2.is_cancelled() {
-                    break;
-                }
-                while let Ok(b) = returned.try_recv() {
-                    s.recycle(b);
-                }
-                let r = s.next_chunk();
-                let end = !matches!(r, Ok(Some(_)));
-                let msg = match r {
-                    Ok(Some(c)) => Ok(c),
-                    Ok(None) => break,
-                    Err(e) => Err(e),
-                };
-                if tx.send(msg).is_err() || end {
-                    break;
-                }
-            }
-        });
-        let mut pos = 0u64;
-        let r = (|| -> Result<()> {
-            for chunk in rx.iter() {
-                let chunk = chunk?;
-                // The header cluster is written last: until then the file is no image.
-                if pos == 0 {
-                    out.write_all_at(&vec![0u8; chunk.len()], 0)?;
-                } else {
-                    out.write_all_at(&chunk, pos)?;
-                }
+    // The metadata chunks of the stream, after the header cluster (written last).
+    let mut s = ExportStream {
+        layout,
+        src,
+        part: Part::L1,
+        pos: g.cs,
+        pending: Vec::new(),
+        pending_at: 0,
+        spare: Vec::new(),
+    };
+    let mut pos = g.cs;
+    while s.in_metadata() {
+        match s.next_chunk()? {
+            Some(chunk) => {
+                out.write_all_at(&chunk, pos)?;
                 pos += chunk.len() as u64;
-                let _ = back.send(chunk);
-                ctl.report(Phase::Write, pos, Some(total))?;
             }
-            ctl.check()?;
-            if pos != total {
-                return Err(Error::Aborted);
-            }
-            Ok(())
-        })();
-        if r.is_err() {
-            cancel.cancel();
+            None => break,
         }
-        r
-    })?;
+    }
+    debug_assert_eq!(pos, data_at * g.cs);
+    ctl.check()?;
     out.write_all_at(&header, 0)?;
     Ok(result)
 }

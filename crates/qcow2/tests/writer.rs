@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{qemu_folder, sh, status};
-use sparsekit_io::{Cancel, Control, Fault, Faulty, FileStorage, MemStorage, Storage};
+use sparsekit_io::{Cancel, Control, ErrorInfo, Fault, Faulty, FileStorage, MemStorage, Storage};
 use sparsekit_qcow2::{
     export_stream, import_image, open_backing, write_image, BackingFile, CompressionType, Image,
     ImportOptions, OpenOptions, Source, StorageSource,
