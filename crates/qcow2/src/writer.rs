@@ -38,7 +38,7 @@ use crate::source::{cluster_runs, merge, Source, StorageSource};
 use crate::table::{COMPRESSED_SECTOR, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
 
 /// Bytes read per unit of work (one thread reads, scans and compresses one unit).
-pub const WRITE_UNIT: u64 = 1 << 20;
+pub const WRITE_UNIT: u64 = 2 << 20;
 /// Most bytes of one chunk of an [`ExportStream`] (a run of data clusters read at once).
 pub const STREAM_CHUNK: u64 = 4 << 20;
 /// Refcounts are 16 bits wide (refcount_order 4, qemu's default).
@@ -409,6 +409,17 @@ pub(crate) struct Scanner<'a> {
     /// Keep the bytes of data clusters (and compress them with this).
     pub keep: bool,
     pub compression: Option<CompressionType>,
+    /// Buffers of uncompressed data handed back by the writer ([`Scanned::data`]).
+    pub buffers: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// What a unit of work found.
+pub(crate) struct Scanned {
+    /// What each cluster becomes (clusters that stay unallocated left out).
+    pub cells: Vec<(u64, Cell)>,
+    /// Uncompressed writing: the unit's data clusters, in order, one after the other
+    /// (their cells are `Data(None)`); the buffer goes back to [`Scanner::buffers`].
+    pub data: Option<Vec<u8>>,
 }
 
 /// Fill `buf` from `src` at `off`; bytes past its end read as zeros.
@@ -451,7 +462,7 @@ impl Scanner<'_> {
     }
 
     /// What each cluster of a unit becomes (clusters that stay unallocated left out).
-    pub(crate) fn scan(&self, (first, n): (u64, u64), cancel: &Cancel) -> Result<Vec<(u64, Cell)>> {
+    pub(crate) fn scan(&self, (first, n): (u64, u64), cancel: &Cancel) -> Result<Scanned> {
         thread_local! {
             /// The source's and the backing file's bytes of a unit, kept between units
             /// (no zeroing of a fresh buffer each time).
@@ -460,11 +471,26 @@ impl Scanner<'_> {
             };
         }
         cancel.check()?;
+        let cs = self.g.cs as usize;
+        let len = n as usize * cs;
+        let direct = self.keep && self.compression.is_none();
         BUFS.with(|b| {
-            let (buf, bb) = &mut *b.borrow_mut();
-            let len = n as usize * self.g.cs as usize;
+            let (tl, bb) = &mut *b.borrow_mut();
+            // Uncompressed writing: read into a buffer that goes to the writer as it is
+            // (one copy in, one out, as qemu-img does).
+            let mut own = if direct {
+                self.buffers.lock().unwrap_or_else(|p| p.into_inner()).pop()
+            } else {
+                None
+            };
+            let buf = match &mut own {
+                Some(v) => v,
+                None if direct => own.insert(Vec::with_capacity(len)),
+                None => tl,
+            };
             buf.resize(len, 0);
-            read_clipped(self.src, &mut buf[..len], first * self.g.cs)?;
+            buf.truncate(len);
+            read_clipped(self.src, buf, first * self.g.cs)?;
             let base = match self.backing {
                 Some(b) => {
                     bb.resize(len, 0);
@@ -473,7 +499,26 @@ impl Scanner<'_> {
                 }
                 None => None,
             };
-            self.classify(first, n, &buf[..len], base)
+            let cells = self.classify(first, n, buf, base, self.keep && !direct)?;
+            let Some(mut data) = own else {
+                return Ok(Scanned { cells, data: None });
+            };
+            // Keep the data clusters only, one after the other.
+            let mut k = 0;
+            for (c, cell) in &cells {
+                if matches!(cell, Cell::Data(None)) {
+                    let i = (c - first) as usize;
+                    if i != k {
+                        data.copy_within(i * cs..(i + 1) * cs, k * cs);
+                    }
+                    k += 1;
+                }
+            }
+            data.truncate(k * cs);
+            Ok(Scanned {
+                cells,
+                data: Some(data),
+            })
         })
     }
 
@@ -485,6 +530,7 @@ impl Scanner<'_> {
         n: u64,
         buf: &[u8],
         base: Option<&[u8]>,
+        keep: bool,
     ) -> Result<Vec<(u64, Cell)>> {
         let cs = self.g.cs as usize;
         let mut out = Vec::new();
@@ -498,7 +544,7 @@ impl Scanner<'_> {
                 None if zero => continue,
                 None => Cell::Data(None),
             };
-            let cell = match (cell, self.keep) {
+            let cell = match (cell, keep) {
                 (Cell::Data(None), true) => {
                     match self.compression.and_then(|k| compress_cluster(k, s)) {
                         Some(c) => Cell::Compressed(c),
@@ -521,7 +567,7 @@ fn scan_all(
     pool: &rayon::ThreadPool,
     phase: Phase,
     ctl: &mut Control<'_>,
-    mut sink: impl FnMut(Vec<(u64, Cell)>) -> Result<()>,
+    mut sink: impl FnMut(Scanned) -> Result<()>,
 ) -> Result<()> {
     let total: u64 = units.iter().map(|u| u.1 * scanner.g.cs).sum();
     let window = pool.current_num_threads().max(1) * 2;
@@ -532,7 +578,7 @@ fn scan_all(
     std::thread::scope(|sc| -> Result<()> {
         // Inside the scope: dropped before the scanning thread is joined, so a scanner
         // blocked on a full channel after an error here wakes up and stops.
-        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<(u64, Cell)>>>>(1);
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Scanned>>>(1);
         let cancel2 = cancel.clone();
         sc.spawn(move || {
             for w in units.chunks(window) {
@@ -549,8 +595,8 @@ fn scan_all(
         });
         let r = (|| {
             for (w, r) in units.chunks(window).zip(rx.iter()) {
-                for cells in r? {
-                    sink(cells)?;
+                for scanned in r? {
+                    sink(scanned)?;
                 }
                 done += w.iter().map(|u| u.1 * scanner.g.cs).sum::<u64>();
                 ctl.report(phase, done, Some(total))?;
@@ -911,13 +957,14 @@ fn plan(
         backing,
         keep: false,
         compression: None,
+        buffers: Default::default(),
     };
     let units = scanner.units(ctl)?;
     let candidates = Candidates::of(&g, &units);
     let pool = pool(o.threads)?;
     let mut plan = Vec::new();
-    scan_all(&scanner, &units, &pool, Phase::Map, ctl, |cells| {
-        plan.extend(cells.into_iter().map(|(c, cell)| match cell {
+    scan_all(&scanner, &units, &pool, Phase::Map, ctl, |scanned| {
+        plan.extend(scanned.cells.into_iter().map(|(c, cell)| match cell {
             Cell::Zero => c | PLAN_ZERO,
             _ => c,
         }));
@@ -1023,6 +1070,7 @@ fn write_uncompressed(
         backing,
         keep: true,
         compression: None,
+        buffers: Default::default(),
     };
     let units = scanner.units(ctl)?;
     let candidates = Candidates::of(&g, &units);
@@ -1032,18 +1080,23 @@ fn write_uncompressed(
     let pool = pool(o.threads)?;
     let mut plan = Vec::new();
     let mut rank = 0u64;
-    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |cells| {
-        for (c, cell) in cells {
-            match cell {
-                Cell::Zero => plan.push(c | PLAN_ZERO),
-                Cell::Data(Some(b)) => {
-                    out.write_all_at(&b, (data_at + rank) * g.cs)?;
-                    rank += 1;
-                    plan.push(c);
-                }
-                Cell::Data(None) | Cell::Compressed(_) => unreachable!("kept, uncompressed"),
-            }
+    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |scanned| {
+        let data = scanned.data.expect("uncompressed writing keeps the data");
+        for (c, cell) in scanned.cells {
+            plan.push(match cell {
+                Cell::Zero => c | PLAN_ZERO,
+                _ => c,
+            });
         }
+        if !data.is_empty() {
+            out.write_all_at(&data, (data_at + rank) * g.cs)?;
+            rank += data.len() as u64 / g.cs;
+        }
+        scanner
+            .buffers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(data);
         Ok(())
     })?;
     let layout = Layout::new(g, o, plan, &candidates)?;
@@ -1080,6 +1133,44 @@ fn write_uncompressed(
     ctl.check()?;
     out.write_all_at(&header, 0)?;
     Ok(result)
+}
+
+/// Writes that continue each other, gathered into one (a data cluster or compressed
+/// stream at a time would be one system call each: three times the kernel's time for the
+/// same bytes on ext4).
+struct Gather<'a> {
+    out: &'a dyn Storage,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl<'a> Gather<'a> {
+    fn new(out: &'a dyn Storage) -> Gather<'a> {
+        Gather {
+            out,
+            buf: Vec::with_capacity(STREAM_CHUNK as usize),
+            at: 0,
+        }
+    }
+
+    fn write(&mut self, b: &[u8], off: u64) -> Result<()> {
+        let end = self.at + self.buf.len() as u64;
+        if off != end || self.buf.len() + b.len() > STREAM_CHUNK as usize {
+            self.flush()?;
+            self.at = off;
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all_at(&self.buf, self.at)?;
+            self.at += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Places compressed streams and data clusters in cluster order, as qemu packs them: a
@@ -1165,6 +1256,7 @@ fn write_compressed(
         backing,
         keep: true,
         compression: Some(kind),
+        buffers: Default::default(),
     };
     let units = scanner.units(ctl)?;
     let pool = pool(o.threads)?;
@@ -1179,8 +1271,9 @@ fn write_compressed(
         size: g.size,
         ..ImportResult::default()
     };
-    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |cells| {
-        for (c, cell) in cells {
+    let mut w = Gather::new(out);
+    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |scanned| {
+        for (c, cell) in scanned.cells {
             let (e, bm) = match cell {
                 Cell::Zero => {
                     r.zero_clusters += 1;
@@ -1188,14 +1281,14 @@ fn write_compressed(
                 }
                 Cell::Compressed(b) => {
                     let off = p.compressed(b.len() as u64);
-                    out.write_all_at(&b, off)?;
+                    w.write(&b, off)?;
                     r.compressed_clusters += 1;
                     (compressed_entry(g.bits, off, b.len() as u64), 0)
                 }
                 Cell::Data(b) => {
                     let off = p.data();
                     let b = b.expect("kept");
-                    out.write_all_at(&b, off)?;
+                    w.write(&b, off)?;
                     r.data_clusters += 1;
                     g.data_entry(off)
                 }
@@ -1204,6 +1297,7 @@ fn write_compressed(
         }
         Ok(())
     })?;
+    w.flush()?;
     // The tables after the data: L2 tables, L1 table, refcount table, refcount blocks.
     let mut tables: Vec<u64> = entries.iter().map(|e| e.0 / g.per_l2).collect();
     tables.dedup();
