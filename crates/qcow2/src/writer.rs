@@ -4,11 +4,12 @@
 //! backing image that holds only the clusters that differ from it.
 //!
 //! Two layouts, both reproducible byte for byte:
-//! - **Uncompressed** ([`Layout`]): the source is mapped and scanned first (which clusters
-//!   hold data), then the image is laid out in stream order: header cluster, L1 table,
-//!   refcount table, refcount blocks, L2 tables, data clusters in guest order. Its length
-//!   is known before the first byte, so the same bytes can be streamed
-//!   ([`ExportStream`]) or written to a file ([`import_image`]).
+//! - **Uncompressed** ([`Layout`]): header cluster, L1 table, refcount table, refcount
+//!   blocks, L2 tables, data clusters in guest order. The metadata area is sized from the
+//!   source's map alone (the clusters that may hold data), so [`import_image`] writes
+//!   data clusters as it scans them (reading the source once) and the tables after, and
+//!   [`ExportStream`] (which maps and scans first, then reads again) knows its length
+//!   before its first byte and gives the same bytes.
 //! - **Compressed** (zlib = raw deflate with a 4 KiB window as qemu's `-12` window bits,
 //!   or zstd frames): clusters are read and compressed on every core in batches, each
 //!   cluster alone, and written in cluster order after the header cluster, packed byte
@@ -16,9 +17,10 @@
 //!   does not depend on any other, and placement is decided in cluster order on one
 //!   thread, so the bytes do not depend on the number of threads.
 //!
-//! Crash order: a file is written as a temporary file beside the destination (the
-//! header cluster last), synced and renamed over it, so a failure (a full disk, a
-//! failing source read, an abort) leaves no image, and a crash leaves the old file.
+//! Failure order: a file is written as a temporary file beside the destination, the
+//! header cluster last (until then the file is no image), and renamed over the
+//! destination when complete, so a failure (a full disk, a failing source read, an abort)
+//! leaves no image; a file being replaced is synced first, so a crash leaves the old file.
 
 use std::path::Path;
 use std::sync::mpsc;
