@@ -179,9 +179,11 @@ fn import_opts(o: &NativeQcow2ImportOptions) -> std::result::Result<ImportOption
         None | Some("none") => None,
         Some("zlib") => Some(CompressionType::Zlib),
         Some("zstd") => Some(CompressionType::Zstd),
-        Some(v) => return Err(Failure::invalid_value(format!(
+        Some(v) => {
+            return Err(Failure::invalid_value(format!(
             "The property 'options.compress' must be one of 'zlib', 'zstd', false. Received '{v}'"
-        ))),
+        )))
+        }
     };
     let compat_v2 = match o.compat.as_deref() {
         None | Some("1.1") => false,

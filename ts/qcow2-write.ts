@@ -115,7 +115,8 @@ function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions
  * stay unallocated; compression runs on every core and the file is byte-identical
  * whatever the number of threads. The file is written beside `dst` and renamed over it
  * when complete, so an error or an abort leaves no image (and an older file at `dst`
- * untouched). Phases `'map'` (scanning the source), `'write'`, `'sync'`.
+ * untouched). The source is read once: phase `'write'` (source bytes that may hold data),
+ * then `'sync'` when a file is replaced.
  */
 export async function importImage(source: PathLike | URL, dst: PathLike, options?: Qcow2ImportOptions): Promise<Qcow2ImportResult> {
   const src = sourceArg('source', source)

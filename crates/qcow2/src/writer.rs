@@ -1038,8 +1038,7 @@ pub fn open_backing(dst: &Path, b: &BackingFile) -> Result<Box<dyn Source>> {
 }
 
 /// Write the image of `src` into `out` (empty), the header cluster last (until then the
-/// storage holds no image); nothing is synced. Reports [`Phase::Map`] (scanning) and
-/// [`Phase::Write`].
+/// storage holds no image); nothing is synced. Reports [`Phase::Write`].
 pub fn write_image(
     src: &dyn Source,
     backing: Option<&dyn Source>,
@@ -1351,8 +1350,8 @@ fn write_compressed(
 /// old file, or none. A file being replaced is synced before the rename, so a crash
 /// leaves the old file or the whole new one; a new file is left to writeback, as
 /// `qemu-img convert` leaves it. With `o.backing`, the backing file is opened relative to `dst`'s
-/// folder and clusters equal to its data are left out. Reports [`Phase::Map`],
-/// [`Phase::Write`] and [`Phase::Sync`].
+/// folder and clusters equal to its data are left out. Reports [`Phase::Write`] (the
+/// source is read once) and, when a file is replaced, [`Phase::Sync`].
 pub fn import_image(
     src: &dyn Source,
     dst: &Path,
