@@ -7,7 +7,7 @@
 //! needed, long names kept) or delete, and text to append once to a file such as
 //! `cmdline.txt`. Before the first write it checks every path, refuses a volume marked
 //! dirty, and checks that the new contents fit in the free clusters
-//! ([`Error::NoSpace`], naming the file). After writing it unmounts the volume (FSInfo
+//! ([`Error::NoSpace`], `ENOSPC` naming the file). After writing it unmounts the volume (FSInfo
 //! updated, clean flag set), flushes the storage and reads every file back by content.
 //!
 //! ```
@@ -85,7 +85,7 @@ pub enum Error {
         path: Option<PathBuf>,
     },
     /// The new contents do not fit in the free clusters. Nothing was written. Code
-    /// `ERR_SPARSEKIT_NO_SPACE`.
+    /// `ENOSPC` (errno ENOSPC).
     NoSpace {
         /// The first file that does not fit.
         file: String,
@@ -175,8 +175,7 @@ impl ErrorInfo for Error {
             Error::BadPath { .. } => "ERR_INVALID_ARG_VALUE",
             Error::NotFat { .. } | Error::File { .. } => "ERR_SPARSEKIT_CUSTOMIZE_FAT",
             Error::Dirty { .. } => "ERR_SPARSEKIT_CUSTOMIZE_DIRTY",
-            Error::NoSpace { .. } => "ERR_SPARSEKIT_NO_SPACE",
-            Error::Missing { .. } => "ERR_SPARSEKIT_IO",
+            Error::NoSpace { .. } | Error::Missing { .. } => "ERR_SPARSEKIT_IO",
             Error::ReadBack { .. } => "ERR_SPARSEKIT_CHECKSUM_MISMATCH",
         }
     }
@@ -184,6 +183,7 @@ impl ErrorInfo for Error {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::Missing { .. } => Some(sparsekit_io::errno::ENOENT),
+            Error::NoSpace { .. } => Some(sparsekit_io::errno::ENOSPC),
             _ => None,
         }
     }
@@ -546,6 +546,27 @@ pub fn customize_fat(part: &dyn Storage, c: &Customization) -> Result<Report> {
     Ok(report)
 }
 
+/// `password` hashed with SHA-512-crypt (`$6$rounds=5000$salt$...`), what glibc's
+/// `crypt(3)` and `openssl passwd -6` compute: the form cloud-init's `passwd`,
+/// `chpasswd -e` and Raspberry Pi OS's `userconf` take. `salt`: 1 to 12 random bytes (the
+/// caller draws them), written in the hash as up to 16 crypt-base64 characters.
+pub fn hash_password(password: &str, salt: &[u8]) -> Result<String> {
+    use sha_crypt::PasswordHasher;
+    if !(1..=12).contains(&salt.len()) {
+        return Err(Error::BadPath {
+            path: format!("{} salt bytes", salt.len()),
+            reason: "a salt is 1 to 12 bytes",
+        });
+    }
+    sha_crypt::ShaCrypt::default()
+        .hash_password_with_salt(password.as_bytes(), salt)
+        .map(|h| h.as_str().to_string())
+        .map_err(|e| Error::File {
+            file: "password".into(),
+            message: e.to_string(),
+        })
+}
+
 /// Helpers for tests and examples.
 #[doc(hidden)]
 pub mod testing {
@@ -584,6 +605,30 @@ mod tests {
             let e = customize_fat(&MemStorage::from_vec(vec![0; 4096]), &c).unwrap_err();
             assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE", "{p:?}: {e}");
         }
+    }
+
+    #[test]
+    fn password_hash_is_what_openssl_computes() {
+        for (pw, salt) in [
+            ("password", &b"0123456789ab"[..]),
+            ("pä ss\"w'rd", b"x"),
+            ("x", b"salt"),
+        ] {
+            let h = hash_password(pw, salt).unwrap();
+            let f: Vec<&str> = h.split('$').collect();
+            assert_eq!((f[1], f[2]), ("6", "rounds=5000"), "{h}");
+            let Ok(o) = std::process::Command::new("openssl")
+                .args(["passwd", "-6", "-salt", f[3], pw])
+                .output()
+            else {
+                eprintln!("SKIP password_hash_is_what_openssl_computes: no openssl");
+                return;
+            };
+            let theirs = String::from_utf8(o.stdout).unwrap();
+            assert_eq!(theirs.trim(), format!("$6${}${}", f[3], f[4]), "{pw:?}");
+        }
+        assert!(hash_password("x", b"").is_err());
+        assert!(hash_password("x", &[0; 13]).is_err());
     }
 
     #[test]
@@ -643,7 +688,7 @@ mod tests {
             ..Default::default()
         };
         let e = customize_fat(&part, &c).unwrap_err();
-        assert_eq!(e.code(), "ERR_SPARSEKIT_NO_SPACE", "{e}");
+        assert_eq!(e.raw_os_error(), Some(sparsekit_io::errno::ENOSPC), "{e}");
         assert!(e.to_string().contains("big.bin"), "{e}");
         let mut now = vec![0u8; img.len()];
         part.read_exact_at(&mut now, 0).unwrap();

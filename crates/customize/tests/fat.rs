@@ -246,7 +246,7 @@ fn a_full_partition_is_refused_and_stays_clean() {
     let disk = FileStorage::open_rw(&img).unwrap();
     let part = Window::new(&disk, BOOT.0, BOOT.1).unwrap();
     let e = customize_fat(&part, &c).unwrap_err();
-    assert_eq!(e.code(), "ERR_SPARSEKIT_NO_SPACE", "{e}");
+    assert_eq!(e.raw_os_error(), Some(sparsekit_io::errno::ENOSPC), "{e}");
     assert!(e.to_string().contains("big.bin"), "{e}");
     assert!(bytes(&img, BOOT) == before, "nothing written");
     let out = boot_copy(dir.path(), &img);
