@@ -353,12 +353,14 @@ fn read_gpt_header(
             ),
         ));
     }
-    if g.first_usable > g.last_usable || g.last_usable > last_lba {
+    // A last usable LBA past the device is a truncated image: the header is still good
+    // (partitions past the end are refused later, one by one).
+    if g.first_usable > g.last_usable || g.first_usable > last_lba {
         return Err(corrupt(
             "GPT header",
             off,
             format!(
-                "usable LBAs {}..={} do not fit the device (last LBA {last_lba}): truncated image?",
+                "usable LBAs {}..={} do not fit the device (last LBA {last_lba})",
                 g.first_usable, g.last_usable
             ),
         ));

@@ -29,25 +29,110 @@ struct Fs {
 }
 
 const FILESYSTEMS: &[Fs] = &[
-    Fs { kind: "ext4", mib: 40, gpt_type: "L", mbr_type: "83", reports: "ext4" },
-    Fs { kind: "fat16", mib: 32, gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", mbr_type: "e", reports: "vfat" },
-    Fs { kind: "xfs", mib: 64, gpt_type: "L", mbr_type: "83", reports: "xfs" },
+    Fs {
+        kind: "ext4",
+        mib: 40,
+        gpt_type: "L",
+        mbr_type: "83",
+        reports: "ext4",
+    },
+    Fs {
+        kind: "fat16",
+        mib: 32,
+        gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+        mbr_type: "e",
+        reports: "vfat",
+    },
+    Fs {
+        kind: "xfs",
+        mib: 64,
+        gpt_type: "L",
+        mbr_type: "83",
+        reports: "xfs",
+    },
     // MBR: from here on logical partitions (5, 6, ...).
-    Fs { kind: "ext2", mib: 24, gpt_type: "L", mbr_type: "83", reports: "ext2" },
-    Fs { kind: "fat32", mib: 40, gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", mbr_type: "c", reports: "vfat" },
-    Fs { kind: "exfat", mib: 32, gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", mbr_type: "7", reports: "exfat" },
-    Fs { kind: "ntfs", mib: 32, gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", mbr_type: "7", reports: "ntfs" },
-    Fs { kind: "btrfs", mib: 128, gpt_type: "L", mbr_type: "83", reports: "btrfs" },
-    Fs { kind: "swap", mib: 8, gpt_type: "S", mbr_type: "82", reports: "swap" },
+    Fs {
+        kind: "ext2",
+        mib: 24,
+        gpt_type: "L",
+        mbr_type: "83",
+        reports: "ext2",
+    },
+    Fs {
+        kind: "fat32",
+        mib: 40,
+        gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+        mbr_type: "c",
+        reports: "vfat",
+    },
+    Fs {
+        kind: "exfat",
+        mib: 32,
+        gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+        mbr_type: "7",
+        reports: "exfat",
+    },
+    Fs {
+        kind: "ntfs",
+        mib: 32,
+        gpt_type: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+        mbr_type: "7",
+        reports: "ntfs",
+    },
+    Fs {
+        kind: "btrfs",
+        mib: 128,
+        gpt_type: "L",
+        mbr_type: "83",
+        reports: "btrfs",
+    },
+    Fs {
+        kind: "swap",
+        mib: 8,
+        gpt_type: "S",
+        mbr_type: "82",
+        reports: "swap",
+    },
     // GPT only: the ext4 layouts with bigalloc and meta_bg.
-    Fs { kind: "ext4-bigalloc", mib: 64, gpt_type: "L", mbr_type: "", reports: "ext4" },
-    Fs { kind: "ext4-metabg", mib: 32, gpt_type: "L", mbr_type: "", reports: "ext4" },
+    Fs {
+        kind: "ext4-bigalloc",
+        mib: 64,
+        gpt_type: "L",
+        mbr_type: "",
+        reports: "ext4",
+    },
+    Fs {
+        kind: "ext4-metabg",
+        mib: 32,
+        gpt_type: "L",
+        mbr_type: "",
+        reports: "ext4",
+    },
 ];
 
 const TOOLS: &[&str] = &[
-    "sfdisk", "losetup", "mkfs.ext4", "e2fsck", "dumpe2fs", "mkfs.vfat", "fsck.fat", "mcopy", "mdir", "mdel",
-    "mkfs.exfat", "fsck.exfat", "mount.exfat-fuse", "mkfs.ntfs", "ntfsfix", "mkfs.xfs", "xfs_repair", "xfs_db",
-    "mkfs.btrfs", "btrfs", "mkswap", "blkid",
+    "sfdisk",
+    "losetup",
+    "mkfs.ext4",
+    "e2fsck",
+    "dumpe2fs",
+    "mkfs.vfat",
+    "fsck.fat",
+    "mcopy",
+    "mdir",
+    "mdel",
+    "mkfs.exfat",
+    "fsck.exfat",
+    "mount.exfat-fuse",
+    "mkfs.ntfs",
+    "ntfsfix",
+    "mkfs.xfs",
+    "xfs_repair",
+    "xfs_db",
+    "mkfs.btrfs",
+    "btrfs",
+    "mkswap",
+    "blkid",
 ];
 
 fn skip() -> Option<String> {
@@ -100,7 +185,11 @@ fn stage(dir: &Path) -> (PathBuf, PathBuf, Vec<String>, BTreeMap<String, String>
     for (i, (name, seed, size)) in files().into_iter().enumerate() {
         let data = content(seed, size);
         if i < 12 {
-            let rel = if i % 5 == 4 { format!("sub/{name}") } else { name.clone() };
+            let rel = if i % 5 == 4 {
+                format!("sub/{name}")
+            } else {
+                name.clone()
+            };
             fs::write(early.join(&rel), &data).unwrap();
             if i % 3 == 0 && !rel.starts_with("sub/") {
                 deleted.push(rel);
@@ -164,13 +253,21 @@ fn fill(kind: &str, dev: &str, dir: &Path, early: &Path, late: &Path, deleted: &
         return;
     }
     let mnt = Mounted::new(&mount_cmd(kind, false), dev, &dir.join("mnt"));
-    must(&format!("cp -r '{}'/. '{}'/", early.display(), mnt.0.display()));
+    must(&format!(
+        "cp -r '{}'/. '{}'/",
+        early.display(),
+        mnt.0.display()
+    ));
     must(&format!("sync -f '{}'", mnt.0.display()));
     for d in deleted {
         fs::remove_file(mnt.0.join(d)).unwrap();
     }
     must(&format!("sync -f '{}'", mnt.0.display()));
-    must(&format!("cp -r '{}'/. '{}'/", late.display(), mnt.0.display()));
+    must(&format!(
+        "cp -r '{}'/. '{}'/",
+        late.display(),
+        mnt.0.display()
+    ));
     must(&format!("sync -f '{}'", mnt.0.display()));
 }
 
@@ -199,11 +296,18 @@ fn hash_tree(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn digits(s: &str) -> u64 {
-    s.chars().filter(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+    s.chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }
 
 fn field(out: &str, key: &str) -> u64 {
-    let line = out.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_else(|| panic!("no {key} in {out}"));
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in {out}"));
     digits(line.split(':').nth(1).unwrap())
 }
 
@@ -231,7 +335,11 @@ fn verify(kind: &str, dev: &str, len: u64, dir: &Path, expect: &BTreeMap<String,
     let (got, reported_used) = if is_fat(kind) {
         must(&format!("mcopy -s -Q -i {dev} '::/*' '{}'/", out.display()));
         let free = must(&format!("mdir -i {dev} ::/"));
-        let line = free.lines().find(|l| l.contains("bytes free")).unwrap().to_string();
+        let line = free
+            .lines()
+            .find(|l| l.contains("bytes free"))
+            .unwrap()
+            .to_string();
         (hash_tree(&out), len - digits(&line))
     } else {
         let mnt = Mounted::new(&mount_cmd(kind, true), dev, &out);
@@ -242,8 +350,14 @@ fn verify(kind: &str, dev: &str, len: u64, dir: &Path, expect: &BTreeMap<String,
             }
             "xfs" => {
                 let f = must(&format!("xfs_db -r -c 'freesp -s' {dev}"));
-                let free = f.lines().find(|l| l.contains("total free blocks")).map(digits).unwrap();
-                let bs = digits(&must(&format!("xfs_db -r -c 'sb 0' -c 'p blocksize' {dev}")));
+                let free = f
+                    .lines()
+                    .find(|l| l.contains("total free blocks"))
+                    .map(digits)
+                    .unwrap();
+                let bs = digits(&must(&format!(
+                    "xfs_db -r -c 'sb 0' -c 'p blocksize' {dev}"
+                )));
                 len - free * bs
             }
             "btrfs" => {
@@ -259,7 +373,10 @@ fn verify(kind: &str, dev: &str, len: u64, dir: &Path, expect: &BTreeMap<String,
         };
         (hash_tree(&mnt.0), used)
     };
-    assert_eq!(&got, expect, "{kind}: files differ after free space was overwritten");
+    assert_eq!(
+        &got, expect,
+        "{kind}: files differ after free space was overwritten"
+    );
     reported_used
 }
 
@@ -305,7 +422,10 @@ fn proof(table: &str) {
     let tmp = tempfile::tempdir_in("/tmp").unwrap();
     let dir = tmp.path();
     let (early, late, deleted, expect) = stage(dir);
-    let list: Vec<&Fs> = FILESYSTEMS.iter().filter(|f| table == "gpt" || !f.mbr_type.is_empty()).collect();
+    let list: Vec<&Fs> = FILESYSTEMS
+        .iter()
+        .filter(|f| table == "gpt" || !f.mbr_type.is_empty())
+        .collect();
     let total: u64 = list.iter().map(|f| f.mib + 1).sum::<u64>() + 4;
     let img = dir.join("disk.img");
     must(&format!("truncate -s {}M '{}'", total, img.display()));
@@ -314,11 +434,19 @@ fn proof(table: &str) {
         if table == "mbr" && i == 3 {
             script.push_str("type=5\n");
         }
-        let ty = if table == "gpt" { f.gpt_type } else { f.mbr_type };
+        let ty = if table == "gpt" {
+            f.gpt_type
+        } else {
+            f.mbr_type
+        };
         script.push_str(&format!("size={}MiB, type={ty}\n", f.mib));
     }
-    must(&format!("sfdisk -q '{}' <<'EOS'\n{script}EOS", img.display()));
-    let j: serde_json::Value = serde_json::from_str(&must(&format!("sfdisk -J '{}'", img.display()))).unwrap();
+    must(&format!(
+        "sfdisk -q '{}' <<'EOS'\n{script}EOS",
+        img.display()
+    ));
+    let j: serde_json::Value =
+        serde_json::from_str(&must(&format!("sfdisk -J '{}'", img.display()))).unwrap();
     let parts: Vec<(u32, u64, u64)> = j["partitiontable"]["partitions"]
         .as_array()
         .unwrap()
@@ -326,13 +454,18 @@ fn proof(table: &str) {
         .filter(|p| !matches!(p["type"].as_str(), Some("5")))
         .map(|p| {
             let node = p["node"].as_str().unwrap();
-            let n: u32 = node.trim_start_matches(|c: char| !c.is_ascii_digit() || node.ends_with(c) && false)
+            let n: u32 = node
+                .trim_start_matches(|c: char| !c.is_ascii_digit() || node.ends_with(c) && false)
                 .rsplit(|c: char| !c.is_ascii_digit())
                 .next()
                 .unwrap()
                 .parse()
                 .unwrap();
-            (n, p["start"].as_u64().unwrap() * 512, p["size"].as_u64().unwrap() * 512)
+            (
+                n,
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+            )
         })
         .collect();
     assert_eq!(parts.len(), list.len(), "{j}");
@@ -346,10 +479,22 @@ fn proof(table: &str) {
     let s = FileStorage::open(&img).unwrap();
     let l = layout(&s, &mut Control::none()).unwrap();
     drop(s);
-    assert_eq!(l.table, if table == "gpt" { Table::Gpt } else { Table::Mbr });
+    assert_eq!(
+        l.table,
+        if table == "gpt" {
+            Table::Gpt
+        } else {
+            Table::Mbr
+        }
+    );
     assert_eq!(l.partitions.len(), list.len());
     for (f, p) in list.iter().zip(&l.partitions) {
-        assert_eq!(p.filesystem.map(|x| x.name()), Some(f.reports), "{}: {p:?}", f.kind);
+        assert_eq!(
+            p.filesystem.map(|x| x.name()),
+            Some(f.reports),
+            "{}: {p:?}",
+            f.kind
+        );
         assert_eq!(p.state, State::Clean, "{}: {p:?}", f.kind);
     }
     if table == "mbr" {
@@ -357,15 +502,25 @@ fn proof(table: &str) {
         assert_eq!(numbers, vec![1, 2, 3, 5, 6, 7, 8, 9, 10]);
     }
     let free = overwrite_free(&img, &l);
-    eprintln!("{table}: {} of {} bytes overwritten with random bytes", free, l.size);
+    eprintln!(
+        "{table}: {} of {} bytes overwritten with random bytes",
+        free, l.size
+    );
     assert!(free > l.size / 3, "most of the image should be free");
 
     for (f, p) in list.iter().zip(&l.partitions) {
         let lo = Loop::new(&img, p.start, p.length);
-        let expect_files = if f.kind == "swap" { BTreeMap::new() } else { expect.clone() };
+        let expect_files = if f.kind == "swap" {
+            BTreeMap::new()
+        } else {
+            expect.clone()
+        };
         let reported = verify(f.kind, &lo.0, p.length, dir, &expect_files);
         let slack = p.length / 50 + MIB;
-        eprintln!("{table} {}: layout used {} bytes, the file system reports {reported}", f.kind, p.used_bytes);
+        eprintln!(
+            "{table} {}: layout used {} bytes, the file system reports {reported}",
+            f.kind, p.used_bytes
+        );
         assert!(
             p.used_bytes + slack >= reported && p.used_bytes <= reported + slack,
             "{table} {}: layout says {} bytes used, the file system {reported}",
@@ -373,7 +528,10 @@ fn proof(table: &str) {
             p.used_bytes
         );
     }
-    eprintln!("{table}: built in {made:?}, proved in {:?}", t0.elapsed() - made);
+    eprintln!(
+        "{table}: built in {made:?}, proved in {:?}",
+        t0.elapsed() - made
+    );
 }
 
 #[test]
