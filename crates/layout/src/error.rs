@@ -56,18 +56,23 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable code: the errno name for OS errors (from the addon), otherwise
-    /// `ERR_SPARSEKIT_LAYOUT_CORRUPT`, `ERR_SPARSEKIT_LAYOUT_UNSUPPORTED`,
-    /// `ERR_SPARSEKIT_LAYOUT_DIRTY` or `ERR_SPARSEKIT_ABORTED`; `None` for an OS error
-    /// (its errno names it).
-    pub fn code(&self) -> Option<&'static str> {
+    /// The stable code: `ERR_SPARSEKIT_IO` for an OS failure (the addon reports the
+    /// errno's name, such as `ENOENT`), otherwise `ERR_SPARSEKIT_LAYOUT_CORRUPT`,
+    /// `ERR_SPARSEKIT_LAYOUT_UNSUPPORTED`, `ERR_SPARSEKIT_LAYOUT_DIRTY` or
+    /// `ERR_SPARSEKIT_ABORTED`.
+    pub fn code(&self) -> &'static str {
         match self {
-            Error::Io(_) => None,
-            Error::Corrupt { .. } => Some("ERR_SPARSEKIT_LAYOUT_CORRUPT"),
-            Error::Unsupported { .. } => Some("ERR_SPARSEKIT_LAYOUT_UNSUPPORTED"),
-            Error::Dirty { .. } => Some("ERR_SPARSEKIT_LAYOUT_DIRTY"),
-            Error::Aborted => Some("ERR_SPARSEKIT_ABORTED"),
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Corrupt { .. } => "ERR_SPARSEKIT_LAYOUT_CORRUPT",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_LAYOUT_UNSUPPORTED",
+            Error::Dirty { .. } => "ERR_SPARSEKIT_LAYOUT_DIRTY",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
         }
+    }
+
+    /// The byte range at fault (none: errors name an offset).
+    pub fn range(&self) -> Option<(u64, u64)> {
+        None
     }
 
     /// The errno of an OS error.

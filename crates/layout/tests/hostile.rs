@@ -45,7 +45,7 @@ fn assert_code(r: Result<Layout, sparsekit_layout::Error>, code: &str, what: &st
     match r {
         Ok(l) => panic!("{what}: expected {code}, got a layout {l:?}"),
         Err(e) => {
-            assert_eq!(e.code(), Some(code), "{what}: {e}");
+            assert_eq!(e.code(), code, "{what}: {e}");
             eprintln!("{what}: {e}");
         }
     }
