@@ -60,6 +60,12 @@ export declare function drivesList(): Promise<NativeDrive[]>
 /** Flash one source (path or http(s) URL) to several destinations at once. */
 export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
+/**
+ * The partition table, partitions, file systems and used byte ranges of an image or
+ * block device, read without mounting (free means provably free).
+ */
+export declare function layout(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
 
@@ -221,6 +227,38 @@ export interface NativeFlashResult {
   bmap?: string
   zipEntry?: string
   sourceBytes: number
+}
+
+/**
+ * What `layout` resolves to; `used` holds the used ranges flattened as
+ * `[offset, length, ...]` in one Float64Array (ts/ builds the objects).
+ */
+export interface NativeLayout {
+  size: number
+  table: 'gpt' | 'mbr' | 'none'
+  sectorSize: number
+  hybridMbr: boolean
+  partitions: Array<NativeLayoutPartition>
+  used: Float64Array
+  usedBytes: number
+  warnings: Array<string>
+}
+
+/** One partition of a [`NativeLayout`]. */
+export interface NativeLayoutPartition {
+  number: number
+  start: number
+  length: number
+  type: string
+  typeName?: string
+  name?: string
+  partuuid?: string
+  filesystem?: string
+  label?: string
+  uuid?: string
+  usedBytes: number
+  state: 'clean' | 'dirty' | 'unknown'
+  reason?: string
 }
 
 /**

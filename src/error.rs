@@ -62,6 +62,7 @@ core_error!(
     sparsekit_digest::Error,
     sparsekit_extents::Error,
     sparsekit_flash::Error,
+    sparsekit_layout::Error,
     sparsekit_sparse_copy::Error,
     sparsekit_qcow2::Error
 );
