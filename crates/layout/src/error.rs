@@ -51,6 +51,22 @@ pub enum Error {
         /// Why it is dirty.
         detail: String,
     },
+    /// The image or device is in use (attached to a loop device, mounted, claimed):
+    /// `ERR_SPARSEKIT_LAYOUT_BUSY`. Nothing was written.
+    Busy {
+        /// The image or device.
+        path: Option<PathBuf>,
+        /// Who holds it.
+        detail: String,
+    },
+    /// The operation is not done on this kind of target without being asked (a block
+    /// device without `discard`): `ERR_SPARSEKIT_LAYOUT_REFUSED`. Nothing was written.
+    Refused {
+        /// The image or device.
+        path: Option<PathBuf>,
+        /// Why.
+        detail: String,
+    },
     /// Cancelled: `ERR_SPARSEKIT_ABORTED`.
     Aborted,
 }
@@ -66,6 +82,8 @@ impl Error {
             Error::Corrupt { .. } => "ERR_SPARSEKIT_LAYOUT_CORRUPT",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_LAYOUT_UNSUPPORTED",
             Error::Dirty { .. } => "ERR_SPARSEKIT_LAYOUT_DIRTY",
+            Error::Busy { .. } => "ERR_SPARSEKIT_LAYOUT_BUSY",
+            Error::Refused { .. } => "ERR_SPARSEKIT_LAYOUT_REFUSED",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
         }
     }
@@ -89,7 +107,9 @@ impl Error {
             Error::Io(e) => e.path.as_deref(),
             Error::Corrupt { path, .. }
             | Error::Unsupported { path, .. }
-            | Error::Dirty { path, .. } => path.as_deref(),
+            | Error::Dirty { path, .. }
+            | Error::Busy { path, .. }
+            | Error::Refused { path, .. } => path.as_deref(),
             Error::Aborted => None,
         }
     }
@@ -101,7 +121,7 @@ impl Error {
             Error::Corrupt { offset, .. }
             | Error::Unsupported { offset, .. }
             | Error::Dirty { offset, .. } => Some(*offset),
-            Error::Aborted => None,
+            Error::Busy { .. } | Error::Refused { .. } | Error::Aborted => None,
         }
     }
 
@@ -124,7 +144,9 @@ impl Error {
                 }
                 Error::Corrupt { path, .. }
                 | Error::Unsupported { path, .. }
-                | Error::Dirty { path, .. } => {
+                | Error::Dirty { path, .. }
+                | Error::Busy { path, .. }
+                | Error::Refused { path, .. } => {
                     if path.is_none() {
                         *path = Some(p.to_path_buf());
                     }
@@ -146,7 +168,7 @@ impl Error {
             Error::Corrupt { offset, .. }
             | Error::Unsupported { offset, .. }
             | Error::Dirty { offset, .. } => *offset = offset.saturating_add(by),
-            Error::Aborted => {}
+            Error::Busy { .. } | Error::Refused { .. } | Error::Aborted => {}
         }
         self
     }
@@ -210,6 +232,13 @@ impl fmt::Display for Error {
                 write!(f, "{filesystem} file system at offset {offset}")?;
                 place(f, path)?;
                 write!(f, " is not clean: {detail}")
+            }
+            Error::Busy { path, detail } | Error::Refused { path, detail } => {
+                match path {
+                    Some(p) => write!(f, "'{}': ", p.display())?,
+                    None => {}
+                }
+                f.write_str(detail)
             }
             Error::Aborted => f.write_str("the operation was aborted"),
         }

@@ -37,9 +37,12 @@
 mod dev;
 mod error;
 mod fs;
+mod sparsify;
+mod sys;
 mod table;
 
 pub use error::Error;
+pub use sparsify::{sparsify, Sparsified, SparsifyOptions};
 
 use dev::Dev;
 use sparsekit_io::{Control, Phase, Storage};

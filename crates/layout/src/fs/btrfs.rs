@@ -212,8 +212,16 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
     let mut from_tree: Vec<Chunk> = Vec::new();
     let mut stack = vec![(chunk_root, chunk_level)];
     let mut nodes = 0usize;
+    let mut seen = std::collections::HashSet::new();
     while let Some((l, level)) = stack.pop() {
         nodes += 1;
+        if !seen.insert(l) {
+            return Err(corrupt(
+                "btrfs chunk tree",
+                0,
+                format!("node at logical {l} is reached twice"),
+            ));
+        }
         if nodes > MAX_NODES {
             return Err(corrupt("btrfs chunk tree", 0, "too many nodes (a loop?)"));
         }

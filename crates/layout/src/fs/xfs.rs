@@ -330,7 +330,10 @@ impl Walk for Xfs {
                     ));
                 }
                 let nrecs = be16(&b, 6) as usize;
-                if nrecs > maxrecs || (nrecs == 0 && level > 0) {
+                // Only a root leaf may be empty (an AG without free space): every other
+                // leaf visit must move the cursor, so a DAG of pointers cannot make us
+                // read the same leaves over and over.
+                if nrecs > maxrecs || (nrecs == 0 && (level > 0 || blk != root)) {
                     return Err(corrupt(
                         "XFS bnobt block",
                         boff,
