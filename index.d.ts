@@ -413,6 +413,20 @@ export interface NativeRemoteOptions {
   timeout?: number
 }
 
+/** What `sparsify` resolves to. */
+export interface NativeSparsified {
+  size: number
+  usedBytes: number
+  freedBytes: number
+  allocatedBefore?: number
+  allocatedAfter?: number
+}
+
+export interface NativeSparsifyOptions {
+  /** Allow a block device (its free ranges are discarded). */
+  discard?: boolean
+}
+
 export interface NativeSyncOptions {
   /** checksum: first byte hashed. */
   start?: number
@@ -512,6 +526,9 @@ export declare function remoteBmapCopy(url: string, dst: string | Buffer, option
 
 /** `qcow2 convert` of an http(s) URL read with range requests. */
 export declare function remoteQcow2Convert(url: string, dst: string | Buffer, options?: NativeRemoteOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
+
+/** Punch (or, on a block device with `discard`, discard) every provably free range. */
+export declare function sparsify(path: string | Buffer, options?: NativeSparsifyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSparsified>
 
 /**
  * `checksum`: hash `dst` (a file, a device, or a pipe given by path: read in order, no

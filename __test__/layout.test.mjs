@@ -174,5 +174,60 @@ testWith(['mkfs.ext4'], test)('CLI: sparsekit layout IMAGE [--json]', async (t) 
   t.is(cli(['layout', '/nonexistent.img']).status, 1)
 })
 
+/** A fully allocated ext4 image (mkfs told not to discard): sparsify has work to do. */
+function allocatedExt4(t, mib = 32) {
+  const img = join(tempDir(t), 'a.img')
+  run('fallocate', ['-l', `${mib}M`, img])
+  run('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', img])
+  return img
+}
+
+testWith(['mkfs.ext4', 'e2fsck', 'fallocate'], test)('sparsify punches the free blocks; e2fsck stays clean', async (t) => {
+  const img = allocatedExt4(t)
+  const l = await sk.layout(img)
+  const seen = new Set()
+  const r = await sk.sparsify(img, { onProgress: (p) => seen.add(p.phase) })
+  t.is(r.size, 32 * MiB)
+  t.is(r.usedBytes, l.usedBytes)
+  t.is(r.freedBytes, 32 * MiB - l.usedBytes)
+  t.true(r.allocatedBefore >= 32 * MiB)
+  t.true(r.allocatedAfter <= l.usedBytes + MiB, `${r.allocatedAfter} allocated, ${l.usedBytes} used`)
+  t.deepEqual([...seen].sort(), ['map', 'write'])
+  run('e2fsck', ['-fn', img], { stdio: 'ignore' })
+  // Again: nothing left to free, same answer.
+  const again = await sk.sparsify(img)
+  t.is(again.allocatedAfter, r.allocatedAfter)
+})
+
+testWith(['mkfs.ext4', 'debugfs', 'fallocate'], test)('sparsify refuses a dirty file system and writes nothing', async (t) => {
+  const img = allocatedExt4(t, 16)
+  run('debugfs', ['-w', '-R', 'feature needs_recovery', img], { stdio: 'ignore' })
+  const err = await t.throwsAsync(sk.sparsify(img), { code: 'ERR_SPARSEKIT_LAYOUT_DIRTY' })
+  t.is(err.path, img)
+  t.regex(err.message, /needs_recovery/)
+  const l = await sk.layout(img)
+  t.is(l.partitions[0].state, 'dirty')
+})
+
+test('sparsify: arguments and what is not an image', async (t) => {
+  await t.throwsAsync(sk.sparsify('/x', { discard: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.sparsify('/x', { bmap: 1 }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.sparsify('/dev/null'), { code: 'ERR_SPARSEKIT_LAYOUT_REFUSED' })
+  await t.throwsAsync(sk.sparsify('/nonexistent.img'), { code: 'ENOENT' })
+})
+
+testWith(['mkfs.ext4', 'fallocate'], test)('CLI: sparsekit sparsify IMAGE [--json]', async (t) => {
+  const img = allocatedExt4(t, 16)
+  const r = cli(['sparsify', img])
+  t.is(r.status, 0, r.stderr)
+  t.regex(r.stdout, /freed .* allocated .* -> /)
+  const j = cli(['sparsify', img, '--json'])
+  t.is(j.status, 0, j.stderr)
+  t.like(JSON.parse(j.stdout), { size: 16 * MiB })
+  const bad = cli(['sparsify', '/dev/null'])
+  t.is(bad.status, 1)
+  t.regex(bad.stderr, /discard|neither/)
+})
+
 void readFileSync
 void writeSync

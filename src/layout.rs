@@ -109,3 +109,60 @@ pub fn layout<'env>(
         to_js,
     )
 }
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeSparsifyOptions {
+    /// Allow a block device (its free ranges are discarded).
+    pub discard: Option<bool>,
+}
+
+/// What `sparsify` resolves to.
+#[napi(object)]
+pub struct NativeSparsified {
+    pub size: f64,
+    pub used_bytes: f64,
+    pub freed_bytes: f64,
+    pub allocated_before: Option<f64>,
+    pub allocated_after: Option<f64>,
+}
+
+fn sparsified_to_js(env: &Env, s: NativeSparsified) -> Result<napi::sys::napi_value> {
+    // SAFETY: called on the main thread with its env, as napi-rs's own conversions are.
+    unsafe { NativeSparsified::to_napi_value(env.raw(), s) }
+}
+
+/// Punch (or, on a block device with `discard`, discard) every provably free range.
+#[napi(ts_return_type = "Promise<NativeSparsified>")]
+pub fn sparsify<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeSparsifyOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let path = path?;
+            let o = options.unwrap_or_default();
+            let opts = sparsekit_layout::SparsifyOptions {
+                discard: o.discard.unwrap_or(false),
+            };
+            let r = sparsekit_layout::sparsify(&path, &opts, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeSparsified {
+                size: to_f64("device size", r.layout.size)?,
+                used_bytes: r.layout.used_bytes as f64,
+                freed_bytes: r.freed_bytes as f64,
+                allocated_before: r.allocated_before.map(|b| b as f64),
+                allocated_after: r.allocated_after.map(|b| b as f64),
+            })
+        },
+        sparsified_to_js,
+    )
+}

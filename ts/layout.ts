@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
+import { checkBoolean, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Options of {@link layout}. */
@@ -117,4 +117,45 @@ export async function layout(path: PathLike, options?: LayoutOptions): Promise<L
     usedBytes: l.usedBytes,
     warnings: l.warnings,
   }
+}
+
+/** Options of {@link sparsify}. */
+export interface SparsifyOptions extends LongOptions {
+  /**
+   * Allow a block device: its free ranges are discarded and then read as zeros. Without it
+   * a block device rejects with `ERR_SPARSEKIT_LAYOUT_REFUSED`.
+   */
+  discard?: boolean
+}
+
+/** The result of {@link sparsify}. */
+export interface SparsifyResult {
+  /** The image or device size. */
+  size: number
+  /** Bytes {@link layout} calls used (left alone). */
+  usedBytes: number
+  /** Bytes of free ranges punched out (or discarded). */
+  freedBytes: number
+  /** Bytes the image file had allocated before (regular files). */
+  allocatedBefore?: number
+  /** Bytes the image file has allocated now (regular files). */
+  allocatedAfter?: number
+}
+
+/**
+ * Punch every range {@link layout} calls free out of an image file, so it reads as zeros
+ * and takes no space (`virt-sparsify --in-place` without a VM); on a block device only
+ * with `discard: true`. Refused before anything is written: an image attached to a loop
+ * device or mounted, or a device in use (`ERR_SPARSEKIT_LAYOUT_BUSY`), a dirty file
+ * system (`ERR_SPARSEKIT_LAYOUT_DIRTY`). Phases `'map'`, then `'write'` over the free bytes.
+ */
+export async function sparsify(path: PathLike, options?: SparsifyOptions): Promise<SparsifyResult> {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options, ['discard', ...LONG_KEYS]) as SparsifyOptions
+  const discard = checkBoolean('options.discard', o.discard)
+  const r = await run(o, (cancel, onProgress) => native.sparsify(file, { discard }, cancel, onProgress))
+  const out: SparsifyResult = { size: r.size, usedBytes: r.usedBytes, freedBytes: r.freedBytes }
+  if (r.allocatedBefore != null) out.allocatedBefore = r.allocatedBefore
+  if (r.allocatedAfter != null) out.allocatedAfter = r.allocatedAfter
+  return out
 }

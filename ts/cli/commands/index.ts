@@ -27,6 +27,7 @@ import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
 import layout from './layout'
+import sparsify from './sparsify'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -53,4 +54,5 @@ export const COMMANDS: readonly Command[] = [
   drives,
   flash,
   layout,
+  sparsify,
 ]
