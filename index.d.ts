@@ -105,6 +105,8 @@ export interface NativeBmapCreated {
 export interface NativeBmapCreateOptions {
   /** `sha256` (default), `sha1` or `none` (no range checksums). */
   checksum?: string
+  /** Map only what the image's file systems use (sparsekit_layout::mapped_ranges). */
+  filesystems?: boolean
 }
 
 export interface NativeCopyOptions {

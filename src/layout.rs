@@ -100,7 +100,8 @@ pub fn layout<'env>(
         on_progress,
         move |ctl| {
             let path = path?;
-            let s = FileStorage::open(&path).map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+            let s = FileStorage::open(&path)
+                .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
             let l = sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?;
             // Offsets are JS numbers.
             to_f64("device size", l.size)?;

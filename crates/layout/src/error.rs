@@ -15,6 +15,8 @@ use sparsekit_io::{Aborted, IoError};
 pub enum Error {
     /// An OS call failed.
     Io(IoError),
+    /// Mapping an image file's allocated extents failed.
+    Extents(sparsekit_extents::Error),
     /// A structure on the device is inconsistent: `ERR_SPARSEKIT_LAYOUT_CORRUPT`.
     Corrupt {
         /// The device or image, when known.
@@ -79,6 +81,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Extents(e) => e.code(),
             Error::Corrupt { .. } => "ERR_SPARSEKIT_LAYOUT_CORRUPT",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_LAYOUT_UNSUPPORTED",
             Error::Dirty { .. } => "ERR_SPARSEKIT_LAYOUT_DIRTY",
@@ -88,15 +91,19 @@ impl Error {
         }
     }
 
-    /// The byte range at fault (none: errors name an offset).
+    /// The byte range at fault (only extent-mapping errors have one).
     pub fn range(&self) -> Option<(u64, u64)> {
-        None
+        match self {
+            Error::Extents(e) => e.range(),
+            _ => None,
+        }
     }
 
     /// The errno of an OS error.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
             _ => None,
         }
     }
@@ -105,6 +112,7 @@ impl Error {
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
+            Error::Extents(e) => e.path(),
             Error::Corrupt { path, .. }
             | Error::Unsupported { path, .. }
             | Error::Dirty { path, .. }
@@ -118,6 +126,7 @@ impl Error {
     pub fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
+            Error::Extents(e) => e.offset(),
             Error::Corrupt { offset, .. }
             | Error::Unsupported { offset, .. }
             | Error::Dirty { offset, .. } => Some(*offset),
@@ -129,6 +138,7 @@ impl Error {
     pub fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
+            Error::Extents(e) => e.syscall(),
             _ => None,
         }
     }
@@ -151,7 +161,7 @@ impl Error {
                         *path = Some(p.to_path_buf());
                     }
                 }
-                Error::Aborted => {}
+                Error::Extents(_) | Error::Aborted => {}
             }
         }
         self
@@ -168,7 +178,7 @@ impl Error {
             Error::Corrupt { offset, .. }
             | Error::Unsupported { offset, .. }
             | Error::Dirty { offset, .. } => *offset = offset.saturating_add(by),
-            Error::Busy { .. } | Error::Refused { .. } | Error::Aborted => {}
+            Error::Extents(_) | Error::Busy { .. } | Error::Refused { .. } | Error::Aborted => {}
         }
         self
     }
@@ -203,6 +213,7 @@ impl fmt::Display for Error {
         };
         match self {
             Error::Io(e) => e.fmt(f),
+            Error::Extents(e) => e.fmt(f),
             Error::Corrupt {
                 path,
                 structure,
@@ -249,6 +260,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Extents(e) => Some(e),
             _ => None,
         }
     }

@@ -37,11 +37,13 @@
 mod dev;
 mod error;
 mod fs;
+mod mapped;
 mod sparsify;
 mod sys;
 mod table;
 
 pub use error::Error;
+pub use mapped::{intersect, mapped_ranges, Mapped};
 pub use sparsify::{sparsify, Sparsified, SparsifyOptions};
 
 use dev::Dev;
