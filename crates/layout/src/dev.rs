@@ -210,7 +210,7 @@ pub(crate) fn bitmap_runs(
     let bit = |i: u64| ((bits[(i / 8) as usize] >> (i % 8)) & 1 == 1) == set_is_used;
     while i < nbits {
         // Skip whole bytes of free bits quickly.
-        if i % 8 == 0 && i + 8 <= nbits {
+        if i.is_multiple_of(8) && i + 8 <= nbits {
             let b = bits[(i / 8) as usize];
             let free_byte = if set_is_used { 0x00 } else { 0xff };
             if b == free_byte {
@@ -224,7 +224,7 @@ pub(crate) fn bitmap_runs(
         }
         let start = i;
         while i < nbits {
-            if i % 8 == 0 && i + 8 <= nbits {
+            if i.is_multiple_of(8) && i + 8 <= nbits {
                 let used_byte = if set_is_used { 0xff } else { 0x00 };
                 if bits[(i / 8) as usize] == used_byte {
                     i += 8;

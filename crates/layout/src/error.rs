@@ -245,9 +245,8 @@ impl fmt::Display for Error {
                 write!(f, " is not clean: {detail}")
             }
             Error::Busy { path, detail } | Error::Refused { path, detail } => {
-                match path {
-                    Some(p) => write!(f, "'{}': ", p.display())?,
-                    None => {}
+                if let Some(p) = path {
+                    write!(f, "'{}': ", p.display())?
                 }
                 f.write_str(detail)
             }

@@ -256,7 +256,7 @@ fn scan_inner(
     }
     entries.sort_by_key(|e| (e.start, e.number));
     for e in &entries {
-        let end = e.start.checked_add(e.length).unwrap_or(u64::MAX);
+        let end = e.start.saturating_add(e.length);
         if end > size {
             return Err(error::corrupt(
                 "partition table",

@@ -62,6 +62,7 @@ pub fn intersect(used: &[Range], data: &[StdRange<u64>]) -> Vec<StdRange<u64>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

@@ -174,7 +174,7 @@ fn mutated_images_never_panic() {
                 };
                 patches.push((o, b));
             }
-            let cut = if rng.next() % 16 == 0 {
+            let cut = if rng.next().is_multiple_of(16) {
                 rng.next() % size
             } else {
                 size

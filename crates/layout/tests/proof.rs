@@ -454,8 +454,8 @@ fn proof(table: &str) {
         .filter(|p| !matches!(p["type"].as_str(), Some("5")))
         .map(|p| {
             let node = p["node"].as_str().unwrap();
+            // "/tmp/x/disk.img10" -> 10: the digits at the end.
             let n: u32 = node
-                .trim_start_matches(|c: char| !c.is_ascii_digit() || node.ends_with(c) && false)
                 .rsplit(|c: char| !c.is_ascii_digit())
                 .next()
                 .unwrap()

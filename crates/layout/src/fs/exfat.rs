@@ -52,7 +52,7 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
     let serial = le32(&b, 0x64);
     let flags = le16(&b, 0x6a);
     let nfats = b[0x6e];
-    let vol_bytes = volume_len.checked_mul(sector).unwrap_or(u64::MAX);
+    let vol_bytes = volume_len.saturating_mul(sector);
     if vol_bytes > d.len {
         return Err(corrupt(S, 0x48, format!("VolumeLength {volume_len} sectors does not fit the partition ({} bytes): truncated image?", d.len)));
     }
@@ -158,7 +158,7 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
             "no allocation bitmap entry",
         ));
     };
-    if len < clusters.div_ceil(8) || len > (clusters + 7) / 8 + cluster {
+    if len < clusters.div_ceil(8) || len > clusters.div_ceil(8) + cluster {
         return Err(corrupt(
             "exFAT allocation bitmap",
             heap,

@@ -257,10 +257,7 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
     }
     let ngroups = (blocks - first_data_block).div_ceil(bpg);
     let desc_size = if is64 { le16(&sb, 0xfe) as u64 } else { 32 };
-    if desc_size < 32
-        || desc_size > 1024
-        || !desc_size.is_power_of_two()
-        || (is64 && desc_size < 64)
+    if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() || (is64 && desc_size < 64)
     {
         return fail(corrupt(
             S,
@@ -399,7 +396,7 @@ impl Ext {
         if g == 1 || !self.sparse_super {
             return true;
         }
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return false;
         }
         [3u64, 5, 7].iter().any(|&p| {

@@ -193,7 +193,7 @@ impl Fat {
             Bits::B12 => {
                 let o = (i * 3 / 2 - base) as usize;
                 let v = le16(fat, o) as u32;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     v & 0xfff
                 } else {
                     v >> 4

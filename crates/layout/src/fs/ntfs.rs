@@ -183,7 +183,7 @@ fn attributes(r: &[u8], no: u64) -> Result<Vec<(u32, &[u8])>, Error> {
             return Ok(out);
         }
         let len = le32(r, o + 4) as usize;
-        if len < 24 || o + len > used || len % 8 != 0 {
+        if len < 24 || o + len > used || !len.is_multiple_of(8) {
             return Err(corrupt(
                 "NTFS MFT record",
                 0,
