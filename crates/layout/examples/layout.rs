@@ -1,8 +1,23 @@
-//! Print the layout of an image or device: `cargo run --example layout -- IMAGE`.
+//! Print the layout of an image or device: `cargo run --example layout -- IMAGE`;
+//! `--sparsify IMAGE` punches its free ranges (bench/layout.sh times both).
 use sparsekit_io::{Control, FileStorage};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args_os().nth(1).ok_or("usage: layout IMAGE")?;
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--sparsify") {
+        let path = args.get(1).ok_or("usage: layout --sparsify IMAGE")?;
+        let r = sparsekit_layout::sparsify(
+            std::path::Path::new(path),
+            &sparsekit_layout::SparsifyOptions::default(),
+            &mut Control::none(),
+        )?;
+        println!(
+            "freed {} bytes; allocated {:?} -> {:?}",
+            r.freed_bytes, r.allocated_before, r.allocated_after
+        );
+        return Ok(());
+    }
+    let path = args.pop().ok_or("usage: layout IMAGE")?;
     let s = FileStorage::open(std::path::Path::new(&path))?;
     let l = sparsekit_layout::layout(&s, &mut Control::none())?;
     println!(
