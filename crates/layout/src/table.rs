@@ -387,6 +387,23 @@ fn read_gpt_header(
             ),
         ));
     }
+    // The usable area must end before the other copy's entry array and header: a
+    // partition over the backup GPT would let a file system call it free.
+    let other_ok = if lba == 1 {
+        g.last_usable.saturating_add(array_sectors) < g.alternate_lba
+    } else {
+        g.alternate_lba < g.first_usable
+    };
+    if !other_ok {
+        return Err(corrupt(
+            "GPT header",
+            off,
+            format!(
+                "usable LBAs {}..={} reach the other GPT header at LBA {} or its entries",
+                g.first_usable, g.last_usable, g.alternate_lba
+            ),
+        ));
+    }
     let entries = whole.read("GPT partition entries", g.entries_lba * ss, array)?;
     let ecrc = crc32fast::hash(&entries);
     if ecrc != g.entries_crc {

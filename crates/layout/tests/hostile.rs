@@ -274,6 +274,22 @@ fn gpt_crc_and_backup() {
         "{:?}",
         l.warnings
     );
+    // A primary header whose usable area covers the backup GPT (CRC recomputed): the
+    // backup copy is used instead, whose own usable area is fine.
+    let mut c = good.clone();
+    let last = u64::from_le_bytes(c[512 + 48..512 + 56].try_into().unwrap());
+    c[512 + 48..512 + 56].copy_from_slice(&(last + 33).to_le_bytes());
+    c[512 + 16..512 + 20].fill(0);
+    let crc = crc32fast::hash(&c[512..512 + 92]);
+    c[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+    let l = lay(&MemStorage::from_vec(c)).unwrap();
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("reach the other GPT header")),
+        "{:?}",
+        l.warnings
+    );
     // Both damaged: corrupt.
     let n = b.len();
     b[n - 512 + 20] ^= 1; // backup header's reserved field, under its CRC
