@@ -53,7 +53,7 @@ export declare function digest(path: string | Buffer, options?: NativeDigestOpti
 
 /**
  * List whole block devices (Linux: sysfs and /proc/self/mountinfo; Windows and macOS:
- * their ioctls, see sparsekit_flash::drives).
+ * their ioctls, see sparsekit_drives).
  */
 export declare function drivesList(): Promise<NativeDrive[]>
 

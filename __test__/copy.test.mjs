@@ -4,7 +4,7 @@ import test from 'ava'
 import { writeFileSync, statSync, mkdirSync, readFileSync, chmodSync, openSync, writeSync, closeSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync, execFileSync } from 'node:child_process'
-import { sk, tempDir, sparseFile, randomBytes, has, run } from './helpers.mjs'
+import { sk, tempDir, sparseFile, randomBytes, has } from './helpers.mjs'
 import { fsTest, mountFs, loopDevice, flush, md5, blocks, sampleImage } from './fs-helpers.mjs'
 
 const MiB = 1 << 20

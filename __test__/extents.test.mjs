@@ -1,10 +1,10 @@
 import test from 'ava'
-import { writeFileSync, statSync, mkdirSync, readFileSync, chmodSync, openSync, writeSync, closeSync } from 'node:fs'
+import { writeFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
-import { execFileSync, spawnSync } from 'node:child_process'
-import { sk, tempDir, sparseFile, randomBytes, has, run, cli, testWith } from './helpers.mjs'
-import { fsTest, mountFs, loopDevice, flush, md5, blocks, sampleImage } from './fs-helpers.mjs'
+import { spawnSync } from 'node:child_process'
+import { sk, tempDir, randomBytes, run, cli, testWith } from './helpers.mjs'
+import { fsTest, mountFs, loopDevice, flush, md5, sampleImage } from './fs-helpers.mjs'
 
 const MiB = 1 << 20
 

@@ -78,7 +78,7 @@ test('drives.list() marks the root disk isSystem and flash refuses it', async (t
 
 rootTest('one image to three loop devices, verified, progress per destination', async (t) => {
   const dir = tempDir(t)
-  const { path, data } = image(dir)
+  const { data } = image(dir)
   const devs = [0, 1, 2].map((i) => loop(t, dir, `d${i}`, 16 * MiB))
   const seen = []
   const gz = join(dir, 'os.img.gz')

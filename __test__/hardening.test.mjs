@@ -6,7 +6,7 @@ import { writeFileSync, readFileSync, existsSync, openSync, writeSync, closeSync
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { spawnSync, spawn, execFileSync } from 'node:child_process'
-import { sk, tempDir, randomBytes, has, cli, CLI, testWith } from './helpers.mjs'
+import { sk, tempDir, randomBytes, cli, CLI, testWith } from './helpers.mjs'
 import { fsTest, mountFs } from './fs-helpers.mjs'
 
 const MiB = 1 << 20

@@ -2,10 +2,10 @@
 // counts (data, not holes; bytes flushed, not 0/1; the compressed position of a stream of
 // unknown size), plus onFail and the CLI's progress line.
 import test from 'ava'
-import { writeFileSync, mkdirSync, createReadStream, createWriteStream } from 'node:fs'
+import { writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { sk, tempDir, sparseFile, randomBytes, testWith, has } from './helpers.mjs'
+import { sk, tempDir, sparseFile, randomBytes, testWith } from './helpers.mjs'
 import { collect, byPhase, assertContract } from './progress-contract.mjs'
 import { createRequire } from 'node:module'
 

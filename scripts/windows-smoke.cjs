@@ -142,7 +142,7 @@ function eq(a, b, what) {
   })
   await check('bmap copy to a device that is no disk (\\\\.\\CdRom0) rejects with ERR_SPARSEKIT_UNSUPPORTED', async () => {
     // Never a real disk here: under wine PhysicalDrive0 is a host disk. The refusal of a
-    // system disk is tested on Linux (crates/flash drives::windows tests).
+    // system disk is tested on Linux (crates/drives windows.rs tests).
     const e = await rejection(sk.bmap.copy(p('img.raw'), '\\\\.\\CdRom0', { bmap: p('img.bmap') }))
     if (!e) throw new Error('bmap copy to \\\\.\\CdRom0 resolved')
     eq(e.code, 'ERR_SPARSEKIT_UNSUPPORTED', 'code')

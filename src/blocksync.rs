@@ -16,7 +16,7 @@ use sparsekit_blocksync::{
     checksum, hole_map, open_checksum_input, retrieve, save, sync_files as sync_local,
     ChecksumInput, ChecksumOptions, OpenedInput, ResumeState, RetrieveOptions, SaveOptions,
 };
-use sparsekit_flash::{drives, Safety};
+use sparsekit_drives::{self as drives, Safety};
 use sparsekit_io::{errno, FileStorage, IoError};
 
 use crate::error::Failure;
@@ -138,11 +138,7 @@ fn open_destination(p: &std::path::Path) -> std::result::Result<FileStorage, Fai
     let is_dev = is_block_device(p);
     FileStorage::open_with(p, true, false, is_dev).map_err(|e| {
         if is_dev && e.raw_os_error() == Some(errno::EBUSY) {
-            Failure::from_core(&sparsekit_flash::Error::DriveBusy {
-                path: p.to_path_buf(),
-                reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-                errno: Some(errno::EBUSY),
-            })
+            Failure::from_core(&drives::busy(p))
         } else {
             Failure::from_core(&sparsekit_blocksync::Error::Io(e))
         }

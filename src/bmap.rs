@@ -137,8 +137,14 @@ pub fn bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             // Windows and macOS drives and zip archives go through the flash engine.
-            let r = sparsekit_flash::remote::local_bmap_copy(&image, &dst, &opts, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+            let r = sparsekit_flash::local_bmap_copy(
+                &image,
+                &dst,
+                &opts,
+                &crate::destinations::drive_opener(opts.create_files),
+                ctl,
+            )
+            .map_err(|e| Failure::from_core(&e))?;
             Ok(NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,

@@ -1,4 +1,5 @@
-//! The one place where core errors become JS errors.
+//! The one place where core errors become JS errors: [`Failure::from_core`] builds every
+//! one from a core crate's [`ErrorInfo`].
 //!
 //! Every rejection is a JS `Error` with `code` (the errno name such as `ENOENT` for OS errors,
 //! `ERR_SPARSEKIT_*` otherwise) and, when known, `errno` (negative, as Node's fs does),
@@ -30,63 +31,9 @@ pub enum FailureKind {
     RangeError,
 }
 
-/// What every core crate's error type offers (see each crate's `Error`).
-pub trait CoreError: std::fmt::Display {
-    fn raw_os_error(&self) -> Option<i32>;
-    fn code(&self) -> &'static str;
-    fn path(&self) -> Option<&std::path::Path>;
-    fn offset(&self) -> Option<u64>;
-    fn syscall(&self) -> Option<&'static str> {
-        None
-    }
-    fn range(&self) -> Option<(u64, u64)> {
-        None
-    }
-}
-
-macro_rules! core_error {
-    ($($t:ty),*) => {$(
-        impl CoreError for $t {
-            fn raw_os_error(&self) -> Option<i32> { <$t>::raw_os_error(self) }
-            fn code(&self) -> &'static str { <$t>::code(self) }
-            fn path(&self) -> Option<&std::path::Path> { <$t>::path(self) }
-            fn offset(&self) -> Option<u64> { <$t>::offset(self) }
-            fn syscall(&self) -> Option<&'static str> { <$t>::syscall(self) }
-            fn range(&self) -> Option<(u64, u64)> { <$t>::range(self) }
-        }
-    )*};
-}
-core_error!(
-    sparsekit_blocksync::Error,
-    sparsekit_bmap::Error,
-    sparsekit_digest::Error,
-    sparsekit_extents::Error,
-    sparsekit_flash::Error,
-    sparsekit_layout::Error,
-    sparsekit_sparse_copy::Error,
-    sparsekit_qcow2::Error
-);
-
-impl CoreError for sparsekit_flash::DestFailure {
-    fn raw_os_error(&self) -> Option<i32> {
-        self.errno
-    }
-    fn code(&self) -> &'static str {
-        self.code
-    }
-    fn path(&self) -> Option<&std::path::Path> {
-        self.path.as_deref()
-    }
-    fn offset(&self) -> Option<u64> {
-        self.offset
-    }
-    fn syscall(&self) -> Option<&'static str> {
-        self.syscall
-    }
-    fn range(&self) -> Option<(u64, u64)> {
-        self.range
-    }
-}
+/// The contract every core crate's error implements (`code`, errno, `path`, `offset`,
+/// `syscall`, `range`): [`Failure::from_core`] turns any of them into a JS error.
+pub use sparsekit_io::ErrorInfo;
 
 impl Failure {
     /// A failure with `code`; its class follows from the code (Node's conventions).
@@ -120,7 +67,7 @@ impl Failure {
     }
 
     /// OS errors keep their errno name as `code`; everything else uses the crate's code.
-    pub fn from_core<E: CoreError>(e: &E) -> Self {
+    pub fn from_core<E: ErrorInfo + ?Sized>(e: &E) -> Self {
         let errno = e.raw_os_error();
         // A plain OS failure is known by its errno name; our own codes (UNSUPPORTED,
         // OUT_OF_RANGE, ...) win even when an errno explains them, and keep `errno`.

@@ -3,7 +3,11 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use sparsekit_bmap::BmapChoice;
-use sparsekit_flash::{drives, flash, FlashOptions, FlashStatus, HttpOptions, Safety};
+use sparsekit_drives::{self as drives, Safety};
+use sparsekit_flash::{flash, FlashOptions, FlashStatus};
+
+use crate::destinations::{drive_opener, DriveOpener};
+use sparsekit_http::HttpOptions;
 
 use crate::error::Failure;
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
@@ -44,7 +48,7 @@ fn s(p: &std::path::Path) -> String {
 }
 
 /// List whole block devices (Linux: sysfs and /proc/self/mountinfo; Windows and macOS:
-/// their ioctls, see sparsekit_flash::drives).
+/// their ioctls, see sparsekit_drives).
 #[napi(ts_return_type = "Promise<NativeDrive[]>")]
 pub fn drives_list<'env>(env: &'env Env) -> Result<Object<'env>> {
     spawn(
@@ -253,11 +257,11 @@ pub fn flash_multi<'env>(
                 bmap: choice,
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(true),
-                safety: Safety {
+                opener: Arc::new(DriveOpener(Safety {
                     force: o.force.unwrap_or(false),
                     unmount: o.unmount.unwrap_or(false),
                     create_files: o.create_files.unwrap_or(false),
-                },
+                })),
                 zip_entry: o.zip_entry,
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
             };
@@ -370,8 +374,15 @@ pub fn remote_bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let r = sparsekit_flash::remote::bmap_copy(&url, &dst, &opts, &http, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+            let r = sparsekit_flash::bmap_copy(
+                &url,
+                &dst,
+                &opts,
+                &http,
+                &drive_opener(opts.create_files),
+                ctl,
+            )
+            .map_err(|e| Failure::from_core(&e))?;
             Ok(crate::bmap::NativeBmapCopyResult {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 image_size: to_f64("imageSize", r.image_size)?,
@@ -409,8 +420,9 @@ pub fn remote_qcow2_convert<'env>(
                 zero_holes: o.zero_holes.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let r = sparsekit_flash::remote::qcow2_convert(&url, &dst, &opts, &http, ctl)
-                .map_err(|e| Failure::from_core(&e))?;
+            let r = remote_qcow2(&url, &http, ctl.cancel())
+                .and_then(|img| Ok(sparsekit_qcow2::convert(&img, &dst, &opts, ctl)?))
+                .map_err(qcow2_failure)?;
             Ok(crate::qcow2::NativeQcow2Convert {
                 bytes_written: to_f64("bytesWritten", r.bytes_written)?,
                 size: to_f64("size", r.size)?,
@@ -418,4 +430,70 @@ pub fn remote_qcow2_convert<'env>(
         },
         |env, v| unsafe { crate::qcow2::NativeQcow2Convert::to_napi_value(env.raw(), v) },
     )
+}
+
+/// The qcow2 image at `url`, read with range requests through an
+/// [`sparsekit_http::HttpStorage`]. An image with a backing file or an external data file
+/// is refused (there is no folder to find them in), as is an encrypted one when its data
+/// is read.
+fn remote_qcow2(
+    url: &str,
+    http: &HttpOptions,
+    cancel: &sparsekit_io::Cancel,
+) -> std::result::Result<sparsekit_qcow2::Image, Remote> {
+    let storage =
+        sparsekit_http::HttpStorage::open(url, http, cancel.clone()).map_err(Remote::Http)?;
+    let opts = sparsekit_qcow2::OpenOptions {
+        backing: sparsekit_qcow2::BackingPolicy::None,
+        ..Default::default()
+    };
+    let img = sparsekit_qcow2::Image::from_storage(Box::new(storage), &opts)?;
+    let h = img.header();
+    let unsupported = |what: String| {
+        Remote::Unsupported(Failure::new(
+            "ERR_SPARSEKIT_UNSUPPORTED",
+            format!("unsupported: {what}"),
+        ))
+    };
+    if let Some(b) = &h.backing_file {
+        return Err(unsupported(format!(
+            "'{url}' has a backing file ('{b}'): remote images must stand alone \
+             (qemu-img convert it to one first)"
+        )));
+    }
+    if h.has_data_file() {
+        return Err(unsupported(format!(
+            "'{url}' keeps its data in an external data file"
+        )));
+    }
+    Ok(img)
+}
+
+/// A failure of a remote qcow2 image: of HTTP, of qcow2, or a refusal.
+enum Remote {
+    Http(sparsekit_http::Error),
+    Qcow2(sparsekit_qcow2::Error),
+    Unsupported(Failure),
+}
+
+impl From<sparsekit_qcow2::Error> for Remote {
+    fn from(e: sparsekit_qcow2::Error) -> Self {
+        Remote::Qcow2(e)
+    }
+}
+
+/// A remote qcow2 failure for JS: an HTTP failure carried inside a qcow2 read error keeps
+/// its own code (`ERR_SPARSEKIT_HTTP_*`).
+fn qcow2_failure(e: Remote) -> Failure {
+    match e {
+        Remote::Http(h) => Failure::from_core(&h),
+        Remote::Unsupported(f) => f,
+        Remote::Qcow2(sparsekit_qcow2::Error::Io(io)) => {
+            match sparsekit_http::Error::from_io_error(io) {
+                Ok(h) => Failure::from_core(&h),
+                Err(io) => Failure::from_core(&sparsekit_qcow2::Error::Io(io)),
+            }
+        }
+        Remote::Qcow2(q) => Failure::from_core(&q),
+    }
 }

@@ -14,8 +14,9 @@ use rayon::prelude::*;
 use sparsekit_io::{Cancel, Storage};
 
 use crate::error::Error;
-use crate::hash::{hash_group, hash_one, in_hole, is_zero, with_scratch, PageBuf};
+use crate::hash::{hash_group, hash_one, in_hole, with_scratch, PageBuf};
 use crate::record::DIGEST_LEN;
+use sparsekit_io::is_zero;
 
 /// How many blocks the source side may hash ahead of the last hash record it read
 /// (256 blocks of 128 KiB: 32 MiB of reading, 16 KiB of digests).

@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// Which of the two streams of the protocol a record came from or went to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,9 +153,16 @@ impl From<Aborted> for Error {
 }
 
 impl Error {
+    /// Whether the stream ended early (no `done`, or inside a record).
+    pub fn is_truncated(&self) -> bool {
+        matches!(self, Error::Truncated { .. })
+    }
+}
+
+impl ErrorInfo for Error {
     /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_PROTOCOL` for bad or
     /// cut streams, `ERR_SPARSEKIT_ABORTED` when cancelled.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Io(_) | Error::StreamIo { .. } => "ERR_SPARSEKIT_IO",
             Error::Truncated { .. }
@@ -173,7 +180,7 @@ impl Error {
     }
 
     /// The errno of a failed OS call.
-    pub fn raw_os_error(&self) -> Option<i32> {
+    fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::StreamIo { source, .. } => source.raw_os_error(),
@@ -182,7 +189,7 @@ impl Error {
     }
 
     /// The system call that failed (`read`, `write`, `fsync`, ...), as Node's `err.syscall`.
-    pub fn syscall(&self) -> Option<&'static str> {
+    fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
             Error::StreamIo { op, source, .. } => source.raw_os_error().map(|_| *op),
@@ -191,7 +198,7 @@ impl Error {
     }
 
     /// The file the error is about.
-    pub fn path(&self) -> Option<&Path> {
+    fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
             Error::EndPastSize { path, .. } => path.as_deref(),
@@ -202,7 +209,7 @@ impl Error {
 
     /// The byte offset the error is about: in the file for I/O errors, in the stream for
     /// protocol errors.
-    pub fn offset(&self) -> Option<u64> {
+    fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
             Error::StreamIo { offset, .. }
@@ -218,16 +225,11 @@ impl Error {
     }
 
     /// The byte range at fault, where one is: `[size, end)` past a file's end.
-    pub fn range(&self) -> Option<(u64, u64)> {
+    fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::EndPastSize { end, size, .. } => Some((*size, *end)),
             _ => None,
         }
-    }
-
-    /// Whether the stream ended early (no `done`, or inside a record).
-    pub fn is_truncated(&self) -> bool {
-        matches!(self, Error::Truncated { .. })
     }
 }
 

@@ -1,7 +1,6 @@
 //! Block hashing: SHA3-512 of one block, and the batch size the pipelines hash in parallel.
 
-use sha3::{Digest, Sha3_512};
-
+use crate::keccak4::{sha3_512, sha3_512_x4};
 use crate::record::DIGEST_LEN;
 
 /// Blocks per batch handed to the rayon pool: enough to keep every core busy, few enough
@@ -9,13 +8,6 @@ use crate::record::DIGEST_LEN;
 pub(crate) const BATCH_BLOCKS: usize = 64;
 /// Payload bytes a batch may hold before it is processed, whatever the record lengths.
 pub(crate) const BATCH_BYTES: u64 = 8 << 20;
-
-/// SHA3-512 of `data`: the digest the protocol carries for every block.
-pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
-    let mut out = [0u8; DIGEST_LEN];
-    out.copy_from_slice(&Sha3_512::digest(data));
-    out
-}
 
 /// BLAKE3 of `data` in the first 32 bytes of a 64-byte digest (the rest zero), so both
 /// algorithms share one digest type inside the pipelines.
@@ -33,7 +25,7 @@ pub(crate) fn hash_group(blocks: &[&[u8]], blake3: bool) -> Vec<[u8; DIGEST_LEN]
         return blocks.iter().map(|b| blake3_padded(b)).collect();
     }
     if blocks.len() == 4 {
-        crate::keccak4::sha3_512_x4([blocks[0], blocks[1], blocks[2], blocks[3]]).to_vec()
+        sha3_512_x4([blocks[0], blocks[1], blocks[2], blocks[3]]).to_vec()
     } else {
         blocks.iter().map(|b| sha3_512(b)).collect()
     }
@@ -45,16 +37,6 @@ pub(crate) fn in_hole(holes: &[std::ops::Range<u64>], pos: u64, len: u64) -> boo
     holes
         .get(i)
         .is_some_and(|h| h.start <= pos && pos + len <= h.end)
-}
-
-/// Whether every byte is zero.
-pub(crate) fn is_zero(b: &[u8]) -> bool {
-    let words = b.chunks_exact(8);
-    let tail = words.remainder();
-    words
-        .into_iter()
-        .all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
-        && tail.iter().all(|&x| x == 0)
 }
 
 /// The digest of one block by the negotiated algorithm.

@@ -72,6 +72,7 @@ fn own_descriptor(_path: &Path, _e: &io::Error) -> Option<i32> {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use std::io::{Read, Write};
 
     #[test]

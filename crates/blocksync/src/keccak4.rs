@@ -7,10 +7,19 @@
 //! stored once per round; computing all 25 rotated lanes first spilled about 80 moves a round
 //! and ran at 60% of this speed. On an AMD EPYC (Zen 3) one core hashes about 3x the bytes
 //! OpenSSL 3.0's SHA3-512 does (bench/blocksync.sh).
-//! Everywhere else (no AVX2, other architectures) [`sha3_512_x4`] hashes one by one.
+//! Everywhere else (no AVX2, other architectures) [`sha3_512_x4`] hashes one by one with
+//! [`sha3_512`], the scalar digest of one message (the `sha3` crate).
 
-use crate::hash::sha3_512;
+use sha3::{Digest, Sha3_512};
+
 use crate::record::DIGEST_LEN;
+
+/// SHA3-512 of `data`: the digest the protocol carries for every block.
+pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&Sha3_512::digest(data));
+    out
+}
 
 /// SHA3-512 rate: 1600 - 2 * 512 bits = 72 bytes, 9 lanes.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -51,8 +51,8 @@ pub mod sys;
 
 pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
 pub use error::{Error, Stream};
-pub use hash::sha3_512;
 pub use input::{open_checksum_input, OpenedInput};
+pub use keccak4::sha3_512;
 pub use keccak4::{has_avx2, sha3_512_x4};
 pub use local::{sync_files, SyncSummary};
 pub use record::{
@@ -65,6 +65,8 @@ pub use record::{
 pub use resume::ResumeState;
 pub use retrieve::{retrieve, RetrieveOptions, RetrieveSummary};
 pub use save::{save, SaveOptions, SaveSummary};
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

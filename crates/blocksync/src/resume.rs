@@ -175,6 +175,7 @@ pub(crate) fn remove_journal(path: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     /// Run `f` on a thread; its answer, or a failure when it blocks for 5 s.
     fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

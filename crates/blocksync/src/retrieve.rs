@@ -1,6 +1,7 @@
 //! `retrieve`: the source side reads the hash stream, compares its own blocks and sends
 //! the ones that differ.
 
+use sparsekit_io::ErrorInfo;
 use std::io::{Read, Write};
 
 use rayon::prelude::*;
@@ -9,12 +10,13 @@ use sparsekit_io::{Control, Phase, Storage};
 use crate::ahead::{look_group, Ahead, Grid, Look, StopOnDrop};
 use crate::checksum::ext_flags;
 use crate::error::{Error, Stream};
-use crate::hash::{in_hole, is_zero, with_scratch, PageBuf, BATCH_BLOCKS, BATCH_BYTES};
+use crate::hash::{in_hole, with_scratch, PageBuf, BATCH_BLOCKS, BATCH_BYTES};
 use crate::record::{
     BlockHeader, BlockKind, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN, BLOCK_SIZE,
     DIGEST_LEN, EXT_RESUME, EXT_TRUNCATE, EXT_ZSTD, HASH_STREAM_FLAGS, TAG_DONE, TAG_EXT,
     TAG_RESUME,
 };
+use sparsekit_io::is_zero;
 
 /// Options of [`retrieve`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

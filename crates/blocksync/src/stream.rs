@@ -14,7 +14,7 @@ pub(crate) fn aborted_io() -> io::Error {
 
 /// Whether `e` is [`aborted_io`].
 pub(crate) fn is_aborted_io(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|i| i.is::<Aborted>())
+    sparsekit_io::carries::<Aborted>(e)
 }
 
 /// A stream (pipe, socket, FIFO, stdin) read so that it wakes on cancellation (see

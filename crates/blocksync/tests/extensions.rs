@@ -6,6 +6,7 @@ use sparsekit_blocksync::{
     checksum, retrieve, save, sync_files, BlockKind, ChecksumInput, ChecksumOptions, Error,
     HashRecord, RecordReader, ResumeState, RetrieveOptions, SaveOptions, Stream, BLOCK_SIZE,
 };
+use sparsekit_io::ErrorInfo;
 use sparsekit_io::{Control, Fault, Faulty, MemStorage, Storage};
 
 mod common;

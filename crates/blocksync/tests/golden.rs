@@ -7,6 +7,7 @@ use sparsekit_blocksync::{
     checksum, retrieve, save, BlockHeader, BlockKind, BlockRecord, ChecksumInput, ChecksumOptions,
     Error, HashRecord, RecordReader, RetrieveOptions, SaveOptions, Stream,
 };
+use sparsekit_io::ErrorInfo;
 use sparsekit_io::{Control, FileStorage, MemStorage, Storage};
 
 /// `((i * 7 + seed) % 251)`: the same bytes as Python's

@@ -1,6 +1,7 @@
 //! End-to-end syncs (files and memory), cut and corrupt streams, failing destinations,
 //! cancellation and progress.
 
+use sparsekit_io::ErrorInfo;
 use std::process::Command;
 
 use sparsekit_blocksync::{

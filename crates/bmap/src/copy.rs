@@ -2,7 +2,7 @@
 //! block device, checking each range's checksum as it streams, then optionally reading the
 //! destination back past the page cache.
 
-use sparsekit_io::sys::{FileTypeExt, MetadataExt};
+use sparsekit_io::sys::{self, FileTypeExt, MetadataExt};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use sparsekit_extents::{map_file, MapOptions};
 use sparsekit_io::{
-    Control, Faulty, FileKind, FileStorage, IoError, MemStorage, PageBuf, Phase, Storage,
+    Control, Counting, Faulty, FileKind, FileStorage, IoError, MemStorage, PageBuf, Phase, Storage,
+    StorageCursor,
 };
 
 use crate::create::{create_from, CHUNK, DEFAULT_BLOCK_SIZE};
 use crate::format::{Bmap, BmapRange, ChecksumType};
-use crate::source::{Compression, StorageReader, Stream};
-use crate::{par, sys, Error, Result};
+use crate::source::{Compression, Stream};
+use crate::{par, Error, Result};
 
 /// Where a destination's data goes: a [`Storage`] that may be a block device (never
 /// truncated, size checked first) and may hold cached pages that a read-back has to drop.
@@ -174,6 +175,35 @@ pub enum BmapChoice {
     Given(Box<Bmap>),
 }
 
+/// The bmap `choice` names, and where it came from: none; the one given (from nowhere);
+/// the one read from a path; for [`BmapChoice::Auto`], what `find` finds (a local image's
+/// [`local_bmap`], an HTTP source's `URL.bmap`). The one place a [`BmapChoice`] is decided,
+/// for every copy and flash.
+pub fn resolve_bmap<E: From<Error>>(
+    choice: &BmapChoice,
+    cancel: &sparsekit_io::Cancel,
+    find: impl FnOnce() -> std::result::Result<Option<(Bmap, PathBuf)>, E>,
+) -> std::result::Result<(Option<Bmap>, Option<PathBuf>), E> {
+    Ok(match choice {
+        BmapChoice::None => (None, None),
+        BmapChoice::Given(b) => (Some((**b).clone()), None),
+        BmapChoice::Path(p) => (Some(Bmap::read_with(p, cancel)?), Some(p.clone())),
+        BmapChoice::Auto => match find()? {
+            Some((b, from)) => (Some(b), Some(from)),
+            None => (None, None),
+        },
+    })
+}
+
+/// The bmap beside a local `image` ([`find_bmap`]), read, with its path; none when there
+/// is none.
+pub fn local_bmap(image: &Path, cancel: &sparsekit_io::Cancel) -> Result<Option<(Bmap, PathBuf)>> {
+    match find_bmap(image) {
+        Some(p) => Ok(Some((Bmap::read_with(&p, cancel)?, p))),
+        None => Ok(None),
+    }
+}
+
 /// What [`copy`] does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyOptions {
@@ -278,15 +308,8 @@ pub fn copy(
             });
         }
     }
-    let (bmap, bmap_path) = match &opts.bmap {
-        BmapChoice::None => (None, None),
-        BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (Some(Bmap::read_with(p, ctl.cancel())?), Some(p.clone())),
-        BmapChoice::Auto => match find_bmap(image) {
-            Some(p) => (Some(Bmap::read_with(&p, ctl.cancel())?), Some(p)),
-            None => (None, None),
-        },
-    };
+    let (bmap, bmap_path) =
+        resolve_bmap(&opts.bmap, ctl.cancel(), || local_bmap(image, ctl.cancel()))?;
     let mut head = [0u8; 6];
     let n = src.read_at(&mut head, 0)?;
     let compression = Compression::detect(&head[..n]);
@@ -343,7 +366,7 @@ pub fn copy(
         Some(format) => {
             let size = src.size()?;
             let consumed = Arc::new(AtomicU64::new(0));
-            let input = Box::new(StorageReader::new(src, consumed.clone()));
+            let input = Box::new(Counting::new(StorageCursor::new(src), consumed.clone()));
             let s = Source::Compressed {
                 input,
                 format,
@@ -678,7 +701,7 @@ fn whole<D: Destination + ?Sized>(
         let mut i = 0;
         while i < data.len() {
             let block_end = |j: usize| (j + BS).min(data.len());
-            let is_zero = |j: usize| skip_zeros && data[j..block_end(j)].iter().all(|&x| x == 0);
+            let is_zero = |j: usize| skip_zeros && sparsekit_io::is_zero(&data[j..block_end(j)]);
             if is_zero(i) {
                 i = block_end(i);
                 continue;

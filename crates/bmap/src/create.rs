@@ -143,6 +143,7 @@ pub(crate) fn hash_range<S: Storage + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use sparsekit_io::{Fault, Faulty, MemStorage};
 
     #[test]

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError, Quoted};
 
 /// Everything that can go wrong while reading, writing, creating or flashing with a bmap.
 #[derive(Debug)]
@@ -109,85 +109,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_BMAP_INVALID` for a
-    /// bad bmap file, `ERR_SPARSEKIT_CHECKSUM_MISMATCH` for data (or a bmap file) that does
-    /// not match its checksum, and so on.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) => "ERR_SPARSEKIT_IO",
-            Error::Extents(e) => e.code(),
-            Error::Invalid { .. } => "ERR_SPARSEKIT_BMAP_INVALID",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::BmapChecksum { .. }
-            | Error::ChecksumMismatch { .. }
-            | Error::ReadBackMismatch { .. } => "ERR_SPARSEKIT_CHECKSUM_MISMATCH",
-            Error::DestinationTooSmall { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
-            Error::ImageTruncated { .. } => "ERR_SPARSEKIT_IMAGE_TRUNCATED",
-            Error::Decompress { .. } => "ERR_SPARSEKIT_DECOMPRESS",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors.
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::Extents(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::Extents(e) => e.path(),
-            Error::Invalid { path, .. }
-            | Error::Unsupported { path, .. }
-            | Error::BmapChecksum { path, .. }
-            | Error::ChecksumMismatch { path, .. }
-            | Error::ReadBackMismatch { path, .. }
-            | Error::DestinationTooSmall { path, .. }
-            | Error::ImageTruncated { path, .. }
-            | Error::Decompress { path, .. } => path.as_deref(),
-            Error::InvalidArg { .. } | Error::Aborted => None,
-        }
-    }
-
-    /// The byte offset the error is about.
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::Extents(e) => e.offset(),
-            Error::ChecksumMismatch { bytes, .. } | Error::ReadBackMismatch { bytes, .. } => {
-                Some(bytes.0)
-            }
-            Error::ImageTruncated { size, .. } => Some(*size),
-            Error::Decompress { offset, .. } => Some(*offset),
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`, for checksum mismatches (JS sees it
-    /// as `err.range = { start, length }`).
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::ChecksumMismatch { bytes, .. } | Error::ReadBackMismatch { bytes, .. } => {
-                Some((bytes.0, bytes.1 - bytes.0))
-            }
-            _ => None,
-        }
-    }
-
     /// The bmap line at fault, for [`Error::Invalid`] and [`Error::Unsupported`].
     pub fn line(&self) -> Option<u64> {
         match self {
@@ -222,13 +143,83 @@ impl Error {
     }
 }
 
-struct Quoted<'a>(&'a Option<PathBuf>);
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_BMAP_INVALID` for a
+    /// bad bmap file, `ERR_SPARSEKIT_CHECKSUM_MISMATCH` for data (or a bmap file) that does
+    /// not match its checksum, and so on.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Extents(e) => e.code(),
+            Error::Invalid { .. } => "ERR_SPARSEKIT_BMAP_INVALID",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::BmapChecksum { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::ReadBackMismatch { .. } => "ERR_SPARSEKIT_CHECKSUM_MISMATCH",
+            Error::DestinationTooSmall { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
+            Error::ImageTruncated { .. } => "ERR_SPARSEKIT_IMAGE_TRUNCATED",
+            Error::Decompress { .. } => "ERR_SPARSEKIT_DECOMPRESS",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
 
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(p) => write!(f, "'{}'", p.display()),
-            None => f.write_str("the file"),
+    /// The errno, for OS errors.
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::Extents(e) => e.path(),
+            Error::Invalid { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::BmapChecksum { path, .. }
+            | Error::ChecksumMismatch { path, .. }
+            | Error::ReadBackMismatch { path, .. }
+            | Error::DestinationTooSmall { path, .. }
+            | Error::ImageTruncated { path, .. }
+            | Error::Decompress { path, .. } => path.as_deref(),
+            Error::InvalidArg { .. } | Error::Aborted => None,
+        }
+    }
+
+    /// The byte offset the error is about.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Extents(e) => e.offset(),
+            Error::ChecksumMismatch { bytes, .. } | Error::ReadBackMismatch { bytes, .. } => {
+                Some(bytes.0)
+            }
+            Error::ImageTruncated { size, .. } => Some(*size),
+            Error::Decompress { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`, for checksum mismatches (JS sees it
+    /// as `err.range = { start, length }`).
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::ChecksumMismatch { bytes, .. } | Error::ReadBackMismatch { bytes, .. } => {
+                Some((bytes.0, bytes.1 - bytes.0))
+            }
+            _ => None,
         }
     }
 }

@@ -881,6 +881,7 @@ fn validate(raw: Raw, cancel: &Cancel) -> Result<Bmap> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     fn sample() -> Bmap {
         Bmap {

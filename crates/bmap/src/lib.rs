@@ -50,12 +50,10 @@ mod format;
 mod par;
 mod size;
 mod source;
-#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
-#[cfg_attr(windows, path = "sys/windows.rs")]
-pub mod sys;
 
 pub use copy::{
-    copy, copy_to, find_bmap, BmapChoice, CopyOptions, CopyReport, Destination, Source,
+    copy, copy_to, find_bmap, local_bmap, resolve_bmap, BmapChoice, CopyOptions, CopyReport,
+    Destination, Source,
 };
 pub use create::{create, create_from, CreateOptions, DEFAULT_BLOCK_SIZE};
 pub use error::Error;
@@ -65,6 +63,8 @@ pub use format::{
 };
 pub use size::decompressed_size;
 pub use source::Compression;
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -320,6 +320,7 @@ fn zstd_size(src: &dyn Storage) -> Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use sparsekit_io::MemStorage;
     use std::io::Write;
 

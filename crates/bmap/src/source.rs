@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sparsekit_io::{IoError, Storage};
+use sparsekit_io::IoError;
 
 use crate::create::CHUNK;
 use crate::{Error, Result};
@@ -68,36 +68,6 @@ impl Compression {
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
         })
-    }
-}
-
-/// Reads a [`Storage`] front to back as a [`Read`], counting the bytes it gave out;
-/// its errors carry the [`IoError`] inside the `io::Error` so it can be recovered.
-pub(crate) struct StorageReader<S> {
-    storage: S,
-    offset: u64,
-    consumed: Arc<AtomicU64>,
-}
-
-impl<S: Storage> StorageReader<S> {
-    pub(crate) fn new(storage: S, consumed: Arc<AtomicU64>) -> Self {
-        StorageReader {
-            storage,
-            offset: 0,
-            consumed,
-        }
-    }
-}
-
-impl<S: Storage> Read for StorageReader<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .storage
-            .read_at(buf, self.offset)
-            .map_err(|e| io::Error::new(e.source.kind(), e))?;
-        self.offset += n as u64;
-        self.consumed.store(self.offset, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -240,12 +210,10 @@ impl Drop for Stream {
 }
 
 fn decode_error(e: io::Error, format: Compression, offset: u64) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<IoError>()) {
-        if let Ok(io) = e.into_inner().expect("checked").downcast::<IoError>() {
-            return Error::Io(*io);
-        }
-        unreachable!("checked above");
-    }
+    let e = match IoError::recover(e) {
+        Ok(io) => return Error::Io(io),
+        Err(e) => e,
+    };
     let message = if e.kind() == io::ErrorKind::UnexpectedEof {
         format!("the compressed stream is truncated ({e})")
     } else {
@@ -262,6 +230,7 @@ fn decode_error(e: io::Error, format: Compression, offset: u64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use std::io::Write;
 
     fn gz(data: &[u8]) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! `copy` parses its bmap with the caller's cancel token: an aborted copy stops in the
 //! parse (a large bmap takes a second or more), before the destination is written.
 
+use sparsekit_io::ErrorInfo;
 use std::fs;
 
 use sparsekit_bmap::{copy, BmapChoice, CopyOptions, Error};

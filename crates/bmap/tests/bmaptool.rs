@@ -1,6 +1,7 @@
 //! Interop with the reference: `bmaptool` (Debian bmap-tools 3.6). Tests print
 //! `SKIP <test>: <reason>` and return when it (or a compressor, or root) is missing.
 
+use sparsekit_io::ErrorInfo;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

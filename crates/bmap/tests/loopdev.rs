@@ -1,5 +1,6 @@
 //! Flashing to real block devices (loop devices; needs root, else prints SKIP).
 
+use sparsekit_io::ErrorInfo;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use sparsekit_io::IoError;
+use sparsekit_io::{ErrorInfo, IoError};
 
 /// Everything that can go wrong while hashing.
 #[derive(Debug)]
@@ -37,9 +37,9 @@ pub enum Error {
     Aborted,
 }
 
-impl Error {
+impl ErrorInfo for Error {
     /// The errno of the failed OS call, if this error is one.
-    pub fn raw_os_error(&self) -> Option<i32> {
+    fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::IsADirectory(_) => Some(libc_eisdir()),
@@ -49,7 +49,7 @@ impl Error {
     }
 
     /// A stable code for errors that are not OS errors (`ERR_SPARSEKIT_*`).
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } | Error::IsADirectory(_) => "ERR_SPARSEKIT_IO",
             Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
@@ -61,7 +61,7 @@ impl Error {
     }
 
     /// The file the error is about.
-    pub fn path(&self) -> Option<&std::path::Path> {
+    fn path(&self) -> Option<&std::path::Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
             Error::IsADirectory(path)
@@ -73,7 +73,7 @@ impl Error {
     }
 
     /// The byte range at fault: the requested window of an [`Error::OutOfRange`].
-    pub fn range(&self) -> Option<(u64, u64)> {
+    fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::OutOfRange { start, length, .. } => Some((*start, *length)),
             _ => None,
@@ -81,7 +81,7 @@ impl Error {
     }
 
     /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
+    fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
             Error::Extents(e) => e.syscall(),
@@ -91,7 +91,7 @@ impl Error {
     }
 
     /// The byte offset the error is about.
-    pub fn offset(&self) -> Option<u64> {
+    fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
             Error::ShortRead { offset, .. } => Some(*offset),

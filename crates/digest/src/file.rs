@@ -278,6 +278,7 @@ fn data_ends_early(file: &File, regular: bool, end: u64) -> bool {
 mod tests {
     use super::*;
     use sparsekit_io::Cancel;
+    use sparsekit_io::ErrorInfo;
     use std::io::Write;
 
     fn whole(path: &Path, a: Algorithm) -> Result<String> {

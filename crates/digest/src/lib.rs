@@ -24,6 +24,8 @@ mod file;
 pub use algorithm::{Algorithm, Hasher};
 pub use error::Error;
 pub use file::{digest_file, digest_storage, DigestOptions, CHUNK_SIZE};
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of [`digest_file`]; a cancel becomes [`Error::Aborted`].
 pub type Result<T> = std::result::Result<T, Error>;

@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::IoError;
+use sparsekit_io::{ErrorInfo, IoError, Quoted};
 
 use crate::Method;
 
@@ -56,74 +56,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// The errno of the failed OS call, if this error is one (for [`Error::Unsupported`]:
-    /// the errno the kernel refused the method with).
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
-            Error::IsADirectory { .. } => Some(sparsekit_io::errno::EISDIR),
-            _ => None,
-        }
-    }
-
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_*` for the others.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io { .. } | Error::IsADirectory { .. } => "ERR_SPARSEKIT_IO",
-            Error::NotAFile { .. } => "ERR_SPARSEKIT_NOT_A_FILE",
-            Error::InvalidArg { .. } => "ERR_INVALID_ARG_VALUE",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-            Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
-        }
-    }
-
-    /// The file the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::IsADirectory { path }
-            | Error::NotAFile { path, .. }
-            | Error::Unsupported { path, .. }
-            | Error::OutOfRange { path, .. } => path.as_deref(),
-            Error::InvalidArg { .. } | Error::Aborted => None,
-        }
-    }
-
-    /// The byte offset the error is about.
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::OutOfRange { start, .. } => Some(*start),
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault (`start`, `length`), for a window past the end.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::OutOfRange { start, .. } => Some((*start, 0)),
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors (`ioctl` for FIEMAP, `lseek`, ...).
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::Unsupported {
-                source: Some(_),
-                method,
-                ..
-            } => Some(match method {
-                Method::Seek => "lseek",
-                _ => "ioctl",
-            }),
-            _ => None,
-        }
-    }
-
     /// Attach `path` to an error raised by [`map_file`](crate::map_file) or
     /// [`file_size`](crate::file_size), which only see a [`std::fs::File`].
     pub fn with_path(mut self, p: &Path) -> Self {
@@ -143,13 +75,72 @@ impl Error {
     }
 }
 
-struct Quoted<'a>(&'a Option<PathBuf>);
+impl ErrorInfo for Error {
+    /// The errno of the failed OS call, if this error is one (for [`Error::Unsupported`]:
+    /// the errno the kernel refused the method with).
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
+            Error::IsADirectory { .. } => Some(sparsekit_io::errno::EISDIR),
+            _ => None,
+        }
+    }
 
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(p) => write!(f, "'{}'", p.display()),
-            None => f.write_str("the file"),
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_*` for the others.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } | Error::IsADirectory { .. } => "ERR_SPARSEKIT_IO",
+            Error::NotAFile { .. } => "ERR_SPARSEKIT_NOT_A_FILE",
+            Error::InvalidArg { .. } => "ERR_INVALID_ARG_VALUE",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+            Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
+        }
+    }
+
+    /// The file the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::IsADirectory { path }
+            | Error::NotAFile { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::OutOfRange { path, .. } => path.as_deref(),
+            Error::InvalidArg { .. } | Error::Aborted => None,
+        }
+    }
+
+    /// The byte offset the error is about.
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::OutOfRange { start, .. } => Some(*start),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault (`start`, `length`), for a window past the end.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::OutOfRange { start, .. } => Some((*start, 0)),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors (`ioctl` for FIEMAP, `lseek`, ...).
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::Unsupported {
+                source: Some(_),
+                method,
+                ..
+            } => Some(match method {
+                Method::Seek => "lseek",
+                _ => "ioctl",
+            }),
+            _ => None,
         }
     }
 }

@@ -25,6 +25,7 @@
 
 mod error;
 mod map;
+mod method;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]
 mod sys;
@@ -32,8 +33,11 @@ mod sys;
 pub use error::Error;
 pub use map::{
     file_size, map_file, map_file_nosync, map_file_with, map_path, map_path_with, Extent,
-    ExtentMap, MapOptions, Method, FIEMAP_BATCH,
+    ExtentMap, MapOptions, FIEMAP_BATCH,
 };
+pub use method::Method;
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of this crate's functions.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -8,38 +8,13 @@ use std::str::FromStr;
 
 use sparsekit_io::{Control, IoError, Phase};
 
+use crate::method::Method;
 use crate::sys::{self, FiemapBuf, RawExtent};
 use crate::{Error, Result};
 
 /// Extents asked for per `FS_IOC_FIEMAP` call: 2048 × 56 bytes = 112 KiB, so a file of
 /// 100 000 extents is mapped in about 50 calls.
 pub const FIEMAP_BATCH: u32 = 2048;
-
-/// How the extents are found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// FIEMAP, then SEEK_DATA/SEEK_HOLE, then [`Method::None`]: the first that works.
-    #[default]
-    Auto,
-    /// The `FS_IOC_FIEMAP` ioctl: reports unwritten (preallocated) and shared extents.
-    Fiemap,
-    /// `lseek` with `SEEK_DATA`/`SEEK_HOLE`: preallocated ranges usually come back as holes.
-    Seek,
-    /// No mapping: the whole window is one data extent.
-    None,
-}
-
-impl Method {
-    /// The method's name as accepted by [`FromStr`]: `auto`, `fiemap`, `seek`, `none`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Auto => "auto",
-            Method::Fiemap => "fiemap",
-            Method::Seek => "seek",
-            Method::None => "none",
-        }
-    }
-}
 
 impl FromStr for Method {
     type Err = Error;
@@ -57,12 +32,6 @@ impl FromStr for Method {
                 })
             }
         })
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -542,6 +511,7 @@ fn seek_map(
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     fn ext(offset: u64, length: u64, unwritten: bool) -> Extent {
         Extent {

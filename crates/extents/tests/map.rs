@@ -3,6 +3,7 @@
 
 #![allow(clippy::single_range_in_vec_init)]
 
+use sparsekit_io::ErrorInfo;
 use std::fs::{self, File};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;

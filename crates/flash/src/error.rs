@@ -1,9 +1,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
-/// Everything that can go wrong while listing drives, opening a source or flashing.
+/// An error a [`crate::Opener`] refuses a destination with (a system drive, a busy one), kept
+/// whole: its code, path and errno reach the caller unchanged ([`Error::Refused`]).
+pub trait RefusalError: ErrorInfo + std::error::Error + Send + Sync + 'static {}
+impl<T: ErrorInfo + std::error::Error + Send + Sync + 'static> RefusalError for T {}
+
+/// Everything that can go wrong while opening a source or flashing.
 ///
 /// A flash to several destinations returns one of these per failed destination (in its
 /// [`crate::DestinationReport`]) and fails as a whole only when the source fails.
@@ -22,8 +27,8 @@ pub enum Error {
         start: u64,
         /// End of the bytes that may have failed.
         end: u64,
-        /// The failed `sync_file_range`.
-        source: IoError,
+        /// The failed `sync_file_range` (boxed: it keeps the error type small).
+        source: Box<IoError>,
     },
     /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
     /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
@@ -31,24 +36,11 @@ pub enum Error {
     Bmap(sparsekit_bmap::Error),
     /// Mapping the source image's extents failed.
     Extents(sparsekit_extents::Error),
-    /// The destination holds the running system (the root or boot filesystem, swap, or
-    /// a device-mapper / md / LVM member); refused unless forced.
-    SystemDrive {
-        /// The destination.
-        path: PathBuf,
-        /// Why it counts as a system drive.
-        reason: String,
-    },
-    /// The destination (or one of its partitions) is mounted or held by another user;
-    /// refused unless forced or unmounted first.
-    DriveBusy {
-        /// The destination.
-        path: PathBuf,
-        /// What holds it (mount points, or the failed exclusive open).
-        reason: String,
-        /// The errno, when an OS call said so (EBUSY from umount2 or open).
-        errno: Option<i32>,
-    },
+    /// A destination the [`crate::Opener`] refused, its error kept whole: with the
+    /// addon's drive checks a system drive (`ERR_SPARSEKIT_SYSTEM_DRIVE`), a busy one
+    /// (`ERR_SPARSEKIT_DRIVE_BUSY`), a device this OS's listing does not know
+    /// (`ERR_SPARSEKIT_UNSUPPORTED`).
+    Refused(Box<dyn RefusalError>),
     /// An image whose size was not known before writing (an HTTP body without
     /// Content-Length, a compressed stream without a bmap) went past what the destination
     /// holds: a block device's size, or for a regular file the free space of its file
@@ -63,48 +55,10 @@ pub enum Error {
         /// What bounds it ("the device's size", "the free space ...").
         what: &'static str,
     },
-    /// An HTTP(S) request failed: a status other than 200/206, a TLS or connection
-    /// failure before any data, a bad URL.
-    Http {
-        /// The URL.
-        url: String,
-        /// The HTTP status, when the server answered.
-        status: Option<u16>,
-        /// What went wrong.
-        message: String,
-    },
-    /// The connection dropped at `offset` and could not be resumed with range requests
-    /// within the allowed retries.
-    HttpInterrupted {
-        /// The URL.
-        url: String,
-        /// Bytes of the body received before the last failure.
-        offset: u64,
-        /// Attempts made to resume.
-        attempts: u32,
-        /// The last failure.
-        message: String,
-    },
-    /// The file at `url` changed on the server during the download: a resumed (206)
-    /// answer carries another ETag or Last-Modified than the first answer, or a
-    /// `Content-Range` with another total size (a server that ignores `If-Range`).
-    /// Nothing is spliced from two versions.
-    HttpChanged {
-        /// The URL.
-        url: String,
-        /// Where the download was resumed.
-        offset: u64,
-        /// How the answers differ.
-        message: String,
-    },
-    /// A server that answers range requests with the whole file (status 200), where the
-    /// source has to be read at offsets (a qcow2 image, a zip archive).
-    HttpNoRanges {
-        /// The URL.
-        url: String,
-    },
-    /// A qcow2-level failure while reading a remote qcow2 image.
-    Qcow2(sparsekit_qcow2::Error),
+    /// An HTTP(S) source failed: `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
+    /// `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_HTTP_NO_RANGES`, or a `URL.bmap` that
+    /// is no bmap.
+    Http(sparsekit_http::Error),
     /// A zip archive that cannot be read, or without the wanted image entry.
     Zip {
         /// The archive.
@@ -112,7 +66,7 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// Something this crate does not do (a zip archive over HTTP, an unknown URL scheme).
+    /// Something this crate does not do (a zip archive inside a compressed stream).
     Unsupported {
         /// What is unsupported.
         what: String,
@@ -129,102 +83,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_SYSTEM_DRIVE`,
-    /// `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_HTTP`, `ERR_SPARSEKIT_HTTP_INTERRUPTED`,
-    /// `ERR_SPARSEKIT_HTTP_NO_RANGES`, `ERR_SPARSEKIT_HTTP_CHANGED`, `ERR_SPARSEKIT_ZIP`, or the bmap and qcow2 crates' codes.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
-            Error::Bmap(e) => e.code(),
-            Error::Extents(e) => e.code(),
-            Error::SystemDrive { .. } => "ERR_SPARSEKIT_SYSTEM_DRIVE",
-            Error::DriveBusy { .. } => "ERR_SPARSEKIT_DRIVE_BUSY",
-            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
-            Error::Http { .. } => "ERR_SPARSEKIT_HTTP",
-            Error::HttpInterrupted { .. } => "ERR_SPARSEKIT_HTTP_INTERRUPTED",
-            Error::HttpNoRanges { .. } => "ERR_SPARSEKIT_HTTP_NO_RANGES",
-            Error::HttpChanged { .. } => "ERR_SPARSEKIT_HTTP_CHANGED",
-            Error::Qcow2(e) => e.code(),
-            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
-            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno, for OS errors (and EBUSY of a busy drive).
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            Error::WriteFailed { source, .. } => source.raw_os_error(),
-            Error::Bmap(e) => e.raw_os_error(),
-            Error::Extents(e) => e.raw_os_error(),
-            Error::Qcow2(e) => e.raw_os_error(),
-            Error::DriveBusy { errno, .. } => *errno,
-            _ => None,
-        }
-    }
-
-    /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            Error::WriteFailed { source, .. } => source.syscall(),
-            Error::Bmap(e) => e.syscall(),
-            Error::Qcow2(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file or device the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::WriteFailed { path, .. } => Some(path),
-            Error::Bmap(e) => e.path(),
-            Error::Extents(e) => e.path(),
-            Error::Qcow2(e) => e.path(),
-            Error::SystemDrive { path, .. }
-            | Error::DriveBusy { path, .. }
-            | Error::DestinationFull { path, .. } => Some(path),
-            Error::Zip { path, .. } => path.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The byte offset the error is about (where an HTTP body stopped, for
-    /// [`Error::HttpInterrupted`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::WriteFailed { start, .. } => Some(*start),
-            Error::Bmap(e) => e.offset(),
-            Error::Extents(e) => e.offset(),
-            Error::Qcow2(e) => e.offset(),
-            Error::HttpInterrupted { offset, .. } | Error::HttpChanged { offset, .. } => {
-                Some(*offset)
-            }
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault as `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Bmap(e) => e.range(),
-            Error::Qcow2(e) => e.range(),
-            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
-            _ => None,
-        }
-    }
-
     /// The URL of an HTTP failure.
     pub fn url(&self) -> Option<&str> {
         match self {
-            Error::Http { url, .. }
-            | Error::HttpInterrupted { url, .. }
-            | Error::HttpChanged { url, .. }
-            | Error::HttpNoRanges { url } => Some(url),
+            Error::Http(e) => e.url(),
             _ => None,
         }
     }
@@ -251,6 +113,90 @@ impl Error {
     }
 }
 
+impl ErrorInfo for Error {
+    /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_DEST_TOO_SMALL`,
+    /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
+            Error::Bmap(e) => e.code(),
+            Error::Extents(e) => e.code(),
+            Error::Refused(e) => e.code(),
+            Error::DestinationFull { .. } => "ERR_SPARSEKIT_DEST_TOO_SMALL",
+            Error::Http(e) => e.code(),
+            Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno, for OS errors (and EBUSY of a busy drive).
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::WriteFailed { source, .. } => source.raw_os_error(),
+            Error::Bmap(e) => e.raw_os_error(),
+            Error::Extents(e) => e.raw_os_error(),
+            Error::Refused(e) => e.raw_os_error(),
+            Error::Http(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The system call that failed, for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            Error::WriteFailed { source, .. } => source.syscall(),
+            Error::Bmap(e) => e.syscall(),
+            Error::Refused(e) => e.syscall(),
+            Error::Http(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file or device the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::WriteFailed { path, .. } => Some(path),
+            Error::Bmap(e) => e.path(),
+            Error::Extents(e) => e.path(),
+            Error::Refused(e) => e.path(),
+            Error::Http(e) => e.path(),
+            Error::DestinationFull { path, .. } => Some(path),
+            Error::Zip { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The byte offset the error is about (where an HTTP body stopped, for
+    /// [`sparsekit_http::Error::HttpInterrupted`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::WriteFailed { start, .. } => Some(*start),
+            Error::Bmap(e) => e.offset(),
+            Error::Extents(e) => e.offset(),
+            Error::Refused(e) => e.offset(),
+            Error::Http(e) => e.offset(),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault as `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Bmap(e) => e.range(),
+            Error::Http(e) => e.range(),
+            Error::Refused(e) => e.range(),
+            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -269,17 +215,7 @@ impl fmt::Display for Error {
             ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
-            Error::SystemDrive { path, reason } => write!(
-                f,
-                "refusing to write '{}': it is a system drive ({reason}); pass force to override",
-                path.display()
-            ),
-            Error::DriveBusy { path, reason, .. } => write!(
-                f,
-                "refusing to write '{}': it is in use ({reason}); unmount it first \
-                 (unmount: true) or pass force to override",
-                path.display()
-            ),
+            Error::Refused(e) => e.fmt(f),
             Error::DestinationFull {
                 path,
                 needed,
@@ -291,38 +227,7 @@ impl fmt::Display for Error {
                  ended, goes on past byte {needed}, beyond {what} ({room} bytes)",
                 path.display()
             ),
-            Error::Http {
-                url,
-                status: Some(s),
-                message,
-            } => write!(
-                f,
-                "HTTP request for '{url}' failed with status {s}: {message}"
-            ),
-            Error::Http { url, message, .. } => {
-                write!(f, "HTTP request for '{url}' failed: {message}")
-            }
-            Error::HttpInterrupted {
-                url,
-                offset,
-                attempts,
-                message,
-            } => write!(
-                f,
-                "download of '{url}' interrupted at byte {offset} and not resumed after \
-                 {attempts} attempts: {message}"
-            ),
-            Error::HttpChanged {
-                url,
-                offset,
-                message,
-            } => write!(f, "download of '{url}' stopped at byte {offset}: {message}"),
-            Error::HttpNoRanges { url } => write!(
-                f,
-                "'{url}' has to be read at offsets, but the server does not support range \
-                 requests (it answered 'Range: bytes=0-' with the whole file, status 200)"
-            ),
-            Error::Qcow2(e) => e.fmt(f),
+            Error::Http(e) => e.fmt(f),
             Error::Zip {
                 path: Some(p),
                 message,
@@ -339,10 +244,11 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::WriteFailed { source, .. } => Some(source),
+            Error::WriteFailed { source, .. } => Some(source.as_ref()),
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
-            Error::Qcow2(e) => Some(e),
+            Error::Refused(e) => Some(&**e),
+            Error::Http(e) => Some(e),
             _ => None,
         }
     }
@@ -370,6 +276,29 @@ impl From<sparsekit_extents::Error> for Error {
     }
 }
 
+impl From<sparsekit_http::Error> for Error {
+    fn from(e: sparsekit_http::Error) -> Self {
+        match e {
+            sparsekit_http::Error::Aborted => Error::Aborted,
+            sparsekit_http::Error::Io(io) => Error::Io(io),
+            sparsekit_http::Error::Bmap(b) => Error::from(b),
+            e => Error::Http(e),
+        }
+    }
+}
+
+/// The error an [`IoError`] from reading an HTTP source carries
+/// ([`sparsekit_http::Error::from_io_error`]), else the `IoError` itself.
+pub fn error_of_io(e: IoError) -> Error {
+    match sparsekit_http::Error::from_io_error(e) {
+        Ok(h) => h.into(),
+        Err(io) => Error::Io(io),
+    }
+}
+
+/// Result of this crate's functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
 impl From<Aborted> for Error {
     fn from(_: Aborted) -> Self {
         Error::Aborted
@@ -387,7 +316,10 @@ mod tests {
             path: "/dev/x".into(),
             start: 4096,
             end: 12288,
-            source: IoError::from_errno("sync_file_range", sparsekit_io::errno::EIO),
+            source: Box::new(IoError::from_errno(
+                "sync_file_range",
+                sparsekit_io::errno::EIO,
+            )),
         };
         assert_eq!(e.range(), Some((4096, 8192)));
     }

@@ -4,7 +4,7 @@
 //! `(QUEUE + 2) * CHUNK` bytes whatever the number of destinations. A destination that
 //! fails drops its queue: the reader stops feeding it and the others go on.
 
-use sparsekit_io::sys::{FileTypeExt, MetadataExt};
+use sparsekit_io::sys::MetadataExt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{errno, Cancel, Control, FileStorage, PageBuf, Phase, Storage, PAGE};
+use sparsekit_io::{errno, is_zero, Cancel, Control, ErrorInfo, PageBuf, Phase, Storage, PAGE};
 
-use crate::drives::{self, Safety};
-use crate::http::HttpOptions;
+use sparsekit_http::HttpOptions;
+
+use crate::dest::{Files, Opener};
+use crate::error::{error_of_io, Error, Result};
 use crate::source::{self, Input, Opened};
-use crate::{Error, Result};
 
 /// Bytes per chunk read from the source and written to every destination.
 pub const CHUNK: usize = 1 << 20;
@@ -27,7 +28,7 @@ pub const QUEUE: usize = 8;
 /// Block size for read-back error reports and for skipping zero blocks in files.
 const BLOCK: u64 = 4096;
 /// Bytes per write-error check window of each destination: every window is written back
-/// and waited for ([`crate::sys::wait_writeback`]) once the writer is [`CHECK_LAG`] windows
+/// and waited for ([`sparsekit_io::sys::wait_writeback`]) once the writer is [`CHECK_LAG`] windows
 /// past it, so a failing drive fails within a few MiB of the fault with
 /// [`Error::WriteFailed`] naming the byte range that holds it, instead of at the final
 /// `fsync`.
@@ -51,8 +52,9 @@ pub struct FlashOptions {
     /// After writing and `fsync`, read every destination back past the page cache and
     /// compare with what was written (default `true`).
     pub read_back: bool,
-    /// The system-drive and busy-drive refusals, and unmounting.
-    pub safety: Safety,
+    /// How destinations are checked and opened (default [`Files`]: regular files and
+    /// block devices, no drive checks; the addon passes one with the drive refusals).
+    pub opener: Arc<dyn Opener>,
     /// The zip entry to write (default: the largest).
     pub zip_entry: Option<String>,
     /// How HTTP(S) sources are fetched.
@@ -65,7 +67,7 @@ impl Default for FlashOptions {
             bmap: BmapChoice::Auto,
             verify: true,
             read_back: true,
-            safety: Safety::default(),
+            opener: Arc::new(Files::default()),
             zip_entry: None,
             http: HttpOptions::default(),
         }
@@ -189,6 +191,27 @@ impl DestFailure {
     }
 }
 
+impl ErrorInfo for DestFailure {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn raw_os_error(&self) -> Option<i32> {
+        self.errno
+    }
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+    fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        self.syscall
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        self.range
+    }
+}
+
 impl std::fmt::Display for DestFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -264,44 +287,6 @@ pub struct Target {
     pub dst: std::result::Result<Box<dyn Destination>, Error>,
 }
 
-/// Check and open `path` for writing: [`drives::check_destination`], then a block device
-/// opened `O_EXCL` (EBUSY: [`Error::DriveBusy`]) unless forced; a missing path is refused
-/// with `ENOENT` unless `safety.create_files` (never under `/dev`).
-///
-/// Windows: `\\.\PhysicalDriveN` and volume paths are opened by
-/// `sys::open_device` (volumes locked and dismounted for as long as the destination
-/// lives, sector-aligned unbuffered writes). macOS: `/dev/rdiskN` is opened as its block
-/// node `/dev/diskN` (the raw node, a character device, has no size through `stat`); the
-/// writer then writes aligned chunks through `/dev/rdiskN` (`sys::open_direct`).
-pub fn open_destination(path: &Path, safety: Safety) -> Result<Box<dyn Destination>> {
-    drives::check_destination(path, safety)?;
-    #[cfg(windows)]
-    if let Some(dev) = drives::windows::parse_device_path(&path.to_string_lossy()) {
-        return Ok(Box::new(crate::sys::open_device(path, &dev, safety)?));
-    }
-    #[cfg(target_os = "macos")]
-    let block_node = drives::macos::parse_device_path(&path.to_string_lossy())
-        .filter(|(_, _, raw)| *raw)
-        .map(|_| {
-            std::path::PathBuf::from(
-                path.to_string_lossy()
-                    .replacen("/dev/rdisk", "/dev/disk", 1),
-            )
-        });
-    #[cfg(target_os = "macos")]
-    let path = block_node.as_deref().unwrap_or(path);
-    let is_dev = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
-    match FileStorage::open_destination(path, safety.create_files, is_dev && !safety.force) {
-        Ok(s) => Ok(Box::new(s)),
-        Err(e) if is_dev && e.raw_os_error() == Some(errno::EBUSY) => Err(Error::DriveBusy {
-            path: path.to_path_buf(),
-            reason: "another user holds it exclusively (open O_EXCL: EBUSY)".into(),
-            errno: Some(errno::EBUSY),
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Flash `source` (a path or an http(s) URL; plain, gzip, xz, bzip2, zstd, or a zip
 /// archive) to every destination at once.
 ///
@@ -328,23 +313,8 @@ pub fn flash(
             value: "none given".into(),
         });
     }
-    let id = |p: &Path| {
-        // Windows disks are paths std has no metadata for: their number is their identity.
-        #[cfg(windows)]
-        if let Some(drives::windows::DevicePath::Disk(n)) =
-            drives::windows::parse_device_path(&p.to_string_lossy())
-        {
-            return Some((u64::MAX, u64::from(n)));
-        }
-        std::fs::metadata(p).ok().map(|m| {
-            if m.file_type().is_block_device() {
-                (0, m.rdev())
-            } else {
-                (m.dev(), m.ino())
-            }
-        })
-    };
-    let src_id = (!crate::http::is_url(source))
+    let id = |p: &Path| opts.opener.identity(p);
+    let src_id = (!sparsekit_http::is_url(source))
         .then(|| std::fs::metadata(source).ok().map(|m| (m.dev(), m.ino())))
         .flatten();
     let mut seen = Vec::new();
@@ -376,7 +346,7 @@ pub fn flash(
         .iter()
         .map(|p| Target {
             path: p.clone(),
-            dst: open_destination(p, opts.safety),
+            dst: opts.opener.open(p),
         })
         .collect();
     run(opened, targets, opts, status, ctl)
@@ -577,7 +547,7 @@ fn produce(
             // Ask for the next ranges ahead of the reader, so the disk reads while the
             // current chunk is hashed and handed out.
             let ahead = |off: u64, len: u64| {
-                let _ = crate::sys::will_need(file.file(), off, len);
+                let _ = sparsekit_io::sys::will_need(file.file(), off, len);
             };
             by_ranges(&file, size, b, verify, label, feed, total, &ahead)
         }
@@ -655,8 +625,7 @@ fn by_ranges(
                         prefetch(off, (end - off).min(2 * PREFETCH));
                     }
                     let mut buf = feed.buffer(n);
-                    file.read_exact_at(&mut buf, off)
-                        .map_err(crate::remote::error_of_io)?;
+                    file.read_exact_at(&mut buf, off).map_err(error_of_io)?;
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
@@ -790,11 +759,6 @@ fn truncated(label: &Path, size: u64, needed: u64) -> Error {
     })
 }
 
-/// Whether `b` is all zeros (OR-folded 64 bytes at a time, which vectorises).
-fn is_zero(b: &[u8]) -> bool {
-    b.chunks(64).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
-}
-
 /// Write-error checks of one destination, through a descriptor of its own (the writer's
 /// is behind [`Destination`]): written ranges are grouped in [`CHECK_WINDOW`]s, and each
 /// window is waited for once [`CHECK_LAG`] newer ones exist.
@@ -865,7 +829,7 @@ impl Checks {
         let Some(f) = &self.file else {
             return Ok(());
         };
-        match crate::sys::wait_writeback(f, start, end - start) {
+        match sparsekit_io::sys::wait_writeback(f, start, end - start) {
             Ok(()) => Ok(()),
             // Not a file or device that has it: the final fsync reports errors.
             Err(e) if matches!(e.raw_os_error(), Some(errno::EINVAL | errno::ESPIPE)) => Ok(()),
@@ -881,7 +845,7 @@ impl Checks {
                     path,
                     start,
                     end: self.high.max(end),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }
@@ -919,6 +883,7 @@ fn free_space(path: &Path) -> Option<u64> {
 /// destination fails with [`Error::DestinationFull`] (`ERR_SPARSEKIT_DEST_TOO_SMALL`).
 fn consume(
     dst: &dyn Destination,
+    opener: &dyn Opener,
     rx: Receiver<Msg>,
     st: &DestStatus,
     read_back: bool,
@@ -937,8 +902,7 @@ fn consume(
     // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
     // writes (an unaligned tail, a device that refuses O_DIRECT) go through `dst`.
     let mut direct = if is_dev {
-        path.as_deref()
-            .and_then(|p| crate::sys::open_direct(p).ok())
+        path.as_deref().and_then(|p| opener.open_direct(p).ok())
     } else {
         None
     };
@@ -1143,76 +1107,80 @@ pub(crate) fn run(
         _ => None,
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let outcome = std::thread::scope(|s| {
-        let reader = {
-            let done_tx = done_tx.clone();
-            let bmap = bmap.as_ref();
-            let label = &label;
-            let total = &status.total;
-            let feed = &mut feed;
-            std::thread::Builder::new()
-                .name("sparsekit-flash-read".into())
-                .spawn_scoped(s, move || {
-                    let r = produce(input, bmap, verify, label, feed, total);
-                    if let Ok(info) = &r {
-                        let segments = Arc::new(std::mem::take(&mut feed.segments));
-                        let size = info.image_size;
-                        let _ = feed.send(|| Msg::End {
-                            size,
-                            segments: segments.clone(),
-                        });
-                    }
-                    // Hang up so that writers waiting for data learn the reader is gone.
-                    feed.senders.clear();
-                    drop(done_tx);
-                    r
-                })
-                .expect("spawn the flash reader")
-        };
-        let mut writers = Vec::new();
-        for (i, d, rx) in work {
-            let st = &status.dests[i];
-            let path = &reports[i].path;
-            let cancel = cancel.clone();
-            let done_tx = done_tx.clone();
-            writers.push((
-                i,
+    let outcome =
+        std::thread::scope(|s| {
+            let reader = {
+                let done_tx = done_tx.clone();
+                let bmap = bmap.as_ref();
+                let label = &label;
+                let total = &status.total;
+                let feed = &mut feed;
                 std::thread::Builder::new()
-                    .name("sparsekit-flash-write".into())
+                    .name("sparsekit-flash-read".into())
                     .spawn_scoped(s, move || {
-                        let r = consume(&*d, rx, st, read_back, &cancel).map_err(|e| match e {
-                            Error::Io(io) if io.path.is_none() => Error::Io(io.with_path(path)),
-                            e => e,
-                        });
-                        match &r {
-                            // Known to the caller at once, not only in the report.
-                            Err(e) => status.fail(i, e),
-                            Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
+                        let r = produce(input, bmap, verify, label, feed, total);
+                        if let Ok(info) = &r {
+                            let segments = Arc::new(std::mem::take(&mut feed.segments));
+                            let size = info.image_size;
+                            let _ = feed.send(|| Msg::End {
+                                size,
+                                segments: segments.clone(),
+                            });
                         }
+                        // Hang up so that writers waiting for data learn the reader is gone.
+                        feed.senders.clear();
                         drop(done_tx);
                         r
                     })
-                    .expect("spawn a flash writer"),
-            ));
-        }
-        drop(done_tx);
-        // Report until every thread has hung up its end of `done`.
-        let mut reporter = Reporter {
-            stream_len,
-            ..Reporter::default()
-        };
-        while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
-            reporter.tick(status, &consumed, read_back, ctl, false);
-        }
-        let source = reader
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let results: Vec<_> = writers
-            .into_iter()
-            .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-            .collect();
-        (source, results, reporter)
-    });
+                    .expect("spawn the flash reader")
+            };
+            let mut writers = Vec::new();
+            for (i, d, rx) in work {
+                let st = &status.dests[i];
+                let path = &reports[i].path;
+                let cancel = cancel.clone();
+                let done_tx = done_tx.clone();
+                writers.push((
+                    i,
+                    std::thread::Builder::new()
+                        .name("sparsekit-flash-write".into())
+                        .spawn_scoped(s, move || {
+                            let r = consume(&*d, &*opts.opener, rx, st, read_back, &cancel)
+                                .map_err(|e| match e {
+                                    Error::Io(io) if io.path.is_none() => {
+                                        Error::Io(io.with_path(path))
+                                    }
+                                    e => e,
+                                });
+                            match &r {
+                                // Known to the caller at once, not only in the report.
+                                Err(e) => status.fail(i, e),
+                                Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
+                            }
+                            drop(done_tx);
+                            r
+                        })
+                        .expect("spawn a flash writer"),
+                ));
+            }
+            drop(done_tx);
+            // Report until every thread has hung up its end of `done`.
+            let mut reporter = Reporter {
+                stream_len,
+                ..Reporter::default()
+            };
+            while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
+                reporter.tick(status, &consumed, read_back, ctl, false);
+            }
+            let source = reader
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let results: Vec<_> = writers
+                .into_iter()
+                .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                .collect();
+            (source, results, reporter)
+        });
     let (source, results, mut reporter) = outcome;
     let info = source?;
     cancel.check()?;

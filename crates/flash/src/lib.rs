@@ -1,17 +1,6 @@
-//! The imaging-app engine of sparsekit: find the drives a user may write, write one image
-//! to several of them at once, and take images from a URL or a zip archive.
+//! The imaging-app engine of sparsekit: write one image to several drives at once, from a
+//! file, a URL or a zip archive, and check what was written.
 //!
-//! - [`drives::list`] lists whole block devices from sysfs and `/proc/self/mountinfo`
-//!   (no `lsblk`): size, block sizes, vendor/model, [`Bus`], removable, read-only,
-//!   partitions with mount points, and [`Drive::is_system`] (root or boot filesystem,
-//!   swap, device-mapper/md/LVM member). [`drives::check_destination`] refuses a system
-//!   drive ([`Error::SystemDrive`], `ERR_SPARSEKIT_SYSTEM_DRIVE`) or a mounted one
-//!   ([`Error::DriveBusy`], `ERR_SPARSEKIT_DRIVE_BUSY`) unless forced, and can unmount.
-//!   Windows (`\\.\PhysicalDriveN`, volumes) and macOS (`/dev/diskN`, `/dev/rdiskN`)
-//!   have their own listing ([`drives::windows`], [`drives::macos`]: what each can and
-//!   cannot determine); a Windows disk is written with its volumes locked and dismounted
-//!   and sector-aligned unbuffered I/O ([`sector::SectorAligned`]), a macOS disk through
-//!   its raw node.
 //! - [`flash`] reads and decompresses the source once and writes every destination from
 //!   the same page-aligned buffers through bounded queues (the slowest paces the rest;
 //!   block devices are written with `O_DIRECT`, so a destination costs no page-cache
@@ -19,23 +8,24 @@
 //!   failed write (or, for buffered writes, the few-MiB range a write-back check found it
 //!   in: [`Error::WriteFailed`]), while the others finish and are read back.
 //!   [`FlashStatus`] gives live per-destination progress.
+//! - Destinations are checked and opened by the caller's [`Opener`]: the engine knows no
+//!   drive. [`Files`] (the default) opens files and block devices; the Node addon passes
+//!   one built on `sparsekit-drives` (system drives and busy ones refused,
+//!   [`Error::Refused`]). [`flash_to`] takes destinations the caller opened.
 //! - Sources: local files (plain, gzip, xz, bzip2, zstd — the decoders of
 //!   [`sparsekit_bmap::Compression`]), zip archives (the largest or a named entry,
-//!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs
-//!   ([`http::HttpReader`]: bounded retries from the first request on, range requests
-//!   resume a dropped download and must come from the same version of the file
-//!   ([`Error::HttpChanged`]), a body without Content-Length cut by a reset is an
-//!   interruption, redirects to http(s) only, proxy variables chosen per scheme as curl
-//!   does, the system CA store plus a caller's CA, `URL.bmap` with a deadline and a size
-//!   bound; an abort shuts a [`http::Client`]'s connections down at once).
-//! - Remote images read at offsets: [`HttpStorage`] is a read-only
-//!   [`sparsekit_io::Storage`] over HTTP range requests (bounded block cache, read-ahead);
-//!   it serves zip archives over HTTP (their central directory is at the end), plain
-//!   images with a bmap (only mapped ranges fetched), [`remote::qcow2_convert`] and
-//!   [`remote::bmap_copy`].
+//!   streamed, zip64 included, compressed images inside too), and HTTP(S) URLs through
+//!   [`sparsekit_http`] (a stream resumed with range requests; a zip archive or a plain
+//!   image with a bmap read at offsets through [`sparsekit_http::HttpStorage`]; HTTP
+//!   failures are [`Error::Http`]).
+//! - The bmap is chosen once ([`sparsekit_bmap::resolve_bmap`]: `IMAGE.bmap`, `URL.bmap`,
+//!   a given one, or none); with one, only mapped ranges are written and each range's
+//!   checksum is checked as it streams. [`bmap_copy()`] and [`local_bmap_copy`] are `bmap
+//!   copy` through this engine.
 //!
 //! ```
-//! use sparsekit_flash::{flash, FlashOptions, Safety};
+//! use sparsekit_flash::{flash, Files, FlashOptions};
+//! use std::sync::Arc;
 //! use sparsekit_io::Control;
 //! let dir = tempfile::tempdir()?;
 //! let img = dir.path().join("os.img");
@@ -43,7 +33,7 @@
 //! let dsts = [dir.path().join("a.img"), dir.path().join("b.img")];
 //! // New regular files, asked for explicitly (a missing destination is refused with ENOENT).
 //! let opts = FlashOptions {
-//!     safety: Safety { create_files: true, ..Safety::default() },
+//!     opener: Arc::new(Files { create_files: true }),
 //!     ..FlashOptions::default()
 //! };
 //! let report = flash(img.to_str().unwrap(), &dsts, &opts, None, &mut Control::none())?;
@@ -55,39 +45,17 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod drives;
+pub mod bmap_copy;
+mod dest;
 mod error;
 mod flash;
-pub mod http;
-pub mod remote;
-pub mod sector;
 mod source;
-#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
-#[cfg_attr(windows, path = "sys/windows.rs")]
-pub mod sys;
 
-pub use drives::{Bus, Drive, Partition, Safety};
-pub use error::Error;
+pub use bmap_copy::{bmap_copy, local_bmap_copy, local_bmap_copy_to_drive};
+pub use dest::{Files, Opener};
+pub use error::{error_of_io, Error, RefusalError, Result};
 pub use flash::{
-    flash, flash_to, open_destination, DestFailure, DestProgress, DestState, DestinationReport,
-    FlashOptions, FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
+    flash, flash_to, DestFailure, DestProgress, DestState, DestinationReport, FlashOptions,
+    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
 };
-pub use http::HttpOptions;
-pub use remote::{HttpStorage, StorageCursor};
-pub use source::Counting;
-
-/// Result of this crate's functions.
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// An [`Error`] carried inside an `io::Error` through `Read` implementations (an HTTP
-/// body read under a decompressor), recovered when the stream fails.
-#[derive(Debug)]
-pub(crate) struct Wrapped(pub(crate) Error);
-
-impl std::fmt::Display for Wrapped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Wrapped {}
+pub use sparsekit_http::HttpOptions;

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sparsekit_bmap::{Bmap, BmapChoice, Compression};
-use sparsekit_io::{Cancel, FileStorage, IoError, Storage};
+use sparsekit_bmap::{resolve_bmap, Bmap, BmapChoice, Compression};
+use sparsekit_io::{Cancel, Counting, FileStorage, IoError, Storage};
 
-use crate::http::{self, HttpOptions, HttpReader};
-use crate::remote::{HttpStorage, StorageCursor};
-use crate::{Error, Result};
+use sparsekit_http::{self as http, HttpOptions, HttpReader, HttpStorage};
+
+use crate::error::{error_of_io, Error, Result};
 
 /// Bytes of compressed input buffered per read.
 const INPUT_BUFFER: usize = 256 * 1024;
@@ -28,27 +28,6 @@ pub(crate) fn is_zip(head: &[u8]) -> bool {
     head.starts_with(&ZIP_MAGIC)
         || head.starts_with(&ZIP_EMPTY_MAGIC)
         || head.starts_with(&ZIP_SPAN_MAGIC)
-}
-
-/// A [`Read`] that counts what it gave out into a shared counter (progress of the source).
-pub struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Counting<R> {
-    /// Count `inner`'s bytes into `count`.
-    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
-        Counting { inner, count }
-    }
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// What a zip archive is read from.
@@ -93,25 +72,6 @@ pub(crate) struct Opened {
     pub(crate) label: PathBuf,
 }
 
-fn bmap_of(
-    choice: &BmapChoice,
-    cancel: &Cancel,
-    found: impl FnOnce() -> Result<Option<(Bmap, String)>>,
-) -> Result<(Option<Bmap>, Option<String>)> {
-    Ok(match choice {
-        BmapChoice::None => (None, None),
-        BmapChoice::Given(b) => (Some((**b).clone()), None),
-        BmapChoice::Path(p) => (
-            Some(Bmap::read_with(p, cancel)?),
-            Some(p.to_string_lossy().into_owned()),
-        ),
-        BmapChoice::Auto => match found()? {
-            Some((b, from)) => (Some(b), Some(from)),
-            None => (None, None),
-        },
-    })
-}
-
 /// Open `source` (a path or an http(s) URL).
 pub(crate) fn open(
     source: &str,
@@ -123,8 +83,10 @@ pub(crate) fn open(
     let consumed = Arc::new(AtomicU64::new(0));
     if http::is_url(source) {
         let client = http::client_for(http_opts, source, cancel)?;
-        let (bmap, bmap_from) =
-            bmap_of(bmap, cancel, || http::find_bmap(&client, source, http_opts))?;
+        let (bmap, bmap_from) = resolve_bmap(bmap, cancel, || -> Result<_> {
+            Ok(http::find_bmap(&client, source, http_opts)?.map(|(b, u)| (b, u.into())))
+        })?;
+        let bmap_from = bmap_from.map(|p| p.to_string_lossy().into_owned());
         let mut r = HttpReader::open(client.clone(), source, http_opts)?;
         let len = r.len();
         // The first bytes say whether this is a zip archive (read at offsets, its
@@ -140,7 +102,7 @@ pub(crate) fn open(
             let storage = HttpStorage::open_with(client, source, http_opts)?;
             let consumed = storage.counter();
             let label = PathBuf::from(source);
-            let cursor = StorageCursor::new(storage).map_err(crate::remote::error_of_io)?;
+            let cursor = sparsekit_io::StorageCursor::new(storage);
             let (archive, index, name) =
                 open_zip(&label, Box::new(cursor) as Box<dyn ReadSeek>, zip_entry)?;
             return Ok(Opened {
@@ -174,8 +136,8 @@ pub(crate) fn open(
                         label: source.into(),
                     });
                 }
-                Err(Error::HttpNoRanges { .. }) => {}
-                Err(e) => return Err(e),
+                Err(http::Error::HttpNoRanges { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         if zip_entry.is_some() {
@@ -204,15 +166,10 @@ pub(crate) fn open(
     let mut head = [0u8; 6];
     let n = file.read_at(&mut head, 0)?;
     let head = &head[..n];
-    let (bmap, bmap_from) = bmap_of(bmap, cancel, || {
-        Ok(match sparsekit_bmap::find_bmap(path) {
-            Some(p) => Some((
-                Bmap::read_with(&p, cancel)?,
-                p.to_string_lossy().into_owned(),
-            )),
-            None => None,
-        })
+    let (bmap, bmap_from) = resolve_bmap(bmap, cancel, || -> Result<_> {
+        Ok(sparsekit_bmap::local_bmap(path, cancel)?)
     })?;
+    let bmap_from = bmap_from.map(|p| p.to_string_lossy().into_owned());
     let base = |input| Opened {
         input,
         bmap: bmap.clone(),
@@ -292,9 +249,8 @@ fn zip_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub(crate) fn zip_error(path: &Path, e: zip::result::ZipError) -> Error {
     match e {
         zip::result::ZipError::Io(io)
-            if io
-                .get_ref()
-                .is_some_and(|i| i.is::<crate::Wrapped>() || i.is::<IoError>())
+            if sparsekit_io::carries::<IoError>(&io)
+                || http::Error::is_carried(&io)
                 || io.raw_os_error().is_some() =>
         {
             read_error(io, path)
@@ -380,23 +336,14 @@ pub(crate) fn buffered<'a, R: Read + Send + 'a>(r: R) -> BufReader<R> {
 /// Turn a read error of a source stream back into our error: an [`Error`] or
 /// [`IoError`] carried inside, else a decoder's complaint.
 pub(crate) fn read_error(e: io::Error, label: &Path) -> Error {
-    if e.get_ref().is_some_and(|i| i.is::<crate::Wrapped>()) {
-        if let Ok(w) = e
-            .into_inner()
-            .expect("checked")
-            .downcast::<crate::Wrapped>()
-        {
-            return w.0;
-        }
-        unreachable!("checked above");
+    let e = match http::Error::from_io(e) {
+        Ok(h) => return h.into(),
+        Err(e) => e,
+    };
+    match IoError::recover(e) {
+        Ok(io) => error_of_io(io),
+        Err(e) => Error::Io(IoError::new("read", e).with_path(label)),
     }
-    if e.get_ref().is_some_and(|i| i.is::<IoError>()) {
-        if let Ok(io) = e.into_inner().expect("checked").downcast::<IoError>() {
-            return crate::remote::error_of_io(*io);
-        }
-        unreachable!("checked above");
-    }
-    Error::Io(IoError::new("read", e).with_path(label))
 }
 
 /// A decoder's failure at decompressed `offset`.
@@ -406,9 +353,7 @@ pub(crate) fn decode_error(
     offset: u64,
     label: &Path,
 ) -> Error {
-    let inner_is_ours = e
-        .get_ref()
-        .is_some_and(|i| i.is::<crate::Wrapped>() || i.is::<IoError>());
+    let inner_is_ours = sparsekit_io::carries::<IoError>(&e) || http::Error::is_carried(&e);
     match format {
         Some(f) if !inner_is_ours => Error::Bmap(sparsekit_bmap::Error::Decompress {
             path: Some(label.to_path_buf()),

@@ -1,6 +1,7 @@
 //! Integration tests with real loop devices, device-mapper targets, mounted partitions and
 //! a local HTTP server. Tests that need root print `SKIP <test>: <reason>` without it.
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sparsekit_bmap::BmapChoice;
-use sparsekit_flash::{drives, flash, Error, FlashOptions, FlashStatus, HttpOptions, Safety};
+use sparsekit_drives as drives;
+use sparsekit_drives::Safety;
+use sparsekit_flash::{flash, Error, FlashOptions, FlashStatus, HttpOptions, Opener};
 use sparsekit_io::Control;
 use sparsekit_testfs::{is_root, pattern, run};
 
@@ -117,6 +120,19 @@ fn image(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
+/// Destinations through sparsekit-drives' checks, as the Node addon opens them.
+#[derive(Debug)]
+struct Drives(Safety);
+
+impl Opener for Drives {
+    fn open(&self, p: &Path) -> sparsekit_flash::Result<Box<dyn sparsekit_bmap::Destination>> {
+        drives::open_destination(p, self.0).map_err(|e| match e {
+            drives::Error::Io(io) => Error::Io(io),
+            e => Error::Refused(Box::new(e)),
+        })
+    }
+}
+
 fn opts() -> FlashOptions {
     FlashOptions {
         bmap: BmapChoice::None,
@@ -124,10 +140,11 @@ fn opts() -> FlashOptions {
             retry_delay: Duration::from_millis(10),
             ..HttpOptions::default()
         },
-        safety: Safety {
+        // The drive checks as the addon makes them: the system disk is never written.
+        opener: std::sync::Arc::new(Drives(Safety {
             create_files: true,
             ..Safety::default()
-        },
+        })),
         ..FlashOptions::default()
     }
 }
@@ -390,11 +407,11 @@ fn mounted_partition_refused_unless_unmounted_or_forced() {
     )
     .unwrap();
     let o = FlashOptions {
-        safety: Safety {
+        opener: std::sync::Arc::new(Drives(Safety {
             force: false,
             unmount: true,
             ..Safety::default()
-        },
+        })),
         ..opts()
     };
     let r = flash(
@@ -421,7 +438,7 @@ fn root_disk_is_system_and_refused() {
         d.devnum == dev
             || d.partitions
                 .iter()
-                .any(|p| sparsekit_flash::sys::block_devnum(&p.path).ok().flatten() == Some(dev))
+                .any(|p| sparsekit_drives::sys::block_devnum(&p.path).ok().flatten() == Some(dev))
     }) else {
         eprintln!("SKIP root_disk_is_system_and_refused: no whole disk holds / ({dev:?})");
         return;
@@ -658,7 +675,10 @@ fn http_without_ranges_fails_with_offset() {
     assert_eq!(e.offset(), Some(1 << 20), "{e}");
     assert!(e.to_string().contains("range requests"), "{e}");
     assert!(
-        matches!(e, Error::HttpInterrupted { attempts: 5, .. }),
+        matches!(
+            e,
+            Error::Http(sparsekit_http::Error::HttpInterrupted { attempts: 5, .. })
+        ),
         "{e:?}"
     );
     // And a missing file is a plain HTTP error with its status.
@@ -673,10 +693,10 @@ fn http_without_ranges_fails_with_offset() {
     assert!(
         matches!(
             e,
-            Error::Http {
+            Error::Http(sparsekit_http::Error::Http {
                 status: Some(404),
                 ..
-            }
+            })
         ),
         "{e:?}"
     );
@@ -765,7 +785,7 @@ fn bmap_parse_honours_abort() {
         ..Default::default()
     };
     let url = srv.url("os.img");
-    let e = sparsekit_flash::remote::bmap_copy(&url, &dst, &copts, &o.http, &mut cancelled())
+    let e = sparsekit_flash::bmap_copy(&url, &dst, &copts, &o.http, &o.opener, &mut cancelled())
         .unwrap_err();
     assert!(matches!(e, Error::Aborted), "{e}");
     assert_eq!(std::fs::read(&dst).unwrap(), b"keep");

@@ -5,8 +5,9 @@
 //! empty zips and zips inside gzip. Every server loop is bounded (connection count and a
 //! timer), so no test can run away.
 
-mod common;
+use sparsekit_testfs::http as common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::image;
 use sparsekit_bmap::BmapChoice;
-use sparsekit_flash::{flash, Error, FlashOptions, FlashReport, HttpOptions, HttpStorage};
+use sparsekit_flash::{flash, Error, FlashOptions, FlashReport, HttpOptions};
+use sparsekit_http::HttpStorage;
 use sparsekit_io::{Cancel, Control, Storage};
 
 /// The most any scripted connection streams for (a bound on every endless answer).
@@ -190,10 +192,7 @@ fn flash1(
             bmap,
             http,
             // New files in a temp folder.
-            safety: sparsekit_flash::Safety {
-                create_files: true,
-                ..Default::default()
-            },
+            opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
             ..Default::default()
         },
         None,
@@ -493,7 +492,7 @@ fn resume_answered_with_another_file_is_refused() {
     let st = HttpStorage::open(&srv.url("f"), &http(), Cancel::new()).unwrap();
     let mut buf = vec![0u8; 1000];
     let e = st.read_at(&mut buf, 3 << 20).unwrap_err();
-    let e = sparsekit_flash::remote::error_of_io(e);
+    let e = sparsekit_flash::error_of_io(e);
     assert_eq!(e.code(), "ERR_SPARSEKIT_HTTP_CHANGED", "{e}");
 }
 
@@ -555,10 +554,7 @@ fn abort_is_prompt_whatever_the_server_does() {
                 &FlashOptions {
                     bmap: bmap.clone(),
                     http: http(),
-                    safety: sparsekit_flash::Safety {
-                        create_files: true,
-                        ..Default::default()
-                    },
+                    opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
                     ..Default::default()
                 },
                 None,
@@ -572,7 +568,9 @@ fn abort_is_prompt_whatever_the_server_does() {
     // Random access too.
     let url = srv.url("stall");
     let (took, e) = aborted_after_200ms(|ctl| {
-        HttpStorage::open(&url, &http(), ctl.cancel().clone()).unwrap_err()
+        HttpStorage::open(&url, &http(), ctl.cancel().clone())
+            .unwrap_err()
+            .into()
     });
     assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{e}");
     assert!(took < Duration::from_secs(10), "{took:?}");

@@ -2,8 +2,9 @@
 //! opens; `http_proxy`/`https_proxy`/`all_proxy` route through it and `no_proxy` keeps
 //! hosts off it, as curl does. One test in its own binary: it sets process-wide variables.
 
-mod common;
+use sparsekit_testfs::http as common;
 
+use sparsekit_io::ErrorInfo;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{image, Server};
-use sparsekit_flash::http::proxy_for;
-use sparsekit_flash::{flash, FlashOptions, HttpOptions, HttpStorage};
+use sparsekit_flash::{flash, FlashOptions, HttpOptions};
+use sparsekit_http::proxy_for;
+use sparsekit_http::HttpStorage;
 use sparsekit_io::{Cancel, Control, Storage};
 
 /// A CONNECT-only proxy: records each target and tunnels bytes both ways.
@@ -103,10 +105,7 @@ fn proxy_environment_is_honoured() {
     };
     let opts = FlashOptions {
         http: http.clone(),
-        safety: sparsekit_flash::Safety {
-            create_files: true,
-            ..Default::default()
-        },
+        opener: std::sync::Arc::new(sparsekit_flash::Files { create_files: true }),
         ..Default::default()
     };
     let fetch = |name: &str| {

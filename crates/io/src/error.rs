@@ -81,11 +81,7 @@ impl IoError {
 
 impl fmt::Display for IoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.op)?;
-        match &self.path {
-            Some(p) => write!(f, " '{}'", p.display())?,
-            None => f.write_str(" the file")?,
-        }
+        write!(f, "{} {}", self.op, Quoted(&self.path))?;
         if let Some(o) = self.offset {
             write!(f, " at offset {o}")?;
         }
@@ -100,6 +96,66 @@ impl fmt::Display for IoError {
 impl std::error::Error for IoError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
+    }
+}
+
+/// What every sparsekit error tells besides its message: the one contract between the
+/// core crates' errors and the Node addon, which builds a JavaScript `Error` from it (its
+/// `code`, `errno`, `syscall`, `path`, `offset` and `range`). Each crate's `Error`
+/// implements it, as does [`IoError`].
+pub trait ErrorInfo: fmt::Display {
+    /// The stable code: `ERR_SPARSEKIT_IO` for an OS failure (the addon then reports the
+    /// errno's name, such as `ENOENT`), else the crate's own `ERR_SPARSEKIT_*` code.
+    fn code(&self) -> &'static str;
+    /// The errno, when an OS error is at the root.
+    fn raw_os_error(&self) -> Option<i32> {
+        None
+    }
+    /// The file the failure is about, when known.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+    /// The byte offset the failure is about, when known.
+    fn offset(&self) -> Option<u64> {
+        None
+    }
+    /// The OS call that failed (`open`, `read`, `ioctl`), when one did.
+    fn syscall(&self) -> Option<&'static str> {
+        None
+    }
+    /// The byte range at fault as `(start, length)`, when there is one.
+    fn range(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl ErrorInfo for IoError {
+    fn code(&self) -> &'static str {
+        "ERR_SPARSEKIT_IO"
+    }
+    fn raw_os_error(&self) -> Option<i32> {
+        IoError::raw_os_error(self)
+    }
+    fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+    fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        IoError::syscall(self)
+    }
+}
+
+/// An optional path in a message: `'/x/disk.img'` quoted, or `the file` when unknown.
+pub struct Quoted<'a>(pub &'a Option<PathBuf>);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "'{}'", p.display()),
+            None => f.write_str("the file"),
+        }
     }
 }
 
@@ -141,6 +197,21 @@ mod tests {
             f.to_string().split(':').next(),
             Some("ioctl(FS_IOC_FIEMAP) the file")
         );
+    }
+
+    #[test]
+    fn error_info_of_io_error() {
+        let e = IoError::from_errno("open", libc::ENOENT).with_path(Path::new("/nope"));
+        let info: &dyn ErrorInfo = &e;
+        assert_eq!(info.code(), "ERR_SPARSEKIT_IO");
+        assert_eq!(info.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(info.path(), Some(Path::new("/nope")));
+        assert_eq!(
+            (info.offset(), info.syscall(), info.range()),
+            (None, Some("open"), None)
+        );
+        assert_eq!(Quoted(&None).to_string(), "the file");
+        assert_eq!(Quoted(&Some("/a b".into())).to_string(), "'/a b'");
     }
 
     #[test]

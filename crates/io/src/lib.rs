@@ -8,7 +8,13 @@
 //!   storage to inject failures (fail after N writes, short reads, ENOSPC past a size).
 //! - [`IoError`] is an OS error with its context: the operation (`op`, also reported as the
 //!   failed `syscall`), the `path` and the byte `offset`. Crates wrap it in their own error
-//!   enums, which keep their own kinds.
+//!   enums, which keep their own kinds. [`ErrorInfo`] is what every crate's error tells
+//!   besides its message (`code`, errno, `syscall`, `path`, `offset`, `range`): the
+//!   contract the Node addon builds its JavaScript errors from.
+//! - [`StorageCursor`] reads a storage as `Read + Seek`, [`Counting`] counts a reader's
+//!   bytes, and [`carry`]/[`take`] pass an error through `std::io` and back.
+//! - [`is_zero`] (all-zero blocks) and `sys`'s page-cache hints (`drop_cache`,
+//!   `sequential`, `will_need`, `start_writeback`) on every OS.
 //! - [`Control`] carries a [`Cancel`] token and a progress sink. Core functions report
 //!   [`Progress`] (a [`Phase`], bytes done, bytes total) and call [`Control::check`]; they
 //!   never throttle (the caller does, and always passes the final report of each phase).
@@ -44,17 +50,21 @@ mod file;
 mod mem;
 mod pagebuf;
 mod progress;
+mod read;
 mod replace;
 mod storage;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
+mod zero;
 
-pub use error::{Context, IoError};
+pub use error::{Context, ErrorInfo, IoError, Quoted};
 pub use fault::{Fault, Faulty};
 pub use file::{is_device_namespace, FileKind, FileStorage};
 pub use mem::MemStorage;
 pub use pagebuf::{PageBuf, PAGE};
 pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
+pub use read::{carries, carry, take, Counting, StorageCursor};
 pub use replace::TempBeside;
 pub use storage::{Storage, ZERO_CHUNK};
+pub use zero::is_zero;

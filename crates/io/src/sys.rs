@@ -166,6 +166,87 @@ pub fn open_direct(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: plain syscall on a valid descriptor; it returns the error number.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, advice) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Page-cache hint: `posix_fadvise(POSIX_FADV_DONTNEED)` (linux/fadvise.h): evict the
+/// clean cached pages of `[offset, offset + len)` so that the next read goes to the
+/// device. Dirty pages are not dropped (mm/fadvise.c only invalidates what writeback
+/// finished), so callers `fsync` first. Works on regular files and on block devices (their
+/// page cache is the bdev inode's mapping).
+pub fn drop_cache(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fadvise(file, offset, len, libc::POSIX_FADV_DONTNEED)
+}
+
+/// Page-cache hint: `posix_fadvise(POSIX_FADV_SEQUENTIAL)`: double the read-ahead window
+/// for a file read front to back (a compressed image). Callers ignore failures.
+pub fn sequential(file: &File) -> io::Result<()> {
+    fadvise(file, 0, 0, libc::POSIX_FADV_SEQUENTIAL)
+}
+
+/// Page-cache hint: `posix_fadvise(POSIX_FADV_WILLNEED)` (linux/fadvise.h): start reading
+/// `[offset, offset + len)` into the page cache without waiting, so a reader that hashes
+/// what it read finds the next range there. Callers ignore failures.
+pub fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fadvise(file, offset, len, libc::POSIX_FADV_WILLNEED)
+}
+
+/// Page-cache hint: `sync_file_range(SYNC_FILE_RANGE_WRITE)` (linux/fs.h, Linux 2.6.17):
+/// start writeback of the dirty pages of `[offset, offset + len)` without waiting for it.
+/// A copy writes far less than `dirty_background_ratio` of RAM, so without this the kernel
+/// would start no writeback before the final `fsync`, which would then write everything
+/// while the copy waits; kicked per chunk, the device writes while the next ranges are
+/// read. Durability still comes from `fsync`; any descriptor of the file works (it acts on
+/// the inode's page cache). Callers ignore failures (EINVAL where a file system lacks it).
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: plain syscall on a valid descriptor.
+    let r =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+/// SYNC_FILE_RANGE_WAIT_AFTER)` (linux/fs.h): write the dirty pages of `[offset, offset +
+/// len)` and wait for them, reporting a write error of that range (EIO from a failing
+/// drive, ENOSPC from a full loop backing file): since Linux 4.13 the wait checks the
+/// mapping's error sequence (`file_check_and_advance_wb_err`) as seen by this descriptor,
+/// so a descriptor opened for the checks alone sees errors of writes made through another
+/// one (the page cache of a block device is shared by all its openers).
+pub fn wait_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    loop {
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, flags) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

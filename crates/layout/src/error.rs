@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// What went wrong reading a layout. Every variant has a stable code ([`Error::code`]).
 ///
@@ -262,6 +262,29 @@ impl std::error::Error for Error {
             Error::Extents(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// The contract the addon turns into JS errors (the inherent methods above, so callers
+/// need no trait import).
+impl ErrorInfo for Error {
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+    fn raw_os_error(&self) -> Option<i32> {
+        Error::raw_os_error(self)
+    }
+    fn path(&self) -> Option<&std::path::Path> {
+        Error::path(self)
+    }
+    fn offset(&self) -> Option<u64> {
+        Error::offset(self)
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        Error::syscall(self)
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        Error::range(self)
     }
 }
 

@@ -1,13 +1,12 @@
 //! Read-only consistency check: refcounts computed from every reference compared with the
 //! stored ones, as `qemu-img check` does (qemu's block/qcow2-refcount.c), in its counts.
 
-use std::collections::HashMap;
-
 use sparsekit_io::{Control, Phase};
 
 use crate::bitmap::read_bitmaps;
 use crate::error::{unsupported, Result};
 use crate::image::Image;
+use crate::refblock::{read_table, Stored};
 use crate::table::{
     L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK,
 };
@@ -65,17 +64,7 @@ impl Walk<'_> {
     }
 
     fn read_table(&self, off: u64, entries: u64) -> Option<Vec<u64>> {
-        let bytes = entries.checked_mul(8)?;
-        if off.checked_add(bytes)? > self.img.file_size {
-            return None;
-        }
-        let mut raw = vec![0u8; bytes as usize];
-        self.img.storage().read_exact_at(&mut raw, off).ok()?;
-        Some(
-            raw.chunks_exact(8)
-                .map(|c| u64::from_be_bytes(c.try_into().expect("8")))
-                .collect(),
-        )
+        read_table(self.img.storage(), self.img.file_size, off, entries)
     }
 
     fn l1(&mut self, off: u64, size: u32, active: bool) {
@@ -167,76 +156,6 @@ impl Walk<'_> {
     }
 }
 
-/// Stored refcounts, one refcount block in memory at a time.
-pub(crate) struct Stored<'a> {
-    img: &'a Image,
-    table: Vec<u64>,
-    block: HashMap<u64, Vec<u8>>,
-}
-
-impl<'a> Stored<'a> {
-    /// The stored refcounts of `img` (an unreadable table reads as all zeros).
-    pub(crate) fn new(img: &'a Image) -> Stored<'a> {
-        let h = &img.header;
-        let entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
-        let w = Walk {
-            img,
-            refs: Vec::new(),
-            res: CheckResult::default(),
-        };
-        Stored {
-            img,
-            table: w
-                .read_table(h.refcount_table_offset, entries)
-                .unwrap_or_default(),
-            block: HashMap::new(),
-        }
-    }
-
-    /// The stored refcount of host cluster `c`; `None` when its block cannot be read.
-    pub(crate) fn get(&mut self, c: u64) -> Option<u64> {
-        let h = &self.img.header;
-        let per_block_bits = h.cluster_bits + 3 - h.refcount_order;
-        let bi = c >> per_block_bits;
-        let Some(&e) = self.table.get(bi as usize) else {
-            return Some(0);
-        };
-        let off = e & REFT_OFFSET_MASK;
-        if off == 0 {
-            return Some(0);
-        }
-        let cs = h.cluster_size();
-        if off & (cs - 1) != 0 || off.checked_add(cs)? > self.img.file_size {
-            return None;
-        }
-        if !self.block.contains_key(&off) {
-            let mut b = vec![0u8; cs as usize];
-            self.img.storage().read_exact_at(&mut b, off).ok()?;
-            self.block.clear();
-            self.block.insert(off, b);
-        }
-        let b = &self.block[&off];
-        let i = c & ((1 << per_block_bits) - 1);
-        let bits = h.refcount_bits() as u64;
-        Some(match bits {
-            64 => u64::from_be_bytes(b[(i * 8) as usize..(i * 8 + 8) as usize].try_into().ok()?),
-            32 => u64::from(u32::from_be_bytes(
-                b[(i * 4) as usize..(i * 4 + 4) as usize].try_into().ok()?,
-            )),
-            16 => u64::from(u16::from_be_bytes(
-                b[(i * 2) as usize..(i * 2 + 2) as usize].try_into().ok()?,
-            )),
-            8 => u64::from(b[i as usize]),
-            _ => {
-                // 1, 2 or 4 bits, least significant first within a byte.
-                let bit = i * bits;
-                let byte = b[(bit / 8) as usize];
-                u64::from((byte >> (bit % 8)) & ((1u8 << bits) - 1))
-            }
-        })
-    }
-}
-
 impl Image {
     /// Check refcounts against references without writing anything, counting as
     /// `qemu-img check` does. Reports [`Phase::Verify`] in host clusters' bytes.
@@ -322,11 +241,7 @@ impl Image {
                 }
             }
         }
-        let mut stored = Stored {
-            img: self,
-            table,
-            block: HashMap::new(),
-        };
+        let mut stored = Stored::with_table(self.storage(), &self.header, self.file_size, table);
         let mut highest = None;
         for c in 0..nb {
             if c % 65536 == 0 {

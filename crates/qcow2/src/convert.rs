@@ -137,7 +137,7 @@ impl Image {
 fn write_nonzero(dst: &dyn Storage, b: &[u8], pos: u64, zero_holes: bool) -> Result<u64> {
     let n = b.len();
     let blk = |i: usize| &b[i..(i + ZERO_BLOCK).min(n)];
-    let zero = |i: usize| blk(i).iter().all(|&x| x == 0);
+    let zero = |i: usize| sparsekit_io::is_zero(blk(i));
     let mut written = 0;
     let mut i = 0;
     while i < n {

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::{Aborted, IoError};
+use sparsekit_io::{Aborted, ErrorInfo, IoError};
 
 /// Everything that can go wrong reading a qcow2 image.
 #[derive(Debug)]
@@ -88,74 +88,6 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// The stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_QCOW2_*` otherwise.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Io(_) => "ERR_SPARSEKIT_IO",
-            Error::NotQcow2 { .. } => "ERR_SPARSEKIT_QCOW2_FORMAT",
-            Error::Corrupt { .. } => "ERR_SPARSEKIT_QCOW2_CORRUPT",
-            Error::Unsupported { .. } => "ERR_SPARSEKIT_QCOW2_UNSUPPORTED",
-            Error::Encrypted { .. } => "ERR_SPARSEKIT_QCOW2_ENCRYPTED",
-            Error::Backing { .. } => "ERR_SPARSEKIT_QCOW2_BACKING",
-            Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
-            Error::Locked { .. } => "ERR_SPARSEKIT_LOCKED",
-            Error::Refused { .. } => "ERR_SPARSEKIT_QCOW2_REFUSED",
-            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
-        }
-    }
-
-    /// The errno of a failed OS call.
-    pub fn raw_os_error(&self) -> Option<i32> {
-        match self {
-            Error::Io(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-
-    /// The failed system call (`open`, `read`, ...), for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
-        match self {
-            Error::Io(e) => e.syscall(),
-            _ => None,
-        }
-    }
-
-    /// The file the error is about.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Error::Io(e) => e.path.as_deref(),
-            Error::NotQcow2 { path, .. }
-            | Error::Corrupt { path, .. }
-            | Error::Unsupported { path, .. }
-            | Error::Encrypted { path, .. }
-            | Error::Backing { path, .. }
-            | Error::OutOfRange { path, .. }
-            | Error::Locked { path, .. }
-            | Error::Refused { path, .. } => path.as_deref(),
-            Error::Aborted => None,
-        }
-    }
-
-    /// The byte offset the error is about (in the image file; in the guest for
-    /// [`Error::OutOfRange`]).
-    pub fn offset(&self) -> Option<u64> {
-        match self {
-            Error::Io(e) => e.offset,
-            Error::Corrupt { offset, .. } => Some(*offset),
-            Error::OutOfRange { start, .. } => Some(*start),
-            _ => None,
-        }
-    }
-
-    /// The byte range at fault, `(start, length)`.
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match self {
-            Error::Corrupt { range, .. } => *range,
-            Error::OutOfRange { start, length, .. } => Some((*start, *length)),
-            _ => None,
-        }
-    }
-
     /// The same error with `suffix` added to a [`Error::Corrupt`] or [`Error::Refused`]
     /// detail (other errors unchanged).
     pub(crate) fn with_detail_suffix(mut self, suffix: &str) -> Self {
@@ -188,6 +120,76 @@ impl Error {
             Error::Aborted => {}
         }
         self
+    }
+}
+
+impl ErrorInfo for Error {
+    /// The stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_QCOW2_*` otherwise.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::NotQcow2 { .. } => "ERR_SPARSEKIT_QCOW2_FORMAT",
+            Error::Corrupt { .. } => "ERR_SPARSEKIT_QCOW2_CORRUPT",
+            Error::Unsupported { .. } => "ERR_SPARSEKIT_QCOW2_UNSUPPORTED",
+            Error::Encrypted { .. } => "ERR_SPARSEKIT_QCOW2_ENCRYPTED",
+            Error::Backing { .. } => "ERR_SPARSEKIT_QCOW2_BACKING",
+            Error::OutOfRange { .. } => "ERR_SPARSEKIT_OUT_OF_RANGE",
+            Error::Locked { .. } => "ERR_SPARSEKIT_LOCKED",
+            Error::Refused { .. } => "ERR_SPARSEKIT_QCOW2_REFUSED",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+
+    /// The errno of a failed OS call.
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The failed system call (`open`, `read`, ...), for OS errors.
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            _ => None,
+        }
+    }
+
+    /// The file the error is about.
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::NotQcow2 { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::Encrypted { path, .. }
+            | Error::Backing { path, .. }
+            | Error::OutOfRange { path, .. }
+            | Error::Locked { path, .. }
+            | Error::Refused { path, .. } => path.as_deref(),
+            Error::Aborted => None,
+        }
+    }
+
+    /// The byte offset the error is about (in the image file; in the guest for
+    /// [`Error::OutOfRange`]).
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Corrupt { offset, .. } => Some(*offset),
+            Error::OutOfRange { start, .. } => Some(*start),
+            _ => None,
+        }
+    }
+
+    /// The byte range at fault, `(start, length)`.
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Corrupt { range, .. } => *range,
+            Error::OutOfRange { start, length, .. } => Some((*start, *length)),
+            _ => None,
+        }
     }
 }
 

@@ -699,6 +699,7 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use sparsekit_io::MemStorage;
 
     fn v3() -> Vec<u8> {

@@ -9,6 +9,7 @@ use sparsekit_io::{errno, FileKind, FileStorage, Storage};
 
 use crate::error::{corrupt_range, unsupported, Error, Result};
 use crate::header::{CryptMethod, Header};
+use crate::refblock::Stored;
 use crate::snapshot::{read_snapshots, Snapshot};
 use crate::table::{decode, l1_entry_offset, Sub};
 
@@ -536,7 +537,7 @@ impl Image {
             let cs = self.header.cluster_size();
             let real_clusters = real / cs;
             let threshold = (real_clusters * 10 / 9).max(real_clusters + 2);
-            let mut stored = crate::check::Stored::new(self);
+            let mut stored = Stored::new(self.storage(), &self.header, self.file_size);
             let mut allocated = 0u64;
             for c in 0..self.file_size.div_ceil(cs) {
                 if stored.get(c).unwrap_or(0) > 0 {

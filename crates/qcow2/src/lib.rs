@@ -55,6 +55,7 @@ mod image;
 mod info;
 pub mod lock;
 mod map;
+mod refblock;
 mod snapshot;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]
@@ -74,6 +75,8 @@ pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DE
 pub use info::{Info, Qcow2Specific};
 pub use map::{map_json, Allocation, MapEntry};
 pub use snapshot::Snapshot;
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 impl Image {
     /// Read guest bytes at `offset` through the backing chain; the range must lie inside

@@ -41,20 +41,3 @@ pub fn ofd_locked(file: &File, byte: u64) -> io::Result<bool> {
     }
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
-
-/// `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)` (include/uapi/linux/fs.h:
-/// `SYNC_FILE_RANGE_WRITE` 2): start writeback of the dirty pages of the range without
-/// waiting for it. Only a hint (durability still comes from fsync); any descriptor of the
-/// file works, as it acts on the inode's page cache.
-pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    };
-    // SAFETY: no pointers are passed; the descriptor is live for the call.
-    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}

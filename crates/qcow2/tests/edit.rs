@@ -6,6 +6,7 @@
 
 mod common;
 
+use sparsekit_io::ErrorInfo;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Crafted images, one per class of the spec's hostile-image list: each gives a coded error
 //! naming the structure and offset, never a panic, and never a write to the image.
 
+use sparsekit_io::ErrorInfo;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

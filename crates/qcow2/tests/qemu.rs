@@ -3,6 +3,7 @@
 
 mod common;
 
+use sparsekit_io::ErrorInfo;
 use std::path::{Path, PathBuf};
 
 use common::{have_qemu, sh, status_stdout as sh_status};

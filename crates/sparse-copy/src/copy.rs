@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::Path;
+use std::str::FromStr;
 
 use sparsekit_extents::{map_file_with, MapOptions, Method};
 use sparsekit_io::{read_stream, Context, Control, IoError, Phase, TempBeside};
@@ -656,9 +657,33 @@ impl Job<'_, '_> {
         Ok(())
     }
 }
+
+/// Parsing lives here, beside the options, so that method.rs does not depend on the error
+/// type that names a method.
+impl FromStr for CopyMethod {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => CopyMethod::Auto,
+            "reflink" => CopyMethod::Reflink,
+            "copy_file_range" => CopyMethod::CopyFileRange,
+            "sendfile" => CopyMethod::Sendfile,
+            "readwrite" => CopyMethod::ReadWrite,
+            _ => {
+                return Err(Error::InvalidArg {
+                    name: "copy method",
+                    value: s.to_owned(),
+                })
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
     use sparsekit_io::Phase;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 

@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sparsekit_io::IoError;
+use sparsekit_io::{ErrorInfo, IoError};
 
 use crate::CopyMethod;
 
@@ -83,10 +83,10 @@ pub enum Error {
     Aborted,
 }
 
-impl Error {
+impl ErrorInfo for Error {
     /// The errno of the failed OS call, if this error is one (for [`Error::Unsupported`]:
     /// the errno the kernel refused the method with).
-    pub fn raw_os_error(&self) -> Option<i32> {
+    fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
             Error::Unsupported { source, .. } => source.as_ref().and_then(|e| e.raw_os_error()),
@@ -97,7 +97,7 @@ impl Error {
     }
 
     /// A stable code: `ERR_SPARSEKIT_IO` for OS errors, `ERR_SPARSEKIT_*` for the others.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } | Error::IsADirectory(_) => "ERR_SPARSEKIT_IO",
             Error::NotAFile { .. } => "ERR_SPARSEKIT_NOT_A_FILE",
@@ -113,7 +113,7 @@ impl Error {
     }
 
     /// The file the error is about.
-    pub fn path(&self) -> Option<&Path> {
+    fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
             Error::IsADirectory(path)
@@ -128,7 +128,7 @@ impl Error {
     }
 
     /// The byte range at fault (`start`, `length`): the window that does not fit a device.
-    pub fn range(&self) -> Option<(u64, u64)> {
+    fn range(&self) -> Option<(u64, u64)> {
         match self {
             Error::OutOfRange { start, length, .. } => Some((*start, *length)),
             Error::Extents(e) => e.range(),
@@ -137,7 +137,7 @@ impl Error {
     }
 
     /// The system call that failed, for OS errors.
-    pub fn syscall(&self) -> Option<&'static str> {
+    fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
             Error::Extents(e) => e.syscall(),
@@ -146,7 +146,7 @@ impl Error {
     }
 
     /// The byte offset the error is about.
-    pub fn offset(&self) -> Option<u64> {
+    fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
             Error::Unsupported { offset, .. } => Some(*offset),

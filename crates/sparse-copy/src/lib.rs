@@ -40,6 +40,8 @@ mod sys;
 pub use copy::{copy, CopyOptions, CopyReport, CHUNK_SIZE};
 pub use error::Error;
 pub use method::CopyMethod;
+/// What every error of this crate tells besides its message (`code`, errno, path, ...).
+pub use sparsekit_io::ErrorInfo;
 
 /// Result of [`copy`]; a cancel becomes [`Error::Aborted`].
 pub type Result<T> = std::result::Result<T, Error>;

@@ -2,9 +2,6 @@
 
 use sparsekit_io::errno;
 use std::io;
-use std::str::FromStr;
-
-use crate::{Error, Result};
 
 /// How the bytes are moved. [`CopyMethod::Auto`] tries them in the order listed and falls
 /// back only when the kernel says a method cannot work for these files.
@@ -25,8 +22,8 @@ pub enum CopyMethod {
 }
 
 impl CopyMethod {
-    /// The method's name as accepted by [`FromStr`]: `auto`, `reflink`, `copy_file_range`,
-    /// `sendfile`, `readwrite`.
+    /// The method's name as `str::parse` accepts it (`FromStr`, in copy.rs): `auto`,
+    /// `reflink`, `copy_file_range`, `sendfile`, `readwrite`.
     pub fn name(self) -> &'static str {
         match self {
             CopyMethod::Auto => "auto",
@@ -67,26 +64,6 @@ impl CopyMethod {
     }
 }
 
-impl FromStr for CopyMethod {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "auto" => CopyMethod::Auto,
-            "reflink" => CopyMethod::Reflink,
-            "copy_file_range" => CopyMethod::CopyFileRange,
-            "sendfile" => CopyMethod::Sendfile,
-            "readwrite" => CopyMethod::ReadWrite,
-            _ => {
-                return Err(Error::InvalidArg {
-                    name: "copy method",
-                    value: s.to_owned(),
-                })
-            }
-        })
-    }
-}
-
 impl std::fmt::Display for CopyMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -117,6 +94,7 @@ pub(crate) fn may_fall_back(e: &io::Error, nothing_copied: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn method_names_round_trip() {

@@ -2,6 +2,9 @@
 //! `Drop` even when a test fails. Tests that cannot get one print `SKIP <test>: <reason>`.
 #![allow(clippy::single_range_in_vec_init, missing_docs)]
 
+pub mod http;
+pub mod sector;
+
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;

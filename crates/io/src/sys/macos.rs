@@ -137,3 +137,53 @@ pub fn open_direct(path: &Path) -> io::Result<File> {
     }
     Ok(f)
 }
+
+fn fcntl_int(file: &File, cmd: libc::c_int, arg: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl with an integer argument on a valid descriptor.
+    if unsafe { libc::fcntl(file.as_raw_fd(), cmd, arg) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Page-cache hint: `fcntl(F_NOCACHE, 1)` (sys/fcntl.h): from now on reads of this
+/// descriptor bypass the unified buffer cache, so a read-back reads the device. macOS has
+/// no call that evicts a range; the whole descriptor is switched, whatever `offset` and
+/// `len` say.
+pub fn drop_cache(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    fcntl_int(file, libc::F_NOCACHE, 1)
+}
+
+/// Page-cache hint: `fcntl(F_RDAHEAD, 1)` (sys/fcntl.h): read-ahead on.
+pub fn sequential(file: &File) -> io::Result<()> {
+    fcntl_int(file, libc::F_RDAHEAD, 1)
+}
+
+/// Page-cache hint: `fcntl(F_RDADVISE)` (sys/fcntl.h, `struct radvisory`): start reading
+/// `[offset, offset + len)` into the cache without waiting.
+pub fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(count)) = (libc::off_t::try_from(offset), libc::c_int::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let ra = libc::radvisory {
+        ra_offset: off,
+        ra_count: count,
+    };
+    // SAFETY: F_RDADVISE reads one struct radvisory.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_RDADVISE, &ra) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Page-cache hint: no asynchronous writeback start on macOS (no `sync_file_range`):
+/// `ENOTSUP`; callers ignore it.
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// Write the file's dirty data and wait (`fsync`, unistd.h, through std's `sync_data`):
+/// macOS has no ranged writeback wait; the error of any part of the file is reported.
+pub fn wait_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    file.sync_data()
+}

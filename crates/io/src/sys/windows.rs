@@ -474,3 +474,34 @@ pub fn seek_allocated(file: &File, offset: u64, hole: bool) -> io::Result<Option
 pub fn open_direct(_path: &Path) -> io::Result<File> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
+
+/// Page-cache hint: Windows has no call that evicts a range of a file from the cache, so
+/// nothing is done (a read-back then reads through the system cache: it checks what the
+/// file system holds, not the medium).
+pub fn drop_cache(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
+/// Page-cache hint: no read-ahead advice for an open handle: `Unsupported`.
+pub fn sequential(_file: &File) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Page-cache hint: no read-ahead request for a range of an open handle: `Unsupported`.
+pub fn will_need(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Page-cache hint: no asynchronous writeback start: `Unsupported`.
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// No ranged write-back wait on Windows, and the flash writer's checks hold a read-only
+/// handle, which `FlushFileBuffers` (fileapi.h) refuses (ERROR_ACCESS_DENIED): nothing is
+/// waited for here. Write errors surface at the write itself on disks (opened
+/// `FILE_FLAG_WRITE_THROUGH | FILE_FLAG_NO_BUFFERING`) and at the destination's final
+/// flush, through the writer's handle, on files.
+pub fn wait_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
+}

@@ -227,7 +227,7 @@ fn parallel_copy(
                     match r {
                         Ok(()) => {
                             if let Some(f) = hint {
-                                let _ = crate::sys::start_writeback(f, host, n);
+                                let _ = sparsekit_io::sys::start_writeback(f, host, n);
                             }
                             let _ = tx.send(n);
                         }

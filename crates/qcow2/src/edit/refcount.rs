@@ -18,6 +18,7 @@ use sparsekit_io::Storage;
 use crate::error::{corrupt, refused, Result};
 use crate::header::MAX_REFCOUNT_TABLE_BYTES;
 use crate::image::Image;
+use crate::refblock::RefBlock;
 use crate::table::REFT_OFFSET_MASK;
 
 /// Refcount blocks kept in memory at most (bytes); the cache is dropped past it.
@@ -96,9 +97,9 @@ impl Refcounts {
             let Some(off) = self.block(s, bi)? else {
                 continue;
             };
-            let b = &self.blocks[&off];
+            let b = RefBlock::new(&self.blocks[&off][..], self.bits);
             let per = 1u64 << self.per_block_bits;
-            if let Some(i) = (0..per).rev().find(|&i| get_entry(b, i, self.bits) != 0) {
+            if let Some(i) = (0..per).rev().find(|&i| b.get(i) != 0) {
                 return Ok(((bi << self.per_block_bits) + i + 1) * self.cs);
             }
         }
@@ -151,7 +152,7 @@ impl Refcounts {
     }
 
     fn entry(&self, b: &[u8], i: u64) -> u64 {
-        get_entry(b, i, self.bits)
+        RefBlock::new(b, self.bits).get(i)
     }
 
     /// The refcount of host cluster `c`.
@@ -192,8 +193,9 @@ impl Refcounts {
             };
             let bits = self.bits;
             let b = self.blocks.get_mut(&off).expect("cached");
+            let mut block = RefBlock::new(&mut b[..], bits);
             for i in i0..i0 + n {
-                let v = get_entry(b, i, bits);
+                let v = block.get(i);
                 let nv = if delta < 0 {
                     v.checked_sub(delta.unsigned_abs()).ok_or_else(|| {
                         corrupt(
@@ -218,7 +220,7 @@ impl Refcounts {
                 if nv == 0 {
                     freed.push(c + i - i0);
                 }
-                set_entry(b, i, bits, nv);
+                block.set(i, nv);
             }
             let lo = i0 * bits / 8;
             let hi = ((i0 + n) * bits).div_ceil(8);
@@ -278,9 +280,10 @@ impl Refcounts {
                     let b = self.blocks.get_mut(&off).expect("cached");
                     let i0 = c & ((1 << pb) - 1);
                     let i1 = i0 + (hi - c);
-                    if (i0..i1).any(|i| get_entry(b, i, bits) != 0) {
+                    let mut block = RefBlock::new(&mut b[..], bits);
+                    if (i0..i1).any(|i| block.get(i) != 0) {
                         for i in i0..i1 {
-                            set_entry(b, i, bits, 0);
+                            block.set(i, 0);
                         }
                         let lo = i0 * bits / 8;
                         let up = (i1 * bits).div_ceil(8);
@@ -382,8 +385,9 @@ impl Refcounts {
             let mut b = vec![0u8; cs as usize];
             let lo = (bi << pb).max(first_c);
             let hi = ((bi + 1) << pb).min(last_c + 1);
+            let mut block = RefBlock::new(&mut b[..], self.bits);
             for c in lo..hi {
-                set_entry(&mut b, c & ((1 << pb) - 1), self.bits, 1);
+                block.set(c & ((1 << pb) - 1), 1);
             }
             s.write_all_at(&b, block_at(j as u64))?;
         }
@@ -445,39 +449,5 @@ impl Refcounts {
         }
         self.end = new_end;
         Ok(start)
-    }
-}
-
-fn get_entry(b: &[u8], i: u64, bits: u64) -> u64 {
-    let i = i as usize;
-    match bits {
-        64 => u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8")),
-        32 => u64::from(u32::from_be_bytes(
-            b[i * 4..i * 4 + 4].try_into().expect("4"),
-        )),
-        16 => u64::from(u16::from_be_bytes(
-            b[i * 2..i * 2 + 2].try_into().expect("2"),
-        )),
-        8 => u64::from(b[i]),
-        _ => {
-            let bit = i as u64 * bits;
-            u64::from((b[(bit / 8) as usize] >> (bit % 8)) & ((1u8 << bits) - 1))
-        }
-    }
-}
-
-fn set_entry(b: &mut [u8], i: u64, bits: u64, v: u64) {
-    let i = i as usize;
-    match bits {
-        64 => b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes()),
-        32 => b[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_be_bytes()),
-        16 => b[i * 2..i * 2 + 2].copy_from_slice(&(v as u16).to_be_bytes()),
-        8 => b[i] = v as u8,
-        _ => {
-            let bit = i as u64 * bits;
-            let mask = ((1u8 << bits) - 1) << (bit % 8);
-            let byte = &mut b[(bit / 8) as usize];
-            *byte = (*byte & !mask) | (((v as u8) << (bit % 8)) & mask);
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! The macOS side of this crate's `sys` module (the Linux one is sys.rs): SEEK_DATA and
 //! SEEK_HOLE as on Linux, POSIX record locks where Linux uses open-file-description locks
-//! (as qemu does on macOS), and no writeback start ([`start_writeback`] answers `ENOTSUP`,
-//! a hint).
+//! (as qemu does on macOS). The page-cache hints are `sparsekit_io::sys`'s.
 
 use std::fs::File;
 use std::io;
@@ -43,9 +42,4 @@ pub fn ofd_locked(file: &File, byte: u64) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
-}
-
-/// No `sync_file_range` on macOS: `ENOTSUP` (a hint; callers ignore it).
-pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
-    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }

@@ -5,7 +5,7 @@
 //! - Locks: qemu's Windows file driver (block/file-win32.c) takes no byte-range locks, so
 //!   there is no lock to share or test: [`ofd_read_lock`] does nothing and [`ofd_locked`]
 //!   answers false.
-//! - No asynchronous writeback start: [`start_writeback`] answers `Unsupported` (a hint).
+//! - The page-cache hints are `sparsekit_io::sys`'s.
 
 use std::fs::File;
 use std::io;
@@ -23,9 +23,4 @@ pub fn ofd_read_lock(_file: &File, _byte: u64) -> io::Result<()> {
 /// qemu on Windows does not lock: never locked.
 pub fn ofd_locked(_file: &File, _byte: u64) -> io::Result<bool> {
     Ok(false)
-}
-
-/// No writeback start on Windows: `Unsupported` (a hint).
-pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }

@@ -1,8 +1,7 @@
-//! Whole block devices of this machine. Windows and macOS: [`windows`] and [`macos`]
-//! (their logic; the OS calls are in `sys/`). Linux, the rest of this module: from sysfs
-//! and `/proc/self/mountinfo` (no `lsblk`):
+//! Whole block devices of a Linux machine, from sysfs and `/proc/self/mountinfo` (no
+//! `lsblk`):
 //! size, block sizes, vendor and model, bus, partitions and their mount points, and whether
-//! the drive holds the running system. Also the refusal checks every flash runs first.
+//! the drive holds the running system. Also the refusal checks on Linux.
 //!
 //! Sources (Documentation/ABI/stable/sysfs-block): `/sys/block/NAME/{dev,size,removable,ro}`
 //! (`size` in 512-byte sectors whatever the logical block size),
@@ -18,11 +17,18 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::sys::{self, DevNum};
-use crate::{Error, Result};
+use crate::decide::decide;
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::types::{Bus, DevNum, Drive, Partition, Safety};
 
-pub mod macos;
-pub mod windows;
+/// The device number a block-device node names (Windows: a `\\.\PhysicalDriveN` path's
+/// disk number, [`crate::windows::block_devnum`]).
+#[cfg(windows)]
+use crate::windows::block_devnum;
+/// The device number a block-device node names.
+#[cfg(not(windows))]
+use sys::block_devnum;
 
 /// Where drive information is read from; [`Roots::system`] on a real machine, a fake tree
 /// in tests.
@@ -47,113 +53,6 @@ impl Roots {
             swaps: "/proc/swaps".into(),
             dev: "/dev".into(),
         }
-    }
-}
-
-/// How a drive is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Bus {
-    /// USB mass storage (sticks, card readers).
-    Usb,
-    /// SD/MMC cards on an MMC host (`mmcblk*`).
-    Mmc,
-    /// SATA/PATA through libata.
-    Sata,
-    /// NVMe.
-    Nvme,
-    /// Other SCSI hosts (SAS, iSCSI, virtio-scsi).
-    Scsi,
-    /// virtio-blk (`vd*`).
-    Virtio,
-    /// A loop device (a file seen as a drive).
-    Loop,
-    /// Other virtual devices (device-mapper, md, zram, nbd).
-    Virtual,
-    /// Anything else.
-    Unknown,
-}
-
-impl Bus {
-    /// `usb`, `mmc`, `sata`, `nvme`, `scsi`, `virtio`, `loop`, `virtual`, `unknown`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bus::Usb => "usb",
-            Bus::Mmc => "mmc",
-            Bus::Sata => "sata",
-            Bus::Nvme => "nvme",
-            Bus::Scsi => "scsi",
-            Bus::Virtio => "virtio",
-            Bus::Loop => "loop",
-            Bus::Virtual => "virtual",
-            Bus::Unknown => "unknown",
-        }
-    }
-}
-
-/// A partition of a [`Drive`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Partition {
-    /// Kernel name (`sda1`, `mmcblk0p1`, `loop3p1`).
-    pub name: String,
-    /// Device node (`/dev/sda1`).
-    pub path: PathBuf,
-    /// Partition number.
-    pub number: Option<u32>,
-    /// Start on the drive, in bytes.
-    pub start: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Where it is mounted (a filesystem can be mounted more than once).
-    pub mountpoints: Vec<PathBuf>,
-}
-
-/// A whole block device.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Drive {
-    /// Kernel name (`sda`, `nvme0n1`, `loop3`).
-    pub name: String,
-    /// Device node (`/dev/sda`).
-    pub path: PathBuf,
-    /// `(major, minor)`.
-    pub devnum: DevNum,
-    /// Size in bytes.
-    pub size: u64,
-    /// Logical block size (the smallest addressable unit).
-    pub logical_block_size: u32,
-    /// Physical block size.
-    pub physical_block_size: u32,
-    /// Vendor string, trimmed (SCSI/USB vendor, or none).
-    pub vendor: Option<String>,
-    /// Model string, trimmed (or the card name of an MMC card).
-    pub model: Option<String>,
-    /// How it is attached.
-    pub bus: Bus,
-    /// The medium can be removed (USB sticks, card readers).
-    pub removable: bool,
-    /// The kernel marks it read-only.
-    pub read_only: bool,
-    /// Its partitions, in kernel order.
-    pub partitions: Vec<Partition>,
-    /// Where the whole device itself is mounted (a filesystem without a partition table).
-    pub mountpoints: Vec<PathBuf>,
-    /// Device-mapper or md devices built on it or its partitions (`dm-0`, `md127`).
-    pub holders: Vec<String>,
-    /// For a loop device, the file it reads and writes.
-    pub backing_file: Option<PathBuf>,
-    /// Whether it holds the running system: see [`Drive::system_reasons`].
-    pub is_system: bool,
-    /// Why it is a system drive: `root filesystem (/)`, `swap`, `held by dm-0`, ...
-    pub system_reasons: Vec<String>,
-}
-
-impl Drive {
-    /// Every mount point of the drive and of its partitions.
-    pub fn all_mountpoints(&self) -> Vec<PathBuf> {
-        let mut v = self.mountpoints.clone();
-        for p in &self.partitions {
-            v.extend(p.mountpoints.iter().cloned());
-        }
-        v
     }
 }
 
@@ -237,7 +136,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
         let source = unescape(f[sep + 2]);
         if devnum.0 == 0 && source.starts_with("/dev/") {
             // btrfs and other anonymous-device filesystems: the source names the device.
-            if let Ok(Some(d)) = sys::block_devnum(Path::new(&source)) {
+            if let Ok(Some(d)) = block_devnum(Path::new(&source)) {
                 devnum = d;
             }
         }
@@ -263,7 +162,7 @@ fn swap_devices(text: &str) -> Vec<(DevNum, String)> {
         let name = unescape(name);
         let p = Path::new(&name);
         let d = if kind == "partition" {
-            sys::block_devnum(p).ok().flatten()
+            block_devnum(p).ok().flatten()
         } else {
             sys::file_devnum(p).ok()
         };
@@ -308,34 +207,7 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// List every whole block device with a size above 0 (detached loop devices and empty
-/// card readers have none), in kernel name order.
-///
-/// - Linux: sysfs and procfs ([`list_with`]).
-/// - Windows: `\\.\PhysicalDriveN` disks with their volumes, the system disk found
-///   through the Windows directory, the system partition and the page files
-///   ([`windows::assemble`]; the OS calls are in `sys/windows_drives.rs`).
-/// - macOS: `/dev/diskN` disks, `getfsstat` mounts, APFS containers resolved by reading
-///   the disks where allowed ([`macos::assemble`], which says what cannot be known
-///   without IOKit).
-/// - Elsewhere: [`Error::Unsupported`].
-pub fn list() -> Result<Vec<Drive>> {
-    #[cfg(any(windows, target_os = "macos"))]
-    {
-        sys::list_drives()
-    }
-    #[cfg(not(any(windows, target_os = "macos")))]
-    {
-        if !cfg!(target_os = "linux") {
-            return Err(Error::Unsupported {
-                what: format!("listing drives on {}", std::env::consts::OS),
-            });
-        }
-        list_with(&Roots::system())
-    }
-}
-
-/// [`list`] reading from `roots`.
+/// [`crate::list`] reading from `roots`.
 pub fn list_with(roots: &Roots) -> Result<Vec<Drive>> {
     let mountinfo = fs::read_to_string(&roots.mountinfo)
         .map_err(|e| sparsekit_io::IoError::new("read", e).with_path(&roots.mountinfo))?;
@@ -470,46 +342,9 @@ pub fn list_with(roots: &Roots) -> Result<Vec<Drive>> {
     Ok(drives)
 }
 
-/// What [`check_destination`] may do about a drive in use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Safety {
-    /// Write even to a system drive or a busy one (no `O_EXCL`). For tools that know
-    /// better; an imaging app never sets it without asking its user.
-    pub force: bool,
-    /// Unmount the destination's mounted partitions first (`umount2`).
-    pub unmount: bool,
-    /// Create a destination that does not exist as a regular file. Off by default: a
-    /// missing destination is refused with `ENOENT` (a drive pulled after it was listed
-    /// must not become a file); paths under `/dev` are never created
-    /// ([`sparsekit_io::FileStorage::open_destination`]).
-    pub create_files: bool,
-}
-
-/// The refusal checks of a destination, run before anything is opened for writing
-/// (Windows: [`windows::check_destination`], where `unmount` leaves the dismounting to
-/// the writer, which locks the volumes; macOS: [`macos::check_destination`]):
-/// a regular file passes; a block device that is (or is a partition of) a system drive
-/// fails with [`Error::SystemDrive`], one with mounted partitions with
-/// [`Error::DriveBusy`] — unless `safety.force`, or, for mounts, `safety.unmount`, which
-/// unmounts them (deepest first; a filesystem still in use fails with EBUSY).
-pub fn check_destination(path: &Path, safety: Safety) -> Result<()> {
-    #[cfg(windows)]
-    {
-        windows::check_destination(path, safety, list)
-    }
-    #[cfg(target_os = "macos")]
-    {
-        sys::check_destination(path, safety)
-    }
-    #[cfg(not(any(windows, target_os = "macos")))]
-    {
-        check_destination_with(path, safety, &Roots::system())
-    }
-}
-
-/// [`check_destination`] reading from `roots`.
+/// [`crate::check_destination`] reading from `roots`.
 pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Result<()> {
-    let devnum = match sys::block_devnum(path) {
+    let devnum = match block_devnum(path) {
         Ok(d) => d,
         // A file to be created.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -536,7 +371,7 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
             let Some((d, p)) = drives.iter().find_map(|d| {
                 d.partitions
                     .iter()
-                    .find(|p| sys::block_devnum(&p.path).ok().flatten() == Some(devnum))
+                    .find(|p| block_devnum(&p.path).ok().flatten() == Some(devnum))
                     .map(|p| (d, p))
             }) else {
                 return Ok(());
@@ -553,73 +388,10 @@ pub fn check_destination_with(path: &Path, safety: Safety, roots: &Roots) -> Res
     )
 }
 
-/// Unmounts the file system mounted at a path ([`sys::umount`], or a test's stand-in).
-pub(crate) type Unmount<'a> = &'a dyn Fn(&Path) -> std::io::Result<()>;
-
-/// The refusal decision once the drive(s) a destination concerns are known, on every OS:
-/// a system drive fails with [`Error::SystemDrive`] unless `safety.force`; mount points
-/// fail with [`Error::DriveBusy`] unless `safety.force` or `safety.unmount`. With
-/// `unmount`, `umount` is called for each mount point, deepest first; `None` means the
-/// writer takes the volumes offline itself when it opens the drive (Windows: locked and
-/// dismounted for as long as the write lasts), so the check passes.
-pub(crate) fn decide(
-    path: &Path,
-    drives: &[&Drive],
-    mounted: Vec<PathBuf>,
-    safety: Safety,
-    umount: Option<Unmount<'_>>,
-) -> Result<()> {
-    let mut reasons: Vec<String> = Vec::new();
-    for d in drives.iter().filter(|d| d.is_system) {
-        for r in &d.system_reasons {
-            if !reasons.contains(r) {
-                reasons.push(r.clone());
-            }
-        }
-    }
-    if drives.iter().any(|d| d.is_system) && !safety.force {
-        return Err(Error::SystemDrive {
-            path: path.to_path_buf(),
-            reason: reasons.join(", "),
-        });
-    }
-    if mounted.is_empty() {
-        return Ok(());
-    }
-    if safety.unmount {
-        let Some(umount) = umount else {
-            return Ok(());
-        };
-        let mut mps = mounted;
-        // Deepest first: /mnt/a/b before /mnt/a.
-        mps.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        mps.dedup();
-        for mp in mps {
-            umount(&mp).map_err(|e| Error::DriveBusy {
-                path: path.to_path_buf(),
-                reason: format!("cannot unmount '{}': {e}", mp.display()),
-                errno: e.raw_os_error(),
-            })?;
-        }
-        return Ok(());
-    }
-    if safety.force {
-        return Ok(());
-    }
-    let list: Vec<String> = mounted
-        .iter()
-        .map(|p| format!("'{}'", p.display()))
-        .collect();
-    Err(Error::DriveBusy {
-        path: path.to_path_buf(),
-        reason: format!("mounted at {}", list.join(", ")),
-        errno: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn mountinfo_lines() {
@@ -829,7 +601,7 @@ mod tests {
 
     #[test]
     fn this_machine_root_disk_is_system() {
-        let drives = list().unwrap();
+        let drives = list_with(&Roots::system()).unwrap();
         let root = std::fs::metadata("/").unwrap();
         use std::os::unix::fs::MetadataExt;
         let dev = (libc::major(root.dev()), libc::minor(root.dev()));
@@ -852,7 +624,8 @@ mod tests {
         }
         for d in holding {
             assert!(d.is_system, "{d:?}");
-            let e = check_destination(&d.path, Safety::default()).unwrap_err();
+            let e =
+                check_destination_with(&d.path, Safety::default(), &Roots::system()).unwrap_err();
             assert_eq!(e.code(), "ERR_SPARSEKIT_SYSTEM_DRIVE", "{e}");
         }
     }

@@ -1,6 +1,8 @@
 //! The macOS drive listing's logic, apart from the OS calls (those are in
-//! `sys/macos_drives.rs`, compiled on macOS only): every function here takes names, bytes
-//! and plain values and is tested on every OS.
+//! `sys/macos_drives.rs`, compiled on macOS only, which import nothing from here): every
+//! function here takes names, bytes and plain values and is tested on every OS, except the
+//! `live` part (macOS only: `list_drives`, `check_destination_here`, `open_direct`) that
+//! feeds the logic with the OS calls' answers.
 //!
 //! Without IOKit or DiskArbitration (this crate links only libSystem) a disk's place in
 //! the device tree is unknown: whether it is internal, removable, on USB, or a disk
@@ -21,7 +23,9 @@
 
 use std::path::PathBuf;
 
-use super::{Bus, Drive, Partition};
+use crate::decide::decide;
+use crate::error::Result;
+use crate::types::{Bus, Drive, Partition, Safety};
 
 /// Deepest slice nesting accepted in a name (`disk3s1s1` is 2).
 const MAX_SLICE_DEPTH: usize = 4;
@@ -339,15 +343,15 @@ pub fn assemble(disks: &[Disk], slices: &[Slice], mounts: &[Mount]) -> Vec<Drive
 
 /// The macOS refusal checks of a `/dev/diskN`, `/dev/rdiskN` or slice destination, with
 /// `list` giving the drives and `umount` unmounting (`unmount(2)`): the disk must be in the
-/// listing (else ENOENT), then the shared decision of [`super::check_destination`] with the whole disk's mount points (with
+/// listing (else ENOENT), then the shared decision of [`crate::check_destination`] with the whole disk's mount points (with
 /// those of the volumes of an APFS container it is the store of), or the slice's.
 /// Paths that are no disk node pass (the caller refuses other device nodes).
 pub fn check_destination(
     path: &std::path::Path,
-    safety: super::Safety,
-    list: impl FnOnce() -> crate::Result<Vec<Drive>>,
+    safety: Safety,
+    list: impl FnOnce() -> Result<Vec<Drive>>,
     umount: &dyn Fn(&std::path::Path) -> std::io::Result<()>,
-) -> crate::Result<()> {
+) -> Result<()> {
     let Some((disk, slices, _raw)) = parse_device_path(&path.to_string_lossy()) else {
         return Ok(());
     };
@@ -369,12 +373,136 @@ pub fn check_destination(
             .flat_map(|p| p.mountpoints.iter().cloned())
             .collect(),
     };
-    super::decide(path, &[d], mounted, safety, Some(umount))
+    decide(path, &[d], mounted, safety, Some(umount))
+}
+
+#[cfg(target_os = "macos")]
+pub use live::{check_destination_here, list_drives, open_direct};
+
+/// The listing, checks and raw opening of disks on macOS: the logic above fed with the OS
+/// calls of `sys/macos_drives.rs`.
+#[cfg(target_os = "macos")]
+mod live {
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::FileTypeExt;
+    use std::path::Path;
+
+    use super::{
+        assemble, check_destination, parse_device_path, parse_disk_name, parse_nx_uuid, Disk,
+        Mount, Slice,
+    };
+    use crate::error::{Error, Result};
+    use crate::sys::{self, MAX_NODES};
+    use crate::types::{Drive, Safety};
+
+    /// The drive listing on macOS (see [`crate::list`]).
+    pub fn list_drives() -> Result<Vec<Drive>> {
+        let dev = Path::new("/dev");
+        let rd = std::fs::read_dir(dev)
+            .map_err(|e| sparsekit_io::IoError::new("opendir", e).with_path(dev))?;
+        let mut disks = Vec::new();
+        let mut slices = Vec::new();
+        for e in rd.filter_map(|e| e.ok()).take(65536) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('r') || disks.len() + slices.len() >= MAX_NODES {
+                continue;
+            }
+            let Some((n, s)) = parse_disk_name(&name) else {
+                continue;
+            };
+            let f = File::open(e.path()).ok();
+            match s.len() {
+                0 => {
+                    let (size, block_sizes, writable, container) = match &f {
+                        Some(f) => (
+                            sparsekit_io::sys::block_device_size(f).ok(),
+                            sparsekit_io::sys::block_sizes(f).ok(),
+                            sys::is_writable(f),
+                            sys::block0(f).as_deref().and_then(parse_nx_uuid),
+                        ),
+                        None => (None, None, None, None),
+                    };
+                    disks.push(Disk {
+                        number: n,
+                        size,
+                        block_sizes,
+                        writable,
+                        read: f.is_some(),
+                        container,
+                    });
+                }
+                1 => slices.push(Slice {
+                    name,
+                    disk: n,
+                    number: s[0],
+                    start: f.as_ref().and_then(sys::slice_base),
+                    size: f
+                        .as_ref()
+                        .and_then(|f| sparsekit_io::sys::block_device_size(f).ok()),
+                    read: f.is_some(),
+                    container: f
+                        .as_ref()
+                        .and_then(sys::block0)
+                        .as_deref()
+                        .and_then(parse_nx_uuid),
+                }),
+                _ => {}
+            }
+        }
+        let mounts: Vec<Mount> = sys::fs_stats()
+            .map_err(|e| sparsekit_io::IoError::new("getfsstat", e))?
+            .into_iter()
+            .map(|m| Mount {
+                from: m.from,
+                on: m.on,
+                fstype: m.fstype,
+            })
+            .collect();
+        Ok(assemble(&disks, &slices, &mounts))
+    }
+
+    /// The refusal checks on macOS: `/dev/diskN`, `/dev/rdiskN` and their slices through
+    /// [`check_destination`] (unmounting with `unmount(2)`); any other block or character
+    /// device is refused ([`Error::Unsupported`]); files pass.
+    pub fn check_destination_here(path: &Path, safety: Safety) -> Result<()> {
+        if parse_device_path(&path.to_string_lossy()).is_some() {
+            return check_destination(path, safety, list_drives, &sys::umount);
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_block_device() || m.file_type().is_char_device() => {
+                Err(Error::Unsupported {
+                    what: format!(
+                        "writing to the device '{}' (only /dev/diskN and /dev/rdiskN disks are recognised)",
+                        path.display()
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Open `path` for the flash writer's aligned writes with the cache off: a
+    /// `/dev/diskN` (or slice) is opened as its raw node `/dev/rdiskN` (the character
+    /// device transfers straight between the buffer and the disk, much faster than the
+    /// block node), anything else as itself ([`sparsekit_io::sys::open_direct`],
+    /// `F_NOCACHE`).
+    pub fn open_direct(path: &Path) -> io::Result<File> {
+        let s = path.to_string_lossy();
+        match parse_device_path(&s) {
+            Some((_, _, false)) => {
+                sys::open_direct(Path::new(&s.replacen("/dev/disk", "/dev/rdisk", 1)))
+            }
+            _ => sys::open_direct(path),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn names() {
@@ -533,7 +661,7 @@ mod tests {
 
     #[test]
     fn destination_checks() {
-        use crate::drives::Safety;
+        use crate::types::Safety;
         use std::path::Path;
         use std::sync::Mutex;
         let disks = [
@@ -591,7 +719,7 @@ mod tests {
             Some(sparsekit_io::errno::ENOENT)
         );
         check("/Users/me/out.img", none).unwrap();
-        let failing = || Err(crate::Error::Unsupported { what: "x".into() });
+        let failing = || Err(Error::Unsupported { what: "x".into() });
         assert!(check_destination(Path::new("/dev/disk4"), none, failing, &umount).is_err());
     }
 

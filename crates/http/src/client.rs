@@ -21,7 +21,7 @@ use ureq::unversioned::transport::{
 };
 use ureq::Agent;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Largest `URL.bmap` read (the bmap crate's own limit).
 const MAX_BMAP: u64 = sparsekit_bmap::MAX_BMAP_SIZE;
@@ -581,10 +581,10 @@ const SNIFF: usize = 512;
 ///
 /// Dropped connections, time-outs and 5xx/408/429 answers are retried under `opts`'
 /// policy; the whole fetch has `opts.bmap_timeout` (60 s by default) and at most
-/// [`MAX_BMAP`] bytes. A 200 answer that is not a bmap — an HTML page (a "soft 404"),
-/// binary data such as the image itself, anything whose first byte is not `<` — is
+/// `MAX_BMAP` (the bmap crate's `MAX_BMAP_SIZE`) bytes. A 200 answer that is not a bmap —
+/// an HTML page (a "soft 404"), binary data such as the image itself, anything whose first byte is not `<` — is
 /// [`sparsekit_bmap::Error::Invalid`] (`ERR_SPARSEKIT_BMAP_INVALID`) after reading at
-/// most its first [`SNIFF`] bytes: the flash fails rather than go on without the
+/// most its first `SNIFF` (512) bytes: the flash fails rather than go on without the
 /// checksums the server seemed to offer (pass no bmap to flash without it).
 pub fn fetch_bmap(client: &Client, bmap_url: &str, opts: &HttpOptions) -> Result<Option<Vec<u8>>> {
     let deadline = Instant::now() + opts.bmap_timeout;
@@ -997,7 +997,7 @@ impl HttpReader {
     /// in a row brought no data.
     fn recover(&mut self, first: String) -> io::Result<()> {
         self.body = None;
-        let wrap = |e: Error| io::Error::other(crate::Wrapped(e));
+        let wrap = |e: Error| e.into_io();
         if self.len.is_none() && self.pos > 0 && !self.validators.is_some() {
             // Nothing to check a resumed answer against: it could be another file.
             return Err(wrap(Error::HttpInterrupted {
@@ -1040,7 +1040,7 @@ impl Read for HttpReader {
         }
         loop {
             if self.client.cancel.is_cancelled() {
-                return Err(io::Error::other(crate::Wrapped(Error::Aborted)));
+                return Err(Error::Aborted.into_io());
             }
             if self.len.is_some_and(|l| self.pos >= l) {
                 return Ok(0);
@@ -1052,7 +1052,7 @@ impl Read for HttpReader {
             };
             if self.client.cancel.is_cancelled() {
                 // An abort shuts the connection down, which may read as its end.
-                return Err(io::Error::other(crate::Wrapped(Error::Aborted)));
+                return Err(Error::Aborted.into_io());
             }
             let failure = match r {
                 Ok(0) if self.len.is_none() && !CUT.with(Cell::get) => return Ok(0),
@@ -1078,9 +1078,7 @@ impl Read for HttpReader {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) if self.client.cancel.is_cancelled() => {
-                    return Err(io::Error::other(crate::Wrapped(Error::Aborted)))
-                }
+                Err(_) if self.client.cancel.is_cancelled() => return Err(Error::Aborted.into_io()),
                 Err(e) => e.to_string(),
             };
             self.recover(failure)?;

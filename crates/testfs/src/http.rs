@@ -2,7 +2,6 @@
 //! bytes=A-B` and `bytes=A-` (when ranges are on), and hostile behaviours switched on per
 //! test (connections dropped mid-body, a Content-Length larger than what is sent, a wrong
 //! Content-Range).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

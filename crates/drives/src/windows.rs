@@ -1,6 +1,8 @@
 //! The Windows drive listing's logic, apart from the OS calls (those are in
-//! `sys/windows_drives.rs`, compiled on Windows only): every function here takes bytes or
-//! plain values and is tested on every OS.
+//! `sys/windows_drives.rs`, compiled on Windows only, which import nothing from here):
+//! every function here takes bytes or plain values and is tested on every OS, except the
+//! `live` part (Windows only: `list_drives`, `open_device`, ...) that feeds the logic
+//! with the OS calls' answers.
 //!
 //! - [`parse_device_path`]: which paths name a device (`\\.\PhysicalDriveN`,
 //!   `\\?\PhysicalDriveN`, `\\.\X:`, `\\.\Volume{GUID}`), case-insensitive.
@@ -17,7 +19,9 @@
 
 use std::path::PathBuf;
 
-use super::{Bus, Drive, Partition};
+use crate::decide::decide;
+use crate::error::{Error, Result};
+use crate::types::{Bus, Drive, Partition, Safety};
 
 /// Highest `N` of `\\.\PhysicalDriveN` accepted in a path (the listing probes 0..=this).
 pub const MAX_DISK_NUMBER: u32 = 255;
@@ -473,21 +477,21 @@ pub fn parse_device_number(buf: &[u8]) -> Option<(u32, u32)> {
 
 /// The Windows refusal checks of a destination, with `list` giving the drives (the OS
 /// listing on Windows, a fixed list in tests): a file system path passes; a device path
-/// other than a disk or volume is refused ([`crate::Error::Unsupported`]); a disk or
-/// volume missing from the listing fails with ENOENT; then the shared decision of [`super::check_destination`]: a system
+/// other than a disk or volume is refused ([`Error::Unsupported`]); a disk or
+/// volume missing from the listing fails with ENOENT; then the shared decision of [`crate::check_destination`]: a system
 /// disk is refused, and mounted volumes unless `safety.unmount` or `safety.force` (the
 /// volumes are locked and dismounted when the writer opens the drive, and stay so until
 /// it is done). A listing that fails refuses every device.
 pub fn check_destination(
     path: &std::path::Path,
-    safety: super::Safety,
-    list: impl FnOnce() -> crate::Result<Vec<Drive>>,
-) -> crate::Result<()> {
+    safety: Safety,
+    list: impl FnOnce() -> Result<Vec<Drive>>,
+) -> Result<()> {
     let Some(dev) = parse_device_path(&path.to_string_lossy()) else {
         return Ok(());
     };
     if let DevicePath::Other(name) = &dev {
-        return Err(crate::Error::Unsupported {
+        return Err(Error::Unsupported {
             what: format!(
                 "writing to the device '{name}' (only \\\\.\\PhysicalDriveN disks and drive-letter or \\\\?\\Volume{{GUID}} volumes are recognised)"
             ),
@@ -504,19 +508,254 @@ pub fn check_destination(
         }
         // A volume on no listed disk: missing, or one whose disk extents are unknown (so
         // nothing says whether it holds the system).
-        return Err(crate::Error::Unsupported {
+        return Err(Error::Unsupported {
             what: format!(
                 "writing to the volume '{}': it lies on no disk of the drive listing (no such volume, or its disk extents are unknown)",
                 path.display()
             ),
         });
     };
-    super::decide(path, &ds, mounted, safety, None)
+    decide(path, &ds, mounted, safety, None)
+}
+
+/// `(N, 0)` for a `\\.\PhysicalDriveN` path (either prefix, any case); `None` for a file
+/// system path. Volumes and other device paths are `Unsupported`: they are devices, but
+/// have no disk number of their own (the refusal checks place them on their disks).
+pub fn block_devnum(path: &std::path::Path) -> std::io::Result<Option<crate::types::DevNum>> {
+    match parse_device_path(&path.to_string_lossy()) {
+        None => Ok(None),
+        Some(DevicePath::Disk(n)) => Ok(Some((n, 0))),
+        Some(_) => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
+    }
+}
+
+#[cfg(windows)]
+pub use live::{list_drives, lock_disk_volumes, open_device, system_info, volumes};
+
+/// The listing and the opening of disks on Windows: the logic above fed with the OS calls
+/// of `sys/windows_drives.rs`.
+///
+/// Disks are found by probing `\\.\PhysicalDrive0` to `\\.\PhysicalDrive63` (plus any
+/// higher number a volume's extents name): the disk class driver numbers disks densely
+/// from 0, these are the numbers `DISK_EXTENT.DiskNumber` uses, and probing needs no
+/// SetupAPI (setupapi.h `SetupDiGetClassDevsW` with `GUID_DEVINTERFACE_DISK` would find
+/// the same disks through device interface paths, one more library and more code). A
+/// disk that does not exist fails `CreateFileW` with ERROR_FILE_NOT_FOUND and is skipped.
+#[cfg(windows)]
+mod live {
+    use std::io;
+    use std::path::Path;
+
+    use sparsekit_io::IoError;
+
+    use super::{
+        assemble, pagefile_path, parse_access_alignment, parse_device_descriptor,
+        parse_device_number, parse_disk_extents, parse_geometry_ex, parse_multi_sz, volume_device,
+        DevicePath, Disk, SystemInfo, Volume, MAX_DISK_NUMBER,
+    };
+    use crate::error::{Error, Result};
+    use crate::sector::SectorAligned;
+    use crate::sys::{self, RawDevice, VolumeLocks};
+    use crate::types::{Drive, Safety};
+
+    /// Disk numbers probed: `\\.\PhysicalDrive0` to `\\.\PhysicalDrive63`.
+    const PROBE_DISKS: u32 = 64;
+
+    /// One disk, or `None` when `\\.\PhysicalDriveN` does not open or has no size (an
+    /// empty card reader: `IOCTL_DISK_GET_DRIVE_GEOMETRY_EX` fails with ERROR_NOT_READY).
+    fn disk(n: u32) -> Option<Disk> {
+        let f = sys::open_query(&format!(r"\\.\PhysicalDrive{n}")).ok()?;
+        let (size, sector) = sys::geometry_ex(&f)
+            .ok()
+            .and_then(|b| parse_geometry_ex(&b))?;
+        if size == 0 {
+            return None;
+        }
+        let descriptor = sys::device_descriptor(&f)
+            .ok()
+            .and_then(|b| parse_device_descriptor(&b));
+        let physical = sys::access_alignment(&f)
+            .ok()
+            .and_then(|b| parse_access_alignment(&b))
+            .map_or(sector, |(_, p)| p);
+        Some(Disk {
+            number: n,
+            size,
+            sector_size: sector,
+            physical_sector_size: physical,
+            descriptor,
+            read_only: sys::write_protected(&f),
+        })
+    }
+
+    /// Every volume with its disk extents, partition number, mount points and NT device.
+    /// Volumes that answer no extents (optical drives, RAM disks) have none.
+    pub fn volumes() -> io::Result<Vec<Volume>> {
+        Ok(sys::volume_names()?
+            .into_iter()
+            .map(|name| {
+                let f = sys::open_query(&volume_device(&name)).ok();
+                let extents = f
+                    .as_ref()
+                    .and_then(|f| sys::volume_disk_extents(f).ok())
+                    .map(|b| parse_disk_extents(&b))
+                    .unwrap_or_default();
+                let partition_number = f
+                    .as_ref()
+                    .and_then(|f| sys::device_number(f).ok())
+                    .and_then(|b| parse_device_number(&b))
+                    .map(|(_, p)| p)
+                    .filter(|&p| p != 0 && p != u32::MAX);
+                let short = volume_device(&name);
+                Volume {
+                    nt_device: short.strip_prefix(r"\\?\").and_then(sys::query_dos_device),
+                    mountpoints: parse_multi_sz(&sys::volume_path_names(&name)),
+                    extents,
+                    partition_number,
+                    name,
+                }
+            })
+            .collect())
+    }
+
+    /// What holds the running system: the Windows directory and its volume; the system
+    /// partition (`HKLM\SYSTEM\Setup` `SystemPartition`, the NT device the boot manager
+    /// is on); the page files (`HKLM\SYSTEM\CurrentControlSet\Control\Session
+    /// Manager\Memory Management` `ExistingPageFiles`) and their volumes.
+    pub fn system_info() -> SystemInfo {
+        let windows_dir = sys::windows_directory();
+        let windows_volume = windows_dir
+            .as_deref()
+            .and_then(|d| sys::volume_of(&format!("{d}\\")));
+        let system_partition =
+            sys::registry_sz(r"SYSTEM\Setup", "SystemPartition").filter(|s| !s.is_empty());
+        let pagefiles = sys::registry_multi_sz(
+            r"SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management",
+            "ExistingPageFiles",
+        )
+        .map(|w| parse_multi_sz(&w))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| pagefile_path(e))
+        .filter_map(|f| Some((sys::volume_of(&f)?, f)))
+        .collect();
+        SystemInfo {
+            windows_dir,
+            windows_volume,
+            system_partition,
+            pagefiles,
+        }
+    }
+
+    /// The drive listing on Windows (see [`crate::list`]). A volume enumeration that
+    /// fails (wine without a volume manager) leaves every disk without volumes, and so
+    /// every disk a system disk (the Windows directory's volume is on no known disk).
+    pub fn list_drives() -> Result<Vec<Drive>> {
+        let vols = volumes().unwrap_or_default();
+        let mut numbers: Vec<u32> = (0..PROBE_DISKS).collect();
+        for v in &vols {
+            for e in &v.extents {
+                if e.disk <= MAX_DISK_NUMBER && !numbers.contains(&e.disk) {
+                    numbers.push(e.disk);
+                }
+            }
+        }
+        let disks: Vec<Disk> = numbers.into_iter().filter_map(disk).collect();
+        Ok(assemble(disks, &vols, &system_info()))
+    }
+
+    /// Lock and dismount every volume with an extent on disk `disk`. A volume that does
+    /// not open (no administrator rights) fails with [`Error::Io`], one that does not lock
+    /// (files open on it) with [`Error::DriveBusy`]; a volume list that cannot be read
+    /// fails too (nothing would say which volumes to take offline).
+    pub fn lock_disk_volumes(path: &Path, disk: u32, force: bool) -> Result<VolumeLocks> {
+        let vols = volumes().map_err(|e| IoError::new("FindFirstVolumeW", e).with_path(path))?;
+        let mut locks = VolumeLocks::default();
+        for v in vols
+            .iter()
+            .filter(|v| v.extents.iter().any(|e| e.disk == disk))
+        {
+            let dev = volume_device(&v.name);
+            let f = sys::open_rw(&dev, false).map_err(|e| {
+                Error::Io(IoError::new("CreateFileW", e).with_path(Path::new(&dev)))
+            })?;
+            sys::lock_and_dismount(&f, force).map_err(|e| busy(path, &dev, e))?;
+            locks.hold(f);
+        }
+        Ok(locks)
+    }
+
+    fn busy(path: &Path, what: &str, e: io::Error) -> Error {
+        Error::DriveBusy {
+            path: path.to_path_buf(),
+            reason: format!("cannot lock and dismount {what}: {e}"),
+            errno: e.raw_os_error(),
+        }
+    }
+
+    /// Open a disk or volume destination for writing, after [`crate::check_destination`]
+    /// passed: a disk's volumes are locked and dismounted first (busy volumes fail with
+    /// [`Error::DriveBusy`] unless `safety.force`); a drive-letter or GUID volume is
+    /// opened, locked and dismounted through the handle that writes it, with
+    /// `FSCTL_ALLOW_EXTENDED_DASD_IO` so its last sectors (past the file system's end)
+    /// can be written. The size is `IOCTL_DISK_GET_LENGTH_INFO`, the sector size the
+    /// listing's (`DISK_GEOMETRY.BytesPerSector`).
+    pub fn open_device(
+        path: &Path,
+        dev: &DevicePath,
+        safety: Safety,
+    ) -> Result<SectorAligned<RawDevice>> {
+        let io = |op: &'static str, e: io::Error| Error::Io(IoError::new(op, e).with_path(path));
+        let (file, locks, sector) = match dev {
+            DevicePath::Disk(n) => {
+                let locks = lock_disk_volumes(path, *n, safety.force)?;
+                let f = sys::open_rw(&format!(r"\\.\PhysicalDrive{n}"), true)
+                    .map_err(|e| io("CreateFileW", e))?;
+                let sector = sys::geometry_ex(&f)
+                    .ok()
+                    .and_then(|b| parse_geometry_ex(&b))
+                    .map_or(4096, |(_, s)| s);
+                (f, locks, sector)
+            }
+            DevicePath::Letter(_) | DevicePath::Volume(_) => {
+                let p = match dev {
+                    DevicePath::Letter(c) => format!(r"\\.\{c}:"),
+                    DevicePath::Volume(g) => format!(r"\\?\{g}"),
+                    _ => unreachable!(),
+                };
+                let f = sys::open_rw(&p, true).map_err(|e| io("CreateFileW", e))?;
+                sys::lock_and_dismount(&f, safety.force).map_err(|e| busy(path, &p, e))?;
+                sys::allow_extended_dasd_io(&f)
+                    .map_err(|e| io("DeviceIoControl(FSCTL_ALLOW_EXTENDED_DASD_IO)", e))?;
+                let sector = sparsekit_io::sys::block_sizes(&f).map_or(4096, |(l, _)| l);
+                (f, VolumeLocks::default(), sector)
+            }
+            DevicePath::Other(name) => {
+                return Err(Error::Unsupported {
+                    what: format!("writing to the device '{name}'"),
+                })
+            }
+        };
+        let size = sparsekit_io::sys::block_device_size(&file)
+            .map_err(|e| io("DeviceIoControl(IOCTL_DISK_GET_LENGTH_INFO)", e))?;
+        Ok(SectorAligned::new(
+            RawDevice::new(
+                file,
+                path.to_path_buf(),
+                size,
+                matches!(dev, DevicePath::Disk(_)),
+                locks,
+            ),
+            sector,
+            true,
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sparsekit_io::ErrorInfo;
 
     #[test]
     fn device_paths() {
@@ -852,7 +1091,7 @@ mod tests {
 
     #[test]
     fn destination_checks() {
-        use crate::drives::Safety;
+        use crate::types::Safety;
         use std::path::Path;
         let (disks, volumes) = machine();
         let sys = SystemInfo {
@@ -907,7 +1146,7 @@ mod tests {
         assert_eq!(code(r"C:\images\out.img", none), None);
         // A listing that fails (wine, an OS call refused) refuses every device.
         let failing = || {
-            Err(crate::Error::Unsupported {
+            Err(Error::Unsupported {
                 what: "no listing".into(),
             })
         };

@@ -1,5 +1,5 @@
 //! The macOS side of this crate's `sys` module (the Linux one is sys.rs): drive listing
-//! (macos_drives.rs, whose logic is [`crate::drives::macos`]), device numbers, unmounting
+//! (macos_drives.rs; the logic that uses them is [`crate::macos`]), device numbers, unmounting
 //! and the writer's raw-disk handle, following Apple's headers.
 
 use std::ffi::CString;
@@ -47,30 +47,8 @@ pub fn umount(target: &Path) -> io::Result<()> {
     }
 }
 
-/// Write the file's dirty data and wait (`fsync`, unistd.h, through std's `sync_data`):
-/// macOS has no ranged writeback wait; the error of any part of the file is reported.
-pub fn wait_writeback(file: &std::fs::File, _offset: u64, _len: u64) -> io::Result<()> {
-    file.sync_data()
-}
-
-/// `fcntl(F_RDADVISE)` (sys/fcntl.h, `struct radvisory`): start reading `[offset, offset +
-/// len)` into the cache without waiting. Only a hint.
-pub fn will_need(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    let (Ok(off), Ok(count)) = (libc::off_t::try_from(offset), libc::c_int::try_from(len)) else {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    };
-    let ra = libc::radvisory {
-        ra_offset: off,
-        ra_count: count,
-    };
-    // SAFETY: F_RDADVISE reads one struct radvisory.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_RDADVISE, &ra) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[path = "macos_drives.rs"]
 mod drives_os;
-pub use drives_os::{check_destination, list_drives, mounts, open_direct};
+pub use drives_os::*;
+
+pub use sparsekit_io::sys::open_direct;

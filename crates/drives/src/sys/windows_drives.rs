@@ -1,13 +1,7 @@
-//! The OS calls of the Windows drive listing and of writing a disk; the logic is
-//! [`crate::drives::windows`], tested on every OS. Every call cites its header
+//! The OS calls of the Windows drive listing and of writing a disk: each returns what the
+//! OS answered (bytes, names, handles); the logic that reads them is
+//! [`crate::windows`], tested on every OS. Every call cites its header
 //! (learn.microsoft.com, Win32 API).
-//!
-//! Disks are found by probing `\\.\PhysicalDrive0` to `\\.\PhysicalDrive63` (plus any
-//! higher number a volume's extents name): the disk class driver numbers disks densely
-//! from 0, these are the numbers `DISK_EXTENT.DiskNumber` uses, and probing needs no
-//! SetupAPI (setupapi.h `SetupDiGetClassDevsW` with `GUID_DEVINTERFACE_DISK` would find
-//! the same disks through device interface paths, one more library and more code). A
-//! disk that does not exist fails `CreateFileW` with ERROR_FILE_NOT_FOUND and is skipped.
 //!
 //! Every query handle is opened with no access rights (`dwDesiredAccess` 0): the ioctls
 //! used for listing are `FILE_ANY_ACCESS`, so listing works without administrator rights.
@@ -38,21 +32,11 @@ use windows_sys::Win32::System::Registry::{
 };
 use windows_sys::Win32::System::SystemInformation::GetSystemWindowsDirectoryW;
 
-use crate::drives::windows::{
-    self as logic, parse_access_alignment, parse_device_descriptor, parse_device_number,
-    parse_disk_extents, parse_geometry_ex, parse_multi_sz, volume_device, DevicePath, Disk,
-    SystemInfo, Volume,
-};
-use crate::drives::{Drive, Safety};
-use crate::sector::SectorAligned;
-use crate::{Error, Result};
 use sparsekit_io::sys::{device_io_control, FileExt as _};
 use sparsekit_io::{IoError, Storage};
 
-/// Disk numbers probed: `\\.\PhysicalDrive0` to `\\.\PhysicalDrive63`.
-const PROBE_DISKS: u32 = 64;
 /// Largest output buffer any query here grows to.
-const MAX_OUT: usize = 64 << 10;
+pub const MAX_OUT: usize = 64 << 10;
 /// `MAX_PATH` plus room: volume GUID names are 49 characters.
 const NAME_LEN: usize = 1024;
 /// `FSCTL_LOCK_VOLUME` attempts (Microsoft's sample retries a locked volume), 100 ms apart.
@@ -73,7 +57,7 @@ fn from_wide(w: &[u16]) -> String {
 
 /// A handle for queries only (`CreateFileW`, fileapi.h, `dwDesiredAccess` 0), shared with
 /// everyone.
-fn open_query(path: &str) -> io::Result<File> {
+pub fn open_query(path: &str) -> io::Result<File> {
     OpenOptions::new()
         .access_mode(0)
         .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
@@ -125,43 +109,46 @@ fn query_property(f: &File, property: u32) -> io::Result<Vec<u8>> {
     ioctl_bytes(f, IOCTL_STORAGE_QUERY_PROPERTY, &q, 1024)
 }
 
-/// One disk, or `None` when `\\.\PhysicalDriveN` does not open or has no size (an empty
-/// card reader: `IOCTL_DISK_GET_DRIVE_GEOMETRY_EX` fails with ERROR_NOT_READY).
-fn disk(n: u32) -> Option<Disk> {
-    let f = open_query(&format!(r"\\.\PhysicalDrive{n}")).ok()?;
-    // IOCTL_DISK_GET_DRIVE_GEOMETRY_EX (winioctl.h, FILE_ANY_ACCESS): DISK_GEOMETRY_EX.
-    let (size, sector) = ioctl_bytes(&f, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)
-        .ok()
-        .and_then(|b| parse_geometry_ex(&b))?;
-    if size == 0 {
-        return None;
-    }
-    let descriptor = query_property(&f, STORAGE_DEVICE_PROPERTY)
-        .ok()
-        .and_then(|b| parse_device_descriptor(&b));
-    let physical = query_property(&f, STORAGE_ACCESS_ALIGNMENT_PROPERTY)
-        .ok()
-        .and_then(|b| parse_access_alignment(&b))
-        .map_or(sector, |(_, p)| p);
-    // IOCTL_DISK_IS_WRITABLE (winioctl.h): fails with ERROR_WRITE_PROTECT when the medium
-    // is write-protected (an SD card's switch).
-    let read_only = matches!(
-        ioctl_bytes(&f, IOCTL_DISK_IS_WRITABLE, &[], 0),
+/// `IOCTL_DISK_GET_DRIVE_GEOMETRY_EX` (winioctl.h, `FILE_ANY_ACCESS`): a
+/// `DISK_GEOMETRY_EX`. Fails with ERROR_NOT_READY for an empty card reader.
+pub fn geometry_ex(f: &File) -> io::Result<Vec<u8>> {
+    ioctl_bytes(f, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)
+}
+
+/// `IOCTL_STORAGE_QUERY_PROPERTY` of `StorageDeviceProperty`: a
+/// `STORAGE_DEVICE_DESCRIPTOR` (winioctl.h).
+pub fn device_descriptor(f: &File) -> io::Result<Vec<u8>> {
+    query_property(f, STORAGE_DEVICE_PROPERTY)
+}
+
+/// `IOCTL_STORAGE_QUERY_PROPERTY` of `StorageAccessAlignmentProperty`: a
+/// `STORAGE_ACCESS_ALIGNMENT_DESCRIPTOR` (winioctl.h).
+pub fn access_alignment(f: &File) -> io::Result<Vec<u8>> {
+    query_property(f, STORAGE_ACCESS_ALIGNMENT_PROPERTY)
+}
+
+/// `IOCTL_DISK_IS_WRITABLE` (winioctl.h): fails with ERROR_WRITE_PROTECT when the medium
+/// is write-protected (an SD card's switch).
+pub fn write_protected(f: &File) -> bool {
+    matches!(
+        ioctl_bytes(f, IOCTL_DISK_IS_WRITABLE, &[], 0),
         Err(e) if e.raw_os_error() == Some(ERROR_WRITE_PROTECT as i32)
-    );
-    Some(Disk {
-        number: n,
-        size,
-        sector_size: sector,
-        physical_sector_size: physical,
-        descriptor,
-        read_only,
-    })
+    )
+}
+
+/// `IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS` (winioctl.h): a `VOLUME_DISK_EXTENTS`.
+pub fn volume_disk_extents(f: &File) -> io::Result<Vec<u8>> {
+    ioctl_bytes(f, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, &[], 8 + 24 * 4)
+}
+
+/// `IOCTL_STORAGE_GET_DEVICE_NUMBER` (winioctl.h): a `STORAGE_DEVICE_NUMBER`.
+pub fn device_number(f: &File) -> io::Result<Vec<u8>> {
+    ioctl_bytes(f, IOCTL_STORAGE_GET_DEVICE_NUMBER, &[], 12)
 }
 
 /// Every volume's GUID name: `FindFirstVolumeW` / `FindNextVolumeW` / `FindVolumeClose`
 /// (fileapi.h).
-fn volume_names() -> io::Result<Vec<String>> {
+pub fn volume_names() -> io::Result<Vec<String>> {
     let mut buf = vec![0u16; NAME_LEN];
     // SAFETY: the buffer holds NAME_LEN wide characters.
     let h = unsafe { FindFirstVolumeW(buf.as_mut_ptr(), NAME_LEN as u32) };
@@ -190,8 +177,9 @@ fn volume_names() -> io::Result<Vec<String>> {
 }
 
 /// A volume's mount points: `GetVolumePathNamesForVolumeNameW` (fileapi.h), a
-/// `REG_MULTI_SZ`-style list, the buffer grown to the length it asks for.
-fn mount_points(name: &str) -> Vec<String> {
+/// `REG_MULTI_SZ`-style list as UTF-16 units (empty on failure), the buffer grown to the
+/// length it asks for.
+pub fn volume_path_names(name: &str) -> Vec<u16> {
     let w = wide(name);
     let mut len = 512u32;
     for _ in 0..4 {
@@ -202,7 +190,7 @@ fn mount_points(name: &str) -> Vec<String> {
             GetVolumePathNamesForVolumeNameW(w.as_ptr(), buf.as_mut_ptr(), len, &mut need)
         };
         if ok != 0 {
-            return parse_multi_sz(&buf);
+            return buf;
         }
         if io::Error::last_os_error().raw_os_error() != Some(ERROR_MORE_DATA as i32) {
             return Vec::new();
@@ -212,10 +200,9 @@ fn mount_points(name: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// `QueryDosDeviceW` (fileapi.h) of `Volume{GUID}`: the NT device, `\Device\HarddiskVolumeN`.
-fn nt_device(name: &str) -> Option<String> {
-    let short = volume_device(name);
-    let short = short.strip_prefix(r"\\?\")?;
+/// `QueryDosDeviceW` (fileapi.h) of a DOS device name (`Volume{GUID}`): the NT device,
+/// `\\Device\\HarddiskVolumeN`.
+pub fn query_dos_device(short: &str) -> Option<String> {
     let w = wide(short);
     let mut buf = vec![0u16; NAME_LEN];
     // SAFETY: the buffer holds NAME_LEN wide characters.
@@ -223,41 +210,9 @@ fn nt_device(name: &str) -> Option<String> {
     (n > 0).then(|| from_wide(&buf))
 }
 
-/// Every volume with its disk extents (`IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS`, winioctl.h),
-/// partition number (`IOCTL_STORAGE_GET_DEVICE_NUMBER`), mount points and NT device.
-/// Volumes that answer no extents (optical drives, RAM disks) have none.
-pub fn volumes() -> io::Result<Vec<Volume>> {
-    Ok(volume_names()?
-        .into_iter()
-        .map(|name| {
-            let f = open_query(&volume_device(&name)).ok();
-            let extents = f
-                .as_ref()
-                .and_then(|f| {
-                    ioctl_bytes(f, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, &[], 8 + 24 * 4).ok()
-                })
-                .map(|b| parse_disk_extents(&b))
-                .unwrap_or_default();
-            let partition_number = f
-                .as_ref()
-                .and_then(|f| ioctl_bytes(f, IOCTL_STORAGE_GET_DEVICE_NUMBER, &[], 12).ok())
-                .and_then(|b| parse_device_number(&b))
-                .map(|(_, p)| p)
-                .filter(|&p| p != 0 && p != u32::MAX);
-            Volume {
-                nt_device: nt_device(&name),
-                mountpoints: mount_points(&name),
-                extents,
-                partition_number,
-                name,
-            }
-        })
-        .collect())
-}
-
 /// The GUID name of the volume holding `path`: `GetVolumePathNameW` (its mount point),
 /// then `GetVolumeNameForVolumeMountPointW` (fileapi.h).
-fn volume_of(path: &str) -> Option<String> {
+pub fn volume_of(path: &str) -> Option<String> {
     let w = wide(path);
     let mut mp = vec![0u16; NAME_LEN];
     // SAFETY: the buffer holds NAME_LEN wide characters.
@@ -276,7 +231,7 @@ fn volume_of(path: &str) -> Option<String> {
 
 /// `RegGetValueW` (winreg.h) of `HKEY_LOCAL_MACHINE\key\value` with the type restriction
 /// `flags`, as UTF-16 units.
-fn registry(key: &str, value: &str, flags: u32) -> Option<Vec<u16>> {
+pub fn registry(key: &str, value: &str, flags: u32) -> Option<Vec<u16>> {
     let (k, v) = (wide(key), wide(value));
     let mut bytes = 0u32;
     // SAFETY: a size query (no data buffer).
@@ -315,56 +270,22 @@ fn registry(key: &str, value: &str, flags: u32) -> Option<Vec<u16>> {
     Some(buf)
 }
 
-/// What holds the running system: the Windows directory (`GetSystemWindowsDirectoryW`,
-/// sysinfoapi.h) and its volume; the system partition (`HKLM\SYSTEM\Setup`
-/// `SystemPartition`, the NT device the boot manager is on); the page files
-/// (`HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management`
-/// `ExistingPageFiles`) and their volumes.
-pub fn system_info() -> SystemInfo {
+/// `HKEY_LOCAL_MACHINE\\key\\value` as a string (`REG_SZ`).
+pub fn registry_sz(key: &str, value: &str) -> Option<String> {
+    registry(key, value, RRF_RT_REG_SZ).map(|w| from_wide(&w))
+}
+
+/// `HKEY_LOCAL_MACHINE\\key\\value` of type `REG_MULTI_SZ`, as UTF-16 units.
+pub fn registry_multi_sz(key: &str, value: &str) -> Option<Vec<u16>> {
+    registry(key, value, RRF_RT_REG_MULTI_SZ)
+}
+
+/// The Windows directory: `GetSystemWindowsDirectoryW` (sysinfoapi.h).
+pub fn windows_directory() -> Option<String> {
     let mut buf = vec![0u16; NAME_LEN];
     // SAFETY: the buffer holds NAME_LEN wide characters.
     let n = unsafe { GetSystemWindowsDirectoryW(buf.as_mut_ptr(), NAME_LEN as u32) };
-    let windows_dir = (n > 0 && (n as usize) < NAME_LEN).then(|| from_wide(&buf));
-    let windows_volume = windows_dir
-        .as_deref()
-        .and_then(|d| volume_of(&format!("{d}\\")));
-    let system_partition = registry(r"SYSTEM\Setup", "SystemPartition", RRF_RT_REG_SZ)
-        .map(|w| from_wide(&w))
-        .filter(|s| !s.is_empty());
-    let pagefiles = registry(
-        r"SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management",
-        "ExistingPageFiles",
-        RRF_RT_REG_MULTI_SZ,
-    )
-    .map(|w| parse_multi_sz(&w))
-    .unwrap_or_default()
-    .iter()
-    .filter_map(|e| logic::pagefile_path(e))
-    .filter_map(|f| Some((volume_of(&f)?, f)))
-    .collect();
-    SystemInfo {
-        windows_dir,
-        windows_volume,
-        system_partition,
-        pagefiles,
-    }
-}
-
-/// The drive listing on Windows (see [`crate::drives::list`]). A volume enumeration that
-/// fails (wine without a volume manager) leaves every disk without volumes, and so every
-/// disk a system disk (the Windows directory's volume is on no known disk).
-pub fn list_drives() -> Result<Vec<Drive>> {
-    let vols = volumes().unwrap_or_default();
-    let mut numbers: Vec<u32> = (0..PROBE_DISKS).collect();
-    for v in &vols {
-        for e in &v.extents {
-            if e.disk <= logic::MAX_DISK_NUMBER && !numbers.contains(&e.disk) {
-                numbers.push(e.disk);
-            }
-        }
-    }
-    let disks: Vec<Disk> = numbers.into_iter().filter_map(disk).collect();
-    Ok(logic::assemble(disks, &vols, &system_info()))
+    (n > 0 && (n as usize) < NAME_LEN).then(|| from_wide(&buf))
 }
 
 /// The volumes of a disk held offline while it is written: each opened for reading and
@@ -377,10 +298,17 @@ pub struct VolumeLocks {
     held: Vec<File>,
 }
 
+impl VolumeLocks {
+    /// Keep `f` (a locked volume's handle) open as long as this lives.
+    pub fn hold(&mut self, f: File) {
+        self.held.push(f);
+    }
+}
+
 /// `FSCTL_LOCK_VOLUME`, retried while ERROR_ACCESS_DENIED (files open on the volume),
 /// then `FSCTL_DISMOUNT_VOLUME`. With `force`, a volume that will not lock is dismounted
 /// anyway (its open handles become invalid).
-fn lock_and_dismount(f: &File, force: bool) -> io::Result<()> {
+pub fn lock_and_dismount(f: &File, force: bool) -> io::Result<()> {
     let call = |code: u32| {
         // SAFETY: no buffers.
         unsafe { device_io_control(f, code, std::ptr::null(), 0, std::ptr::null_mut(), 0) }
@@ -401,7 +329,10 @@ fn lock_and_dismount(f: &File, force: bool) -> io::Result<()> {
     call(FSCTL_DISMOUNT_VOLUME).map(drop)
 }
 
-fn open_rw(path: &str, unbuffered: bool) -> io::Result<File> {
+/// A disk or volume opened for reading and writing (`CreateFileW`, fileapi.h), shared
+/// for reading and writing; `unbuffered`: `FILE_FLAG_NO_BUFFERING |
+/// FILE_FLAG_WRITE_THROUGH`.
+pub fn open_rw(path: &str, unbuffered: bool) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.read(true)
         .write(true)
@@ -412,37 +343,26 @@ fn open_rw(path: &str, unbuffered: bool) -> io::Result<File> {
     o.open(path)
 }
 
-/// Lock and dismount every volume with an extent on disk `disk`. A volume that does not
-/// open (no administrator rights) fails with [`Error::Io`], one that does not lock (files
-/// open on it) with [`Error::DriveBusy`]; a volume list that cannot be read fails too
-/// (nothing would say which volumes to take offline).
-pub fn lock_disk_volumes(path: &Path, disk: u32, force: bool) -> Result<VolumeLocks> {
-    let vols = volumes().map_err(|e| IoError::new("FindFirstVolumeW", e).with_path(path))?;
-    let mut locks = VolumeLocks::default();
-    for v in vols
-        .iter()
-        .filter(|v| v.extents.iter().any(|e| e.disk == disk))
-    {
-        let dev = volume_device(&v.name);
-        let f = open_rw(&dev, false)
-            .map_err(|e| Error::Io(IoError::new("CreateFileW", e).with_path(Path::new(&dev))))?;
-        lock_and_dismount(&f, force).map_err(|e| busy(path, &dev, e))?;
-        locks.held.push(f);
+/// `FSCTL_ALLOW_EXTENDED_DASD_IO` (winioctl.h): let a volume handle reach the sectors
+/// past the file system's end.
+pub fn allow_extended_dasd_io(f: &File) -> io::Result<()> {
+    // SAFETY: no buffers.
+    unsafe {
+        device_io_control(
+            f,
+            FSCTL_ALLOW_EXTENDED_DASD_IO,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+            0,
+        )
     }
-    Ok(locks)
-}
-
-fn busy(path: &Path, what: &str, e: io::Error) -> Error {
-    Error::DriveBusy {
-        path: path.to_path_buf(),
-        reason: format!("cannot lock and dismount {what}: {e}"),
-        errno: e.raw_os_error(),
-    }
+    .map(drop)
 }
 
 /// A disk or volume opened for writing with `FILE_FLAG_NO_BUFFERING |
 /// FILE_FLAG_WRITE_THROUGH` (fileapi.h `CreateFileW`): every transfer must be
-/// sector-aligned, which [`SectorAligned`] around it guarantees. Holds the
+/// sector-aligned, which [`crate::SectorAligned`] around it guarantees. Holds the
 /// [`VolumeLocks`] for as long as it lives.
 #[derive(Debug)]
 pub struct RawDevice {
@@ -452,6 +372,20 @@ pub struct RawDevice {
     /// A whole disk: its partition table may have changed.
     disk: bool,
     _locks: VolumeLocks,
+}
+
+impl RawDevice {
+    /// `file` (opened by [`open_rw`]) of `size` bytes, written as `path`; `disk`: a whole
+    /// disk (its partition table is re-read when dropped); `locks` are held until then.
+    pub fn new(file: File, path: PathBuf, size: u64, disk: bool, locks: VolumeLocks) -> Self {
+        RawDevice {
+            file,
+            path,
+            size,
+            disk,
+            _locks: locks,
+        }
+    }
 }
 
 impl Drop for RawDevice {
@@ -512,72 +446,4 @@ impl Storage for RawDevice {
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
     }
-}
-
-/// Open a disk or volume destination for writing, after [`crate::drives::check_destination`]
-/// passed: a disk's volumes are locked and dismounted first (busy volumes fail with
-/// [`Error::DriveBusy`] unless `safety.force`); a drive-letter or GUID volume is opened,
-/// locked and dismounted through the handle that writes it, with
-/// `FSCTL_ALLOW_EXTENDED_DASD_IO` (winioctl.h) so its last sectors (past the file
-/// system's end) can be written. The size is `IOCTL_DISK_GET_LENGTH_INFO`, the sector size
-/// the listing's (`DISK_GEOMETRY.BytesPerSector`).
-pub fn open_device(
-    path: &Path,
-    dev: &DevicePath,
-    safety: Safety,
-) -> Result<SectorAligned<RawDevice>> {
-    let io = |op: &'static str, e: io::Error| Error::Io(IoError::new(op, e).with_path(path));
-    let (file, locks, sector) = match dev {
-        DevicePath::Disk(n) => {
-            let locks = lock_disk_volumes(path, *n, safety.force)?;
-            let f = open_rw(&format!(r"\\.\PhysicalDrive{n}"), true)
-                .map_err(|e| io("CreateFileW", e))?;
-            let sector = ioctl_bytes(&f, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &[], 256)
-                .ok()
-                .and_then(|b| parse_geometry_ex(&b))
-                .map_or(4096, |(_, s)| s);
-            (f, locks, sector)
-        }
-        DevicePath::Letter(_) | DevicePath::Volume(_) => {
-            let p = match dev {
-                DevicePath::Letter(c) => format!(r"\\.\{c}:"),
-                DevicePath::Volume(g) => format!(r"\\?\{g}"),
-                _ => unreachable!(),
-            };
-            let f = open_rw(&p, true).map_err(|e| io("CreateFileW", e))?;
-            lock_and_dismount(&f, safety.force).map_err(|e| busy(path, &p, e))?;
-            // SAFETY: no buffers.
-            unsafe {
-                device_io_control(
-                    &f,
-                    FSCTL_ALLOW_EXTENDED_DASD_IO,
-                    std::ptr::null(),
-                    0,
-                    std::ptr::null_mut(),
-                    0,
-                )
-            }
-            .map_err(|e| io("DeviceIoControl(FSCTL_ALLOW_EXTENDED_DASD_IO)", e))?;
-            let sector = sparsekit_io::sys::block_sizes(&f).map_or(4096, |(l, _)| l);
-            (f, VolumeLocks::default(), sector)
-        }
-        DevicePath::Other(name) => {
-            return Err(Error::Unsupported {
-                what: format!("writing to the device '{name}'"),
-            })
-        }
-    };
-    let size = sparsekit_io::sys::block_device_size(&file)
-        .map_err(|e| io("DeviceIoControl(IOCTL_DISK_GET_LENGTH_INFO)", e))?;
-    Ok(SectorAligned::new(
-        RawDevice {
-            file,
-            path: path.to_path_buf(),
-            size,
-            disk: matches!(dev, DevicePath::Disk(_)),
-            _locks: locks,
-        },
-        sector,
-        true,
-    ))
 }
