@@ -1,5 +1,5 @@
 import test from 'ava'
-import { writeFileSync, readFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs'
+import { writeFileSync, readFileSync, openSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { sk, tempDir, run, cli, testWith } from './helpers.mjs'
@@ -270,4 +270,3 @@ testWith(['mkfs.ext4', 'fallocate', 'bmaptool', 'e2fsck', 'debugfs'], test)(
   },
 )
 
-void writeSync
