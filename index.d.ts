@@ -60,6 +60,12 @@ export declare function drivesList(): Promise<NativeDrive[]>
 /** Flash one source (path or http(s) URL) to several destinations at once. */
 export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
+/**
+ * The partition table, partitions, file systems and used byte ranges of an image or
+ * block device, read without mounting (free means provably free).
+ */
+export declare function layout(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
 
@@ -99,6 +105,8 @@ export interface NativeBmapCreated {
 export interface NativeBmapCreateOptions {
   /** `sha256` (default), `sha1` or `none` (no range checksums). */
   checksum?: string
+  /** Map only what the image's file systems use (sparsekit_layout::mapped_ranges). */
+  filesystems?: boolean
 }
 
 export interface NativeCopyOptions {
@@ -221,6 +229,38 @@ export interface NativeFlashResult {
   bmap?: string
   zipEntry?: string
   sourceBytes: number
+}
+
+/**
+ * What `layout` resolves to; `used` holds the used ranges flattened as
+ * `[offset, length, ...]` in one Float64Array (ts/ builds the objects).
+ */
+export interface NativeLayout {
+  size: number
+  table: 'gpt' | 'mbr' | 'none'
+  sectorSize: number
+  hybridMbr: boolean
+  partitions: Array<NativeLayoutPartition>
+  used: Float64Array
+  usedBytes: number
+  warnings: Array<string>
+}
+
+/** One partition of a [`NativeLayout`]. */
+export interface NativeLayoutPartition {
+  number: number
+  start: number
+  length: number
+  type: string
+  typeName?: string
+  name?: string
+  partuuid?: string
+  filesystem?: string
+  label?: string
+  uuid?: string
+  usedBytes: number
+  state: 'clean' | 'dirty' | 'unknown'
+  reason?: string
 }
 
 /**
@@ -375,6 +415,20 @@ export interface NativeRemoteOptions {
   timeout?: number
 }
 
+/** What `sparsify` resolves to. */
+export interface NativeSparsified {
+  size: number
+  usedBytes: number
+  freedBytes: number
+  allocatedBefore?: number
+  allocatedAfter?: number
+}
+
+export interface NativeSparsifyOptions {
+  /** Allow a block device (its free ranges are discarded). */
+  discard?: boolean
+}
+
 export interface NativeSyncOptions {
   /** checksum: first byte hashed. */
   start?: number
@@ -474,6 +528,9 @@ export declare function remoteBmapCopy(url: string, dst: string | Buffer, option
 
 /** `qcow2 convert` of an http(s) URL read with range requests. */
 export declare function remoteQcow2Convert(url: string, dst: string | Buffer, options?: NativeRemoteOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
+
+/** Punch (or, on a block device with `discard`, discard) every provably free range. */
+export declare function sparsify(path: string | Buffer, options?: NativeSparsifyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSparsified>
 
 /**
  * `checksum`: hash `dst` (a file, a device, or a pipe given by path: read in order, no

@@ -20,6 +20,7 @@ mod error;
 mod extents;
 mod flash;
 mod job;
+mod layout;
 mod qcow2;
 
 pub use job::CancelToken;

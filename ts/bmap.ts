@@ -15,6 +15,12 @@ export interface BmapCreateOptions extends LongOptions {
   checksum?: BmapChecksum
   /** Also write the bmap to this file. */
   output?: PathLike
+  /**
+   * Map only what the image's partition tables and file systems use (see `layout()`):
+   * mapped = used ∩ allocated, so an image without holes gets a bmap that skips its free
+   * space. Default `false` (the file's allocated extents, as bmaptool).
+   */
+  filesystems?: boolean
 }
 
 /**
@@ -25,10 +31,11 @@ export interface BmapCreateOptions extends LongOptions {
  */
 export async function create(image: PathLike, options?: BmapCreateOptions): Promise<string> {
   const file = checkPath('image', image)
-  const o = checkOptions('options', options, ['checksum', 'output', ...LONG_KEYS]) as BmapCreateOptions
+  const o = checkOptions('options', options, ['checksum', 'output', 'filesystems', ...LONG_KEYS]) as BmapCreateOptions
   const checksum = checkOneOf('options.checksum', o.checksum, BMAP_CHECKSUMS)
   const output = o.output === undefined ? undefined : checkPath('options.output', o.output)
-  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum }, cancel, onProgress))
+  const filesystems = checkBoolean('options.filesystems', o.filesystems)
+  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum, filesystems }, cancel, onProgress))
   if (output !== undefined) await writeFile(output, r.xml)
   return r.xml
 }

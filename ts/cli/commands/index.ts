@@ -26,6 +26,8 @@ import qcow2Repair from './qcow2-repair'
 import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
+import layout from './layout'
+import sparsify from './sparsify'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -51,4 +53,6 @@ export const COMMANDS: readonly Command[] = [
   qcow2Snapshot,
   drives,
   flash,
+  layout,
+  sparsify,
 ]
