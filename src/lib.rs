@@ -14,6 +14,7 @@ extern crate napi_derive;
 mod blocksync;
 mod bmap;
 mod copy;
+mod customize;
 mod destinations;
 mod digest;
 mod error;

@@ -28,6 +28,11 @@ import { list as drivesList, watch as drivesWatch } from './drives'
 export const drives = { list: drivesList, watch: drivesWatch }
 export { flash } from './flash'
 export { layout, sparsify } from './layout'
+export { customize } from './customize'
+export type { CustomizeOptions, CustomizeResult, CustomizeContent, Customization, FirstBoot } from './customize'
+import { cloudInit, firstRun, hashPassword } from './customize'
+/** Helpers that make the files of first-boot customisation (see {@link customize}). */
+export const firstBoot = { cloudInit, firstRun, hashPassword }
 export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
 export { DriveWatcher } from './drives'
 export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'

@@ -107,6 +107,18 @@ pub enum Error {
         /// What the FAT library said.
         message: String,
     },
+    /// The disk has no FAT partition, or the partition asked for holds none. Nothing was
+    /// written. Code `ERR_SPARSEKIT_CUSTOMIZE_NO_FAT`.
+    NoFat {
+        /// The disk or image.
+        path: Option<PathBuf>,
+        /// The partition asked for.
+        partition: Option<u32>,
+        /// What the disk holds (`mbr: 1 vfat, 2 ext4`).
+        found: String,
+    },
+    /// Reading the partition table failed.
+    Layout(sparsekit_layout::Error),
     /// A file read back differs from what was written. Code
     /// `ERR_SPARSEKIT_CHECKSUM_MISMATCH`.
     ReadBack {
@@ -151,6 +163,21 @@ impl fmt::Display for Error {
                 )
             }
             Error::File { file, message } => write!(f, "customize: '{file}': {message}"),
+            Error::NoFat {
+                path,
+                partition: Some(n),
+                found,
+            } => write!(
+                f,
+                "customize: partition {n} of {} holds no FAT file system ({found})",
+                sparsekit_io::Quoted(path)
+            ),
+            Error::NoFat { path, found, .. } => write!(
+                f,
+                "customize: {} has no FAT partition to customise ({found})",
+                sparsekit_io::Quoted(path)
+            ),
+            Error::Layout(e) => e.fmt(f),
             Error::ReadBack { file } => write!(
                 f,
                 "customize: '{file}' reads back different from what was written"
@@ -163,6 +190,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Layout(e) => Some(e),
             _ => None,
         }
     }
@@ -177,11 +205,14 @@ impl ErrorInfo for Error {
             Error::Dirty { .. } => "ERR_SPARSEKIT_CUSTOMIZE_DIRTY",
             Error::NoSpace { .. } | Error::Missing { .. } => "ERR_SPARSEKIT_IO",
             Error::ReadBack { .. } => "ERR_SPARSEKIT_CHECKSUM_MISMATCH",
+            Error::NoFat { .. } => "ERR_SPARSEKIT_CUSTOMIZE_NO_FAT",
+            Error::Layout(e) => e.code(),
         }
     }
     fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
+            Error::Layout(e) => e.raw_os_error(),
             Error::Missing { .. } => Some(sparsekit_io::errno::ENOENT),
             Error::NoSpace { .. } => Some(sparsekit_io::errno::ENOSPC),
             _ => None,
@@ -190,19 +221,24 @@ impl ErrorInfo for Error {
     fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
-            Error::NotFat { path, .. } | Error::Dirty { path } => path.as_deref(),
+            Error::NotFat { path, .. } | Error::Dirty { path } | Error::NoFat { path, .. } => {
+                path.as_deref()
+            }
+            Error::Layout(e) => e.path(),
             _ => None,
         }
     }
     fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
+            Error::Layout(e) => e.offset(),
             _ => None,
         }
     }
     fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
+            Error::Layout(e) => e.syscall(),
             _ => None,
         }
     }
@@ -409,6 +445,66 @@ fn write(fs: &Fs<'_>, w: &Watched<'_>, parts: &[&str], file: &str, data: &[u8]) 
     f.write_all(data).map_err(err)?;
     f.flush().map_err(err)?;
     Ok(())
+}
+
+/// Where the FAT partition is: `partition` (its number, as Linux numbers it) or the first
+/// partition holding FAT, read from the disk's table ([`sparsekit_layout`]).
+/// [`Error::NoFat`] when there is none; a disk without a table whose whole device is FAT
+/// is partition 0.
+pub fn find_fat(
+    disk: &dyn Storage,
+    partition: Option<u32>,
+    ctl: &mut sparsekit_io::Control,
+) -> Result<(u64, u64)> {
+    let l = sparsekit_layout::layout(disk, ctl).map_err(Error::Layout)?;
+    let is_fat =
+        |p: &sparsekit_layout::Partition| p.filesystem == Some(sparsekit_layout::FileSystem::Vfat);
+    let found = || {
+        let parts: Vec<String> = l
+            .partitions
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p.number,
+                    p.filesystem.map_or("no file system", |f| f.name())
+                )
+            })
+            .collect();
+        format!("{}: {}", l.table.name(), parts.join(", "))
+    };
+    let chosen = match partition {
+        Some(n) => l.partitions.iter().find(|p| p.number == n && is_fat(p)),
+        None => l.partitions.iter().find(|p| is_fat(p)),
+    };
+    match chosen {
+        Some(p) => Ok((p.start, p.length)),
+        None => Err(Error::NoFat {
+            path: disk.path().map(Path::to_path_buf),
+            partition,
+            found: found(),
+        }),
+    }
+}
+
+/// [`customize_fat`] of the FAT partition of a whole disk or image ([`find_fat`]); the
+/// partition's place on the disk comes back with the report.
+pub fn customize_disk(
+    disk: &dyn Storage,
+    partition: Option<u32>,
+    c: &Customization,
+    ctl: &mut sparsekit_io::Control,
+) -> Result<(Report, (u64, u64))> {
+    // Paths first: a bad one is refused before the disk is read.
+    for (p, _) in &c.files {
+        components(p)?;
+    }
+    for (p, _) in &c.append {
+        components(p)?;
+    }
+    let (start, len) = find_fat(disk, partition, ctl)?;
+    let part = sparsekit_io::Window::new(disk, start, len).map_err(Error::Io)?;
+    Ok((customize_fat(&part, c)?, (start, len)))
 }
 
 /// One file's change: its path, the path's components, the new contents (`None`: delete).

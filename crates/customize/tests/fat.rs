@@ -51,12 +51,18 @@ fn tools() -> Option<&'static str> {
 
 /// A 64 MiB disk image: MBR, FAT32 boot with `cmdline.txt` and `config.txt`, ext4 root.
 fn disk(dir: &Path) -> std::path::PathBuf {
+    disk_with(dir, "dos", "c", "83", true)
+}
+
+/// The same with a `label` (`dos`, `gpt`) and the two partitions' types; `fat`: whether
+/// the first partition is formatted FAT (else ext4 too).
+fn disk_with(dir: &Path, label: &str, t1: &str, t2: &str, fat: bool) -> std::path::PathBuf {
     let img = dir.join("disk.img");
     let f = fs::File::create(&img).unwrap();
     f.set_len(64 * MIB).unwrap();
     drop(f);
     let table = format!(
-        "label: dos\nstart={}, size={}, type=c\nstart={}, size={}, type=83\n",
+        "label: {label}\nstart={}, size={}, type={t1}\nstart={}, size={}, type={t2}\n",
         BOOT.0 / 512,
         BOOT.1 / 512,
         ROOT.0 / 512,
@@ -76,19 +82,23 @@ fn disk(dir: &Path) -> std::path::PathBuf {
     b.set_len(BOOT.1).unwrap();
     drop(b);
     let boot_s = boot.to_str().unwrap();
-    run("mkfs.vfat", &["-F", "32", "-n", "BOOTFS", boot_s]).unwrap();
-    fs::write(
-        dir.join("cmdline.txt"),
-        "console=serial0 root=PARTUUID=1-02 rootwait\n",
-    )
-    .unwrap();
-    fs::write(dir.join("config.txt"), "dtparam=audio=on\n").unwrap();
-    for f in ["cmdline.txt", "config.txt"] {
-        run(
-            "mcopy",
-            &["-i", boot_s, dir.join(f).to_str().unwrap(), "::/"],
+    if fat {
+        run("mkfs.vfat", &["-F", "32", "-n", "BOOTFS", boot_s]).unwrap();
+        fs::write(
+            dir.join("cmdline.txt"),
+            "console=serial0 root=PARTUUID=1-02 rootwait\n",
         )
         .unwrap();
+        fs::write(dir.join("config.txt"), "dtparam=audio=on\n").unwrap();
+        for f in ["cmdline.txt", "config.txt"] {
+            run(
+                "mcopy",
+                &["-i", boot_s, dir.join(f).to_str().unwrap(), "::/"],
+            )
+            .unwrap();
+        }
+    } else {
+        run("mkfs.ext4", &["-q", "-F", boot_s]).unwrap();
     }
     let root = dir.join("root.img");
     let r = fs::File::create(&root).unwrap();
@@ -253,4 +263,52 @@ fn a_full_partition_is_refused_and_stays_clean() {
     if let Err(e) = fsck_fat(&out) {
         panic!("fsck.fat -n: {e}");
     }
+}
+
+#[test]
+fn the_fat_partition_is_found_in_mbr_and_gpt_and_none_is_refused() {
+    if let Some(t) = tools() {
+        eprintln!("SKIP the_fat_partition_is_found_in_mbr_and_gpt_and_none_is_refused: {t} is not installed");
+        return;
+    }
+    use sparsekit_customize::customize_disk;
+    use sparsekit_io::Control;
+    let c = Customization {
+        files: vec![("ssh".into(), Some(Vec::new()))],
+        append: vec![("cmdline.txt".into(), " quiet".into())],
+    };
+    for (label, t1, t2) in [
+        ("dos", "c", "83"),
+        (
+            "gpt",
+            "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = disk_with(dir.path(), label, t1, t2, true);
+        let root_before = bytes(&img, ROOT);
+        let disk = FileStorage::open_rw(&img).unwrap();
+        let (r, at) = customize_disk(&disk, None, &c, &mut Control::none()).unwrap();
+        assert_eq!(at, BOOT, "{label}");
+        assert_eq!(r.appended, ["cmdline.txt"], "{label}");
+        let boot = boot_copy(dir.path(), &img);
+        if let Err(e) = fsck_fat(&boot) {
+            panic!("{label}: fsck.fat -n: {e}");
+        }
+        assert_eq!(run("mtype", &["-i", &boot, "::/ssh"]).unwrap(), "");
+        assert!(bytes(&img, ROOT) == root_before, "{label}: ext4 unchanged");
+        // Partition 2 is ext4: asked for by number, it is refused.
+        let e = customize_disk(&disk, Some(2), &c, &mut Control::none()).unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_CUSTOMIZE_NO_FAT", "{e}");
+        assert!(e.to_string().contains("2 ext4"), "{e}");
+    }
+    // No FAT partition at all: refused before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_with(dir.path(), "dos", "83", "83", false);
+    let before = fs::read(&img).unwrap();
+    let disk = FileStorage::open_rw(&img).unwrap();
+    let e = customize_disk(&disk, None, &c, &mut Control::none()).unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_CUSTOMIZE_NO_FAT", "{e}");
+    assert!(fs::read(&img).unwrap() == before, "nothing written");
 }
