@@ -151,6 +151,16 @@ rootTest('flash with customize: the loop device gets the image and the files, re
   t.is(mtype(boot, 'user-data'), '#cloud-config\n')
   t.regex(mtype(boot, 'cmdline.txt'), / rootwait quiet\n$/)
   t.is(sha(slice(dev, ROOT)), sha(slice(img, ROOT)), 'the ext4 partition equals the image')
+  // bmap copy, from the CLI: the same files, through --file and --append.
+  writeFileSync(join(dir, 'ssh'), '')
+  const b = cli(['bmap', 'copy', img, dev, '--nobmap', '--file', `ssh=${join(dir, 'ssh')}`, '--append', 'cmdline.txt= splash', '--json'])
+  t.is(b.status, 0, b.stderr)
+  t.deepEqual(JSON.parse(b.stdout).customized.written, ['ssh'])
+  spawnSync('sync')
+  const boot2 = bootOf(dir, dev)
+  fsckClean(t, boot2)
+  t.regex(mtype(boot2, 'cmdline.txt'), / rootwait splash\n$/)
+  t.is(mtype(boot2, 'ssh'), '')
   // An image without a FAT partition: that destination fails with the code, after writing.
   const none = image(tempDir(t), { fat: false })
   const failed = []
