@@ -39,6 +39,9 @@ export declare class Qcow2Reader {
   read(start: number, length: number, cancel?: CancelToken | undefined | null): Promise<Buffer>
 }
 
+/** An image of a drive or image holding only its used blocks (see sparsekit-backup). */
+export declare function backup(source: string | Buffer, output: string | Buffer, options?: NativeBackupOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBackup>
+
 /** Flash an image (plain or compressed) to a file or block device with a bmap. */
 export declare function bmapCopy(image: string | Buffer, dst: string | Buffer, options?: NativeBmapCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBmapCopyResult>
 
@@ -80,6 +83,24 @@ export declare function layout(path: string | Buffer, cancel?: CancelToken | und
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
+
+/** What `backup` resolves to. */
+export interface NativeBackup {
+  sourceSize: number
+  imageSize: number
+  bytesCopied: number
+  table: string
+  sha256: string
+  bmap?: string
+  cutBytes: number
+  verified: boolean
+}
+
+export interface NativeBackupOptions {
+  bmap?: boolean
+  shrink?: boolean
+  verify?: boolean
+}
 
 export interface NativeBmapCopyOptions {
   /** The bmap file; absent: `IMAGE.bmap` found beside the image. */

@@ -11,6 +11,7 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod backup;
 mod blocksync;
 mod bmap;
 mod copy;

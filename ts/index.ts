@@ -29,6 +29,8 @@ export const drives = { list: drivesList, watch: drivesWatch }
 export { flash } from './flash'
 export { layout, sparsify } from './layout'
 export { customize } from './customize'
+export { backup } from './backup'
+export type { BackupOptions, BackupResult } from './backup'
 export type { CustomizeOptions, CustomizeResult, CustomizeContent, Customization, FirstBoot } from './customize'
 import { cloudInit, firstRun, hashPassword } from './customize'
 /** Helpers that make the files of first-boot customisation (see {@link customize}). */

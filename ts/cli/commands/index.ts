@@ -27,6 +27,7 @@ import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
 import customize from './customize'
+import backup from './backup'
 import layout from './layout'
 import sparsify from './sparsify'
 
@@ -55,6 +56,7 @@ export const COMMANDS: readonly Command[] = [
   drives,
   flash,
   customize,
+  backup,
   layout,
   sparsify,
 ]
