@@ -31,6 +31,17 @@ SK_TEST_PACKAGES=(
   "btrfs-progs /sbin/mkfs.btrfs"
   "e2fsprogs /sbin/mkfs.ext4"
   "e2fsprogs /usr/sbin/filefrag"
+  "e2fsprogs /sbin/debugfs"                           # layout: a dirty ext4 (needs_recovery)
+  "dosfstools /sbin/mkfs.vfat"                        # layout proof: FAT16/FAT32
+  "dosfstools /sbin/fsck.fat"
+  "mtools /usr/bin/mcopy"                             # FAT files in and out (no vfat driver)
+  "exfatprogs /usr/sbin/mkfs.exfat"                   # layout proof: exFAT
+  "exfatprogs /usr/sbin/fsck.exfat"
+  "exfat-fuse /sbin/mount.exfat-fuse"                 # exFAT mounted through FUSE
+  "ntfs-3g /sbin/mkfs.ntfs"                           # layout proof: NTFS (FUSE)
+  "ntfs-3g /bin/ntfsfix"
+  "gdisk /sbin/sgdisk"                                # layout: hybrid MBR
+  "fdisk /sbin/sfdisk"                                # layout: GPT and MBR tables
   "mount /sbin/losetup"
   "util-linux /usr/bin/fallocate"
   "b3sum /usr/bin/b3sum"

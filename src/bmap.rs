@@ -9,6 +9,8 @@ use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
 pub struct NativeBmapCreateOptions {
     /// `sha256` (default), `sha1` or `none` (no range checksums).
     pub checksum: Option<String>,
+    /// Map only what the image's file systems use (sparsekit_layout::mapped_ranges).
+    pub filesystems: Option<bool>,
 }
 
 #[napi(object)]
@@ -49,11 +51,21 @@ pub fn bmap_create<'env>(
                     )))
                 }
             };
-            let opts = CreateOptions {
-                checksum,
-                block_size: None,
+            let b = if o.filesystems.unwrap_or(false) {
+                let s = sparsekit_io::FileStorage::open(&image)
+                    .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+                let m =
+                    sparsekit_layout::mapped_ranges(&s, ctl).map_err(|e| Failure::from_core(&e))?;
+                let bs = m.block_size.clamp(512, sparsekit_bmap::DEFAULT_BLOCK_SIZE);
+                sparsekit_bmap::create_from(&s, m.size, &m.ranges, bs, checksum, ctl)
+                    .map_err(|e| Failure::from_core(&e.with_path(&image)))?
+            } else {
+                let opts = CreateOptions {
+                    checksum,
+                    block_size: None,
+                };
+                create(&image, &opts, ctl).map_err(|e| Failure::from_core(&e))?
             };
-            let b = create(&image, &opts, ctl).map_err(|e| Failure::from_core(&e))?;
             Ok(NativeBmapCreated {
                 xml: b.to_xml(),
                 image_size: to_f64("imageSize", b.image_size)?,

@@ -11,15 +11,18 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod backup;
 mod blocksync;
 mod bmap;
 mod copy;
+mod customize;
 mod destinations;
 mod digest;
 mod error;
 mod extents;
 mod flash;
 mod job;
+mod layout;
 mod qcow2;
 mod qcow2_write;
 

@@ -3,6 +3,7 @@ import native = require('./native')
 import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
+import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
@@ -15,6 +16,12 @@ export interface BmapCreateOptions extends LongOptions {
   checksum?: BmapChecksum
   /** Also write the bmap to this file. */
   output?: PathLike
+  /**
+   * Map only what the image's partition tables and file systems use (see `layout()`):
+   * mapped = used ∩ allocated, so an image without holes gets a bmap that skips its free
+   * space. Default `false` (the file's allocated extents, as bmaptool).
+   */
+  filesystems?: boolean
 }
 
 /**
@@ -25,16 +32,22 @@ export interface BmapCreateOptions extends LongOptions {
  */
 export async function create(image: PathLike, options?: BmapCreateOptions): Promise<string> {
   const file = checkPath('image', image)
-  const o = checkOptions('options', options, ['checksum', 'output', ...LONG_KEYS]) as BmapCreateOptions
+  const o = checkOptions('options', options, ['checksum', 'output', 'filesystems', ...LONG_KEYS]) as BmapCreateOptions
   const checksum = checkOneOf('options.checksum', o.checksum, BMAP_CHECKSUMS)
   const output = o.output === undefined ? undefined : checkPath('options.output', o.output)
-  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum }, cancel, onProgress))
+  const filesystems = checkBoolean('options.filesystems', o.filesystems)
+  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum, filesystems }, cancel, onProgress))
   if (output !== undefined) await writeFile(output, r.xml)
   return r.xml
 }
 
 /** Options of {@link copy}. */
 export interface BmapCopyOptions extends LongOptions {
+  /**
+   * First-boot customisation ({@link customize}): once the image is written (and read back),
+   * these files go into the destination's FAT boot partition.
+   */
+  customize?: Customization & { partition?: number }
   /**
    * The bmap file. Default: `IMAGE.bmap` beside the image, also with the image's extensions
    * taken off (`img.raw.xz` -> `img.raw.xz.bmap`, `img.raw.bmap`, `img.bmap`), as bmaptool
@@ -70,6 +83,8 @@ export interface BmapCopyResult {
   rangesVerified: number
   /** Ranges read back from the destination and found equal (with `readBack`). */
   rangesReadBack: number
+  /** With `customize`: what was written into the boot partition. */
+  customized?: CustomizeResult
 }
 
 /**
@@ -86,7 +101,9 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', 'customize', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as BmapCopyOptions['customize'])
+  if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -116,5 +133,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   }
   if (r.bmap != null) out.bmap = r.bmap
   if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
+  // First-boot files once the image is written (and read back): see customize().
+  if (custom) out.customized = await customize(to, { ...custom, signal: o.signal })
   return out
 }

@@ -18,10 +18,17 @@ export default command({
       description: 'checksum of each range',
     },
     { flag: 'no-checksum', type: 'boolean', description: 'write no checksums (as --checksum none)' },
+    { flag: 'fs', type: 'boolean', description: "map only what the image's file systems use", api: 'filesystems' },
   ],
   async run(ctx, v, [image]) {
     const checksum = v['no-checksum'] ? 'none' : v.checksum
-    const xml = await sk.bmap.create(image, { checksum, output: v.output, signal: ctx.signal, onProgress: ctx.progress() })
+    const xml = await sk.bmap.create(image, {
+      checksum,
+      output: v.output,
+      filesystems: v.fs,
+      signal: ctx.signal,
+      onProgress: ctx.progress(),
+    })
     if (v.output === undefined) await ctx.out(xml)
     return 0
   },

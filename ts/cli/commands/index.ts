@@ -30,6 +30,10 @@ import qcow2Measure from './qcow2-measure'
 import qcow2Compare from './qcow2-compare'
 import drives from './drives'
 import flash from './flash'
+import customize from './customize'
+import backup from './backup'
+import layout from './layout'
+import sparsify from './sparsify'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -59,4 +63,8 @@ export const COMMANDS: readonly Command[] = [
   qcow2Compare,
   drives,
   flash,
+  customize,
+  backup,
+  layout,
+  sparsify,
 ]

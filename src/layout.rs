@@ -1,0 +1,169 @@
+use napi::bindgen_prelude::*;
+use sparsekit_io::FileStorage;
+
+use crate::error::Failure;
+use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
+
+/// One partition of a [`NativeLayout`].
+#[napi(object)]
+pub struct NativeLayoutPartition {
+    pub number: u32,
+    pub start: f64,
+    pub length: f64,
+    #[napi(js_name = "type")]
+    pub type_: String,
+    pub type_name: Option<String>,
+    pub name: Option<String>,
+    pub partuuid: Option<String>,
+    pub filesystem: Option<String>,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    pub used_bytes: f64,
+    #[napi(ts_type = "'clean' | 'dirty' | 'unknown'")]
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// What `layout` resolves to; `used` holds the used ranges flattened as
+/// `[offset, length, ...]` in one Float64Array (ts/ builds the objects).
+#[allow(dead_code)] // only describes the object to_js builds, for index.d.ts
+#[napi(object, object_to_js = false)]
+pub struct NativeLayout {
+    pub size: f64,
+    #[napi(ts_type = "'gpt' | 'mbr' | 'none'")]
+    pub table: String,
+    pub sector_size: u32,
+    pub hybrid_mbr: bool,
+    pub partitions: Vec<NativeLayoutPartition>,
+    #[napi(ts_type = "Float64Array")]
+    pub used: Vec<f64>,
+    pub used_bytes: f64,
+    pub warnings: Vec<String>,
+}
+
+struct Out {
+    l: sparsekit_layout::Layout,
+}
+
+fn to_js(env: &Env, o: Out) -> Result<napi::sys::napi_value> {
+    let l = o.l;
+    let mut table = Vec::with_capacity(l.used.len() * 2);
+    for r in &l.used {
+        table.push(r.offset as f64);
+        table.push(r.length as f64);
+    }
+    let mut obj = Object::new(env)?;
+    obj.set("size", l.size as f64)?;
+    obj.set("table", l.table.name())?;
+    obj.set("sectorSize", l.sector_size)?;
+    obj.set("hybridMbr", l.hybrid_mbr)?;
+    let parts: Vec<NativeLayoutPartition> = l
+        .partitions
+        .into_iter()
+        .map(|p| NativeLayoutPartition {
+            number: p.number,
+            start: p.start as f64,
+            length: p.length as f64,
+            type_: p.type_,
+            type_name: p.type_name.map(str::to_string),
+            name: p.name,
+            partuuid: p.partuuid,
+            filesystem: p.filesystem.map(|f| f.name().to_string()),
+            label: p.label,
+            uuid: p.uuid,
+            used_bytes: p.used_bytes as f64,
+            state: p.state.name().to_string(),
+            reason: p.reason,
+        })
+        .collect();
+    obj.set("partitions", parts)?;
+    obj.set("used", Float64ArraySlice::copy_from(env, &table)?)?;
+    obj.set("usedBytes", l.used_bytes as f64)?;
+    obj.set("warnings", l.warnings)?;
+    Ok(obj.raw())
+}
+
+/// The partition table, partitions, file systems and used byte ranges of an image or
+/// block device, read without mounting (free means provably free).
+#[napi(ts_return_type = "Promise<NativeLayout>")]
+pub fn layout<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let path = path?;
+            let s = FileStorage::open(&path)
+                .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+            let l = sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?;
+            // Offsets are JS numbers.
+            to_f64("device size", l.size)?;
+            Ok(Out { l })
+        },
+        to_js,
+    )
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeSparsifyOptions {
+    /// Allow a block device (its free ranges are discarded).
+    pub discard: Option<bool>,
+}
+
+/// What `sparsify` resolves to.
+#[napi(object)]
+pub struct NativeSparsified {
+    pub size: f64,
+    pub used_bytes: f64,
+    pub freed_bytes: f64,
+    pub allocated_before: Option<f64>,
+    pub allocated_after: Option<f64>,
+}
+
+fn sparsified_to_js(env: &Env, s: NativeSparsified) -> Result<napi::sys::napi_value> {
+    // SAFETY: called on the main thread with its env, as napi-rs's own conversions are.
+    unsafe { NativeSparsified::to_napi_value(env.raw(), s) }
+}
+
+/// Punch (or, on a block device with `discard`, discard) every provably free range.
+#[napi(ts_return_type = "Promise<NativeSparsified>")]
+pub fn sparsify<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeSparsifyOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let path = path?;
+            let o = options.unwrap_or_default();
+            let opts = sparsekit_layout::SparsifyOptions {
+                discard: o.discard.unwrap_or(false),
+            };
+            let r = sparsekit_layout::sparsify(&path, &opts, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeSparsified {
+                size: to_f64("device size", r.layout.size)?,
+                used_bytes: r.layout.used_bytes as f64,
+                freed_bytes: r.freed_bytes as f64,
+                allocated_before: r.allocated_before.map(|b| b as f64),
+                allocated_after: r.allocated_after.map(|b| b as f64),
+            })
+        },
+        sparsified_to_js,
+    )
+}
