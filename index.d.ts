@@ -31,6 +31,19 @@ export declare class FlashStatusHandle {
   snapshot(): Array<NativeDestProgress>
 }
 
+/**
+ * The streaming form of `layout`: a producer thread scans the device and hands the used
+ * ranges over in batches through a channel of two, so memory stays bounded whatever the
+ * number of runs; `next()` resolves with the next batch (`{ table, layout? }`, `layout`
+ * with the last one), `close()` stops the producer.
+ */
+export declare class LayoutStream {
+  /** The next batch; after the one with `layout`, or after `close()`, it rejects. */
+  next(): Promise<NativeLayoutChunk>
+  /** Stop the producer (it notices within a few milliseconds) and drop what is queued. */
+  close(): void
+}
+
 /** An open image whose guest bytes are read in windows (for `createReadStream`). */
 export declare class Qcow2Reader {
   /** The virtual size. */
@@ -65,6 +78,9 @@ export declare function flashMulti(source: string, destinations: Array<string | 
  * block device, read without mounting (free means provably free).
  */
 export declare function layout(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+
+/** Start streaming the used ranges of an image or block device. */
+export declare function layoutStream(path: string | Buffer, cancel?: CancelToken | undefined | null): LayoutStream
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
@@ -244,6 +260,14 @@ export interface NativeLayout {
   used: Float64Array
   usedBytes: number
   warnings: Array<string>
+}
+
+/** One batch of a [`LayoutStream`]. */
+export interface NativeLayoutChunk {
+  /** Used ranges as `[offset, length, ...]`. */
+  table: Float64Array
+  /** With the last batch: the layout (its `used` empty). */
+  layout?: NativeLayout
 }
 
 /** One partition of a [`NativeLayout`]. */

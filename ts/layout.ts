@@ -1,5 +1,5 @@
 import native = require('./native')
-import { checkBoolean, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
+import { abortError, checkBoolean, checkFunction, checkOptions, checkPath, checkSignal, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
 /** Options of {@link layout}. */
@@ -87,8 +87,17 @@ export async function layout(path: PathLike, options?: LayoutOptions): Promise<L
   const file = checkPath('path', path)
   const o = checkOptions('options', options, [...LONG_KEYS]) as LayoutOptions
   const l = await run(o, (cancel, onProgress) => native.layout(file, cancel, onProgress))
-  const used: LayoutRange[] = new Array(l.used.length / 2)
-  for (let i = 0, j = 0; i < l.used.length; i += 2, j++) used[j] = { offset: l.used[i], length: l.used[i + 1] }
+  return layoutOf(l)
+}
+
+function rangesOf(t: Float64Array): LayoutRange[] {
+  const used: LayoutRange[] = new Array(t.length / 2)
+  for (let i = 0, j = 0; i < t.length; i += 2, j++) used[j] = { offset: t[i], length: t[i + 1] }
+  return used
+}
+
+function layoutOf(l: native.NativeLayout): Layout {
+  const used = rangesOf(l.used)
   const partitions: LayoutPartition[] = l.partitions.map((p) => {
     const q: LayoutPartition = {
       number: p.number,
@@ -116,6 +125,51 @@ export async function layout(path: PathLike, options?: LayoutOptions): Promise<L
     used,
     usedBytes: l.usedBytes,
     warnings: l.warnings,
+  }
+}
+
+/** Options of {@link layoutRanges}. */
+export interface LayoutRangesOptions {
+  /** Cancels the walk; the iteration throws `code: 'ERR_SPARSEKIT_ABORTED'`. */
+  signal?: AbortSignal
+  /** Called once the walk ends, with the {@link Layout} (its `used` empty: they were yielded). */
+  onLayout?: (l: Layout) => void
+}
+
+/**
+ * The used ranges of {@link layout} one at a time, for file systems with millions of
+ * runs: a native producer hands them over in batches of 16 384 through a queue of two, so
+ * memory stays bounded whatever the count; leaving the loop early stops it. The sequence is
+ * the same as `layout().used`. Partitions and the rest come last, through `onLayout`.
+ */
+export async function* layoutRanges(path: PathLike, options?: LayoutRangesOptions): AsyncGenerator<LayoutRange, void, undefined> {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options, ['signal', 'onLayout']) as LayoutRangesOptions
+  const signal = checkSignal('options.signal', o.signal)
+  const onLayout = checkFunction('options.onLayout', o.onLayout) as LayoutRangesOptions['onLayout']
+  if (signal?.aborted) throw abortError(signal)
+  const cancel = new native.CancelToken()
+  const stream = native.layoutStream(file, cancel)
+  const onAbort = () => stream.close()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    for (;;) {
+      let c: native.NativeLayoutChunk
+      try {
+        c = await stream.next()
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal)
+        throw err
+      }
+      for (const r of rangesOf(c.table)) yield r
+      if (c.layout) {
+        onLayout?.(layoutOf(c.layout))
+        return
+      }
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    stream.close()
   }
 }
 
