@@ -77,7 +77,7 @@ export declare function flashMulti(source: string, destinations: Array<string | 
  * The partition table, partitions, file systems and used byte ranges of an image or
  * block device, read without mounting (free means provably free).
  */
-export declare function layout(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+export declare function layout(path: string | Buffer, options?: NativeLayoutOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
 
 /** Start streaming the used ranges of an image or block device. */
 export declare function layoutStream(path: string | Buffer, cancel?: CancelToken | undefined | null): LayoutStream
@@ -268,6 +268,17 @@ export interface NativeLayoutChunk {
   table: Float64Array
   /** With the last batch: the layout (its `used` empty). */
   layout?: NativeLayout
+}
+
+/** Options of `layout`: an http(s) source instead of the path. */
+export interface NativeLayoutOptions {
+  /** Read this http(s) URL (range requests) instead of `path`. */
+  url?: string
+  /** Extra trusted CA certificates (PEM). */
+  ca?: Buffer
+  retries?: number
+  retryDelay?: number
+  timeout?: number
 }
 
 /** One partition of a [`NativeLayout`]. */

@@ -2,6 +2,7 @@ import test from 'ava'
 import { writeFileSync, readFileSync, openSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
+import { createServer } from 'node:http'
 import { sk, tempDir, run, cli, testWith } from './helpers.mjs'
 
 const MiB = 1 << 20
@@ -331,4 +332,34 @@ testWith(['mkfs.vfat'], test)('layoutRanges: 32 000 runs in several batches, a s
   }
   t.true(same)
   t.is(i, l.used.length)
+})
+
+testWith(['mkfs.ext4'], test)('layout of an http(s) URL: range requests, the same layout as the file', async (t) => {
+  const img = ext4Image(t, 16)
+  const bytes = readFileSync(img)
+  let requests = 0
+  let served = 0
+  const server = createServer((req, res) => {
+    requests++
+    const m = /bytes=(\d+)-(\d*)/.exec(req.headers.range ?? '')
+    if (!m) {
+      res.writeHead(200, { 'content-length': bytes.length, 'accept-ranges': 'bytes' })
+      if (req.method === 'HEAD') return res.end()
+      served += bytes.length
+      return res.end(bytes)
+    }
+    const start = Number(m[1])
+    const end = m[2] ? Math.min(Number(m[2]), bytes.length - 1) : bytes.length - 1
+    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${bytes.length}`, 'accept-ranges': 'bytes' })
+    served += end - start + 1
+    res.end(req.method === 'HEAD' ? undefined : bytes.subarray(start, end + 1))
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => server.close())
+  const url = `http://127.0.0.1:${server.address().port}/e.img`
+  const remote = await sk.layout(url, { retries: 1, timeout: 5000 })
+  t.deepEqual(remote, await sk.layout(img))
+  t.true(requests >= 1)
+  t.true(served < bytes.length, `${served} bytes served of ${bytes.length}`)
+  await t.throwsAsync(sk.layout(url, { retries: -1 }), { code: 'ERR_OUT_OF_RANGE' })
 })

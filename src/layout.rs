@@ -8,6 +8,19 @@ use sparsekit_io::{Cancel, Control, FileStorage};
 use crate::error::Failure;
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
 
+/// Options of `layout`: an http(s) source instead of the path.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeLayoutOptions {
+    /// Read this http(s) URL (range requests) instead of `path`.
+    pub url: Option<String>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca: Option<Buffer>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<u32>,
+    pub timeout: Option<u32>,
+}
+
 /// One partition of a [`NativeLayout`].
 #[napi(object)]
 pub struct NativeLayoutPartition {
@@ -96,6 +109,7 @@ fn layout_object(env: &Env, l: sparsekit_layout::Layout) -> Result<Object<'_>> {
 pub fn layout<'env>(
     env: &'env Env,
     path: Either<String, Buffer>,
+    options: Option<NativeLayoutOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
     on_progress: Option<ProgressFn>,
@@ -106,10 +120,27 @@ pub fn layout<'env>(
         cancel,
         on_progress,
         move |ctl| {
-            let path = path?;
-            let s = FileStorage::open(&path)
-                .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
-            let l = sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?;
+            let o = options.unwrap_or_default();
+            let l = match o.url {
+                // An http(s) source: read with range requests (a bounded cache).
+                Some(url) => {
+                    let http = crate::flash::http_options(
+                        o.ca.map(|b| b.to_vec()),
+                        o.retries,
+                        o.retry_delay,
+                        o.timeout,
+                    );
+                    let s = sparsekit_http::HttpStorage::open(&url, &http, ctl.cancel().clone())
+                        .map_err(|e| Failure::from_core(&e))?;
+                    sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?
+                }
+                None => {
+                    let path = path?;
+                    let s = FileStorage::open(&path)
+                        .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+                    sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?
+                }
+            };
             // Offsets are JS numbers.
             to_f64("device size", l.size)?;
             Ok(Out { l })

@@ -1,9 +1,10 @@
 import native = require('./native')
-import { abortError, checkBoolean, checkFunction, checkOptions, checkPath, checkSignal, PathLike, LONG_KEYS } from './validate'
+import { abortError, checkBoolean, checkFunction, checkOptions, checkPath, checkSignal, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
+import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
-/** Options of {@link layout}. */
-export interface LayoutOptions extends LongOptions {}
+/** Options of {@link layout}; the http(s) ones apply when `path` is a URL. */
+export interface LayoutOptions extends LongOptions, HttpSourceOptions {}
 
 /** Whether a partition's free space could be read. */
 export type LayoutState = 'clean' | 'dirty' | 'unknown'
@@ -77,16 +78,19 @@ export interface Layout {
 }
 
 /**
- * The partition table, partitions, file systems and used ranges of an image file or a
- * block device, from each file system's own allocation metadata, without mounting. Free
- * means provably free. Phase `'map'` reports the device bytes covered. Rejects with
+ * The partition table, partitions, file systems and used ranges of an image file, a
+ * block device or an http(s) URL (read with range requests, only the metadata fetched),
+ * from each file system's own allocation metadata, without mounting. Free means provably
+ * free. Phase `'map'` reports the device bytes covered. Rejects with
  * `ERR_SPARSEKIT_LAYOUT_CORRUPT` when the partition table itself is broken (an EBR loop,
  * overlapping partitions, a partition past the end of a truncated image).
  */
-export async function layout(path: PathLike, options?: LayoutOptions): Promise<Layout> {
-  const file = checkPath('path', path)
-  const o = checkOptions('options', options, [...LONG_KEYS]) as LayoutOptions
-  const l = await run(o, (cancel, onProgress) => native.layout(file, cancel, onProgress))
+export async function layout(path: PathLike | URL, options?: LayoutOptions): Promise<Layout> {
+  const url = httpUrl(path)
+  const file = url ?? checkPath('path', path)
+  const o = checkOptions('options', options, [...LONG_KEYS, ...HTTP_KEYS]) as LayoutOptions
+  const http = url === undefined ? undefined : { url, ...httpArgs(o) }
+  const l = await run(o, (cancel, onProgress) => native.layout(file, http, cancel, onProgress))
   return layoutOf(l)
 }
 
