@@ -455,3 +455,35 @@ fn bpb_with_a_partition_table_is_a_table() {
     assert_eq!(l.table, Table::None);
     assert_eq!(l.partitions[0].filesystem, Some(FileSystem::Vfat));
 }
+
+/// metadata_csum: a group descriptor whose checksum does not match (a flag flipped) makes
+/// the file system all used.
+#[test]
+fn ext4_descriptor_checksum() {
+    if skip(&["mkfs.ext4"], "ext4_descriptor_checksum") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = ext4(t.path(), 40, "-O metadata_csum");
+    let mut b = fs::read(&p).unwrap();
+    assert_eq!(
+        lay(&MemStorage::from_vec(b.clone())).unwrap().partitions[0].state,
+        State::Clean
+    );
+    // 1 KiB blocks: descriptors at block 2, 64 bytes each; group 1's bg_flags.
+    let d = 2048 + 64 + 0x12;
+    b[d] ^= 0x2;
+    let l = lay(&MemStorage::from_vec(b)).unwrap();
+    assert_eq!(
+        l.partitions[0].state,
+        State::Unknown,
+        "{:?}",
+        l.partitions[0]
+    );
+    assert!(l.partitions[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("checksum"));
+    assert_eq!(l.used_bytes, 40 * MIB);
+}

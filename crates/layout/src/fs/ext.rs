@@ -322,6 +322,15 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
         uninit_ok: ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0,
         groups: Vec::new(),
     };
+    // The checksum seed of metadata_csum: s_checksum_seed, or crc32c(~0, s_uuid) (kept
+    // without the final inversion, as the kernel's raw crc32c_le).
+    let csum_seed = (ro & RO_METADATA_CSUM != 0).then(|| {
+        if incompat & INCOMPAT_CSUM_SEED != 0 {
+            le32(&sb, 0x270)
+        } else {
+            !crc32c::crc32c(&sb[0x68..0x78])
+        }
+    });
     // Group descriptors, one descriptor block at a time.
     let mut groups = Vec::with_capacity(ngroups.min(1 << 20) as usize);
     for i in 0..gdt_blocks {
@@ -350,6 +359,25 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
                 free: le16(e, 0xc) as u64 | h16(0x2c),
             };
             let at = blk * bs + j * desc_size;
+            if let Some(seed) = csum_seed {
+                // metadata_csum: the low 16 bits of crc32c(seed, group number, descriptor
+                // with bg_checksum zeroed), as the kernel's ext4_group_desc_csum.
+                let mut d = e.to_vec();
+                d[0x1e..0x20].fill(0);
+                let crc = crc32c::crc32c_append(!seed, &(g as u32).to_le_bytes());
+                let crc = !crc32c::crc32c_append(crc, &d);
+                if (crc & 0xffff) as u16 != le16(e, 0x1e) {
+                    return fail(corrupt(
+                        "ext group descriptor",
+                        at,
+                        format!(
+                            "group {g}'s checksum is {:#06x}, computed {:#06x}",
+                            le16(e, 0x1e),
+                            crc & 0xffff
+                        ),
+                    ));
+                }
+            }
             for (what, b0, n) in [
                 ("block bitmap", gr.block_bitmap, 1),
                 ("inode bitmap", gr.inode_bitmap, 1),
