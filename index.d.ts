@@ -52,6 +52,9 @@ export declare class Qcow2Reader {
   read(start: number, length: number, cancel?: CancelToken | undefined | null): Promise<Buffer>
 }
 
+/** An image of a drive or image holding only its used blocks (see sparsekit-backup). */
+export declare function backup(source: string | Buffer, output: string | Buffer, options?: NativeBackupOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBackup>
+
 /** Flash an image (plain or compressed) to a file or block device with a bmap. */
 export declare function bmapCopy(image: string | Buffer, dst: string | Buffer, options?: NativeBmapCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeBmapCopyResult>
 
@@ -60,6 +63,12 @@ export declare function bmapCreate(image: string | Buffer, options?: NativeBmapC
 
 /** Sparse copy with dd-style skip/seek/length in bytes. */
 export declare function copy(src: string | Buffer, dst: string | Buffer, options?: NativeCopyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeCopyResult>
+
+/**
+ * Write, delete and append files in the FAT partition of an image or drive (first-boot
+ * customisation), then read them back.
+ */
+export declare function customize(path: string | Buffer, options?: NativeCustomizeOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeCustomized>
 
 /** Hash `[start, start + length)` of a file. */
 export declare function digest(path: string | Buffer, options?: NativeDigestOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeDigest>
@@ -74,6 +83,12 @@ export declare function drivesList(): Promise<NativeDrive[]>
 export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
 /**
+ * `password` hashed with SHA-512-crypt (`$6$rounds=5000$salt$hash`) with the given 1 to
+ * 12 salt bytes.
+ */
+export declare function hashPassword(password: string, salt: Buffer): string
+
+/**
  * The partition table, partitions, file systems and used byte ranges of an image or
  * block device, read without mounting (free means provably free).
  */
@@ -84,6 +99,24 @@ export declare function layoutStream(path: string | Buffer, cancel?: CancelToken
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
+
+/** What `backup` resolves to. */
+export interface NativeBackup {
+  sourceSize: number
+  imageSize: number
+  bytesCopied: number
+  table: string
+  sha256: string
+  bmap?: string
+  cutBytes: number
+  verified: boolean
+}
+
+export interface NativeBackupOptions {
+  bmap?: boolean
+  shrink?: boolean
+  verify?: boolean
+}
 
 export interface NativeBmapCopyOptions {
   /** The bmap file; absent: `IMAGE.bmap` found beside the image. */
@@ -151,6 +184,35 @@ export interface NativeCopyResult {
   bytesZeroed: number
   /** Bytes in the window (data and holes). */
   bytesTotal: number
+}
+
+/** Text to append once to a file. */
+export interface NativeCustomizeAppend {
+  path: string
+  text: string
+}
+
+/** What `customize` resolves to. */
+export interface NativeCustomized {
+  partitionStart: number
+  partitionLength: number
+  written: Array<string>
+  deleted: Array<string>
+  appended: Array<string>
+  already: Array<string>
+}
+
+/** One file to write (`data`) or delete (no `data`). */
+export interface NativeCustomizeFile {
+  path: string
+  data?: Buffer
+}
+
+export interface NativeCustomizeOptions {
+  /** The partition's number; default: the first FAT partition. */
+  partition?: number
+  files?: Array<NativeCustomizeFile>
+  append?: Array<NativeCustomizeAppend>
 }
 
 export interface NativeDestProgress {

@@ -73,6 +73,18 @@ test.before(async () => {
   await sk.qcow2.create(f('base.qcow2'), { size: 64 * MiB })
   await sk.qcow2.snapshot(f('base.qcow2'), f('vm.qcow2'))
   writeFileSync(f('hello.txt'), 'hello\n')
+  // pi.img: an MBR image with a FAT16 boot partition holding cmdline.txt (a Raspberry Pi
+  // OS image in miniature), for the first-boot customisation examples.
+  if (['sfdisk', 'mkfs.vfat', 'mcopy'].every(has)) {
+    sparseFile(f('pi.img'), 30 * MiB)
+    spawnSync('sfdisk', ['-q', f('pi.img')], { input: 'label: dos\nstart=2048, size=49152, type=e\nstart=51200, type=83\n' })
+    const boot = join(scratch, 'pi-boot.part')
+    sparseFile(boot, 24 * MiB)
+    spawnSync('mkfs.vfat', ['-F', '16', '-n', 'BOOTFS', boot])
+    writeFileSync(join(scratch, 'cmdline.txt'), 'console=serial0,115200 root=PARTUUID=0-02 rootwait\n')
+    spawnSync('mcopy', ['-i', boot, join(scratch, 'cmdline.txt'), '::/'])
+    spawnSync('dd', [`if=${boot}`, `of=${f('pi.img')}`, 'bs=1M', 'seek=1', 'conv=notrunc,sparse', 'status=none'])
+  }
   // Drives: loop devices when root, else files that exist (a destination must).
   for (const name of ['sdX', 'sdY']) {
     const backing = join(scratch, `${name}.img`)
@@ -159,6 +171,7 @@ function missing(code) {
   if (/os\.img\.xz/.test(code) && !has('xz')) needs.push('xz')
   if (/os\.img\.gz/.test(code) && !has('gzip')) needs.push('gzip')
   for (const cmd of ['ssh', 'qemu-img', 'bmaptool']) if (new RegExp(`\\b${cmd}\\b`).test(code) && !has(cmd)) needs.push(cmd)
+  if (/pi\.img/.test(code) && !['sfdisk', 'mkfs.vfat', 'mcopy'].every(has)) needs.push('sfdisk, mkfs.vfat and mcopy (for pi.img)')
   return needs.length ? `${needs.join(', ')} not installed` : undefined
 }
 

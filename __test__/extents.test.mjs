@@ -42,6 +42,34 @@ fsTest(['ext4'], 'map equals filefrag -e on ext4, incl. preallocated and trailin
   t.deepEqual(s.extents.map((e) => [e.offset, e.offset + e.length]), data)
 })
 
+fsTest(['ext4'], 'mapTable: the same extents as map, as typed arrays, flags included', async (t) => {
+  const mnt = mountFs(t, 'ext4', 128)
+  const img = sampleImage(mnt)
+  run('fallocate', ['-o', String(20 * MiB), '-l', String(2 * MiB), img])
+  flush(img)
+  for (const options of [undefined, { method: 'seek' }, { start: MiB, length: 30 * MiB }]) {
+    const m = await sk.map(img, options)
+    const tb = await sk.mapTable(img, options)
+    t.is(tb.size, m.size)
+    t.is(tb.blockSize, m.blockSize)
+    t.is(tb.method, m.method)
+    t.is(tb.count, m.extents.length)
+    t.true(tb.offsets instanceof Float64Array && tb.lengths instanceof Float64Array && tb.flags instanceof Uint8Array)
+    const back = Array.from({ length: tb.count }, (_, i) => {
+      const e = { offset: tb.offsets[i], length: tb.lengths[i] }
+      if (tb.flags[i] & 1) e.unwritten = true
+      if (tb.flags[i] & 2) e.shared = true
+      return e
+    })
+    t.deepEqual(back, m.extents)
+  }
+  t.true((await sk.mapTable(img)).flags.some((f) => f & 1), 'the preallocated range is flagged unwritten')
+  // The same argument checks and errors as map().
+  await t.throwsAsync(sk.mapTable(img, { start: 1 << 30 }), { code: 'ERR_SPARSEKIT_OUT_OF_RANGE' })
+  await t.throwsAsync(sk.mapTable(img, { colour: 1 }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.mapTable(join(mnt, 'missing')), { code: 'ENOENT' })
+})
+
 test('map: window, none method, empty file, fully written file', async (t) => {
   const dir = tempDir(t)
   const img = sampleImage(dir)

@@ -1,6 +1,6 @@
 // Benchmark helper: the JS API on the same work as the Rust examples (used by bench/run).
 //
-//   node bench/js.cjs map FILE [--iterations N] [--floor BIN --floor-out FILE]
+//   node bench/js.cjs map FILE [--iterations N] [--table] [--floor BIN --floor-out FILE]
 //   node bench/js.cjs copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]
 //
 // Times each `await map(...)` / `await copy(...)` in process with performance.now() and
@@ -20,7 +20,7 @@ const fs = require('node:fs')
 const sk = require(process.env.SPARSEKIT_BENCH_MODULE || path.join(__dirname, '..', 'dist'))
 
 function usage () {
-  console.error('usage: js.cjs map FILE [--iterations N] [--floor BIN --floor-out FILE] | copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]')
+  console.error('usage: js.cjs map FILE [--iterations N] [--table] [--floor BIN --floor-out FILE] | copy SRC DST [--iterations N] [--method M] [--fsync] [--no-prepare]')
   process.exit(2)
 }
 
@@ -62,11 +62,13 @@ async function main () {
   let prepare = true
   let floor
   let floorOut
+  let table = false
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]
     if (a === '--iterations') iterations = Number(rest[++i])
     else if (a === '--method') method = rest[++i]
     else if (a === '--fsync') fsync = true
+    else if (a === '--table') table = true
     else if (a === '--no-prepare') prepare = false
     else if (a === '--floor') floor = rest[++i]
     else if (a === '--floor-out') floorOut = rest[++i]
@@ -91,11 +93,13 @@ async function main () {
       }
       const c = process.cpuUsage()
       const t = performance.now()
-      m = await sk.map(files[0], method ? { method } : undefined)
+      // --table: mapTable(), the extents as typed arrays instead of one object each.
+      m = await (table ? sk.mapTable : sk.map)(files[0], method ? { method } : undefined)
       // Inside the timing: reading the last extent, so that a map() which built its extents
       // lazily would pay for them here too.
-      n = m.extents.length
-      if (n > 0 && !(m.extents[n - 1].length > 0)) throw new Error('map(): empty last extent')
+      n = table ? m.count : m.extents.length
+      const last = table ? m.lengths[n - 1] : m.extents[n - 1]?.length
+      if (n > 0 && !(last > 0)) throw new Error('map(): empty last extent')
       times.push((performance.now() - t) / 1000)
       const d = process.cpuUsage(c) // all of this process's threads: main, libuv worker, GC
       cpu.push((d.user + d.system) / 1e6)

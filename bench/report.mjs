@@ -102,6 +102,8 @@ speed(G1, 'bare Rust vs Filemap, both without sync, in process', 'ip:filemap-py-
 const G1b = '1b. map 100 000 extents: JS `map()` within 1.2x of the kernel floor (a C loop of bare FIEMAP calls)'
 withinFloor(G1b, 'JS `map()` vs `fiemap_floor`, in process, interleaved rounds (primary)', 'ip:map-floor', 'ip:map-js', 1.2,
   'same FIEMAP batches and sync as map(); the C loop only counts extents')
+withinFloor(G1b, 'JS `mapTable()` (typed arrays) vs `fiemap_floor`, in process, interleaved rounds', 'ip:map-floor', 'ip:map-js-table', 1.2,
+  'the same map without one object per extent')
 withinFloor(G1b, 'same calls, CPU time instead of wall time (all threads of the process)', 'cpu:map-floor', 'cpu:map-js', 1.2,
   'less sensitive to other load on the machine')
 withinFloor(G1b, 'whole process: `node bench/js.cjs map` vs `fiemap_floor`', 'map-floor', 'map-js', 1.2, 'includes Node start-up and require()')
@@ -148,6 +150,7 @@ const mapRows = rows([
   ['ip:map-rust-nosync', 'Rust `map_file_nosync`, per call'],
   ['ip:map-rust-seek', 'Rust `map_path`, method seek (SEEK_DATA/SEEK_HOLE), per call'],
   ['ip:map-js', 'JS `await map()`, per call'],
+  ['ip:map-js-table', 'JS `await mapTable()`, per call'],
   ['cpu:map-floor', 'C FIEMAP loop, CPU time per call'],
   ['cpu:map-js', 'JS `await map()`, CPU time per call (all threads)'],
 ], (id) => (id.startsWith('cpu:') ? undefined : id.startsWith('ip:') ? (id.includes('nosync') ? 'ip:filemap-py-nosync' : 'ip:filemap-py') : 'filemap-py'))

@@ -4,10 +4,10 @@
 import { createRequire } from 'node:module'
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, statSync, createReadStream, readFileSync } from 'node:fs'
 import http from 'node:http'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 
 const require = createRequire(import.meta.url)
 const sk = require('../dist/index.js')
@@ -299,10 +299,35 @@ try {
     srv.close()
   }
 
+  step('13. first boot: cloud-init and firstrun.sh files into the FAT boot partition of a Pi-style image (MBR: FAT32 + ext4)')
+  const pi = join(work, 'pi.img')
+  execFileSync('truncate', ['-s', '256M', pi])
+  execFileSync('sfdisk', ['-q', pi], { input: 'label: dos\nstart=2048, size=131072, type=c\nstart=133120, type=83\n' })
+  const piBoot = join(work, 'pi-boot.part')
+  execFileSync('truncate', ['-s', '64M', piBoot])
+  execFileSync('mkfs.vfat', ['-F', '32', '-n', 'BOOTFS', piBoot], { stdio: 'ignore' })
+  writeFileSync(join(work, 'cmdline.txt'), 'console=serial0,115200 root=PARTUUID=0-02 rootwait\n')
+  execFileSync('mcopy', ['-i', piBoot, join(work, 'cmdline.txt'), '::/'])
+  execFileSync('dd', [`if=${piBoot}`, `of=${pi}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none'])
+  execFileSync('dd', [`if=${image}`, `of=${pi}`, 'bs=1M', 'seek=65', 'count=190', 'conv=notrunc,sparse', 'status=none'])
+  const rootSum = () => createHash('sha256').update(readFileSync(pi).subarray(65 * MiB)).digest('hex')
+  const rootBefore = rootSum()
+  const settings = { hostname: 'demo-pi', user: { name: 'demo', password: 'demo password' }, wifi: { ssid: 'DemoNet', password: 'demo-passphrase', country: 'GB' } }
+  const fr = sk.firstBoot.firstRun(settings)
+  const ci = sk.firstBoot.cloudInit(settings)
+  const cu = await time('customize(firstRun + cloudInit)', () => sk.customize(pi, { files: { ...fr.files, ...ci.files }, append: fr.append }))
+  const again = await sk.customize(pi, { append: fr.append })
+  writeFileSync(piBoot, readFileSync(pi).subarray(MiB, 65 * MiB))
+  const fsckOk = spawnSync('fsck.fat', ['-n', piBoot]).status === 0
+  const cmdline = execFileSync('mtype', ['-i', piBoot, '::/cmdline.txt']).toString()
+  const piOk = fsckOk && cmdline.split('systemd.run=').length === 2 && again.already.length === 1 && rootSum() === rootBefore
+  console.log(`  wrote ${cu.written.join(', ')}; appended to ${cu.appended.join(', ')} (once: a second run ${again.already.length ? 'left it' : 'CHANGED it'})`)
+  console.log(`  fsck.fat -n ${fsckOk ? 'clean' : 'FAILED'}; the ext4 partition ${rootSum() === rootBefore ? 'byte-identical' : 'CHANGED'}`)
+
   step('12. Windows: the same image in the official Windows node.exe under wine, with the win32 binary')
   const winOk = await windowsStep(image, copyPath, sums.blake3)
 
-  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk || !editOk || !multiOk || !remoteOk || !winOk) throw new Error('demo: a copy did not match its source')
+  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !syncOk || !editOk || !multiOk || !remoteOk || !winOk || !piOk) throw new Error('demo: a copy did not match its source')
   console.log('\ndemo finished: all checks passed')
 } finally {
   rmSync(work, { recursive: true, force: true })

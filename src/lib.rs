@@ -11,9 +11,11 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod backup;
 mod blocksync;
 mod bmap;
 mod copy;
+mod customize;
 mod destinations;
 mod digest;
 mod error;

@@ -3,6 +3,7 @@ import native = require('./native')
 import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
+import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
@@ -43,6 +44,11 @@ export async function create(image: PathLike, options?: BmapCreateOptions): Prom
 /** Options of {@link copy}. */
 export interface BmapCopyOptions extends LongOptions {
   /**
+   * First-boot customisation ({@link customize}): once the image is written (and read back),
+   * these files go into the destination's FAT boot partition.
+   */
+  customize?: Customization & { partition?: number }
+  /**
    * The bmap file. Default: `IMAGE.bmap` beside the image, also with the image's extensions
    * taken off (`img.raw.xz` -> `img.raw.xz.bmap`, `img.raw.bmap`, `img.bmap`), as bmaptool
    * looks. `false`: no bmap (`bmaptool copy --nobmap`): a plain image's own holes are
@@ -77,6 +83,8 @@ export interface BmapCopyResult {
   rangesVerified: number
   /** Ranges read back from the destination and found equal (with `readBack`). */
   rangesReadBack: number
+  /** With `customize`: what was written into the boot partition. */
+  customized?: CustomizeResult
 }
 
 /**
@@ -93,7 +101,9 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', 'customize', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as BmapCopyOptions['customize'])
+  if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -123,5 +133,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   }
   if (r.bmap != null) out.bmap = r.bmap
   if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
+  // First-boot files once the image is written (and read back): see customize().
+  if (custom) out.customized = await customize(to, { ...custom, signal: o.signal })
   return out
 }

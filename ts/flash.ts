@@ -1,5 +1,6 @@
 /** The imaging engine: one image to many drives, verified. */
 import native = require('./native')
+import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
 import { callbackError, checkBoolean, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, SparsekitError, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
@@ -71,9 +72,21 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
    * A throw cancels the flash, as with `onProgress`.
    */
   onFail?: (destination: string, error: SparsekitError) => void
+  /**
+   * First-boot customisation ({@link customize}): after each destination is written and
+   * read back, these files go into its FAT boot partition (written, synced, read back by
+   * content). A failure (no FAT partition, `ENOSPC`) fails that destination alone.
+   */
+  customize?: FlashCustomize
 }
 
 /** One destination's outcome. */
+/** The `customize` option of {@link flash}: first-boot files for the image's FAT boot partition. */
+export interface FlashCustomize extends Customization {
+  /** The FAT partition's number; default: the first FAT partition. */
+  partition?: number
+}
+
 export interface DestinationResult {
   /** The destination. */
   path: string
@@ -83,6 +96,8 @@ export interface DestinationResult {
   bytesWritten: number
   /** Read back and found equal to the image. */
   verified: boolean
+  /** With `customize`: what was written into its boot partition. */
+  customized?: CustomizeResult
   /** Why it failed: an `Error` with `code` (`ERR_SPARSEKIT_SYSTEM_DRIVE`, `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_DEST_TOO_SMALL`, `EIO`, ...). */
   error?: SparsekitError
 }
@@ -145,7 +160,9 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
   if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', ...LONG_KEYS, ...HTTP_KEYS]) as FlashOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'customize', ...LONG_KEYS, ...HTTP_KEYS]) as FlashOptions
+  const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as FlashCustomize)
+  if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -230,6 +247,26 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     }),
     imageSize: r.imageSize,
     sourceBytes: r.sourceBytes,
+  }
+  // First-boot files, into each destination that was written and read back, once the
+  // image is there: written, synced and read back by content. A failure fails that
+  // destination alone.
+  if (custom) {
+    for (const d of out.destinations) {
+      if (!d.ok) continue
+      try {
+        d.customized = await customize(d.path, { ...custom, signal: o.signal })
+      } catch (e) {
+        if ((e as SparsekitError).code === 'ERR_SPARSEKIT_ABORTED') throw e
+        d.ok = false
+        d.error = e as SparsekitError
+        try {
+          onFail?.(d.path, d.error)
+        } catch (value) {
+          throw callbackError(value)
+        }
+      }
+    }
   }
   if (r.compression != null) out.compression = r.compression as FlashResult['compression']
   if (r.bmap != null) out.bmap = r.bmap

@@ -8,8 +8,8 @@
  */
 export { digest, ALGORITHMS } from './digest'
 export type { Algorithm, DigestOptions } from './digest'
-export { map, mapExtents, MAP_METHODS } from './extents'
-export type { MapOptions, MapMethod, Extent, ExtentMap, MapHeader } from './extents'
+export { map, mapExtents, mapTable, MAP_METHODS } from './extents'
+export type { MapOptions, MapMethod, Extent, ExtentMap, ExtentTable, MapHeader } from './extents'
 export { copy, COPY_METHODS } from './copy'
 export type { CopyOptions, CopyMethod, CopyResult } from './copy'
 export * as qcow2 from './qcow2'
@@ -28,6 +28,13 @@ import { list as drivesList, watch as drivesWatch } from './drives'
 export const drives = { list: drivesList, watch: drivesWatch }
 export { flash } from './flash'
 export { layout, layoutRanges, sparsify } from './layout'
+export { customize } from './customize'
+export { backup } from './backup'
+export type { BackupOptions, BackupResult } from './backup'
+export type { CustomizeOptions, CustomizeResult, CustomizeContent, Customization, FirstBoot } from './customize'
+import { cloudInit, firstRun, hashPassword } from './customize'
+/** Helpers that make the files of first-boot customisation (see {@link customize}). */
+export const firstBoot = { cloudInit, firstRun, hashPassword }
 export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutRangesOptions, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
 export { DriveWatcher } from './drives'
 export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'

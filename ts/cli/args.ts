@@ -104,6 +104,12 @@ export function parseCommandLine(cmd: Command, args: string[]): { values: Values
       const more = flagNext ? '' : ` (for a value that starts with '-', write ${label}=${t.value})`
       throw new UsageError(`${label} needs a value${more}`)
     }
+    if (o.repeat) {
+      const list = (values[o.flag] as string[] | undefined) ?? []
+      list.push(t.value)
+      values[o.flag] = list
+      continue
+    }
     values[o.flag] = convert(o, label, t.value)
   }
   for (const o of cmd.options) {

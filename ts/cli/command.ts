@@ -33,6 +33,8 @@ export interface OptionSpec {
    * table existed (`--json` on a command that prints no data), kept so no script breaks.
    */
   readonly hidden?: boolean
+  /** May be given more than once (a `string` option): the values come as an array. */
+  readonly repeat?: boolean
   /**
    * The API option this flag sets, when a core error message names it (`unmount`,
    * `force`): the CLI prints `--unmount` instead (see `Output.words`).
@@ -57,7 +59,9 @@ type Given<O extends OptionSpec> = O['type'] extends 'bytes' | 'count'
     : string
 type ValueOf<O extends OptionSpec> = O['type'] extends 'boolean'
   ? boolean
-  : O extends { readonly default: string }
+  : O extends { readonly repeat: true }
+    ? string[] | undefined
+    : O extends { readonly default: string }
     ? Given<O>
     : Given<O> | undefined
 
@@ -67,7 +71,7 @@ export type ValuesOf<Opts extends readonly OptionSpec[]> = {
 }
 
 /** Parsed values when the option list is not known statically. */
-export type Values = Record<string, string | number | boolean | undefined>
+export type Values = Record<string, string | number | boolean | string[] | undefined>
 
 /**
  * What a running command uses to talk to the user: the output layer implements it

@@ -47,6 +47,7 @@ function optionText(o: OptionSpec): string {
   let text = o.description
   if (o.choices) text += `: ${o.choices.slice(0, -1).join(', ')} or ${o.choices[o.choices.length - 1]}`
   if (o.default !== undefined) text += ` (default ${o.default})`
+  if (o.repeat) text += ` (repeatable)`
   return text
 }
 

@@ -56,6 +56,7 @@ mod storage;
 #[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
 #[cfg_attr(windows, path = "sys/windows.rs")]
 pub mod sys;
+mod window;
 mod zero;
 
 pub use error::{Context, ErrorInfo, IoError, Quoted};
@@ -67,4 +68,5 @@ pub use progress::{read_stream, Aborted, Cancel, Control, Phase, Progress};
 pub use read::{carries, carry, take, Counting, StorageCursor};
 pub use replace::TempBeside;
 pub use storage::{Storage, ZERO_CHUNK};
+pub use window::Window;
 pub use zero::is_zero;

@@ -3,7 +3,7 @@
 //! (with `From<IoError> for io::Error` and [`IoError::recover`]) carry an error through
 //! `std::io` (a decoder, the zip crate) and get it back unchanged on the far side.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -45,6 +45,19 @@ impl<S: Storage> Read for StorageCursor<S> {
         let n = self.inner.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Writes at the cursor (a file-system library writing into a partition): the storage's
+/// [`IoError`]s are carried as the reads' are; `flush` is the storage's.
+impl<S: Storage> Write for StorageCursor<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(self.inner.flush()?)
     }
 }
 

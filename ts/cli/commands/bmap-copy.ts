@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions } from './common'
+import { CUSTOMIZE_OPTIONS, customization, HTTP_OPTIONS, httpOptions } from './common'
 
 export default command({
   name: 'bmap copy',
@@ -15,6 +15,7 @@ export default command({
     { flag: 'read-back', type: 'boolean', description: 'after writing, read every written range back from DST and compare' },
     { flag: 'create', type: 'boolean', api: 'createFiles', description: 'create DST as a regular file if it does not exist' },
     ...HTTP_OPTIONS,
+    ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
   ],
   notes: [
@@ -32,6 +33,7 @@ export default command({
       verify: !v['no-verify'],
       readBack: v['read-back'],
       createFiles: v.create,
+      customize: customization(v),
       signal: ctx.signal,
       onProgress,
     })

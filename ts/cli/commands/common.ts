@@ -62,3 +62,27 @@ export function extensionType(raw: string): number {
   }
   return type
 }
+
+/** The first-boot options of `customize` and `flash`: files into the FAT boot partition. */
+export const CUSTOMIZE_OPTIONS = [
+  { flag: 'file', type: 'string', value: 'PATH=LOCALFILE', repeat: true, description: 'write LOCALFILE as PATH in the FAT boot partition' },
+  { flag: 'append', type: 'string', value: 'PATH=TEXT', repeat: true, description: 'append TEXT once to PATH (e.g. cmdline.txt) in the boot partition' },
+  { flag: 'delete', type: 'string', value: 'PATH', repeat: true, description: 'delete PATH from the boot partition' },
+  { flag: 'partition', type: 'count', value: 'N', description: 'the FAT partition to customise (default: the first FAT partition)' },
+] as const
+
+/** `--file`, `--append`, `--delete` as {@link customize}'s files and append; undefined when none. */
+export function customization(v: Values): { files: Record<string, Buffer | null>; append: Record<string, string>; partition?: number } | undefined {
+  const pairs = (flag: string) =>
+    ((v[flag] as string[] | undefined) ?? []).map((p) => {
+      const i = p.indexOf('=')
+      if (i <= 0) throw new UsageError(`--${flag} needs PATH=${flag === 'file' ? 'LOCALFILE' : 'TEXT'}, got '${p}'`)
+      return [p.slice(0, i), p.slice(i + 1)] as const
+    })
+  const files: Record<string, Buffer | null> = {}
+  for (const [path, local] of pairs('file')) files[path] = readFileSync(local)
+  for (const path of (v.delete as string[] | undefined) ?? []) files[path] = null
+  const append = Object.fromEntries(pairs('append'))
+  if (Object.keys(files).length === 0 && Object.keys(append).length === 0) return undefined
+  return { files, append, ...(v.partition !== undefined ? { partition: v.partition as number } : {}) }
+}

@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions } from './common'
+import { HTTP_OPTIONS, httpOptions, CUSTOMIZE_OPTIONS, customization } from './common'
 
 export default command({
   name: 'flash',
@@ -28,6 +28,7 @@ export default command({
     },
     { flag: 'zip-entry', type: 'string', value: 'NAME', description: 'the entry of a zip SOURCE to write (default: its largest file)' },
     ...HTTP_OPTIONS,
+    ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
   ],
   notes: [
@@ -48,6 +49,7 @@ export default command({
       force: v.force,
       createFiles: v.create,
       zipEntry: v['zip-entry'],
+      customize: customization(v),
       ...http,
       signal: ctx.signal,
       onProgress,

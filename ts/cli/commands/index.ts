@@ -26,6 +26,8 @@ import qcow2Repair from './qcow2-repair'
 import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
+import customize from './customize'
+import backup from './backup'
 import layout from './layout'
 import sparsify from './sparsify'
 
@@ -53,6 +55,8 @@ export const COMMANDS: readonly Command[] = [
   qcow2Snapshot,
   drives,
   flash,
+  customize,
+  backup,
   layout,
   sparsify,
 ]

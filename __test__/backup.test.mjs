@@ -1,0 +1,97 @@
+// Drive backup (issue 23): a loop device with an MBR and an ext4 partition full of files is
+// backed up to a sparse image with a bmap, shrunk to its last partition, and flashed back
+// to a second device through the bmap; e2fsck and debugfs check the files there.
+import test from 'ava'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { sk, tempDir, has, run, cli, isRoot, testWith } from './helpers.mjs'
+import { loopDevice } from './fs-helpers.mjs'
+
+const MiB = 1 << 20
+const P1 = { start: MiB, length: 40 * MiB }
+const tools = ['sfdisk', 'mkfs.ext4', 'e2fsck', 'debugfs']
+const rootTest = isRoot && has('losetup') ? testWith(tools, test) : (title, fn) => (console.error(`SKIP ${title}: needs root and losetup`), test.skip(title, fn))
+const sha = (b) => createHash('sha256').update(b).digest('hex')
+
+/** A 64 MiB MBR disk image, ext4 in partition 1 with `files`; noise after the partition. */
+function disk(dir) {
+  const img = join(dir, 'disk.img')
+  writeFileSync(img, Buffer.alloc(64 * MiB))
+  run('sfdisk', ['-q', img], { input: `label: dos\nstart=${P1.start / 512}, size=${P1.length / 512}, type=83\n` })
+  const src = join(dir, 'files')
+  mkdirSync(src)
+  const files = {}
+  for (let i = 0; i < 12; i++) {
+    const b = Buffer.alloc(i * 50_000 + 10, i + 1)
+    writeFileSync(join(src, `f${i}`), b)
+    files[`f${i}`] = sha(b)
+  }
+  const part = join(dir, 'p1.img')
+  writeFileSync(part, Buffer.alloc(0))
+  run('truncate', ['-s', String(P1.length), part])
+  run('mkfs.ext4', ['-q', '-F', '-d', src, part])
+  run('dd', [`if=${part}`, `of=${img}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none'])
+  run('dd', ['if=/dev/urandom', `of=${img}`, 'bs=1M', 'seek=50', 'count=2', 'conv=notrunc', 'status=none'])
+  return { img, files }
+}
+
+function checkFiles(t, dir, device, files) {
+  const part = join(dir, `check-${Math.random().toString(36).slice(2)}.img`)
+  writeFileSync(part, readFileSync(device).subarray(P1.start, P1.start + P1.length))
+  run('e2fsck', ['-fn', part])
+  for (const [name, sum] of Object.entries(files)) {
+    const out = join(dir, 'out.bin')
+    run('debugfs', ['-R', `dump /${name} ${out}`, part], { stdio: 'ignore' })
+    t.is(sha(readFileSync(out)), sum, name)
+  }
+}
+
+rootTest('backup of a loop device: used blocks only, shrunk, bmap; flashed back it checks clean', async (t) => {
+  const dir = tempDir(t)
+  const { img, files } = disk(dir)
+  const dev = loopDevice(t, img)
+  const out = join(dir, 'card-backup.img')
+  const phases = new Set()
+  const r = await sk.backup(dev, out, { onProgress: (p) => phases.add(p.phase) })
+  t.is(r.table, 'mbr')
+  t.is(r.sourceSize, 64 * MiB)
+  t.is(r.imageSize, P1.start + P1.length)
+  t.is(r.cutBytes, 64 * MiB - r.imageSize)
+  t.true(r.verified)
+  t.true(r.bytesCopied < 24 * MiB, `copied ${r.bytesCopied}`)
+  t.is(statSync(out).size, r.imageSize)
+  t.true(statSync(out).blocks * 512 < 30 * MiB, 'free blocks are holes')
+  t.is(r.sha256, sha(readFileSync(out)))
+  t.is(r.bmap, `${out}.bmap`)
+  t.deepEqual([...phases].filter((p) => ['map', 'copy', 'verify'].includes(p)), ['map', 'copy', 'verify'])
+  // Restore to another "card" through the bmap: only the mapped ranges are written.
+  const card = join(dir, 'card2.img')
+  writeFileSync(card, Buffer.alloc(48 * MiB, 0x5a))
+  const dev2 = loopDevice(t, card)
+  const f = await sk.flash(out, [dev2])
+  t.true(f.destinations[0].ok, f.destinations[0].error?.message)
+  t.is(f.bmap, `${out}.bmap`)
+  checkFiles(t, dir, dev2, files)
+  // The CLI, as JSON; no temporary files left.
+  const c = cli(['backup', img, join(dir, 'cli.img'), '--json'])
+  t.is(c.status, 0, c.stderr)
+  t.is(JSON.parse(c.stdout).sha256, r.sha256)
+  t.deepEqual(readdirSync(dir).filter((n) => n.includes('.sparsekit-')), [])
+})
+
+test('backup refuses bad arguments, and a missing source leaves no output', async (t) => {
+  const dir = tempDir(t)
+  const out = join(dir, 'o.img')
+  await t.throwsAsync(sk.backup(join(dir, 'missing'), out), { code: 'ENOENT' })
+  t.false(existsSync(out))
+  await t.throwsAsync(sk.backup(out, out, { shrinkage: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.backup(out, out, { bmap: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  await t.throwsAsync(sk.backup(42, out), { code: 'ERR_INVALID_ARG_TYPE' })
+  const ac = new AbortController()
+  ac.abort()
+  const img = join(dir, 'x.img')
+  writeFileSync(img, Buffer.alloc(MiB, 1))
+  await t.throwsAsync(sk.backup(img, out, { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
+  t.false(existsSync(out))
+})

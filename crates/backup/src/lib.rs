@@ -1,0 +1,499 @@
+//! Drive backup: an image of a drive (or of any image) holding only what its file systems
+//! use, that flashes back fast.
+//!
+//! [`backup`] reads the source's [`sparsekit_layout::layout`] and copies only the used
+//! ranges (partition tables, the gap before the first partition, every used block, whole
+//! unknown partitions: free blocks are never read) into a sparse image file, written
+//! beside the output and renamed into place. With `shrink` the image ends at the end of
+//! the last partition, so it fits a smaller card: for GPT the backup entries and header are
+//! rewritten at the new end (both headers' CRCs and the primary's alternate LBA fixed, the
+//! protective MBR's size too); for MBR it is plain truncation. With `bmap` a bmap 2.0 file
+//! (SHA-256 per range, only the used ranges mapped) is written beside it, so `flash`,
+//! `bmap copy` and `bmaptool copy` write back only those. With `verify` the output is read
+//! back past the page cache and compared per range. The report carries the image's
+//! SHA-256.
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use sparsekit_bmap::{Bmap, BmapRange, ChecksumType};
+use sparsekit_io::{Control, ErrorInfo, FileStorage, IoError, PageBuf, Phase, Storage, TempBeside};
+use sparsekit_layout::Table;
+
+/// The bmap block size: what `bmaptool create` uses.
+const BLOCK: u64 = 4096;
+/// Bytes copied per read.
+const CHUNK: usize = 4 << 20;
+
+/// What [`backup`] does.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// Write `OUTPUT.bmap` beside the image (default `true`).
+    pub bmap: bool,
+    /// End the image at the end of the last partition (default `true`).
+    pub shrink: bool,
+    /// Read the image back past the page cache and compare (default `true`).
+    pub verify: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            bmap: true,
+            shrink: true,
+            verify: true,
+        }
+    }
+}
+
+/// What [`backup`] did.
+#[derive(Clone, Debug)]
+pub struct BackupReport {
+    /// The source's size.
+    pub source_size: u64,
+    /// The image's size (smaller than the source when shrunk).
+    pub image_size: u64,
+    /// Bytes read from the source and written: the used ranges.
+    pub bytes_copied: u64,
+    /// The partition table: `gpt`, `mbr` or `none`.
+    pub table: &'static str,
+    /// Lowercase hex SHA-256 of the whole image (free ranges read as zeros).
+    pub sha256: String,
+    /// The bmap written beside the image.
+    pub bmap: Option<PathBuf>,
+    /// The bytes cut off the end (`source_size - image_size`): after the last partition.
+    pub cut_bytes: u64,
+    /// Read back and found equal.
+    pub verified: bool,
+}
+
+/// What can go wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading the source or writing the image failed (the range is in the error).
+    Io(IoError),
+    /// The source's partition table or a file system could not be read.
+    Layout(sparsekit_layout::Error),
+    /// The GPT to rewrite at the new end is not one this crate can rewrite. Code
+    /// `ERR_SPARSEKIT_BACKUP_GPT`.
+    Gpt {
+        /// What is wrong.
+        message: String,
+    },
+    /// The image read back differs from what was read from the source. Code
+    /// `ERR_SPARSEKIT_CHECKSUM_MISMATCH`.
+    Mismatch {
+        /// The image.
+        path: PathBuf,
+        /// The range `(start, length)` that differs.
+        range: (u64, u64),
+    },
+    /// Cancelled. Code `ERR_SPARSEKIT_ABORTED`.
+    Aborted,
+}
+
+/// `Result` of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => e.fmt(f),
+            Error::Layout(e) => e.fmt(f),
+            Error::Gpt { message } => write!(f, "backup: cannot rewrite the GPT: {message}"),
+            Error::Mismatch { path, range } => write!(
+                f,
+                "backup: '{}' reads back different from the source at bytes {}..{}",
+                path.display(),
+                range.0,
+                range.0 + range.1
+            ),
+            Error::Aborted => f.write_str("the operation was aborted"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ErrorInfo for Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Io(_) => "ERR_SPARSEKIT_IO",
+            Error::Layout(e) => e.code(),
+            Error::Gpt { .. } => "ERR_SPARSEKIT_BACKUP_GPT",
+            Error::Mismatch { .. } => "ERR_SPARSEKIT_CHECKSUM_MISMATCH",
+            Error::Aborted => "ERR_SPARSEKIT_ABORTED",
+        }
+    }
+    fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            Error::Layout(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io(e) => e.path.as_deref(),
+            Error::Layout(e) => e.path(),
+            Error::Mismatch { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Io(e) => e.offset,
+            Error::Layout(e) => e.offset(),
+            _ => None,
+        }
+    }
+    fn syscall(&self) -> Option<&'static str> {
+        match self {
+            Error::Io(e) => e.syscall(),
+            _ => None,
+        }
+    }
+    fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Error::Mismatch { range, .. } => Some(*range),
+            _ => None,
+        }
+    }
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<sparsekit_io::Aborted> for Error {
+    fn from(_: sparsekit_io::Aborted) -> Self {
+        Error::Aborted
+    }
+}
+
+/// A GPT header's fields this crate rewrites.
+struct Gpt {
+    sector: u64,
+    header: Vec<u8>,
+    entries: Vec<u8>,
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl Gpt {
+    /// The primary header (LBA 1) and its entry array, checked (signature, sizes, CRCs).
+    fn read(src: &dyn Storage, sector: u64) -> Result<Gpt> {
+        let bad = |m: &str| Error::Gpt {
+            message: m.to_string(),
+        };
+        let mut s = vec![0u8; sector as usize];
+        src.read_exact_at(&mut s, sector)?;
+        if &s[..8] != b"EFI PART" {
+            return Err(bad("no primary GPT header at LBA 1"));
+        }
+        let hsize = le32(&s, 12) as usize;
+        if !(92..=sector as usize).contains(&hsize) {
+            return Err(bad("the primary header's size is out of range"));
+        }
+        let mut h = s[..hsize].to_vec();
+        let crc = le32(&h, 16);
+        h[16..20].fill(0);
+        if crc32fast::hash(&h) != crc {
+            return Err(bad("the primary header's CRC does not match"));
+        }
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        let (n, esize) = (u64::from(le32(&h, 80)), u64::from(le32(&h, 84)));
+        let len = n * esize;
+        if esize < 128 || n == 0 || len > 4 << 20 {
+            return Err(bad("the entry array's size is out of range"));
+        }
+        let mut entries = vec![0u8; len as usize];
+        src.read_exact_at(&mut entries, le64(&h, 72) * sector)?;
+        if crc32fast::hash(&entries) != le32(&h, 88) {
+            return Err(bad("the entry array's CRC does not match"));
+        }
+        Ok(Gpt {
+            sector,
+            header: h,
+            entries,
+        })
+    }
+
+    /// Sectors the entry array takes.
+    fn entry_sectors(&self) -> u64 {
+        (self.entries.len() as u64).div_ceil(self.sector)
+    }
+
+    /// The primary header and the backup header and entries for a disk of `size` bytes:
+    /// `(offset, bytes)` to write.
+    fn rewrite(&self, size: u64) -> Vec<(u64, Vec<u8>)> {
+        let ss = self.sector;
+        let last = size / ss - 1;
+        let backup_entries = last - self.entry_sectors();
+        let set64 =
+            |h: &mut Vec<u8>, at: usize, v: u64| h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        let seal = |mut h: Vec<u8>| {
+            h[16..20].fill(0);
+            let crc = crc32fast::hash(&h);
+            h[16..20].copy_from_slice(&crc.to_le_bytes());
+            h
+        };
+        let mut primary = self.header.clone();
+        set64(&mut primary, 32, last); // alternate LBA
+        set64(&mut primary, 48, backup_entries - 1); // last usable LBA
+        let mut backup = primary.clone();
+        set64(&mut backup, 24, last); // my LBA
+        set64(&mut backup, 32, 1); // alternate LBA
+        set64(&mut backup, 72, backup_entries); // entries LBA
+        let mut entries = self.entries.clone();
+        entries.resize((self.entry_sectors() * ss) as usize, 0);
+        vec![
+            (ss, seal(primary)),
+            (backup_entries * ss, entries),
+            (last * ss, seal(backup)),
+        ]
+    }
+}
+
+/// The protective MBR's 0xEE entry sized for a disk of `size` bytes, if the MBR has one.
+fn protective_mbr(mbr: &[u8; 512], size: u64, sector: u64) -> Option<[u8; 512]> {
+    let mut m = *mbr;
+    for i in 0..4 {
+        let e = 446 + 16 * i;
+        if m[e + 4] == 0xEE {
+            let count = (size / sector - 1).min(u64::from(u32::MAX)) as u32;
+            m[e + 12..e + 16].copy_from_slice(&count.to_le_bytes());
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Copy the used ranges of `source` into a sparse image at `output` (see the crate docs).
+pub fn backup(
+    source: &dyn Storage,
+    output: &Path,
+    opts: &BackupOptions,
+    ctl: &mut Control,
+) -> Result<BackupReport> {
+    let l = sparsekit_layout::layout(source, ctl).map_err(Error::Layout)?;
+    let source_size = l.size;
+    let ss = u64::from(l.sector_size);
+    // Where the image ends, and what the GPT rewrite puts there.
+    let mut tail: Vec<(u64, Vec<u8>)> = Vec::new();
+    let end = match l.table {
+        _ if !opts.shrink => source_size,
+        Table::None => source_size,
+        Table::Mbr => l
+            .partitions
+            .iter()
+            .map(|p| p.start + p.length)
+            .max()
+            .unwrap_or(source_size)
+            .max(512)
+            .min(source_size),
+        Table::Gpt => {
+            let gpt = Gpt::read(source, ss)?;
+            let parts_end = l
+                .partitions
+                .iter()
+                .map(|p| p.start + p.length)
+                .max()
+                .unwrap_or(0);
+            let first_usable = le64(&gpt.header, 40) * ss;
+            let end =
+                parts_end.max(first_usable).div_ceil(ss) * ss + (gpt.entry_sectors() + 1) * ss;
+            if end >= source_size {
+                source_size
+            } else {
+                tail = gpt.rewrite(end);
+                let mut mbr = [0u8; 512];
+                source.read_exact_at(&mut mbr, 0)?;
+                if let Some(m) = protective_mbr(&mbr, end, ss) {
+                    tail.push((0, m.to_vec()));
+                }
+                end
+            }
+        }
+    };
+
+    // The ranges to copy, whole bmap blocks inside [0, end), merged.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut add = |s: u64, e: u64| {
+        let (s, e) = (
+            s / BLOCK * BLOCK,
+            e.div_ceil(BLOCK).saturating_mul(BLOCK).min(end),
+        );
+        if s >= e {
+            return;
+        }
+        match ranges.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => ranges.push((s, e)),
+        }
+    };
+    for r in &l.used {
+        add(r.offset.min(end), (r.offset + r.length).min(end));
+    }
+    for (at, b) in &tail {
+        add(*at, at + b.len() as u64);
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let total: u64 = merged.iter().map(|(s, e)| e - s).sum();
+
+    let mut tmp = TempBeside::new(output)?;
+    let tmp_path = tmp.path().to_path_buf();
+    let file = tmp.take_file().expect("a new temporary file");
+    let out = FileStorage::from_file(file, &tmp_path)?;
+    out.set_len(end)?;
+    let mut buf = PageBuf::new(CHUNK);
+    let zeros = vec![0u8; CHUNK];
+    let mut whole = Sha256::new();
+    let mut hashed = 0u64;
+    let mut done = 0u64;
+    let mut bmap_ranges = Vec::with_capacity(merged.len());
+    for &(s, e) in &merged {
+        // Zeros between the ranges, into the image's digest.
+        while hashed < s {
+            let n = ((s - hashed) as usize).min(CHUNK);
+            whole.update(&zeros[..n]);
+            hashed += n as u64;
+        }
+        let mut h = Sha256::new();
+        let mut at = s;
+        while at < e {
+            ctl.check()?;
+            let n = ((e - at) as usize).min(CHUNK);
+            let b = &mut buf[..n];
+            // Bytes past the source's end (a last partial block) read as zeros.
+            let avail = source_size.saturating_sub(at).min(n as u64) as usize;
+            source.read_exact_at(&mut b[..avail], at)?;
+            b[avail..].fill(0);
+            // The GPT rewrite's sectors replace what the source had there.
+            for (t_at, t) in &tail {
+                let (t_s, t_e) = (*t_at, t_at + t.len() as u64);
+                let (o_s, o_e) = (t_s.max(at), t_e.min(at + n as u64));
+                if o_s < o_e {
+                    b[(o_s - at) as usize..(o_e - at) as usize]
+                        .copy_from_slice(&t[(o_s - t_s) as usize..(o_e - t_s) as usize]);
+                }
+            }
+            out.write_all_at(b, at)?;
+            h.update(&*b);
+            whole.update(&*b);
+            at += n as u64;
+            done += n as u64;
+            ctl.report(Phase::Copy, done, Some(total))?;
+        }
+        hashed = e;
+        bmap_ranges.push(BmapRange {
+            first: s / BLOCK,
+            last: (e - 1) / BLOCK,
+            checksum: Some(hex(&h.finalize())),
+        });
+    }
+    while hashed < end {
+        let n = ((end - hashed) as usize).min(CHUNK);
+        whole.update(&zeros[..n]);
+        hashed += n as u64;
+    }
+    ctl.report(Phase::Sync, 0, Some(1))?;
+    out.flush()?;
+    ctl.report(Phase::Sync, 1, Some(1))?;
+
+    let verified = if opts.verify {
+        let file: &File = out.file();
+        let _ = sparsekit_io::sys::drop_cache(file, 0, end);
+        let mut checked = 0u64;
+        for (r, &(s, e)) in bmap_ranges.iter().zip(&merged) {
+            let mut h = Sha256::new();
+            let mut at = s;
+            while at < e {
+                ctl.check()?;
+                let n = ((e - at) as usize).min(CHUNK);
+                out.read_exact_at(&mut buf[..n], at)?;
+                h.update(&buf[..n]);
+                at += n as u64;
+                checked += n as u64;
+                ctl.report(Phase::Verify, checked, Some(total))?;
+            }
+            if Some(hex(&h.finalize())) != r.checksum {
+                return Err(Error::Mismatch {
+                    path: output.to_path_buf(),
+                    range: (s, e - s),
+                });
+            }
+        }
+        true
+    } else {
+        false
+    };
+
+    let bmap_path = if opts.bmap {
+        let blocks_count = end.div_ceil(BLOCK);
+        let mapped: u64 = bmap_ranges.iter().map(|r| r.last - r.first + 1).sum();
+        let b = Bmap {
+            version: "2.0".into(),
+            image_size: end,
+            block_size: BLOCK,
+            blocks_count,
+            mapped_blocks_count: mapped,
+            checksum_type: ChecksumType::Sha256,
+            file_checksum: None,
+            ranges: bmap_ranges,
+        };
+        let mut p = output.as_os_str().to_owned();
+        p.push(".bmap");
+        let p = PathBuf::from(p);
+        let mut t = TempBeside::new(&p)?;
+        let tp = t.path().to_path_buf();
+        let f = t.take_file().expect("a new temporary file");
+        let s = FileStorage::from_file(f, &tp)?;
+        s.write_all_at(b.to_xml().as_bytes(), 0)?;
+        s.flush()?;
+        drop(s);
+        t.persist(&p, None)?;
+        Some(p)
+    } else {
+        None
+    };
+    drop(out);
+    tmp.persist(output, None)?;
+    Ok(BackupReport {
+        source_size,
+        image_size: end,
+        bytes_copied: total,
+        table: l.table.name(),
+        sha256: hex(&whole.finalize()),
+        bmap: bmap_path,
+        cut_bytes: source_size - end,
+        verified,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
