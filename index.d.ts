@@ -31,12 +31,17 @@ export declare class FlashStatusHandle {
   snapshot(): Array<NativeDestProgress>
 }
 
-/** An uncompressed qcow2 image produced in file order; its length known up front. */
-export declare class Qcow2ExportStream {
-  /** Bytes the stream produces in all. */
-  get length(): number
-  /** The next chunk (at most 4 MiB), or `null` at the end. */
-  next(cancel?: CancelToken | undefined | null): Promise<Buffer | null>
+/**
+ * The streaming form of `layout`: a producer thread scans the device and hands the used
+ * ranges over in batches through a channel of two, so memory stays bounded whatever the
+ * number of runs; `next()` resolves with the next batch (`{ table, layout? }`, `layout`
+ * with the last one), `close()` stops the producer.
+ */
+export declare class LayoutStream {
+  /** The next batch; after the one with `layout`, or after `close()`, it rejects. */
+  next(): Promise<NativeLayoutChunk>
+  /** Stop the producer (it notices within a few milliseconds) and drop what is queued. */
+  close(): void
 }
 
 /** An open image whose guest bytes are read in windows (for `createReadStream`). */
@@ -87,7 +92,10 @@ export declare function hashPassword(password: string, salt: Buffer): string
  * The partition table, partitions, file systems and used byte ranges of an image or
  * block device, read without mounting (free means provably free).
  */
-export declare function layout(path: string | Buffer, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+export declare function layout(path: string | Buffer, options?: NativeLayoutOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeLayout>
+
+/** Start streaming the used ranges of an image or block device. */
+export declare function layoutStream(path: string | Buffer, cancel?: CancelToken | undefined | null): LayoutStream
 
 /** Where a file's data is: sorted, merged data ranges inside `[start, start + length)`. */
 export declare function map(path: string | Buffer, options?: NativeMapOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeMap>
@@ -316,6 +324,25 @@ export interface NativeLayout {
   warnings: Array<string>
 }
 
+/** One batch of a [`LayoutStream`]. */
+export interface NativeLayoutChunk {
+  /** Used ranges as `[offset, length, ...]`. */
+  table: Float64Array
+  /** With the last batch: the layout (its `used` empty). */
+  layout?: NativeLayout
+}
+
+/** Options of `layout`: an http(s) source instead of the path. */
+export interface NativeLayoutOptions {
+  /** Read this http(s) URL (range requests) instead of `path`. */
+  url?: string
+  /** Extra trusted CA certificates (PEM). */
+  ca?: Buffer
+  retries?: number
+  retryDelay?: number
+  timeout?: number
+}
+
 /** One partition of a [`NativeLayout`]. */
 export interface NativeLayoutPartition {
   number: number
@@ -392,21 +419,6 @@ export interface NativeQcow2Commit {
   bytes: number
 }
 
-export interface NativeQcow2Compare {
-  /** `identical`, `content`, `size` (strict) or `status` (strict). */
-  result: string
-  offset?: number
-  sizeMismatch: boolean
-  /** What `qemu-img compare` prints. */
-  message: string
-}
-
-export interface NativeQcow2CompareOptions {
-  strict?: boolean
-  sourceA?: NativeQcow2SourceOptions
-  sourceB?: NativeQcow2SourceOptions
-}
-
 export interface NativeQcow2Convert {
   bytesWritten: number
   size: number
@@ -429,29 +441,6 @@ export interface NativeQcow2CreateOptions {
 export interface NativeQcow2EditOptions {
   /** Edit even when a running qemu holds the image (dangerous). */
   force?: boolean
-}
-
-/** Options of `qcow2Import` and `qcow2ExportStream`. */
-export interface NativeQcow2ImportOptions {
-  /** `zlib`, `zstd` or `none` (default). */
-  compress?: string
-  clusterSize?: number
-  /** `0.10` or `1.1` (default). */
-  compat?: string
-  extendedL2?: boolean
-  backingFile?: string
-  backingFormat?: string
-  /** Threads compressing (0 or absent: one per core). */
-  threads?: number
-  source?: NativeQcow2SourceOptions
-}
-
-export interface NativeQcow2ImportResult {
-  size: number
-  fileSize: number
-  dataClusters: number
-  compressedClusters: number
-  zeroClusters: number
 }
 
 export interface NativeQcow2Info {
@@ -482,21 +471,6 @@ export interface NativeQcow2Info {
   bitmaps?: Array<NativeQcow2Bitmap>
 }
 
-export interface NativeQcow2Measure {
-  required: number
-  fullyAllocated: number
-  bitmaps?: number
-}
-
-export interface NativeQcow2MeasureOptions {
-  clusterSize?: number
-  compat?: string
-  extendedL2?: boolean
-  /** The image will have a backing file. */
-  backing?: boolean
-  source?: NativeQcow2SourceOptions
-}
-
 export interface NativeQcow2Options {
   /** `follow` (default) or `none`. */
   backing?: string
@@ -512,17 +486,6 @@ export interface NativeQcow2Snapshot {
   vmClockNsec: number
   vmStateSize: number
   icount?: number
-}
-
-/** Where a source is and how to read it. */
-export interface NativeQcow2SourceOptions {
-  /** `raw` or `qcow2`; absent: a qcow2 image is recognised by its magic. */
-  format?: string
-  /** Extra trusted CA certificates (PEM) for https sources. */
-  ca?: Buffer
-  retries?: number
-  retryDelay?: number
-  timeout?: number
 }
 
 /** Options of the remote `bmap.copy` and `qcow2.convert`. */
@@ -614,9 +577,6 @@ export declare function qcow2Check(path: string | Buffer, cancel?: CancelToken |
  */
 export declare function qcow2Commit(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Commit>
 
-/** `qemu-img compare [-s] A B`. */
-export declare function qcow2Compare(a: string | Buffer, b: string | Buffer, options?: NativeQcow2CompareOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Compare>
-
 /** Convert to a sparse raw file (created or replaced) or into a block device. */
 export declare function qcow2Convert(src: string | Buffer, dst: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
 
@@ -626,14 +586,8 @@ export declare function qcow2Create(path: string | Buffer, options: NativeQcow2C
 /** Every guest cluster unallocated, the space returned. */
 export declare function qcow2DiscardAll(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<void>
 
-/** Map and scan a source, then give its uncompressed qcow2 image as a stream. */
-export declare function qcow2ExportStream(source: string | Buffer, options?: NativeQcow2ImportOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<Qcow2ExportStream>
-
 /** The data of header extension `kind`, or null. */
 export declare function qcow2GetExtension(path: string | Buffer, kind: number): Promise<Buffer | null>
-
-/** Write the image of a source (path or URL; raw or qcow2) to a new qcow2 file at `dst`. */
-export declare function qcow2Import(source: string | Buffer, dst: string | Buffer, options?: NativeQcow2ImportOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2ImportResult>
 
 /**
  * `qemu-img info --backing-chain`: the image first, then each image below it (with
@@ -647,9 +601,6 @@ export declare function qcow2Info(path: string | Buffer, options?: NativeQcow2Op
  * offset -1 when absent); ts/ builds the objects.
  */
 export declare function qcow2Map(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<Float64Array>
-
-/** `qemu-img measure -O qcow2` of a source. */
-export declare function qcow2Measure(source: string | Buffer, options?: NativeQcow2MeasureOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Measure>
 
 /** Open an image (and its chain) for reading guest bytes. */
 export declare function qcow2OpenReader(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null): Promise<Qcow2Reader>

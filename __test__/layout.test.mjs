@@ -2,6 +2,7 @@ import test from 'ava'
 import { writeFileSync, readFileSync, openSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
+import { createServer } from 'node:http'
 import { sk, tempDir, run, cli, testWith } from './helpers.mjs'
 
 const MiB = 1 << 20
@@ -270,3 +271,95 @@ testWith(['mkfs.ext4', 'fallocate', 'bmaptool', 'e2fsck', 'debugfs'], test)(
   },
 )
 
+
+testWith(['mkfs.ext4', 'sfdisk'], test)('layoutRanges streams the same ranges as layout().used, then the layout', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'g.img')
+  run('truncate', ['-s', '40M', img])
+  run('sfdisk', ['-q', img], { input: 'label: dos\nsize=16MiB, type=83\ntype=5\nsize=8MiB, type=83\n' })
+  const e = join(dir, 'e.img')
+  run('truncate', ['-s', '16M', e])
+  run('mkfs.ext4', ['-q', '-F', e])
+  run('dd', [`if=${e}`, `of=${img}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none'])
+  const l = await sk.layout(img)
+  let tail
+  const got = []
+  for await (const r of sk.layoutRanges(img, { onLayout: (x) => (tail = x) })) got.push(r)
+  t.deepEqual(got, l.used)
+  t.deepEqual(tail.partitions, l.partitions)
+  t.deepEqual(tail.used, [])
+  t.is(tail.usedBytes, l.usedBytes)
+  // Leaving early and aborting stop the producer; errors come through the iteration.
+  for await (const r of sk.layoutRanges(img)) {
+    t.is(r.offset, 0)
+    break
+  }
+  const ac = new AbortController()
+  ac.abort()
+  await t.throwsAsync(async () => {
+    for await (const r of sk.layoutRanges(img, { signal: ac.signal })) void r
+  }, { code: 'ERR_SPARSEKIT_ABORTED' })
+  await t.throwsAsync(async () => {
+    for await (const r of sk.layoutRanges(ebrLoop(t))) void r
+  }, { code: 'ERR_SPARSEKIT_LAYOUT_CORRUPT' })
+  await t.throwsAsync(async () => {
+    for await (const r of sk.layoutRanges('/nonexistent.img')) void r
+  }, { code: 'ENOENT' })
+})
+
+testWith(['mkfs.vfat'], test)('layoutRanges: 32 000 runs in several batches, a slow consumer, same as layout()', async (t) => {
+  const img = join(tempDir(t), 'f.img')
+  run('truncate', ['-s', '32M', img])
+  run('mkfs.vfat', ['-F', '16', '-s', '1', img], { stdio: 'ignore' })
+  // Every other cluster allocated, in both FATs: one used run per cluster.
+  const b = readFileSync(img)
+  const reserved = b.readUInt16LE(0x0e)
+  const fats = b[0x10]
+  const fatBytes = b.readUInt16LE(0x16) * 512
+  const clusters = (b.readUInt16LE(0x13) || b.readUInt32LE(0x20)) - reserved - fats * b.readUInt16LE(0x16) - 32
+  for (let f = 0; f < fats; f++) {
+    const at = (reserved * 512) + f * fatBytes
+    for (let c = 4; c < Math.min(clusters, fatBytes / 2); c += 2) b.writeUInt16LE(0xffff, at + c * 2)
+  }
+  writeFileSync(img, b)
+  const l = await sk.layout(img)
+  t.true(l.used.length > 30000, `${l.used.length} runs`)
+  let i = 0
+  let same = true
+  for await (const r of sk.layoutRanges(img)) {
+    if (r.offset !== l.used[i]?.offset || r.length !== l.used[i]?.length) same = false
+    if (++i % 10000 === 0) await new Promise((res) => setTimeout(res, 20))
+  }
+  t.true(same)
+  t.is(i, l.used.length)
+})
+
+testWith(['mkfs.ext4'], test)('layout of an http(s) URL: range requests, the same layout as the file', async (t) => {
+  const img = ext4Image(t, 16)
+  const bytes = readFileSync(img)
+  let requests = 0
+  let served = 0
+  const server = createServer((req, res) => {
+    requests++
+    const m = /bytes=(\d+)-(\d*)/.exec(req.headers.range ?? '')
+    if (!m) {
+      res.writeHead(200, { 'content-length': bytes.length, 'accept-ranges': 'bytes' })
+      if (req.method === 'HEAD') return res.end()
+      served += bytes.length
+      return res.end(bytes)
+    }
+    const start = Number(m[1])
+    const end = m[2] ? Math.min(Number(m[2]), bytes.length - 1) : bytes.length - 1
+    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${bytes.length}`, 'accept-ranges': 'bytes' })
+    served += end - start + 1
+    res.end(req.method === 'HEAD' ? undefined : bytes.subarray(start, end + 1))
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => server.close())
+  const url = `http://127.0.0.1:${server.address().port}/e.img`
+  const remote = await sk.layout(url, { retries: 1, timeout: 5000 })
+  t.deepEqual(remote, await sk.layout(img))
+  t.true(requests >= 1)
+  t.true(served < bytes.length, `${served} bytes served of ${bytes.length}`)
+  await t.throwsAsync(sk.layout(url, { retries: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+})

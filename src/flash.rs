@@ -299,7 +299,7 @@ pub fn flash_multi<'env>(
 }
 
 /// The HTTP options from the Node arguments (milliseconds), defaults where absent.
-fn http_options(
+pub(crate) fn http_options(
     ca: Option<Vec<u8>>,
     retries: Option<u32>,
     retry_delay: Option<u32>,

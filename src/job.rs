@@ -78,6 +78,13 @@ impl CancelToken {
     }
 }
 
+impl CancelToken {
+    /// The flag, for glue that runs its own worker (a stream's producer).
+    pub(crate) fn flag(&self) -> Cancel {
+        self.cancel.clone()
+    }
+}
+
 impl Default for CancelToken {
     fn default() -> Self {
         Self::new()

@@ -1,8 +1,25 @@
+use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use napi::bindgen_prelude::*;
-use sparsekit_io::FileStorage;
+use sparsekit_io::{Cancel, Control, FileStorage};
 
 use crate::error::Failure;
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
+
+/// Options of `layout`: an http(s) source instead of the path.
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeLayoutOptions {
+    /// Read this http(s) URL (range requests) instead of `path`.
+    pub url: Option<String>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca: Option<Buffer>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<u32>,
+    pub timeout: Option<u32>,
+}
 
 /// One partition of a [`NativeLayout`].
 #[napi(object)]
@@ -46,7 +63,10 @@ struct Out {
 }
 
 fn to_js(env: &Env, o: Out) -> Result<napi::sys::napi_value> {
-    let l = o.l;
+    Ok(layout_object(env, o.l)?.raw())
+}
+
+fn layout_object(env: &Env, l: sparsekit_layout::Layout) -> Result<Object<'_>> {
     let mut table = Vec::with_capacity(l.used.len() * 2);
     for r in &l.used {
         table.push(r.offset as f64);
@@ -80,7 +100,7 @@ fn to_js(env: &Env, o: Out) -> Result<napi::sys::napi_value> {
     obj.set("used", Float64ArraySlice::copy_from(env, &table)?)?;
     obj.set("usedBytes", l.used_bytes as f64)?;
     obj.set("warnings", l.warnings)?;
-    Ok(obj.raw())
+    Ok(obj)
 }
 
 /// The partition table, partitions, file systems and used byte ranges of an image or
@@ -89,6 +109,7 @@ fn to_js(env: &Env, o: Out) -> Result<napi::sys::napi_value> {
 pub fn layout<'env>(
     env: &'env Env,
     path: Either<String, Buffer>,
+    options: Option<NativeLayoutOptions>,
     cancel: Option<&CancelToken>,
     #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
     on_progress: Option<ProgressFn>,
@@ -99,10 +120,27 @@ pub fn layout<'env>(
         cancel,
         on_progress,
         move |ctl| {
-            let path = path?;
-            let s = FileStorage::open(&path)
-                .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
-            let l = sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?;
+            let o = options.unwrap_or_default();
+            let l = match o.url {
+                // An http(s) source: read with range requests (a bounded cache).
+                Some(url) => {
+                    let http = crate::flash::http_options(
+                        o.ca.map(|b| b.to_vec()),
+                        o.retries,
+                        o.retry_delay,
+                        o.timeout,
+                    );
+                    let s = sparsekit_http::HttpStorage::open(&url, &http, ctl.cancel().clone())
+                        .map_err(|e| Failure::from_core(&e))?;
+                    sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?
+                }
+                None => {
+                    let path = path?;
+                    let s = FileStorage::open(&path)
+                        .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+                    sparsekit_layout::layout(&s, ctl).map_err(|e| Failure::from_core(&e))?
+                }
+            };
             // Offsets are JS numbers.
             to_f64("device size", l.size)?;
             Ok(Out { l })
@@ -166,4 +204,157 @@ pub fn sparsify<'env>(
         },
         sparsified_to_js,
     )
+}
+
+/// Used ranges per batch handed to JS by a [`LayoutStream`].
+const BATCH: usize = 16384;
+
+enum Msg {
+    Batch(Vec<f64>),
+    Done(Box<sparsekit_layout::Layout>),
+    Fail(Failure),
+}
+
+/// The streaming form of `layout`: a producer thread scans the device and hands the used
+/// ranges over in batches through a channel of two, so memory stays bounded whatever the
+/// number of runs; `next()` resolves with the next batch (`{ table, layout? }`, `layout`
+/// with the last one), `close()` stops the producer.
+#[napi]
+pub struct LayoutStream {
+    rx: Arc<Mutex<Option<Receiver<Msg>>>>,
+    cancel: Cancel,
+}
+
+/// One batch of a [`LayoutStream`].
+#[allow(dead_code)] // only describes the object next() builds, for index.d.ts
+#[napi(object, object_to_js = false)]
+pub struct NativeLayoutChunk {
+    /// Used ranges as `[offset, length, ...]`.
+    #[napi(ts_type = "Float64Array")]
+    pub table: Vec<f64>,
+    /// With the last batch: the layout (its `used` empty).
+    pub layout: Option<NativeLayout>,
+}
+
+/// Start streaming the used ranges of an image or block device.
+#[napi]
+pub fn layout_stream(
+    path: Either<String, Buffer>,
+    cancel: Option<&CancelToken>,
+) -> Result<LayoutStream> {
+    let flag = cancel.map(|c| c.flag()).unwrap_or_default();
+    let (tx, rx) = sync_channel::<Msg>(2);
+    let path = path_arg("path", path);
+    let producer_flag = flag.clone();
+    std::thread::Builder::new()
+        .name("sparsekit-layout-stream".into())
+        .spawn(move || {
+            // Send, waiting while the consumer is behind; give up once cancelled or closed.
+            let send = |mut m: Msg| -> bool {
+                loop {
+                    match tx.try_send(m) {
+                        Ok(()) => return true,
+                        Err(TrySendError::Disconnected(_)) => return false,
+                        Err(TrySendError::Full(back)) => {
+                            if producer_flag.is_cancelled() {
+                                return false;
+                            }
+                            m = back;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            };
+            let run = || -> std::result::Result<sparsekit_layout::Layout, Failure> {
+                let path = path?;
+                let s = FileStorage::open(&path)
+                    .map_err(|e| Failure::from_core(&sparsekit_layout::Error::from(e)))?;
+                let mut ctl = Control::with_cancel(producer_flag.clone());
+                let mut batch: Vec<f64> = Vec::with_capacity(BATCH * 2);
+                let l = sparsekit_layout::scan(&s, &mut ctl, &mut |r| {
+                    batch.push(r.offset as f64);
+                    batch.push(r.length as f64);
+                    if batch.len() >= BATCH * 2 && !send(Msg::Batch(std::mem::take(&mut batch))) {
+                        return Err(sparsekit_layout::Error::Aborted);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| Failure::from_core(&e))?;
+                to_f64("device size", l.size)?;
+                if !batch.is_empty() && !send(Msg::Batch(batch)) {
+                    return Err(Failure::aborted());
+                }
+                Ok(l)
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+            let _ = match r {
+                Ok(Ok(l)) => send(Msg::Done(Box::new(l))),
+                Ok(Err(f)) => send(Msg::Fail(f)),
+                Err(_) => send(Msg::Fail(Failure::internal(
+                    "internal error (Rust panic) in layout",
+                ))),
+            };
+        })
+        .map_err(|e| Error::from_reason(format!("cannot start a thread: {e}")))?;
+    Ok(LayoutStream {
+        rx: Arc::new(Mutex::new(Some(rx))),
+        cancel: flag,
+    })
+}
+
+enum Chunk {
+    Batch(Vec<f64>),
+    Done(Box<sparsekit_layout::Layout>),
+}
+
+fn chunk_to_js(env: &Env, c: Chunk) -> Result<napi::sys::napi_value> {
+    let mut obj = Object::new(env)?;
+    match c {
+        Chunk::Batch(t) => {
+            obj.set("table", Float64ArraySlice::copy_from(env, &t)?)?;
+        }
+        Chunk::Done(l) => {
+            obj.set("table", Float64ArraySlice::copy_from(env, [])?)?;
+            obj.set("layout", layout_object(env, *l)?)?;
+        }
+    }
+    Ok(obj.raw())
+}
+
+#[napi]
+impl LayoutStream {
+    /// The next batch; after the one with `layout`, or after `close()`, it rejects.
+    #[napi(ts_return_type = "Promise<NativeLayoutChunk>")]
+    pub fn next<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let rx = self.rx.clone();
+        spawn(
+            env,
+            None,
+            None,
+            move |_ctl| {
+                let guard = rx
+                    .lock()
+                    .map_err(|_| Failure::internal("layout stream lock poisoned"))?;
+                let Some(r) = guard.as_ref() else {
+                    return Err(Failure::aborted());
+                };
+                match r.recv() {
+                    Ok(Msg::Batch(t)) => Ok(Chunk::Batch(t)),
+                    Ok(Msg::Done(l)) => Ok(Chunk::Done(l)),
+                    Ok(Msg::Fail(f)) => Err(f),
+                    Err(_) => Err(Failure::aborted()),
+                }
+            },
+            chunk_to_js,
+        )
+    }
+
+    /// Stop the producer (it notices within a few milliseconds) and drop what is queued.
+    #[napi]
+    pub fn close(&self) {
+        self.cancel.cancel();
+        if let Ok(mut g) = self.rx.try_lock() {
+            g.take();
+        }
+    }
 }

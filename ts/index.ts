@@ -27,7 +27,7 @@ import { list as drivesList, watch as drivesWatch } from './drives'
 /** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
 export const drives = { list: drivesList, watch: drivesWatch }
 export { flash } from './flash'
-export { layout, sparsify } from './layout'
+export { layout, layoutRanges, sparsify } from './layout'
 export { customize } from './customize'
 export { backup } from './backup'
 export type { BackupOptions, BackupResult } from './backup'
@@ -35,7 +35,7 @@ export type { CustomizeOptions, CustomizeResult, CustomizeContent, Customization
 import { cloudInit, firstRun, hashPassword } from './customize'
 /** Helpers that make the files of first-boot customisation (see {@link customize}). */
 export const firstBoot = { cloudInit, firstRun, hashPassword }
-export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
+export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutRangesOptions, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
 export { DriveWatcher } from './drives'
 export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'
 export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult } from './flash'

@@ -1,9 +1,10 @@
 import native = require('./native')
-import { checkBoolean, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
+import { abortError, checkBoolean, checkFunction, checkOptions, checkPath, checkSignal, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
 import { LongOptions, run } from './run'
+import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
-/** Options of {@link layout}. */
-export interface LayoutOptions extends LongOptions {}
+/** Options of {@link layout}; the http(s) ones apply when `path` is a URL. */
+export interface LayoutOptions extends LongOptions, HttpSourceOptions {}
 
 /** Whether a partition's free space could be read. */
 export type LayoutState = 'clean' | 'dirty' | 'unknown'
@@ -77,18 +78,30 @@ export interface Layout {
 }
 
 /**
- * The partition table, partitions, file systems and used ranges of an image file or a
- * block device, from each file system's own allocation metadata, without mounting. Free
- * means provably free. Phase `'map'` reports the device bytes covered. Rejects with
+ * The partition table, partitions, file systems and used ranges of an image file, a
+ * block device or an http(s) URL (read with range requests, only the metadata fetched),
+ * from each file system's own allocation metadata, without mounting. Free means provably
+ * free. Phase `'map'` reports the device bytes covered. Rejects with
  * `ERR_SPARSEKIT_LAYOUT_CORRUPT` when the partition table itself is broken (an EBR loop,
  * overlapping partitions, a partition past the end of a truncated image).
  */
-export async function layout(path: PathLike, options?: LayoutOptions): Promise<Layout> {
-  const file = checkPath('path', path)
-  const o = checkOptions('options', options, [...LONG_KEYS]) as LayoutOptions
-  const l = await run(o, (cancel, onProgress) => native.layout(file, cancel, onProgress))
-  const used: LayoutRange[] = new Array(l.used.length / 2)
-  for (let i = 0, j = 0; i < l.used.length; i += 2, j++) used[j] = { offset: l.used[i], length: l.used[i + 1] }
+export async function layout(path: PathLike | URL, options?: LayoutOptions): Promise<Layout> {
+  const url = httpUrl(path)
+  const file = url ?? checkPath('path', path)
+  const o = checkOptions('options', options, [...LONG_KEYS, ...HTTP_KEYS]) as LayoutOptions
+  const http = url === undefined ? undefined : { url, ...httpArgs(o) }
+  const l = await run(o, (cancel, onProgress) => native.layout(file, http, cancel, onProgress))
+  return layoutOf(l)
+}
+
+function rangesOf(t: Float64Array): LayoutRange[] {
+  const used: LayoutRange[] = new Array(t.length / 2)
+  for (let i = 0, j = 0; i < t.length; i += 2, j++) used[j] = { offset: t[i], length: t[i + 1] }
+  return used
+}
+
+function layoutOf(l: native.NativeLayout): Layout {
+  const used = rangesOf(l.used)
   const partitions: LayoutPartition[] = l.partitions.map((p) => {
     const q: LayoutPartition = {
       number: p.number,
@@ -116,6 +129,51 @@ export async function layout(path: PathLike, options?: LayoutOptions): Promise<L
     used,
     usedBytes: l.usedBytes,
     warnings: l.warnings,
+  }
+}
+
+/** Options of {@link layoutRanges}. */
+export interface LayoutRangesOptions {
+  /** Cancels the walk; the iteration throws `code: 'ERR_SPARSEKIT_ABORTED'`. */
+  signal?: AbortSignal
+  /** Called once the walk ends, with the {@link Layout} (its `used` empty: they were yielded). */
+  onLayout?: (l: Layout) => void
+}
+
+/**
+ * The used ranges of {@link layout} one at a time, for file systems with millions of
+ * runs: a native producer hands them over in batches of 16 384 through a queue of two, so
+ * memory stays bounded whatever the count; leaving the loop early stops it. The sequence is
+ * the same as `layout().used`. Partitions and the rest come last, through `onLayout`.
+ */
+export async function* layoutRanges(path: PathLike, options?: LayoutRangesOptions): AsyncGenerator<LayoutRange, void, undefined> {
+  const file = checkPath('path', path)
+  const o = checkOptions('options', options, ['signal', 'onLayout']) as LayoutRangesOptions
+  const signal = checkSignal('options.signal', o.signal)
+  const onLayout = checkFunction('options.onLayout', o.onLayout) as LayoutRangesOptions['onLayout']
+  if (signal?.aborted) throw abortError(signal)
+  const cancel = new native.CancelToken()
+  const stream = native.layoutStream(file, cancel)
+  const onAbort = () => stream.close()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    for (;;) {
+      let c: native.NativeLayoutChunk
+      try {
+        c = await stream.next()
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal)
+        throw err
+      }
+      for (const r of rangesOf(c.table)) yield r
+      if (c.layout) {
+        onLayout?.(layoutOf(c.layout))
+        return
+      }
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    stream.close()
   }
 }
 

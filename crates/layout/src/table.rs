@@ -153,7 +153,20 @@ pub(crate) fn read(whole: &Dev, looks_like_vbr: bool) -> Result<Parsed, Error> {
             "the MBR is a protective MBR (type 0xee) but there is no valid GPT header",
         ));
     }
-    if !has_sig || looks_like_vbr || !plausible_mbr(&mbr) || mbr.iter().all(|e| e.kind == 0) {
+    // A boot sector with a BIOS parameter block can also hold a partition table (MBRs that
+    // carry a BPB for USB-FDD/USB-HDD booting): as Linux's msdos parser does, valid boot
+    // indicators and sane entries make it a partition table; a file system there would
+    // then only be read inside the partitions (the safe reading: a fake BPB must never
+    // make a whole disk's partitions look like free FAT clusters). Entries past the end
+    // of the device cannot be a real table on this device: then it is the boot sector.
+    let entries_fit = mbr
+        .iter()
+        .all(|e| e.kind == 0 || (e.lba as u64 + e.sectors as u64) * 512 <= size);
+    if !has_sig
+        || !plausible_mbr(&mbr)
+        || mbr.iter().all(|e| e.kind == 0)
+        || (looks_like_vbr && !entries_fit)
+    {
         return Ok(Parsed {
             table: Table::None,
             sector_size: 512,

@@ -425,3 +425,65 @@ fn dirty_ntfs_is_all_used() {
     assert_eq!(l.partitions[0].state, State::Dirty, "{:?}", l.partitions[0]);
     assert_eq!(l.used_bytes, 16 * MIB);
 }
+
+/// A boot sector with a FAT BPB that also carries a sane partition table (as MBRs made for
+/// USB-FDD/USB-HDD booting do): the table wins, as in Linux, so the BPB cannot make the
+/// partitions' contents look like free FAT clusters.
+#[test]
+fn bpb_with_a_partition_table_is_a_table() {
+    if skip(&["mkfs.vfat"], "bpb_with_a_partition_table_is_a_table") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("f.img");
+    must(&format!(
+        "truncate -s 16M '{0}' && mkfs.vfat -F 16 '{0}' >/dev/null",
+        p.display()
+    ));
+    let mut b = fs::read(&p).unwrap();
+    let fat = lay(&MemStorage::from_vec(b.clone())).unwrap();
+    assert_eq!(fat.partitions[0].filesystem, Some(FileSystem::Vfat));
+    assert!(fat.used_bytes < MIB);
+    b[446..510].fill(0);
+    put_entry(&mut b, 0, 0, 0x83, 8192, 8192);
+    let l = lay(&MemStorage::from_vec(b.clone())).unwrap();
+    assert_eq!(l.table, Table::Mbr);
+    assert_eq!(l.used_bytes, 16 * MIB, "{l:?}");
+    // Entries that cannot fit this device: the boot sector's, so the FAT is read.
+    put_entry(&mut b, 0, 0, 0x83, 8192, 1 << 30);
+    let l = lay(&MemStorage::from_vec(b)).unwrap();
+    assert_eq!(l.table, Table::None);
+    assert_eq!(l.partitions[0].filesystem, Some(FileSystem::Vfat));
+}
+
+/// metadata_csum: a group descriptor whose checksum does not match (a flag flipped) makes
+/// the file system all used.
+#[test]
+fn ext4_descriptor_checksum() {
+    if skip(&["mkfs.ext4"], "ext4_descriptor_checksum") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = ext4(t.path(), 40, "-O metadata_csum");
+    let mut b = fs::read(&p).unwrap();
+    assert_eq!(
+        lay(&MemStorage::from_vec(b.clone())).unwrap().partitions[0].state,
+        State::Clean
+    );
+    // 1 KiB blocks: descriptors at block 2, 64 bytes each; group 1's bg_flags.
+    let d = 2048 + 64 + 0x12;
+    b[d] ^= 0x2;
+    let l = lay(&MemStorage::from_vec(b)).unwrap();
+    assert_eq!(
+        l.partitions[0].state,
+        State::Unknown,
+        "{:?}",
+        l.partitions[0]
+    );
+    assert!(l.partitions[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("checksum"));
+    assert_eq!(l.used_bytes, 40 * MIB);
+}

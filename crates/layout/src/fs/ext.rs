@@ -108,6 +108,8 @@ struct Group {
     inode_table: u64,
     flags: u16,
     free: u64,
+    /// bg_block_bitmap_csum (lo, and hi with 64-byte descriptors).
+    bitmap_csum: u32,
 }
 
 struct Ext {
@@ -125,6 +127,8 @@ struct Ext {
     sparse_super: bool,
     backup_bgs: Option<[u64; 2]>,
     uninit_ok: bool,
+    /// metadata_csum's seed and whether descriptors hold the high half of bitmap sums.
+    csum: Option<(u32, bool)>,
     groups: Vec<Group>,
 }
 
@@ -320,8 +324,18 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
         backup_bgs: (compat & COMPAT_SPARSE_SUPER2 != 0)
             .then(|| [le32(&sb, 0x24c) as u64, le32(&sb, 0x250) as u64]),
         uninit_ok: ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0,
+        csum: None,
         groups: Vec::new(),
     };
+    // The checksum seed of metadata_csum: s_checksum_seed, or crc32c(~0, s_uuid) (kept
+    // without the final inversion, as the kernel's raw crc32c_le).
+    let csum_seed = (ro & RO_METADATA_CSUM != 0).then(|| {
+        if incompat & INCOMPAT_CSUM_SEED != 0 {
+            le32(&sb, 0x270)
+        } else {
+            !crc32c::crc32c(&sb[0x68..0x78])
+        }
+    });
     // Group descriptors, one descriptor block at a time.
     let mut groups = Vec::with_capacity(ngroups.min(1 << 20) as usize);
     for i in 0..gdt_blocks {
@@ -348,8 +362,33 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
                 inode_table: le32(e, 0x8) as u64 | h(0x28),
                 flags: le16(e, 0x12),
                 free: le16(e, 0xc) as u64 | h16(0x2c),
+                bitmap_csum: le16(e, 0x18) as u32
+                    | if desc_size >= 64 {
+                        (le16(e, 0x38) as u32) << 16
+                    } else {
+                        0
+                    },
             };
             let at = blk * bs + j * desc_size;
+            if let Some(seed) = csum_seed {
+                // metadata_csum: the low 16 bits of crc32c(seed, group number, descriptor
+                // with bg_checksum zeroed), as the kernel's ext4_group_desc_csum.
+                let mut d = e.to_vec();
+                d[0x1e..0x20].fill(0);
+                let crc = crc32c::crc32c_append(!seed, &(g as u32).to_le_bytes());
+                let crc = !crc32c::crc32c_append(crc, &d);
+                if (crc & 0xffff) as u16 != le16(e, 0x1e) {
+                    return fail(corrupt(
+                        "ext group descriptor",
+                        at,
+                        format!(
+                            "group {g}'s checksum is {:#06x}, computed {:#06x}",
+                            le16(e, 0x1e),
+                            crc & 0xffff
+                        ),
+                    ));
+                }
+            }
             for (what, b0, n) in [
                 ("block bitmap", gr.block_bitmap, 1),
                 ("inode bitmap", gr.inode_bitmap, 1),
@@ -374,6 +413,7 @@ pub(crate) fn open(d: &Dev) -> Result<Opened, Error> {
         }
     }
     ext.groups = groups;
+    ext.csum = csum_seed.map(|s| (s, desc_size >= 64));
     Ok(Opened::new(fs, lbl, uuid, Box::new(ext)))
 }
 
@@ -475,6 +515,21 @@ impl Walk for Ext {
                 set_range(&mut bits, 0, base.div_ceil(self.ratio));
             } else {
                 d.read_into("ext block bitmap", g.block_bitmap * bs, &mut bits)?;
+                if let Some((seed, hi)) = self.csum {
+                    // crc32c(seed, the group's cpg/8 bitmap bytes), as ext4_block_bitmap_csum_set.
+                    let crc = !crc32c::crc32c_append(!seed, &bits[..(self.cpg / 8) as usize]);
+                    let want = if hi { crc } else { crc & 0xffff };
+                    if want != g.bitmap_csum {
+                        return Err(corrupt(
+                            "ext block bitmap",
+                            g.block_bitmap * bs,
+                            format!(
+                                "group {gi}'s bitmap checksum is {:#010x}, computed {want:#010x}",
+                                g.bitmap_csum
+                            ),
+                        ));
+                    }
+                }
                 let free = nclusters - count_bits(&bits, nclusters, true);
                 if free != g.free {
                     return Err(corrupt(
