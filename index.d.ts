@@ -44,6 +44,14 @@ export declare class LayoutStream {
   close(): void
 }
 
+/** An uncompressed qcow2 image produced in file order; its length known up front. */
+export declare class Qcow2ExportStream {
+  /** Bytes the stream produces in all. */
+  get length(): number
+  /** The next chunk (at most 4 MiB), or `null` at the end. */
+  next(cancel?: CancelToken | undefined | null): Promise<Buffer | null>
+}
+
 /** An open image whose guest bytes are read in windows (for `createReadStream`). */
 export declare class Qcow2Reader {
   /** The virtual size. */
@@ -419,6 +427,21 @@ export interface NativeQcow2Commit {
   bytes: number
 }
 
+export interface NativeQcow2Compare {
+  /** `identical`, `content`, `size` (strict) or `status` (strict). */
+  result: string
+  offset?: number
+  sizeMismatch: boolean
+  /** What `qemu-img compare` prints. */
+  message: string
+}
+
+export interface NativeQcow2CompareOptions {
+  strict?: boolean
+  sourceA?: NativeQcow2SourceOptions
+  sourceB?: NativeQcow2SourceOptions
+}
+
 export interface NativeQcow2Convert {
   bytesWritten: number
   size: number
@@ -441,6 +464,29 @@ export interface NativeQcow2CreateOptions {
 export interface NativeQcow2EditOptions {
   /** Edit even when a running qemu holds the image (dangerous). */
   force?: boolean
+}
+
+/** Options of `qcow2Import` and `qcow2ExportStream`. */
+export interface NativeQcow2ImportOptions {
+  /** `zlib`, `zstd` or `none` (default). */
+  compress?: string
+  clusterSize?: number
+  /** `0.10` or `1.1` (default). */
+  compat?: string
+  extendedL2?: boolean
+  backingFile?: string
+  backingFormat?: string
+  /** Threads compressing (0 or absent: one per core). */
+  threads?: number
+  source?: NativeQcow2SourceOptions
+}
+
+export interface NativeQcow2ImportResult {
+  size: number
+  fileSize: number
+  dataClusters: number
+  compressedClusters: number
+  zeroClusters: number
 }
 
 export interface NativeQcow2Info {
@@ -471,6 +517,21 @@ export interface NativeQcow2Info {
   bitmaps?: Array<NativeQcow2Bitmap>
 }
 
+export interface NativeQcow2Measure {
+  required: number
+  fullyAllocated: number
+  bitmaps?: number
+}
+
+export interface NativeQcow2MeasureOptions {
+  clusterSize?: number
+  compat?: string
+  extendedL2?: boolean
+  /** The image will have a backing file. */
+  backing?: boolean
+  source?: NativeQcow2SourceOptions
+}
+
 export interface NativeQcow2Options {
   /** `follow` (default) or `none`. */
   backing?: string
@@ -486,6 +547,17 @@ export interface NativeQcow2Snapshot {
   vmClockNsec: number
   vmStateSize: number
   icount?: number
+}
+
+/** Where a source is and how to read it. */
+export interface NativeQcow2SourceOptions {
+  /** `raw` or `qcow2`; absent: a qcow2 image is recognised by its magic. */
+  format?: string
+  /** Extra trusted CA certificates (PEM) for https sources. */
+  ca?: Buffer
+  retries?: number
+  retryDelay?: number
+  timeout?: number
 }
 
 /** Options of the remote `bmap.copy` and `qcow2.convert`. */
@@ -577,6 +649,9 @@ export declare function qcow2Check(path: string | Buffer, cancel?: CancelToken |
  */
 export declare function qcow2Commit(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Commit>
 
+/** `qemu-img compare [-s] A B`. */
+export declare function qcow2Compare(a: string | Buffer, b: string | Buffer, options?: NativeQcow2CompareOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Compare>
+
 /** Convert to a sparse raw file (created or replaced) or into a block device. */
 export declare function qcow2Convert(src: string | Buffer, dst: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Convert>
 
@@ -586,8 +661,14 @@ export declare function qcow2Create(path: string | Buffer, options: NativeQcow2C
 /** Every guest cluster unallocated, the space returned. */
 export declare function qcow2DiscardAll(path: string | Buffer, options?: NativeQcow2EditOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<void>
 
+/** Map and scan a source, then give its uncompressed qcow2 image as a stream. */
+export declare function qcow2ExportStream(source: string | Buffer, options?: NativeQcow2ImportOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<Qcow2ExportStream>
+
 /** The data of header extension `kind`, or null. */
 export declare function qcow2GetExtension(path: string | Buffer, kind: number): Promise<Buffer | null>
+
+/** Write the image of a source (path or URL; raw or qcow2) to a new qcow2 file at `dst`. */
+export declare function qcow2Import(source: string | Buffer, dst: string | Buffer, options?: NativeQcow2ImportOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2ImportResult>
 
 /**
  * `qemu-img info --backing-chain`: the image first, then each image below it (with
@@ -601,6 +682,9 @@ export declare function qcow2Info(path: string | Buffer, options?: NativeQcow2Op
  * offset -1 when absent); ts/ builds the objects.
  */
 export declare function qcow2Map(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<Float64Array>
+
+/** `qemu-img measure -O qcow2` of a source. */
+export declare function qcow2Measure(source: string | Buffer, options?: NativeQcow2MeasureOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeQcow2Measure>
 
 /** Open an image (and its chain) for reading guest bytes. */
 export declare function qcow2OpenReader(path: string | Buffer, options?: NativeQcow2Options | undefined | null, cancel?: CancelToken | undefined | null): Promise<Qcow2Reader>
