@@ -280,13 +280,38 @@ fn protective_mbr(mbr: &[u8; 512], size: u64, sector: u64) -> Option<[u8; 512]> 
     None
 }
 
-/// Copy the used ranges of `source` into a sparse image at `output` (see the crate docs).
-pub fn backup(
-    source: &dyn Storage,
-    output: &Path,
-    opts: &BackupOptions,
-    ctl: &mut Control,
-) -> Result<BackupReport> {
+/// What a backup copies: the image's end, the used ranges inside it (whole bmap blocks,
+/// merged) and the bytes the GPT rewrite puts over the source's.
+struct Plan {
+    source_size: u64,
+    end: u64,
+    table: &'static str,
+    tail: Vec<(u64, Vec<u8>)>,
+    ranges: Vec<(u64, u64)>,
+    total: u64,
+}
+
+impl Plan {
+    /// Read `n` bytes at `at` as the image has them: the source's (zeros past its end),
+    /// with the GPT rewrite laid over.
+    fn read(&self, source: &dyn Storage, b: &mut [u8], at: u64) -> Result<()> {
+        let n = b.len();
+        let avail = self.source_size.saturating_sub(at).min(n as u64) as usize;
+        source.read_exact_at(&mut b[..avail], at)?;
+        b[avail..].fill(0);
+        for (t_at, t) in &self.tail {
+            let (t_s, t_e) = (*t_at, t_at + t.len() as u64);
+            let (o_s, o_e) = (t_s.max(at), t_e.min(at + n as u64));
+            if o_s < o_e {
+                b[(o_s - at) as usize..(o_e - at) as usize]
+                    .copy_from_slice(&t[(o_s - t_s) as usize..(o_e - t_s) as usize]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn plan(source: &dyn Storage, opts: &BackupOptions, ctl: &mut Control) -> Result<Plan> {
     let l = sparsekit_layout::layout(source, ctl).map_err(Error::Layout)?;
     let source_size = l.size;
     let ss = u64::from(l.sector_size);
@@ -358,6 +383,35 @@ pub fn backup(
         }
     }
     let total: u64 = merged.iter().map(|(s, e)| e - s).sum();
+    Ok(Plan {
+        source_size,
+        end,
+        table: l.table.name(),
+        tail,
+        ranges: merged,
+        total,
+    })
+}
+
+/// Copy the used ranges of `source` into an image at `output` (see the crate docs): a
+/// sparse raw image, or with a `.qcow2` name a zlib-compressed qcow2 (v3) made by the qcow2
+/// writer, its clusters compressed on every core (no bmap beside a qcow2).
+pub fn backup(
+    source: &dyn Storage,
+    output: &Path,
+    opts: &BackupOptions,
+    ctl: &mut Control,
+) -> Result<BackupReport> {
+    let p = plan(source, opts, ctl)?;
+    if output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("qcow2"))
+    {
+        return to_qcow2(source, &p, output, opts, ctl);
+    }
+    let (source_size, end, merged, total, tail) =
+        (p.source_size, p.end, &p.ranges, p.total, &p.tail);
+    let _ = tail;
 
     let mut tmp = TempBeside::new(output)?;
     let tmp_path = tmp.path().to_path_buf();
@@ -370,7 +424,7 @@ pub fn backup(
     let mut hashed = 0u64;
     let mut done = 0u64;
     let mut bmap_ranges = Vec::with_capacity(merged.len());
-    for &(s, e) in &merged {
+    for &(s, e) in merged {
         // Zeros between the ranges, into the image's digest.
         while hashed < s {
             let n = ((s - hashed) as usize).min(CHUNK);
@@ -383,19 +437,7 @@ pub fn backup(
             ctl.check()?;
             let n = ((e - at) as usize).min(CHUNK);
             let b = &mut buf[..n];
-            // Bytes past the source's end (a last partial block) read as zeros.
-            let avail = source_size.saturating_sub(at).min(n as u64) as usize;
-            source.read_exact_at(&mut b[..avail], at)?;
-            b[avail..].fill(0);
-            // The GPT rewrite's sectors replace what the source had there.
-            for (t_at, t) in &tail {
-                let (t_s, t_e) = (*t_at, t_at + t.len() as u64);
-                let (o_s, o_e) = (t_s.max(at), t_e.min(at + n as u64));
-                if o_s < o_e {
-                    b[(o_s - at) as usize..(o_e - at) as usize]
-                        .copy_from_slice(&t[(o_s - t_s) as usize..(o_e - t_s) as usize]);
-                }
-            }
+            p.read(source, b, at)?;
             out.write_all_at(b, at)?;
             h.update(&*b);
             whole.update(&*b);
@@ -423,7 +465,7 @@ pub fn backup(
         let file: &File = out.file();
         let _ = sparsekit_io::sys::drop_cache(file, 0, end);
         let mut checked = 0u64;
-        for (r, &(s, e)) in bmap_ranges.iter().zip(&merged) {
+        for (r, &(s, e)) in bmap_ranges.iter().zip(merged) {
             let mut h = Sha256::new();
             let mut at = s;
             while at < e {
@@ -481,7 +523,7 @@ pub fn backup(
         source_size,
         image_size: end,
         bytes_copied: total,
-        table: l.table.name(),
+        table: p.table,
         sha256: hex(&whole.finalize()),
         bmap: bmap_path,
         cut_bytes: source_size - end,
@@ -496,4 +538,143 @@ fn hex(b: &[u8]) -> String {
             let _ = write!(s, "{x:02x}");
             s
         })
+}
+
+/// The image a [`Plan`] describes, as the qcow2 writer reads a source: the used ranges
+/// are its data, everything else zeros (never read).
+struct Planned<'a> {
+    source: &'a dyn Storage,
+    plan: &'a Plan,
+}
+
+impl sparsekit_qcow2::Source for Planned<'_> {
+    fn size(&self) -> u64 {
+        self.plan.end
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> sparsekit_qcow2::Result<()> {
+        buf.fill(0);
+        let end = offset + buf.len() as u64;
+        for &(s, e) in &self.plan.ranges {
+            let (o_s, o_e) = (s.max(offset), e.min(end));
+            if o_s < o_e {
+                let b = &mut buf[(o_s - offset) as usize..(o_e - offset) as usize];
+                self.plan.read(self.source, b, o_s).map_err(|e| match e {
+                    Error::Io(io) => sparsekit_qcow2::Error::Io(io),
+                    e => sparsekit_qcow2::Error::Io(IoError::new(
+                        "read",
+                        std::io::Error::other(e.to_string()),
+                    )),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn data_ranges(&self, _ctl: &mut Control<'_>) -> sparsekit_qcow2::Result<Vec<(u64, u64)>> {
+        Ok(self.plan.ranges.iter().map(|&(s, e)| (s, e - s)).collect())
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.source.path()
+    }
+}
+
+fn qcow2_error(e: sparsekit_qcow2::Error) -> Error {
+    match e {
+        sparsekit_qcow2::Error::Io(io) => Error::Io(io),
+        sparsekit_qcow2::Error::Aborted => Error::Aborted,
+        e => Error::Gpt {
+            message: format!("writing the qcow2 image: {e}"),
+        },
+    }
+}
+
+/// [`backup`] into a qcow2 image: the qcow2 writer over [`Planned`]; `verify` reads the
+/// image back through the qcow2 reader and compares it with the source range by range.
+fn to_qcow2(
+    source: &dyn Storage,
+    p: &Plan,
+    output: &Path,
+    opts: &BackupOptions,
+    ctl: &mut Control,
+) -> Result<BackupReport> {
+    let src = Planned { source, plan: p };
+    let o = sparsekit_qcow2::ImportOptions {
+        compression: Some(sparsekit_qcow2::CompressionType::Zlib),
+        ..Default::default()
+    };
+    // Written and checked under a temporary name beside `output`, then renamed: a failure
+    // leaves whatever `output` was.
+    let name = output.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = output.with_file_name(format!(".{name}.sparsekit-backup-{}", std::process::id()));
+    struct Gone<'a>(&'a Path, bool);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+    }
+    let mut gone = Gone(&tmp, false);
+    sparsekit_qcow2::import_image(&src, &tmp, &o, ctl).map_err(qcow2_error)?;
+    let img = sparsekit_qcow2::Image::open(&tmp, &sparsekit_qcow2::OpenOptions::default())
+        .map_err(qcow2_error)?;
+    use sparsekit_qcow2::Source as _;
+    let mut whole = Sha256::new();
+    let (mut a, mut b) = (PageBuf::new(CHUNK), PageBuf::new(CHUNK));
+    let zeros = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    let mut checked = 0u64;
+    for &(s, e) in &p.ranges {
+        while pos < s {
+            let n = ((s - pos) as usize).min(CHUNK);
+            whole.update(&zeros[..n]);
+            pos += n as u64;
+        }
+        let mut at = s;
+        while at < e {
+            ctl.check()?;
+            let n = ((e - at) as usize).min(CHUNK);
+            img.read_exact_at(&mut b[..n], at).map_err(qcow2_error)?;
+            if opts.verify {
+                p.read(source, &mut a[..n], at)?;
+                if a[..n] != b[..n] {
+                    return Err(Error::Mismatch {
+                        path: output.to_path_buf(),
+                        range: (at, n as u64),
+                    });
+                }
+                checked += n as u64;
+                ctl.report(Phase::Verify, checked, Some(p.total))?;
+            }
+            whole.update(&b[..n]);
+            at += n as u64;
+        }
+        pos = e;
+    }
+    while pos < p.end {
+        let n = ((p.end - pos) as usize).min(CHUNK);
+        whole.update(&zeros[..n]);
+        pos += n as u64;
+    }
+    drop(img);
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IoError::new("fsync", e).with_path(&tmp))?;
+    std::fs::rename(&tmp, output).map_err(|e| IoError::new("rename", e).with_path(output))?;
+    gone.1 = true;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(BackupReport {
+        source_size: p.source_size,
+        image_size: p.end,
+        bytes_copied: p.total,
+        table: p.table,
+        sha256: hex(&whole.finalize()),
+        bmap: None,
+        cut_bytes: p.source_size - p.end,
+        verified: opts.verify,
+    })
 }

@@ -161,6 +161,24 @@ fn mbr_and_gpt_backups_shrink_check_clean_and_restore() {
             .unwrap();
             check_ext4(dir.path(), &card, &files);
         }
+        // The same backup as a compressed qcow2: qemu-img finds it clean and equal to the raw one.
+        if run("sh", &["-c", "command -v qemu-img"]).is_ok() {
+            let q = dir.path().join("backup.qcow2");
+            let rq = backup(&src, &q, &BackupOptions::default(), &mut Control::none()).unwrap();
+            assert_eq!(
+                (rq.image_size, &rq.sha256),
+                (r.image_size, &r.sha256),
+                "{label}"
+            );
+            assert!(rq.bmap.is_none() && rq.verified);
+            let qs = q.to_str().unwrap();
+            run("qemu-img", &["check", qs]).unwrap();
+            run("qemu-img", &["compare", "-f", "qcow2", "-F", "raw", qs, o]).unwrap();
+            assert!(
+                fs::metadata(&q).unwrap().len() < r.bytes_copied,
+                "compressed"
+            );
+        }
         // No temporary file is left beside the output.
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
