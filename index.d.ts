@@ -124,6 +124,10 @@ export interface NativeBackupOptions {
   bmap?: boolean
   shrink?: boolean
   verify?: boolean
+  /** Unmount a mounted source drive first. */
+  unmount?: boolean
+  /** Back up a mounted or system drive as it is. */
+  force?: boolean
 }
 
 export interface NativeBmapCopyOptions {

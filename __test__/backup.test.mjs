@@ -4,6 +4,7 @@
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { sk, tempDir, has, run, cli, isRoot, testWith } from './helpers.mjs'
 import { loopDevice } from './fs-helpers.mjs'
@@ -78,6 +79,31 @@ rootTest('backup of a loop device: used blocks only, shrunk, bmap; flashed back 
   t.is(c.status, 0, c.stderr)
   t.is(JSON.parse(c.stdout).sha256, r.sha256)
   t.deepEqual(readdirSync(dir).filter((n) => n.includes('.sparsekit-')), [])
+})
+
+rootTest('a mounted source drive is refused unless unmount', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'whole.img')
+  writeFileSync(img, Buffer.alloc(0))
+  run('truncate', ['-s', String(32 * MiB), img])
+  run('mkfs.ext4', ['-q', '-F', img])
+  const dev = loopDevice(t, img)
+  const mnt = join(dir, 'mnt')
+  mkdirSync(mnt)
+  run('mount', [dev, mnt])
+  t.teardown(() => spawnSync('umount', [mnt]))
+  const out = join(dir, 'b.img')
+  const e = await t.throwsAsync(sk.backup(dev, out))
+  t.is(e.code, 'ERR_SPARSEKIT_DRIVE_BUSY')
+  t.regex(e.message, /refusing to back up/)
+  t.false(existsSync(out))
+  const c = cli(['backup', dev, out])
+  t.is(c.status, 1)
+  t.regex(c.stderr, /--unmount/)
+  const r = await sk.backup(dev, out, { unmount: true })
+  t.true(r.verified)
+  t.is(r.table, 'none')
+  run('e2fsck', ['-fn', out])
 })
 
 test('backup refuses bad arguments, and a missing source leaves no output', async (t) => {

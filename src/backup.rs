@@ -11,6 +11,10 @@ pub struct NativeBackupOptions {
     pub bmap: Option<bool>,
     pub shrink: Option<bool>,
     pub verify: Option<bool>,
+    /// Unmount a mounted source drive first.
+    pub unmount: Option<bool>,
+    /// Back up a mounted or system drive as it is.
+    pub force: Option<bool>,
 }
 
 /// What `backup` resolves to.
@@ -49,12 +53,32 @@ pub fn backup<'env>(
         shrink: o.shrink.unwrap_or(true),
         verify: o.verify.unwrap_or(true),
     };
+    let safety = sparsekit_drives::Safety {
+        unmount: o.unmount.unwrap_or(false),
+        force: o.force.unwrap_or(false),
+        create_files: false,
+    };
     spawn(
         env,
         cancel,
         on_progress,
         move |ctl| {
             let (source, output) = paths?;
+            // A drive is checked as flash checks a destination: its mounted file systems
+            // would be read while they change (unmount them first), and the system drive
+            // is always in use. Worded for a backup.
+            if std::fs::metadata(&source)
+                .is_ok_and(|m| sparsekit_io::sys::FileTypeExt::is_block_device(&m.file_type()))
+            {
+                if let Err(e) = sparsekit_drives::check_destination(&source, safety) {
+                    let mut f = Failure::from_core(&e);
+                    f.message = f
+                        .message
+                        .replace("refusing to write", "refusing to back up")
+                        .replace("pass force to override", "pass force to read it as it is");
+                    return Err(f);
+                }
+            }
             let src = FileStorage::open(&source)
                 .map_err(|e| Failure::from_core(&sparsekit_backup::Error::Io(e)))?;
             let r = run_backup(&src, &output, &opts, ctl).map_err(|e| Failure::from_core(&e))?;

@@ -13,6 +13,13 @@ export interface BackupOptions extends LongOptions {
   shrink?: boolean
   /** Read the image back past the page cache and compare per range; default true. */
   verify?: boolean
+  /**
+   * Unmount a source drive's mounted file systems first. Without it a mounted drive is
+   * refused (`ERR_SPARSEKIT_DRIVE_BUSY`): its file systems would change while being read.
+   */
+  unmount?: boolean
+  /** Read a mounted or system drive as it is (an inconsistent image is likely). */
+  force?: boolean
 }
 
 /** The result of {@link backup}. */
@@ -47,8 +54,14 @@ export interface BackupResult {
 export async function backup(source: PathLike, output: PathLike, options?: BackupOptions): Promise<BackupResult> {
   const src = checkPath('source', source)
   const out = checkPath('output', output)
-  const o = checkOptions('options', options, ['bmap', 'shrink', 'verify', ...LONG_KEYS]) as BackupOptions
-  const opts = { bmap: checkBoolean('options.bmap', o.bmap), shrink: checkBoolean('options.shrink', o.shrink), verify: checkBoolean('options.verify', o.verify) }
+  const o = checkOptions('options', options, ['bmap', 'shrink', 'verify', 'unmount', 'force', ...LONG_KEYS]) as BackupOptions
+  const opts = {
+    bmap: checkBoolean('options.bmap', o.bmap),
+    shrink: checkBoolean('options.shrink', o.shrink),
+    verify: checkBoolean('options.verify', o.verify),
+    unmount: checkBoolean('options.unmount', o.unmount),
+    force: checkBoolean('options.force', o.force),
+  }
   const r = await run(o, (cancel, onProgress) => native.backup(src, out, opts, cancel, onProgress))
   const res: BackupResult = {
     sourceSize: r.sourceSize,

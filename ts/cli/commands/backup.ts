@@ -11,6 +11,8 @@ export default command({
     { flag: 'no-bmap', type: 'boolean', description: 'do not write OUTPUT.bmap' },
     { flag: 'no-shrink', type: 'boolean', description: 'keep the source size (do not end the image after the last partition)' },
     { flag: 'no-verify', type: 'boolean', description: 'do not read the image back and compare' },
+    { flag: 'unmount', type: 'boolean', api: 'unmount', description: "unmount the source drive's mounted file systems first" },
+    { flag: 'force', type: 'boolean', api: 'force', description: 'read a mounted or system drive as it is (likely inconsistent)' },
     JSON_OUTPUT,
   ],
   notes: ['Free blocks of understood file systems are never read; everything else is copied. Restore with flash or bmap copy.'],
@@ -19,6 +21,8 @@ export default command({
       bmap: !v['no-bmap'],
       shrink: !v['no-shrink'],
       verify: !v['no-verify'],
+      unmount: v.unmount,
+      force: v.force,
       signal: ctx.signal,
       onProgress: ctx.progress(),
     })
