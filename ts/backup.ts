@@ -46,7 +46,8 @@ export interface BackupResult {
  * Back up a drive or an image into a sparse image holding only what its file systems use
  * ({@link layout}: free blocks are never read), written beside `output` and renamed into
  * place (abort, a read error or ENOSPC leave no output). An `output` ending in `.qcow2` is a
- * zlib-compressed qcow2 image (no bmap). Phases `map`, `copy` (`write` for qcow2), `sync`,
+ * zlib-compressed qcow2 image (no bmap); one ending in `.zst`, `.xz` or `.gz` is the raw image
+ * compressed (zstd and xz on every core), its bmap beside it. Phases `map`, `copy` (`write` for qcow2), `sync`,
  * `verify`. Restore it with {@link flash} or `bmap copy`, which write only the mapped
  * ranges. A drive should not be mounted: a mounted ext4 reads as needing recovery and is
  * then copied whole.

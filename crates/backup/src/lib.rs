@@ -280,6 +280,68 @@ fn protective_mbr(mbr: &[u8; 512], size: u64, sector: u64) -> Option<[u8; 512]> 
     None
 }
 
+/// A compressed output's encoder, by the output's name.
+enum Enc {
+    Zstd(zstd::stream::write::Encoder<'static, File>),
+    Xz(liblzma::write::XzEncoder<File>),
+    Gz(flate2::write::GzEncoder<File>),
+}
+
+impl Enc {
+    /// The encoder `output`'s name asks for (`.zst`, `.xz`, `.gz`), over `file`.
+    fn for_name(
+        output: &Path,
+        file: File,
+    ) -> std::io::Result<Option<(Enc, sparsekit_bmap::Compression)>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let ext = output.extension().map(|e| e.to_ascii_lowercase());
+        Ok(Some(match ext.as_ref().and_then(|e| e.to_str()) {
+            Some("zst") => {
+                let mut e = zstd::stream::write::Encoder::new(file, 3)?;
+                e.multithread(threads)?;
+                (Enc::Zstd(e), sparsekit_bmap::Compression::Zstd)
+            }
+            Some("xz") => {
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(threads)
+                    .preset(6)
+                    .check(liblzma::stream::Check::Crc64)
+                    .encoder()
+                    .map_err(std::io::Error::other)?;
+                (
+                    Enc::Xz(liblzma::write::XzEncoder::new_stream(file, stream)),
+                    sparsekit_bmap::Compression::Xz,
+                )
+            }
+            Some("gz") => (
+                Enc::Gz(flate2::write::GzEncoder::new(
+                    file,
+                    flate2::Compression::default(),
+                )),
+                sparsekit_bmap::Compression::Gzip,
+            ),
+            _ => return Ok(None),
+        }))
+    }
+
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        match self {
+            Enc::Zstd(e) => e.write_all(b),
+            Enc::Xz(e) => e.write_all(b),
+            Enc::Gz(e) => e.write_all(b),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<File> {
+        match self {
+            Enc::Zstd(e) => e.finish(),
+            Enc::Xz(e) => e.finish(),
+            Enc::Gz(e) => e.finish(),
+        }
+    }
+}
+
 /// What a backup copies: the image's end, the used ranges inside it (whole bmap blocks,
 /// merged) and the bytes the GPT rewrite puts over the source's.
 struct Plan {
@@ -417,7 +479,17 @@ pub fn backup(
     let tmp_path = tmp.path().to_path_buf();
     let file = tmp.take_file().expect("a new temporary file");
     let out = FileStorage::from_file(file, &tmp_path)?;
-    out.set_len(end)?;
+    let enc_file = out
+        .file()
+        .try_clone()
+        .map_err(|e| IoError::new("dup", e).with_path(&tmp_path))?;
+    let mut enc = Enc::for_name(output, enc_file)
+        .map_err(|e| IoError::new("compress", e).with_path(&tmp_path))?;
+    let compression = enc.as_ref().map(|(_, c)| *c);
+    let enc_err = |e: std::io::Error| Error::Io(IoError::new("write", e).with_path(&tmp_path));
+    if enc.is_none() {
+        out.set_len(end)?;
+    }
     let mut buf = PageBuf::new(CHUNK);
     let zeros = vec![0u8; CHUNK];
     let mut whole = Sha256::new();
@@ -425,10 +497,13 @@ pub fn backup(
     let mut done = 0u64;
     let mut bmap_ranges = Vec::with_capacity(merged.len());
     for &(s, e) in merged {
-        // Zeros between the ranges, into the image's digest.
+        // Zeros between the ranges, into the image's digest (and a compressor).
         while hashed < s {
             let n = ((s - hashed) as usize).min(CHUNK);
             whole.update(&zeros[..n]);
+            if let Some((e, _)) = enc.as_mut() {
+                e.write_all(&zeros[..n]).map_err(enc_err)?;
+            }
             hashed += n as u64;
         }
         let mut h = Sha256::new();
@@ -438,7 +513,10 @@ pub fn backup(
             let n = ((e - at) as usize).min(CHUNK);
             let b = &mut buf[..n];
             p.read(source, b, at)?;
-            out.write_all_at(b, at)?;
+            match enc.as_mut() {
+                Some((e, _)) => e.write_all(b).map_err(enc_err)?,
+                None => out.write_all_at(b, at)?,
+            }
             h.update(&*b);
             whole.update(&*b);
             at += n as u64;
@@ -455,13 +533,32 @@ pub fn backup(
     while hashed < end {
         let n = ((end - hashed) as usize).min(CHUNK);
         whole.update(&zeros[..n]);
+        if let Some((e, _)) = enc.as_mut() {
+            e.write_all(&zeros[..n]).map_err(enc_err)?;
+        }
         hashed += n as u64;
+    }
+    if let Some((e, _)) = enc.take() {
+        e.finish().map_err(enc_err)?;
     }
     ctl.report(Phase::Sync, 0, Some(1))?;
     out.flush()?;
     ctl.report(Phase::Sync, 1, Some(1))?;
 
-    let verified = if opts.verify {
+    let sha256 = hex(&whole.finalize());
+    let verified = if opts.verify && compression.is_some() {
+        verify_compressed(
+            &out,
+            compression.expect("checked"),
+            end,
+            merged,
+            &bmap_ranges,
+            &sha256,
+            output,
+            ctl,
+        )?;
+        true
+    } else if opts.verify {
         let file: &File = out.file();
         let _ = sparsekit_io::sys::drop_cache(file, 0, end);
         let mut checked = 0u64;
@@ -524,7 +621,7 @@ pub fn backup(
         image_size: end,
         bytes_copied: total,
         table: p.table,
-        sha256: hex(&whole.finalize()),
+        sha256,
         bmap: bmap_path,
         cut_bytes: source_size - end,
         verified,
@@ -677,4 +774,74 @@ fn to_qcow2(
         cut_bytes: p.source_size - p.end,
         verified: opts.verify,
     })
+}
+
+/// Decompress the written image and compare it with what was read: each bmap range's
+/// SHA-256, the whole image's, and its length.
+#[allow(clippy::too_many_arguments)]
+fn verify_compressed(
+    out: &FileStorage,
+    c: sparsekit_bmap::Compression,
+    end: u64,
+    ranges: &[(u64, u64)],
+    bmap: &[BmapRange],
+    sha256: &str,
+    output: &Path,
+    ctl: &mut Control,
+) -> Result<()> {
+    use std::io::Read;
+    use std::io::Seek;
+    let mut file = out.file().try_clone().map_err(|e| IoError::new("dup", e))?;
+    let _ = sparsekit_io::sys::drop_cache(&file, 0, u64::MAX >> 1);
+    // The encoder wrote through a descriptor sharing this one's offset: back to the start.
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| IoError::new("seek", e).with_path(output))?;
+    let r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut d = c
+        .decoder(r)
+        .map_err(|e| IoError::new("read", e).with_path(output))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut whole = Sha256::new();
+    let mut pos = 0u64;
+    let mut i = 0usize;
+    let mut h = Sha256::new();
+    let mismatch = |range| Error::Mismatch {
+        path: output.to_path_buf(),
+        range,
+    };
+    loop {
+        ctl.check()?;
+        let n = d
+            .read(&mut buf)
+            .map_err(|e| IoError::new("decompress", e).with_path(output))?;
+        if n == 0 {
+            break;
+        }
+        whole.update(&buf[..n]);
+        // Split the chunk at range boundaries to hash each bmap range.
+        let mut off = 0usize;
+        while off < n && i < ranges.len() {
+            let (s, e) = ranges[i];
+            let at = pos + off as u64;
+            if at < s {
+                off += ((s - at) as usize).min(n - off);
+                continue;
+            }
+            let take = ((e - at) as usize).min(n - off);
+            h.update(&buf[off..off + take]);
+            off += take;
+            if at + take as u64 == e {
+                if Some(hex(&h.finalize_reset())) != bmap[i].checksum {
+                    return Err(mismatch((s, e - s)));
+                }
+                i += 1;
+            }
+        }
+        pos += n as u64;
+        ctl.report(Phase::Verify, pos, Some(end))?;
+    }
+    if pos != end || i != ranges.len() || hex(&whole.finalize()) != sha256 {
+        return Err(mismatch((0, end)));
+    }
+    Ok(())
 }

@@ -179,6 +179,35 @@ fn mbr_and_gpt_backups_shrink_check_clean_and_restore() {
                 "compressed"
             );
         }
+        // Compressed: each decompresses to the raw backup's bytes, with the same bmap.
+        if label == "dos" {
+            for (ext, tool) in [("zst", "zstd"), ("xz", "xz"), ("gz", "gzip")] {
+                if run("sh", &["-c", &format!("command -v {tool}")]).is_err() {
+                    eprintln!("SKIP .img.{ext}: {tool} is not installed");
+                    continue;
+                }
+                let z = dir.path().join(format!("backup.img.{ext}"));
+                let rz = backup(&src, &z, &BackupOptions::default(), &mut Control::none()).unwrap();
+                assert_eq!(rz.sha256, r.sha256, "{ext}");
+                assert!(rz.verified);
+                let d = run(
+                    "sh",
+                    &["-c", &format!("{tool} -dc '{}' | sha256sum", z.display())],
+                )
+                .unwrap();
+                assert!(d.starts_with(&r.sha256), "{ext}: {d}");
+                assert!(
+                    fs::metadata(&z).unwrap().len() < r.bytes_copied / 2,
+                    "{ext} compresses"
+                );
+                let zb = fs::read_to_string(rz.bmap.unwrap()).unwrap();
+                assert_eq!(
+                    zb,
+                    fs::read_to_string(&bmap).unwrap(),
+                    "{ext}: the raw image's bmap"
+                );
+            }
+        }
         // No temporary file is left beside the output.
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
