@@ -546,10 +546,10 @@ pub fn backup(
     ctl.report(Phase::Sync, 1, Some(1))?;
 
     let sha256 = hex(&whole.finalize());
-    let verified = if opts.verify && compression.is_some() {
+    let verified = if let (true, Some(c)) = (opts.verify, compression) {
         verify_compressed(
             &out,
-            compression.expect("checked"),
+            c,
             end,
             merged,
             &bmap_ranges,
