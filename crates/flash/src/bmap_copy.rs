@@ -11,7 +11,7 @@ use sparsekit_http::{self as http, HttpOptions};
 
 use crate::dest::Opener;
 use crate::error::{Error, Result};
-use crate::flash::{run, FlashOptions, FlashReport, Target};
+use crate::flash::{run, FlashOptions, FlashReport, Mode, Target};
 use crate::source;
 
 /// `bmap copy` of a remote image: `URL.bmap` found beside it (with
@@ -126,7 +126,7 @@ fn copy_to(
         dst: Ok(opener.open(dst)?),
     }];
     finish(
-        run(opened, targets, &fopts, None, ctl)?,
+        run(opened, targets, &fopts, Mode::Write, None, ctl)?,
         &bmap,
         bmap_from,
         opts,

@@ -59,7 +59,35 @@ pub struct FlashOptions {
     pub zip_entry: Option<String>,
     /// How HTTP(S) sources are fetched.
     pub http: HttpOptions,
+    /// Byte offset in every destination where the image's first byte goes (default 0:
+    /// the whole device). A destination must hold `seek + image size` bytes; a regular
+    /// file is then neither truncated nor shortened, so bytes before and after the image
+    /// stay as they were.
+    pub seek: u64,
+    /// The decompressed image's expected SHA-256 (64 hex digits), computed while it
+    /// streams (every byte of the image, also those a bmap skips). On a mismatch the
+    /// flash fails with [`Error::DigestMismatch`] and no destination's first MiB
+    /// ([`HEAD`]) is written.
+    pub sha256: Option<String>,
+    /// Read each destination's blocks first and write only those that differ (less wear
+    /// on flash media; a re-flash with a few MiB changed writes a few MiB). A regular
+    /// file is then not truncated first.
+    pub only_changed: bool,
+    /// Times a write failing with EIO, EBUSY or EAGAIN is tried again before its
+    /// destination fails (default [`WRITE_RETRIES`]).
+    pub write_retries: u32,
+    /// The wait before the first such retry, doubled for each further one (default
+    /// 100 ms).
+    pub retry_delay: Duration,
 }
+
+/// Bytes at the start of every destination written last: only after everything else is
+/// written and synced, then synced themselves, so an abort, a failed drive or a digest
+/// mismatch leaves the old partition table and boot code (no half-written image boots),
+/// as Raspberry Pi Imager does.
+pub const HEAD: u64 = 1 << 20;
+/// Default retries of a write failing with a transient error ([`FlashOptions::write_retries`]).
+pub const WRITE_RETRIES: u32 = 5;
 
 impl Default for FlashOptions {
     fn default() -> Self {
@@ -70,6 +98,11 @@ impl Default for FlashOptions {
             opener: Arc::new(Files::default()),
             zip_entry: None,
             http: HttpOptions::default(),
+            seek: 0,
+            sha256: None,
+            only_changed: false,
+            write_retries: WRITE_RETRIES,
+            retry_delay: Duration::from_millis(100),
         }
     }
 }
@@ -83,6 +116,11 @@ pub struct DestinationReport {
     pub bytes_written: u64,
     /// Whether it was read back and found equal to the image.
     pub verified: bool,
+    /// Bytes not written because the destination already held them
+    /// ([`FlashOptions::only_changed`]).
+    pub bytes_skipped: u64,
+    /// Writes tried again after a transient error (EIO, EBUSY, EAGAIN).
+    pub retries: u64,
     /// Why it failed; `None` when it succeeded.
     pub error: Option<Error>,
 }
@@ -102,6 +140,9 @@ pub struct FlashReport {
     pub zip_entry: Option<String>,
     /// Bytes read from the source (compressed bytes for a compressed one).
     pub source_bytes: u64,
+    /// The decompressed image's SHA-256 (lowercase hex), when
+    /// [`FlashOptions::sha256`] asked for it to be checked.
+    pub sha256: Option<String>,
 }
 
 /// The state of one destination.
@@ -152,6 +193,8 @@ struct DestStatus {
     state: AtomicU8,
     written: AtomicU64,
     verified: AtomicU64,
+    /// Writes tried again after a transient error.
+    retries: AtomicU64,
     /// Why it failed, as soon as it did.
     failure: std::sync::Mutex<Option<DestFailure>>,
 }
@@ -349,7 +392,7 @@ pub fn flash(
             dst: opts.opener.open(p),
         })
         .collect();
-    run(opened, targets, opts, status, ctl)
+    run(opened, targets, opts, Mode::Write, status, ctl)
 }
 
 /// [`flash`] to destinations opened by the caller (any [`Destination`]: tests use
@@ -368,7 +411,7 @@ pub fn flash_to(
         &opts.http,
         ctl.cancel(),
     )?;
-    run(opened, targets, opts, status, ctl)
+    run(opened, targets, opts, Mode::Write, status, ctl)
 }
 
 /// What the reader tells every writer.
@@ -515,7 +558,23 @@ fn check_range(b: &Bmap, i: usize, h: sparsekit_bmap::Hasher, label: &Path) -> R
     Ok(())
 }
 
-/// The reader: open the stream, tell every writer the size, send the data.
+/// The image's expected SHA-256 in lowercase, checked to be 64 hex digits.
+fn check_sha256(h: &str) -> Result<String> {
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::InvalidArg {
+            name: "sha256",
+            value: format!("{h}' is not 64 hexadecimal digits (a SHA-256)"),
+        });
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The reader: open the stream, tell every writer the size, send the data; with `sha`,
+/// every byte of the image is hashed, also those a bmap skips.
 fn produce(
     input: Input,
     bmap: Option<&Bmap>,
@@ -523,6 +582,7 @@ fn produce(
     label: &Path,
     feed: &mut Feed,
     total: &AtomicU64,
+    mut sha: Option<&mut sha2::Sha256>,
 ) -> Result<SourceInfo> {
     match input {
         Input::Plain(file) => {
@@ -549,17 +609,38 @@ fn produce(
             let ahead = |off: u64, len: u64| {
                 let _ = sparsekit_io::sys::will_need(file.file(), off, len);
             };
-            by_ranges(&file, size, b, verify, label, feed, total, &ahead)
+            by_ranges(&file, size, b, verify, label, feed, total, &ahead, sha)
         }
         Input::Ranged(storage) => {
             let size = storage.size()?;
             let b = bmap.expect("ranged sources have a bmap");
-            by_ranges(&*storage, size, b, verify, label, feed, total, &|_, _| {})
+            by_ranges(
+                &*storage,
+                size,
+                b,
+                verify,
+                label,
+                feed,
+                total,
+                &|_, _| {},
+                sha,
+            )
         }
         Input::Stream { reader, len, .. } => {
             let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
             let size = if c.is_none() { len } else { None };
-            stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
+            stream(
+                &mut *r,
+                c,
+                size,
+                bmap,
+                verify,
+                label,
+                feed,
+                total,
+                false,
+                sha.take(),
+            )
         }
         Input::Zip { mut archive, index } => {
             let entry = archive
@@ -571,7 +652,18 @@ fn produce(
             let packed = entry.compressed_size();
             let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
             let size = if c.is_none() { Some(entry_size) } else { None };
-            let mut info = stream(&mut *r, c, size, bmap, verify, label, feed, total, true)?;
+            let mut info = stream(
+                &mut *r,
+                c,
+                size,
+                bmap,
+                verify,
+                label,
+                feed,
+                total,
+                true,
+                sha.take(),
+            )?;
             info.read = Some(packed);
             Ok(info)
         }
@@ -590,7 +682,26 @@ fn by_ranges(
     feed: &mut Feed,
     total: &AtomicU64,
     prefetch: &dyn Fn(u64, u64),
+    mut sha: Option<&mut sha2::Sha256>,
 ) -> Result<SourceInfo> {
+    use sha2::Digest;
+    // Bytes the bmap skips, read only to be hashed.
+    let cancel = feed.cancel.clone();
+    let gap = |from: u64, to: u64, sha: &mut Option<&mut sha2::Sha256>| -> Result<()> {
+        let Some(h) = sha else { return Ok(()) };
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = from;
+        while off < to {
+            let n = ((to - off) as usize).min(CHUNK);
+            file.read_exact_at(&mut buf[..n], off)
+                .map_err(error_of_io)?;
+            h.update(&buf[..n]);
+            off += n as u64;
+            cancel.check()?;
+        }
+        Ok(())
+    };
+    let mut hashed = 0u64;
     {
         {
             let needed = b
@@ -617,6 +728,8 @@ fn by_ranges(
             }
             let cs = b.checksum_type;
             for (i, (start, end, sum)) in ranges(b, verify).into_iter().enumerate() {
+                gap(hashed, start, &mut sha)?;
+                hashed = end;
                 let mut h = sum.map(|_| cs.hasher());
                 let mut off = start;
                 while off < end {
@@ -628,6 +741,9 @@ fn by_ranges(
                     file.read_exact_at(&mut buf, off).map_err(error_of_io)?;
                     if let Some(h) = &mut h {
                         h.update(&buf);
+                    }
+                    if let Some(s) = &mut sha {
+                        s.update(&buf[..]);
                     }
                     if !feed.data(off, buf)? {
                         return Ok(SourceInfo {
@@ -642,6 +758,7 @@ fn by_ranges(
                     check_range(b, i, h, label)?;
                 }
             }
+            gap(hashed, b.image_size.max(hashed), &mut sha)?;
             Ok(SourceInfo {
                 image_size: b.image_size,
                 compression: None,
@@ -662,7 +779,9 @@ fn stream(
     feed: &mut Feed,
     total: &AtomicU64,
     zip: bool,
+    mut sha: Option<&mut sha2::Sha256>,
 ) -> Result<SourceInfo> {
+    use sha2::Digest;
     let mut pos = 0u64;
     let fail = |e: std::io::Error, pos: u64| {
         let e = source::decode_error(e, c, pos, label);
@@ -697,6 +816,9 @@ fn stream(
                     if k == 0 {
                         return Err(truncated(label, pos, end));
                     }
+                    if let Some(s) = &mut sha {
+                        s.update(&scratch[..k]);
+                    }
                     pos += k as u64;
                 }
                 let mut h = sum.map(|_| cs.hasher());
@@ -710,6 +832,9 @@ fn stream(
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
+                    if let Some(s) = &mut sha {
+                        s.update(&buf[..]);
+                    }
                     if !feed.data(pos, buf)? {
                         return Ok(info(b.image_size));
                     }
@@ -717,6 +842,18 @@ fn stream(
                 }
                 if let Some(h) = h {
                     check_range(b, i, h, label)?;
+                }
+            }
+            // The rest of the image (past the last mapped range) is read to be hashed.
+            if let Some(s) = &mut sha {
+                loop {
+                    let k = read_full(r, &mut scratch).map_err(|e| fail(e, pos))?;
+                    if k == 0 {
+                        break;
+                    }
+                    s.update(&scratch[..k]);
+                    pos += k as u64;
+                    feed.cancel.check()?;
                 }
             }
             Ok(info(b.image_size))
@@ -735,6 +872,9 @@ fn stream(
                     break;
                 }
                 buf.resize(k);
+                if let Some(s) = &mut sha {
+                    s.update(&buf[..]);
+                }
                 if !feed.data(pos, buf)? {
                     return Ok(info(pos));
                 }
@@ -874,64 +1014,336 @@ fn free_space(path: &Path) -> Option<u64> {
     }
 }
 
-/// A writer: everything the reader sends, then `fsync` and the read-back.
+/// What a writer does with what the reader sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Write the image (and read it back with `read_back`).
+    Write,
+    /// Write nothing: read the destination and compare ([`crate::verify()`]).
+    Compare,
+}
+
+/// How a writer writes: the options of [`FlashOptions`] every writer shares.
+#[derive(Clone, Copy)]
+struct Plan {
+    mode: Mode,
+    read_back: bool,
+    seek: u64,
+    only_changed: bool,
+    write_retries: u32,
+    retry_delay: Duration,
+}
+
+/// Whether a failed write is worth trying again: a card reader's EIO that the next
+/// attempt does not see, a device still busy (EBUSY), a queue full (EAGAIN).
+fn transient(errno: Option<i32>) -> bool {
+    matches!(errno, Some(errno::EIO | errno::EBUSY | libc::EAGAIN))
+}
+
+/// One destination's writes: `O_DIRECT` where aligned, retries of transient errors,
+/// only-changed comparison, and the counts for its report.
+struct Writer<'a> {
+    dst: &'a dyn Destination,
+    label: &'a Path,
+    direct: Option<std::fs::File>,
+    checks: Checks,
+    plan: Plan,
+    cancel: &'a Cancel,
+    written: u64,
+    skipped: u64,
+    /// Writes tried again (the destination's count, kept also when it fails).
+    retries: &'a AtomicU64,
+    /// What the destination holds, read for comparison.
+    old: PageBuf,
+}
+
+impl Writer<'_> {
+    /// Write `data` at `at` of the destination: through the `O_DIRECT` descriptor when
+    /// buffer, offset and length are page-aligned, else buffered; a transient error is
+    /// tried again after a growing wait, a persistent one is [`Error::Write`] with the
+    /// range.
+    fn write(&mut self, data: &[u8], at: u64) -> Result<()> {
+        let mut attempts = 0u32;
+        let mut delay = self.plan.retry_delay;
+        loop {
+            attempts += 1;
+            let aligned = at % PAGE as u64 == 0
+                && data.len() % PAGE == 0
+                && (data.as_ptr() as usize) % PAGE == 0;
+            let (r, was_direct) = match self.direct.as_ref().filter(|_| aligned) {
+                Some(f) => (
+                    sparsekit_io::sys::FileExt::write_all_at(f, data, at)
+                        .map_err(|e| sparsekit_io::IoError::new("write", e).at(at)),
+                    true,
+                ),
+                None => (self.dst.write_all_at(data, at), false),
+            };
+            match r {
+                Ok(()) => break,
+                // EINVAL from O_DIRECT: alignment the device does not take; buffered from now.
+                Err(e) if was_direct && e.raw_os_error() == Some(errno::EINVAL) => {
+                    self.direct = None;
+                    attempts -= 1;
+                }
+                Err(e) if transient(e.raw_os_error()) && attempts <= self.plan.write_retries => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    // Wait in small steps so that an abort is not held up.
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until {
+                        self.cancel.check()?;
+                        std::thread::sleep(Duration::from_millis(10).min(delay));
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    let e = match (&e.path, self.label.as_os_str().is_empty()) {
+                        (None, false) => e.with_path(self.label),
+                        _ => e,
+                    };
+                    return Err(Error::Write {
+                        path: self.label.to_path_buf(),
+                        start: at,
+                        end: at + data.len() as u64,
+                        attempts,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        self.written += data.len() as u64;
+        if self.direct.is_none() {
+            self.dst.start_writeback(at, data.len() as u64);
+        }
+        self.checks.wrote(at, data.len() as u64)
+    }
+
+    /// Read what the destination holds at `at` into `self.old` (`len` bytes): the bytes
+    /// there, fewer at its end.
+    fn read_old(&mut self, at: u64, len: usize) -> Result<usize> {
+        self.old.resize(len);
+        let mut n = 0;
+        while n < len {
+            match self.dst.read_at(&mut self.old[n..], at + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// The first run of 4 KiB blocks of `data` that differ from what the destination
+    /// holds at `at`, as destination byte offsets.
+    fn first_difference(&mut self, data: &[u8], at: u64) -> Result<Option<(u64, u64)>> {
+        let have = self.read_old(at, data.len())?;
+        let bs = BLOCK as usize;
+        let differs = |old: &[u8], i: usize| {
+            let end = (i + bs).min(data.len());
+            end > have || data[i..end] != old[i..end]
+        };
+        let mut i = 0;
+        while i < data.len() {
+            if differs(&self.old, i) {
+                let mut j = i;
+                while j < data.len() && differs(&self.old, j) {
+                    j = (j + bs).min(data.len());
+                }
+                return Ok(Some((at + i as u64, at + j as u64)));
+            }
+            i += bs;
+        }
+        Ok(None)
+    }
+
+    /// Put `data` at `at`: all of it, or with `only_changed` the 4 KiB blocks that differ
+    /// from what the destination holds, or in a sparse file the blocks that are not zeros.
+    fn put(&mut self, data: &[u8], at: u64, sparse: bool) -> Result<()> {
+        if self.plan.only_changed {
+            let have = self.read_old(at, data.len())?;
+            let old = std::mem::replace(&mut self.old, PageBuf::new(0));
+            let bs = BLOCK as usize;
+            let differs = |i: usize| {
+                let end = (i + bs).min(data.len());
+                end > have || data[i..end] != old[i..end]
+            };
+            let mut i = 0;
+            let r = (|| {
+                while i < data.len() {
+                    if !differs(i) {
+                        let end = (i + bs).min(data.len());
+                        self.skipped += (end - i) as u64;
+                        i = end;
+                        continue;
+                    }
+                    let mut j = i;
+                    while j < data.len() && differs(j) {
+                        j = (j + bs).min(data.len());
+                    }
+                    self.write(&data[i..j], at + i as u64)?;
+                    i = j;
+                }
+                Ok(())
+            })();
+            self.old = old;
+            return r;
+        }
+        if sparse {
+            // Runs of blocks that are not all zeros; the rest stays a hole.
+            let mut i = 0usize;
+            let bs = BLOCK as usize;
+            while i < data.len() {
+                let end = |j: usize| (j + bs).min(data.len());
+                if is_zero(&data[i..end(i)]) {
+                    i = end(i);
+                    continue;
+                }
+                let mut j = i;
+                while j < data.len() && !is_zero(&data[j..end(j)]) {
+                    j = end(j);
+                }
+                self.write(&data[i..j], at + i as u64)?;
+                i = j;
+            }
+            return Ok(());
+        }
+        self.write(data, at)
+    }
+
+    /// Zero a stale GPT backup (its header at the last 512-byte or 4 KiB sector, "EFI
+    /// PART") in the device's last MiB when the image ends before it: a bigger card keeps
+    /// the backup table of an older image, which partitioning tools then find and offer
+    /// to "restore".
+    fn zero_stale_gpt(&mut self, image_end: u64) -> Result<()> {
+        let size = self.dst.size()?;
+        if size < 2 * HEAD || image_end > size - HEAD {
+            return Ok(());
+        }
+        let mut tail = [0u8; 4096];
+        self.dst.read_exact_at(&mut tail, size - 4096)?;
+        let sig = b"EFI PART";
+        if &tail[4096 - 512..4096 - 512 + 8] != sig && &tail[..8] != sig {
+            return Ok(());
+        }
+        let mut zeros = PageBuf::new(HEAD as usize);
+        zeros.resize(HEAD as usize);
+        zeros.fill(0);
+        self.write(&zeros, size - HEAD)
+    }
+}
+
+/// The image's first [`HEAD`] bytes, held back by a writer until everything else is
+/// written and synced.
+struct Head {
+    buf: PageBuf,
+    /// Ranges of `buf` that hold data, as image offsets.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Head {
+    fn new() -> Self {
+        let mut buf = PageBuf::new(HEAD as usize);
+        buf.resize(HEAD as usize);
+        Head {
+            buf,
+            ranges: Vec::new(),
+        }
+    }
+
+    fn hold(&mut self, offset: u64, data: &[u8]) {
+        let s = offset as usize;
+        self.buf[s..s + data.len()].copy_from_slice(data);
+        self.ranges.push((offset, offset + data.len() as u64));
+    }
+}
+
+/// A writer: everything the reader sends, the image's first MiB held back; then `fsync`,
+/// the first MiB written and synced, and the read-back.
 ///
 /// An image whose size is not known before it ends (an HTTP body without Content-Length,
 /// a compressed stream without a bmap) is bounded by the destination: a block device's
 /// size, a regular file's file system's free space when writing starts (holes count: an
 /// endless run of zeros must not grow a sparse file without end). Past it the
 /// destination fails with [`Error::DestinationFull`] (`ERR_SPARSEKIT_DEST_TOO_SMALL`).
+#[allow(clippy::too_many_arguments)]
 fn consume(
     dst: &dyn Destination,
+    label: &Path,
     opener: &dyn Opener,
     rx: Receiver<Msg>,
     st: &DestStatus,
-    read_back: bool,
+    plan: Plan,
     cancel: &Cancel,
-) -> Result<(u64, bool)> {
+) -> Result<(u64, bool, u64)> {
     let path = dst.path().map(Path::to_path_buf);
     let is_dev = dst.is_block_device();
+    let seek = plan.seek;
+    let compare = plan.mode == Mode::Compare;
+    // A file is kept as it is (not truncated first) when its bytes are compared, or when
+    // the image goes at an offset into it.
+    let keep = compare || plan.only_changed || seek > 0;
     let mut sparse = false;
-    let mut written = 0u64;
-    let mut checks = Checks::new(path.as_deref());
     // Where an image of unknown size must stop: the device's size, or the free space of
     // the file system holding a file (with what it is, for the error).
     let mut room: Option<(u64, &'static str)> = None;
+    let mut old_len = 0u64;
     // A block device is written with O_DIRECT where a chunk is aligned: no copy into the
     // page cache per destination (the copies that made three drives cost three times the
     // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
     // writes (an unaligned tail, a device that refuses O_DIRECT) go through `dst`.
-    let mut direct = if is_dev {
+    let direct = if is_dev && !compare {
         path.as_deref().and_then(|p| opener.open_direct(p).ok())
     } else {
         None
     };
+    let mut w = Writer {
+        dst,
+        label,
+        direct,
+        checks: Checks::new(if compare { None } else { path.as_deref() }),
+        plan,
+        cancel,
+        written: 0,
+        skipped: 0,
+        retries: &st.retries,
+        old: PageBuf::new(if keep { CHUNK } else { 0 }),
+    };
+    let mut head = Head::new();
     loop {
         let Ok(msg) = rx.recv() else {
-            // The reader stopped without an end: it failed or was cancelled.
+            // The reader stopped without an end: it failed or was cancelled (or the
+            // image's digest did not match). The first MiB was not written.
             return Err(Error::Aborted);
         };
         cancel.check()?;
         match msg {
             Msg::Start { size, sparse: s } => {
-                sparse = s && !is_dev;
-                if is_dev {
+                sparse = s && !is_dev && !keep;
+                if is_dev || compare {
                     let have = dst.size()?;
                     match size {
-                        Some(size) if have < size => {
+                        Some(size) if have < seek.saturating_add(size) => {
                             return Err(Error::Bmap(sparsekit_bmap::Error::DestinationTooSmall {
                                 path,
-                                image_size: size,
+                                image_size: seek.saturating_add(size),
                                 dest_size: have,
                             }));
                         }
                         Some(_) => {}
-                        None => room = Some((have, "the device's size")),
+                        None => room = Some((have.saturating_sub(seek), "the device's size")),
                     }
                 } else {
-                    dst.set_len(0)?;
+                    if keep {
+                        old_len = dst.size()?;
+                    } else {
+                        dst.set_len(0)?;
+                    }
                     match size {
-                        Some(size) => dst.set_len(size)?,
+                        Some(size) => {
+                            if !keep || old_len < seek + size {
+                                dst.set_len(seek + size)?;
+                            }
+                        }
                         None => {
                             room = path
                                 .as_deref()
@@ -940,6 +1352,10 @@ fn consume(
                         }
                     }
                 }
+                if keep {
+                    // Compare with what the medium holds, not with cached pages.
+                    let _ = dst.drop_cache(0, 0);
+                }
                 st.state.store(DestState::Writing as u8, Ordering::Relaxed);
             }
             Msg::Data { offset, buf } => {
@@ -947,71 +1363,67 @@ fn consume(
                 if let Some((room, what)) = room.filter(|(r, _)| end > *r) {
                     return Err(Error::DestinationFull {
                         path: path.unwrap_or_default(),
-                        needed: end,
+                        needed: seek + end,
                         room,
                         what,
                     });
                 }
-                if sparse {
-                    // Runs of blocks that are not all zeros; the rest stays a hole.
-                    let mut i = 0usize;
-                    let bs = BLOCK as usize;
-                    while i < buf.len() {
-                        let end = |j: usize| (j + bs).min(buf.len());
-                        if is_zero(&buf[i..end(i)]) {
-                            i = end(i);
-                            continue;
-                        }
-                        let mut j = i;
-                        while j < buf.len() && !is_zero(&buf[j..end(j)]) {
-                            j = end(j);
-                        }
-                        dst.write_all_at(&buf[i..j], offset + i as u64)?;
-                        written += (j - i) as u64;
-                        i = j;
+                if compare {
+                    if let Some((start, end)) = w.first_difference(&buf, seek + offset)? {
+                        return Err(Error::Differs {
+                            path: label.to_path_buf(),
+                            start,
+                            end,
+                        });
                     }
-                } else if let Some(f) = direct
-                    .as_ref()
-                    .filter(|_| offset % PAGE as u64 == 0 && buf.len() % PAGE == 0)
-                {
-                    match sparsekit_io::sys::FileExt::write_all_at(f, &buf, offset) {
-                        Ok(()) => {
-                            written += buf.len() as u64;
-                            st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                            continue;
-                        }
-                        // EINVAL: alignment the device does not take; buffered from now.
-                        Err(e) if e.raw_os_error() == Some(errno::EINVAL) => {
-                            direct = None;
-                            dst.write_all_at(&buf, offset)?;
-                            written += buf.len() as u64;
-                        }
-                        Err(e) => {
-                            let e = sparsekit_io::IoError::new("write", e).at(offset);
-                            return Err(Error::Io(match &path {
-                                Some(p) => e.with_path(p),
-                                None => e,
-                            }));
-                        }
-                    }
-                } else {
-                    dst.write_all_at(&buf, offset)?;
-                    written += buf.len() as u64;
+                    st.verified.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    continue;
                 }
-                dst.start_writeback(offset, buf.len() as u64);
+                let held = if offset < HEAD {
+                    ((HEAD - offset) as usize).min(buf.len())
+                } else {
+                    0
+                };
+                if held > 0 {
+                    head.hold(offset, &buf[..held]);
+                }
+                if held < buf.len() {
+                    w.put(&buf[held..], seek + offset + held as u64, sparse)?;
+                }
                 st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                checks.wrote(offset, buf.len() as u64)?;
             }
             Msg::End { size, segments } => {
                 drop(rx);
                 st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
-                checks.finish()?;
-                if !is_dev {
-                    dst.set_len(size)?;
+                if compare {
+                    return Ok((0, true, 0));
                 }
+                if is_dev && seek == 0 {
+                    w.zero_stale_gpt(size)?;
+                }
+                w.checks.finish()?;
+                if !is_dev {
+                    // At an offset, a file keeps what lies after the image.
+                    dst.set_len(if seek > 0 {
+                        old_len.max(seek + size)
+                    } else {
+                        size
+                    })?;
+                }
+                // Everything but the first MiB is durable before the first MiB is written.
                 dst.flush()?;
-                if !read_back {
-                    return Ok((written, false));
+                let ranges = std::mem::take(&mut head.ranges);
+                for (s, e) in ranges {
+                    cancel.check()?;
+                    let data = &head.buf[s as usize..e as usize];
+                    w.put(data, seek + s, sparse)?;
+                }
+                w.checks.finish()?;
+                dst.flush()?;
+                let (written, skipped) = (w.written, w.skipped);
+                if !plan.read_back {
+                    return Ok((written, false, skipped));
                 }
                 st.state
                     .store(DestState::Verifying as u8, Ordering::Relaxed);
@@ -1020,18 +1432,19 @@ fn consume(
                 for s in segments.iter() {
                     cancel.check()?;
                     let b = &mut buf[..s.len as usize];
-                    dst.read_exact_at(b, s.offset)?;
+                    dst.read_exact_at(b, seek + s.offset)?;
                     if blake3::hash(b).as_bytes() != &s.digest {
+                        let at = seek + s.offset;
                         return Err(Error::Bmap(sparsekit_bmap::Error::ReadBackMismatch {
                             path,
-                            first: s.offset / BLOCK,
-                            last: (s.offset + s.len as u64 - 1) / BLOCK,
-                            bytes: (s.offset, s.offset + s.len as u64),
+                            first: at / BLOCK,
+                            last: (at + s.len as u64 - 1) / BLOCK,
+                            bytes: (at, at + s.len as u64),
                         }));
                     }
                     st.verified.fetch_add(s.len as u64, Ordering::Relaxed);
                 }
-                return Ok((written, true));
+                return Ok((written, true, skipped));
             }
         }
     }
@@ -1041,9 +1454,14 @@ pub(crate) fn run(
     opened: Opened,
     targets: Vec<Target>,
     opts: &FlashOptions,
+    mode: Mode,
     status: Option<&FlashStatus>,
     ctl: &mut Control<'_>,
 ) -> Result<FlashReport> {
+    let expected = match &opts.sha256 {
+        Some(h) => Some(check_sha256(h)?),
+        None => None,
+    };
     let local;
     let status = match status {
         Some(s) if s.dests.len() == targets.len() => s,
@@ -1070,6 +1488,8 @@ pub(crate) fn run(
             path: t.path.clone(),
             bytes_written: 0,
             verified: false,
+            bytes_skipped: 0,
+            retries: 0,
             error: None,
         });
         match t.dst {
@@ -1085,15 +1505,25 @@ pub(crate) fn run(
             }
         }
     }
+    let read_back = opts.read_back && mode == Mode::Write;
+    let verify = opts.verify;
+    let plan = Plan {
+        mode,
+        read_back,
+        seek: opts.seek,
+        only_changed: opts.only_changed,
+        write_retries: opts.write_retries,
+        retry_delay: opts.retry_delay,
+    };
+    let mut sha = expected.as_ref().map(|_| sha2::Sha256::default());
+    let digest = &mut sha;
     let mut feed = Feed {
-        digests: opts.read_back,
+        digests: read_back,
         senders,
         segments: Vec::new(),
         pool: Vec::new(),
         cancel: cancel.clone(),
     };
-    let read_back = opts.read_back;
-    let verify = opts.verify;
     // A stream's own length (compressed bytes), for progress while the image size is
     // unknown (an .img.xz without a bmap).
     // Decided before the first byte, so a phase never starts as one and ends as the other:
@@ -1106,89 +1536,107 @@ pub(crate) fn run(
         } if bmap.is_none() => *len,
         _ => None,
     };
+    let mut sha256: Option<String> = None;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let outcome =
-        std::thread::scope(|s| {
-            let reader = {
-                let done_tx = done_tx.clone();
-                let bmap = bmap.as_ref();
-                let label = &label;
-                let total = &status.total;
-                let feed = &mut feed;
-                std::thread::Builder::new()
-                    .name("sparsekit-flash-read".into())
-                    .spawn_scoped(s, move || {
-                        let r = produce(input, bmap, verify, label, feed, total);
-                        if let Ok(info) = &r {
-                            let segments = Arc::new(std::mem::take(&mut feed.segments));
-                            let size = info.image_size;
-                            let _ = feed.send(|| Msg::End {
-                                size,
-                                segments: segments.clone(),
+    let outcome = std::thread::scope(|s| {
+        let reader = {
+            let done_tx = done_tx.clone();
+            let bmap = bmap.as_ref();
+            let label = &label;
+            let total = &status.total;
+            let feed = &mut feed;
+            let expected = &expected;
+            let digest_out = &mut sha256;
+            std::thread::Builder::new()
+                .name("sparsekit-flash-read".into())
+                .spawn_scoped(s, move || {
+                    let mut r = produce(input, bmap, verify, label, feed, total, digest.as_mut());
+                    if let (Ok(_), Some(want), Some(h)) = (&r, &expected, digest.take()) {
+                        let got = hex(&sha2::Digest::finalize(h));
+                        if &got != want {
+                            r = Err(Error::DigestMismatch {
+                                source_name: label.display().to_string(),
+                                expected: want.clone(),
+                                actual: got.clone(),
                             });
                         }
-                        // Hang up so that writers waiting for data learn the reader is gone.
-                        feed.senders.clear();
-                        drop(done_tx);
-                        r
-                    })
-                    .expect("spawn the flash reader")
-            };
-            let mut writers = Vec::new();
-            for (i, d, rx) in work {
-                let st = &status.dests[i];
-                let path = &reports[i].path;
-                let cancel = cancel.clone();
-                let done_tx = done_tx.clone();
-                writers.push((
-                    i,
-                    std::thread::Builder::new()
-                        .name("sparsekit-flash-write".into())
-                        .spawn_scoped(s, move || {
-                            let r = consume(&*d, &*opts.opener, rx, st, read_back, &cancel)
-                                .map_err(|e| match e {
+                        *digest_out = Some(got);
+                    }
+                    // Only a whole, matching image lets the writers write the first MiB.
+                    if let Ok(info) = &r {
+                        let segments = Arc::new(std::mem::take(&mut feed.segments));
+                        let size = info.image_size;
+                        let _ = feed.send(|| Msg::End {
+                            size,
+                            segments: segments.clone(),
+                        });
+                    }
+                    // Hang up so that writers waiting for data learn the reader is gone.
+                    feed.senders.clear();
+                    drop(done_tx);
+                    r
+                })
+                .expect("spawn the flash reader")
+        };
+        let mut writers = Vec::new();
+        for (i, d, rx) in work {
+            let st = &status.dests[i];
+            let path = &reports[i].path;
+            let cancel = cancel.clone();
+            let done_tx = done_tx.clone();
+            writers.push((
+                i,
+                std::thread::Builder::new()
+                    .name("sparsekit-flash-write".into())
+                    .spawn_scoped(s, move || {
+                        let r =
+                            consume(&*d, path, &*opts.opener, rx, st, plan, &cancel).map_err(|e| {
+                                match e {
                                     Error::Io(io) if io.path.is_none() => {
                                         Error::Io(io.with_path(path))
                                     }
                                     e => e,
-                                });
-                            match &r {
-                                // Known to the caller at once, not only in the report.
-                                Err(e) => status.fail(i, e),
-                                Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
-                            }
-                            drop(done_tx);
-                            r
-                        })
-                        .expect("spawn a flash writer"),
-                ));
-            }
-            drop(done_tx);
-            // Report until every thread has hung up its end of `done`.
-            let mut reporter = Reporter {
-                stream_len,
-                ..Reporter::default()
-            };
-            while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
-                reporter.tick(status, &consumed, read_back, ctl, false);
-            }
-            let source = reader
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            let results: Vec<_> = writers
-                .into_iter()
-                .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-                .collect();
-            (source, results, reporter)
-        });
+                                }
+                            });
+                        match &r {
+                            // Known to the caller at once, not only in the report.
+                            Err(e) => status.fail(i, e),
+                            Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
+                        }
+                        drop(done_tx);
+                        r
+                    })
+                    .expect("spawn a flash writer"),
+            ));
+        }
+        drop(done_tx);
+        // Report until every thread has hung up its end of `done`.
+        let mut reporter = Reporter {
+            stream_len,
+            ..Reporter::default()
+        };
+        while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
+            reporter.tick(status, &consumed, read_back, ctl, false);
+        }
+        let source = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let results: Vec<_> = writers
+            .into_iter()
+            .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+            .collect();
+        (source, results, reporter)
+    });
     let (source, results, mut reporter) = outcome;
     let info = source?;
     cancel.check()?;
     for (i, r) in results {
+        reports[i].retries = status.dests[i].retries.load(Ordering::Relaxed);
         match r {
-            Ok((written, verified)) => {
+            Ok((written, verified, skipped)) => {
                 reports[i].bytes_written = written;
                 reports[i].verified = verified;
+                reports[i].bytes_skipped = skipped;
             }
             Err(e) => {
                 reports[i].bytes_written = status.dests[i].written.load(Ordering::Relaxed);
@@ -1204,6 +1652,7 @@ pub(crate) fn run(
         bmap: bmap_from.or_else(|| bmap.as_ref().map(|_| "given".to_string())),
         zip_entry,
         source_bytes: consumed.load(Ordering::Relaxed).max(info.read.unwrap_or(0)),
+        sha256,
     })
 }
 
@@ -1462,5 +1911,408 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_DECOMPRESS", "{e}");
+    }
+
+    /// A block device in memory: fixed size, not truncated; optionally cancels the flash
+    /// when a write reaches `cancel_at` (an abort part-way through).
+    struct Dev {
+        mem: Arc<MemStorage>,
+        cancel_at: Option<(u64, Cancel)>,
+    }
+    impl Storage for Dev {
+        fn size(&self) -> std::result::Result<u64, IoError> {
+            self.mem.size()
+        }
+        fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+            self.mem.read_at(b, o)
+        }
+        fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+            if let Some((at, c)) = &self.cancel_at {
+                if o >= *at {
+                    c.cancel();
+                }
+            }
+            self.mem.write_at(b, o)
+        }
+        fn flush(&self) -> std::result::Result<(), IoError> {
+            Ok(())
+        }
+        fn set_len(&self, _: u64) -> std::result::Result<(), IoError> {
+            panic!("a device is never truncated")
+        }
+    }
+    impl Destination for Dev {
+        fn is_block_device(&self) -> bool {
+            true
+        }
+    }
+
+    fn dev(size: usize, fill: u8) -> Arc<MemStorage> {
+        Arc::new(MemStorage::from_vec(vec![fill; size]))
+    }
+
+    fn target(path: &str, d: impl Destination + 'static) -> Target {
+        Target {
+            path: path.into(),
+            dst: Ok(Box::new(d)),
+        }
+    }
+
+    fn write_image(dir: &Path, data: &[u8]) -> String {
+        let src = dir.join("img");
+        std::fs::write(&src, data).unwrap();
+        src.to_str().unwrap().to_string()
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(data))
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// Issue 24, first MiB last: an abort at 60% leaves the old first MiB.
+    #[test]
+    fn abort_leaves_the_first_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(10 * MIB, 5);
+        let src = write_image(dir.path(), &data);
+        let mem = dev(16 * MIB, 0xAA);
+        let cancel = Cancel::new();
+        let d = Dev {
+            mem: mem.clone(),
+            cancel_at: Some((6 * MIB as u64, cancel.clone())),
+        };
+        let mut ctl = Control::new(cancel, |_| {});
+        let e = flash_to(
+            &src,
+            vec![target("dev", d)],
+            &FlashOptions::default(),
+            None,
+            &mut ctl,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{e}");
+        let got = mem.to_vec();
+        assert!(got[..MIB].iter().all(|&b| b == 0xAA), "first MiB written");
+        // Something past it was written.
+        assert_eq!(&got[MIB..2 * MIB], &data[MIB..2 * MIB]);
+    }
+
+    /// Issue 24: a successful flash writes the first MiB too, and zeroes a stale GPT
+    /// backup in the device's last MiB; a device without one keeps its tail.
+    #[test]
+    fn first_mib_written_last_and_stale_gpt_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB + 4096, 6);
+        let src = write_image(dir.path(), &data);
+        let mut old = vec![0x55u8; 8 * MIB];
+        old[8 * MIB - 512..8 * MIB - 504].copy_from_slice(b"EFI PART");
+        let gpt = Arc::new(MemStorage::from_vec(old));
+        let plain = dev(8 * MIB, 0x55);
+        let r = flash_to(
+            &src,
+            vec![
+                target(
+                    "gpt",
+                    Dev {
+                        mem: gpt.clone(),
+                        cancel_at: None,
+                    },
+                ),
+                target(
+                    "plain",
+                    Dev {
+                        mem: plain.clone(),
+                        cancel_at: None,
+                    },
+                ),
+            ],
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        for d in &r.destinations {
+            assert!(d.error.is_none() && d.verified, "{:?}", d.error);
+        }
+        let g = gpt.to_vec();
+        assert_eq!(&g[..data.len()], &data[..]);
+        assert!(
+            g[7 * MIB..].iter().all(|&b| b == 0),
+            "stale GPT backup kept"
+        );
+        assert!(g[data.len()..7 * MIB].iter().all(|&b| b == 0x55));
+        let p = plain.to_vec();
+        assert_eq!(&p[..data.len()], &data[..]);
+        assert!(p[data.len()..].iter().all(|&b| b == 0x55));
+    }
+
+    /// Issue 24, expected digest: a matching SHA-256 passes (and is reported); a wrong
+    /// one fails with both digests and leaves the first MiB, also through a bmap that
+    /// skips part of the image and from a compressed stream.
+    #[test]
+    fn sha256_checked_and_mismatch_leaves_the_first_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(4 * MIB + 512, 8);
+        let src = write_image(dir.path(), &data);
+        let gz = dir.path().join("img.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&data).unwrap();
+        std::fs::write(&gz, e.finish().unwrap()).unwrap();
+        let good = sha256_hex(&data);
+        for source in [src.as_str(), gz.to_str().unwrap()] {
+            let mem = dev(8 * MIB, 0xAA);
+            let opts = FlashOptions {
+                sha256: Some(good.to_uppercase()),
+                ..FlashOptions::default()
+            };
+            let r = flash_to(
+                source,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap();
+            assert!(
+                r.destinations[0].error.is_none(),
+                "{:?}",
+                r.destinations[0].error
+            );
+            assert_eq!(r.sha256.as_deref(), Some(good.as_str()));
+            assert_eq!(&mem.to_vec()[..data.len()], &data[..]);
+
+            let mem = dev(8 * MIB, 0xAA);
+            let bad = "0".repeat(64);
+            let opts = FlashOptions {
+                sha256: Some(bad.clone()),
+                ..FlashOptions::default()
+            };
+            let e = flash_to(
+                source,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&good) && msg.contains(&bad), "{msg}");
+            let got = mem.to_vec();
+            assert!(got[..MIB].iter().all(|&b| b == 0xAA), "first MiB written");
+        }
+        let e = flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: dev(8 * MIB, 0),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions {
+                sha256: Some("abc".into()),
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG", "{e}");
+    }
+
+    /// Issue 24, only changed blocks: A then A' with 5 blocks changed writes 5 blocks.
+    #[test]
+    fn only_changed_writes_the_changed_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = image(6 * MIB, 11);
+        let mem = dev(8 * MIB, 0xAA);
+        let src = write_image(dir.path(), &a);
+        flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: mem.clone(),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let mut b = a.clone();
+        for blk in [3usize, 700, 1000, 1200, 1500] {
+            b[blk * 4096 + 17] ^= 0xFF;
+        }
+        let src = write_image(dir.path(), &b);
+        let r = flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: mem.clone(),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions {
+                only_changed: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations[0];
+        assert!(d.error.is_none() && d.verified, "{:?}", d.error);
+        assert_eq!(d.bytes_written, 5 * 4096);
+        assert_eq!(&mem.to_vec()[..b.len()], &b[..]);
+        // A file is compared too, not truncated first.
+        let file = Arc::new(MemStorage::from_vec(a.clone()));
+        let r = flash_to(
+            &src,
+            vec![target("file", Shared(file.clone()))],
+            &FlashOptions {
+                only_changed: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        // Holes of the image (its zero blocks) are not in the plain image's map: only
+        // mapped blocks are compared.
+        assert_eq!(r.destinations[0].bytes_written, 5 * 4096);
+        assert_eq!(file.to_vec(), b);
+    }
+
+    /// Issue 24, transient errors: EIO on three writes in a row is retried and counted;
+    /// a persistent one fails that destination with the range, the others go on.
+    #[test]
+    fn transient_write_errors_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(5 * MIB, 12);
+        let src = write_image(dir.path(), &data);
+        let flaky = Faulty::new(
+            MemStorage::new(),
+            Fault::TransientWriteErrors {
+                after: 2,
+                times: 3,
+                errno: libc::EIO,
+            },
+        );
+        let dead = Faulty::new(
+            MemStorage::new(),
+            Fault::TransientWriteErrors {
+                after: 2,
+                times: 1000,
+                errno: libc::EBUSY,
+            },
+        );
+        let ok = Arc::new(MemStorage::new());
+        let opts = FlashOptions {
+            retry_delay: Duration::from_millis(1),
+            ..FlashOptions::default()
+        };
+        let r = flash_to(
+            &src,
+            vec![
+                target("flaky", flaky),
+                target("dead", dead),
+                target("ok", Shared(ok.clone())),
+            ],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations;
+        assert!(d[0].error.is_none() && d[0].verified, "{:?}", d[0].error);
+        assert_eq!(d[0].retries, 3);
+        let e = d[1].error.as_ref().unwrap();
+        assert_eq!(
+            (e.code(), e.raw_os_error()),
+            ("ERR_SPARSEKIT_IO", Some(libc::EBUSY))
+        );
+        let (start, len) = e.range().expect("a range");
+        assert!(len > 0 && start < data.len() as u64, "{e}");
+        assert_eq!(d[1].retries, u64::from(WRITE_RETRIES));
+        assert!(e.to_string().contains("6 attempts"), "{e}");
+        assert!(d[2].error.is_none() && d[2].verified);
+        assert_eq!(ok.to_vec(), data);
+    }
+
+    /// Issue 24, seek: the image at an offset, bytes before and after untouched (a
+    /// device, and a file that is neither truncated nor shortened).
+    #[test]
+    fn seek_writes_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB + 8192, 13);
+        let src = write_image(dir.path(), &data);
+        let seek = MIB + 4096;
+        let d = dev(8 * MIB, 0xAA);
+        let f = Arc::new(MemStorage::from_vec(vec![0xAA; 8 * MIB]));
+        let opts = FlashOptions {
+            seek: seek as u64,
+            ..FlashOptions::default()
+        };
+        let r = flash_to(
+            &src,
+            vec![
+                target(
+                    "dev",
+                    Dev {
+                        mem: d.clone(),
+                        cancel_at: None,
+                    },
+                ),
+                target("file", Shared(f.clone())),
+            ],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        for (m, rep) in [(&d, &r.destinations[0]), (&f, &r.destinations[1])] {
+            assert!(rep.error.is_none() && rep.verified, "{:?}", rep.error);
+            let got = m.to_vec();
+            assert_eq!(got.len(), 8 * MIB);
+            assert!(got[..seek].iter().all(|&b| b == 0xAA));
+            assert_eq!(&got[seek..seek + data.len()], &data[..]);
+            assert!(got[seek + data.len()..].iter().all(|&b| b == 0xAA));
+        }
+        // The size check counts the offset.
+        let small = dev(4 * MIB, 0);
+        let r = flash_to(
+            &src,
+            vec![target(
+                "small",
+                Dev {
+                    mem: small,
+                    cancel_at: None,
+                },
+            )],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().unwrap();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_DEST_TOO_SMALL", "{e}");
     }
 }

@@ -56,6 +56,6 @@ pub use dest::{Files, Opener};
 pub use error::{error_of_io, Error, RefusalError, Result};
 pub use flash::{
     flash, flash_to, DestFailure, DestProgress, DestState, DestinationReport, FlashOptions,
-    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
+    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, HEAD, QUEUE, WRITE_RETRIES,
 };
 pub use sparsekit_http::HttpOptions;
