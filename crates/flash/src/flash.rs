@@ -414,6 +414,88 @@ pub fn flash_to(
     run(opened, targets, opts, Mode::Write, status, ctl)
 }
 
+/// What [`verify()`] found: the destination holds the image.
+#[derive(Debug)]
+pub struct VerifyReport {
+    /// The destination.
+    pub path: PathBuf,
+    /// Bytes compared (the bmap's mapped ranges, or the image's data).
+    pub bytes_compared: u64,
+    /// The image size (decompressed).
+    pub image_size: u64,
+    /// Where the bmap came from, when one was used.
+    pub bmap: Option<String>,
+    /// The image's SHA-256, when [`FlashOptions::sha256`] asked for it to be checked.
+    pub sha256: Option<String>,
+}
+
+/// Read `dst` back and compare it with the image at `source` (any source [`flash`]
+/// takes, at [`FlashOptions::seek`]), writing nothing: what a flash writes is compared
+/// (the bmap's mapped ranges; without one, a plain image's data extents, a stream
+/// whole). The first run of differing 4 KiB blocks is [`Error::Differs`]
+/// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH` with its range). Progress: [`Phase::Verify`].
+pub fn verify(
+    source: &str,
+    dst: &Path,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    let d = sparsekit_io::FileStorage::open(dst)?;
+    verify_opened(
+        opened,
+        Target {
+            path: dst.to_path_buf(),
+            dst: Ok(Box::new(d)),
+        },
+        opts,
+        ctl,
+    )
+}
+
+/// [`verify()`] of a destination the caller opened.
+pub fn verify_to(
+    source: &str,
+    target: Target,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    verify_opened(opened, target, opts, ctl)
+}
+
+fn verify_opened(
+    opened: Opened,
+    target: Target,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let mut r = run(opened, vec![target], opts, Mode::Compare, None, ctl)?;
+    let d = r.destinations.remove(0);
+    if let Some(e) = d.error {
+        return Err(e);
+    }
+    Ok(VerifyReport {
+        path: d.path,
+        bytes_compared: d.bytes_written,
+        image_size: r.image_size,
+        bmap: r.bmap,
+        sha256: r.sha256,
+    })
+}
+
 /// What the reader tells every writer.
 enum Msg {
     /// Before any data: the image size when known, and whether all-zero blocks may be
@@ -1397,7 +1479,8 @@ fn consume(
                 drop(rx);
                 st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
                 if compare {
-                    return Ok((0, true, 0));
+                    let n = st.verified.load(Ordering::Relaxed);
+                    return Ok((n, true, 0));
                 }
                 if is_dev && seek == 0 {
                     w.zero_stale_gpt(size)?;
@@ -1613,6 +1696,7 @@ pub(crate) fn run(
         // Report until every thread has hung up its end of `done`.
         let mut reporter = Reporter {
             stream_len,
+            compare: mode == Mode::Compare,
             ..Reporter::default()
         };
         while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
@@ -1669,6 +1753,8 @@ struct Reporter {
     /// A compressed source stream's length in bytes, when writing is reported as its
     /// position (no bmap, so no image size until the end).
     stream_len: Option<u64>,
+    /// Comparing only ([`verify()`]): one phase, [`Phase::Verify`].
+    compare: bool,
 }
 
 impl Reporter {
@@ -1700,6 +1786,17 @@ impl Reporter {
             _ => 3,
         };
         let min_stage = live.iter().map(|d| stage(d)).min().unwrap_or(3);
+        if self.compare {
+            let done = live.iter().map(|d| d.verified).min().unwrap_or(0);
+            if min_stage == 0 && !last {
+                let _ = ctl.report(Phase::Verify, total.map_or(done, |t| done.min(t)), total);
+            } else {
+                let all =
+                    total.unwrap_or_else(|| snap.iter().map(|d| d.verified).max().unwrap_or(0));
+                self.end(ctl, Phase::Verify, all);
+            }
+            return;
+        }
         if min_stage == 0 && !last {
             let done = live.iter().map(|d| d.written).min().unwrap_or(0);
             if let Some(n) = self.stream_len {
@@ -2314,5 +2411,49 @@ mod tests {
         .unwrap();
         let e = r.destinations[0].error.as_ref().unwrap();
         assert_eq!(e.code(), "ERR_SPARSEKIT_DEST_TOO_SMALL", "{e}");
+    }
+
+    /// Issue 24, verify only: equal, then the first differing range named; nothing
+    /// written.
+    #[test]
+    fn verify_names_the_first_differing_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB, 14);
+        let src = write_image(dir.path(), &data);
+        let seek = 8192usize;
+        let mut on = vec![0x11u8; 4 * MIB];
+        on[seek..seek + data.len()].copy_from_slice(&data);
+        let opts = FlashOptions {
+            seek: seek as u64,
+            ..FlashOptions::default()
+        };
+        let mem = Arc::new(MemStorage::from_vec(on.clone()));
+        let mut phases = Vec::new();
+        let mut ctl = Control::new(Cancel::new(), |p| phases.push(p));
+        let r = verify_to(&src, target("dev", Shared(mem.clone())), &opts, &mut ctl).unwrap();
+        drop(ctl);
+        // The image's data (its zero blocks are holes of the plain file, not compared).
+        assert!(r.bytes_compared > 0 && r.bytes_compared <= data.len() as u64);
+        assert_eq!(r.image_size, data.len() as u64);
+        assert!(
+            phases.iter().all(|p| p.phase == Phase::Verify),
+            "{phases:?}"
+        );
+        assert_eq!(phases.last().map(|p| Some(p.done) == p.total), Some(true));
+        let mut bad = on.clone();
+        bad[seek + 2 * MIB + 5000] ^= 1;
+        bad[seek + 2 * MIB + 9000] ^= 1;
+        let mem = Arc::new(MemStorage::from_vec(bad.clone()));
+        let e = verify_to(
+            &src,
+            target("dev", Shared(mem.clone())),
+            &opts,
+            &mut Control::none(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+        let at = (seek + 2 * MIB + 4096) as u64;
+        assert_eq!(e.range(), Some((at, 8192)), "{e}");
+        assert_eq!(mem.to_vec(), bad, "verify wrote");
     }
 }
