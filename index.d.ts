@@ -74,6 +74,12 @@ export interface NativeBmapCopyOptions {
   readBack?: boolean
   /** Create a missing destination as a regular file (never under /dev). */
   createFiles?: boolean
+  /** Byte offset in the destination where the image goes. */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** Write only the blocks that differ from the destination's. */
+  onlyChanged?: boolean
 }
 
 export interface NativeBmapCopyResult {
@@ -85,6 +91,9 @@ export interface NativeBmapCopyResult {
   compression?: string
   rangesVerified: number
   rangesReadBack: number
+  bytesSkipped: number
+  retries: number
+  sha256?: string
 }
 
 export interface NativeBmapCreated {
@@ -184,6 +193,8 @@ export interface NativeFlashDestination {
   path: string
   bytesWritten: number
   verified: boolean
+  bytesSkipped: number
+  retries: number
   error?: NativeFailure
 }
 
@@ -212,6 +223,12 @@ export interface NativeFlashOptions {
   retryDelay?: number
   /** Connect and per-read time-out, in ms (default 30000). */
   timeout?: number
+  /** Byte offset in every destination where the image goes (default 0). */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** Read each destination first and write only the blocks that differ. */
+  onlyChanged?: boolean
 }
 
 export interface NativeFlashResult {
@@ -221,6 +238,7 @@ export interface NativeFlashResult {
   bmap?: string
   zipEntry?: string
   sourceBytes: number
+  sha256?: string
 }
 
 /**
@@ -363,6 +381,12 @@ export interface NativeRemoteOptions {
   readBack?: boolean
   /** bmap copy: create a missing destination as a regular file (never under /dev). */
   createFiles?: boolean
+  /** bmap copy: byte offset in the destination where the image goes. */
+  seek?: number
+  /** bmap copy: the decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** bmap copy: write only the blocks that differ from the destination's. */
+  onlyChanged?: boolean
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */
@@ -412,6 +436,32 @@ export interface NativeSyncResult {
    * block stream.
    */
   streamBytes: number
+}
+
+export interface NativeVerifyOptions {
+  /** A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL. */
+  bmap?: string | Buffer
+  /** Use no bmap. */
+  noBmap?: boolean
+  /** Check bmap range checksums while streaming (default true). */
+  verify?: boolean
+  /** Byte offset in the destination where the image is. */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** The zip entry (default: the largest). */
+  zipEntry?: string
+  ca?: Buffer
+  retries?: number
+  retryDelay?: number
+  timeout?: number
+}
+
+export interface NativeVerifyResult {
+  bytesCompared: number
+  imageSize: number
+  bmap?: string
+  sha256?: string
 }
 
 /** Clusters this image allocates (not its backing files), one bit per guest cluster. */
@@ -503,3 +553,6 @@ export declare function syncRetrieve(src: string | Buffer, input: number | strin
  * destination checks first, see `open_destination`).
  */
 export declare function syncSave(dst: string | Buffer, input: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+
+/** Read a destination back and compare it with an image, writing nothing. */
+export declare function verifyImage(source: string, dst: string | Buffer, options?: NativeVerifyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeVerifyResult>

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import native = require('./native')
-import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS, MEDIA_KEYS } from './validate'
+import { mediaArgs, MediaOptions } from './media'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
@@ -33,8 +34,8 @@ export async function create(image: PathLike, options?: BmapCreateOptions): Prom
   return r.xml
 }
 
-/** Options of {@link copy}. */
-export interface BmapCopyOptions extends LongOptions {
+/** Options of {@link copy}; `seek`, `sha256` and `onlyChanged` as for `flash` ({@link MediaOptions}). */
+export interface BmapCopyOptions extends LongOptions, MediaOptions {
   /**
    * The bmap file. Default: `IMAGE.bmap` beside the image, also with the image's extensions
    * taken off (`img.raw.xz` -> `img.raw.xz.bmap`, `img.raw.bmap`, `img.bmap`), as bmaptool
@@ -70,6 +71,12 @@ export interface BmapCopyResult {
   rangesVerified: number
   /** Ranges read back from the destination and found equal (with `readBack`). */
   rangesReadBack: number
+  /** Bytes not written because the destination already held them (`onlyChanged`). */
+  bytesSkipped: number
+  /** Writes tried again after a transient error (EIO, EBUSY, EAGAIN). */
+  retries: number
+  /** The image's SHA-256, when `sha256` was given and matched. */
+  sha256?: string
 }
 
 /**
@@ -86,7 +93,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as BmapCopyOptions & HttpSourceOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -101,6 +108,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     verify: checkBoolean('options.verify', o.verify),
     readBack: checkBoolean('options.readBack', o.readBack),
     createFiles: checkBoolean('options.createFiles', o.createFiles),
+    ...mediaArgs(o),
   }
   const http = url === undefined ? undefined : { ...opts, ...httpArgs(o) }
   const r = await run(o, (cancel, onProgress) =>
@@ -113,7 +121,10 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     imageSize: r.imageSize,
     rangesVerified: r.rangesVerified,
     rangesReadBack: r.rangesReadBack,
+    bytesSkipped: r.bytesSkipped,
+    retries: r.retries,
   }
+  if (r.sha256 != null) out.sha256 = r.sha256
   if (r.bmap != null) out.bmap = r.bmap
   if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
   return out

@@ -26,10 +26,11 @@ export type { BmapChecksum, BmapCreateOptions, BmapCopyOptions, BmapCopyResult }
 import { list as drivesList, watch as drivesWatch } from './drives'
 /** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
 export const drives = { list: drivesList, watch: drivesWatch }
-export { flash } from './flash'
+export { flash, verify } from './flash'
 export { DriveWatcher } from './drives'
 export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'
-export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult } from './flash'
+export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, VerifyOptions, VerifyResult } from './flash'
+export type { MediaOptions } from './media'
 export type { HttpSourceOptions } from './http'
 export type { SparsekitError } from './validate'
 export type { PathLike } from './validate'

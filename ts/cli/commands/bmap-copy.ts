@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions } from './common'
+import { HTTP_OPTIONS, httpOptions, MEDIA_OPTIONS } from './common'
 
 export default command({
   name: 'bmap copy',
@@ -14,6 +14,7 @@ export default command({
     { flag: 'no-verify', type: 'boolean', description: "do not check the ranges' checksums from the bmap" },
     { flag: 'read-back', type: 'boolean', description: 'after writing, read every written range back from DST and compare' },
     { flag: 'create', type: 'boolean', api: 'createFiles', description: 'create DST as a regular file if it does not exist' },
+    ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
   ],
@@ -32,6 +33,9 @@ export default command({
       verify: !v['no-verify'],
       readBack: v['read-back'],
       createFiles: v.create,
+      seek: v.seek,
+      sha256: v.sha256,
+      onlyChanged: v['only-changed'],
       signal: ctx.signal,
       onProgress,
     })
@@ -42,6 +46,7 @@ export default command({
         `wrote ${human(r.bytesWritten)} of a ${human(r.imageSize)} image to ${dst}` +
           (r.compression ? ` (${r.compression})` : '') +
           (r.bmap ? ` with ${r.bmap}` : ' without a bmap') +
+          (r.bytesSkipped ? ` (${human(r.bytesSkipped)} already there)` : '') +
           `; ${r.rangesVerified} ranges verified` +
           (r.rangesReadBack ? `, ${r.rangesReadBack} read back` : '') +
           '\n',

@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions } from './common'
+import { HTTP_OPTIONS, httpOptions, MEDIA_OPTIONS } from './common'
 
 export default command({
   name: 'flash',
@@ -27,6 +27,7 @@ export default command({
       description: 'create a DST that does not exist as a regular file (never under /dev)',
     },
     { flag: 'zip-entry', type: 'string', value: 'NAME', description: 'the entry of a zip SOURCE to write (default: its largest file)' },
+    ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
   ],
@@ -49,6 +50,9 @@ export default command({
       createFiles: v.create,
       zipEntry: v['zip-entry'],
       ...http,
+      seek: v.seek,
+      sha256: v.sha256,
+      onlyChanged: v['only-changed'],
       signal: ctx.signal,
       onProgress,
     })
@@ -59,7 +63,11 @@ export default command({
       await ctx.json({ ...r, destinations: plain })
     } else {
       for (const d of r.destinations) {
-        if (d.ok) await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${d.verified ? ', read back and verified' : ''}\n`)
+        if (d.ok) {
+          const skipped = d.bytesSkipped ? ` (${human(d.bytesSkipped)} already there)` : ''
+          const retried = d.retries ? `, ${d.retries} writes retried` : ''
+          await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}\n`)
+        }
       }
       for (const d of failed) if (d.error) ctx.error(d.error, `${d.path}: `)
     }

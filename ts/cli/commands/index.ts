@@ -26,6 +26,7 @@ import qcow2Repair from './qcow2-repair'
 import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
+import verify from './verify'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -51,4 +52,5 @@ export const COMMANDS: readonly Command[] = [
   qcow2Snapshot,
   drives,
   flash,
+  verify,
 ]
