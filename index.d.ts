@@ -80,6 +80,8 @@ export interface NativeBmapCopyOptions {
   sha256?: string
   /** Write only the blocks that differ from the destination's. */
   onlyChanged?: boolean
+  /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
+  unmapped?: string
 }
 
 export interface NativeBmapCopyResult {
@@ -229,6 +231,8 @@ export interface NativeFlashOptions {
   sha256?: string
   /** Read each destination first and write only the blocks that differ. */
   onlyChanged?: boolean
+  /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
+  unmapped?: string
 }
 
 export interface NativeFlashResult {
@@ -387,6 +391,8 @@ export interface NativeRemoteOptions {
   sha256?: string
   /** bmap copy: write only the blocks that differ from the destination's. */
   onlyChanged?: boolean
+  /** bmap copy: `keep`, `zero` or `discard` the unmapped ranges. */
+  unmapped?: string
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */

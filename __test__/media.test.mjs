@@ -4,7 +4,7 @@ import test from 'ava'
 import { writeFileSync, readFileSync, truncateSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
-import { sk, tempDir, randomBytes, cli, isRoot, has } from './helpers.mjs'
+import { sk, tempDir, randomBytes, sparseFile, cli, isRoot, has } from './helpers.mjs'
 import { loopDevice } from './fs-helpers.mjs'
 
 const MiB = 1 << 20
@@ -38,8 +38,11 @@ rootTest('abort at ~60% leaves the first MiB of a loop device as it was', async 
     sk.flash(img.path, [dev], {
       bmap: false,
       signal: ac.signal,
+      // At 60% of the writing, or (when the writes outrun the 50 ms progress ticks) during
+      // the sync of everything else that comes before the first MiB is written.
       onProgress: (p) => {
         if (p.phase === 'write' && p.bytesTotal && p.bytesDone >= 0.6 * p.bytesTotal) ac.abort()
+        if (p.phase === 'sync' && p.bytesDone < p.bytesTotal) ac.abort()
       },
     }),
   )
@@ -171,4 +174,31 @@ test('option checking: unknown keys refused, wrong types coded', async (t) => {
   const again = await sk.flash(img.path, [dst], { onlyChanged: true })
   t.is(again.destinations[0].bytesWritten, 0)
   t.is(again.destinations[0].retries, 0)
+})
+
+rootTest('zeroUnmapped / discard: stale random bytes in unmapped ranges are gone afterwards', async (t) => {
+  const dir = tempDir(t)
+  const img = join(dir, 'os.img')
+  const a = randomBytes(MiB)
+  const b = randomBytes(MiB)
+  sparseFile(img, 6 * MiB, [[0, a], [3 * MiB, b]])
+  await sk.bmap.create(img, { output: img + '.bmap' })
+  for (const [opts, flags] of [[{ zeroUnmapped: true }, ['--zero-unmapped']], [{ discard: true }, ['--discard']]]) {
+    const backing = join(dir, `dev-${flags[0].slice(2)}`)
+    writeFileSync(backing, randomBytes(8 * MiB))
+    const dev = loopDevice(t, backing)
+    const r = await sk.flash(img, [dev], opts)
+    t.true(r.destinations[0].ok, r.destinations[0].error?.message)
+    let got = readFileSync(backing)
+    t.true(got.subarray(0, MiB).equals(a) && got.subarray(3 * MiB, 4 * MiB).equals(b))
+    for (const [s, e] of [[MiB, 3 * MiB], [4 * MiB, 6 * MiB]]) t.true(got.subarray(s, e).every((x) => x === 0), `${flags} ${s}`)
+    // bmap copy through the CLI, after fresh stale bytes.
+    writeFileSync(backing, randomBytes(8 * MiB))
+    const c = cli(['bmap', 'copy', img, dev, ...flags])
+    t.is(c.status, 0, c.stderr)
+    got = readFileSync(backing)
+    t.true(got.subarray(MiB, 3 * MiB).every((x) => x === 0), `CLI ${flags}`)
+  }
+  await t.throwsAsync(sk.flash(img, [join(dir, 'x')], { zeroUnmapped: true, discard: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  t.is(cli(['flash', img, join(dir, 'x'), '--zero-unmapped', '--discard']).status, 2)
 })

@@ -85,6 +85,8 @@ pub struct NativeBmapCopyOptions {
     pub sha256: Option<String>,
     /// Write only the blocks that differ from the destination's.
     pub only_changed: Option<bool>,
+    /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
+    pub unmapped: Option<String>,
 }
 
 #[napi(object)]
@@ -155,6 +157,7 @@ pub fn bmap_copy<'env>(
                 seek: crate::job::opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
+                unmapped: crate::flash::unmapped_arg(o.unmapped.as_deref())?,
             };
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.

@@ -180,6 +180,8 @@ pub struct NativeFlashOptions {
     pub sha256: Option<String>,
     /// Read each destination first and write only the blocks that differ.
     pub only_changed: Option<bool>,
+    /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
+    pub unmapped: Option<String>,
 }
 
 /// A destination's failure, as data: the TS layer makes it an `Error`.
@@ -276,6 +278,7 @@ pub fn flash_multi<'env>(
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
+                unmapped: unmapped_arg(o.unmapped.as_deref())?,
                 ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
@@ -312,6 +315,20 @@ pub fn flash_multi<'env>(
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
     )
+}
+
+/// `keep`, `zero` or `discard` for [`sparsekit_flash::Unmapped`].
+pub fn unmapped_arg(v: Option<&str>) -> std::result::Result<sparsekit_flash::Unmapped, Failure> {
+    Ok(match v {
+        None | Some("keep") => sparsekit_flash::Unmapped::Keep,
+        Some("zero") => sparsekit_flash::Unmapped::Zero,
+        Some("discard") => sparsekit_flash::Unmapped::Discard,
+        Some(v) => {
+            return Err(Failure::invalid_value(format!(
+                "The property 'options.unmapped' must be one of 'keep', 'zero', 'discard'. Received '{v}'"
+            )))
+        }
+    })
 }
 
 /// The HTTP options from the Node arguments (milliseconds), defaults where absent.
@@ -351,6 +368,8 @@ pub struct NativeRemoteOptions {
     pub sha256: Option<String>,
     /// bmap copy: write only the blocks that differ from the destination's.
     pub only_changed: Option<bool>,
+    /// bmap copy: `keep`, `zero` or `discard` the unmapped ranges.
+    pub unmapped: Option<String>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -400,6 +419,7 @@ pub fn remote_bmap_copy<'env>(
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
+                unmapped: unmapped_arg(o.unmapped.as_deref())?,
             };
             let r = sparsekit_flash::bmap_copy_media(
                 &url,

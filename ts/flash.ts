@@ -254,7 +254,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
 }
 
 /** Options of {@link verify}. */
-export interface VerifyOptions extends LongOptions, Omit<MediaOptions, 'onlyChanged'> {
+export interface VerifyOptions extends LongOptions, Pick<MediaOptions, 'seek' | 'sha256'> {
   /** The bmap file, as for {@link flash}; `false`: none. */
   bmap?: PathLike | false
   /** Check each bmap range's checksum while the source streams; default `true`. */

@@ -1,5 +1,5 @@
 /** The removable-media options flash, `bmap.copy` and verify share. @internal */
-import { checkBoolean, checkBytes, checkSha256 } from './validate'
+import { checkBoolean, checkBytes, checkSha256, invalidArgValue } from './validate'
 
 /** The removable-media options of `flash`, `bmap.copy` and `verify`. */
 export interface MediaOptions {
@@ -24,6 +24,18 @@ export interface MediaOptions {
    * written. A regular file is not truncated first. Not for `verify`.
    */
   onlyChanged?: boolean
+  /**
+   * Zero the destination's bytes in the image's unmapped ranges (those the bmap, or a plain
+   * image's holes, leave out), so no stale data of an earlier image survives there:
+   * `BLKZEROOUT` on a block device, `FALLOC_FL_ZERO_RANGE` in a file, else zeros written.
+   */
+  zeroUnmapped?: boolean
+  /**
+   * Discard the unmapped ranges instead (`fallocate(PUNCH_HOLE)`: a zeroing discard on a
+   * block device, holes in a file); a device or file system that cannot discard fails that
+   * destination with `ERR_SPARSEKIT_UNSUPPORTED` (use `zeroUnmapped`). Not with `zeroUnmapped`.
+   */
+  discard?: boolean
 }
 
 /** The media options, checked, for the native layer. */
@@ -32,5 +44,13 @@ export function mediaArgs(o: MediaOptions) {
     seek: checkBytes('options.seek', o.seek),
     sha256: checkSha256('options.sha256', o.sha256),
     onlyChanged: checkBoolean('options.onlyChanged', o.onlyChanged),
+    unmapped: unmapped(o),
   }
+}
+
+function unmapped(o: MediaOptions): 'zero' | 'discard' | undefined {
+  const zero = checkBoolean('options.zeroUnmapped', o.zeroUnmapped)
+  const discard = checkBoolean('options.discard', o.discard)
+  if (zero && discard) throw invalidArgValue('options.discard', discard, 'cannot be set with options.zeroUnmapped')
+  return zero ? 'zero' : discard ? 'discard' : undefined
 }

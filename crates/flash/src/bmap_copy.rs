@@ -25,6 +25,8 @@ pub struct Media {
     pub sha256: Option<String>,
     /// [`FlashOptions::only_changed`].
     pub only_changed: bool,
+    /// [`FlashOptions::unmapped`].
+    pub unmapped: crate::Unmapped,
 }
 
 /// What [`bmap_copy`] and [`local_bmap_copy`] did, beyond the plain copy's report.
@@ -157,6 +159,7 @@ fn copy_to(
         seek: media.seek,
         sha256: media.sha256.clone(),
         only_changed: media.only_changed,
+        unmapped: media.unmapped,
         ..Default::default()
     };
     // Open the source first: an unreachable URL leaves the destination untouched.
@@ -272,7 +275,7 @@ mod tests {
         let media = Media {
             seek: 65536,
             sha256: Some(sha.clone()),
-            only_changed: false,
+            ..Media::default()
         };
         let opts = sparsekit_bmap::CopyOptions {
             bmap: BmapChoice::None,

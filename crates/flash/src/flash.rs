@@ -79,6 +79,24 @@ pub struct FlashOptions {
     /// The wait before the first such retry, doubled for each further one (default
     /// 100 ms).
     pub retry_delay: Duration,
+    /// What becomes of the destination's bytes in the image's unmapped ranges (those a
+    /// bmap, or a plain image's holes, leave out): kept (default), zeroed, or discarded.
+    pub unmapped: Unmapped,
+}
+
+/// What [`FlashOptions::unmapped`] does with the ranges of the image that are not written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unmapped {
+    /// Left as they are (stale data of an earlier image survives there).
+    #[default]
+    Keep,
+    /// Zeroed: `BLKZEROOUT` on a block device (the device's write-zeroes command),
+    /// `FALLOC_FL_ZERO_RANGE` in a file, else zeros written.
+    Zero,
+    /// Discarded: `fallocate(PUNCH_HOLE)`, which a block device turns into a zeroing
+    /// discard (Linux 4.9) and a file into holes; a device or file system that cannot
+    /// fails the destination with [`Error::Unsupported`].
+    Discard,
 }
 
 /// Bytes at the start of every destination written last: only after everything else is
@@ -103,6 +121,7 @@ impl Default for FlashOptions {
             only_changed: false,
             write_retries: WRITE_RETRIES,
             retry_delay: Duration::from_millis(100),
+            unmapped: Unmapped::Keep,
         }
     }
 }
@@ -1114,6 +1133,7 @@ struct Plan {
     only_changed: bool,
     write_retries: u32,
     retry_delay: Duration,
+    unmapped: Unmapped,
 }
 
 /// Whether a failed write is worth trying again: a card reader's EIO that the next
@@ -1290,6 +1310,31 @@ impl Writer<'_> {
             return Ok(());
         }
         self.write(data, at)
+    }
+
+    /// Zero or discard `[start, end)` of the destination ([`Unmapped`]).
+    fn clear(&mut self, start: u64, end: u64) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        match self.plan.unmapped {
+            Unmapped::Keep => Ok(()),
+            Unmapped::Zero => Ok(self.dst.write_zeroes(start, end - start)?),
+            Unmapped::Discard => match self.dst.punch_hole(start, end - start) {
+                Ok(()) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(errno::EOPNOTSUPP | errno::EINVAL)) => {
+                    Err(Error::Unsupported {
+                        what: format!(
+                            "discard on '{}' (the device or file system does not discard: {}); \
+                             zero the unmapped ranges instead",
+                            self.label.display(),
+                            e.source
+                        ),
+                    })
+                }
+                Err(e) => Err(Error::Io(e)),
+            },
+        }
     }
 
     /// Zero a stale GPT backup (its header at the last 512-byte or 4 KiB sector, "EFI
@@ -1485,6 +1530,24 @@ fn consume(
                 if is_dev && seek == 0 {
                     w.zero_stale_gpt(size)?;
                 }
+                // The image's ranges nothing was sent for, past the first MiB now, within
+                // it with the first MiB.
+                let mut gaps = Vec::new();
+                if plan.unmapped != Unmapped::Keep {
+                    let mut at = 0u64;
+                    for sg in segments.iter() {
+                        if sg.offset > at {
+                            gaps.push((at, sg.offset));
+                        }
+                        at = at.max(sg.offset + u64::from(sg.len));
+                    }
+                    if size > at {
+                        gaps.push((at, size));
+                    }
+                }
+                for &(a, b) in &gaps {
+                    w.clear(seek + a.max(HEAD), seek + b.max(HEAD))?;
+                }
                 w.checks.finish()?;
                 if !is_dev {
                     // At an offset, a file keeps what lies after the image.
@@ -1501,6 +1564,9 @@ fn consume(
                     cancel.check()?;
                     let data = &head.buf[s as usize..e as usize];
                     w.put(data, seek + s, sparse)?;
+                }
+                for &(a, b) in &gaps {
+                    w.clear(seek + a.min(HEAD), seek + b.min(HEAD))?;
                 }
                 w.checks.finish()?;
                 dst.flush()?;
@@ -1597,6 +1663,7 @@ pub(crate) fn run(
         only_changed: opts.only_changed,
         write_retries: opts.write_retries,
         retry_delay: opts.retry_delay,
+        unmapped: opts.unmapped,
     };
     let mut sha = expected.as_ref().map(|_| sha2::Sha256::default());
     let digest = &mut sha;
@@ -2037,6 +2104,9 @@ mod tests {
         fn set_len(&self, _: u64) -> std::result::Result<(), IoError> {
             panic!("a device is never truncated")
         }
+        fn punch_hole(&self, o: u64, l: u64) -> std::result::Result<(), IoError> {
+            self.mem.punch_hole(o, l)
+        }
     }
     impl Destination for Dev {
         fn is_block_device(&self) -> bool {
@@ -2455,5 +2525,87 @@ mod tests {
         let at = (seek + 2 * MIB + 4096) as u64;
         assert_eq!(e.range(), Some((at, 8192)), "{e}");
         assert_eq!(mem.to_vec(), bad, "verify wrote");
+    }
+
+    /// Issue 24, unmapped ranges: stale bytes in the image's holes are zeroed or
+    /// discarded on request, kept by default; a destination without discard says so.
+    #[test]
+    fn unmapped_ranges_zeroed_or_discarded() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse.img");
+        let f = std::fs::File::create(&src).unwrap();
+        f.set_len(6 * MIB as u64).unwrap();
+        let a = image(MIB, 21);
+        let b = image(MIB, 22);
+        f.write_all_at(&a, 0).unwrap();
+        f.write_all_at(&b, 3 * MIB as u64).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        let map =
+            sparsekit_extents::map_file(&std::fs::File::open(&src).unwrap(), &Default::default())
+                .unwrap();
+        if map.data_ranges().len() < 2 {
+            eprintln!("SKIP unmapped_ranges_zeroed_or_discarded: no holes on this file system");
+            return;
+        }
+        let src = src.to_str().unwrap();
+        for (mode, fill) in [
+            (Unmapped::Keep, 0xAA),
+            (Unmapped::Zero, 0),
+            (Unmapped::Discard, 0),
+        ] {
+            let mem = dev(8 * MIB, 0xAA);
+            let opts = FlashOptions {
+                unmapped: mode,
+                ..FlashOptions::default()
+            };
+            let r = flash_to(
+                src,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap();
+            assert!(
+                r.destinations[0].error.is_none(),
+                "{mode:?}: {:?}",
+                r.destinations[0].error
+            );
+            let got = mem.to_vec();
+            assert_eq!(&got[..MIB], &a[..]);
+            assert_eq!(&got[3 * MIB..4 * MIB], &b[..]);
+            for (s, e) in [(MIB, 3 * MIB), (4 * MIB, 6 * MIB)] {
+                assert!(got[s..e].iter().all(|&x| x == fill), "{mode:?} at {s}");
+            }
+            assert!(
+                got[6 * MIB..].iter().all(|&x| x == 0xAA),
+                "{mode:?}: past the image"
+            );
+        }
+        let r = flash_to(
+            src,
+            vec![target(
+                "nodiscard",
+                Shared(Arc::new(MemStorage::from_vec(vec![1; 8 * MIB]))),
+            )],
+            &FlashOptions {
+                unmapped: Unmapped::Discard,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().expect("discard refused");
+        assert_eq!(e.code(), "ERR_SPARSEKIT_UNSUPPORTED", "{e}");
+        assert!(e.to_string().contains("discard"), "{e}");
     }
 }

@@ -59,7 +59,7 @@ pub use dest::{Files, Opener};
 pub use error::{error_of_io, Error, RefusalError, Result};
 pub use flash::{
     flash, flash_to, verify, verify_to, DestFailure, DestProgress, DestState, DestinationReport,
-    FlashOptions, FlashReport, FlashStatus, Target, VerifyReport, CHECK_LAG, CHECK_WINDOW, CHUNK,
-    HEAD, QUEUE, WRITE_RETRIES,
+    FlashOptions, FlashReport, FlashStatus, Target, Unmapped, VerifyReport, CHECK_LAG,
+    CHECK_WINDOW, CHUNK, HEAD, QUEUE, WRITE_RETRIES,
 };
 pub use sparsekit_http::HttpOptions;

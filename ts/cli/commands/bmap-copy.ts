@@ -24,6 +24,7 @@ export default command({
   ],
   async run(ctx, v, [image, dst]) {
     if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, image)
     const onProgress = ctx.progress()
     ctx.leaves(`${dst} may be partly written`)
@@ -36,6 +37,8 @@ export default command({
       seek: v.seek,
       sha256: v.sha256,
       onlyChanged: v['only-changed'],
+      zeroUnmapped: v['zero-unmapped'],
+      discard: v.discard,
       signal: ctx.signal,
       onProgress,
     })

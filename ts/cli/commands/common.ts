@@ -25,6 +25,8 @@ export const MEDIA_OPTIONS = [
     description: "the image's expected SHA-256: on a mismatch the destination's first MiB is never written",
   },
   { flag: 'only-changed', type: 'boolean', description: 'read each block first and write only the blocks that differ' },
+  { flag: 'zero-unmapped', type: 'boolean', description: "zero the ranges the image's bmap leaves out, so no stale data survives" },
+  { flag: 'discard', type: 'boolean', description: 'discard those ranges instead (an error where the device cannot discard)' },
 ] as const
 
 /** Reads `--ca` and checks that `--ca` / `--retries` have an http(s) `source` to apply to. */

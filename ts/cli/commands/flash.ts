@@ -38,6 +38,7 @@ export default command({
   ],
   async run(ctx, v, [src, ...dsts]) {
     if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, src)
     const onProgress = ctx.progress()
     ctx.leaves(`${dsts.join(', ')} may be partly written`)
@@ -53,6 +54,8 @@ export default command({
       seek: v.seek,
       sha256: v.sha256,
       onlyChanged: v['only-changed'],
+      zeroUnmapped: v['zero-unmapped'],
+      discard: v.discard,
       signal: ctx.signal,
       onProgress,
     })
