@@ -57,6 +57,12 @@ export declare function digest(path: string | Buffer, options?: NativeDigestOpti
  */
 export declare function drivesList(): Promise<NativeDrive[]>
 
+/**
+ * Probe a drive's real capacity: unique patterns written at offsets over its claimed
+ * size, read back past the cache, the original bytes restored.
+ */
+export declare function drivesProbe(path: string | Buffer, options?: NativeProbeOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeProbeResult>
+
 /** Flash one source (path or http(s) URL) to several destinations at once. */
 export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
@@ -233,6 +239,8 @@ export interface NativeFlashOptions {
   onlyChanged?: boolean
   /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
   unmapped?: string
+  /** Probe each block device's real capacity before writing it. */
+  checkCapacity?: boolean
 }
 
 export interface NativeFlashResult {
@@ -274,6 +282,20 @@ export interface NativePartition {
   start: number
   size: number
   mountpoints: Array<string>
+}
+
+export interface NativeProbeOptions {
+  /** Probe a system or busy drive too. */
+  force?: boolean
+  /** Unmount the drive's mounted partitions first. */
+  unmount?: boolean
+}
+
+export interface NativeProbeResult {
+  size: number
+  realSize: number
+  counterfeit: boolean
+  points: number
 }
 
 export interface NativeQcow2Allocation {

@@ -182,6 +182,8 @@ pub struct NativeFlashOptions {
     pub only_changed: Option<bool>,
     /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
     pub unmapped: Option<String>,
+    /// Probe each block device's real capacity before writing it.
+    pub check_capacity: Option<bool>,
 }
 
 /// A destination's failure, as data: the TS layer makes it an `Error`.
@@ -279,6 +281,7 @@ pub fn flash_multi<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: unmapped_arg(o.unmapped.as_deref())?,
+                check_capacity: o.check_capacity.unwrap_or(false),
                 ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
@@ -613,5 +616,58 @@ pub fn verify_image<'env>(
             })
         },
         |env, v| unsafe { NativeVerifyResult::to_napi_value(env.raw(), v) },
+    )
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeProbeOptions {
+    /// Probe a system or busy drive too.
+    pub force: Option<bool>,
+    /// Unmount the drive's mounted partitions first.
+    pub unmount: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeProbeResult {
+    pub size: f64,
+    pub real_size: f64,
+    pub counterfeit: bool,
+    pub points: f64,
+}
+
+/// Probe a drive's real capacity: unique patterns written at offsets over its claimed
+/// size, read back past the cache, the original bytes restored.
+#[napi(ts_return_type = "Promise<NativeProbeResult>")]
+pub fn drives_probe<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeProbeOptions>,
+    cancel: Option<&CancelToken>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    let o = options.unwrap_or_default();
+    spawn(
+        env,
+        cancel,
+        None,
+        move |ctl| {
+            let path = path?;
+            let opener = DriveOpener(Safety {
+                force: o.force.unwrap_or(false),
+                unmount: o.unmount.unwrap_or(false),
+                create_files: false,
+            });
+            let r = sparsekit_flash::Opener::open(&opener, &path)
+                .and_then(|d| sparsekit_flash::probe_capacity(&*d, ctl.cancel()))
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeProbeResult {
+                size: to_f64("size", r.claimed)?,
+                real_size: to_f64("realSize", r.real)?,
+                counterfeit: r.counterfeit(),
+                points: r.points as f64,
+            })
+        },
+        |env, v| unsafe { NativeProbeResult::to_napi_value(env.raw(), v) },
     )
 }

@@ -56,6 +56,12 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'>, MediaOpti
   createFiles?: boolean
   /** For a zip source: the entry to write (default: the largest file). */
   zipEntry?: string
+  /**
+   * Before writing a block device, probe its real capacity (as `drives.probe`): a
+   * counterfeit drive holding less than the image needs fails with
+   * `ERR_SPARSEKIT_COUNTERFEIT` before anything is written.
+   */
+  checkCapacity?: boolean
   /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
   ca?: string | Buffer
   /** Resume attempts in a row without data after a dropped connection; default 5. */
@@ -152,7 +158,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
   if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'checkCapacity', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -173,6 +179,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     zipEntry: o.zipEntry,
     ...httpArgs(o),
     ...mediaArgs(o),
+    checkCapacity: checkBoolean('options.checkCapacity', o.checkCapacity),
   }
   const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
   const onFail = checkFunction('options.onFail', o.onFail) as FlashOptions['onFail']

@@ -23,12 +23,12 @@ import { create as bmapCreate, copy as bmapCopy } from './bmap'
 export const bmap = { create: bmapCreate, copy: bmapCopy }
 export { BMAP_CHECKSUMS } from './bmap'
 export type { BmapChecksum, BmapCreateOptions, BmapCopyOptions, BmapCopyResult } from './bmap'
-import { list as drivesList, watch as drivesWatch } from './drives'
-/** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
-export const drives = { list: drivesList, watch: drivesWatch }
+import { list as drivesList, watch as drivesWatch, probe as drivesProbe } from './drives'
+/** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed, `probe()` a drive's real capacity. */
+export const drives = { list: drivesList, watch: drivesWatch, probe: drivesProbe }
 export { flash, verify } from './flash'
 export { DriveWatcher } from './drives'
-export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'
+export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents, ProbeOptions, ProbeResult } from './drives'
 export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, VerifyOptions, VerifyResult } from './flash'
 export type { MediaOptions } from './media'
 export type { HttpSourceOptions } from './http'

@@ -66,6 +66,18 @@ pub enum Error {
         /// End of the first run of differing blocks.
         end: u64,
     },
+    /// A drive that holds less than it claims ([`crate::probe_capacity`]: a counterfeit
+    /// card or stick), too little for the image. Code `ERR_SPARSEKIT_COUNTERFEIT`.
+    Counterfeit {
+        /// The drive.
+        path: PathBuf,
+        /// The size it claims.
+        claimed: u64,
+        /// The size that holds data.
+        real: u64,
+        /// What the image needs.
+        needed: u64,
+    },
     /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
     /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
     /// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH`), a stream that does not decompress.
@@ -155,6 +167,7 @@ impl ErrorInfo for Error {
     fn code(&self) -> &'static str {
         match self {
             Error::Io(_) | Error::WriteFailed { .. } | Error::Write { .. } => "ERR_SPARSEKIT_IO",
+            Error::Counterfeit { .. } => "ERR_SPARSEKIT_COUNTERFEIT",
             Error::DigestMismatch { .. } | Error::Differs { .. } => {
                 "ERR_SPARSEKIT_CHECKSUM_MISMATCH"
             }
@@ -203,7 +216,8 @@ impl ErrorInfo for Error {
             Error::Io(e) => e.path.as_deref(),
             Error::WriteFailed { path, .. }
             | Error::Write { path, .. }
-            | Error::Differs { path, .. } => Some(path),
+            | Error::Differs { path, .. }
+            | Error::Counterfeit { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
             Error::Refused(e) => e.path(),
@@ -285,6 +299,17 @@ impl fmt::Display for Error {
                 f,
                 "the image '{source_name}' has SHA-256 {actual}, not the expected {expected}: \
                  the destinations' first MiB was left as it was"
+            ),
+            Error::Counterfeit {
+                path,
+                claimed,
+                real,
+                needed,
+            } => write!(
+                f,
+                "'{}' claims {claimed} bytes but holds data only up to byte {real} (a counterfeit \
+                 card or stick?): the image needs {needed}; nothing was written",
+                path.display()
             ),
             Error::Differs { path, start, end } => write!(
                 f,

@@ -82,6 +82,10 @@ pub struct FlashOptions {
     /// What becomes of the destination's bytes in the image's unmapped ranges (those a
     /// bmap, or a plain image's holes, leave out): kept (default), zeroed, or discarded.
     pub unmapped: Unmapped,
+    /// Before writing a block device, probe its capacity ([`crate::probe_capacity`]): a
+    /// counterfeit drive that holds less than the image needs fails with
+    /// [`Error::Counterfeit`] before anything is written (its bytes are left as they were).
+    pub check_capacity: bool,
 }
 
 /// What [`FlashOptions::unmapped`] does with the ranges of the image that are not written.
@@ -122,6 +126,7 @@ impl Default for FlashOptions {
             write_retries: WRITE_RETRIES,
             retry_delay: Duration::from_millis(100),
             unmapped: Unmapped::Keep,
+            check_capacity: false,
         }
     }
 }
@@ -1134,6 +1139,7 @@ struct Plan {
     write_retries: u32,
     retry_delay: Duration,
     unmapped: Unmapped,
+    check_capacity: bool,
 }
 
 /// Whether a failed write is worth trying again: a card reader's EIO that the next
@@ -1222,6 +1228,11 @@ impl Writer<'_> {
     /// Read what the destination holds at `at` into `self.old` (`len` bytes): the bytes
     /// there, fewer at its end.
     fn read_old(&mut self, at: u64, len: usize) -> Result<usize> {
+        // Ask for the next chunks ahead (the write-check descriptor reads the same file),
+        // so the device reads while this chunk is compared and written.
+        if let Some(f) = &self.checks.file {
+            let _ = sparsekit_io::sys::will_need(f, at + len as u64, 4 * CHUNK as u64);
+        }
         self.old.resize(len);
         let mut n = 0;
         while n < len {
@@ -1427,7 +1438,7 @@ fn consume(
         dst,
         label,
         direct,
-        checks: Checks::new(if compare { None } else { path.as_deref() }),
+        checks: Checks::new(path.as_deref()),
         plan,
         cancel,
         written: 0,
@@ -1458,6 +1469,18 @@ fn consume(
                         }
                         Some(_) => {}
                         None => room = Some((have.saturating_sub(seek), "the device's size")),
+                    }
+                    if plan.check_capacity && is_dev && !compare {
+                        let p = crate::probe::probe_capacity(dst, cancel)?;
+                        let needed = size.map_or(p.claimed, |s| seek.saturating_add(s));
+                        if p.real < needed {
+                            return Err(Error::Counterfeit {
+                                path: label.to_path_buf(),
+                                claimed: p.claimed,
+                                real: p.real,
+                                needed,
+                            });
+                        }
                     }
                 } else {
                     if keep {
@@ -1664,6 +1687,7 @@ pub(crate) fn run(
         write_retries: opts.write_retries,
         retry_delay: opts.retry_delay,
         unmapped: opts.unmapped,
+        check_capacity: opts.check_capacity,
     };
     let mut sha = expected.as_ref().map(|_| sha2::Sha256::default());
     let digest = &mut sha;

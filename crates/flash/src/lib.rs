@@ -49,6 +49,7 @@ pub mod bmap_copy;
 mod dest;
 mod error;
 mod flash;
+mod probe;
 mod source;
 
 pub use bmap_copy::{
@@ -62,4 +63,5 @@ pub use flash::{
     FlashOptions, FlashReport, FlashStatus, Target, Unmapped, VerifyReport, CHECK_LAG,
     CHECK_WINDOW, CHUNK, HEAD, QUEUE, WRITE_RETRIES,
 };
+pub use probe::{probe_capacity, ProbeReport, PROBE_BLOCK, PROBE_POINTS};
 pub use sparsekit_http::HttpOptions;

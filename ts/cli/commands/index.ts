@@ -27,6 +27,7 @@ import qcow2Snapshot from './qcow2-snapshot'
 import drives from './drives'
 import flash from './flash'
 import verify from './verify'
+import probe from './probe'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -53,4 +54,5 @@ export const COMMANDS: readonly Command[] = [
   drives,
   flash,
   verify,
+  probe,
 ]
