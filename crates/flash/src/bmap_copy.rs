@@ -137,6 +137,7 @@ pub fn local_bmap_copy_media(
 
 /// The shared end of the two bmap copies above: `source` (a path or URL) with the bmap
 /// already resolved, to one destination.
+#[allow(clippy::too_many_arguments)]
 fn copy_to(
     url: &str,
     dst: &Path,

@@ -1175,9 +1175,9 @@ impl Writer<'_> {
         let mut delay = self.plan.retry_delay;
         loop {
             attempts += 1;
-            let aligned = at % PAGE as u64 == 0
-                && data.len() % PAGE == 0
-                && (data.as_ptr() as usize) % PAGE == 0;
+            let aligned = at.is_multiple_of(PAGE as u64)
+                && data.len().is_multiple_of(PAGE)
+                && (data.as_ptr() as usize).is_multiple_of(PAGE);
             let (r, was_direct) = match self.direct.as_ref().filter(|_| aligned) {
                 Some(f) => (
                     sparsekit_io::sys::FileExt::write_all_at(f, data, at)

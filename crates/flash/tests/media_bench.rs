@@ -3,6 +3,7 @@
 //! (the test profile is optimised). Prints the rows BENCHMARKS.md quotes:
 //! - only-changed re-flash of a 1 GiB image with 1% changed against a full flash;
 //! - the expected-digest check's cost against the same flash without it.
+//!
 //! `SPARSEKIT_BENCH_MIB` sets the image size (default 1024).
 
 use std::fs::File;
