@@ -203,6 +203,8 @@ export interface NativeFlashDestination {
   verified: boolean
   bytesSkipped: number
   retries: number
+  ejected: boolean
+  ejectError?: NativeFailure
   error?: NativeFailure
 }
 
@@ -241,6 +243,8 @@ export interface NativeFlashOptions {
   unmapped?: string
   /** Probe each block device's real capacity before writing it. */
   checkCapacity?: boolean
+  /** Flush and eject each destination that succeeded. */
+  eject?: boolean
 }
 
 export interface NativeFlashResult {

@@ -157,7 +157,7 @@ pub fn bmap_copy<'env>(
                 seek: crate::job::opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
-                unmapped: crate::flash::unmapped_arg(o.unmapped.as_deref())?,
+                unmapped: unmapped_arg(o.unmapped.as_deref())?,
             };
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.
@@ -174,4 +174,18 @@ pub fn bmap_copy<'env>(
         },
         |env, v| unsafe { NativeBmapCopyResult::to_napi_value(env.raw(), v) },
     )
+}
+
+/// `keep`, `zero` or `discard` for [`sparsekit_flash::Unmapped`].
+pub fn unmapped_arg(v: Option<&str>) -> std::result::Result<sparsekit_flash::Unmapped, Failure> {
+    Ok(match v {
+        None | Some("keep") => sparsekit_flash::Unmapped::Keep,
+        Some("zero") => sparsekit_flash::Unmapped::Zero,
+        Some("discard") => sparsekit_flash::Unmapped::Discard,
+        Some(v) => {
+            return Err(Failure::invalid_value(format!(
+                "The property 'options.unmapped' must be one of 'keep', 'zero', 'discard'. Received '{v}'"
+            )))
+        }
+    })
 }

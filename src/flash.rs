@@ -184,6 +184,8 @@ pub struct NativeFlashOptions {
     pub unmapped: Option<String>,
     /// Probe each block device's real capacity before writing it.
     pub check_capacity: Option<bool>,
+    /// Flush and eject each destination that succeeded.
+    pub eject: Option<bool>,
 }
 
 /// A destination's failure, as data: the TS layer makes it an `Error`.
@@ -219,6 +221,8 @@ pub struct NativeFlashDestination {
     pub verified: bool,
     pub bytes_skipped: f64,
     pub retries: f64,
+    pub ejected: bool,
+    pub eject_error: Option<NativeFailure>,
     pub error: Option<NativeFailure>,
 }
 
@@ -280,8 +284,9 @@ pub fn flash_multi<'env>(
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
-                unmapped: unmapped_arg(o.unmapped.as_deref())?,
+                unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
                 check_capacity: o.check_capacity.unwrap_or(false),
+                eject: o.eject.unwrap_or(false),
                 ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
@@ -302,6 +307,11 @@ pub fn flash_multi<'env>(
                         verified: d.verified,
                         bytes_skipped: d.bytes_skipped as f64,
                         retries: d.retries as f64,
+                        ejected: d.ejected,
+                        eject_error: d
+                            .eject_error
+                            .as_ref()
+                            .map(|e| native_failure(Failure::from_core(e))),
                         error: d
                             .error
                             .as_ref()
@@ -318,20 +328,6 @@ pub fn flash_multi<'env>(
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
     )
-}
-
-/// `keep`, `zero` or `discard` for [`sparsekit_flash::Unmapped`].
-pub fn unmapped_arg(v: Option<&str>) -> std::result::Result<sparsekit_flash::Unmapped, Failure> {
-    Ok(match v {
-        None | Some("keep") => sparsekit_flash::Unmapped::Keep,
-        Some("zero") => sparsekit_flash::Unmapped::Zero,
-        Some("discard") => sparsekit_flash::Unmapped::Discard,
-        Some(v) => {
-            return Err(Failure::invalid_value(format!(
-                "The property 'options.unmapped' must be one of 'keep', 'zero', 'discard'. Received '{v}'"
-            )))
-        }
-    })
 }
 
 /// The HTTP options from the Node arguments (milliseconds), defaults where absent.
@@ -422,7 +418,7 @@ pub fn remote_bmap_copy<'env>(
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
-                unmapped: unmapped_arg(o.unmapped.as_deref())?,
+                unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
             };
             let r = sparsekit_flash::bmap_copy_media(
                 &url,

@@ -62,6 +62,13 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'>, MediaOpti
    * `ERR_SPARSEKIT_COUNTERFEIT` before anything is written.
    */
   checkCapacity?: boolean
+  /**
+   * After a destination succeeded, flush and eject it (Linux: the drive's `device/delete`
+   * in sysfs, as for USB sticks and card readers); reported per destination as `ejected`
+   * or `ejectError` (`ERR_SPARSEKIT_UNSUPPORTED` for a loop device, an SD card in a
+   * built-in slot, Windows and macOS for now). A failed eject does not fail the destination.
+   */
+  eject?: boolean
   /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
   ca?: string | Buffer
   /** Resume attempts in a row without data after a dropped connection; default 5. */
@@ -94,6 +101,10 @@ export interface DestinationResult {
   bytesSkipped: number
   /** Writes tried again after a transient error (EIO, EBUSY, EAGAIN), at most 5 per write with a doubling wait. */
   retries: number
+  /** Ejected after it succeeded (`eject`). */
+  ejected: boolean
+  /** Why it could not be ejected (`eject`); the destination is still `ok`. */
+  ejectError?: SparsekitError
   /** Why it failed: an `Error` with `code` (`ERR_SPARSEKIT_SYSTEM_DRIVE`, `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_DEST_TOO_SMALL`, `EIO`, ...). */
   error?: SparsekitError
 }
@@ -158,7 +169,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
   if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'checkCapacity', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'checkCapacity', 'eject', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
@@ -180,6 +191,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     ...httpArgs(o),
     ...mediaArgs(o),
     checkCapacity: checkBoolean('options.checkCapacity', o.checkCapacity),
+    eject: checkBoolean('options.eject', o.eject),
   }
   const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
   const onFail = checkFunction('options.onFail', o.onFail) as FlashOptions['onFail']
@@ -246,7 +258,9 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
         verified: d.verified,
         bytesSkipped: d.bytesSkipped,
         retries: d.retries,
+        ejected: d.ejected,
       }
+      if (d.ejectError != null) x.ejectError = failure(d.ejectError)
       if (d.error != null) x.error = failure(d.error)
       return x
     }),

@@ -86,6 +86,10 @@ pub struct FlashOptions {
     /// counterfeit drive that holds less than the image needs fails with
     /// [`Error::Counterfeit`] before anything is written (its bytes are left as they were).
     pub check_capacity: bool,
+    /// After a destination succeeded, flush and eject it through [`Opener::eject`] (its
+    /// outcome in [`DestinationReport::ejected`] and [`DestinationReport::eject_error`]; a
+    /// failed eject does not fail the destination).
+    pub eject: bool,
 }
 
 /// What [`FlashOptions::unmapped`] does with the ranges of the image that are not written.
@@ -127,6 +131,7 @@ impl Default for FlashOptions {
             retry_delay: Duration::from_millis(100),
             unmapped: Unmapped::Keep,
             check_capacity: false,
+            eject: false,
         }
     }
 }
@@ -145,6 +150,10 @@ pub struct DestinationReport {
     pub bytes_skipped: u64,
     /// Writes tried again after a transient error (EIO, EBUSY, EAGAIN).
     pub retries: u64,
+    /// Ejected after it succeeded ([`FlashOptions::eject`]).
+    pub ejected: bool,
+    /// Why it could not be ejected.
+    pub eject_error: Option<Error>,
     /// Why it failed; `None` when it succeeded.
     pub error: Option<Error>,
 }
@@ -1662,6 +1671,8 @@ pub(crate) fn run(
             verified: false,
             bytes_skipped: 0,
             retries: 0,
+            ejected: false,
+            eject_error: None,
             error: None,
         });
         match t.dst {
@@ -1816,6 +1827,14 @@ pub(crate) fn run(
             Err(e) => {
                 reports[i].bytes_written = status.dests[i].written.load(Ordering::Relaxed);
                 reports[i].error = Some(e);
+            }
+        }
+    }
+    if opts.eject && mode == Mode::Write {
+        for r in reports.iter_mut().filter(|r| r.error.is_none()) {
+            match opts.opener.eject(&r.path) {
+                Ok(()) => r.ejected = true,
+                Err(e) => r.eject_error = Some(e),
             }
         }
     }
@@ -2631,5 +2650,132 @@ mod tests {
         let e = r.destinations[0].error.as_ref().expect("discard refused");
         assert_eq!(e.code(), "ERR_SPARSEKIT_UNSUPPORTED", "{e}");
         assert!(e.to_string().contains("discard"), "{e}");
+    }
+
+    /// Issue 24, eject: each destination that succeeded is ejected through the opener and
+    /// reported; a failed one is not; an eject that fails leaves the destination ok.
+    #[test]
+    fn eject_after_success_reported_per_destination() {
+        #[derive(Debug, Default)]
+        struct Ejector(std::sync::Mutex<Vec<PathBuf>>);
+        impl Opener for Ejector {
+            fn open(&self, _: &Path) -> Result<Box<dyn Destination>> {
+                unreachable!()
+            }
+            fn eject(&self, path: &Path) -> Result<()> {
+                self.0.lock().unwrap().push(path.to_path_buf());
+                if path == Path::new("stuck") {
+                    return Err(Error::Unsupported {
+                        what: "ejecting 'stuck'".into(),
+                    });
+                }
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_image(dir.path(), &image(2 * MIB, 23));
+        let ej = Arc::new(Ejector::default());
+        let bad = Faulty::new(
+            MemStorage::new(),
+            Fault::FailWritesAfter {
+                n: 0,
+                errno: libc::ENOSPC,
+            },
+        );
+        let r = flash_to(
+            &src,
+            vec![
+                target("ok", MemStorage::new()),
+                target("bad", bad),
+                target("stuck", MemStorage::new()),
+            ],
+            &FlashOptions {
+                eject: true,
+                opener: ej.clone(),
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations;
+        assert!(d[0].error.is_none() && d[0].ejected && d[0].eject_error.is_none());
+        assert!(d[1].error.is_some() && !d[1].ejected);
+        assert!(d[2].error.is_none() && !d[2].ejected);
+        assert_eq!(
+            d[2].eject_error.as_ref().unwrap().code(),
+            "ERR_SPARSEKIT_UNSUPPORTED"
+        );
+        assert_eq!(
+            *ej.0.lock().unwrap(),
+            vec![PathBuf::from("ok"), PathBuf::from("stuck")]
+        );
+    }
+
+    /// Issue 24: with `check_capacity` a counterfeit drive (it wraps around at 8 MiB but
+    /// claims 32) is refused before anything is written.
+    #[test]
+    fn check_capacity_refuses_a_counterfeit_drive() {
+        struct Wrap(MemStorage, u64);
+        impl Storage for Wrap {
+            fn size(&self) -> std::result::Result<u64, IoError> {
+                Ok(32 << 20)
+            }
+            fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+                let n = b.len().min((self.1 - o % self.1) as usize);
+                self.0.read_at(&mut b[..n], o % self.1)
+            }
+            fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+                let n = b.len().min((self.1 - o % self.1) as usize);
+                self.0.write_at(&b[..n], o % self.1)
+            }
+            fn flush(&self) -> std::result::Result<(), IoError> {
+                Ok(())
+            }
+        }
+        impl Destination for Wrap {
+            fn is_block_device(&self) -> bool {
+                true
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_image(dir.path(), &image(12 * MIB, 24));
+        let before = image(8 * MIB, 25);
+        let w = Arc::new(Wrap(MemStorage::from_vec(before.clone()), 8 << 20));
+        struct Share(Arc<Wrap>);
+        impl Storage for Share {
+            fn size(&self) -> std::result::Result<u64, IoError> {
+                self.0.size()
+            }
+            fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+                self.0.read_at(b, o)
+            }
+            fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+                self.0.write_at(b, o)
+            }
+            fn flush(&self) -> std::result::Result<(), IoError> {
+                Ok(())
+            }
+        }
+        impl Destination for Share {
+            fn is_block_device(&self) -> bool {
+                true
+            }
+        }
+        let r = flash_to(
+            &src,
+            vec![target("fake", Share(w.clone()))],
+            &FlashOptions {
+                check_capacity: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().expect("refused");
+        assert_eq!(e.code(), "ERR_SPARSEKIT_COUNTERFEIT", "{e}");
+        assert!(e.to_string().contains("8388608"), "{e}");
+        assert_eq!(w.0.to_vec(), before, "written");
     }
 }

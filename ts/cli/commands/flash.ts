@@ -33,6 +33,7 @@ export default command({
       api: 'checkCapacity',
       description: 'probe each drive first: refuse a counterfeit one that holds less than the image',
     },
+    { flag: 'eject', type: 'boolean', api: 'eject', description: 'eject each drive that was written and verified' },
     ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
@@ -57,6 +58,7 @@ export default command({
       createFiles: v.create,
       zipEntry: v['zip-entry'],
       checkCapacity: v['check-capacity'],
+      eject: v.eject,
       ...http,
       seek: v.seek,
       sha256: v.sha256,
@@ -76,7 +78,8 @@ export default command({
         if (d.ok) {
           const skipped = d.bytesSkipped ? ` (${human(d.bytesSkipped)} already there)` : ''
           const retried = d.retries ? `, ${d.retries} writes retried` : ''
-          await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}\n`)
+          const ejected = d.ejected ? ', ejected' : d.ejectError ? ` (not ejected: ${ctx.words(d.ejectError.message)})` : ''
+          await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`)
         }
       }
       for (const d of failed) if (d.error) ctx.error(d.error, `${d.path}: `)

@@ -5,7 +5,7 @@ import { human } from '../output'
 
 export default command({
   name: 'probe',
-  summary: 'check that a drive holds what it claims (counterfeit cards), leaving its bytes as they were',
+  summary: 'check that a drive holds what it claims (counterfeit cards); bytes kept',
   positionals: [{ name: 'DEV' }],
   options: [
     { flag: 'unmount', type: 'boolean', api: 'unmount', description: "unmount the drive's mounted file systems first" },
