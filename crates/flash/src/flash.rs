@@ -1340,20 +1340,36 @@ impl Writer<'_> {
         match self.plan.unmapped {
             Unmapped::Keep => Ok(()),
             Unmapped::Zero => Ok(self.dst.write_zeroes(start, end - start)?),
-            Unmapped::Discard => match self.dst.punch_hole(start, end - start) {
-                Ok(()) => Ok(()),
-                Err(e) if matches!(e.raw_os_error(), Some(errno::EOPNOTSUPP | errno::EINVAL)) => {
-                    Err(Error::Unsupported {
-                        what: format!(
-                            "discard on '{}' (the device or file system does not discard: {}); \
-                             zero the unmapped ranges instead",
-                            self.label.display(),
-                            e.source
-                        ),
-                    })
-                }
-                Err(e) => Err(Error::Io(e)),
-            },
+            Unmapped::Discard => {
+                // A device discards whole sectors: the unaligned edges (an image whose size
+                // is no multiple of 4 KiB) are zeroed instead.
+                let s = start.next_multiple_of(BLOCK).min(end);
+                let e = (end / BLOCK * BLOCK).max(s);
+                self.dst.write_zeroes(start, s - start)?;
+                self.dst.write_zeroes(e, end - e)?;
+                self.discard(s, e)
+            }
+        }
+    }
+
+    /// Discard `[start, end)` (4 KiB-aligned) of the destination.
+    fn discard(&mut self, start: u64, end: u64) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        match self.dst.punch_hole(start, end - start) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(errno::EOPNOTSUPP | errno::EINVAL)) => {
+                Err(Error::Unsupported {
+                    what: format!(
+                        "discard on '{}' (the device or file system does not discard: {}); \
+                         zero the unmapped ranges instead",
+                        self.label.display(),
+                        e.source
+                    ),
+                })
+            }
+            Err(e) => Err(Error::Io(e)),
         }
     }
 
