@@ -673,6 +673,18 @@ fn check_range(b: &Bmap, i: usize, h: sparsekit_bmap::Hasher, label: &Path) -> R
     Ok(())
 }
 
+/// The image's bytes, sent to the thread that hashes them (SHA-256) while the reader goes
+/// on (a copy per chunk costs far less than the hash).
+struct Digester {
+    tx: SyncSender<Vec<u8>>,
+}
+
+impl Digester {
+    fn update(&mut self, data: &[u8]) {
+        let _ = self.tx.send(data.to_vec());
+    }
+}
+
 /// The image's expected SHA-256 in lowercase, checked to be 64 hex digits.
 fn check_sha256(h: &str) -> Result<String> {
     if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -697,7 +709,7 @@ fn produce(
     label: &Path,
     feed: &mut Feed,
     total: &AtomicU64,
-    mut sha: Option<&mut sha2::Sha256>,
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
     match input {
         Input::Plain(file) => {
@@ -797,12 +809,11 @@ fn by_ranges(
     feed: &mut Feed,
     total: &AtomicU64,
     prefetch: &dyn Fn(u64, u64),
-    mut sha: Option<&mut sha2::Sha256>,
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
-    use sha2::Digest;
     // Bytes the bmap skips, read only to be hashed.
     let cancel = feed.cancel.clone();
-    let gap = |from: u64, to: u64, sha: &mut Option<&mut sha2::Sha256>| -> Result<()> {
+    let gap = |from: u64, to: u64, sha: &mut Option<&mut Digester>| -> Result<()> {
         let Some(h) = sha else { return Ok(()) };
         let mut buf = vec![0u8; CHUNK];
         let mut off = from;
@@ -894,9 +905,8 @@ fn stream(
     feed: &mut Feed,
     total: &AtomicU64,
     zip: bool,
-    mut sha: Option<&mut sha2::Sha256>,
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
-    use sha2::Digest;
     let mut pos = 0u64;
     let fail = |e: std::io::Error, pos: u64| {
         let e = source::decode_error(e, c, pos, label);
@@ -1716,8 +1726,6 @@ pub(crate) fn run(
         unmapped: opts.unmapped,
         check_capacity: opts.check_capacity,
     };
-    let mut sha = expected.as_ref().map(|_| sha2::Sha256::default());
-    let digest = &mut sha;
     let mut feed = Feed {
         digests: read_back,
         senders,
@@ -1739,96 +1747,122 @@ pub(crate) fn run(
     };
     let mut sha256: Option<String> = None;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let outcome = std::thread::scope(|s| {
-        let reader = {
-            let done_tx = done_tx.clone();
-            let bmap = bmap.as_ref();
-            let label = &label;
-            let total = &status.total;
-            let feed = &mut feed;
-            let expected = &expected;
-            let digest_out = &mut sha256;
-            std::thread::Builder::new()
-                .name("sparsekit-flash-read".into())
-                .spawn_scoped(s, move || {
-                    let mut r = produce(input, bmap, verify, label, feed, total, digest.as_mut());
-                    if let (Ok(_), Some(want), Some(h)) = (&r, &expected, digest.take()) {
-                        let got = hex(&sha2::Digest::finalize(h));
-                        if &got != want {
-                            r = Err(Error::DigestMismatch {
-                                source_name: label.display().to_string(),
-                                expected: want.clone(),
-                                actual: got.clone(),
+    let outcome =
+        std::thread::scope(|s| {
+            let reader = {
+                let done_tx = done_tx.clone();
+                let bmap = bmap.as_ref();
+                let label = &label;
+                let total = &status.total;
+                let feed = &mut feed;
+                let expected = &expected;
+                let digest_out = &mut sha256;
+                // The SHA-256 on a thread of its own, off the reader's path.
+                let mut digester = expected.as_ref().map(|_| {
+                    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+                    let h = std::thread::Builder::new()
+                        .name("sparsekit-flash-sha256".into())
+                        .spawn_scoped(s, move || {
+                            use sha2::Digest;
+                            let mut h = sha2::Sha256::new();
+                            for b in rx {
+                                h.update(&b);
+                            }
+                            hex(&h.finalize())
+                        })
+                        .expect("spawn the flash hasher");
+                    (Digester { tx }, h)
+                });
+                std::thread::Builder::new()
+                    .name("sparsekit-flash-read".into())
+                    .spawn_scoped(s, move || {
+                        let mut r = produce(
+                            input,
+                            bmap,
+                            verify,
+                            label,
+                            feed,
+                            total,
+                            digester.as_mut().map(|(d, _)| d),
+                        );
+                        let got = digester.take().map(|(d, h)| {
+                            drop(d);
+                            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        });
+                        if let (Ok(_), Some(want), Some(got)) = (&r, &expected, got) {
+                            if &got != want {
+                                r = Err(Error::DigestMismatch {
+                                    source_name: label.display().to_string(),
+                                    expected: want.clone(),
+                                    actual: got.clone(),
+                                });
+                            }
+                            *digest_out = Some(got);
+                        }
+                        // Only a whole, matching image lets the writers write the first MiB.
+                        if let Ok(info) = &r {
+                            let segments = Arc::new(std::mem::take(&mut feed.segments));
+                            let size = info.image_size;
+                            let _ = feed.send(|| Msg::End {
+                                size,
+                                segments: segments.clone(),
                             });
                         }
-                        *digest_out = Some(got);
-                    }
-                    // Only a whole, matching image lets the writers write the first MiB.
-                    if let Ok(info) = &r {
-                        let segments = Arc::new(std::mem::take(&mut feed.segments));
-                        let size = info.image_size;
-                        let _ = feed.send(|| Msg::End {
-                            size,
-                            segments: segments.clone(),
-                        });
-                    }
-                    // Hang up so that writers waiting for data learn the reader is gone.
-                    feed.senders.clear();
-                    drop(done_tx);
-                    r
-                })
-                .expect("spawn the flash reader")
-        };
-        let mut writers = Vec::new();
-        for (i, d, rx) in work {
-            let st = &status.dests[i];
-            let path = &reports[i].path;
-            let cancel = cancel.clone();
-            let done_tx = done_tx.clone();
-            writers.push((
-                i,
-                std::thread::Builder::new()
-                    .name("sparsekit-flash-write".into())
-                    .spawn_scoped(s, move || {
-                        let r =
-                            consume(&*d, path, &*opts.opener, rx, st, plan, &cancel).map_err(|e| {
-                                match e {
+                        // Hang up so that writers waiting for data learn the reader is gone.
+                        feed.senders.clear();
+                        drop(done_tx);
+                        r
+                    })
+                    .expect("spawn the flash reader")
+            };
+            let mut writers = Vec::new();
+            for (i, d, rx) in work {
+                let st = &status.dests[i];
+                let path = &reports[i].path;
+                let cancel = cancel.clone();
+                let done_tx = done_tx.clone();
+                writers.push((
+                    i,
+                    std::thread::Builder::new()
+                        .name("sparsekit-flash-write".into())
+                        .spawn_scoped(s, move || {
+                            let r = consume(&*d, path, &*opts.opener, rx, st, plan, &cancel)
+                                .map_err(|e| match e {
                                     Error::Io(io) if io.path.is_none() => {
                                         Error::Io(io.with_path(path))
                                     }
                                     e => e,
-                                }
-                            });
-                        match &r {
-                            // Known to the caller at once, not only in the report.
-                            Err(e) => status.fail(i, e),
-                            Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
-                        }
-                        drop(done_tx);
-                        r
-                    })
-                    .expect("spawn a flash writer"),
-            ));
-        }
-        drop(done_tx);
-        // Report until every thread has hung up its end of `done`.
-        let mut reporter = Reporter {
-            stream_len,
-            compare: mode == Mode::Compare,
-            ..Reporter::default()
-        };
-        while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
-            reporter.tick(status, &consumed, read_back, ctl, false);
-        }
-        let source = reader
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let results: Vec<_> = writers
-            .into_iter()
-            .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-            .collect();
-        (source, results, reporter)
-    });
+                                });
+                            match &r {
+                                // Known to the caller at once, not only in the report.
+                                Err(e) => status.fail(i, e),
+                                Ok(_) => st.state.store(DestState::Done as u8, Ordering::Relaxed),
+                            }
+                            drop(done_tx);
+                            r
+                        })
+                        .expect("spawn a flash writer"),
+                ));
+            }
+            drop(done_tx);
+            // Report until every thread has hung up its end of `done`.
+            let mut reporter = Reporter {
+                stream_len,
+                compare: mode == Mode::Compare,
+                ..Reporter::default()
+            };
+            while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
+                reporter.tick(status, &consumed, read_back, ctl, false);
+            }
+            let source = reader
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let results: Vec<_> = writers
+                .into_iter()
+                .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+                .collect();
+            (source, results, reporter)
+        });
     let (source, results, mut reporter) = outcome;
     let info = source?;
     cancel.check()?;
