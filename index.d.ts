@@ -87,6 +87,12 @@ export declare function digest(path: string | Buffer, options?: NativeDigestOpti
  */
 export declare function drivesList(): Promise<NativeDrive[]>
 
+/**
+ * Probe a drive's real capacity: unique patterns written at offsets over its claimed
+ * size, read back past the cache, the original bytes restored.
+ */
+export declare function drivesProbe(path: string | Buffer, options?: NativeProbeOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<NativeProbeResult>
+
 /** Flash one source (path or http(s) URL) to several destinations at once. */
 export declare function flashMulti(source: string, destinations: Array<string | Buffer>, options?: NativeFlashOptions | undefined | null, status?: FlashStatusHandle | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeFlashResult>
 
@@ -141,6 +147,14 @@ export interface NativeBmapCopyOptions {
   readBack?: boolean
   /** Create a missing destination as a regular file (never under /dev). */
   createFiles?: boolean
+  /** Byte offset in the destination where the image goes. */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** Write only the blocks that differ from the destination's. */
+  onlyChanged?: boolean
+  /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
+  unmapped?: string
 }
 
 export interface NativeBmapCopyResult {
@@ -152,6 +166,9 @@ export interface NativeBmapCopyResult {
   compression?: string
   rangesVerified: number
   rangesReadBack: number
+  bytesSkipped: number
+  retries: number
+  sha256?: string
 }
 
 export interface NativeBmapCreated {
@@ -282,6 +299,10 @@ export interface NativeFlashDestination {
   path: string
   bytesWritten: number
   verified: boolean
+  bytesSkipped: number
+  retries: number
+  ejected: boolean
+  ejectError?: NativeFailure
   error?: NativeFailure
 }
 
@@ -310,6 +331,18 @@ export interface NativeFlashOptions {
   retryDelay?: number
   /** Connect and per-read time-out, in ms (default 30000). */
   timeout?: number
+  /** Byte offset in every destination where the image goes (default 0). */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** Read each destination first and write only the blocks that differ. */
+  onlyChanged?: boolean
+  /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
+  unmapped?: string
+  /** Probe each block device's real capacity before writing it. */
+  checkCapacity?: boolean
+  /** Flush and eject each destination that succeeded. */
+  eject?: boolean
 }
 
 export interface NativeFlashResult {
@@ -319,6 +352,7 @@ export interface NativeFlashResult {
   bmap?: string
   zipEntry?: string
   sourceBytes: number
+  sha256?: string
 }
 
 /**
@@ -401,6 +435,20 @@ export interface NativePartition {
   start: number
   size: number
   mountpoints: Array<string>
+}
+
+export interface NativeProbeOptions {
+  /** Probe a system or busy drive too. */
+  force?: boolean
+  /** Unmount the drive's mounted partitions first. */
+  unmount?: boolean
+}
+
+export interface NativeProbeResult {
+  size: number
+  realSize: number
+  counterfeit: boolean
+  points: number
 }
 
 export interface NativeQcow2Allocation {
@@ -576,6 +624,14 @@ export interface NativeRemoteOptions {
   readBack?: boolean
   /** bmap copy: create a missing destination as a regular file (never under /dev). */
   createFiles?: boolean
+  /** bmap copy: byte offset in the destination where the image goes. */
+  seek?: number
+  /** bmap copy: the decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** bmap copy: write only the blocks that differ from the destination's. */
+  onlyChanged?: boolean
+  /** bmap copy: `keep`, `zero` or `discard` the unmapped ranges. */
+  unmapped?: string
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */
@@ -639,6 +695,32 @@ export interface NativeSyncResult {
    * block stream.
    */
   streamBytes: number
+}
+
+export interface NativeVerifyOptions {
+  /** A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL. */
+  bmap?: string | Buffer
+  /** Use no bmap. */
+  noBmap?: boolean
+  /** Check bmap range checksums while streaming (default true). */
+  verify?: boolean
+  /** Byte offset in the destination where the image is. */
+  seek?: number
+  /** The decompressed image's expected SHA-256 (hex). */
+  sha256?: string
+  /** The zip entry (default: the largest). */
+  zipEntry?: string
+  ca?: Buffer
+  retries?: number
+  retryDelay?: number
+  timeout?: number
+}
+
+export interface NativeVerifyResult {
+  bytesCompared: number
+  imageSize: number
+  bmap?: string
+  sha256?: string
 }
 
 /** Clusters this image allocates (not its backing files), one bit per guest cluster. */
@@ -745,3 +827,6 @@ export declare function syncRetrieve(src: string | Buffer, input: number | strin
  * destination checks first, see `open_destination`).
  */
 export declare function syncSave(dst: string | Buffer, input: number | string, options?: NativeSyncOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeSyncResult>
+
+/** Read a destination back and compare it with an image, writing nothing. */
+export declare function verifyImage(source: string, dst: string | Buffer, options?: NativeVerifyOptions | undefined | null, cancel?: CancelToken | undefined | null, onProgress?: (phase: string, bytesDone: number, bytesTotal: number) => void): Promise<NativeVerifyResult>

@@ -91,6 +91,14 @@ pub struct NativeBmapCopyOptions {
     pub read_back: Option<bool>,
     /// Create a missing destination as a regular file (never under /dev).
     pub create_files: Option<bool>,
+    /// Byte offset in the destination where the image goes.
+    pub seek: Option<f64>,
+    /// The decompressed image's expected SHA-256 (hex).
+    pub sha256: Option<String>,
+    /// Write only the blocks that differ from the destination's.
+    pub only_changed: Option<bool>,
+    /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
+    pub unmapped: Option<String>,
 }
 
 #[napi(object)]
@@ -103,6 +111,27 @@ pub struct NativeBmapCopyResult {
     pub compression: Option<String>,
     pub ranges_verified: f64,
     pub ranges_read_back: f64,
+    pub bytes_skipped: f64,
+    pub retries: f64,
+    pub sha256: Option<String>,
+}
+
+/// The JS result of a bmap copy through the flash crate.
+pub fn copy_result(
+    r: sparsekit_flash::MediaReport,
+) -> std::result::Result<NativeBmapCopyResult, Failure> {
+    let c = r.copy;
+    Ok(NativeBmapCopyResult {
+        bytes_written: to_f64("bytesWritten", c.bytes_written)?,
+        image_size: to_f64("imageSize", c.image_size)?,
+        bmap: c.bmap_path.map(|p| p.to_string_lossy().into_owned()),
+        compression: c.compression.map(|c| c.name().to_string()),
+        ranges_verified: c.ranges_verified as f64,
+        ranges_read_back: c.ranges_read_back as f64,
+        bytes_skipped: r.bytes_skipped as f64,
+        retries: r.retries as f64,
+        sha256: r.sha256,
+    })
 }
 
 /// Flash an image (plain or compressed) to a file or block device with a bmap.
@@ -136,24 +165,39 @@ pub fn bmap_copy<'env>(
                 read_back: o.read_back.unwrap_or(false),
                 create_files: o.create_files.unwrap_or(false),
             };
-            // Windows and macOS drives and zip archives go through the flash engine.
-            let r = sparsekit_flash::local_bmap_copy(
+            let media = sparsekit_flash::Media {
+                seek: crate::job::opt_u64("options.seek", o.seek)?.unwrap_or(0),
+                sha256: o.sha256,
+                only_changed: o.only_changed.unwrap_or(false),
+                unmapped: unmapped_arg(o.unmapped.as_deref())?,
+            };
+            // Drives, block devices, zip archives and the media options go through the
+            // flash engine.
+            let r = sparsekit_flash::local_bmap_copy_media(
                 &image,
                 &dst,
                 &opts,
                 &crate::destinations::drive_opener(opts.create_files),
+                &media,
                 ctl,
             )
             .map_err(|e| Failure::from_core(&e))?;
-            Ok(NativeBmapCopyResult {
-                bytes_written: to_f64("bytesWritten", r.bytes_written)?,
-                image_size: to_f64("imageSize", r.image_size)?,
-                bmap: r.bmap_path.map(|p| p.to_string_lossy().into_owned()),
-                compression: r.compression.map(|c| c.name().to_string()),
-                ranges_verified: r.ranges_verified as f64,
-                ranges_read_back: r.ranges_read_back as f64,
-            })
+            copy_result(r)
         },
         |env, v| unsafe { NativeBmapCopyResult::to_napi_value(env.raw(), v) },
     )
+}
+
+/// `keep`, `zero` or `discard` for [`sparsekit_flash::Unmapped`].
+pub fn unmapped_arg(v: Option<&str>) -> std::result::Result<sparsekit_flash::Unmapped, Failure> {
+    Ok(match v {
+        None | Some("keep") => sparsekit_flash::Unmapped::Keep,
+        Some("zero") => sparsekit_flash::Unmapped::Zero,
+        Some("discard") => sparsekit_flash::Unmapped::Discard,
+        Some(v) => {
+            return Err(Failure::invalid_value(format!(
+                "The property 'options.unmapped' must be one of 'keep', 'zero', 'discard'. Received '{v}'"
+            )))
+        }
+    })
 }

@@ -25,6 +25,12 @@ impl Opener for DriveOpener {
     fn open_direct(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
         drives::open_direct(path)
     }
+    fn eject(&self, path: &std::path::Path) -> sparsekit_flash::Result<()> {
+        drives::eject(path).map_err(|e| match e {
+            drives::Error::Io(io) => sparsekit_flash::Error::Io(io),
+            e => sparsekit_flash::Error::Refused(Box::new(e)),
+        })
+    }
     fn is_drive(&self, path: &std::path::Path) -> bool {
         drives::is_drive_path(path)
     }

@@ -10,7 +10,7 @@ use crate::destinations::{drive_opener, DriveOpener};
 use sparsekit_http::HttpOptions;
 
 use crate::error::Failure;
-use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
+use crate::job::{opt_u64, path_arg, spawn, to_f64, CancelToken, ProgressFn};
 
 #[napi(object)]
 pub struct NativePartition {
@@ -174,6 +174,18 @@ pub struct NativeFlashOptions {
     pub retry_delay: Option<u32>,
     /// Connect and per-read time-out, in ms (default 30000).
     pub timeout: Option<u32>,
+    /// Byte offset in every destination where the image goes (default 0).
+    pub seek: Option<f64>,
+    /// The decompressed image's expected SHA-256 (hex).
+    pub sha256: Option<String>,
+    /// Read each destination first and write only the blocks that differ.
+    pub only_changed: Option<bool>,
+    /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
+    pub unmapped: Option<String>,
+    /// Probe each block device's real capacity before writing it.
+    pub check_capacity: Option<bool>,
+    /// Flush and eject each destination that succeeded.
+    pub eject: Option<bool>,
 }
 
 /// A destination's failure, as data: the TS layer makes it an `Error`.
@@ -207,6 +219,10 @@ pub struct NativeFlashDestination {
     pub path: String,
     pub bytes_written: f64,
     pub verified: bool,
+    pub bytes_skipped: f64,
+    pub retries: f64,
+    pub ejected: bool,
+    pub eject_error: Option<NativeFailure>,
     pub error: Option<NativeFailure>,
 }
 
@@ -218,6 +234,7 @@ pub struct NativeFlashResult {
     pub bmap: Option<String>,
     pub zip_entry: Option<String>,
     pub source_bytes: f64,
+    pub sha256: Option<String>,
 }
 
 /// Flash one source (path or http(s) URL) to several destinations at once.
@@ -264,6 +281,13 @@ pub fn flash_multi<'env>(
                 })),
                 zip_entry: o.zip_entry,
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
+                seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
+                sha256: o.sha256,
+                only_changed: o.only_changed.unwrap_or(false),
+                unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+                check_capacity: o.check_capacity.unwrap_or(false),
+                eject: o.eject.unwrap_or(false),
+                ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
                 .map_err(|e| Failure::from_core(&e))?;
@@ -281,6 +305,13 @@ pub fn flash_multi<'env>(
                         path: s(&d.path),
                         bytes_written: d.bytes_written as f64,
                         verified: d.verified,
+                        bytes_skipped: d.bytes_skipped as f64,
+                        retries: d.retries as f64,
+                        ejected: d.ejected,
+                        eject_error: d
+                            .eject_error
+                            .as_ref()
+                            .map(|e| native_failure(Failure::from_core(e))),
                         error: d
                             .error
                             .as_ref()
@@ -292,6 +323,7 @@ pub fn flash_multi<'env>(
                 bmap: r.bmap,
                 zip_entry: r.zip_entry,
                 source_bytes: r.source_bytes as f64,
+                sha256: r.sha256,
             })
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
@@ -329,6 +361,14 @@ pub struct NativeRemoteOptions {
     pub read_back: Option<bool>,
     /// bmap copy: create a missing destination as a regular file (never under /dev).
     pub create_files: Option<bool>,
+    /// bmap copy: byte offset in the destination where the image goes.
+    pub seek: Option<f64>,
+    /// bmap copy: the decompressed image's expected SHA-256 (hex).
+    pub sha256: Option<String>,
+    /// bmap copy: write only the blocks that differ from the destination's.
+    pub only_changed: Option<bool>,
+    /// bmap copy: `keep`, `zero` or `discard` the unmapped ranges.
+    pub unmapped: Option<String>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -374,23 +414,23 @@ pub fn remote_bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let r = sparsekit_flash::bmap_copy(
+            let media = sparsekit_flash::Media {
+                seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
+                sha256: o.sha256,
+                only_changed: o.only_changed.unwrap_or(false),
+                unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+            };
+            let r = sparsekit_flash::bmap_copy_media(
                 &url,
                 &dst,
                 &opts,
                 &http,
                 &drive_opener(opts.create_files),
+                &media,
                 ctl,
             )
             .map_err(|e| Failure::from_core(&e))?;
-            Ok(crate::bmap::NativeBmapCopyResult {
-                bytes_written: to_f64("bytesWritten", r.bytes_written)?,
-                image_size: to_f64("imageSize", r.image_size)?,
-                bmap: r.bmap_path.map(|p| p.to_string_lossy().into_owned()),
-                compression: r.compression.map(|c| c.name().to_string()),
-                ranges_verified: r.ranges_verified as f64,
-                ranges_read_back: r.ranges_read_back as f64,
-            })
+            crate::bmap::copy_result(r)
         },
         |env, v| unsafe { crate::bmap::NativeBmapCopyResult::to_napi_value(env.raw(), v) },
     )
@@ -496,4 +536,134 @@ fn qcow2_failure(e: Remote) -> Failure {
         }
         Remote::Qcow2(q) => Failure::from_core(&q),
     }
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeVerifyOptions {
+    /// A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL.
+    pub bmap: Option<Either<String, Buffer>>,
+    /// Use no bmap.
+    pub no_bmap: Option<bool>,
+    /// Check bmap range checksums while streaming (default true).
+    pub verify: Option<bool>,
+    /// Byte offset in the destination where the image is.
+    pub seek: Option<f64>,
+    /// The decompressed image's expected SHA-256 (hex).
+    pub sha256: Option<String>,
+    /// The zip entry (default: the largest).
+    pub zip_entry: Option<String>,
+    pub ca: Option<Buffer>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<u32>,
+    pub timeout: Option<u32>,
+}
+
+#[napi(object)]
+pub struct NativeVerifyResult {
+    pub bytes_compared: f64,
+    pub image_size: f64,
+    pub bmap: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// Read a destination back and compare it with an image, writing nothing.
+#[napi(ts_return_type = "Promise<NativeVerifyResult>")]
+pub fn verify_image<'env>(
+    env: &'env Env,
+    source: String,
+    dst: Either<String, Buffer>,
+    options: Option<NativeVerifyOptions>,
+    cancel: Option<&CancelToken>,
+    #[napi(ts_arg_type = "(phase: string, bytesDone: number, bytesTotal: number) => void")]
+    on_progress: Option<ProgressFn>,
+) -> Result<Object<'env>> {
+    let dst = path_arg("destination", dst);
+    let o = options.unwrap_or_default();
+    let bmap = o.bmap.map(|b| path_arg("options.bmap", b)).transpose();
+    let ca = o.ca.map(|b| b.to_vec());
+    spawn(
+        env,
+        cancel,
+        on_progress,
+        move |ctl| {
+            let dst = dst?;
+            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
+                (_, true) => BmapChoice::None,
+                (Some(p), false) => BmapChoice::Path(p),
+                (None, false) => BmapChoice::Auto,
+            };
+            let opts = FlashOptions {
+                bmap: choice,
+                verify: o.verify.unwrap_or(true),
+                zip_entry: o.zip_entry,
+                http: http_options(ca, o.retries, o.retry_delay, o.timeout),
+                seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
+                sha256: o.sha256,
+                ..FlashOptions::default()
+            };
+            let r = sparsekit_flash::verify(&source, &dst, &opts, ctl)
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeVerifyResult {
+                bytes_compared: to_f64("bytesCompared", r.bytes_compared)?,
+                image_size: to_f64("imageSize", r.image_size)?,
+                bmap: r.bmap,
+                sha256: r.sha256,
+            })
+        },
+        |env, v| unsafe { NativeVerifyResult::to_napi_value(env.raw(), v) },
+    )
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeProbeOptions {
+    /// Probe a system or busy drive too.
+    pub force: Option<bool>,
+    /// Unmount the drive's mounted partitions first.
+    pub unmount: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeProbeResult {
+    pub size: f64,
+    pub real_size: f64,
+    pub counterfeit: bool,
+    pub points: f64,
+}
+
+/// Probe a drive's real capacity: unique patterns written at offsets over its claimed
+/// size, read back past the cache, the original bytes restored.
+#[napi(ts_return_type = "Promise<NativeProbeResult>")]
+pub fn drives_probe<'env>(
+    env: &'env Env,
+    path: Either<String, Buffer>,
+    options: Option<NativeProbeOptions>,
+    cancel: Option<&CancelToken>,
+) -> Result<Object<'env>> {
+    let path = path_arg("path", path);
+    let o = options.unwrap_or_default();
+    spawn(
+        env,
+        cancel,
+        None,
+        move |ctl| {
+            let path = path?;
+            let opener = DriveOpener(Safety {
+                force: o.force.unwrap_or(false),
+                unmount: o.unmount.unwrap_or(false),
+                create_files: false,
+            });
+            let r = sparsekit_flash::Opener::open(&opener, &path)
+                .and_then(|d| sparsekit_flash::probe_capacity(&*d, ctl.cancel()))
+                .map_err(|e| Failure::from_core(&e))?;
+            Ok(NativeProbeResult {
+                size: to_f64("size", r.claimed)?,
+                real_size: to_f64("realSize", r.real)?,
+                counterfeit: r.counterfeit(),
+                points: r.points as f64,
+            })
+        },
+        |env, v| unsafe { NativeProbeResult::to_napi_value(env.raw(), v) },
+    )
 }

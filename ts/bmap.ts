@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import native = require('./native')
-import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS, MEDIA_KEYS } from './validate'
+import { mediaArgs, MediaOptions } from './media'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
@@ -41,8 +42,8 @@ export async function create(image: PathLike, options?: BmapCreateOptions): Prom
   return r.xml
 }
 
-/** Options of {@link copy}. */
-export interface BmapCopyOptions extends LongOptions {
+/** Options of {@link copy}; `seek`, `sha256` and `onlyChanged` as for `flash` ({@link MediaOptions}). */
+export interface BmapCopyOptions extends LongOptions, MediaOptions {
   /**
    * First-boot customisation ({@link customize}): once the image is written (and read back),
    * these files go into the destination's FAT boot partition.
@@ -83,6 +84,12 @@ export interface BmapCopyResult {
   rangesVerified: number
   /** Ranges read back from the destination and found equal (with `readBack`). */
   rangesReadBack: number
+  /** Bytes not written because the destination already held them (`onlyChanged`). */
+  bytesSkipped: number
+  /** Writes tried again after a transient error (EIO, EBUSY, EAGAIN). */
+  retries: number
+  /** The image's SHA-256, when `sha256` was given and matched. */
+  sha256?: string
   /** With `customize`: what was written into the boot partition. */
   customized?: CustomizeResult
 }
@@ -101,7 +108,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', 'customize', ...LONG_KEYS, ...HTTP_KEYS]) as BmapCopyOptions & HttpSourceOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', 'customize', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as BmapCopyOptions & HttpSourceOptions
   const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as BmapCopyOptions['customize'])
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
@@ -118,6 +125,7 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     verify: checkBoolean('options.verify', o.verify),
     readBack: checkBoolean('options.readBack', o.readBack),
     createFiles: checkBoolean('options.createFiles', o.createFiles),
+    ...mediaArgs(o),
   }
   const http = url === undefined ? undefined : { ...opts, ...httpArgs(o) }
   const r = await run(o, (cancel, onProgress) =>
@@ -130,7 +138,10 @@ export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOpt
     imageSize: r.imageSize,
     rangesVerified: r.rangesVerified,
     rangesReadBack: r.rangesReadBack,
+    bytesSkipped: r.bytesSkipped,
+    retries: r.retries,
   }
+  if (r.sha256 != null) out.sha256 = r.sha256
   if (r.bmap != null) out.bmap = r.bmap
   if (r.compression != null) out.compression = r.compression as BmapCopyResult['compression']
   // First-boot files once the image is written (and read back): see customize().

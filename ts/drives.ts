@@ -1,7 +1,8 @@
 /** Drive listing and watching: which block devices there are, and which are safe to write. */
 import { EventEmitter } from 'node:events'
 import native = require('./native')
-import { checkBytes, checkOptions, invalidArgValue } from './validate'
+import { run } from './run'
+import { checkBoolean, checkBytes, checkOptions, checkPath, invalidArgValue, PathLike } from './validate'
 
 /** A partition of a {@link Drive}. */
 export interface Partition {
@@ -205,4 +206,41 @@ export function watch(options?: WatchOptions): DriveWatcher {
   const interval = checkBytes('options.interval', o.interval) ?? 1000
   if (interval < 10) throw invalidArgValue('options.interval', interval, 'must be at least 10 (ms)')
   return new DriveWatcher(interval)
+}
+
+/** Options of {@link probe}. */
+export interface ProbeOptions {
+  /** Probe a system drive or a busy one too (no exclusive open). Never without asking the user. */
+  force?: boolean
+  /** Unmount the drive's mounted partitions first (otherwise `ERR_SPARSEKIT_DRIVE_BUSY`). */
+  unmount?: boolean
+  /** Cancels the probe (the bytes probed are restored); rejects with `ERR_SPARSEKIT_ABORTED`. */
+  signal?: AbortSignal
+}
+
+/** The result of {@link probe}. */
+export interface ProbeResult {
+  /** The size the drive claims, in bytes. */
+  size: number
+  /** The size that really holds data: the first probed offset that did not read back what was written, or `size`. */
+  realSize: number
+  /** `realSize < size`: a counterfeit card or stick (writes past `realSize` wrap around or vanish). */
+  counterfeit: boolean
+  /** Offsets probed. */
+  points: number
+}
+
+/**
+ * Detect counterfeit capacity: a unique 4 KiB pattern is written at 64 to 129 offsets
+ * spread over the claimed size (multiples of a power of two, where a wrap-around lands on
+ * another probed offset, and the last block), synced, read back past the cache, and the
+ * bytes that were there written back, so a sound drive is left byte-identical. The drive is
+ * checked and opened as `flash` opens it (system and mounted drives refused).
+ */
+export async function probe(path: PathLike, options?: ProbeOptions): Promise<ProbeResult> {
+  const p = checkPath('path', path)
+  const o = checkOptions('options', options, ['force', 'unmount', 'signal']) as ProbeOptions
+  const opts = { force: checkBoolean('options.force', o.force), unmount: checkBoolean('options.unmount', o.unmount) }
+  const r = await run({ signal: o.signal }, (cancel) => native.drivesProbe(p, opts, cancel))
+  return { size: r.size, realSize: r.realSize, counterfeit: r.counterfeit, points: r.points }
 }

@@ -1,9 +1,10 @@
 /** The imaging engine: one image to many drives, verified. */
 import native = require('./native')
 import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
-import { callbackError, checkBoolean, checkFunction, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, SparsekitError, LONG_KEYS, HTTP_KEYS } from './validate'
+import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkSha256, checkString, invalidArgType, invalidArgValue, PathLike, SparsekitError, LONG_KEYS, HTTP_KEYS, MEDIA_KEYS } from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
+import { mediaArgs, MediaOptions } from './media'
 
 /** One destination's progress, as {@link FlashProgress} lists them. */
 export interface DestinationProgress {
@@ -30,7 +31,7 @@ export interface FlashProgress extends Progress {
 }
 
 /** Options of {@link flash}. */
-export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
+export interface FlashOptions extends Omit<LongOptions, 'onProgress'>, MediaOptions {
   /**
    * The bmap file. Default: `IMAGE.bmap` beside a local image (also with its extensions
    * taken off, as bmaptool looks), `URL.bmap` for a URL. `false`: no bmap (the image's own
@@ -56,6 +57,19 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'> {
   createFiles?: boolean
   /** For a zip source: the entry to write (default: the largest file). */
   zipEntry?: string
+  /**
+   * Before writing a block device, probe its real capacity (as `drives.probe`): a
+   * counterfeit drive holding less than the image needs fails with
+   * `ERR_SPARSEKIT_COUNTERFEIT` before anything is written.
+   */
+  checkCapacity?: boolean
+  /**
+   * After a destination succeeded, flush and eject it (Linux: the drive's `device/delete`
+   * in sysfs, as for USB sticks and card readers); reported per destination as `ejected`
+   * or `ejectError` (`ERR_SPARSEKIT_UNSUPPORTED` for a loop device, an SD card in a
+   * built-in slot, Windows and macOS for now). A failed eject does not fail the destination.
+   */
+  eject?: boolean
   /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */
   ca?: string | Buffer
   /** Resume attempts in a row without data after a dropped connection; default 5. */
@@ -96,6 +110,14 @@ export interface DestinationResult {
   bytesWritten: number
   /** Read back and found equal to the image. */
   verified: boolean
+  /** Bytes not written because the destination already held them (`onlyChanged`). */
+  bytesSkipped: number
+  /** Writes tried again after a transient error (EIO, EBUSY, EAGAIN), at most 5 per write with a doubling wait. */
+  retries: number
+  /** Ejected after it succeeded (`eject`). */
+  ejected: boolean
+  /** Why it could not be ejected (`eject`); the destination is still `ok`. */
+  ejectError?: SparsekitError
   /** With `customize`: what was written into its boot partition. */
   customized?: CustomizeResult
   /** Why it failed: an `Error` with `code` (`ERR_SPARSEKIT_SYSTEM_DRIVE`, `ERR_SPARSEKIT_DRIVE_BUSY`, `ERR_SPARSEKIT_DEST_TOO_SMALL`, `EIO`, ...). */
@@ -116,6 +138,8 @@ export interface FlashResult {
   zipEntry?: string
   /** Bytes read from the source (compressed bytes for a compressed one). */
   sourceBytes: number
+  /** The decompressed image's SHA-256 (lowercase hex), when `sha256` was given and matched. */
+  sha256?: string
 }
 
 function failure(f: native.NativeFailure): SparsekitError {
@@ -160,7 +184,7 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
   if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'customize', ...LONG_KEYS, ...HTTP_KEYS]) as FlashOptions
+  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'checkCapacity', 'eject', 'customize', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
   const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as FlashCustomize)
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
@@ -182,6 +206,9 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
     createFiles: checkBoolean('options.createFiles', o.createFiles),
     zipEntry: o.zipEntry,
     ...httpArgs(o),
+    ...mediaArgs(o),
+    checkCapacity: checkBoolean('options.checkCapacity', o.checkCapacity),
+    eject: checkBoolean('options.eject', o.eject),
   }
   const user = checkFunction('options.onProgress', o.onProgress) as FlashOptions['onProgress']
   const onFail = checkFunction('options.onFail', o.onFail) as FlashOptions['onFail']
@@ -241,7 +268,16 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   }
   const out: FlashResult = {
     destinations: r.destinations.map((d) => {
-      const x: DestinationResult = { path: d.path, ok: d.error == null, bytesWritten: d.bytesWritten, verified: d.verified }
+      const x: DestinationResult = {
+        path: d.path,
+        ok: d.error == null,
+        bytesWritten: d.bytesWritten,
+        verified: d.verified,
+        bytesSkipped: d.bytesSkipped,
+        retries: d.retries,
+        ejected: d.ejected,
+      }
+      if (d.ejectError != null) x.ejectError = failure(d.ejectError)
       if (d.error != null) x.error = failure(d.error)
       return x
     }),
@@ -271,5 +307,72 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
   if (r.compression != null) out.compression = r.compression as FlashResult['compression']
   if (r.bmap != null) out.bmap = r.bmap
   if (r.zipEntry != null) out.zipEntry = r.zipEntry
+  if (r.sha256 != null) out.sha256 = r.sha256
+  return out
+}
+
+/** Options of {@link verify}. */
+export interface VerifyOptions extends LongOptions, Pick<MediaOptions, 'seek' | 'sha256'> {
+  /** The bmap file, as for {@link flash}; `false`: none. */
+  bmap?: PathLike | false
+  /** Check each bmap range's checksum while the source streams; default `true`. */
+  verify?: boolean
+  /** For a zip source: the entry (default: the largest file). */
+  zipEntry?: string
+  /** Extra trusted CA certificates (PEM) for https sources. */
+  ca?: string | Buffer
+  /** Resume attempts in a row without data after a dropped connection; default 5. */
+  retries?: number
+  /** Milliseconds before the first retry, doubled for each further one; default 500. */
+  retryDelay?: number
+  /** Connect and per-read time-out in ms; default 30000. */
+  timeout?: number
+}
+
+/** The result of {@link verify}: the destination holds the image. */
+export interface VerifyResult {
+  /** Bytes compared: what a flash writes (the bmap's mapped ranges; without one a plain image's data, a stream whole). */
+  bytesCompared: number
+  /** The (decompressed) image size. */
+  imageSize: number
+  /** Where the bmap came from, when one was used. */
+  bmap?: string
+  /** The image's SHA-256, when `sha256` was given and matched. */
+  sha256?: string
+}
+
+/**
+ * Read a destination back and compare it with an image (any source {@link flash} takes,
+ * at `seek`), writing nothing. What a flash writes is compared: the bmap's mapped ranges,
+ * or without one a plain image's data extents, a stream whole. Resolves when they are
+ * equal; rejects with `ERR_SPARSEKIT_CHECKSUM_MISMATCH` and `range` (`{ start, length }`,
+ * destination bytes) naming the first run of differing 4 KiB blocks. Phase: `'verify'`.
+ */
+export async function verify(image: PathLike, destination: PathLike, options?: VerifyOptions): Promise<VerifyResult> {
+  const src = sourceArg(image)
+  const dst = checkPath('destination', destination)
+  const o = checkOptions('options', options, ['bmap', 'verify', 'zipEntry', 'seek', 'sha256', ...LONG_KEYS, ...HTTP_KEYS]) as VerifyOptions
+  let bmap: string | Buffer | undefined
+  let noBmap = false
+  if (o.bmap === false) noBmap = true
+  else if (o.bmap !== undefined) {
+    const v: unknown = o.bmap
+    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    bmap = checkPath('options.bmap', o.bmap)
+  }
+  if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
+  const opts = {
+    bmap,
+    noBmap,
+    verify: checkBoolean('options.verify', o.verify),
+    zipEntry: o.zipEntry,
+    seek: checkBytes('options.seek', o.seek),
+    sha256: checkSha256('options.sha256', o.sha256),
+    ...httpArgs(o),
+  }
+  const r = await run(o, (cancel, cb) => native.verifyImage(src, dst, opts, cancel, cb))
+  const out: VerifyResult = { bytesCompared: r.bytesCompared, imageSize: r.imageSize }
+  if (r.bmap != null) out.bmap = r.bmap
+  if (r.sha256 != null) out.sha256 = r.sha256
   return out
 }

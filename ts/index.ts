@@ -23,10 +23,10 @@ import { create as bmapCreate, copy as bmapCopy } from './bmap'
 export const bmap = { create: bmapCreate, copy: bmapCopy }
 export { BMAP_CHECKSUMS } from './bmap'
 export type { BmapChecksum, BmapCreateOptions, BmapCopyOptions, BmapCopyResult } from './bmap'
-import { list as drivesList, watch as drivesWatch } from './drives'
-/** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed. */
-export const drives = { list: drivesList, watch: drivesWatch }
-export { flash } from './flash'
+import { list as drivesList, watch as drivesWatch, probe as drivesProbe } from './drives'
+/** Drives: `list()` whole block devices (with `isSystem`), `watch()` for drives added and removed, `probe()` a drive's real capacity. */
+export const drives = { list: drivesList, watch: drivesWatch, probe: drivesProbe }
+export { flash, verify } from './flash'
 export { layout, layoutRanges, sparsify } from './layout'
 export { customize } from './customize'
 export { backup } from './backup'
@@ -37,8 +37,9 @@ import { cloudInit, firstRun, hashPassword } from './customize'
 export const firstBoot = { cloudInit, firstRun, hashPassword }
 export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutRangesOptions, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
 export { DriveWatcher } from './drives'
-export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents } from './drives'
-export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult } from './flash'
+export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents, ProbeOptions, ProbeResult } from './drives'
+export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, VerifyOptions, VerifyResult } from './flash'
+export type { MediaOptions } from './media'
 export type { HttpSourceOptions } from './http'
 export type { SparsekitError } from './validate'
 export type { PathLike } from './validate'

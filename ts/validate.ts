@@ -90,6 +90,17 @@ export function showPath(p: string | Buffer): string {
 
 /** The option keys every long operation takes ({@link LongOptions}). */
 export const LONG_KEYS = ['signal', 'onProgress'] as const
+/** The removable-media option keys of flash, `bmap.copy` and verify ({@link MediaOptions}). */
+export const MEDIA_KEYS = ['seek', 'sha256', 'onlyChanged', 'zeroUnmapped', 'discard'] as const
+
+/** An expected SHA-256: 64 hex digits, returned in lowercase. */
+export function checkSha256(name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  if (!/^[0-9a-fA-F]{64}$/.test(value)) throw invalidArgValue(name, value, 'must be a SHA-256 in hex (64 hexadecimal digits)')
+  return value.toLowerCase()
+}
+
 /** The option keys of an http(s) source. */
 export const HTTP_KEYS = ['ca', 'retries', 'retryDelay', 'timeout'] as const
 

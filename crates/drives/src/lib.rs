@@ -32,6 +32,7 @@
 
 mod decide;
 mod drives;
+mod eject;
 mod error;
 pub mod linux;
 pub mod macos;
@@ -45,6 +46,7 @@ pub mod windows;
 
 pub use decide::{decide, Unmount};
 pub use drives::{check_destination, list};
+pub use eject::{eject, eject_with};
 pub use error::{Error, Result};
 pub use linux::{check_destination_with, list_with, parse_mountinfo, Mount, Roots};
 pub use open::{busy, is_drive_path, open_destination, open_direct};

@@ -11,8 +11,36 @@ use sparsekit_http::{self as http, HttpOptions};
 
 use crate::dest::Opener;
 use crate::error::{Error, Result};
-use crate::flash::{run, FlashOptions, FlashReport, Target};
+use crate::flash::{run, FlashOptions, FlashReport, Mode, Target};
 use crate::source;
+
+/// The removable-media options `bmap copy` shares with [`crate::flash`] (see
+/// [`FlashOptions`]): with any of them set, or to a block device (whose first MiB is then
+/// written last), a local image goes through the flash engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Media {
+    /// [`FlashOptions::seek`].
+    pub seek: u64,
+    /// [`FlashOptions::sha256`].
+    pub sha256: Option<String>,
+    /// [`FlashOptions::only_changed`].
+    pub only_changed: bool,
+    /// [`FlashOptions::unmapped`].
+    pub unmapped: crate::Unmapped,
+}
+
+/// What [`bmap_copy`] and [`local_bmap_copy`] did, beyond the plain copy's report.
+#[derive(Debug)]
+pub struct MediaReport {
+    /// The copy.
+    pub copy: sparsekit_bmap::CopyReport,
+    /// Bytes the destination already held ([`Media::only_changed`]).
+    pub bytes_skipped: u64,
+    /// Writes tried again after a transient error.
+    pub retries: u64,
+    /// The image's SHA-256, when [`Media::sha256`] was checked.
+    pub sha256: Option<String>,
+}
 
 /// `bmap copy` of a remote image: `URL.bmap` found beside it (with
 /// [`sparsekit_bmap::BmapChoice::Auto`]), the image streamed once (plain, gzip, xz,
@@ -22,20 +50,21 @@ use crate::source;
 /// `fsync` and an optional read-back. The destination is a file (created) or a block
 /// device (opened `O_EXCL`, checked to be large enough), as [`sparsekit_bmap::copy`] opens
 /// it. This is [`crate::flash_to`] with one destination.
-pub fn bmap_copy(
+pub fn bmap_copy_media(
     url: &str,
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
     http: &HttpOptions,
     opener: &Arc<dyn Opener>,
+    media: &Media,
     ctl: &mut sparsekit_io::Control<'_>,
-) -> Result<sparsekit_bmap::CopyReport> {
+) -> Result<MediaReport> {
     let client = http::client_for(http, url, ctl.cancel())?;
     let (bmap, bmap_from) = resolve_bmap(&opts.bmap, ctl.cancel(), || -> Result<_> {
         Ok(http::find_bmap(&client, url, http)?.map(|(b, u)| (b, u.into())))
     })?;
     drop(client);
-    copy_to(url, dst, (bmap, bmap_from), opts, http, opener, ctl)
+    copy_to(url, dst, (bmap, bmap_from), opts, http, opener, media, ctl)
 }
 
 /// `bmap copy` of a local image to a drive on Windows or macOS (where
@@ -43,13 +72,14 @@ pub fn bmap_copy(
 /// (system disk and mounted volumes refused; on Windows the volumes locked and dismounted
 /// while writing, on macOS the raw `/dev/rdiskN` written), which `sparsekit_bmap::copy`'s
 /// `O_EXCL` open provides on Linux only. The bmap as `sparsekit_bmap::copy` finds it.
-pub fn local_bmap_copy_to_drive(
+pub fn local_bmap_copy_to_drive_media(
     image: &Path,
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
     opener: &Arc<dyn Opener>,
+    media: &Media,
     ctl: &mut sparsekit_io::Control<'_>,
-) -> Result<sparsekit_bmap::CopyReport> {
+) -> Result<MediaReport> {
     let cancel = ctl.cancel().clone();
     let (bmap, bmap_from) = resolve_bmap(&opts.bmap, &cancel, || -> Result<_> {
         Ok(sparsekit_bmap::local_bmap(image, &cancel)?)
@@ -65,21 +95,23 @@ pub fn local_bmap_copy_to_drive(
         opts,
         &HttpOptions::default(),
         opener,
+        media,
         ctl,
     )
 }
 
 /// `bmap copy` of a local image: [`sparsekit_bmap::copy`], except for a drive only the
-/// flash writer may write ([`Opener::is_drive`]) and a zip archive, which the flash engine
-/// opens (its entry is written, as for a remote zip and for `flash`, never the archive's
-/// own bytes).
-pub fn local_bmap_copy(
+/// flash writer may write ([`Opener::is_drive`]), a block device (its first MiB written
+/// last), a zip archive, and any [`Media`] option, which the flash engine does (a zip's
+/// entry is written, as for a remote zip and for `flash`, never the archive's own bytes).
+pub fn local_bmap_copy_media(
     image: &Path,
     dst: &Path,
     opts: &sparsekit_bmap::CopyOptions,
     opener: &Arc<dyn Opener>,
+    media: &Media,
     ctl: &mut sparsekit_io::Control<'_>,
-) -> Result<sparsekit_bmap::CopyReport> {
+) -> Result<MediaReport> {
     let mut head = [0u8; 4];
     let is_zip = std::fs::File::open(image)
         .and_then(|f| {
@@ -87,15 +119,25 @@ pub fn local_bmap_copy(
             f.take(4).read(&mut head)
         })
         .is_ok_and(|n| source::is_zip(&head[..n]));
-    if is_zip || opener.is_drive(dst) {
-        local_bmap_copy_to_drive(image, dst, opts, opener, ctl)
+    let is_dev = {
+        use sparsekit_io::sys::FileTypeExt;
+        std::fs::metadata(dst).is_ok_and(|m| m.file_type().is_block_device())
+    };
+    if is_zip || is_dev || opener.is_drive(dst) || *media != Media::default() {
+        local_bmap_copy_to_drive_media(image, dst, opts, opener, media, ctl)
     } else {
-        Ok(sparsekit_bmap::copy(image, dst, opts, ctl)?)
+        Ok(MediaReport {
+            copy: sparsekit_bmap::copy(image, dst, opts, ctl)?,
+            bytes_skipped: 0,
+            retries: 0,
+            sha256: None,
+        })
     }
 }
 
 /// The shared end of the two bmap copies above: `source` (a path or URL) with the bmap
 /// already resolved, to one destination.
+#[allow(clippy::too_many_arguments)]
 fn copy_to(
     url: &str,
     dst: &Path,
@@ -103,8 +145,9 @@ fn copy_to(
     opts: &sparsekit_bmap::CopyOptions,
     http: &HttpOptions,
     opener: &Arc<dyn Opener>,
+    media: &Media,
     ctl: &mut sparsekit_io::Control<'_>,
-) -> Result<sparsekit_bmap::CopyReport> {
+) -> Result<MediaReport> {
     let fopts = FlashOptions {
         bmap: match &bmap {
             Some(b) => BmapChoice::Given(Box::new(b.clone())),
@@ -114,6 +157,10 @@ fn copy_to(
         read_back: opts.read_back,
         http: http.clone(),
         opener: opener.clone(),
+        seek: media.seek,
+        sha256: media.sha256.clone(),
+        only_changed: media.only_changed,
+        unmapped: media.unmapped,
         ..Default::default()
     };
     // Open the source first: an unreachable URL leaves the destination untouched.
@@ -126,7 +173,7 @@ fn copy_to(
         dst: Ok(opener.open(dst)?),
     }];
     finish(
-        run(opened, targets, &fopts, None, ctl)?,
+        run(opened, targets, &fopts, Mode::Write, None, ctl)?,
         &bmap,
         bmap_from,
         opts,
@@ -139,13 +186,13 @@ fn finish(
     bmap: &Option<Bmap>,
     bmap_from: Option<PathBuf>,
     opts: &sparsekit_bmap::CopyOptions,
-) -> Result<sparsekit_bmap::CopyReport> {
+) -> Result<MediaReport> {
     let d = r.destinations.remove(0);
     if let Some(e) = d.error {
         return Err(e);
     }
     let ranges = bmap.as_ref().map_or(0, |b| b.ranges.len() as u64);
-    Ok(sparsekit_bmap::CopyReport {
+    let copy = sparsekit_bmap::CopyReport {
         bytes_written: d.bytes_written,
         image_size: r.image_size,
         bmap_path: bmap_from,
@@ -158,5 +205,97 @@ fn finish(
             _ => 0,
         },
         ranges_read_back: if d.verified { ranges.max(1) } else { 0 },
+    };
+    Ok(MediaReport {
+        copy,
+        bytes_skipped: d.bytes_skipped,
+        retries: d.retries,
+        sha256: r.sha256,
     })
+}
+
+/// [`bmap_copy_media`] without [`Media`] options.
+pub fn bmap_copy(
+    url: &str,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    http: &HttpOptions,
+    opener: &Arc<dyn Opener>,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    bmap_copy_media(url, dst, opts, http, opener, &Media::default(), ctl).map(|r| r.copy)
+}
+
+/// [`local_bmap_copy_media`] without [`Media`] options.
+pub fn local_bmap_copy(
+    image: &Path,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    opener: &Arc<dyn Opener>,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    local_bmap_copy_media(image, dst, opts, opener, &Media::default(), ctl).map(|r| r.copy)
+}
+
+/// [`local_bmap_copy_to_drive_media`] without [`Media`] options.
+pub fn local_bmap_copy_to_drive(
+    image: &Path,
+    dst: &Path,
+    opts: &sparsekit_bmap::CopyOptions,
+    opener: &Arc<dyn Opener>,
+    ctl: &mut sparsekit_io::Control<'_>,
+) -> Result<sparsekit_bmap::CopyReport> {
+    local_bmap_copy_to_drive_media(image, dst, opts, opener, &Media::default(), ctl).map(|r| r.copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Files;
+    use sparsekit_io::{Control, ErrorInfo};
+
+    /// Issue 24: `bmap copy` takes seek and sha256 too (through the engine).
+    #[test]
+    fn local_copy_with_seek_and_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("os.img");
+        let data: Vec<u8> = (0..(2u32 << 20) + 4096)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        std::fs::write(&img, &data).unwrap();
+        let dst = dir.path().join("disk");
+        std::fs::write(&dst, vec![0xAAu8; 4 << 20]).unwrap();
+        let opener: Arc<dyn Opener> = Arc::new(Files::default());
+        let sha = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let media = Media {
+            seek: 65536,
+            sha256: Some(sha.clone()),
+            ..Media::default()
+        };
+        let opts = sparsekit_bmap::CopyOptions {
+            bmap: BmapChoice::None,
+            ..Default::default()
+        };
+        let r = local_bmap_copy_media(&img, &dst, &opts, &opener, &media, &mut Control::none())
+            .unwrap();
+        assert_eq!(r.sha256.as_deref(), Some(sha.as_str()));
+        let got = std::fs::read(&dst).unwrap();
+        assert_eq!(got.len(), 4 << 20);
+        assert!(got[..65536].iter().all(|&b| b == 0xAA));
+        assert_eq!(&got[65536..65536 + data.len()], &data[..]);
+        assert!(got[65536 + data.len()..].iter().all(|&b| b == 0xAA));
+        let bad = Media {
+            sha256: Some("f".repeat(64)),
+            ..media
+        };
+        let e = local_bmap_copy_media(&img, &dst, &opts, &opener, &bad, &mut Control::none())
+            .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+    }
 }

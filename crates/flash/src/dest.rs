@@ -33,6 +33,17 @@ pub trait Opener: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Flush and eject the drive at `path` after a successful flash
+    /// ([`crate::FlashOptions::eject`]); the default says it cannot.
+    fn eject(&self, path: &Path) -> Result<()> {
+        Err(Error::Unsupported {
+            what: format!(
+                "ejecting '{}' (this opener knows no drives)",
+                path.display()
+            ),
+        })
+    }
+
     /// What makes two paths the same destination (device and inode; a block device's
     /// number), to refuse one given twice or the source itself; `None` when unknown.
     fn identity(&self, path: &Path) -> Option<(u64, u64)> {

@@ -30,6 +30,54 @@ pub enum Error {
         /// The failed `sync_file_range` (boxed: it keeps the error type small).
         source: Box<IoError>,
     },
+    /// A write failed (after [`crate::FlashOptions::write_retries`] retries for EIO,
+    /// EBUSY and EAGAIN): the bytes `[start, end)` were not written. Code
+    /// `ERR_SPARSEKIT_IO` with the errno.
+    Write {
+        /// The destination.
+        path: PathBuf,
+        /// First byte of the failed write.
+        start: u64,
+        /// End of the failed write.
+        end: u64,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The last failure.
+        source: Box<IoError>,
+    },
+    /// The decompressed image's SHA-256 is not the one expected
+    /// ([`crate::FlashOptions::sha256`]): no destination's first MiB was written. Code
+    /// `ERR_SPARSEKIT_CHECKSUM_MISMATCH`.
+    DigestMismatch {
+        /// The source.
+        source_name: String,
+        /// The digest expected (lowercase hex).
+        expected: String,
+        /// The digest of what streamed.
+        actual: String,
+    },
+    /// A destination does not hold the image ([`crate::verify()`]): the first differing
+    /// bytes are `[start, end)` of the destination. Code `ERR_SPARSEKIT_CHECKSUM_MISMATCH`.
+    Differs {
+        /// The destination.
+        path: PathBuf,
+        /// First differing byte (on a 4 KiB block boundary).
+        start: u64,
+        /// End of the first run of differing blocks.
+        end: u64,
+    },
+    /// A drive that holds less than it claims ([`crate::probe_capacity`]: a counterfeit
+    /// card or stick), too little for the image. Code `ERR_SPARSEKIT_COUNTERFEIT`.
+    Counterfeit {
+        /// The drive.
+        path: PathBuf,
+        /// The size it claims.
+        claimed: u64,
+        /// The size that holds data.
+        real: u64,
+        /// What the image needs.
+        needed: u64,
+    },
     /// A bmap-level failure: a bad bmap, a checksum mismatch in the source, a destination
     /// that is too small (`ERR_SPARSEKIT_DEST_TOO_SMALL`) or that reads back other data
     /// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH`), a stream that does not decompress.
@@ -118,7 +166,11 @@ impl ErrorInfo for Error {
     /// `ERR_SPARSEKIT_ZIP`, or the drives, http, bmap and extents crates' codes.
     fn code(&self) -> &'static str {
         match self {
-            Error::Io(_) | Error::WriteFailed { .. } => "ERR_SPARSEKIT_IO",
+            Error::Io(_) | Error::WriteFailed { .. } | Error::Write { .. } => "ERR_SPARSEKIT_IO",
+            Error::Counterfeit { .. } => "ERR_SPARSEKIT_COUNTERFEIT",
+            Error::DigestMismatch { .. } | Error::Differs { .. } => {
+                "ERR_SPARSEKIT_CHECKSUM_MISMATCH"
+            }
             Error::Bmap(e) => e.code(),
             Error::Extents(e) => e.code(),
             Error::Refused(e) => e.code(),
@@ -135,7 +187,9 @@ impl ErrorInfo for Error {
     fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io(e) => e.raw_os_error(),
-            Error::WriteFailed { source, .. } => source.raw_os_error(),
+            Error::WriteFailed { source, .. } | Error::Write { source, .. } => {
+                source.raw_os_error()
+            }
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
             Error::Refused(e) => e.raw_os_error(),
@@ -148,7 +202,7 @@ impl ErrorInfo for Error {
     fn syscall(&self) -> Option<&'static str> {
         match self {
             Error::Io(e) => e.syscall(),
-            Error::WriteFailed { source, .. } => source.syscall(),
+            Error::WriteFailed { source, .. } | Error::Write { source, .. } => source.syscall(),
             Error::Bmap(e) => e.syscall(),
             Error::Refused(e) => e.syscall(),
             Error::Http(e) => e.syscall(),
@@ -160,7 +214,10 @@ impl ErrorInfo for Error {
     fn path(&self) -> Option<&Path> {
         match self {
             Error::Io(e) => e.path.as_deref(),
-            Error::WriteFailed { path, .. } => Some(path),
+            Error::WriteFailed { path, .. }
+            | Error::Write { path, .. }
+            | Error::Differs { path, .. }
+            | Error::Counterfeit { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
             Error::Refused(e) => e.path(),
@@ -176,7 +233,9 @@ impl ErrorInfo for Error {
     fn offset(&self) -> Option<u64> {
         match self {
             Error::Io(e) => e.offset,
-            Error::WriteFailed { start, .. } => Some(*start),
+            Error::WriteFailed { start, .. }
+            | Error::Write { start, .. }
+            | Error::Differs { start, .. } => Some(*start),
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
             Error::Refused(e) => e.offset(),
@@ -191,7 +250,9 @@ impl ErrorInfo for Error {
             Error::Bmap(e) => e.range(),
             Error::Http(e) => e.range(),
             Error::Refused(e) => e.range(),
-            Error::WriteFailed { start, end, .. } => Some((*start, end - start)),
+            Error::WriteFailed { start, end, .. }
+            | Error::Write { start, end, .. }
+            | Error::Differs { start, end, .. } => Some((*start, end - start)),
             _ => None,
         }
     }
@@ -212,6 +273,48 @@ impl fmt::Display for Error {
                  check): {}",
                 path.display(),
                 source.source
+            ),
+            Error::Write {
+                path,
+                start,
+                end,
+                attempts,
+                source,
+            } => write!(
+                f,
+                "writing '{}' failed between bytes {start} and {end}{}: {}",
+                path.display(),
+                if *attempts > 1 {
+                    format!(" ({attempts} attempts)")
+                } else {
+                    String::new()
+                },
+                source.source
+            ),
+            Error::DigestMismatch {
+                source_name,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "the image '{source_name}' has SHA-256 {actual}, not the expected {expected}: \
+                 the destinations' first MiB was left as it was"
+            ),
+            Error::Counterfeit {
+                path,
+                claimed,
+                real,
+                needed,
+            } => write!(
+                f,
+                "'{}' claims {claimed} bytes but holds data only up to byte {real} (a counterfeit \
+                 card or stick?): the image needs {needed}; nothing was written",
+                path.display()
+            ),
+            Error::Differs { path, start, end } => write!(
+                f,
+                "'{}' differs from the image between bytes {start} and {end}",
+                path.display()
             ),
             Error::Bmap(e) => e.fmt(f),
             Error::Extents(e) => e.fmt(f),
@@ -244,7 +347,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::WriteFailed { source, .. } => Some(source.as_ref()),
+            Error::WriteFailed { source, .. } | Error::Write { source, .. } => {
+                Some(source.as_ref())
+            }
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
             Error::Refused(e) => Some(&**e),

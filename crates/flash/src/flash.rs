@@ -59,7 +59,61 @@ pub struct FlashOptions {
     pub zip_entry: Option<String>,
     /// How HTTP(S) sources are fetched.
     pub http: HttpOptions,
+    /// Byte offset in every destination where the image's first byte goes (default 0:
+    /// the whole device). A destination must hold `seek + image size` bytes; a regular
+    /// file is then neither truncated nor shortened, so bytes before and after the image
+    /// stay as they were.
+    pub seek: u64,
+    /// The decompressed image's expected SHA-256 (64 hex digits), computed while it
+    /// streams (every byte of the image, also those a bmap skips). On a mismatch the
+    /// flash fails with [`Error::DigestMismatch`] and no destination's first MiB
+    /// ([`HEAD`]) is written.
+    pub sha256: Option<String>,
+    /// Read each destination's blocks first and write only those that differ (less wear
+    /// on flash media; a re-flash with a few MiB changed writes a few MiB). A regular
+    /// file is then not truncated first.
+    pub only_changed: bool,
+    /// Times a write failing with EIO, EBUSY or EAGAIN is tried again before its
+    /// destination fails (default [`WRITE_RETRIES`]).
+    pub write_retries: u32,
+    /// The wait before the first such retry, doubled for each further one (default
+    /// 100 ms).
+    pub retry_delay: Duration,
+    /// What becomes of the destination's bytes in the image's unmapped ranges (those a
+    /// bmap, or a plain image's holes, leave out): kept (default), zeroed, or discarded.
+    pub unmapped: Unmapped,
+    /// Before writing a block device, probe its capacity ([`crate::probe_capacity`]): a
+    /// counterfeit drive that holds less than the image needs fails with
+    /// [`Error::Counterfeit`] before anything is written (its bytes are left as they were).
+    pub check_capacity: bool,
+    /// After a destination succeeded, flush and eject it through [`Opener::eject`] (its
+    /// outcome in [`DestinationReport::ejected`] and [`DestinationReport::eject_error`]; a
+    /// failed eject does not fail the destination).
+    pub eject: bool,
 }
+
+/// What [`FlashOptions::unmapped`] does with the ranges of the image that are not written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unmapped {
+    /// Left as they are (stale data of an earlier image survives there).
+    #[default]
+    Keep,
+    /// Zeroed: `BLKZEROOUT` on a block device (the device's write-zeroes command),
+    /// `FALLOC_FL_ZERO_RANGE` in a file, else zeros written.
+    Zero,
+    /// Discarded: `fallocate(PUNCH_HOLE)`, which a block device turns into a zeroing
+    /// discard (Linux 4.9) and a file into holes; a device or file system that cannot
+    /// fails the destination with [`Error::Unsupported`].
+    Discard,
+}
+
+/// Bytes at the start of every destination written last: only after everything else is
+/// written and synced, then synced themselves, so an abort, a failed drive or a digest
+/// mismatch leaves the old partition table and boot code (no half-written image boots),
+/// as Raspberry Pi Imager does.
+pub const HEAD: u64 = 1 << 20;
+/// Default retries of a write failing with a transient error ([`FlashOptions::write_retries`]).
+pub const WRITE_RETRIES: u32 = 5;
 
 impl Default for FlashOptions {
     fn default() -> Self {
@@ -70,6 +124,14 @@ impl Default for FlashOptions {
             opener: Arc::new(Files::default()),
             zip_entry: None,
             http: HttpOptions::default(),
+            seek: 0,
+            sha256: None,
+            only_changed: false,
+            write_retries: WRITE_RETRIES,
+            retry_delay: Duration::from_millis(100),
+            unmapped: Unmapped::Keep,
+            check_capacity: false,
+            eject: false,
         }
     }
 }
@@ -83,6 +145,15 @@ pub struct DestinationReport {
     pub bytes_written: u64,
     /// Whether it was read back and found equal to the image.
     pub verified: bool,
+    /// Bytes not written because the destination already held them
+    /// ([`FlashOptions::only_changed`]).
+    pub bytes_skipped: u64,
+    /// Writes tried again after a transient error (EIO, EBUSY, EAGAIN).
+    pub retries: u64,
+    /// Ejected after it succeeded ([`FlashOptions::eject`]).
+    pub ejected: bool,
+    /// Why it could not be ejected.
+    pub eject_error: Option<Error>,
     /// Why it failed; `None` when it succeeded.
     pub error: Option<Error>,
 }
@@ -102,6 +173,9 @@ pub struct FlashReport {
     pub zip_entry: Option<String>,
     /// Bytes read from the source (compressed bytes for a compressed one).
     pub source_bytes: u64,
+    /// The decompressed image's SHA-256 (lowercase hex), when
+    /// [`FlashOptions::sha256`] asked for it to be checked.
+    pub sha256: Option<String>,
 }
 
 /// The state of one destination.
@@ -152,6 +226,8 @@ struct DestStatus {
     state: AtomicU8,
     written: AtomicU64,
     verified: AtomicU64,
+    /// Writes tried again after a transient error.
+    retries: AtomicU64,
     /// Why it failed, as soon as it did.
     failure: std::sync::Mutex<Option<DestFailure>>,
 }
@@ -349,7 +425,7 @@ pub fn flash(
             dst: opts.opener.open(p),
         })
         .collect();
-    run(opened, targets, opts, status, ctl)
+    run(opened, targets, opts, Mode::Write, status, ctl)
 }
 
 /// [`flash`] to destinations opened by the caller (any [`Destination`]: tests use
@@ -368,7 +444,89 @@ pub fn flash_to(
         &opts.http,
         ctl.cancel(),
     )?;
-    run(opened, targets, opts, status, ctl)
+    run(opened, targets, opts, Mode::Write, status, ctl)
+}
+
+/// What [`verify()`] found: the destination holds the image.
+#[derive(Debug)]
+pub struct VerifyReport {
+    /// The destination.
+    pub path: PathBuf,
+    /// Bytes compared (the bmap's mapped ranges, or the image's data).
+    pub bytes_compared: u64,
+    /// The image size (decompressed).
+    pub image_size: u64,
+    /// Where the bmap came from, when one was used.
+    pub bmap: Option<String>,
+    /// The image's SHA-256, when [`FlashOptions::sha256`] asked for it to be checked.
+    pub sha256: Option<String>,
+}
+
+/// Read `dst` back and compare it with the image at `source` (any source [`flash`]
+/// takes, at [`FlashOptions::seek`]), writing nothing: what a flash writes is compared
+/// (the bmap's mapped ranges; without one, a plain image's data extents, a stream
+/// whole). The first run of differing 4 KiB blocks is [`Error::Differs`]
+/// (`ERR_SPARSEKIT_CHECKSUM_MISMATCH` with its range). Progress: [`Phase::Verify`].
+pub fn verify(
+    source: &str,
+    dst: &Path,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    let d = sparsekit_io::FileStorage::open(dst)?;
+    verify_opened(
+        opened,
+        Target {
+            path: dst.to_path_buf(),
+            dst: Ok(Box::new(d)),
+        },
+        opts,
+        ctl,
+    )
+}
+
+/// [`verify()`] of a destination the caller opened.
+pub fn verify_to(
+    source: &str,
+    target: Target,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        ctl.cancel(),
+    )?;
+    verify_opened(opened, target, opts, ctl)
+}
+
+fn verify_opened(
+    opened: Opened,
+    target: Target,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<VerifyReport> {
+    let mut r = run(opened, vec![target], opts, Mode::Compare, None, ctl)?;
+    let d = r.destinations.remove(0);
+    if let Some(e) = d.error {
+        return Err(e);
+    }
+    Ok(VerifyReport {
+        path: d.path,
+        bytes_compared: d.bytes_written,
+        image_size: r.image_size,
+        bmap: r.bmap,
+        sha256: r.sha256,
+    })
 }
 
 /// What the reader tells every writer.
@@ -515,7 +673,35 @@ fn check_range(b: &Bmap, i: usize, h: sparsekit_bmap::Hasher, label: &Path) -> R
     Ok(())
 }
 
-/// The reader: open the stream, tell every writer the size, send the data.
+/// The image's bytes, sent to the thread that hashes them (SHA-256) while the reader goes
+/// on (a copy per chunk costs far less than the hash).
+struct Digester {
+    tx: SyncSender<Vec<u8>>,
+}
+
+impl Digester {
+    fn update(&mut self, data: &[u8]) {
+        let _ = self.tx.send(data.to_vec());
+    }
+}
+
+/// The image's expected SHA-256 in lowercase, checked to be 64 hex digits.
+fn check_sha256(h: &str) -> Result<String> {
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::InvalidArg {
+            name: "sha256",
+            value: format!("{h}' is not 64 hexadecimal digits (a SHA-256)"),
+        });
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The reader: open the stream, tell every writer the size, send the data; with `sha`,
+/// every byte of the image is hashed, also those a bmap skips.
 fn produce(
     input: Input,
     bmap: Option<&Bmap>,
@@ -523,6 +709,7 @@ fn produce(
     label: &Path,
     feed: &mut Feed,
     total: &AtomicU64,
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
     match input {
         Input::Plain(file) => {
@@ -549,17 +736,38 @@ fn produce(
             let ahead = |off: u64, len: u64| {
                 let _ = sparsekit_io::sys::will_need(file.file(), off, len);
             };
-            by_ranges(&file, size, b, verify, label, feed, total, &ahead)
+            by_ranges(&file, size, b, verify, label, feed, total, &ahead, sha)
         }
         Input::Ranged(storage) => {
             let size = storage.size()?;
             let b = bmap.expect("ranged sources have a bmap");
-            by_ranges(&*storage, size, b, verify, label, feed, total, &|_, _| {})
+            by_ranges(
+                &*storage,
+                size,
+                b,
+                verify,
+                label,
+                feed,
+                total,
+                &|_, _| {},
+                sha,
+            )
         }
         Input::Stream { reader, len, .. } => {
             let (mut r, c) = source::decompressed(source::buffered(reader), label)?;
             let size = if c.is_none() { len } else { None };
-            stream(&mut *r, c, size, bmap, verify, label, feed, total, false)
+            stream(
+                &mut *r,
+                c,
+                size,
+                bmap,
+                verify,
+                label,
+                feed,
+                total,
+                false,
+                sha.take(),
+            )
         }
         Input::Zip { mut archive, index } => {
             let entry = archive
@@ -571,7 +779,18 @@ fn produce(
             let packed = entry.compressed_size();
             let (mut r, c) = source::decompressed(source::buffered(entry), label)?;
             let size = if c.is_none() { Some(entry_size) } else { None };
-            let mut info = stream(&mut *r, c, size, bmap, verify, label, feed, total, true)?;
+            let mut info = stream(
+                &mut *r,
+                c,
+                size,
+                bmap,
+                verify,
+                label,
+                feed,
+                total,
+                true,
+                sha.take(),
+            )?;
             info.read = Some(packed);
             Ok(info)
         }
@@ -590,7 +809,25 @@ fn by_ranges(
     feed: &mut Feed,
     total: &AtomicU64,
     prefetch: &dyn Fn(u64, u64),
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
+    // Bytes the bmap skips, read only to be hashed.
+    let cancel = feed.cancel.clone();
+    let gap = |from: u64, to: u64, sha: &mut Option<&mut Digester>| -> Result<()> {
+        let Some(h) = sha else { return Ok(()) };
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = from;
+        while off < to {
+            let n = ((to - off) as usize).min(CHUNK);
+            file.read_exact_at(&mut buf[..n], off)
+                .map_err(error_of_io)?;
+            h.update(&buf[..n]);
+            off += n as u64;
+            cancel.check()?;
+        }
+        Ok(())
+    };
+    let mut hashed = 0u64;
     {
         {
             let needed = b
@@ -617,6 +854,8 @@ fn by_ranges(
             }
             let cs = b.checksum_type;
             for (i, (start, end, sum)) in ranges(b, verify).into_iter().enumerate() {
+                gap(hashed, start, &mut sha)?;
+                hashed = end;
                 let mut h = sum.map(|_| cs.hasher());
                 let mut off = start;
                 while off < end {
@@ -628,6 +867,9 @@ fn by_ranges(
                     file.read_exact_at(&mut buf, off).map_err(error_of_io)?;
                     if let Some(h) = &mut h {
                         h.update(&buf);
+                    }
+                    if let Some(s) = &mut sha {
+                        s.update(&buf[..]);
                     }
                     if !feed.data(off, buf)? {
                         return Ok(SourceInfo {
@@ -642,6 +884,7 @@ fn by_ranges(
                     check_range(b, i, h, label)?;
                 }
             }
+            gap(hashed, b.image_size.max(hashed), &mut sha)?;
             Ok(SourceInfo {
                 image_size: b.image_size,
                 compression: None,
@@ -662,6 +905,7 @@ fn stream(
     feed: &mut Feed,
     total: &AtomicU64,
     zip: bool,
+    mut sha: Option<&mut Digester>,
 ) -> Result<SourceInfo> {
     let mut pos = 0u64;
     let fail = |e: std::io::Error, pos: u64| {
@@ -697,6 +941,9 @@ fn stream(
                     if k == 0 {
                         return Err(truncated(label, pos, end));
                     }
+                    if let Some(s) = &mut sha {
+                        s.update(&scratch[..k]);
+                    }
                     pos += k as u64;
                 }
                 let mut h = sum.map(|_| cs.hasher());
@@ -710,6 +957,9 @@ fn stream(
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
+                    if let Some(s) = &mut sha {
+                        s.update(&buf[..]);
+                    }
                     if !feed.data(pos, buf)? {
                         return Ok(info(b.image_size));
                     }
@@ -717,6 +967,18 @@ fn stream(
                 }
                 if let Some(h) = h {
                     check_range(b, i, h, label)?;
+                }
+            }
+            // The rest of the image (past the last mapped range) is read to be hashed.
+            if let Some(s) = &mut sha {
+                loop {
+                    let k = read_full(r, &mut scratch).map_err(|e| fail(e, pos))?;
+                    if k == 0 {
+                        break;
+                    }
+                    s.update(&scratch[..k]);
+                    pos += k as u64;
+                    feed.cancel.check()?;
                 }
             }
             Ok(info(b.image_size))
@@ -735,6 +997,9 @@ fn stream(
                     break;
                 }
                 buf.resize(k);
+                if let Some(s) = &mut sha {
+                    s.update(&buf[..]);
+                }
                 if !feed.data(pos, buf)? {
                     return Ok(info(pos));
                 }
@@ -874,64 +1139,396 @@ fn free_space(path: &Path) -> Option<u64> {
     }
 }
 
-/// A writer: everything the reader sends, then `fsync` and the read-back.
+/// What a writer does with what the reader sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Write the image (and read it back with `read_back`).
+    Write,
+    /// Write nothing: read the destination and compare ([`crate::verify()`]).
+    Compare,
+}
+
+/// How a writer writes: the options of [`FlashOptions`] every writer shares.
+#[derive(Clone, Copy)]
+struct Plan {
+    mode: Mode,
+    read_back: bool,
+    seek: u64,
+    only_changed: bool,
+    write_retries: u32,
+    retry_delay: Duration,
+    unmapped: Unmapped,
+    check_capacity: bool,
+}
+
+/// Whether a failed write is worth trying again: a card reader's EIO that the next
+/// attempt does not see, a device still busy (EBUSY), a queue full (EAGAIN).
+fn transient(errno: Option<i32>) -> bool {
+    matches!(errno, Some(errno::EIO | errno::EBUSY | libc::EAGAIN))
+}
+
+/// One destination's writes: `O_DIRECT` where aligned, retries of transient errors,
+/// only-changed comparison, and the counts for its report.
+struct Writer<'a> {
+    dst: &'a dyn Destination,
+    label: &'a Path,
+    direct: Option<std::fs::File>,
+    checks: Checks,
+    plan: Plan,
+    cancel: &'a Cancel,
+    written: u64,
+    skipped: u64,
+    /// Writes tried again (the destination's count, kept also when it fails).
+    retries: &'a AtomicU64,
+    /// What the destination holds, read for comparison.
+    old: PageBuf,
+}
+
+impl Writer<'_> {
+    /// Write `data` at `at` of the destination: through the `O_DIRECT` descriptor when
+    /// buffer, offset and length are page-aligned, else buffered; a transient error is
+    /// tried again after a growing wait, a persistent one is [`Error::Write`] with the
+    /// range.
+    fn write(&mut self, data: &[u8], at: u64) -> Result<()> {
+        let mut attempts = 0u32;
+        let mut delay = self.plan.retry_delay;
+        loop {
+            attempts += 1;
+            let aligned = at.is_multiple_of(PAGE as u64)
+                && data.len().is_multiple_of(PAGE)
+                && (data.as_ptr() as usize).is_multiple_of(PAGE);
+            let (r, was_direct) = match self.direct.as_ref().filter(|_| aligned) {
+                Some(f) => (
+                    sparsekit_io::sys::FileExt::write_all_at(f, data, at)
+                        .map_err(|e| sparsekit_io::IoError::new("write", e).at(at)),
+                    true,
+                ),
+                None => (self.dst.write_all_at(data, at), false),
+            };
+            match r {
+                Ok(()) => break,
+                // EINVAL from O_DIRECT: alignment the device does not take; buffered from now.
+                Err(e) if was_direct && e.raw_os_error() == Some(errno::EINVAL) => {
+                    self.direct = None;
+                    attempts -= 1;
+                }
+                Err(e) if transient(e.raw_os_error()) && attempts <= self.plan.write_retries => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    // Wait in small steps so that an abort is not held up.
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until {
+                        self.cancel.check()?;
+                        std::thread::sleep(Duration::from_millis(10).min(delay));
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    let e = match (&e.path, self.label.as_os_str().is_empty()) {
+                        (None, false) => e.with_path(self.label),
+                        _ => e,
+                    };
+                    return Err(Error::Write {
+                        path: self.label.to_path_buf(),
+                        start: at,
+                        end: at + data.len() as u64,
+                        attempts,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        self.written += data.len() as u64;
+        if self.direct.is_none() {
+            self.dst.start_writeback(at, data.len() as u64);
+        }
+        self.checks.wrote(at, data.len() as u64)
+    }
+
+    /// Read what the destination holds at `at` into `self.old` (`len` bytes): the bytes
+    /// there, fewer at its end.
+    fn read_old(&mut self, at: u64, len: usize) -> Result<usize> {
+        // Ask for the next chunks ahead (the write-check descriptor reads the same file),
+        // so the device reads while this chunk is compared and written.
+        if let Some(f) = &self.checks.file {
+            let _ = sparsekit_io::sys::will_need(f, at + len as u64, 4 * CHUNK as u64);
+        }
+        self.old.resize(len);
+        let mut n = 0;
+        while n < len {
+            match self.dst.read_at(&mut self.old[n..], at + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// The first run of 4 KiB blocks of `data` that differ from what the destination
+    /// holds at `at`, as destination byte offsets.
+    fn first_difference(&mut self, data: &[u8], at: u64) -> Result<Option<(u64, u64)>> {
+        let have = self.read_old(at, data.len())?;
+        let bs = BLOCK as usize;
+        let differs = |old: &[u8], i: usize| {
+            let end = (i + bs).min(data.len());
+            end > have || data[i..end] != old[i..end]
+        };
+        let mut i = 0;
+        while i < data.len() {
+            if differs(&self.old, i) {
+                let mut j = i;
+                while j < data.len() && differs(&self.old, j) {
+                    j = (j + bs).min(data.len());
+                }
+                return Ok(Some((at + i as u64, at + j as u64)));
+            }
+            i += bs;
+        }
+        Ok(None)
+    }
+
+    /// Put `data` at `at`: all of it, or with `only_changed` the 4 KiB blocks that differ
+    /// from what the destination holds, or in a sparse file the blocks that are not zeros.
+    fn put(&mut self, data: &[u8], at: u64, sparse: bool) -> Result<()> {
+        if self.plan.only_changed {
+            let have = self.read_old(at, data.len())?;
+            let old = std::mem::replace(&mut self.old, PageBuf::new(0));
+            let bs = BLOCK as usize;
+            let differs = |i: usize| {
+                let end = (i + bs).min(data.len());
+                end > have || data[i..end] != old[i..end]
+            };
+            let mut i = 0;
+            let r = (|| {
+                while i < data.len() {
+                    if !differs(i) {
+                        let end = (i + bs).min(data.len());
+                        self.skipped += (end - i) as u64;
+                        i = end;
+                        continue;
+                    }
+                    let mut j = i;
+                    while j < data.len() && differs(j) {
+                        j = (j + bs).min(data.len());
+                    }
+                    self.write(&data[i..j], at + i as u64)?;
+                    i = j;
+                }
+                Ok(())
+            })();
+            self.old = old;
+            return r;
+        }
+        if sparse {
+            // Runs of blocks that are not all zeros; the rest stays a hole.
+            let mut i = 0usize;
+            let bs = BLOCK as usize;
+            while i < data.len() {
+                let end = |j: usize| (j + bs).min(data.len());
+                if is_zero(&data[i..end(i)]) {
+                    i = end(i);
+                    continue;
+                }
+                let mut j = i;
+                while j < data.len() && !is_zero(&data[j..end(j)]) {
+                    j = end(j);
+                }
+                self.write(&data[i..j], at + i as u64)?;
+                i = j;
+            }
+            return Ok(());
+        }
+        self.write(data, at)
+    }
+
+    /// Zero or discard `[start, end)` of the destination ([`Unmapped`]).
+    fn clear(&mut self, start: u64, end: u64) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        match self.plan.unmapped {
+            Unmapped::Keep => Ok(()),
+            Unmapped::Zero => Ok(self.dst.write_zeroes(start, end - start)?),
+            Unmapped::Discard => {
+                // A device discards whole sectors: the unaligned edges (an image whose size
+                // is no multiple of 4 KiB) are zeroed instead.
+                let s = start.next_multiple_of(BLOCK).min(end);
+                let e = (end / BLOCK * BLOCK).max(s);
+                self.dst.write_zeroes(start, s - start)?;
+                self.dst.write_zeroes(e, end - e)?;
+                self.discard(s, e)
+            }
+        }
+    }
+
+    /// Discard `[start, end)` (4 KiB-aligned) of the destination.
+    fn discard(&mut self, start: u64, end: u64) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        match self.dst.punch_hole(start, end - start) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(errno::EOPNOTSUPP | errno::EINVAL)) => {
+                Err(Error::Unsupported {
+                    what: format!(
+                        "discard on '{}' (the device or file system does not discard: {}); \
+                         zero the unmapped ranges instead",
+                        self.label.display(),
+                        e.source
+                    ),
+                })
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Zero a stale GPT backup (its header at the last 512-byte or 4 KiB sector, "EFI
+    /// PART") in the device's last MiB when the image ends before it: a bigger card keeps
+    /// the backup table of an older image, which partitioning tools then find and offer
+    /// to "restore".
+    fn zero_stale_gpt(&mut self, image_end: u64) -> Result<()> {
+        let size = self.dst.size()?;
+        if size < 2 * HEAD || image_end > size - HEAD {
+            return Ok(());
+        }
+        let mut tail = [0u8; 4096];
+        self.dst.read_exact_at(&mut tail, size - 4096)?;
+        let sig = b"EFI PART";
+        if &tail[4096 - 512..4096 - 512 + 8] != sig && &tail[..8] != sig {
+            return Ok(());
+        }
+        let mut zeros = PageBuf::new(HEAD as usize);
+        zeros.resize(HEAD as usize);
+        zeros.fill(0);
+        self.write(&zeros, size - HEAD)
+    }
+}
+
+/// The image's first [`HEAD`] bytes, held back by a writer until everything else is
+/// written and synced.
+struct Head {
+    buf: PageBuf,
+    /// Ranges of `buf` that hold data, as image offsets.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Head {
+    fn new() -> Self {
+        let mut buf = PageBuf::new(HEAD as usize);
+        buf.resize(HEAD as usize);
+        Head {
+            buf,
+            ranges: Vec::new(),
+        }
+    }
+
+    fn hold(&mut self, offset: u64, data: &[u8]) {
+        let s = offset as usize;
+        self.buf[s..s + data.len()].copy_from_slice(data);
+        self.ranges.push((offset, offset + data.len() as u64));
+    }
+}
+
+/// A writer: everything the reader sends, the image's first MiB held back; then `fsync`,
+/// the first MiB written and synced, and the read-back.
 ///
 /// An image whose size is not known before it ends (an HTTP body without Content-Length,
 /// a compressed stream without a bmap) is bounded by the destination: a block device's
 /// size, a regular file's file system's free space when writing starts (holes count: an
 /// endless run of zeros must not grow a sparse file without end). Past it the
 /// destination fails with [`Error::DestinationFull`] (`ERR_SPARSEKIT_DEST_TOO_SMALL`).
+#[allow(clippy::too_many_arguments)]
 fn consume(
     dst: &dyn Destination,
+    label: &Path,
     opener: &dyn Opener,
     rx: Receiver<Msg>,
     st: &DestStatus,
-    read_back: bool,
+    plan: Plan,
     cancel: &Cancel,
-) -> Result<(u64, bool)> {
+) -> Result<(u64, bool, u64)> {
     let path = dst.path().map(Path::to_path_buf);
     let is_dev = dst.is_block_device();
+    let seek = plan.seek;
+    let compare = plan.mode == Mode::Compare;
+    // A file is kept as it is (not truncated first) when its bytes are compared, or when
+    // the image goes at an offset into it.
+    let keep = compare || plan.only_changed || seek > 0;
     let mut sparse = false;
-    let mut written = 0u64;
-    let mut checks = Checks::new(path.as_deref());
     // Where an image of unknown size must stop: the device's size, or the free space of
     // the file system holding a file (with what it is, for the error).
     let mut room: Option<(u64, &'static str)> = None;
+    let mut old_len = 0u64;
     // A block device is written with O_DIRECT where a chunk is aligned: no copy into the
     // page cache per destination (the copies that made three drives cost three times the
     // CPU of one), and a failing drive fails at the write itself, at its offset. Buffered
     // writes (an unaligned tail, a device that refuses O_DIRECT) go through `dst`.
-    let mut direct = if is_dev {
+    let direct = if is_dev && !compare {
         path.as_deref().and_then(|p| opener.open_direct(p).ok())
     } else {
         None
     };
+    let mut w = Writer {
+        dst,
+        label,
+        direct,
+        checks: Checks::new(path.as_deref()),
+        plan,
+        cancel,
+        written: 0,
+        skipped: 0,
+        retries: &st.retries,
+        old: PageBuf::new(if keep { CHUNK } else { 0 }),
+    };
+    let mut head = Head::new();
     loop {
         let Ok(msg) = rx.recv() else {
-            // The reader stopped without an end: it failed or was cancelled.
+            // The reader stopped without an end: it failed or was cancelled (or the
+            // image's digest did not match). The first MiB was not written.
             return Err(Error::Aborted);
         };
         cancel.check()?;
         match msg {
             Msg::Start { size, sparse: s } => {
-                sparse = s && !is_dev;
-                if is_dev {
+                sparse = s && !is_dev && !keep;
+                if is_dev || compare {
                     let have = dst.size()?;
                     match size {
-                        Some(size) if have < size => {
+                        Some(size) if have < seek.saturating_add(size) => {
                             return Err(Error::Bmap(sparsekit_bmap::Error::DestinationTooSmall {
                                 path,
-                                image_size: size,
+                                image_size: seek.saturating_add(size),
                                 dest_size: have,
                             }));
                         }
                         Some(_) => {}
-                        None => room = Some((have, "the device's size")),
+                        None => room = Some((have.saturating_sub(seek), "the device's size")),
+                    }
+                    if plan.check_capacity && is_dev && !compare {
+                        let p = crate::probe::probe_capacity(dst, cancel)?;
+                        let needed = size.map_or(p.claimed, |s| seek.saturating_add(s));
+                        if p.real < needed {
+                            return Err(Error::Counterfeit {
+                                path: label.to_path_buf(),
+                                claimed: p.claimed,
+                                real: p.real,
+                                needed,
+                            });
+                        }
                     }
                 } else {
-                    dst.set_len(0)?;
+                    if keep {
+                        old_len = dst.size()?;
+                    } else {
+                        dst.set_len(0)?;
+                    }
                     match size {
-                        Some(size) => dst.set_len(size)?,
+                        Some(size) => {
+                            if !keep || old_len < seek + size {
+                                dst.set_len(seek + size)?;
+                            }
+                        }
                         None => {
                             room = path
                                 .as_deref()
@@ -940,6 +1537,10 @@ fn consume(
                         }
                     }
                 }
+                if keep {
+                    // Compare with what the medium holds, not with cached pages.
+                    let _ = dst.drop_cache(0, 0);
+                }
                 st.state.store(DestState::Writing as u8, Ordering::Relaxed);
             }
             Msg::Data { offset, buf } => {
@@ -947,71 +1548,89 @@ fn consume(
                 if let Some((room, what)) = room.filter(|(r, _)| end > *r) {
                     return Err(Error::DestinationFull {
                         path: path.unwrap_or_default(),
-                        needed: end,
+                        needed: seek + end,
                         room,
                         what,
                     });
                 }
-                if sparse {
-                    // Runs of blocks that are not all zeros; the rest stays a hole.
-                    let mut i = 0usize;
-                    let bs = BLOCK as usize;
-                    while i < buf.len() {
-                        let end = |j: usize| (j + bs).min(buf.len());
-                        if is_zero(&buf[i..end(i)]) {
-                            i = end(i);
-                            continue;
-                        }
-                        let mut j = i;
-                        while j < buf.len() && !is_zero(&buf[j..end(j)]) {
-                            j = end(j);
-                        }
-                        dst.write_all_at(&buf[i..j], offset + i as u64)?;
-                        written += (j - i) as u64;
-                        i = j;
+                if compare {
+                    if let Some((start, end)) = w.first_difference(&buf, seek + offset)? {
+                        return Err(Error::Differs {
+                            path: label.to_path_buf(),
+                            start,
+                            end,
+                        });
                     }
-                } else if let Some(f) = direct
-                    .as_ref()
-                    .filter(|_| offset % PAGE as u64 == 0 && buf.len() % PAGE == 0)
-                {
-                    match sparsekit_io::sys::FileExt::write_all_at(f, &buf, offset) {
-                        Ok(()) => {
-                            written += buf.len() as u64;
-                            st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                            continue;
-                        }
-                        // EINVAL: alignment the device does not take; buffered from now.
-                        Err(e) if e.raw_os_error() == Some(errno::EINVAL) => {
-                            direct = None;
-                            dst.write_all_at(&buf, offset)?;
-                            written += buf.len() as u64;
-                        }
-                        Err(e) => {
-                            let e = sparsekit_io::IoError::new("write", e).at(offset);
-                            return Err(Error::Io(match &path {
-                                Some(p) => e.with_path(p),
-                                None => e,
-                            }));
-                        }
-                    }
-                } else {
-                    dst.write_all_at(&buf, offset)?;
-                    written += buf.len() as u64;
+                    st.verified.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    continue;
                 }
-                dst.start_writeback(offset, buf.len() as u64);
+                let held = if offset < HEAD {
+                    ((HEAD - offset) as usize).min(buf.len())
+                } else {
+                    0
+                };
+                if held > 0 {
+                    head.hold(offset, &buf[..held]);
+                }
+                if held < buf.len() {
+                    w.put(&buf[held..], seek + offset + held as u64, sparse)?;
+                }
                 st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                checks.wrote(offset, buf.len() as u64)?;
             }
             Msg::End { size, segments } => {
                 drop(rx);
                 st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
-                checks.finish()?;
-                if !is_dev {
-                    dst.set_len(size)?;
+                if compare {
+                    let n = st.verified.load(Ordering::Relaxed);
+                    return Ok((n, true, 0));
                 }
+                if is_dev && seek == 0 {
+                    w.zero_stale_gpt(size)?;
+                }
+                // The image's ranges nothing was sent for, past the first MiB now, within
+                // it with the first MiB.
+                let mut gaps = Vec::new();
+                if plan.unmapped != Unmapped::Keep {
+                    let mut at = 0u64;
+                    for sg in segments.iter() {
+                        if sg.offset > at {
+                            gaps.push((at, sg.offset));
+                        }
+                        at = at.max(sg.offset + u64::from(sg.len));
+                    }
+                    if size > at {
+                        gaps.push((at, size));
+                    }
+                }
+                for &(a, b) in &gaps {
+                    w.clear(seek + a.max(HEAD), seek + b.max(HEAD))?;
+                }
+                w.checks.finish()?;
+                if !is_dev {
+                    // At an offset, a file keeps what lies after the image.
+                    dst.set_len(if seek > 0 {
+                        old_len.max(seek + size)
+                    } else {
+                        size
+                    })?;
+                }
+                // Everything but the first MiB is durable before the first MiB is written.
                 dst.flush()?;
-                if !read_back {
-                    return Ok((written, false));
+                let ranges = std::mem::take(&mut head.ranges);
+                for (s, e) in ranges {
+                    cancel.check()?;
+                    let data = &head.buf[s as usize..e as usize];
+                    w.put(data, seek + s, sparse)?;
+                }
+                for &(a, b) in &gaps {
+                    w.clear(seek + a.min(HEAD), seek + b.min(HEAD))?;
+                }
+                w.checks.finish()?;
+                dst.flush()?;
+                let (written, skipped) = (w.written, w.skipped);
+                if !plan.read_back {
+                    return Ok((written, false, skipped));
                 }
                 st.state
                     .store(DestState::Verifying as u8, Ordering::Relaxed);
@@ -1020,18 +1639,19 @@ fn consume(
                 for s in segments.iter() {
                     cancel.check()?;
                     let b = &mut buf[..s.len as usize];
-                    dst.read_exact_at(b, s.offset)?;
+                    dst.read_exact_at(b, seek + s.offset)?;
                     if blake3::hash(b).as_bytes() != &s.digest {
+                        let at = seek + s.offset;
                         return Err(Error::Bmap(sparsekit_bmap::Error::ReadBackMismatch {
                             path,
-                            first: s.offset / BLOCK,
-                            last: (s.offset + s.len as u64 - 1) / BLOCK,
-                            bytes: (s.offset, s.offset + s.len as u64),
+                            first: at / BLOCK,
+                            last: (at + s.len as u64 - 1) / BLOCK,
+                            bytes: (at, at + s.len as u64),
                         }));
                     }
                     st.verified.fetch_add(s.len as u64, Ordering::Relaxed);
                 }
-                return Ok((written, true));
+                return Ok((written, true, skipped));
             }
         }
     }
@@ -1041,9 +1661,14 @@ pub(crate) fn run(
     opened: Opened,
     targets: Vec<Target>,
     opts: &FlashOptions,
+    mode: Mode,
     status: Option<&FlashStatus>,
     ctl: &mut Control<'_>,
 ) -> Result<FlashReport> {
+    let expected = match &opts.sha256 {
+        Some(h) => Some(check_sha256(h)?),
+        None => None,
+    };
     let local;
     let status = match status {
         Some(s) if s.dests.len() == targets.len() => s,
@@ -1070,6 +1695,10 @@ pub(crate) fn run(
             path: t.path.clone(),
             bytes_written: 0,
             verified: false,
+            bytes_skipped: 0,
+            retries: 0,
+            ejected: false,
+            eject_error: None,
             error: None,
         });
         match t.dst {
@@ -1085,15 +1714,25 @@ pub(crate) fn run(
             }
         }
     }
+    let read_back = opts.read_back && mode == Mode::Write;
+    let verify = opts.verify;
+    let plan = Plan {
+        mode,
+        read_back,
+        seek: opts.seek,
+        only_changed: opts.only_changed,
+        write_retries: opts.write_retries,
+        retry_delay: opts.retry_delay,
+        unmapped: opts.unmapped,
+        check_capacity: opts.check_capacity,
+    };
     let mut feed = Feed {
-        digests: opts.read_back,
+        digests: read_back,
         senders,
         segments: Vec::new(),
         pool: Vec::new(),
         cancel: cancel.clone(),
     };
-    let read_back = opts.read_back;
-    let verify = opts.verify;
     // A stream's own length (compressed bytes), for progress while the image size is
     // unknown (an .img.xz without a bmap).
     // Decided before the first byte, so a phase never starts as one and ends as the other:
@@ -1106,6 +1745,7 @@ pub(crate) fn run(
         } if bmap.is_none() => *len,
         _ => None,
     };
+    let mut sha256: Option<String> = None;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let outcome =
         std::thread::scope(|s| {
@@ -1115,10 +1755,51 @@ pub(crate) fn run(
                 let label = &label;
                 let total = &status.total;
                 let feed = &mut feed;
+                let expected = &expected;
+                let digest_out = &mut sha256;
+                // The SHA-256 on a thread of its own, off the reader's path.
+                let mut digester = expected.as_ref().map(|_| {
+                    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+                    let h = std::thread::Builder::new()
+                        .name("sparsekit-flash-sha256".into())
+                        .spawn_scoped(s, move || {
+                            use sha2::Digest;
+                            let mut h = sha2::Sha256::new();
+                            for b in rx {
+                                h.update(&b);
+                            }
+                            hex(&h.finalize())
+                        })
+                        .expect("spawn the flash hasher");
+                    (Digester { tx }, h)
+                });
                 std::thread::Builder::new()
                     .name("sparsekit-flash-read".into())
                     .spawn_scoped(s, move || {
-                        let r = produce(input, bmap, verify, label, feed, total);
+                        let mut r = produce(
+                            input,
+                            bmap,
+                            verify,
+                            label,
+                            feed,
+                            total,
+                            digester.as_mut().map(|(d, _)| d),
+                        );
+                        let got = digester.take().map(|(d, h)| {
+                            drop(d);
+                            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                        });
+                        if let (Ok(_), Some(want), Some(got)) = (&r, &expected, got) {
+                            if &got != want {
+                                r = Err(Error::DigestMismatch {
+                                    source_name: label.display().to_string(),
+                                    expected: want.clone(),
+                                    actual: got.clone(),
+                                });
+                            }
+                            *digest_out = Some(got);
+                        }
+                        // Only a whole, matching image lets the writers write the first MiB.
                         if let Ok(info) = &r {
                             let segments = Arc::new(std::mem::take(&mut feed.segments));
                             let size = info.image_size;
@@ -1145,7 +1826,7 @@ pub(crate) fn run(
                     std::thread::Builder::new()
                         .name("sparsekit-flash-write".into())
                         .spawn_scoped(s, move || {
-                            let r = consume(&*d, &*opts.opener, rx, st, read_back, &cancel)
+                            let r = consume(&*d, path, &*opts.opener, rx, st, plan, &cancel)
                                 .map_err(|e| match e {
                                     Error::Io(io) if io.path.is_none() => {
                                         Error::Io(io.with_path(path))
@@ -1167,6 +1848,7 @@ pub(crate) fn run(
             // Report until every thread has hung up its end of `done`.
             let mut reporter = Reporter {
                 stream_len,
+                compare: mode == Mode::Compare,
                 ..Reporter::default()
             };
             while let Err(RecvTimeoutError::Timeout) | Ok(()) = done_rx.recv_timeout(TICK) {
@@ -1185,14 +1867,24 @@ pub(crate) fn run(
     let info = source?;
     cancel.check()?;
     for (i, r) in results {
+        reports[i].retries = status.dests[i].retries.load(Ordering::Relaxed);
         match r {
-            Ok((written, verified)) => {
+            Ok((written, verified, skipped)) => {
                 reports[i].bytes_written = written;
                 reports[i].verified = verified;
+                reports[i].bytes_skipped = skipped;
             }
             Err(e) => {
                 reports[i].bytes_written = status.dests[i].written.load(Ordering::Relaxed);
                 reports[i].error = Some(e);
+            }
+        }
+    }
+    if opts.eject && mode == Mode::Write {
+        for r in reports.iter_mut().filter(|r| r.error.is_none()) {
+            match opts.opener.eject(&r.path) {
+                Ok(()) => r.ejected = true,
+                Err(e) => r.eject_error = Some(e),
             }
         }
     }
@@ -1204,6 +1896,7 @@ pub(crate) fn run(
         bmap: bmap_from.or_else(|| bmap.as_ref().map(|_| "given".to_string())),
         zip_entry,
         source_bytes: consumed.load(Ordering::Relaxed).max(info.read.unwrap_or(0)),
+        sha256,
     })
 }
 
@@ -1220,6 +1913,8 @@ struct Reporter {
     /// A compressed source stream's length in bytes, when writing is reported as its
     /// position (no bmap, so no image size until the end).
     stream_len: Option<u64>,
+    /// Comparing only ([`verify()`]): one phase, [`Phase::Verify`].
+    compare: bool,
 }
 
 impl Reporter {
@@ -1251,6 +1946,17 @@ impl Reporter {
             _ => 3,
         };
         let min_stage = live.iter().map(|d| stage(d)).min().unwrap_or(3);
+        if self.compare {
+            let done = live.iter().map(|d| d.verified).min().unwrap_or(0);
+            if min_stage == 0 && !last {
+                let _ = ctl.report(Phase::Verify, total.map_or(done, |t| done.min(t)), total);
+            } else {
+                let all =
+                    total.unwrap_or_else(|| snap.iter().map(|d| d.verified).max().unwrap_or(0));
+                self.end(ctl, Phase::Verify, all);
+            }
+            return;
+        }
         if min_stage == 0 && !last {
             let done = live.iter().map(|d| d.written).min().unwrap_or(0);
             if let Some(n) = self.stream_len {
@@ -1462,5 +2168,664 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_DECOMPRESS", "{e}");
+    }
+
+    /// A block device in memory: fixed size, not truncated; optionally cancels the flash
+    /// when a write reaches `cancel_at` (an abort part-way through).
+    struct Dev {
+        mem: Arc<MemStorage>,
+        cancel_at: Option<(u64, Cancel)>,
+    }
+    impl Storage for Dev {
+        fn size(&self) -> std::result::Result<u64, IoError> {
+            self.mem.size()
+        }
+        fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+            self.mem.read_at(b, o)
+        }
+        fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+            if let Some((at, c)) = &self.cancel_at {
+                if o >= *at {
+                    c.cancel();
+                }
+            }
+            self.mem.write_at(b, o)
+        }
+        fn flush(&self) -> std::result::Result<(), IoError> {
+            Ok(())
+        }
+        fn set_len(&self, _: u64) -> std::result::Result<(), IoError> {
+            panic!("a device is never truncated")
+        }
+        fn punch_hole(&self, o: u64, l: u64) -> std::result::Result<(), IoError> {
+            self.mem.punch_hole(o, l)
+        }
+    }
+    impl Destination for Dev {
+        fn is_block_device(&self) -> bool {
+            true
+        }
+    }
+
+    fn dev(size: usize, fill: u8) -> Arc<MemStorage> {
+        Arc::new(MemStorage::from_vec(vec![fill; size]))
+    }
+
+    fn target(path: &str, d: impl Destination + 'static) -> Target {
+        Target {
+            path: path.into(),
+            dst: Ok(Box::new(d)),
+        }
+    }
+
+    fn write_image(dir: &Path, data: &[u8]) -> String {
+        let src = dir.join("img");
+        std::fs::write(&src, data).unwrap();
+        src.to_str().unwrap().to_string()
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(data))
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// Issue 24, first MiB last: an abort at 60% leaves the old first MiB.
+    #[test]
+    fn abort_leaves_the_first_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(10 * MIB, 5);
+        let src = write_image(dir.path(), &data);
+        let mem = dev(16 * MIB, 0xAA);
+        let cancel = Cancel::new();
+        let d = Dev {
+            mem: mem.clone(),
+            cancel_at: Some((6 * MIB as u64, cancel.clone())),
+        };
+        let mut ctl = Control::new(cancel, |_| {});
+        let e = flash_to(
+            &src,
+            vec![target("dev", d)],
+            &FlashOptions::default(),
+            None,
+            &mut ctl,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_ABORTED", "{e}");
+        let got = mem.to_vec();
+        assert!(got[..MIB].iter().all(|&b| b == 0xAA), "first MiB written");
+        // Something past it was written.
+        assert_eq!(&got[MIB..2 * MIB], &data[MIB..2 * MIB]);
+    }
+
+    /// Issue 24: a successful flash writes the first MiB too, and zeroes a stale GPT
+    /// backup in the device's last MiB; a device without one keeps its tail.
+    #[test]
+    fn first_mib_written_last_and_stale_gpt_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB + 4096, 6);
+        let src = write_image(dir.path(), &data);
+        let mut old = vec![0x55u8; 8 * MIB];
+        old[8 * MIB - 512..8 * MIB - 504].copy_from_slice(b"EFI PART");
+        let gpt = Arc::new(MemStorage::from_vec(old));
+        let plain = dev(8 * MIB, 0x55);
+        let r = flash_to(
+            &src,
+            vec![
+                target(
+                    "gpt",
+                    Dev {
+                        mem: gpt.clone(),
+                        cancel_at: None,
+                    },
+                ),
+                target(
+                    "plain",
+                    Dev {
+                        mem: plain.clone(),
+                        cancel_at: None,
+                    },
+                ),
+            ],
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        for d in &r.destinations {
+            assert!(d.error.is_none() && d.verified, "{:?}", d.error);
+        }
+        let g = gpt.to_vec();
+        assert_eq!(&g[..data.len()], &data[..]);
+        assert!(
+            g[7 * MIB..].iter().all(|&b| b == 0),
+            "stale GPT backup kept"
+        );
+        assert!(g[data.len()..7 * MIB].iter().all(|&b| b == 0x55));
+        let p = plain.to_vec();
+        assert_eq!(&p[..data.len()], &data[..]);
+        assert!(p[data.len()..].iter().all(|&b| b == 0x55));
+    }
+
+    /// Issue 24, expected digest: a matching SHA-256 passes (and is reported); a wrong
+    /// one fails with both digests and leaves the first MiB, also through a bmap that
+    /// skips part of the image and from a compressed stream.
+    #[test]
+    fn sha256_checked_and_mismatch_leaves_the_first_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(4 * MIB + 512, 8);
+        let src = write_image(dir.path(), &data);
+        let gz = dir.path().join("img.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&data).unwrap();
+        std::fs::write(&gz, e.finish().unwrap()).unwrap();
+        let good = sha256_hex(&data);
+        for source in [src.as_str(), gz.to_str().unwrap()] {
+            let mem = dev(8 * MIB, 0xAA);
+            let opts = FlashOptions {
+                sha256: Some(good.to_uppercase()),
+                ..FlashOptions::default()
+            };
+            let r = flash_to(
+                source,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap();
+            assert!(
+                r.destinations[0].error.is_none(),
+                "{:?}",
+                r.destinations[0].error
+            );
+            assert_eq!(r.sha256.as_deref(), Some(good.as_str()));
+            assert_eq!(&mem.to_vec()[..data.len()], &data[..]);
+
+            let mem = dev(8 * MIB, 0xAA);
+            let bad = "0".repeat(64);
+            let opts = FlashOptions {
+                sha256: Some(bad.clone()),
+                ..FlashOptions::default()
+            };
+            let e = flash_to(
+                source,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&good) && msg.contains(&bad), "{msg}");
+            let got = mem.to_vec();
+            assert!(got[..MIB].iter().all(|&b| b == 0xAA), "first MiB written");
+        }
+        let e = flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: dev(8 * MIB, 0),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions {
+                sha256: Some("abc".into()),
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_INVALID_ARG", "{e}");
+    }
+
+    /// Issue 24, only changed blocks: A then A' with 5 blocks changed writes 5 blocks.
+    #[test]
+    fn only_changed_writes_the_changed_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = image(6 * MIB, 11);
+        let mem = dev(8 * MIB, 0xAA);
+        let src = write_image(dir.path(), &a);
+        flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: mem.clone(),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions::default(),
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let mut b = a.clone();
+        for blk in [3usize, 700, 1000, 1200, 1500] {
+            b[blk * 4096 + 17] ^= 0xFF;
+        }
+        let src = write_image(dir.path(), &b);
+        let r = flash_to(
+            &src,
+            vec![target(
+                "dev",
+                Dev {
+                    mem: mem.clone(),
+                    cancel_at: None,
+                },
+            )],
+            &FlashOptions {
+                only_changed: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations[0];
+        assert!(d.error.is_none() && d.verified, "{:?}", d.error);
+        assert_eq!(d.bytes_written, 5 * 4096);
+        assert_eq!(&mem.to_vec()[..b.len()], &b[..]);
+        // A file is compared too, not truncated first.
+        let file = Arc::new(MemStorage::from_vec(a.clone()));
+        let r = flash_to(
+            &src,
+            vec![target("file", Shared(file.clone()))],
+            &FlashOptions {
+                only_changed: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        // Holes of the image (its zero blocks) are not in the plain image's map: only
+        // mapped blocks are compared.
+        assert_eq!(r.destinations[0].bytes_written, 5 * 4096);
+        assert_eq!(file.to_vec(), b);
+    }
+
+    /// Issue 24, transient errors: EIO on three writes in a row is retried and counted;
+    /// a persistent one fails that destination with the range, the others go on.
+    #[test]
+    fn transient_write_errors_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(5 * MIB, 12);
+        let src = write_image(dir.path(), &data);
+        let flaky = Faulty::new(
+            MemStorage::new(),
+            Fault::TransientWriteErrors {
+                after: 2,
+                times: 3,
+                errno: libc::EIO,
+            },
+        );
+        let dead = Faulty::new(
+            MemStorage::new(),
+            Fault::TransientWriteErrors {
+                after: 2,
+                times: 1000,
+                errno: libc::EBUSY,
+            },
+        );
+        let ok = Arc::new(MemStorage::new());
+        let opts = FlashOptions {
+            retry_delay: Duration::from_millis(1),
+            ..FlashOptions::default()
+        };
+        let r = flash_to(
+            &src,
+            vec![
+                target("flaky", flaky),
+                target("dead", dead),
+                target("ok", Shared(ok.clone())),
+            ],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations;
+        assert!(d[0].error.is_none() && d[0].verified, "{:?}", d[0].error);
+        assert_eq!(d[0].retries, 3);
+        let e = d[1].error.as_ref().unwrap();
+        assert_eq!(
+            (e.code(), e.raw_os_error()),
+            ("ERR_SPARSEKIT_IO", Some(libc::EBUSY))
+        );
+        let (start, len) = e.range().expect("a range");
+        assert!(len > 0 && start < data.len() as u64, "{e}");
+        assert_eq!(d[1].retries, u64::from(WRITE_RETRIES));
+        assert!(e.to_string().contains("6 attempts"), "{e}");
+        assert!(d[2].error.is_none() && d[2].verified);
+        assert_eq!(ok.to_vec(), data);
+    }
+
+    /// Issue 24, seek: the image at an offset, bytes before and after untouched (a
+    /// device, and a file that is neither truncated nor shortened).
+    #[test]
+    fn seek_writes_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB + 8192, 13);
+        let src = write_image(dir.path(), &data);
+        let seek = MIB + 4096;
+        let d = dev(8 * MIB, 0xAA);
+        let f = Arc::new(MemStorage::from_vec(vec![0xAA; 8 * MIB]));
+        let opts = FlashOptions {
+            seek: seek as u64,
+            ..FlashOptions::default()
+        };
+        let r = flash_to(
+            &src,
+            vec![
+                target(
+                    "dev",
+                    Dev {
+                        mem: d.clone(),
+                        cancel_at: None,
+                    },
+                ),
+                target("file", Shared(f.clone())),
+            ],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        for (m, rep) in [(&d, &r.destinations[0]), (&f, &r.destinations[1])] {
+            assert!(rep.error.is_none() && rep.verified, "{:?}", rep.error);
+            let got = m.to_vec();
+            assert_eq!(got.len(), 8 * MIB);
+            assert!(got[..seek].iter().all(|&b| b == 0xAA));
+            assert_eq!(&got[seek..seek + data.len()], &data[..]);
+            assert!(got[seek + data.len()..].iter().all(|&b| b == 0xAA));
+        }
+        // The size check counts the offset.
+        let small = dev(4 * MIB, 0);
+        let r = flash_to(
+            &src,
+            vec![target(
+                "small",
+                Dev {
+                    mem: small,
+                    cancel_at: None,
+                },
+            )],
+            &opts,
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().unwrap();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_DEST_TOO_SMALL", "{e}");
+    }
+
+    /// Issue 24, verify only: equal, then the first differing range named; nothing
+    /// written.
+    #[test]
+    fn verify_names_the_first_differing_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image(3 * MIB, 14);
+        let src = write_image(dir.path(), &data);
+        let seek = 8192usize;
+        let mut on = vec![0x11u8; 4 * MIB];
+        on[seek..seek + data.len()].copy_from_slice(&data);
+        let opts = FlashOptions {
+            seek: seek as u64,
+            ..FlashOptions::default()
+        };
+        let mem = Arc::new(MemStorage::from_vec(on.clone()));
+        let mut phases = Vec::new();
+        let mut ctl = Control::new(Cancel::new(), |p| phases.push(p));
+        let r = verify_to(&src, target("dev", Shared(mem.clone())), &opts, &mut ctl).unwrap();
+        drop(ctl);
+        // The image's data (its zero blocks are holes of the plain file, not compared).
+        assert!(r.bytes_compared > 0 && r.bytes_compared <= data.len() as u64);
+        assert_eq!(r.image_size, data.len() as u64);
+        assert!(
+            phases.iter().all(|p| p.phase == Phase::Verify),
+            "{phases:?}"
+        );
+        assert_eq!(phases.last().map(|p| Some(p.done) == p.total), Some(true));
+        let mut bad = on.clone();
+        bad[seek + 2 * MIB + 5000] ^= 1;
+        bad[seek + 2 * MIB + 9000] ^= 1;
+        let mem = Arc::new(MemStorage::from_vec(bad.clone()));
+        let e = verify_to(
+            &src,
+            target("dev", Shared(mem.clone())),
+            &opts,
+            &mut Control::none(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+        let at = (seek + 2 * MIB + 4096) as u64;
+        assert_eq!(e.range(), Some((at, 8192)), "{e}");
+        assert_eq!(mem.to_vec(), bad, "verify wrote");
+    }
+
+    /// Issue 24, unmapped ranges: stale bytes in the image's holes are zeroed or
+    /// discarded on request, kept by default; a destination without discard says so.
+    #[test]
+    fn unmapped_ranges_zeroed_or_discarded() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse.img");
+        let f = std::fs::File::create(&src).unwrap();
+        f.set_len(6 * MIB as u64).unwrap();
+        let a = image(MIB, 21);
+        let b = image(MIB, 22);
+        f.write_all_at(&a, 0).unwrap();
+        f.write_all_at(&b, 3 * MIB as u64).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        let map =
+            sparsekit_extents::map_file(&std::fs::File::open(&src).unwrap(), &Default::default())
+                .unwrap();
+        if map.data_ranges().len() < 2 {
+            eprintln!("SKIP unmapped_ranges_zeroed_or_discarded: no holes on this file system");
+            return;
+        }
+        let src = src.to_str().unwrap();
+        for (mode, fill) in [
+            (Unmapped::Keep, 0xAA),
+            (Unmapped::Zero, 0),
+            (Unmapped::Discard, 0),
+        ] {
+            let mem = dev(8 * MIB, 0xAA);
+            let opts = FlashOptions {
+                unmapped: mode,
+                ..FlashOptions::default()
+            };
+            let r = flash_to(
+                src,
+                vec![target(
+                    "dev",
+                    Dev {
+                        mem: mem.clone(),
+                        cancel_at: None,
+                    },
+                )],
+                &opts,
+                None,
+                &mut Control::none(),
+            )
+            .unwrap();
+            assert!(
+                r.destinations[0].error.is_none(),
+                "{mode:?}: {:?}",
+                r.destinations[0].error
+            );
+            let got = mem.to_vec();
+            assert_eq!(&got[..MIB], &a[..]);
+            assert_eq!(&got[3 * MIB..4 * MIB], &b[..]);
+            for (s, e) in [(MIB, 3 * MIB), (4 * MIB, 6 * MIB)] {
+                assert!(got[s..e].iter().all(|&x| x == fill), "{mode:?} at {s}");
+            }
+            assert!(
+                got[6 * MIB..].iter().all(|&x| x == 0xAA),
+                "{mode:?}: past the image"
+            );
+        }
+        let r = flash_to(
+            src,
+            vec![target(
+                "nodiscard",
+                Shared(Arc::new(MemStorage::from_vec(vec![1; 8 * MIB]))),
+            )],
+            &FlashOptions {
+                unmapped: Unmapped::Discard,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().expect("discard refused");
+        assert_eq!(e.code(), "ERR_SPARSEKIT_UNSUPPORTED", "{e}");
+        assert!(e.to_string().contains("discard"), "{e}");
+    }
+
+    /// Issue 24, eject: each destination that succeeded is ejected through the opener and
+    /// reported; a failed one is not; an eject that fails leaves the destination ok.
+    #[test]
+    fn eject_after_success_reported_per_destination() {
+        #[derive(Debug, Default)]
+        struct Ejector(std::sync::Mutex<Vec<PathBuf>>);
+        impl Opener for Ejector {
+            fn open(&self, _: &Path) -> Result<Box<dyn Destination>> {
+                unreachable!()
+            }
+            fn eject(&self, path: &Path) -> Result<()> {
+                self.0.lock().unwrap().push(path.to_path_buf());
+                if path == Path::new("stuck") {
+                    return Err(Error::Unsupported {
+                        what: "ejecting 'stuck'".into(),
+                    });
+                }
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_image(dir.path(), &image(2 * MIB, 23));
+        let ej = Arc::new(Ejector::default());
+        let bad = Faulty::new(
+            MemStorage::new(),
+            Fault::FailWritesAfter {
+                n: 0,
+                errno: libc::ENOSPC,
+            },
+        );
+        let r = flash_to(
+            &src,
+            vec![
+                target("ok", MemStorage::new()),
+                target("bad", bad),
+                target("stuck", MemStorage::new()),
+            ],
+            &FlashOptions {
+                eject: true,
+                opener: ej.clone(),
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let d = &r.destinations;
+        assert!(d[0].error.is_none() && d[0].ejected && d[0].eject_error.is_none());
+        assert!(d[1].error.is_some() && !d[1].ejected);
+        assert!(d[2].error.is_none() && !d[2].ejected);
+        assert_eq!(
+            d[2].eject_error.as_ref().unwrap().code(),
+            "ERR_SPARSEKIT_UNSUPPORTED"
+        );
+        assert_eq!(
+            *ej.0.lock().unwrap(),
+            vec![PathBuf::from("ok"), PathBuf::from("stuck")]
+        );
+    }
+
+    /// Issue 24: with `check_capacity` a counterfeit drive (it wraps around at 8 MiB but
+    /// claims 32) is refused before anything is written.
+    #[test]
+    fn check_capacity_refuses_a_counterfeit_drive() {
+        struct Wrap(MemStorage, u64);
+        impl Storage for Wrap {
+            fn size(&self) -> std::result::Result<u64, IoError> {
+                Ok(32 << 20)
+            }
+            fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+                let n = b.len().min((self.1 - o % self.1) as usize);
+                self.0.read_at(&mut b[..n], o % self.1)
+            }
+            fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+                let n = b.len().min((self.1 - o % self.1) as usize);
+                self.0.write_at(&b[..n], o % self.1)
+            }
+            fn flush(&self) -> std::result::Result<(), IoError> {
+                Ok(())
+            }
+        }
+        impl Destination for Wrap {
+            fn is_block_device(&self) -> bool {
+                true
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_image(dir.path(), &image(12 * MIB, 24));
+        let before = image(8 * MIB, 25);
+        let w = Arc::new(Wrap(MemStorage::from_vec(before.clone()), 8 << 20));
+        struct Share(Arc<Wrap>);
+        impl Storage for Share {
+            fn size(&self) -> std::result::Result<u64, IoError> {
+                self.0.size()
+            }
+            fn read_at(&self, b: &mut [u8], o: u64) -> std::result::Result<usize, IoError> {
+                self.0.read_at(b, o)
+            }
+            fn write_at(&self, b: &[u8], o: u64) -> std::result::Result<usize, IoError> {
+                self.0.write_at(b, o)
+            }
+            fn flush(&self) -> std::result::Result<(), IoError> {
+                Ok(())
+            }
+        }
+        impl Destination for Share {
+            fn is_block_device(&self) -> bool {
+                true
+            }
+        }
+        let r = flash_to(
+            &src,
+            vec![target("fake", Share(w.clone()))],
+            &FlashOptions {
+                check_capacity: true,
+                ..FlashOptions::default()
+            },
+            None,
+            &mut Control::none(),
+        )
+        .unwrap();
+        let e = r.destinations[0].error.as_ref().expect("refused");
+        assert_eq!(e.code(), "ERR_SPARSEKIT_COUNTERFEIT", "{e}");
+        assert!(e.to_string().contains("8388608"), "{e}");
+        assert_eq!(w.0.to_vec(), before, "written");
     }
 }

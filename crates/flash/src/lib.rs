@@ -49,13 +49,19 @@ pub mod bmap_copy;
 mod dest;
 mod error;
 mod flash;
+mod probe;
 mod source;
 
-pub use bmap_copy::{bmap_copy, local_bmap_copy, local_bmap_copy_to_drive};
+pub use bmap_copy::{
+    bmap_copy, bmap_copy_media, local_bmap_copy, local_bmap_copy_media, local_bmap_copy_to_drive,
+    local_bmap_copy_to_drive_media, Media, MediaReport,
+};
 pub use dest::{Files, Opener};
 pub use error::{error_of_io, Error, RefusalError, Result};
 pub use flash::{
-    flash, flash_to, DestFailure, DestProgress, DestState, DestinationReport, FlashOptions,
-    FlashReport, FlashStatus, Target, CHECK_LAG, CHECK_WINDOW, CHUNK, QUEUE,
+    flash, flash_to, verify, verify_to, DestFailure, DestProgress, DestState, DestinationReport,
+    FlashOptions, FlashReport, FlashStatus, Target, Unmapped, VerifyReport, CHECK_LAG,
+    CHECK_WINDOW, CHUNK, HEAD, QUEUE, WRITE_RETRIES,
 };
+pub use probe::{probe_capacity, ProbeReport, PROBE_BLOCK, PROBE_POINTS};
 pub use sparsekit_http::HttpOptions;

@@ -14,6 +14,16 @@ pub enum Fault {
         /// The errno of the failing writes.
         errno: i32,
     },
+    /// Write calls number `after` to `after + times - 1` fail with `errno`, later ones
+    /// succeed again: a transient error (a cheap card reader's EIO, EBUSY, EAGAIN).
+    TransientWriteErrors {
+        /// Write calls that succeed first.
+        after: u64,
+        /// Write calls that fail after those.
+        times: u64,
+        /// Their errno.
+        errno: i32,
+    },
     /// Writes ending past this byte offset fail with ENOSPC; bytes up to it are written
     /// (a short write first, as a full filesystem does).
     NoSpaceAfter(u64),
@@ -96,6 +106,11 @@ impl<S: Storage> Storage for Faulty<S> {
             Fault::FailWritesAfter { n, errno } if nth >= n => {
                 Err(self.err("write", errno, offset))
             }
+            Fault::TransientWriteErrors {
+                after,
+                times,
+                errno,
+            } if nth >= after && nth - after < times => Err(self.err("write", errno, offset)),
             Fault::NoSpaceAfter(limit) if offset.saturating_add(buf.len() as u64) > limit => {
                 if offset >= limit {
                     Err(self.err("write", crate::errno::ENOSPC, offset))

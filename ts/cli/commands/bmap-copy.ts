@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { CUSTOMIZE_OPTIONS, customization, HTTP_OPTIONS, httpOptions } from './common'
+import { CUSTOMIZE_OPTIONS, customization, HTTP_OPTIONS, httpOptions, MEDIA_OPTIONS } from './common'
 
 export default command({
   name: 'bmap copy',
@@ -14,6 +14,7 @@ export default command({
     { flag: 'no-verify', type: 'boolean', description: "do not check the ranges' checksums from the bmap" },
     { flag: 'read-back', type: 'boolean', description: 'after writing, read every written range back from DST and compare' },
     { flag: 'create', type: 'boolean', api: 'createFiles', description: 'create DST as a regular file if it does not exist' },
+    ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
@@ -24,6 +25,7 @@ export default command({
   ],
   async run(ctx, v, [image, dst]) {
     if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, image)
     const onProgress = ctx.progress()
     ctx.leaves(`${dst} may be partly written`)
@@ -34,6 +36,11 @@ export default command({
       readBack: v['read-back'],
       createFiles: v.create,
       customize: customization(v),
+      seek: v.seek,
+      sha256: v.sha256,
+      onlyChanged: v['only-changed'],
+      zeroUnmapped: v['zero-unmapped'],
+      discard: v.discard,
       signal: ctx.signal,
       onProgress,
     })
@@ -44,6 +51,7 @@ export default command({
         `wrote ${human(r.bytesWritten)} of a ${human(r.imageSize)} image to ${dst}` +
           (r.compression ? ` (${r.compression})` : '') +
           (r.bmap ? ` with ${r.bmap}` : ' without a bmap') +
+          (r.bytesSkipped ? ` (${human(r.bytesSkipped)} already there)` : '') +
           `; ${r.rangesVerified} ranges verified` +
           (r.rangesReadBack ? `, ${r.rangesReadBack} read back` : '') +
           '\n',

@@ -15,6 +15,20 @@ export const HTTP_OPTIONS = [
   },
 ] as const
 
+/** `--seek`, `--sha256`, `--only-changed`: the removable-media options of flash and bmap copy. */
+export const MEDIA_OPTIONS = [
+  { flag: 'seek', type: 'bytes', value: 'N', description: 'write the image at byte N of each destination (into a partition)' },
+  {
+    flag: 'sha256',
+    type: 'string',
+    value: 'HEX',
+    description: "the image's expected SHA-256: on a mismatch the destination's first MiB is never written",
+  },
+  { flag: 'only-changed', type: 'boolean', description: 'read each block first and write only the blocks that differ' },
+  { flag: 'zero-unmapped', type: 'boolean', description: "zero the ranges the image's bmap leaves out, so no stale data survives" },
+  { flag: 'discard', type: 'boolean', description: 'discard those ranges instead (an error where the device cannot discard)' },
+] as const
+
 /** Reads `--ca` and checks that `--ca` / `--retries` have an http(s) `source` to apply to. */
 export function httpOptions(values: Values, source: string): { ca?: Buffer; retries?: number } {
   const o: { ca?: Buffer; retries?: number } = {}

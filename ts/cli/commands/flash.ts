@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions, CUSTOMIZE_OPTIONS, customization } from './common'
+import { HTTP_OPTIONS, httpOptions, CUSTOMIZE_OPTIONS, customization, MEDIA_OPTIONS } from './common'
 
 export default command({
   name: 'flash',
@@ -27,6 +27,14 @@ export default command({
       description: 'create a DST that does not exist as a regular file (never under /dev)',
     },
     { flag: 'zip-entry', type: 'string', value: 'NAME', description: 'the entry of a zip SOURCE to write (default: its largest file)' },
+    {
+      flag: 'check-capacity',
+      type: 'boolean',
+      api: 'checkCapacity',
+      description: 'probe each drive first: refuse a counterfeit one that holds less than the image',
+    },
+    { flag: 'eject', type: 'boolean', api: 'eject', description: 'eject each drive that was written and verified' },
+    ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
@@ -38,6 +46,7 @@ export default command({
   ],
   async run(ctx, v, [src, ...dsts]) {
     if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, src)
     const onProgress = ctx.progress()
     ctx.leaves(`${dsts.join(', ')} may be partly written`)
@@ -50,7 +59,14 @@ export default command({
       createFiles: v.create,
       zipEntry: v['zip-entry'],
       customize: customization(v),
+      checkCapacity: v['check-capacity'],
+      eject: v.eject,
       ...http,
+      seek: v.seek,
+      sha256: v.sha256,
+      onlyChanged: v['only-changed'],
+      zeroUnmapped: v['zero-unmapped'],
+      discard: v.discard,
       signal: ctx.signal,
       onProgress,
     })
@@ -61,7 +77,12 @@ export default command({
       await ctx.json({ ...r, destinations: plain })
     } else {
       for (const d of r.destinations) {
-        if (d.ok) await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${d.verified ? ', read back and verified' : ''}\n`)
+        if (d.ok) {
+          const skipped = d.bytesSkipped ? ` (${human(d.bytesSkipped)} already there)` : ''
+          const retried = d.retries ? `, ${d.retries} writes retried` : ''
+          const ejected = d.ejected ? ', ejected' : d.ejectError ? ` (not ejected: ${ctx.words(d.ejectError.message)})` : ''
+          await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`)
+        }
       }
       for (const d of failed) if (d.error) ctx.error(d.error, `${d.path}: `)
     }

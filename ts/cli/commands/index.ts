@@ -34,6 +34,8 @@ import customize from './customize'
 import backup from './backup'
 import layout from './layout'
 import sparsify from './sparsify'
+import verify from './verify'
+import probe from './probe'
 
 export const COMMANDS: readonly Command[] = [
   map,
@@ -67,4 +69,6 @@ export const COMMANDS: readonly Command[] = [
   backup,
   layout,
   sparsify,
+  verify,
+  probe,
 ]

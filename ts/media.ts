@@ -1,0 +1,56 @@
+/** The removable-media options flash, `bmap.copy` and verify share. @internal */
+import { checkBoolean, checkBytes, checkSha256, invalidArgValue } from './validate'
+
+/** The removable-media options of `flash`, `bmap.copy` and `verify`. */
+export interface MediaOptions {
+  /**
+   * Byte offset in the destination where the image's first byte goes (into a partition);
+   * default 0. The destination must hold `seek + imageSize` bytes; a regular file is then
+   * neither truncated nor shortened, so the bytes before and after the image stay as they
+   * were. A stale GPT backup is zeroed only when `seek` is 0.
+   */
+  seek?: number
+  /**
+   * The decompressed image's expected SHA-256 (64 hex digits), computed while it streams
+   * (every byte, also those a bmap skips). On a mismatch the operation rejects with
+   * `ERR_SPARSEKIT_CHECKSUM_MISMATCH` naming both digests, and no destination's first MiB
+   * is written (it keeps its old partition table: nothing half-written boots).
+   */
+  sha256?: string
+  /**
+   * Read each block of the destination first and write only the 4 KiB blocks that differ
+   * (less wear on SD cards and USB sticks; re-flashing a card with an image that differs
+   * by a few MiB writes a few MiB). The result's `bytesSkipped` says how much was not
+   * written. A regular file is not truncated first. Not for `verify`.
+   */
+  onlyChanged?: boolean
+  /**
+   * Zero the destination's bytes in the image's unmapped ranges (those the bmap, or a plain
+   * image's holes, leave out), so no stale data of an earlier image survives there:
+   * `BLKZEROOUT` on a block device, `FALLOC_FL_ZERO_RANGE` in a file, else zeros written.
+   */
+  zeroUnmapped?: boolean
+  /**
+   * Discard the unmapped ranges instead (`fallocate(PUNCH_HOLE)`: a zeroing discard on a
+   * block device, holes in a file); a device or file system that cannot discard fails that
+   * destination with `ERR_SPARSEKIT_UNSUPPORTED` (use `zeroUnmapped`). Not with `zeroUnmapped`.
+   */
+  discard?: boolean
+}
+
+/** The media options, checked, for the native layer. */
+export function mediaArgs(o: MediaOptions) {
+  return {
+    seek: checkBytes('options.seek', o.seek),
+    sha256: checkSha256('options.sha256', o.sha256),
+    onlyChanged: checkBoolean('options.onlyChanged', o.onlyChanged),
+    unmapped: unmapped(o),
+  }
+}
+
+function unmapped(o: MediaOptions): 'zero' | 'discard' | undefined {
+  const zero = checkBoolean('options.zeroUnmapped', o.zeroUnmapped)
+  const discard = checkBoolean('options.discard', o.discard)
+  if (zero && discard) throw invalidArgValue('options.discard', discard, 'cannot be set with options.zeroUnmapped')
+  return zero ? 'zero' : discard ? 'discard' : undefined
+}
