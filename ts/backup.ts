@@ -52,10 +52,21 @@ export interface BackupResult {
  * ranges. A drive should not be mounted: a mounted ext4 reads as needing recovery and is
  * then copied whole.
  */
-export async function backup(source: PathLike, output: PathLike, options?: BackupOptions): Promise<BackupResult> {
+export async function backup(
+  source: PathLike,
+  output: PathLike,
+  options?: BackupOptions,
+): Promise<BackupResult> {
   const src = checkPath('source', source)
   const out = checkPath('output', output)
-  const o = checkOptions('options', options, ['bmap', 'shrink', 'verify', 'unmount', 'force', ...LONG_KEYS]) as BackupOptions
+  const o = checkOptions('options', options, [
+    'bmap',
+    'shrink',
+    'verify',
+    'unmount',
+    'force',
+    ...LONG_KEYS,
+  ]) as BackupOptions
   const opts = {
     bmap: checkBoolean('options.bmap', o.bmap),
     shrink: checkBoolean('options.shrink', o.shrink),

@@ -1,10 +1,26 @@
 import { writeFile } from 'node:fs/promises'
 import native = require('./native')
-import { checkBoolean, checkOneOf, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS, HTTP_KEYS, MEDIA_KEYS } from './validate'
+import {
+  checkBoolean,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  invalidArgType,
+  PathLike,
+  LONG_KEYS,
+  HTTP_KEYS,
+  MEDIA_KEYS,
+} from './validate'
 import { mediaArgs, MediaOptions } from './media'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
-import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
+import {
+  customizationArgs,
+  customize,
+  CUSTOMIZE_KEYS,
+  Customization,
+  CustomizeResult,
+} from './customize'
 
 /** Range checksums `bmap.create()` can write. */
 export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
@@ -33,11 +49,18 @@ export interface BmapCreateOptions extends LongOptions {
  */
 export async function create(image: PathLike, options?: BmapCreateOptions): Promise<string> {
   const file = checkPath('image', image)
-  const o = checkOptions('options', options, ['checksum', 'output', 'filesystems', ...LONG_KEYS]) as BmapCreateOptions
+  const o = checkOptions('options', options, [
+    'checksum',
+    'output',
+    'filesystems',
+    ...LONG_KEYS,
+  ]) as BmapCreateOptions
   const checksum = checkOneOf('options.checksum', o.checksum, BMAP_CHECKSUMS)
   const output = o.output === undefined ? undefined : checkPath('options.output', o.output)
   const filesystems = checkBoolean('options.filesystems', o.filesystems)
-  const r = await run(o, (cancel, onProgress) => native.bmapCreate(file, { checksum, filesystems }, cancel, onProgress))
+  const r = await run(o, (cancel, onProgress) =>
+    native.bmapCreate(file, { checksum, filesystems }, cancel, onProgress),
+  )
   if (output !== undefined) await writeFile(output, r.xml)
   return r.xml
 }
@@ -104,19 +127,44 @@ export interface BmapCopyResult {
  * or `'decompress'` (compressed), `'sync'`, and `'verify'` with `readBack`. An http(s)
  * URL is streamed, resumed with range requests (see `remoteBmapCopy` in flash).
  */
-export async function copy(image: PathLike, dst: PathLike, options?: BmapCopyOptions & HttpSourceOptions): Promise<BmapCopyResult> {
+export async function copy(
+  image: PathLike,
+  dst: PathLike,
+  options?: BmapCopyOptions & HttpSourceOptions,
+): Promise<BmapCopyResult> {
   const url = httpUrl(image)
   const from = url === undefined ? checkPath('image', image) : undefined
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'createFiles', 'customize', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as BmapCopyOptions & HttpSourceOptions
-  const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as BmapCopyOptions['customize'])
+  const o = checkOptions('options', options, [
+    'bmap',
+    'verify',
+    'readBack',
+    'createFiles',
+    'customize',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+    ...MEDIA_KEYS,
+  ]) as BmapCopyOptions & HttpSourceOptions
+  const custom =
+    o.customize === undefined
+      ? undefined
+      : (checkOptions(
+          'options.customize',
+          o.customize,
+          CUSTOMIZE_KEYS,
+        ) as unknown as BmapCopyOptions['customize'])
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
   else if (o.bmap !== undefined) {
     const v: unknown = o.bmap
-    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    if (v === true || v === null)
+      throw invalidArgType(
+        'options.bmap',
+        'of type string or an instance of Buffer or URL, or false',
+        v,
+      )
     bmap = checkPath('options.bmap', o.bmap)
   }
   const opts = {

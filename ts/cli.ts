@@ -15,7 +15,9 @@ import { Output } from './cli/output'
 async function main(argv: string[]): Promise<number> {
   // The context of this run; the command's own once it is found.
   let ctx = new Output(undefined, new AbortController().signal)
-  process.stdout.on('error', (err: Error & { code?: string }) => process.exit(ctx.stdoutFailed(err)))
+  process.stdout.on('error', (err: Error & { code?: string }) =>
+    process.exit(ctx.stdoutFailed(err)),
+  )
   const [first, ...rest] = argv
   if (first === undefined) {
     process.stderr.write(globalHelp(COMMANDS, version))

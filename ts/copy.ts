@@ -1,5 +1,13 @@
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
+import {
+  checkBoolean,
+  checkBytes,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  PathLike,
+  LONG_KEYS,
+} from './validate'
 import { LongOptions, run } from './run'
 
 /** Copy methods; `auto` tries reflink, copy_file_range, sendfile, then read/write. */
@@ -51,10 +59,24 @@ export interface CopyResult {
  * offsets up to `Number.MAX_SAFE_INTEGER`, same file through links and loop devices) is
  * made before the first byte is written.
  */
-export async function copy(src: PathLike, dst: PathLike, options?: CopyOptions): Promise<CopyResult> {
+export async function copy(
+  src: PathLike,
+  dst: PathLike,
+  options?: CopyOptions,
+): Promise<CopyResult> {
   const from = checkPath('src', src)
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['skip', 'seek', 'length', 'method', 'truncate', 'zeroHoles', 'fsync', 'atomic', ...LONG_KEYS]) as CopyOptions
+  const o = checkOptions('options', options, [
+    'skip',
+    'seek',
+    'length',
+    'method',
+    'truncate',
+    'zeroHoles',
+    'fsync',
+    'atomic',
+    ...LONG_KEYS,
+  ]) as CopyOptions
   const opts = {
     skip: checkBytes('options.skip', o.skip),
     seek: checkBytes('options.seek', o.seek),
@@ -66,5 +88,10 @@ export async function copy(src: PathLike, dst: PathLike, options?: CopyOptions):
     atomic: checkBoolean('options.atomic', o.atomic),
   }
   const r = await run(o, (cancel, onProgress) => native.copy(from, to, opts, cancel, onProgress))
-  return { bytesCopied: r.bytesCopied, size: r.size, method: r.method as CopyMethod, bytesZeroed: r.bytesZeroed }
+  return {
+    bytesCopied: r.bytesCopied,
+    size: r.size,
+    method: r.method as CopyMethod,
+    bytesZeroed: r.bytesZeroed,
+  }
 }

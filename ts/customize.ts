@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto'
 import native = require('./native')
-import { checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike } from './validate'
+import {
+  checkOptions,
+  checkPath,
+  checkString,
+  invalidArgType,
+  invalidArgValue,
+  PathLike,
+} from './validate'
 import { run } from './run'
 
 /** File contents to write: text (written as UTF-8) or bytes; `null` deletes the file. */
@@ -58,8 +65,14 @@ export function customizationArgs(name: string, files: unknown, append: unknown)
     for (const [path, data] of Object.entries(files)) {
       if (data === null) nativeFiles.push({ path })
       else if (typeof data === 'string') nativeFiles.push({ path, data: Buffer.from(data, 'utf8') })
-      else if (data instanceof Uint8Array) nativeFiles.push({ path, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) })
-      else throw invalidArgType(`${name}.files[${JSON.stringify(path)}]`, 'a string, a Buffer or Uint8Array, or null', data)
+      else if (data instanceof Uint8Array)
+        nativeFiles.push({ path, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) })
+      else
+        throw invalidArgType(
+          `${name}.files[${JSON.stringify(path)}]`,
+          'a string, a Buffer or Uint8Array, or null',
+          data,
+        )
     }
   }
   const nativeAppend: { path: string; text: string }[] = []
@@ -84,15 +97,29 @@ export function customizationArgs(name: string, files: unknown, append: unknown)
  * file); afterwards every file is read back by content. No FAT partition:
  * `ERR_SPARSEKIT_CUSTOMIZE_NO_FAT`, nothing written. A drive must not be mounted.
  */
-export async function customize(path: PathLike, options?: CustomizeOptions): Promise<CustomizeResult> {
+export async function customize(
+  path: PathLike,
+  options?: CustomizeOptions,
+): Promise<CustomizeResult> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options, [...CUSTOMIZE_KEYS, 'signal']) as CustomizeOptions
-  if (o.partition !== undefined && !(Number.isInteger(o.partition) && o.partition >= 0 && o.partition < 2 ** 32)) {
-    throw invalidArgValue('options.partition', o.partition, 'must be a partition number (an integer from 0)')
+  if (
+    o.partition !== undefined &&
+    !(Number.isInteger(o.partition) && o.partition >= 0 && o.partition < 2 ** 32)
+  ) {
+    throw invalidArgValue(
+      'options.partition',
+      o.partition,
+      'must be a partition number (an integer from 0)',
+    )
   }
   const args = customizationArgs('options', o.files, o.append)
   const r = await run({ signal: o.signal }, (cancel) =>
-    native.customize(file, { partition: o.partition, files: args.files, append: args.append }, cancel),
+    native.customize(
+      file,
+      { partition: o.partition, files: args.files, append: args.append },
+      cancel,
+    ),
   )
   return {
     partition: { start: r.partitionStart, length: r.partitionLength },
@@ -137,7 +164,15 @@ export interface FirstBoot {
   keyboard?: string
 }
 
-const FIRST_BOOT_KEYS = ['hostname', 'user', 'sshKeys', 'sshPasswordAuth', 'wifi', 'timezone', 'keyboard'] as const
+const FIRST_BOOT_KEYS = [
+  'hostname',
+  'user',
+  'sshKeys',
+  'sshPasswordAuth',
+  'wifi',
+  'timezone',
+  'keyboard',
+] as const
 
 function checkFirstBoot(o: unknown): FirstBoot {
   const f = checkOptions('settings', o, FIRST_BOOT_KEYS) as FirstBoot
@@ -146,16 +181,34 @@ function checkFirstBoot(o: unknown): FirstBoot {
     checkString(name, v)
     if (!re.test(v)) throw invalidArgValue(name, v, what)
   }
-  word('settings.hostname', f.hostname, /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, 'must be a host name (letters, digits, inner hyphens)')
+  word(
+    'settings.hostname',
+    f.hostname,
+    /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/,
+    'must be a host name (letters, digits, inner hyphens)',
+  )
   if (f.user !== undefined) {
     checkOptions('settings.user', f.user, ['name', 'password', 'passwordHash'])
     word('settings.user.name', f.user.name, /^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Linux user name')
     if (f.user.password !== undefined) checkString('settings.user.password', f.user.password)
-    word('settings.user.passwordHash', f.user.passwordHash, /^\$[0-9a-z]+\$[^\s:']+$/, "must be a crypt(3) hash such as $6$...")
+    word(
+      'settings.user.passwordHash',
+      f.user.passwordHash,
+      /^\$[0-9a-z]+\$[^\s:']+$/,
+      'must be a crypt(3) hash such as $6$...',
+    )
   }
   if (f.sshKeys !== undefined) {
-    if (!Array.isArray(f.sshKeys)) throw invalidArgType('settings.sshKeys', 'an array of strings', f.sshKeys)
-    f.sshKeys.forEach((k, i) => word(`settings.sshKeys[${i}]`, k, /^(ssh|ecdsa|sk)-[^\n']+$/, 'must be one OpenSSH public key line'))
+    if (!Array.isArray(f.sshKeys))
+      throw invalidArgType('settings.sshKeys', 'an array of strings', f.sshKeys)
+    f.sshKeys.forEach((k, i) =>
+      word(
+        `settings.sshKeys[${i}]`,
+        k,
+        /^(ssh|ecdsa|sk)-[^\n']+$/,
+        'must be one OpenSSH public key line',
+      ),
+    )
   }
   if (f.wifi !== undefined) {
     checkOptions('settings.wifi', f.wifi, ['ssid', 'password', 'country', 'hidden'])
@@ -166,12 +219,26 @@ function checkFirstBoot(o: unknown): FirstBoot {
     if (f.wifi.password !== undefined) {
       checkString('settings.wifi.password', f.wifi.password)
       if (f.wifi.password.length < 8 || f.wifi.password.length > 63) {
-        throw invalidArgValue('settings.wifi.password', '(hidden)', 'a WPA passphrase is 8 to 63 characters')
+        throw invalidArgValue(
+          'settings.wifi.password',
+          '(hidden)',
+          'a WPA passphrase is 8 to 63 characters',
+        )
       }
     }
-    word('settings.wifi.country', f.wifi.country, /^[A-Z]{2}$/, 'must be a two-letter country code such as GB')
+    word(
+      'settings.wifi.country',
+      f.wifi.country,
+      /^[A-Z]{2}$/,
+      'must be a two-letter country code such as GB',
+    )
   }
-  word('settings.timezone', f.timezone, /^[A-Za-z0-9_+\-/]+$/, 'must be a time zone name such as Europe/Berlin')
+  word(
+    'settings.timezone',
+    f.timezone,
+    /^[A-Za-z0-9_+\-/]+$/,
+    'must be a time zone name such as Europe/Berlin',
+  )
   word('settings.keyboard', f.keyboard, /^[a-z]{2,8}$/, 'must be a keyboard layout such as us')
   return f
 }
@@ -183,7 +250,9 @@ const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 function passwordHashOf(user: FirstBoot['user']): string | undefined {
   if (!user) return undefined
-  return user.passwordHash ?? (user.password !== undefined ? hashPassword(user.password) : undefined)
+  return (
+    user.passwordHash ?? (user.password !== undefined ? hashPassword(user.password) : undefined)
+  )
 }
 
 /**
@@ -199,10 +268,19 @@ export function cloudInit(settings: FirstBoot): Customization {
   if (f.keyboard) lines.push('keyboard:', `  layout: ${q(f.keyboard)}`)
   const hash = passwordHashOf(f.user)
   if (f.user) {
-    lines.push('users:', `  - name: ${q(f.user.name)}`, '    groups: users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo')
-    lines.push('    shell: /bin/bash', '    lock_passwd: ' + (hash ? 'false' : 'true'), "    sudo: 'ALL=(ALL) NOPASSWD:ALL'")
+    lines.push(
+      'users:',
+      `  - name: ${q(f.user.name)}`,
+      '    groups: users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo',
+    )
+    lines.push(
+      '    shell: /bin/bash',
+      '    lock_passwd: ' + (hash ? 'false' : 'true'),
+      "    sudo: 'ALL=(ALL) NOPASSWD:ALL'",
+    )
     if (hash) lines.push(`    passwd: ${q(hash)}`)
-    if (f.sshKeys?.length) lines.push('    ssh_authorized_keys:', ...f.sshKeys.map((k) => `      - ${q(k)}`))
+    if (f.sshKeys?.length)
+      lines.push('    ssh_authorized_keys:', ...f.sshKeys.map((k) => `      - ${q(k)}`))
   }
   if (f.sshKeys?.length || f.sshPasswordAuth) {
     lines.push('enable_ssh: true', `ssh_pwauth: ${f.sshPasswordAuth ? 'true' : 'false'}`)
@@ -212,8 +290,19 @@ export function cloudInit(settings: FirstBoot): Customization {
     'meta-data': `instance-id: sparsekit-${randomBytes(6).toString('hex')}\n`,
   }
   if (f.wifi) {
-    const net = ['network:', '  version: 2', '  wifis:', '    renderer: NetworkManager', '    wlan0:', '      dhcp4: true']
-    net.push(`      regulatory-domain: ${q(f.wifi.country)}`, '      access-points:', `        ${q(f.wifi.ssid)}:`)
+    const net = [
+      'network:',
+      '  version: 2',
+      '  wifis:',
+      '    renderer: NetworkManager',
+      '    wlan0:',
+      '      dhcp4: true',
+    ]
+    net.push(
+      `      regulatory-domain: ${q(f.wifi.country)}`,
+      '      access-points:',
+      `        ${q(f.wifi.ssid)}:`,
+    )
     if (f.wifi.password !== undefined) net.push(`          password: ${q(f.wifi.password)}`)
     if (f.wifi.hidden) net.push('          hidden: true')
     net.push('      optional: true')
@@ -238,29 +327,41 @@ export function firstRun(settings: FirstBoot): Customization {
     s.push(`   /usr/lib/raspberrypi-sys-mods/imager_custom set_hostname ${sh(f.hostname)}`)
     s.push('else')
     s.push(`   echo ${sh(f.hostname)} >/etc/hostname`)
-    s.push(`   sed -i "s/127.0.1.1.*$CURRENT_HOSTNAME/127.0.1.1\\t"${sh(f.hostname)}"/g" /etc/hosts`)
+    s.push(
+      `   sed -i "s/127.0.1.1.*$CURRENT_HOSTNAME/127.0.1.1\\t"${sh(f.hostname)}"/g" /etc/hosts`,
+    )
     s.push('fi')
   }
   if (f.sshKeys?.length) {
-    s.push(`/usr/lib/raspberrypi-sys-mods/imager_custom enable_ssh -k ${f.sshKeys.map(sh).join(' ')}`)
+    s.push(
+      `/usr/lib/raspberrypi-sys-mods/imager_custom enable_ssh -k ${f.sshKeys.map(sh).join(' ')}`,
+    )
   } else if (f.sshPasswordAuth) {
     s.push('/usr/lib/raspberrypi-sys-mods/imager_custom enable_ssh')
   }
   const hash = passwordHashOf(f.user)
   if (f.user && hash) s.push(`/usr/lib/userconf-pi/userconf ${sh(f.user.name)} ${sh(hash)}`)
   if (f.wifi) {
-    const args = [sh(f.wifi.ssid), f.wifi.password !== undefined ? sh(f.wifi.password) : "''", sh(f.wifi.country)]
-    s.push(`/usr/lib/raspberrypi-sys-mods/imager_custom set_wlan ${f.wifi.hidden ? '-h ' : ''}${args.join(' ')}`)
+    const args = [
+      sh(f.wifi.ssid),
+      f.wifi.password !== undefined ? sh(f.wifi.password) : "''",
+      sh(f.wifi.country),
+    ]
+    s.push(
+      `/usr/lib/raspberrypi-sys-mods/imager_custom set_wlan ${f.wifi.hidden ? '-h ' : ''}${args.join(' ')}`,
+    )
   }
   if (f.keyboard) s.push(`/usr/lib/raspberrypi-sys-mods/imager_custom set_keymap ${sh(f.keyboard)}`)
-  if (f.timezone) s.push(`/usr/lib/raspberrypi-sys-mods/imager_custom set_timezone ${sh(f.timezone)}`)
+  if (f.timezone)
+    s.push(`/usr/lib/raspberrypi-sys-mods/imager_custom set_timezone ${sh(f.timezone)}`)
   s.push('rm -f /boot/firstrun.sh /boot/firmware/firstrun.sh')
   s.push("sed -i 's| systemd.run.*||g' /boot/cmdline.txt /boot/firmware/cmdline.txt 2>/dev/null")
   s.push('exit 0')
   return {
     files: { 'firstrun.sh': s.join('\n') + '\n' },
     append: {
-      'cmdline.txt': ' systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target',
+      'cmdline.txt':
+        ' systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target',
     },
   }
 }

@@ -25,10 +25,17 @@ export interface DigestOptions extends LongOptions {
  */
 export async function digest(path: PathLike, options?: DigestOptions): Promise<string> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options, ['algorithm', 'start', 'length', ...LONG_KEYS]) as DigestOptions
+  const o = checkOptions('options', options, [
+    'algorithm',
+    'start',
+    'length',
+    ...LONG_KEYS,
+  ]) as DigestOptions
   const algorithm = checkOneOf('options.algorithm', o.algorithm, ALGORITHMS) ?? 'sha256'
   const start = checkBytes('options.start', o.start)
   const length = checkBytes('options.length', o.length)
-  const result = await run(o, (cancel, onProgress) => native.digest(file, { algorithm, start, length }, cancel, onProgress))
+  const result = await run(o, (cancel, onProgress) =>
+    native.digest(file, { algorithm, start, length }, cancel, onProgress),
+  )
   return result.digest
 }

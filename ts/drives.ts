@@ -2,7 +2,14 @@
 import { EventEmitter } from 'node:events'
 import native = require('./native')
 import { run } from './run'
-import { checkBoolean, checkBytes, checkOptions, checkPath, invalidArgValue, PathLike } from './validate'
+import {
+  checkBoolean,
+  checkBytes,
+  checkOptions,
+  checkPath,
+  invalidArgValue,
+  PathLike,
+} from './validate'
 
 /** A partition of a {@link Drive}. */
 export interface Partition {
@@ -21,7 +28,8 @@ export interface Partition {
 }
 
 /** How a drive is attached. */
-export type Bus = 'usb' | 'mmc' | 'sata' | 'nvme' | 'scsi' | 'virtio' | 'loop' | 'virtual' | 'unknown'
+export type Bus =
+  'usb' | 'mmc' | 'sata' | 'nvme' | 'scsi' | 'virtio' | 'loop' | 'virtual' | 'unknown'
 
 /** A whole block device, as {@link list} finds it. */
 export interface Drive {
@@ -83,7 +91,13 @@ export async function list(): Promise<Drive[]> {
       removable: d.removable,
       readOnly: d.readOnly,
       partitions: d.partitions.map((p) => {
-        const q: Partition = { name: p.name, path: p.path, start: p.start, size: p.size, mountpoints: p.mountpoints }
+        const q: Partition = {
+          name: p.name,
+          path: p.path,
+          start: p.start,
+          size: p.size,
+          mountpoints: p.mountpoints,
+        }
         if (p.number != null) q.number = p.number
         return q
       }),
@@ -139,13 +153,22 @@ export class DriveWatcher extends EventEmitter {
   override off<K extends keyof DriveWatcherEvents>(event: K, listener: DriveListener<K>): this {
     return super.off(event, listener as AnyListener)
   }
-  override addListener<K extends keyof DriveWatcherEvents>(event: K, listener: DriveListener<K>): this {
+  override addListener<K extends keyof DriveWatcherEvents>(
+    event: K,
+    listener: DriveListener<K>,
+  ): this {
     return super.addListener(event, listener as AnyListener)
   }
-  override removeListener<K extends keyof DriveWatcherEvents>(event: K, listener: DriveListener<K>): this {
+  override removeListener<K extends keyof DriveWatcherEvents>(
+    event: K,
+    listener: DriveListener<K>,
+  ): this {
     return super.removeListener(event, listener as AnyListener)
   }
-  override emit<K extends keyof DriveWatcherEvents>(event: K, ...args: DriveWatcherEvents[K]): boolean {
+  override emit<K extends keyof DriveWatcherEvents>(
+    event: K,
+    ...args: DriveWatcherEvents[K]
+  ): boolean {
     return super.emit(event, ...args)
   }
 
@@ -177,7 +200,8 @@ export class DriveWatcher extends EventEmitter {
           }
         }
       } catch (e) {
-        if (this.listenerCount('error')) this.emit('error', e instanceof Error ? e : new Error(String(e)))
+        if (this.listenerCount('error'))
+          this.emit('error', e instanceof Error ? e : new Error(String(e)))
       } finally {
         this.running = false
       }
@@ -240,7 +264,10 @@ export interface ProbeResult {
 export async function probe(path: PathLike, options?: ProbeOptions): Promise<ProbeResult> {
   const p = checkPath('path', path)
   const o = checkOptions('options', options, ['force', 'unmount', 'signal']) as ProbeOptions
-  const opts = { force: checkBoolean('options.force', o.force), unmount: checkBoolean('options.unmount', o.unmount) }
+  const opts = {
+    force: checkBoolean('options.force', o.force),
+    unmount: checkBoolean('options.unmount', o.unmount),
+  }
   const r = await run({ signal: o.signal }, (cancel) => native.drivesProbe(p, opts, cancel))
   return { size: r.size, realSize: r.realSize, counterfeit: r.counterfeit, points: r.points }
 }

@@ -83,7 +83,13 @@ interface Checked {
 
 function checkMap(path: unknown, options: unknown, extra: readonly string[] = []): Checked {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options, ['start', 'length', 'method', ...LONG_KEYS, ...extra]) as MapOptions
+  const o = checkOptions('options', options, [
+    'start',
+    'length',
+    'method',
+    ...LONG_KEYS,
+    ...extra,
+  ]) as MapOptions
   return {
     file,
     o,
@@ -96,14 +102,23 @@ function checkMap(path: unknown, options: unknown, extra: readonly string[] = []
 /** Where a file's (or block device's) data is. Phase `'map'` reports the window bytes covered. */
 export async function map(path: PathLike, options?: MapOptions): Promise<ExtentMap> {
   const { file, o, start, length, method } = checkMap(path, options)
-  const m = await run(o, (cancel, onProgress) => native.map(file, { start, length, method }, cancel, onProgress))
-  return { size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'], extents: extentsOf(m.table) }
+  const m = await run(o, (cancel, onProgress) =>
+    native.map(file, { start, length, method }, cancel, onProgress),
+  )
+  return {
+    size: m.size,
+    blockSize: m.blockSize,
+    method: m.method as ExtentMap['method'],
+    extents: extentsOf(m.table),
+  }
 }
 
 /** {@link map}'s extents as typed arrays (see {@link ExtentTable}); the same options and errors. */
 export async function mapTable(path: PathLike, options?: MapOptions): Promise<ExtentTable> {
   const { file, o, start, length, method } = checkMap(path, options)
-  const m = await run(o, (cancel, onProgress) => native.map(file, { start, length, method }, cancel, onProgress))
+  const m = await run(o, (cancel, onProgress) =>
+    native.map(file, { start, length, method }, cancel, onProgress),
+  )
   const t: Float64Array = m.table
   const count = t.length / 3
   const offsets = new Float64Array(count)
@@ -114,7 +129,15 @@ export async function mapTable(path: PathLike, options?: MapOptions): Promise<Ex
     lengths[j] = t[i + 1]
     flags[j] = t[i + 2]
   }
-  return { size: m.size, blockSize: m.blockSize, method: m.method as ExtentMap['method'], count, offsets, lengths, flags }
+  return {
+    size: m.size,
+    blockSize: m.blockSize,
+    method: m.method as ExtentMap['method'],
+    count,
+    offsets,
+    lengths,
+    flags,
+  }
 }
 
 /** What {@link mapExtents} yields first: everything of an {@link ExtentMap} but the extents. */
@@ -138,8 +161,15 @@ export async function* mapExtents(
   let pending: Extent | undefined
   let first = true
   for (;;) {
-    const want = end === undefined ? (length === undefined ? window : Math.min(window, length)) : Math.min(window, end - pos)
-    const m = await run({ signal: o.signal }, (cancel) => native.map(file, { start: pos, length: want, method }, cancel))
+    const want =
+      end === undefined
+        ? length === undefined
+          ? window
+          : Math.min(window, length)
+        : Math.min(window, end - pos)
+    const m = await run({ signal: o.signal }, (cancel) =>
+      native.map(file, { start: pos, length: want, method }, cancel),
+    )
     if (first) {
       first = false
       const size = typeof m.size === 'bigint' ? Number.MAX_SAFE_INTEGER : m.size
@@ -148,7 +178,12 @@ export async function* mapExtents(
     }
     const batch = extentsOf(m.table)
     for (const e of batch) {
-      if (pending && pending.offset + pending.length === e.offset && !pending.unwritten === !e.unwritten && !pending.shared === !e.shared) {
+      if (
+        pending &&
+        pending.offset + pending.length === e.offset &&
+        !pending.unwritten === !e.unwritten &&
+        !pending.shared === !e.shared
+      ) {
         pending.length += e.length
         continue
       }

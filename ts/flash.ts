@@ -1,7 +1,29 @@
 /** The imaging engine: one image to many drives, verified. */
 import native = require('./native')
-import { customizationArgs, customize, CUSTOMIZE_KEYS, Customization, CustomizeResult } from './customize'
-import { callbackError, checkBoolean, checkBytes, checkFunction, checkOptions, checkPath, checkSha256, checkString, invalidArgType, invalidArgValue, PathLike, SparsekitError, LONG_KEYS, HTTP_KEYS, MEDIA_KEYS } from './validate'
+import {
+  customizationArgs,
+  customize,
+  CUSTOMIZE_KEYS,
+  Customization,
+  CustomizeResult,
+} from './customize'
+import {
+  callbackError,
+  checkBoolean,
+  checkBytes,
+  checkFunction,
+  checkOptions,
+  checkPath,
+  checkSha256,
+  checkString,
+  invalidArgType,
+  invalidArgValue,
+  PathLike,
+  SparsekitError,
+  LONG_KEYS,
+  HTTP_KEYS,
+  MEDIA_KEYS,
+} from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
 import { mediaArgs, MediaOptions } from './media'
@@ -179,20 +201,53 @@ function sourceArg(source: unknown): string {
  * `'sync'` (bytes flushed), `'verify'`. A destination that fails is passed to `onFail`
  * as soon as it does.
  */
-export async function flash(source: PathLike, destinations: PathLike[], options?: FlashOptions): Promise<FlashResult> {
+export async function flash(
+  source: PathLike,
+  destinations: PathLike[],
+  options?: FlashOptions,
+): Promise<FlashResult> {
   const src = sourceArg(source)
-  if (!Array.isArray(destinations)) throw invalidArgType('destinations', 'an instance of Array', destinations)
-  if (destinations.length === 0) throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
+  if (!Array.isArray(destinations))
+    throw invalidArgType('destinations', 'an instance of Array', destinations)
+  if (destinations.length === 0)
+    throw invalidArgValue('destinations', destinations, 'must hold at least one destination')
   const dsts = destinations.map((d, i) => checkPath(`destinations[${i}]`, d))
-  const o = checkOptions('options', options, ['bmap', 'verify', 'readBack', 'unmount', 'force', 'createFiles', 'zipEntry', 'onFail', 'checkCapacity', 'eject', 'customize', ...LONG_KEYS, ...HTTP_KEYS, ...MEDIA_KEYS]) as FlashOptions
-  const custom = o.customize === undefined ? undefined : (checkOptions('options.customize', o.customize, CUSTOMIZE_KEYS) as unknown as FlashCustomize)
+  const o = checkOptions('options', options, [
+    'bmap',
+    'verify',
+    'readBack',
+    'unmount',
+    'force',
+    'createFiles',
+    'zipEntry',
+    'onFail',
+    'checkCapacity',
+    'eject',
+    'customize',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+    ...MEDIA_KEYS,
+  ]) as FlashOptions
+  const custom =
+    o.customize === undefined
+      ? undefined
+      : (checkOptions(
+          'options.customize',
+          o.customize,
+          CUSTOMIZE_KEYS,
+        ) as unknown as FlashCustomize)
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
   else if (o.bmap !== undefined) {
     const v: unknown = o.bmap
-    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    if (v === true || v === null)
+      throw invalidArgType(
+        'options.bmap',
+        'of type string or an instance of Buffer or URL, or false',
+        v,
+      )
     bmap = checkPath('options.bmap', o.bmap)
   }
   if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
@@ -228,39 +283,44 @@ export async function flash(source: PathLike, destinations: PathLike[], options?
       onFail(path, failure(f))
     })
   }
-  const onProgress = user || onFail
-    ? (p: Progress) => {
-        tell()
-        if (!user) return
-        const now = Date.now()
-        const total = status.total < 0 ? undefined : status.total
-        const destinations = status.snapshot().map((d, i): DestinationProgress => {
-          const s = since[i]
-          const moving = d.state === 'verifying' ? d.verified : d.written
-          if (d.state !== s.state) {
-            s.state = d.state
-            s.t = now
-            s.bytes = moving
-          }
-          const secs = (now - s.t) / 1000
-          const speed = secs > 0 ? (moving - s.bytes) / secs : 0
-          const left = total === undefined ? undefined : total - moving
-          const eta =
-            left !== undefined && speed > 0 && (d.state === 'writing' || d.state === 'verifying') ? left / speed : undefined
-          return {
-            path: paths[i],
-            state: d.state as DestinationProgress['state'],
-            bytesWritten: d.written,
-            bytesVerified: d.verified,
-            bytesTotal: total,
-            speed,
-            eta,
-          }
-        })
-        user({ ...p, destinations })
-      }
-    : undefined
-  const r = await run({ signal: o.signal, onProgress }, (cancel, cb) => native.flashMulti(src, dsts, opts, status, cancel, cb))
+  const onProgress =
+    user || onFail
+      ? (p: Progress) => {
+          tell()
+          if (!user) return
+          const now = Date.now()
+          const total = status.total < 0 ? undefined : status.total
+          const destinations = status.snapshot().map((d, i): DestinationProgress => {
+            const s = since[i]
+            const moving = d.state === 'verifying' ? d.verified : d.written
+            if (d.state !== s.state) {
+              s.state = d.state
+              s.t = now
+              s.bytes = moving
+            }
+            const secs = (now - s.t) / 1000
+            const speed = secs > 0 ? (moving - s.bytes) / secs : 0
+            const left = total === undefined ? undefined : total - moving
+            const eta =
+              left !== undefined && speed > 0 && (d.state === 'writing' || d.state === 'verifying')
+                ? left / speed
+                : undefined
+            return {
+              path: paths[i],
+              state: d.state as DestinationProgress['state'],
+              bytesWritten: d.written,
+              bytesVerified: d.verified,
+              bytesTotal: total,
+              speed,
+              eta,
+            }
+          })
+          user({ ...p, destinations })
+        }
+      : undefined
+  const r = await run({ signal: o.signal, onProgress }, (cancel, cb) =>
+    native.flashMulti(src, dsts, opts, status, cancel, cb),
+  )
   try {
     tell()
   } catch (value) {
@@ -348,16 +408,33 @@ export interface VerifyResult {
  * equal; rejects with `ERR_SPARSEKIT_CHECKSUM_MISMATCH` and `range` (`{ start, length }`,
  * destination bytes) naming the first run of differing 4 KiB blocks. Phase: `'verify'`.
  */
-export async function verify(image: PathLike, destination: PathLike, options?: VerifyOptions): Promise<VerifyResult> {
+export async function verify(
+  image: PathLike,
+  destination: PathLike,
+  options?: VerifyOptions,
+): Promise<VerifyResult> {
   const src = sourceArg(image)
   const dst = checkPath('destination', destination)
-  const o = checkOptions('options', options, ['bmap', 'verify', 'zipEntry', 'seek', 'sha256', ...LONG_KEYS, ...HTTP_KEYS]) as VerifyOptions
+  const o = checkOptions('options', options, [
+    'bmap',
+    'verify',
+    'zipEntry',
+    'seek',
+    'sha256',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+  ]) as VerifyOptions
   let bmap: string | Buffer | undefined
   let noBmap = false
   if (o.bmap === false) noBmap = true
   else if (o.bmap !== undefined) {
     const v: unknown = o.bmap
-    if (v === true || v === null) throw invalidArgType('options.bmap', 'of type string or an instance of Buffer or URL, or false', v)
+    if (v === true || v === null)
+      throw invalidArgType(
+        'options.bmap',
+        'of type string or an instance of Buffer or URL, or false',
+        v,
+      )
     bmap = checkPath('options.bmap', o.bmap)
   }
   if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)

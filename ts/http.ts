@@ -36,7 +36,8 @@ export function httpArgs(o: HttpSourceOptions) {
 
 /** The http(s) URL that `x` is (a string starting with `http://` or `https://`, or such a `URL`), else `undefined`. */
 export function httpUrl(x: unknown): string | undefined {
-  if (x instanceof URL) return x.protocol === 'http:' || x.protocol === 'https:' ? x.href : undefined
+  if (x instanceof URL)
+    return x.protocol === 'http:' || x.protocol === 'https:' ? x.href : undefined
   if (typeof x === 'string' && /^https?:\/\//i.test(x)) return x
   return undefined
 }

@@ -14,10 +14,26 @@ export { copy, COPY_METHODS } from './copy'
 export type { CopyOptions, CopyMethod, CopyResult } from './copy'
 export * as qcow2 from './qcow2'
 export type { Progress, LongOptions } from './run'
-import { checksum as syncChecksum, retrieve as syncRetrieve, save as syncSave, files as syncFiles } from './sync'
+import {
+  checksum as syncChecksum,
+  retrieve as syncRetrieve,
+  save as syncSave,
+  files as syncFiles,
+} from './sync'
 /** Block-level delta sync, byte-compatible with blockcopy: `checksum | retrieve | save` over any streams, or `files` for a local pair. */
-export const sync = { checksum: syncChecksum, retrieve: syncRetrieve, save: syncSave, files: syncFiles }
-export type { SyncChecksumOptions, SyncRetrieveOptions, SyncSaveOptions, SyncSaveResult, SyncFilesResult } from './sync'
+export const sync = {
+  checksum: syncChecksum,
+  retrieve: syncRetrieve,
+  save: syncSave,
+  files: syncFiles,
+}
+export type {
+  SyncChecksumOptions,
+  SyncRetrieveOptions,
+  SyncSaveOptions,
+  SyncSaveResult,
+  SyncFilesResult,
+} from './sync'
 import { create as bmapCreate, copy as bmapCopy } from './bmap'
 /** bmaptool block maps: `create` one for an image, `copy` (flash) an image with one, verified. */
 export const bmap = { create: bmapCreate, copy: bmapCopy }
@@ -31,14 +47,45 @@ export { layout, layoutRanges, sparsify } from './layout'
 export { customize } from './customize'
 export { backup } from './backup'
 export type { BackupOptions, BackupResult } from './backup'
-export type { CustomizeOptions, CustomizeResult, CustomizeContent, Customization, FirstBoot } from './customize'
+export type {
+  CustomizeOptions,
+  CustomizeResult,
+  CustomizeContent,
+  Customization,
+  FirstBoot,
+} from './customize'
 import { cloudInit, firstRun, hashPassword } from './customize'
 /** Helpers that make the files of first-boot customisation (see {@link customize}). */
 export const firstBoot = { cloudInit, firstRun, hashPassword }
-export type { Layout, LayoutOptions, LayoutPartition, LayoutRange, LayoutRangesOptions, LayoutState, SparsifyOptions, SparsifyResult } from './layout'
+export type {
+  Layout,
+  LayoutOptions,
+  LayoutPartition,
+  LayoutRange,
+  LayoutRangesOptions,
+  LayoutState,
+  SparsifyOptions,
+  SparsifyResult,
+} from './layout'
 export { DriveWatcher } from './drives'
-export type { Drive, Partition, Bus, WatchOptions, DriveWatcherEvents, ProbeOptions, ProbeResult } from './drives'
-export type { FlashOptions, FlashResult, FlashProgress, DestinationProgress, DestinationResult, VerifyOptions, VerifyResult } from './flash'
+export type {
+  Drive,
+  Partition,
+  Bus,
+  WatchOptions,
+  DriveWatcherEvents,
+  ProbeOptions,
+  ProbeResult,
+} from './drives'
+export type {
+  FlashOptions,
+  FlashResult,
+  FlashProgress,
+  DestinationProgress,
+  DestinationResult,
+  VerifyOptions,
+  VerifyResult,
+} from './flash'
 export type { MediaOptions } from './media'
 export type { HttpSourceOptions } from './http'
 export type { SparsekitError } from './validate'

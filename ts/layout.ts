@@ -1,5 +1,15 @@
 import native = require('./native')
-import { abortError, checkBoolean, checkFunction, checkOptions, checkPath, checkSignal, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import {
+  abortError,
+  checkBoolean,
+  checkFunction,
+  checkOptions,
+  checkPath,
+  checkSignal,
+  PathLike,
+  LONG_KEYS,
+  HTTP_KEYS,
+} from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
@@ -146,7 +156,10 @@ export interface LayoutRangesOptions {
  * memory stays bounded whatever the count; leaving the loop early stops it. The sequence is
  * the same as `layout().used`. Partitions and the rest come last, through `onLayout`.
  */
-export async function* layoutRanges(path: PathLike, options?: LayoutRangesOptions): AsyncGenerator<LayoutRange, void, undefined> {
+export async function* layoutRanges(
+  path: PathLike,
+  options?: LayoutRangesOptions,
+): AsyncGenerator<LayoutRange, void, undefined> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options, ['signal', 'onLayout']) as LayoutRangesOptions
   const signal = checkSignal('options.signal', o.signal)
@@ -211,7 +224,9 @@ export async function sparsify(path: PathLike, options?: SparsifyOptions): Promi
   const file = checkPath('path', path)
   const o = checkOptions('options', options, ['discard', ...LONG_KEYS]) as SparsifyOptions
   const discard = checkBoolean('options.discard', o.discard)
-  const r = await run(o, (cancel, onProgress) => native.sparsify(file, { discard }, cancel, onProgress))
+  const r = await run(o, (cancel, onProgress) =>
+    native.sparsify(file, { discard }, cancel, onProgress),
+  )
   const out: SparsifyResult = { size: r.size, usedBytes: r.usedBytes, freedBytes: r.freedBytes }
   if (r.allocatedBefore != null) out.allocatedBefore = r.allocatedBefore
   if (r.allocatedAfter != null) out.allocatedAfter = r.allocatedAfter

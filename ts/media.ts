@@ -51,6 +51,7 @@ export function mediaArgs(o: MediaOptions) {
 function unmapped(o: MediaOptions): 'zero' | 'discard' | undefined {
   const zero = checkBoolean('options.zeroUnmapped', o.zeroUnmapped)
   const discard = checkBoolean('options.discard', o.discard)
-  if (zero && discard) throw invalidArgValue('options.discard', discard, 'cannot be set with options.zeroUnmapped')
+  if (zero && discard)
+    throw invalidArgValue('options.discard', discard, 'cannot be set with options.zeroUnmapped')
   return zero ? 'zero' : discard ? 'discard' : undefined
 }

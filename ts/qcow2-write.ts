@@ -6,7 +6,19 @@
  */
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import {
+  checkBoolean,
+  checkBytes,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  checkString,
+  invalidArgType,
+  invalidArgValue,
+  PathLike,
+  LONG_KEYS,
+  HTTP_KEYS,
+} from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
@@ -63,7 +75,17 @@ export interface Qcow2ImportResult {
   zeroClusters: number
 }
 
-const IMPORT_KEYS = ['compress', 'clusterSize', 'compat', 'extendedL2', 'backing', 'threads', 'format', ...LONG_KEYS, ...HTTP_KEYS] as const
+const IMPORT_KEYS = [
+  'compress',
+  'clusterSize',
+  'compat',
+  'extendedL2',
+  'backing',
+  'threads',
+  'format',
+  ...LONG_KEYS,
+  ...HTTP_KEYS,
+] as const
 
 /** A source argument: an http(s) URL (string or `URL`) or a path. */
 function sourceArg(name: string, v: unknown): string | Buffer {
@@ -71,17 +93,28 @@ function sourceArg(name: string, v: unknown): string | Buffer {
 }
 
 function sourceOpts(o: Record<string, unknown>, name = 'options') {
-  return { format: checkOneOf(`${name}.format`, o.format, SOURCE_FORMATS), ...httpArgs(o as HttpSourceOptions) }
+  return {
+    format: checkOneOf(`${name}.format`, o.format, SOURCE_FORMATS),
+    ...httpArgs(o as HttpSourceOptions),
+  }
 }
 
 function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions {
   let compress: string | undefined
   if (o.compress === false || o.compress === undefined) compress = undefined
-  else if (typeof o.compress === 'string') compress = checkOneOf('options.compress', o.compress, COMPRESSIONS)
+  else if (typeof o.compress === 'string')
+    compress = checkOneOf('options.compress', o.compress, COMPRESSIONS)
   else throw invalidArgType('options.compress', "'zlib', 'zstd' or false", o.compress)
   const clusterSize = checkBytes('options.clusterSize', o.clusterSize)
-  if (clusterSize !== undefined && (clusterSize < 512 || clusterSize > 2 << 20 || (clusterSize & (clusterSize - 1)) !== 0)) {
-    throw invalidArgValue('options.clusterSize', clusterSize, 'must be a power of two from 512 to 2097152')
+  if (
+    clusterSize !== undefined &&
+    (clusterSize < 512 || clusterSize > 2 << 20 || (clusterSize & (clusterSize - 1)) !== 0)
+  ) {
+    throw invalidArgValue(
+      'options.clusterSize',
+      clusterSize,
+      'must be a power of two from 512 to 2097152',
+    )
   }
   const compat = checkOneOf('options.compat', o.compat, ['0.10', '1.1'] as const)
   let backingFile: string | undefined
@@ -89,13 +122,16 @@ function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions
   if (o.backing !== undefined) {
     const b = checkOptions('options.backing', o.backing, ['file', 'format'])
     checkString('options.backing.file', b.file)
-    if (b.file === '') throw invalidArgValue('options.backing.file', b.file, 'must be a non-empty file name')
+    if (b.file === '')
+      throw invalidArgValue('options.backing.file', b.file, 'must be a non-empty file name')
     backingFile = b.file
-    if (b.format === undefined) throw invalidArgType('options.backing.format', "'qcow2' or 'raw'", b.format)
+    if (b.format === undefined)
+      throw invalidArgType('options.backing.format', "'qcow2' or 'raw'", b.format)
     backingFormat = checkOneOf('options.backing.format', b.format, ['qcow2', 'raw'] as const)
   }
   const threads = checkBytes('options.threads', o.threads)
-  if (threads !== undefined && threads > 1024) throw invalidArgValue('options.threads', threads, 'must be at most 1024')
+  if (threads !== undefined && threads > 1024)
+    throw invalidArgValue('options.threads', threads, 'must be at most 1024')
   return {
     compress,
     clusterSize,
@@ -118,13 +154,25 @@ function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions
  * untouched). The source is read once: phase `'write'` (source bytes that may hold data),
  * then `'sync'` when a file is replaced.
  */
-export async function importImage(source: PathLike | URL, dst: PathLike, options?: Qcow2ImportOptions): Promise<Qcow2ImportResult> {
+export async function importImage(
+  source: PathLike | URL,
+  dst: PathLike,
+  options?: Qcow2ImportOptions,
+): Promise<Qcow2ImportResult> {
   const src = sourceArg('source', source)
   const to = checkPath('dst', dst)
   const o = checkOptions('options', options, IMPORT_KEYS)
   const args = importArgs(o)
-  const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Import(src, to, args, cancel, onProgress))
-  return { size: r.size, fileSize: r.fileSize, dataClusters: r.dataClusters, compressedClusters: r.compressedClusters, zeroClusters: r.zeroClusters }
+  const r = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Import(src, to, args, cancel, onProgress),
+  )
+  return {
+    size: r.size,
+    fileSize: r.fileSize,
+    dataClusters: r.dataClusters,
+    compressedClusters: r.compressedClusters,
+    zeroClusters: r.zeroClusters,
+  }
 }
 
 /** A Readable of an image, with its length in bytes known before the first byte. */
@@ -138,12 +186,17 @@ export type Qcow2ExportReadable = Readable & { readonly length: number }
  * `importImage` writes with the same options. `compress` is refused
  * (`ERR_SPARSEKIT_QCOW2_REFUSED`): a compressed image's length is not known up front.
  */
-export async function exportStream(source: PathLike | URL, options?: Qcow2ImportOptions): Promise<Qcow2ExportReadable> {
+export async function exportStream(
+  source: PathLike | URL,
+  options?: Qcow2ImportOptions,
+): Promise<Qcow2ExportReadable> {
   const src = sourceArg('source', source)
   const o = checkOptions('options', options, IMPORT_KEYS)
   const args = importArgs(o)
   const signal = o.signal as AbortSignal | undefined
-  const s = await run(o as LongOptions, (cancel, onProgress) => native.qcow2ExportStream(src, args, cancel, onProgress))
+  const s = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2ExportStream(src, args, cancel, onProgress),
+  )
   const r = new Readable({
     highWaterMark: 4 << 20,
     read() {
@@ -175,9 +228,20 @@ export interface Qcow2Measure {
 }
 
 /** What a qcow2 image of `source` needs, as `qemu-img measure --output=json -O qcow2` says. */
-export async function measure(source: PathLike | URL, options?: Qcow2MeasureOptions): Promise<Qcow2Measure> {
+export async function measure(
+  source: PathLike | URL,
+  options?: Qcow2MeasureOptions,
+): Promise<Qcow2Measure> {
   const src = sourceArg('source', source)
-  const o = checkOptions('options', options, ['clusterSize', 'compat', 'extendedL2', 'backing', 'format', ...LONG_KEYS, ...HTTP_KEYS])
+  const o = checkOptions('options', options, [
+    'clusterSize',
+    'compat',
+    'extendedL2',
+    'backing',
+    'format',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+  ])
   const args = {
     clusterSize: checkBytes('options.clusterSize', o.clusterSize),
     compat: checkOneOf('options.compat', o.compat, ['0.10', '1.1'] as const),
@@ -185,7 +249,9 @@ export async function measure(source: PathLike | URL, options?: Qcow2MeasureOpti
     backing: checkBoolean('options.backing', o.backing),
     source: sourceOpts(o),
   }
-  const m = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Measure(src, args, cancel, onProgress))
+  const m = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Measure(src, args, cancel, onProgress),
+  )
   const out: Qcow2Measure = { required: m.required, 'fully-allocated': m.fullyAllocated }
   if (m.bitmaps !== undefined && m.bitmaps !== null) return { bitmaps: m.bitmaps, ...out }
   return out
@@ -216,17 +282,29 @@ export interface Qcow2CompareResult {
 }
 
 /** Compare two guest disks (raw files, drives, URLs, qcow2 images) as `qemu-img compare [-s]` (phase `'verify'`). */
-export async function compare(a: PathLike | URL, b: PathLike | URL, options?: Qcow2CompareOptions): Promise<Qcow2CompareResult> {
+export async function compare(
+  a: PathLike | URL,
+  b: PathLike | URL,
+  options?: Qcow2CompareOptions,
+): Promise<Qcow2CompareResult> {
   const x = sourceArg('a', a)
   const y = sourceArg('b', b)
-  const o = checkOptions('options', options, ['strict', 'formatA', 'formatB', ...LONG_KEYS, ...HTTP_KEYS])
+  const o = checkOptions('options', options, [
+    'strict',
+    'formatA',
+    'formatB',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+  ])
   const http = httpArgs(o as HttpSourceOptions)
   const args = {
     strict: checkBoolean('options.strict', o.strict),
     sourceA: { format: checkOneOf('options.formatA', o.formatA, SOURCE_FORMATS), ...http },
     sourceB: { format: checkOneOf('options.formatB', o.formatB, SOURCE_FORMATS), ...http },
   }
-  const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Compare(x, y, args, cancel, onProgress))
+  const r = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Compare(x, y, args, cancel, onProgress),
+  )
   const out: Qcow2CompareResult = {
     identical: r.result === 'identical',
     result: r.result as Qcow2CompareResult['result'],

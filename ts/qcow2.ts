@@ -1,6 +1,18 @@
 import { Readable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOneOf, checkOptions, checkPath, checkString, invalidArgType, invalidArgValue, PathLike, LONG_KEYS, HTTP_KEYS } from './validate'
+import {
+  checkBoolean,
+  checkBytes,
+  checkOneOf,
+  checkOptions,
+  checkPath,
+  checkString,
+  invalidArgType,
+  invalidArgValue,
+  PathLike,
+  LONG_KEYS,
+  HTTP_KEYS,
+} from './validate'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
@@ -146,11 +158,25 @@ function qemuString(s: string): string {
 export function toQemuJson(value: unknown, level = 0): string {
   const pad = (n: number) => ' '.repeat(4 * n)
   if (Array.isArray(value)) {
-    return '[' + value.map((v) => '\n' + pad(level + 1) + toQemuJson(v, level + 1)).join(',') + '\n' + pad(level) + ']'
+    return (
+      '[' +
+      value.map((v) => '\n' + pad(level + 1) + toQemuJson(v, level + 1)).join(',') +
+      '\n' +
+      pad(level) +
+      ']'
+    )
   }
   if (value !== null && typeof value === 'object') {
     const e = Object.entries(value).filter(([, v]) => v !== undefined)
-    return '{' + e.map(([k, v]) => '\n' + pad(level + 1) + qemuString(k) + ': ' + toQemuJson(v, level + 1)).join(',') + '\n' + pad(level) + '}'
+    return (
+      '{' +
+      e
+        .map(([k, v]) => '\n' + pad(level + 1) + qemuString(k) + ': ' + toQemuJson(v, level + 1))
+        .join(',') +
+      '\n' +
+      pad(level) +
+      '}'
+    )
   }
   if (typeof value === 'string') return qemuString(value)
   return String(value)
@@ -238,7 +264,13 @@ function toQemuInfo(i: native.NativeQcow2Info): Qcow2Info {
   }
   // A raw image is as large as its file node (whole sectors).
   const vsize = i.format === 'raw' ? Math.ceil(i.virtualSize / 512) * 512 : i.virtualSize
-  const out: Record<string, unknown> = { filename: i.filename, format: i.format, 'dirty-flag': i.dirtyFlag, 'actual-size': i.actualSize ?? 0, 'virtual-size': vsize }
+  const out: Record<string, unknown> = {
+    filename: i.filename,
+    format: i.format,
+    'dirty-flag': i.dirtyFlag,
+    'actual-size': i.actualSize ?? 0,
+    'virtual-size': vsize,
+  }
   if (i.clusterSize !== undefined && i.clusterSize !== null) out['cluster-size'] = i.clusterSize
   if (i.encrypted) out.encrypted = true
   if (i.backingFilename) out['backing-filename'] = i.backingFilename
@@ -265,11 +297,17 @@ function toQemuInfo(i: native.NativeQcow2Info): Qcow2Info {
     if (i.dataFile) d['data-file'] = i.dataFile
     if (i.dataFileRaw !== undefined && i.dataFileRaw !== null) d['data-file-raw'] = i.dataFileRaw
     if (i.extendedL2 !== undefined && i.extendedL2 !== null) d['extended-l2'] = i.extendedL2
-    if (i.lazyRefcounts !== undefined && i.lazyRefcounts !== null) d['lazy-refcounts'] = i.lazyRefcounts
+    if (i.lazyRefcounts !== undefined && i.lazyRefcounts !== null)
+      d['lazy-refcounts'] = i.lazyRefcounts
     if (i.corrupt !== undefined && i.corrupt !== null) d.corrupt = i.corrupt
     d['refcount-bits'] = i.refcountBits
     if (i.encryptFormat) d.encrypt = { format: i.encryptFormat }
-    if (i.bitmaps) d.bitmaps = i.bitmaps.map((b) => ({ name: b.name, granularity: b.granularity, flags: b.flags }))
+    if (i.bitmaps)
+      d.bitmaps = i.bitmaps.map((b) => ({
+        name: b.name,
+        granularity: b.granularity,
+        flags: b.flags,
+      }))
     d['compression-type'] = i.compressionType
     out['format-specific'] = { type: 'qcow2', data: d }
   }
@@ -278,26 +316,50 @@ function toQemuInfo(i: native.NativeQcow2Info): Qcow2Info {
 }
 
 /** `qemu-img info --output=json` of a qcow2 image, with `backingChain` (images below it) when followed. */
-export async function info(path: PathLike, options?: Qcow2Options & { signal?: AbortSignal }): Promise<Qcow2Info> {
+export async function info(
+  path: PathLike,
+  options?: Qcow2Options & { signal?: AbortSignal },
+): Promise<Qcow2Info> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options, ['backing', 'signal'])
   const backing = backingOf(o)
-  const chain = await run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Info(file, { backing }, cancel))
+  const chain = await run({ signal: o.signal as AbortSignal | undefined }, (cancel) =>
+    native.qcow2Info(file, { backing }, cancel),
+  )
   const [top, ...below] = chain.map(toQemuInfo)
-  if (below.length) Object.defineProperty(top, 'backingChain', { value: below, enumerable: false, writable: true, configurable: true })
+  if (below.length)
+    Object.defineProperty(top, 'backingChain', {
+      value: below,
+      enumerable: false,
+      writable: true,
+      configurable: true,
+    })
   return top
 }
 
 /** The guest disk's status, entries exactly as `qemu-img map --output=json` prints them (phase `'map'`). */
-export async function map(path: PathLike, options?: Qcow2Options & LongOptions): Promise<Qcow2MapEntry[]> {
+export async function map(
+  path: PathLike,
+  options?: Qcow2Options & LongOptions,
+): Promise<Qcow2MapEntry[]> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options, ['backing', ...LONG_KEYS])
   const backing = backingOf(o)
-  const t = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Map(file, { backing }, cancel, onProgress))
+  const t = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Map(file, { backing }, cancel, onProgress),
+  )
   const entries: Qcow2MapEntry[] = new Array(t.length / 5)
   for (let i = 0, j = 0; i < t.length; i += 5, j++) {
     const f = t[i + 3]
-    const e: Qcow2MapEntry = { start: t[i], length: t[i + 1], depth: t[i + 2], present: !!(f & 1), zero: !!(f & 2), data: !!(f & 4), compressed: !!(f & 8) }
+    const e: Qcow2MapEntry = {
+      start: t[i],
+      length: t[i + 1],
+      depth: t[i + 2],
+      present: !!(f & 1),
+      zero: !!(f & 2),
+      data: !!(f & 4),
+      compressed: !!(f & 8),
+    }
     if (t[i + 4] >= 0) e.offset = t[i + 4]
     entries[j] = e
   }
@@ -307,7 +369,8 @@ export async function map(path: PathLike, options?: Qcow2Options & LongOptions):
 /** A byte count or offset of a map entry: a non-negative safe integer. */
 function checkMapNumber(name: string, value: unknown): number {
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
-  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgValue(name, value, 'must be a non-negative integer')
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw invalidArgValue(name, value, 'must be a non-negative integer')
   return value
 }
 
@@ -323,7 +386,8 @@ export function mapToJson(entries: Qcow2MapEntry[]): string {
   for (let i = 0; i < entries.length; i++) {
     const name = `entries[${i}]`
     const e: unknown = entries[i]
-    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalidArgType(name, 'of type object', e)
+    if (typeof e !== 'object' || e === null || Array.isArray(e))
+      throw invalidArgType(name, 'of type object', e)
     const r = e as Record<string, unknown>
     const n = (k: string) => checkMapNumber(`${name}.${k}`, r[k])
     const b = (k: string) => {
@@ -343,10 +407,15 @@ export function mapToJson(entries: Qcow2MapEntry[]): string {
 }
 
 /** Which clusters the image itself allocates (backing files are not opened). */
-export async function allocation(path: PathLike, options?: { signal?: AbortSignal }): Promise<Qcow2Allocation> {
+export async function allocation(
+  path: PathLike,
+  options?: { signal?: AbortSignal },
+): Promise<Qcow2Allocation> {
   const file = checkPath('path', path)
   const o = checkOptions('options', options, ['signal'])
-  return run({ signal: o.signal as AbortSignal | undefined }, (cancel) => native.qcow2Allocation(file, cancel)) as Promise<Qcow2Allocation>
+  return run({ signal: o.signal as AbortSignal | undefined }, (cancel) =>
+    native.qcow2Allocation(file, cancel),
+  ) as Promise<Qcow2Allocation>
 }
 
 /** Read-only consistency check (refcounts against references), in `qemu-img check --output=json`'s shape (phase `'verify'`). */
@@ -355,7 +424,11 @@ export async function check(path: PathLike, options?: LongOptions): Promise<Qcow
   const o = checkOptions('options', options, LONG_KEYS) as LongOptions
   const r = await run(o, (cancel, onProgress) => native.qcow2Check(file, cancel, onProgress))
   // ImageCheck's QAPI field order; counts of 0 are left out as qemu-img leaves them out.
-  const out: Record<string, unknown> = { filename: typeof file === 'string' ? file : file.toString('utf8'), format: 'qcow2', 'check-errors': r.checkErrors }
+  const out: Record<string, unknown> = {
+    filename: typeof file === 'string' ? file : file.toString('utf8'),
+    format: 'qcow2',
+    'check-errors': r.checkErrors,
+  }
   if (r.imageEndOffset) out['image-end-offset'] = r.imageEndOffset
   if (r.corruptions) out.corruptions = r.corruptions
   if (r.leaks) out.leaks = r.leaks
@@ -379,14 +452,20 @@ export function checkToQemu(r: Qcow2Check): Qcow2Check {
  * Phases `'map'`, then `'write'` (then `'sync'` when a file is replaced or for a block
  * device). An http(s) URL is read with range requests (see `remoteQcow2Convert` in flash).
  */
-export async function convert(src: PathLike, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
+export async function convert(
+  src: PathLike,
+  dst: PathLike,
+  options?: Qcow2ConvertOptions & HttpSourceOptions,
+): Promise<Qcow2ConvertResult> {
   const url = httpUrl(src)
   if (url !== undefined) return remoteQcow2Convert(url, dst, options)
   const from = checkPath('src', src)
   const to = checkPath('dst', dst)
   const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS])
   const opts = { backing: backingOf(o), zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles) }
-  const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Convert(from, to, opts, cancel, onProgress))
+  const r = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Convert(from, to, opts, cancel, onProgress),
+  )
   return { bytesWritten: r.bytesWritten, size: r.size }
 }
 
@@ -450,16 +529,25 @@ export interface Qcow2EditOptions {
 /** XCP-ng's "hidden" header extension type (`'vate'`, one byte of data). */
 export const EXTENSION_HIDDEN = 0x76617465
 
-function editOpts(options: unknown, extra: readonly string[] = []): { force: boolean | undefined; signal: AbortSignal | undefined; o: Record<string, unknown> } {
+function editOpts(
+  options: unknown,
+  extra: readonly string[] = [],
+): { force: boolean | undefined; signal: AbortSignal | undefined; o: Record<string, unknown> } {
   const o = checkOptions('options', options, ['force', 'signal', ...extra])
-  return { force: checkBoolean('options.force', o.force), signal: o.signal as AbortSignal | undefined, o }
+  return {
+    force: checkBoolean('options.force', o.force),
+    signal: o.signal as AbortSignal | undefined,
+    o,
+  }
 }
 
 function checkType(type: unknown): number {
   if (typeof type !== 'number') throw invalidArgType('type', 'of type number', type)
   checkBytes('type', type)
   if (type < 1 || type > 0xffffffff) {
-    const e = new RangeError(`The value of "type" is out of range. It must be >= 1 and <= 4294967295. Received ${type}`) as RangeError & { code: string }
+    const e = new RangeError(
+      `The value of "type" is out of range. It must be >= 1 and <= 4294967295. Received ${type}`,
+    ) as RangeError & { code: string }
     e.code = 'ERR_OUT_OF_RANGE'
     throw e
   }
@@ -472,35 +560,60 @@ function checkType(type: unknown): number {
  * name moves after them. Types the format manages (backing format, feature names,
  * bitmaps, encryption, data file) are refused with `ERR_SPARSEKIT_QCOW2_REFUSED`.
  */
-export async function setExtension(path: PathLike, type: number, data: Buffer | Uint8Array | null, options?: Qcow2EditOptions): Promise<void> {
+export async function setExtension(
+  path: PathLike,
+  type: number,
+  data: Buffer | Uint8Array | null,
+  options?: Qcow2EditOptions,
+): Promise<void> {
   const file = checkPath('path', path)
   const t = checkType(type)
-  if (data !== null && !(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Buffer or Uint8Array, or null', data)
+  if (data !== null && !(data instanceof Uint8Array))
+    throw invalidArgType('data', 'an instance of Buffer or Uint8Array, or null', data)
   const { force, signal } = editOpts(options)
-  await run({ signal }, () => native.qcow2SetExtension(file, t, data === null ? undefined : Buffer.from(data), { force }))
+  await run({ signal }, () =>
+    native.qcow2SetExtension(file, t, data === null ? undefined : Buffer.from(data), { force }),
+  )
 }
 
 /** The data of header extension `type`, or `null` when the image has none. */
-export async function getExtension(path: PathLike, type: number, options?: { signal?: AbortSignal }): Promise<Buffer | null> {
+export async function getExtension(
+  path: PathLike,
+  type: number,
+  options?: { signal?: AbortSignal },
+): Promise<Buffer | null> {
   const file = checkPath('path', path)
   const t = checkType(type)
   const o = checkOptions('options', options, ['signal'])
-  return run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2GetExtension(file, t))
+  return run({ signal: o.signal as AbortSignal | undefined }, () =>
+    native.qcow2GetExtension(file, t),
+  )
 }
 
 /** `qemu-img rebase -u`: point the image at `name` (format `format`), or at nothing (`null`); data untouched. */
-export async function setBacking(path: PathLike, name: string | null, format?: string, options?: Qcow2EditOptions): Promise<void> {
+export async function setBacking(
+  path: PathLike,
+  name: string | null,
+  format?: string,
+  options?: Qcow2EditOptions,
+): Promise<void> {
   const file = checkPath('path', path)
   if (name !== null) {
     checkString('name', name)
     checkString('format', format)
   }
   const { force, signal } = editOpts(options)
-  await run({ signal }, () => native.qcow2SetBacking(file, name ?? undefined, name === null ? undefined : format, { force }))
+  await run({ signal }, () =>
+    native.qcow2SetBacking(file, name ?? undefined, name === null ? undefined : format, { force }),
+  )
 }
 
 /** Grow (or shrink, when nothing is allocated past the new end) the virtual disk; a multiple of 512. */
-export async function resize(path: PathLike, size: number, options?: Qcow2EditOptions): Promise<void> {
+export async function resize(
+  path: PathLike,
+  size: number,
+  options?: Qcow2EditOptions,
+): Promise<void> {
   const file = checkPath('path', path)
   const n = checkBytes('size', size) as number
   if (size === undefined) throw invalidArgType('size', 'of type number', size)
@@ -509,10 +622,15 @@ export async function resize(path: PathLike, size: number, options?: Qcow2EditOp
 }
 
 /** Unallocate every guest cluster and give the space back (XCP-ng's killData); phase `'write'`. */
-export async function discardAll(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<void> {
+export async function discardAll(
+  path: PathLike,
+  options?: Qcow2EditOptions & LongOptions,
+): Promise<void> {
   const file = checkPath('path', path)
   const { force, o } = editOpts(options, ['onProgress'])
-  await run(o as LongOptions, (cancel, onProgress) => native.qcow2DiscardAll(file, { force }, cancel, onProgress))
+  await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2DiscardAll(file, { force }, cancel, onProgress),
+  )
 }
 
 /** Options of {@link create}, named as `qemu-img create -o` names them. */
@@ -540,7 +658,18 @@ export interface Qcow2CreateOptions extends Qcow2EditOptions {
 /** A new qcow2 image, laid out byte for byte as `qemu-img create -f qcow2` lays it out (a file there is replaced). */
 export async function create(path: PathLike, options: Qcow2CreateOptions): Promise<void> {
   const file = checkPath('path', path)
-  const o = checkOptions('options', options, ['size', 'clusterSize', 'backing', 'backingFormat', 'compat', 'extendedL2', 'lazyRefcounts', 'preallocation', 'force', 'signal'])
+  const o = checkOptions('options', options, [
+    'size',
+    'clusterSize',
+    'backing',
+    'backingFormat',
+    'compat',
+    'extendedL2',
+    'lazyRefcounts',
+    'preallocation',
+    'force',
+    'signal',
+  ])
   const size = checkBytes('options.size', o.size)
   if (size === undefined) throw invalidArgType('options.size', 'of type number', o.size)
   if (o.backing !== undefined) checkString('options.backing', o.backing)
@@ -553,14 +682,21 @@ export async function create(path: PathLike, options: Qcow2CreateOptions): Promi
     compat: checkOneOf('options.compat', o.compat, ['0.10', '1.1'] as const),
     extendedL2: checkBoolean('options.extendedL2', o.extendedL2),
     lazyRefcounts: checkBoolean('options.lazyRefcounts', o.lazyRefcounts),
-    preallocation: checkOneOf('options.preallocation', o.preallocation, ['off', 'metadata'] as const),
+    preallocation: checkOneOf('options.preallocation', o.preallocation, [
+      'off',
+      'metadata',
+    ] as const),
     force: checkBoolean('options.force', o.force),
   }
   await run({ signal: o.signal as AbortSignal | undefined }, () => native.qcow2Create(file, opts))
 }
 
 /** A new overlay at `overlay` backed by `base` (qcow2 or raw; its size and format). */
-export async function snapshot(base: PathLike, overlay: PathLike, options?: Qcow2EditOptions): Promise<void> {
+export async function snapshot(
+  base: PathLike,
+  overlay: PathLike,
+  options?: Qcow2EditOptions,
+): Promise<void> {
   const b = checkPath('base', base)
   const ov = checkPath('overlay', overlay)
   const { force, signal } = editOpts(options)
@@ -572,19 +708,30 @@ export async function snapshot(base: PathLike, overlay: PathLike, options?: Qcow
  * both locked), then empty the overlay. Abortable (phase `'write'`): until the overlay is
  * emptied it still reads as before, so an abort leaves both images valid.
  */
-export async function commit(path: PathLike, options?: Qcow2EditOptions & LongOptions): Promise<{ bytes: number }> {
+export async function commit(
+  path: PathLike,
+  options?: Qcow2EditOptions & LongOptions,
+): Promise<{ bytes: number }> {
   const file = checkPath('path', path)
   const { force, o } = editOpts(options, ['onProgress'])
-  const r = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Commit(file, { force }, cancel, onProgress))
+  const r = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Commit(file, { force }, cancel, onProgress),
+  )
   return { bytes: r.bytes }
 }
 
 /** Fix leaked clusters (refcounts above their references) only; resolves with how many. Refuses images with corruptions. */
-export async function repair(path: PathLike, options?: Qcow2EditOptions & LongOptions & { leaks?: true }): Promise<{ leaksFixed: number }> {
+export async function repair(
+  path: PathLike,
+  options?: Qcow2EditOptions & LongOptions & { leaks?: true },
+): Promise<{ leaksFixed: number }> {
   const file = checkPath('path', path)
   const { force, o } = editOpts(options, ['onProgress', 'leaks'])
-  if (o.leaks !== undefined && o.leaks !== true) throw invalidArgType('options.leaks', 'true', o.leaks)
-  const n = await run(o as LongOptions, (cancel, onProgress) => native.qcow2Repair(file, { force }, cancel, onProgress))
+  if (o.leaks !== undefined && o.leaks !== true)
+    throw invalidArgType('options.leaks', 'true', o.leaks)
+  const n = await run(o as LongOptions, (cancel, onProgress) =>
+    native.qcow2Repair(file, { force }, cancel, onProgress),
+  )
   return { leaksFixed: n }
 }
 
@@ -594,17 +741,34 @@ export async function repair(path: PathLike, options?: Qcow2EditOptions & LongOp
  * from a server without them); an image with a backing file or an external data file is
  * refused (`ERR_SPARSEKIT_UNSUPPORTED`). Phases `'map'`, then `'write'`.
  */
-async function remoteQcow2Convert(url: string, dst: PathLike, options?: Qcow2ConvertOptions & HttpSourceOptions): Promise<Qcow2ConvertResult> {
+async function remoteQcow2Convert(
+  url: string,
+  dst: PathLike,
+  options?: Qcow2ConvertOptions & HttpSourceOptions,
+): Promise<Qcow2ConvertResult> {
   const to = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['backing', 'zeroHoles', ...LONG_KEYS, ...HTTP_KEYS]) as Qcow2ConvertOptions & HttpSourceOptions
+  const o = checkOptions('options', options, [
+    'backing',
+    'zeroHoles',
+    ...LONG_KEYS,
+    ...HTTP_KEYS,
+  ]) as Qcow2ConvertOptions & HttpSourceOptions
   const opts = { zeroHoles: checkBoolean('options.zeroHoles', o.zeroHoles), ...httpArgs(o) }
-  const r = await run(o, (cancel, onProgress) => native.remoteQcow2Convert(url, to, opts, cancel, onProgress))
+  const r = await run(o, (cancel, onProgress) =>
+    native.remoteQcow2Convert(url, to, opts, cancel, onProgress),
+  )
   return { bytesWritten: r.bytesWritten, size: r.size }
 }
 
-
 // ---- Writing (issue 22): import, streamed export, measure, compare ----
-export { importImage, exportStream, measure, compare, COMPRESSIONS, SOURCE_FORMATS } from './qcow2-write'
+export {
+  importImage,
+  exportStream,
+  measure,
+  compare,
+  COMPRESSIONS,
+  SOURCE_FORMATS,
+} from './qcow2-write'
 export type {
   Compression,
   SourceFormat,

@@ -44,7 +44,10 @@ async function drain(done: () => boolean): Promise<void> {
 /** Start a native job. Validation errors reject (the caller is async). */
 export async function run<T>(opts: LongOptions, start: Start<T>): Promise<T> {
   const signal = checkSignal('options.signal', opts.signal)
-  const onProgress = checkFunction('options.onProgress', opts.onProgress) as LongOptions['onProgress']
+  const onProgress = checkFunction(
+    'options.onProgress',
+    opts.onProgress,
+  ) as LongOptions['onProgress']
   if (signal?.aborted) throw abortError(signal)
   const cancel = new native.CancelToken()
   const onAbort = () => cancel.cancel()

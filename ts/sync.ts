@@ -13,7 +13,15 @@ import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import type { Readable, Writable } from 'node:stream'
 import native = require('./native')
-import { checkBoolean, checkBytes, checkOptions, checkPath, invalidArgType, PathLike, LONG_KEYS } from './validate'
+import {
+  checkBoolean,
+  checkBytes,
+  checkOptions,
+  checkPath,
+  invalidArgType,
+  PathLike,
+  LONG_KEYS,
+} from './validate'
 import { LongOptions, run } from './run'
 
 /** Options of {@link checksum}. */
@@ -122,7 +130,11 @@ interface Channel {
 function anonymousPipe(jobEnd: 'read' | 'write'): Channel {
   const [r, w] = native.syncPipe()
   const [give, keep] = jobEnd === 'write' ? [w, r] : [r, w]
-  const socket = new net.Socket({ fd: keep, readable: jobEnd === 'write', writable: jobEnd === 'read' })
+  const socket = new net.Socket({
+    fd: keep,
+    readable: jobEnd === 'write',
+    writable: jobEnd === 'read',
+  })
   return { give, socket: Promise.resolve(socket), release: () => fs.closeSync(give) }
 }
 
@@ -160,7 +172,10 @@ async function namedPipe(): Promise<Channel> {
  * our end. A job that fails before it opened its end (a bad path, say) rejects with its
  * own error instead of leaving us waiting for a connection.
  */
-async function jobOnChannel<T>(jobEnd: 'read' | 'write', start: (end: StreamEnd) => Promise<T>): Promise<[Promise<T>, net.Socket]> {
+async function jobOnChannel<T>(
+  jobEnd: 'read' | 'write',
+  start: (end: StreamEnd) => Promise<T>,
+): Promise<[Promise<T>, net.Socket]> {
   // No await before `start` for an anonymous pipe: the native call must duplicate its end
   // before `release` closes ours, and a caller's own `start` (retrieve's) may nest this.
   const ch = process.platform === 'win32' ? await namedPipe() : anonymousPipe(jobEnd)
@@ -168,14 +183,20 @@ async function jobOnChannel<T>(jobEnd: 'read' | 'write', start: (end: StreamEnd)
   try {
     job = start(ch.give)
   } catch (err) {
-    ch.socket.then((s) => s.destroy(), () => {})
+    ch.socket.then(
+      (s) => s.destroy(),
+      () => {},
+    )
     throw err
   } finally {
     ch.release()
   }
   job.catch(() => {})
   const sock = await Promise.race([ch.socket, job.then(() => ch.socket)]).catch(async (err) => {
-    ch.socket.then((s) => s.destroy(), () => {})
+    ch.socket.then(
+      (s) => s.destroy(),
+      () => {},
+    )
     throw err
   })
   return [job, sock]
@@ -198,7 +219,8 @@ async function fromJob<T>(out: Writable, start: (end: StreamEnd) => Promise<T>):
     await piped
     return result
   } catch (err) {
-    if (err === jobError && (err as { code?: string }).code !== 'ERR_SPARSEKIT_ABORTED') await piped.catch(() => {})
+    if (err === jobError && (err as { code?: string }).code !== 'ERR_SPARSEKIT_ABORTED')
+      await piped.catch(() => {})
     throw err
   } finally {
     sock.destroy()
@@ -227,7 +249,8 @@ async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>
     return await job
   } catch (err) {
     // A cut hash or block stream because the input failed: report the input's error.
-    if (inputError !== undefined && (err as { code?: string }).code === 'ERR_SPARSEKIT_PROTOCOL') throw inputError
+    if (inputError !== undefined && (err as { code?: string }).code === 'ERR_SPARSEKIT_PROTOCOL')
+      throw inputError
     throw err
   } finally {
     input.unpipe(sock)
@@ -243,20 +266,41 @@ async function intoJob<T>(input: Readable, start: (end: StreamEnd) => Promise<T>
  * allows: it is read once, in order, no `rest` record is sent, the progress total is
  * unknown until the end, and `resume` needs `journal` named.
  */
-export async function checksum(dst: PathLike, out: Writable, options?: SyncChecksumOptions): Promise<void> {
+export async function checksum(
+  dst: PathLike,
+  out: Writable,
+  options?: SyncChecksumOptions,
+): Promise<void> {
   const file = checkPath('dst', dst)
   const stream = checkWritable('out', out)
-  const o = checkOptions('options', options, ['start', 'end', 'blake3', 'holes', 'resume', 'journal', ...LONG_KEYS]) as SyncChecksumOptions
+  const o = checkOptions('options', options, [
+    'start',
+    'end',
+    'blake3',
+    'holes',
+    'resume',
+    'journal',
+    ...LONG_KEYS,
+  ]) as SyncChecksumOptions
   const start = checkBytes('options.start', o.start)
   const end = checkBytes('options.end', o.end)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
   const resume = checkBoolean('options.resume', o.resume)
-  if (o.journal !== undefined && typeof o.journal !== 'string') throw invalidArgType('options.journal', 'a string', o.journal)
+  if (o.journal !== undefined && typeof o.journal !== 'string')
+    throw invalidArgType('options.journal', 'a string', o.journal)
   // The default journal (beside dst) is the native side's: a pipe has none.
   const journal = resume ? o.journal : undefined
   await fromJob(stream, (output) =>
-    run(o, (cancel, onProgress) => native.syncChecksum(file, output, { start, end, blake3, holes, resume, journal }, cancel, onProgress)),
+    run(o, (cancel, onProgress) =>
+      native.syncChecksum(
+        file,
+        output,
+        { start, end, blake3, holes, resume, journal },
+        cancel,
+        onProgress,
+      ),
+    ),
   )
 }
 
@@ -267,11 +311,24 @@ export async function checksum(dst: PathLike, out: Writable, options?: SyncCheck
  * blocks its records call for reached `out` (as blockcopy sends them; `out` is ended
  * without `done`). Progress phase `'send'`.
  */
-export async function retrieve(src: PathLike, hashes: Readable, out: Writable, options?: SyncRetrieveOptions): Promise<void> {
+export async function retrieve(
+  src: PathLike,
+  hashes: Readable,
+  out: Writable,
+  options?: SyncRetrieveOptions,
+): Promise<void> {
   const file = checkPath('src', src)
   const input = checkReadable('hashes', hashes)
   const stream = checkWritable('out', out)
-  const o = checkOptions('options', options, ['lzma', 'blake3', 'holes', 'zstd', 'truncate', 'resume', ...LONG_KEYS]) as SyncRetrieveOptions
+  const o = checkOptions('options', options, [
+    'lzma',
+    'blake3',
+    'holes',
+    'zstd',
+    'truncate',
+    'resume',
+    ...LONG_KEYS,
+  ]) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
@@ -281,7 +338,14 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
   await intoJob(input, (hashStream) =>
     fromJob(stream, (blockStream) =>
       run(o, (cancel, onProgress) =>
-        native.syncRetrieve(file, hashStream, blockStream, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
+        native.syncRetrieve(
+          file,
+          hashStream,
+          blockStream,
+          { lzma, blake3, holes, zstd, truncate, resume },
+          cancel,
+          onProgress,
+        ),
       ),
     ),
   )
@@ -295,17 +359,37 @@ export async function retrieve(src: PathLike, hashes: Readable, out: Writable, o
  * opened exclusively: mounted or held, `ERR_SPARSEKIT_DRIVE_BUSY`; the system drive,
  * `ERR_SPARSEKIT_SYSTEM_DRIVE`. Progress phase `'write'`.
  */
-export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOptions): Promise<SyncSaveResult> {
+export async function save(
+  dst: PathLike,
+  blocks: Readable,
+  options?: SyncSaveOptions,
+): Promise<SyncSaveResult> {
   const file = checkPath('dst', dst)
   const input = checkReadable('blocks', blocks)
-  const o = checkOptions('options', options, ['blake3', 'holes', 'zstd', 'truncate', 'resume', 'journal', ...LONG_KEYS]) as SyncSaveOptions
+  const o = checkOptions('options', options, [
+    'blake3',
+    'holes',
+    'zstd',
+    'truncate',
+    'resume',
+    'journal',
+    ...LONG_KEYS,
+  ]) as SyncSaveOptions
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
   const zstd = checkBoolean('options.zstd', o.zstd)
   const truncate = checkBoolean('options.truncate', o.truncate)
   const journal = journalOf('options', file, o)
   const r = await intoJob(input, (blockStream) =>
-    run(o, (cancel, onProgress) => native.syncSave(file, blockStream, { blake3, holes, zstd, truncate, journal }, cancel, onProgress)),
+    run(o, (cancel, onProgress) =>
+      native.syncSave(
+        file,
+        blockStream,
+        { blake3, holes, zstd, truncate, journal },
+        cancel,
+        onProgress,
+      ),
+    ),
   )
   return { blocksWritten: r.blocks, bytesWritten: r.bytes }
 }
@@ -315,24 +399,43 @@ export async function save(dst: PathLike, blocks: Readable, options?: SyncSaveOp
  * checksum | retrieve | save in one process: exactly the streams the three commands would
  * exchange. `dst` is checked and opened as in {@link save}. Progress phase `'send'`.
  */
-export async function files(src: PathLike, dst: PathLike, options?: SyncRetrieveOptions): Promise<SyncFilesResult> {
+export async function files(
+  src: PathLike,
+  dst: PathLike,
+  options?: SyncRetrieveOptions,
+): Promise<SyncFilesResult> {
   const s = checkPath('src', src)
   const d = checkPath('dst', dst)
-  const o = checkOptions('options', options, ['lzma', 'blake3', 'holes', 'zstd', 'truncate', 'resume', ...LONG_KEYS]) as SyncRetrieveOptions
+  const o = checkOptions('options', options, [
+    'lzma',
+    'blake3',
+    'holes',
+    'zstd',
+    'truncate',
+    'resume',
+    ...LONG_KEYS,
+  ]) as SyncRetrieveOptions
   const lzma = checkBoolean('options.lzma', o.lzma)
   const blake3 = checkBoolean('options.blake3', o.blake3)
   const holes = checkBoolean('options.holes', o.holes)
   const zstd = checkBoolean('options.zstd', o.zstd)
   const truncate = checkBoolean('options.truncate', o.truncate)
   const resume = checkBoolean('options.resume', o.resume)
-  const r = await run(o, (cancel, onProgress) => native.syncFiles(s, d, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress))
+  const r = await run(o, (cancel, onProgress) =>
+    native.syncFiles(s, d, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
+  )
   return { bytesSent: r.streamBytes, blocksChanged: r.blocks, bytesChanged: r.bytes }
 }
 
 /** The journal path of a `resume` option: `journal`, or next to the destination. */
-function journalOf(name: string, dst: string | Buffer, o: { resume?: boolean; journal?: unknown }): string | undefined {
+function journalOf(
+  name: string,
+  dst: string | Buffer,
+  o: { resume?: boolean; journal?: unknown },
+): string | undefined {
   const resume = checkBoolean(`${name}.resume`, o.resume)
-  if (o.journal !== undefined && typeof o.journal !== 'string') throw invalidArgType(`${name}.journal`, 'a string', o.journal)
+  if (o.journal !== undefined && typeof o.journal !== 'string')
+    throw invalidArgType(`${name}.journal`, 'a string', o.journal)
   if (!resume) return undefined
   return o.journal ?? `${dst.toString()}.sksync-resume`
 }
@@ -345,17 +448,32 @@ export const fd = {
   checksum(dst: string | null, outFd: number, options: SyncChecksumOptions & { inputFd?: number }) {
     const { start, end, inputFd, blake3, holes, resume, journal } = options
     return run(options, (cancel, onProgress) =>
-      native.syncChecksum(dst, outFd, { start, end, inputFd, blake3, holes, resume, journal }, cancel, onProgress),
+      native.syncChecksum(
+        dst,
+        outFd,
+        { start, end, inputFd, blake3, holes, resume, journal },
+        cancel,
+        onProgress,
+      ),
     )
   },
   retrieve(src: string, inFd: number, outFd: number, options: SyncRetrieveOptions) {
     const { lzma, blake3, holes, zstd, truncate, resume } = options
     return run(options, (cancel, onProgress) =>
-      native.syncRetrieve(src, inFd, outFd, { lzma, blake3, holes, zstd, truncate, resume }, cancel, onProgress),
+      native.syncRetrieve(
+        src,
+        inFd,
+        outFd,
+        { lzma, blake3, holes, zstd, truncate, resume },
+        cancel,
+        onProgress,
+      ),
     )
   },
   save(dst: string, inFd: number, options: SyncSaveOptions) {
     const { blake3, holes, zstd, truncate, journal } = options
-    return run(options, (cancel, onProgress) => native.syncSave(dst, inFd, { blake3, holes, zstd, truncate, journal }, cancel, onProgress))
+    return run(options, (cancel, onProgress) =>
+      native.syncSave(dst, inFd, { blake3, holes, zstd, truncate, journal }, cancel, onProgress),
+    )
   },
 }

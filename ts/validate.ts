@@ -55,7 +55,8 @@ export function invalidArgValue(name: string, value: unknown, reason: string): C
 export function checkString(name: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
   if (value.length === 0) throw invalidArgValue(name, value, 'must be a non-empty string')
-  if (value.includes('\0')) throw invalidArgValue(name, value, 'must be a string without null bytes')
+  if (value.includes('\0'))
+    throw invalidArgValue(name, value, 'must be a string without null bytes')
 }
 
 /** A path as `node:fs` takes it: string, Buffer (any bytes, for names that are not UTF-8) or `file:` URL. */
@@ -68,8 +69,12 @@ export function checkPath(name: string, value: unknown): string | Buffer {
     if (value.hostname !== '' && value.hostname !== 'localhost') {
       throw invalidArgValue(name, value.href, 'must be a file: URL without a host')
     }
-    const bytes = Buffer.from(value.pathname.replace(/%([0-9a-fA-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1')
-    if (bytes.includes(0)) throw invalidArgValue(name, value.href, 'must be a path without null bytes')
+    const bytes = Buffer.from(
+      value.pathname.replace(/%([0-9a-fA-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))),
+      'latin1',
+    )
+    if (bytes.includes(0))
+      throw invalidArgValue(name, value.href, 'must be a path without null bytes')
     return bytes
   }
   if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
@@ -78,7 +83,8 @@ export function checkPath(name: string, value: unknown): string | Buffer {
     if (b.includes(0)) throw invalidArgValue(name, value, 'must be a path without null bytes')
     return b
   }
-  if (typeof value !== 'string') throw invalidArgType(name, 'of type string or an instance of Buffer or URL', value)
+  if (typeof value !== 'string')
+    throw invalidArgType(name, 'of type string or an instance of Buffer or URL', value)
   checkString(name, value)
   return value
 }
@@ -97,7 +103,8 @@ export const MEDIA_KEYS = ['seek', 'sha256', 'onlyChanged', 'zeroUnmapped', 'dis
 export function checkSha256(name: string, value: unknown): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
-  if (!/^[0-9a-fA-F]{64}$/.test(value)) throw invalidArgValue(name, value, 'must be a SHA-256 in hex (64 hexadecimal digits)')
+  if (!/^[0-9a-fA-F]{64}$/.test(value))
+    throw invalidArgValue(name, value, 'must be a SHA-256 in hex (64 hexadecimal digits)')
   return value.toLowerCase()
 }
 
@@ -109,9 +116,14 @@ export const HTTP_KEYS = ['ca', 'retries', 'retryDelay', 'timeout'] as const
  * `readback`, which would silently mean "no read-back") is refused with
  * `ERR_INVALID_ARG_VALUE` naming the valid keys; keys whose value is `undefined` pass.
  */
-export function checkOptions(name: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+export function checkOptions(
+  name: string,
+  value: unknown,
+  known: readonly string[],
+): Record<string, unknown> {
   if (value === undefined || value === null) return {}
-  if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType(name, 'of type object', value)
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw invalidArgType(name, 'of type object', value)
   {
     for (const key of Object.keys(value)) {
       if (!known.includes(key) && (value as Record<string, unknown>)[key] !== undefined) {
@@ -140,7 +152,11 @@ export function checkBytes(name: string, value: unknown): number | undefined {
   return value
 }
 
-export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T | undefined {
+export function checkOneOf<T extends string>(
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+): T | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
   if (!allowed.includes(value as T)) {
@@ -149,7 +165,10 @@ export function checkOneOf<T extends string>(name: string, value: unknown, allow
   return value as T
 }
 
-export function checkFunction(name: string, value: unknown): ((...args: never[]) => unknown) | undefined {
+export function checkFunction(
+  name: string,
+  value: unknown,
+): ((...args: never[]) => unknown) | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'function') throw invalidArgType(name, 'of type function', value)
   return value as (...args: never[]) => unknown
@@ -171,8 +190,11 @@ export function checkSignal(name: string, value: unknown): AbortSignal | undefin
   if (value instanceof AbortSignal) return value
   const v = value as Partial<AbortSignal> | null
   if (
-    v === null || typeof v !== 'object' || typeof v.aborted !== 'boolean' ||
-    typeof v.addEventListener !== 'function' || typeof v.removeEventListener !== 'function'
+    v === null ||
+    typeof v !== 'object' ||
+    typeof v.aborted !== 'boolean' ||
+    typeof v.addEventListener !== 'function' ||
+    typeof v.removeEventListener !== 'function'
   ) {
     throw invalidArgType(name, 'an instance of AbortSignal', value)
   }
@@ -182,7 +204,10 @@ export function checkSignal(name: string, value: unknown): AbortSignal | undefin
 /** The error an operation rejects with when its `onProgress` (or another callback) threw. */
 export function callbackError(cause: unknown): Coded<Error> {
   const err = withCode(
-    new Error(`The onProgress callback threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause }),
+    new Error(
+      `The onProgress callback threw: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    ),
     'ERR_SPARSEKIT_CALLBACK',
   )
   return err
@@ -192,6 +217,7 @@ export function callbackError(cause: unknown): Coded<Error> {
 export function abortError(signal?: AbortSignal): Coded<Error> {
   const err = withCode(new Error('The operation was aborted'), 'ERR_SPARSEKIT_ABORTED')
   err.name = 'AbortError'
-  if (signal && signal.reason !== undefined) (err as Error & { cause?: unknown }).cause = signal.reason
+  if (signal && signal.reason !== undefined)
+    (err as Error & { cause?: unknown }).cause = signal.reason
   return err
 }

@@ -24,7 +24,17 @@ export function bytes(label: string, v: string): number {
   const s = m[2] || ''
   const power = 'KMGTPE'.indexOf(s[0]?.toUpperCase() ?? '') + 1
   const mult =
-    s === '' ? 1 : s === 'c' ? 1 : s === 'w' ? 2 : s === 'b' ? 512 : s.endsWith('iB') || s.length === 1 ? 1024 ** power : 1000 ** power
+    s === ''
+      ? 1
+      : s === 'c'
+        ? 1
+        : s === 'w'
+          ? 2
+          : s === 'b'
+            ? 512
+            : s.endsWith('iB') || s.length === 1
+              ? 1024 ** power
+              : 1000 ** power
   const n = Number(m[1]) * mult
   if (!Number.isSafeInteger(n)) throw new UsageError(`${label}: ${v} is too large`)
   return n
@@ -41,7 +51,8 @@ function convert(o: OptionSpec, label: string, v: string): string | number {
       return n
     }
     case 'choice':
-      if (!o.choices?.includes(v)) throw new UsageError(`${label}: expected one of ${o.choices?.join(', ')}, got '${v}'`)
+      if (!o.choices?.includes(v))
+        throw new UsageError(`${label}: expected one of ${o.choices?.join(', ')}, got '${v}'`)
       return v
     default:
       return v
@@ -75,15 +86,27 @@ export function positionalUsage(cmd: Command): string {
  * type takes one; booleans false when absent, other options their default or undefined;
  * the positionals counted. Throws a `UsageError` worded for a person.
  */
-export function parseCommandLine(cmd: Command, args: string[]): { values: Values; positionals: string[] } {
+export function parseCommandLine(
+  cmd: Command,
+  args: string[],
+): { values: Values; positionals: string[] } {
   const byName = new Map(cmd.options.map((o) => [o.flag, o]))
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {}
   for (const o of cmd.options) {
-    options[o.flag] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}) }
+    options[o.flag] = {
+      type: o.type === 'boolean' ? 'boolean' : 'string',
+      ...(o.short ? { short: o.short } : {}),
+    }
   }
   // Not strict: an unknown flag or a missing value comes back as a token that is worded
   // here, instead of parseArgs' own message ("Option '--skip <value>' argument missing").
-  const { tokens, positionals } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
+  const { tokens, positionals } = parseArgs({
+    args,
+    options,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  })
   const values: Values = {}
   for (const t of tokens) {
     if (t.kind !== 'option') continue
@@ -92,15 +115,21 @@ export function parseCommandLine(cmd: Command, args: string[]): { values: Values
     const label = t.rawName
     if (o === undefined) throw new UsageError(`unknown option ${label}`)
     if (o.type === 'boolean') {
-      if (t.value !== undefined) throw new UsageError(`${label} takes no value, got '${label}=${t.value}'`)
+      if (t.value !== undefined)
+        throw new UsageError(`${label} takes no value, got '${label}=${t.value}'`)
       values[o.flag] = true
       continue
     }
     // parseArgs (strict) refuses `--skip --seek 5` as ambiguous: a value taken from the next
     // argument may not look like an option; `--skip=-5` says it is meant.
-    if (t.value === undefined || (!t.inlineValue && t.value.length > 1 && t.value.startsWith('-'))) {
+    if (
+      t.value === undefined ||
+      (!t.inlineValue && t.value.length > 1 && t.value.startsWith('-'))
+    ) {
       // `--skip --seek`: the value was forgotten; `--skip -5`: say how to give it.
-      const flagNext = t.value === undefined || cmd.options.some((x) => t.value === `--${x.flag}` || t.value === `-${x.short}`)
+      const flagNext =
+        t.value === undefined ||
+        cmd.options.some((x) => t.value === `--${x.flag}` || t.value === `-${x.short}`)
       const more = flagNext ? '' : ` (for a value that starts with '-', write ${label}=${t.value})`
       throw new UsageError(`${label} needs a value${more}`)
     }
@@ -114,7 +143,12 @@ export function parseCommandLine(cmd: Command, args: string[]): { values: Values
   }
   for (const o of cmd.options) {
     if (values[o.flag] !== undefined) continue
-    values[o.flag] = o.type === 'boolean' ? false : o.default === undefined ? undefined : convert(o, `--${o.flag}`, o.default)
+    values[o.flag] =
+      o.type === 'boolean'
+        ? false
+        : o.default === undefined
+          ? undefined
+          : convert(o, `--${o.flag}`, o.default)
   }
   checkPositionals(cmd, positionals)
   return { values, positionals }
@@ -125,13 +159,20 @@ function checkPositionals(cmd: Command, got: string[]): void {
   const required = cmd.positionals.filter((p) => !p.optional)
   const variadic = cmd.positionals.some((p) => p.variadic)
   if (got.length < required.length) {
-    const missing = required.slice(got.length).map((p) => (p.variadic ? `at least one ${p.name}` : p.name))
-    const list = missing.length > 1 ? `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]}` : missing[0]
+    const missing = required
+      .slice(got.length)
+      .map((p) => (p.variadic ? `at least one ${p.name}` : p.name))
+    const list =
+      missing.length > 1
+        ? `${missing.slice(0, -1).join(', ')} and ${missing[missing.length - 1]}`
+        : missing[0]
     throw new UsageError(`missing ${list} (usage: sparsekit ${cmd.name} ${positionalUsage(cmd)})`)
   }
   if (!variadic && got.length > cmd.positionals.length) {
     const extra = got[cmd.positionals.length]
-    const expected = cmd.positionals.length ? `expected ${positionalUsage(cmd)}` : 'it takes no arguments'
+    const expected = cmd.positionals.length
+      ? `expected ${positionalUsage(cmd)}`
+      : 'it takes no arguments'
     throw new UsageError(`unexpected argument '${extra}' (${expected})`)
   }
 }
@@ -154,10 +195,12 @@ export function findCommand(table: readonly Command[], argv: string[]): Found {
   const [sub, ...args] = rest
   const names = members.map((c) => c.name.slice(first.length + 1))
   if (sub === undefined || sub.startsWith('-')) {
-    if (sub !== undefined && wantsHelp(rest)) return { kind: 'group', group: first, commands: members }
+    if (sub !== undefined && wantsHelp(rest))
+      return { kind: 'group', group: first, commands: members }
     throw new UsageError(`expected a command: ${names.join(', ')}`, first)
   }
   const command = members.find((c) => c.name === `${first} ${sub}`)
-  if (!command) throw new UsageError(`unknown command '${sub}' (expected ${names.join(', ')})`, first)
+  if (!command)
+    throw new UsageError(`unknown command '${sub}' (expected ${names.join(', ')})`, first)
   return { kind: 'command', command, args }
 }

@@ -62,8 +62,8 @@ type ValueOf<O extends OptionSpec> = O['type'] extends 'boolean'
   : O extends { readonly repeat: true }
     ? string[] | undefined
     : O extends { readonly default: string }
-    ? Given<O>
-    : Given<O> | undefined
+      ? Given<O>
+      : Given<O> | undefined
 
 /** The parsed values of a command's options, keyed by flag (`values['zero-holes']`). */
 export type ValuesOf<Opts extends readonly OptionSpec[]> = {
@@ -122,7 +122,9 @@ export interface Command extends Omit<CommandSpec<readonly OptionSpec[]>, 'run'>
 }
 
 /** Declares a command; `run` gets values typed from `options`. */
-export function command<const Opts extends readonly OptionSpec[]>(spec: CommandSpec<Opts>): Command {
+export function command<const Opts extends readonly OptionSpec[]>(
+  spec: CommandSpec<Opts>,
+): Command {
   return spec as unknown as Command
 }
 

@@ -45,7 +45,8 @@ function optionName(o: OptionSpec): string {
 /** An option's help text: its description, the choices of a `choice`, its default. */
 function optionText(o: OptionSpec): string {
   let text = o.description
-  if (o.choices) text += `: ${o.choices.slice(0, -1).join(', ')} or ${o.choices[o.choices.length - 1]}`
+  if (o.choices)
+    text += `: ${o.choices.slice(0, -1).join(', ')} or ${o.choices[o.choices.length - 1]}`
   if (o.default !== undefined) text += ` (default ${o.default})`
   if (o.repeat) text += ` (repeatable)`
   return text
@@ -74,11 +75,14 @@ export function commandHelp(cmd: Command): string {
   const usage = usageLines(cmd)
   lines.push(`Usage: ${usage[0]}`, ...usage.slice(1).map((u) => `       ${u}`), '')
   lines.push(...wrap(cmd.summary.charAt(0).toUpperCase() + cmd.summary.slice(1) + '.', 0), '')
-  const rows: [string, string][] = cmd.options.filter((o) => !o.hidden).map((o) => [optionName(o), optionText(o)])
+  const rows: [string, string][] = cmd.options
+    .filter((o) => !o.hidden)
+    .map((o) => [optionName(o), optionText(o)])
   rows.push(['-h, --help', 'show this help'])
   lines.push('Options:', ...table(rows))
   const notes = [...(cmd.notes ?? [])]
-  if (cmd.options.some((o) => o.type === 'bytes') || cmd.usage?.some((u) => /\bSIZE\b/.test(u))) notes.push(BYTES_NOTE)
+  if (cmd.options.some((o) => o.type === 'bytes') || cmd.usage?.some((u) => /\bSIZE\b/.test(u)))
+    notes.push(BYTES_NOTE)
   if (cmd.options.some((o) => o.flag === 'ca')) notes.push(URL_NOTE)
   for (const n of notes) lines.push('', ...wrap(n, 0))
   return lines.join('\n') + '\n'
@@ -91,45 +95,49 @@ function commandRows(commands: readonly Command[], strip = ''): [string, string]
 
 /** `sparsekit qcow2 --help`: the group's commands. */
 export function groupHelp(group: string, commands: readonly Command[]): string {
-  return [
-    `Usage: sparsekit ${group} COMMAND [OPTIONS] ARGS...`,
-    '',
-    'Commands:',
-    ...table(commandRows(commands, `${group} `)),
-    '',
-    `Run 'sparsekit ${group} COMMAND --help' for a command's options.`,
-  ].join('\n') + '\n'
+  return (
+    [
+      `Usage: sparsekit ${group} COMMAND [OPTIONS] ARGS...`,
+      '',
+      'Commands:',
+      ...table(commandRows(commands, `${group} `)),
+      '',
+      `Run 'sparsekit ${group} COMMAND --help' for a command's options.`,
+    ].join('\n') + '\n'
+  )
 }
 
 /** `sparsekit --help`: every command of the table with its summary, and what all share. */
 export function globalHelp(table_: readonly Command[], version: string): string {
-  return [
-    `sparsekit ${version}: allocation-aware disk-image I/O`,
-    '',
-    'Usage: sparsekit COMMAND [OPTIONS] ARGS...',
-    '       sparsekit COMMAND --help',
-    '       sparsekit --help | --version',
-    '',
-    'Commands:',
-    ...table(commandRows(table_)),
-    '',
-    "Run 'sparsekit COMMAND --help' for a command's usage and options.",
-    '',
-    ...wrap(
-      "A FILE of '-' is not special; put '--' before file names that start with '-'. Exit status: " +
-        '0 success, 1 failure (one line on stderr), 2 usage error, 130 interrupted (Ctrl-C). ' +
-        'Progress bars go to stderr when it is a terminal.',
-      0,
-    ),
-    '',
-    ...wrap(BYTES_NOTE, 0),
-    '',
-    ...wrap(URL_NOTE, 0),
-    '',
-    'Options:',
-    ...table([
-      ['-h, --help', 'show this help'],
-      ['-V, --version', 'print the version'],
-    ]),
-  ].join('\n') + '\n'
+  return (
+    [
+      `sparsekit ${version}: allocation-aware disk-image I/O`,
+      '',
+      'Usage: sparsekit COMMAND [OPTIONS] ARGS...',
+      '       sparsekit COMMAND --help',
+      '       sparsekit --help | --version',
+      '',
+      'Commands:',
+      ...table(commandRows(table_)),
+      '',
+      "Run 'sparsekit COMMAND --help' for a command's usage and options.",
+      '',
+      ...wrap(
+        "A FILE of '-' is not special; put '--' before file names that start with '-'. Exit status: " +
+          '0 success, 1 failure (one line on stderr), 2 usage error, 130 interrupted (Ctrl-C). ' +
+          'Progress bars go to stderr when it is a terminal.',
+        0,
+      ),
+      '',
+      ...wrap(BYTES_NOTE, 0),
+      '',
+      ...wrap(URL_NOTE, 0),
+      '',
+      'Options:',
+      ...table([
+        ['-h, --help', 'show this help'],
+        ['-V, --version', 'print the version'],
+      ]),
+    ].join('\n') + '\n'
+  )
 }

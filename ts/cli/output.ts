@@ -29,7 +29,10 @@ export function human(n: number): string {
  */
 export function printable(name: string): string {
   // eslint-disable-next-line no-control-regex
-  return name.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  return name.replace(
+    /[\x00-\x1f\x7f-\x9f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  )
 }
 
 /** A failure's line: the message, then the code when the message does not start with it. */
@@ -130,7 +133,9 @@ export class Output implements Context {
     for (const o of this.command?.options ?? []) {
       if (o.api === undefined || m.includes(`--${o.flag}`)) continue
       const api = literal(o.api)
-      m = m.replace(new RegExp(`\\b${api}: true\\b`, 'g'), `--${o.flag}`).replace(new RegExp(`\\bpass ${api}\\b`, 'g'), `pass --${o.flag}`)
+      m = m
+        .replace(new RegExp(`\\b${api}: true\\b`, 'g'), `--${o.flag}`)
+        .replace(new RegExp(`\\bpass ${api}\\b`, 'g'), `pass --${o.flag}`)
     }
     return m
   }

@@ -9,13 +9,29 @@ export default command({
   positionals: [{ name: 'SOURCE' }, { name: 'OUTPUT' }],
   options: [
     { flag: 'no-bmap', type: 'boolean', description: 'do not write OUTPUT.bmap' },
-    { flag: 'no-shrink', type: 'boolean', description: 'keep the source size (do not end the image after the last partition)' },
+    {
+      flag: 'no-shrink',
+      type: 'boolean',
+      description: 'keep the source size (do not end the image after the last partition)',
+    },
     { flag: 'no-verify', type: 'boolean', description: 'do not read the image back and compare' },
-    { flag: 'unmount', type: 'boolean', api: 'unmount', description: "unmount the source drive's mounted file systems first" },
-    { flag: 'force', type: 'boolean', api: 'force', description: 'read a mounted or system drive as it is (likely inconsistent)' },
+    {
+      flag: 'unmount',
+      type: 'boolean',
+      api: 'unmount',
+      description: "unmount the source drive's mounted file systems first",
+    },
+    {
+      flag: 'force',
+      type: 'boolean',
+      api: 'force',
+      description: 'read a mounted or system drive as it is (likely inconsistent)',
+    },
     JSON_OUTPUT,
   ],
-  notes: ['Free blocks of understood file systems are never read; everything else is copied. Restore with flash or bmap copy.'],
+  notes: [
+    'Free blocks of understood file systems are never read; everything else is copied. Restore with flash or bmap copy.',
+  ],
   async run(ctx, v, [src, out]) {
     const r = await sk.backup(src, out, {
       bmap: !v['no-bmap'],

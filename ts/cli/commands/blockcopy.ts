@@ -13,12 +13,32 @@ import type { Context } from '../command'
  * change nothing in checksum's stream). Every side of a session must give the same ones.
  */
 export const SIDE_OPTIONS = [
-  { flag: 'progress', type: 'boolean', description: 'print progress lines on stderr, even when it is no terminal (as blockcopy)' },
+  {
+    flag: 'progress',
+    type: 'boolean',
+    description: 'print progress lines on stderr, even when it is no terminal (as blockcopy)',
+  },
   { flag: 'blake3', type: 'boolean', description: 'extension: compare blocks by BLAKE3 hashes' },
-  { flag: 'holes', type: 'boolean', description: 'extension: holes are neither read nor sent; zero blocks become holes' },
-  { flag: 'zstd', type: 'boolean', description: 'extension: send blocks zstd-compressed where smaller (not with --lzma)' },
-  { flag: 'truncate', type: 'boolean', description: "extension: save makes DST exactly the source's size" },
-  { flag: 'resume', type: 'boolean', description: 'extension: a cut session continues where it stopped (journal kept by save)' },
+  {
+    flag: 'holes',
+    type: 'boolean',
+    description: 'extension: holes are neither read nor sent; zero blocks become holes',
+  },
+  {
+    flag: 'zstd',
+    type: 'boolean',
+    description: 'extension: send blocks zstd-compressed where smaller (not with --lzma)',
+  },
+  {
+    flag: 'truncate',
+    type: 'boolean',
+    description: "extension: save makes DST exactly the source's size",
+  },
+  {
+    flag: 'resume',
+    type: 'boolean',
+    description: 'extension: a cut session continues where it stopped (journal kept by save)',
+  },
   JSON_IGNORED,
 ] as const
 
@@ -37,7 +57,11 @@ export const BLOCKCOPY_NOTE =
   'peer): give every side the same ones (checksum ignores --zstd and --truncate).'
 
 /** blockcopy's `--progress`: lines on stderr every 5%, even when it is no terminal. */
-export function progressLines(ctx: Context, cmd: string, on: boolean): ((p: Progress) => void) | undefined {
+export function progressLines(
+  ctx: Context,
+  cmd: string,
+  on: boolean,
+): ((p: Progress) => void) | undefined {
   if (!on) return undefined
   let last = -1
   return (p) => {
@@ -45,7 +69,11 @@ export function progressLines(ctx: Context, cmd: string, on: boolean): ((p: Prog
     if (pct === last && p.bytesDone !== p.bytesTotal) return
     last = pct
     const gb = (n: number) => (n / 2 ** 30).toFixed(2)
-    ctx.log(`${cmd} ${p.phase}: ${gb(p.bytesDone)} GB` + (p.bytesTotal !== undefined ? ` / ${gb(p.bytesTotal)} GB (${pct}%)` : '') + '\n')
+    ctx.log(
+      `${cmd} ${p.phase}: ${gb(p.bytesDone)} GB` +
+        (p.bytesTotal !== undefined ? ` / ${gb(p.bytesTotal)} GB (${pct}%)` : '') +
+        '\n',
+    )
   }
 }
 
@@ -53,9 +81,15 @@ export function progressLines(ctx: Context, cmd: string, on: boolean): ((p: Prog
  * Runs one side as blockcopy does: binary output refused on a terminal, a failure printed
  * as `ERROR (<cmd>): <reason>` with exit 1. An interrupt goes on to the usual message.
  */
-export async function side(ctx: Context, cmd: string, binaryOut: boolean, body: () => Promise<void>): Promise<number> {
+export async function side(
+  ctx: Context,
+  cmd: string,
+  binaryOut: boolean,
+  body: () => Promise<void>,
+): Promise<number> {
   try {
-    if (binaryOut && isatty(1)) throw new Error(`standard output is a terminal - will not write binary data to it`)
+    if (binaryOut && isatty(1))
+      throw new Error(`standard output is a terminal - will not write binary data to it`)
     await body()
     return 0
   } catch (err) {

@@ -2,18 +2,46 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { CUSTOMIZE_OPTIONS, customization, HTTP_OPTIONS, httpOptions, MEDIA_OPTIONS } from './common'
+import {
+  CUSTOMIZE_OPTIONS,
+  customization,
+  HTTP_OPTIONS,
+  httpOptions,
+  MEDIA_OPTIONS,
+} from './common'
 
 export default command({
   name: 'bmap copy',
   summary: 'write an image to a drive or file by its bmap, checked (bmaptool copy)',
   positionals: [{ name: 'IMAGE' }, { name: 'DST' }],
   options: [
-    { flag: 'bmap', type: 'string', value: 'FILE', description: 'the bmap (default: IMAGE.bmap beside the image, as bmaptool looks)' },
-    { flag: 'nobmap', type: 'boolean', description: "write without a bmap: a plain image's holes are skipped" },
-    { flag: 'no-verify', type: 'boolean', description: "do not check the ranges' checksums from the bmap" },
-    { flag: 'read-back', type: 'boolean', description: 'after writing, read every written range back from DST and compare' },
-    { flag: 'create', type: 'boolean', api: 'createFiles', description: 'create DST as a regular file if it does not exist' },
+    {
+      flag: 'bmap',
+      type: 'string',
+      value: 'FILE',
+      description: 'the bmap (default: IMAGE.bmap beside the image, as bmaptool looks)',
+    },
+    {
+      flag: 'nobmap',
+      type: 'boolean',
+      description: "write without a bmap: a plain image's holes are skipped",
+    },
+    {
+      flag: 'no-verify',
+      type: 'boolean',
+      description: "do not check the ranges' checksums from the bmap",
+    },
+    {
+      flag: 'read-back',
+      type: 'boolean',
+      description: 'after writing, read every written range back from DST and compare',
+    },
+    {
+      flag: 'create',
+      type: 'boolean',
+      api: 'createFiles',
+      description: 'create DST as a regular file if it does not exist',
+    },
     ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
@@ -24,8 +52,10 @@ export default command({
       'bmap fetched from URL.bmap, a cut connection resumed with range requests.',
   ],
   async run(ctx, v, [image, dst]) {
-    if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
-    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
+    if (v.bmap !== undefined && v.nobmap)
+      throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard)
+      throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, image)
     const onProgress = ctx.progress()
     ctx.leaves(`${dst} may be partly written`)

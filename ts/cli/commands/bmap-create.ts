@@ -8,7 +8,13 @@ export default command({
   positionals: [{ name: 'IMAGE' }],
   // No --json: a bmap is XML, and --json would be a promise not kept.
   options: [
-    { flag: 'output', short: 'o', type: 'string', value: 'FILE', description: 'write the bmap to FILE instead of stdout' },
+    {
+      flag: 'output',
+      short: 'o',
+      type: 'string',
+      value: 'FILE',
+      description: 'write the bmap to FILE instead of stdout',
+    },
     {
       flag: 'checksum',
       type: 'choice',
@@ -17,8 +23,17 @@ export default command({
       default: 'sha256',
       description: 'checksum of each range',
     },
-    { flag: 'no-checksum', type: 'boolean', description: 'write no checksums (as --checksum none)' },
-    { flag: 'fs', type: 'boolean', description: "map only what the image's file systems use", api: 'filesystems' },
+    {
+      flag: 'no-checksum',
+      type: 'boolean',
+      description: 'write no checksums (as --checksum none)',
+    },
+    {
+      flag: 'fs',
+      type: 'boolean',
+      description: "map only what the image's file systems use",
+      api: 'filesystems',
+    },
   ],
   async run(ctx, v, [image]) {
     const checksum = v['no-checksum'] ? 'none' : v.checksum

@@ -5,7 +5,7 @@ import { BLOCKCOPY_NOTE, JOURNAL, progressLines, side, SIDE_OPTIONS } from './bl
 
 export default command({
   name: 'checksum',
-  summary: "blockcopy, side 1: hash the blocks of DST to stdout",
+  summary: 'blockcopy, side 1: hash the blocks of DST to stdout',
   positionals: [{ name: 'DST' }],
   options: [
     { flag: 'start', type: 'bytes', value: 'N', description: 'hash from byte N of DST' },
@@ -13,14 +13,18 @@ export default command({
     ...SIDE_OPTIONS,
     JOURNAL,
   ],
-  notes: ["DST may be '-' (stdin) or a pipe such as /dev/stdin or a FIFO: it is read once, in order.", BLOCKCOPY_NOTE],
+  notes: [
+    "DST may be '-' (stdin) or a pipe such as /dev/stdin or a FIFO: it is read once, in order.",
+    BLOCKCOPY_NOTE,
+  ],
   async run(ctx, v, [file]) {
     const onProgress = progressLines(ctx, 'checksum', v.progress)
     return side(ctx, 'checksum', true, async () => {
       if (v.journal !== undefined && !v.resume) throw new Error('--journal needs --resume')
       const fromStdin = file === '-'
       // The default journal is beside DST; a pipe has none.
-      if (v.resume && fromStdin && v.journal === undefined) throw new Error('--resume with `-` needs --journal FILE')
+      if (v.resume && fromStdin && v.journal === undefined)
+        throw new Error('--resume with `-` needs --journal FILE')
       // FILE may be a pipe (/dev/stdin, a FIFO): the native side sees it; a pipe gets no default journal.
       await syncFd.checksum(fromStdin ? null : file, 1, {
         start: v.start,

@@ -6,34 +6,59 @@ import type { Values } from '../command'
 
 /** `--ca PEM` and `--retries N`, for the commands that read http(s) URLs. */
 export const HTTP_OPTIONS = [
-  { flag: 'ca', type: 'string', value: 'PEM', description: 'trust this CA certificate file for an https source' },
+  {
+    flag: 'ca',
+    type: 'string',
+    value: 'PEM',
+    description: 'trust this CA certificate file for an https source',
+  },
   {
     flag: 'retries',
     type: 'count',
     value: 'N',
-    description: 'retry an http(s) source this many times after a cut connection (resumed by range requests)',
+    description:
+      'retry an http(s) source this many times after a cut connection (resumed by range requests)',
   },
 ] as const
 
 /** `--seek`, `--sha256`, `--only-changed`: the removable-media options of flash and bmap copy. */
 export const MEDIA_OPTIONS = [
-  { flag: 'seek', type: 'bytes', value: 'N', description: 'write the image at byte N of each destination (into a partition)' },
+  {
+    flag: 'seek',
+    type: 'bytes',
+    value: 'N',
+    description: 'write the image at byte N of each destination (into a partition)',
+  },
   {
     flag: 'sha256',
     type: 'string',
     value: 'HEX',
-    description: "the image's expected SHA-256: on a mismatch the destination's first MiB is never written",
+    description:
+      "the image's expected SHA-256: on a mismatch the destination's first MiB is never written",
   },
-  { flag: 'only-changed', type: 'boolean', description: 'read each block first and write only the blocks that differ' },
-  { flag: 'zero-unmapped', type: 'boolean', description: "zero the ranges the image's bmap leaves out, so no stale data survives" },
-  { flag: 'discard', type: 'boolean', description: 'discard those ranges instead (an error where the device cannot discard)' },
+  {
+    flag: 'only-changed',
+    type: 'boolean',
+    description: 'read each block first and write only the blocks that differ',
+  },
+  {
+    flag: 'zero-unmapped',
+    type: 'boolean',
+    description: "zero the ranges the image's bmap leaves out, so no stale data survives",
+  },
+  {
+    flag: 'discard',
+    type: 'boolean',
+    description: 'discard those ranges instead (an error where the device cannot discard)',
+  },
 ] as const
 
 /** Reads `--ca` and checks that `--ca` / `--retries` have an http(s) `source` to apply to. */
 export function httpOptions(values: Values, source: string): { ca?: Buffer; retries?: number } {
   const o: { ca?: Buffer; retries?: number } = {}
   if (values.ca === undefined && values.retries === undefined) return o
-  if (!/^https?:\/\//i.test(source)) throw new UsageError(`--ca and --retries apply to http(s) URLs, not '${source}'`)
+  if (!/^https?:\/\//i.test(source))
+    throw new UsageError(`--ca and --retries apply to http(s) URLs, not '${source}'`)
   if (values.retries !== undefined) o.retries = values.retries as number
   if (values.ca !== undefined) {
     try {
@@ -79,18 +104,48 @@ export function extensionType(raw: string): number {
 
 /** The first-boot options of `customize` and `flash`: files into the FAT boot partition. */
 export const CUSTOMIZE_OPTIONS = [
-  { flag: 'file', type: 'string', value: 'PATH=LOCALFILE', repeat: true, description: 'write LOCALFILE as PATH in the FAT boot partition' },
-  { flag: 'append', type: 'string', value: 'PATH=TEXT', repeat: true, description: 'append TEXT once to PATH (e.g. cmdline.txt) in the boot partition' },
-  { flag: 'delete', type: 'string', value: 'PATH', repeat: true, description: 'delete PATH from the boot partition' },
-  { flag: 'partition', type: 'count', value: 'N', description: 'the FAT partition to customise (default: the first FAT partition)' },
+  {
+    flag: 'file',
+    type: 'string',
+    value: 'PATH=LOCALFILE',
+    repeat: true,
+    description: 'write LOCALFILE as PATH in the FAT boot partition',
+  },
+  {
+    flag: 'append',
+    type: 'string',
+    value: 'PATH=TEXT',
+    repeat: true,
+    description: 'append TEXT once to PATH (e.g. cmdline.txt) in the boot partition',
+  },
+  {
+    flag: 'delete',
+    type: 'string',
+    value: 'PATH',
+    repeat: true,
+    description: 'delete PATH from the boot partition',
+  },
+  {
+    flag: 'partition',
+    type: 'count',
+    value: 'N',
+    description: 'the FAT partition to customise (default: the first FAT partition)',
+  },
 ] as const
 
 /** `--file`, `--append`, `--delete` as {@link customize}'s files and append; undefined when none. */
-export function customization(v: Values): { files: Record<string, Buffer | null>; append: Record<string, string>; partition?: number } | undefined {
+export function customization(
+  v: Values,
+):
+  | { files: Record<string, Buffer | null>; append: Record<string, string>; partition?: number }
+  | undefined {
   const pairs = (flag: string) =>
     ((v[flag] as string[] | undefined) ?? []).map((p) => {
       const i = p.indexOf('=')
-      if (i <= 0) throw new UsageError(`--${flag} needs PATH=${flag === 'file' ? 'LOCALFILE' : 'TEXT'}, got '${p}'`)
+      if (i <= 0)
+        throw new UsageError(
+          `--${flag} needs PATH=${flag === 'file' ? 'LOCALFILE' : 'TEXT'}, got '${p}'`,
+        )
       return [p.slice(0, i), p.slice(i + 1)] as const
     })
   const files: Record<string, Buffer | null> = {}
@@ -98,5 +153,9 @@ export function customization(v: Values): { files: Record<string, Buffer | null>
   for (const path of (v.delete as string[] | undefined) ?? []) files[path] = null
   const append = Object.fromEntries(pairs('append'))
   if (Object.keys(files).length === 0 && Object.keys(append).length === 0) return undefined
-  return { files, append, ...(v.partition !== undefined ? { partition: v.partition as number } : {}) }
+  return {
+    files,
+    append,
+    ...(v.partition !== undefined ? { partition: v.partition as number } : {}),
+  }
 }

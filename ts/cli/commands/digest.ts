@@ -17,7 +17,12 @@ export default command({
       description: 'the hash',
     },
     { flag: 'start', type: 'bytes', value: 'N', description: 'hash from byte N' },
-    { flag: 'length', type: 'bytes', value: 'N', description: 'hash N bytes (default: to the end of FILE)' },
+    {
+      flag: 'length',
+      type: 'bytes',
+      value: 'N',
+      description: 'hash N bytes (default: to the end of FILE)',
+    },
     JSON_OUTPUT,
   ],
   async run(ctx, v, [path]) {

@@ -8,7 +8,11 @@ export default command({
   summary: 'list drives (whole block devices), their mounts, and which hold the system',
   positionals: [],
   options: [
-    { flag: 'all', type: 'boolean', description: 'list system drives too (marked SYSTEM, with the reasons)' },
+    {
+      flag: 'all',
+      type: 'boolean',
+      description: 'list system drives too (marked SYSTEM, with the reasons)',
+    },
     JSON_OUTPUT,
   ],
   async run(ctx, v) {
@@ -29,9 +33,13 @@ export default command({
       ]
         .filter(Boolean)
         .join(', ')
-      await ctx.out(`${d.path}  ${human(d.size)}  ${d.bus}  ${what}${flags ? `  [${flags}]` : ''}\n`)
+      await ctx.out(
+        `${d.path}  ${human(d.size)}  ${d.bus}  ${what}${flags ? `  [${flags}]` : ''}\n`,
+      )
       for (const p of d.partitions) {
-        await ctx.out(`  ${p.path}  ${human(p.size)}${p.mountpoints.length ? `  mounted at ${p.mountpoints.join(', ')}` : ''}\n`)
+        await ctx.out(
+          `  ${p.path}  ${human(p.size)}${p.mountpoints.length ? `  mounted at ${p.mountpoints.join(', ')}` : ''}\n`,
+        )
       }
     }
     return 0

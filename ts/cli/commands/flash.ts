@@ -2,18 +2,43 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions, CUSTOMIZE_OPTIONS, customization, MEDIA_OPTIONS } from './common'
+import {
+  HTTP_OPTIONS,
+  httpOptions,
+  CUSTOMIZE_OPTIONS,
+  customization,
+  MEDIA_OPTIONS,
+} from './common'
 
 export default command({
   name: 'flash',
   summary: 'write one image to several drives at once, then read each back and verify it',
   positionals: [{ name: 'SOURCE' }, { name: 'DST', variadic: true }],
   options: [
-    { flag: 'bmap', type: 'string', value: 'FILE', description: 'write by this bmap (default: SOURCE.bmap beside a local image, URL.bmap for a URL)' },
+    {
+      flag: 'bmap',
+      type: 'string',
+      value: 'FILE',
+      description:
+        'write by this bmap (default: SOURCE.bmap beside a local image, URL.bmap for a URL)',
+    },
     { flag: 'nobmap', type: 'boolean', description: 'ignore any bmap beside SOURCE' },
-    { flag: 'no-verify', type: 'boolean', description: "do not check the ranges' checksums from the bmap" },
-    { flag: 'no-read-back', type: 'boolean', description: 'do not read each drive back and compare it after writing' },
-    { flag: 'unmount', type: 'boolean', api: 'unmount', description: "unmount a drive's mounted file systems before writing it" },
+    {
+      flag: 'no-verify',
+      type: 'boolean',
+      description: "do not check the ranges' checksums from the bmap",
+    },
+    {
+      flag: 'no-read-back',
+      type: 'boolean',
+      description: 'do not read each drive back and compare it after writing',
+    },
+    {
+      flag: 'unmount',
+      type: 'boolean',
+      api: 'unmount',
+      description: "unmount a drive's mounted file systems before writing it",
+    },
     {
       flag: 'force',
       type: 'boolean',
@@ -26,14 +51,25 @@ export default command({
       api: 'createFiles',
       description: 'create a DST that does not exist as a regular file (never under /dev)',
     },
-    { flag: 'zip-entry', type: 'string', value: 'NAME', description: 'the entry of a zip SOURCE to write (default: its largest file)' },
+    {
+      flag: 'zip-entry',
+      type: 'string',
+      value: 'NAME',
+      description: 'the entry of a zip SOURCE to write (default: its largest file)',
+    },
     {
       flag: 'check-capacity',
       type: 'boolean',
       api: 'checkCapacity',
-      description: 'probe each drive first: refuse a counterfeit one that holds less than the image',
+      description:
+        'probe each drive first: refuse a counterfeit one that holds less than the image',
     },
-    { flag: 'eject', type: 'boolean', api: 'eject', description: 'eject each drive that was written and verified' },
+    {
+      flag: 'eject',
+      type: 'boolean',
+      api: 'eject',
+      description: 'eject each drive that was written and verified',
+    },
     ...MEDIA_OPTIONS,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
@@ -45,8 +81,10 @@ export default command({
       '--create makes it a file.',
   ],
   async run(ctx, v, [src, ...dsts]) {
-    if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
-    if (v['zero-unmapped'] && v.discard) throw new UsageError('--zero-unmapped and --discard exclude each other')
+    if (v.bmap !== undefined && v.nobmap)
+      throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v['zero-unmapped'] && v.discard)
+      throw new UsageError('--zero-unmapped and --discard exclude each other')
     const http = httpOptions(v, src)
     const onProgress = ctx.progress()
     ctx.leaves(`${dsts.join(', ')} may be partly written`)
@@ -73,15 +111,24 @@ export default command({
     ctx.leaves(undefined)
     const failed = r.destinations.filter((d) => !d.ok)
     if (v.json) {
-      const plain = r.destinations.map((d) => ({ ...d, error: d.error && { code: d.error.code, message: ctx.words(d.error.message) } }))
+      const plain = r.destinations.map((d) => ({
+        ...d,
+        error: d.error && { code: d.error.code, message: ctx.words(d.error.message) },
+      }))
       await ctx.json({ ...r, destinations: plain })
     } else {
       for (const d of r.destinations) {
         if (d.ok) {
           const skipped = d.bytesSkipped ? ` (${human(d.bytesSkipped)} already there)` : ''
           const retried = d.retries ? `, ${d.retries} writes retried` : ''
-          const ejected = d.ejected ? ', ejected' : d.ejectError ? ` (not ejected: ${ctx.words(d.ejectError.message)})` : ''
-          await ctx.out(`${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`)
+          const ejected = d.ejected
+            ? ', ejected'
+            : d.ejectError
+              ? ` (not ejected: ${ctx.words(d.ejectError.message)})`
+              : ''
+          await ctx.out(
+            `${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`,
+          )
         }
       }
       for (const d of failed) if (d.error) ctx.error(d.error, `${d.path}: `)

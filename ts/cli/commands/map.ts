@@ -10,7 +10,12 @@ export default command({
   positionals: [{ name: 'FILE' }],
   options: [
     { flag: 'start', type: 'bytes', value: 'N', description: 'map from byte N' },
-    { flag: 'length', type: 'bytes', value: 'N', description: 'map N bytes (default: to the end of FILE)' },
+    {
+      flag: 'length',
+      type: 'bytes',
+      value: 'N',
+      description: 'map N bytes (default: to the end of FILE)',
+    },
     {
       flag: 'method',
       type: 'choice',
@@ -22,13 +27,23 @@ export default command({
     JSON_OUTPUT,
   ],
   async run(ctx, v, [path]) {
-    await printMap(ctx, path, { start: v.start, length: v.length, method: v.method, signal: ctx.signal }, v.json)
+    await printMap(
+      ctx,
+      path,
+      { start: v.start, length: v.length, method: v.method, signal: ctx.signal },
+      v.json,
+    )
     return 0
   },
 })
 
 /** The `map` output, streamed: one line per extent, then what is data and what is hole. */
-async function printMap(ctx: Context, path: string, opts: sk.MapOptions, json: boolean): Promise<void> {
+async function printMap(
+  ctx: Context,
+  path: string,
+  opts: sk.MapOptions,
+  json: boolean,
+): Promise<void> {
   let header: sk.MapHeader | undefined
   let count = 0
   let data = 0
@@ -50,13 +65,17 @@ async function printMap(ctx: Context, path: string, opts: sk.MapOptions, json: b
       lines.push(head(h))
       if (!json) {
         w = String(Number(h.size)).length
-        lines.push(`${'offset'.padStart(w)}  ${'end'.padStart(w)}  ${'length'.padStart(w)}  flags\n`)
+        lines.push(
+          `${'offset'.padStart(w)}  ${'end'.padStart(w)}  ${'length'.padStart(w)}  flags\n`,
+        )
       }
     }
     if (json) lines.push((count ? ',' : '') + JSON.stringify(e))
     else {
       const flags = [e.unwritten && 'unwritten', e.shared && 'shared'].filter(Boolean).join(',')
-      lines.push(`${String(e.offset).padStart(w)}  ${String(e.offset + e.length).padStart(w)}  ${String(e.length).padStart(w)}  ${flags}\n`)
+      lines.push(
+        `${String(e.offset).padStart(w)}  ${String(e.offset + e.length).padStart(w)}  ${String(e.length).padStart(w)}  ${flags}\n`,
+      )
     }
     count++
     if (e.unwritten) prealloc += e.length
@@ -73,7 +92,9 @@ async function printMap(ctx: Context, path: string, opts: sk.MapOptions, json: b
     const pct = window ? ((data / window) * 100).toFixed(1) : '0.0'
     lines.push(
       `${count} extent${count === 1 ? '' : 's'}; data ${human(data)} (${pct}%), ` +
-        `holes ${human(window - data - prealloc)}` + (prealloc ? `, preallocated ${human(prealloc)}` : '') + '\n',
+        `holes ${human(window - data - prealloc)}` +
+        (prealloc ? `, preallocated ${human(prealloc)}` : '') +
+        '\n',
     )
   }
   await flush()

@@ -4,16 +4,19 @@ import { command, JSON_OUTPUT } from '../command'
 
 export default command({
   name: 'qcow2 check',
-  summary: "check a qcow2 image for corruptions and leaked clusters (qemu-img check)",
+  summary: 'check a qcow2 image for corruptions and leaked clusters (qemu-img check)',
   positionals: [{ name: 'FILE' }],
   options: [{ ...JSON_OUTPUT, description: "print qemu-img check's JSON (--output=json)" }],
-  notes: ['Exit status as qemu-img check: 0 no errors, 2 corruptions found, 3 leaked clusters only.'],
+  notes: [
+    'Exit status as qemu-img check: 0 no errors, 2 corruptions found, 3 leaked clusters only.',
+  ],
   async run(ctx, v, [path]) {
     const r = await sk.qcow2.check(path, { signal: ctx.signal, onProgress: ctx.progress() })
     if (v.json) await ctx.out(sk.qcow2.toQemuJson(r) + '\n')
     else {
       const total = r['total-clusters'] ?? 0
-      const pct = (n: number | undefined) => (total ? (((n ?? 0) / total) * 100).toFixed(2) : '0.00')
+      const pct = (n: number | undefined) =>
+        total ? (((n ?? 0) / total) * 100).toFixed(2) : '0.00'
       if (!r.corruptions && !r.leaks) await ctx.out('No errors were found on the image.\n')
       if (r.corruptions) await ctx.out(`${r.corruptions} errors were found on the image.\n`)
       if (r.leaks) await ctx.out(`${r.leaks} leaked clusters were found on the image.\n`)

@@ -10,7 +10,11 @@ export default command({
   positionals: [{ name: 'SRC' }, { name: 'DST' }],
   options: [
     BACKING_POLICY,
-    { flag: 'zero-holes', type: 'boolean', description: 'write zeros where the guest reads zeros instead of leaving holes' },
+    {
+      flag: 'zero-holes',
+      type: 'boolean',
+      description: 'write zeros where the guest reads zeros instead of leaving holes',
+    },
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
   ],
@@ -19,7 +23,13 @@ export default command({
     const http = httpOptions(v, src)
     const onProgress = ctx.progress()
     ctx.leaves(`${dst} may be partly written`)
-    const r = await sk.qcow2.convert(src, dst, { ...http, backing: v.backing, zeroHoles: v['zero-holes'], signal: ctx.signal, onProgress })
+    const r = await sk.qcow2.convert(src, dst, {
+      ...http,
+      backing: v.backing,
+      zeroHoles: v['zero-holes'],
+      signal: ctx.signal,
+      onProgress,
+    })
     ctx.leaves(undefined)
     if (v.json) await ctx.json(r)
     else await ctx.out(`wrote ${human(r.bytesWritten)} of data; ${dst} is ${human(r.size)}\n`)

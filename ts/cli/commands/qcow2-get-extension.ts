@@ -5,7 +5,7 @@ import { extensionType } from './common'
 
 export default command({
   name: 'qcow2 get-extension',
-  summary: "print the data of a qcow2 header extension as hex",
+  summary: 'print the data of a qcow2 header extension as hex',
   positionals: [{ name: 'FILE' }, { name: 'TYPE' }],
   options: [
     { ...JSON_OUTPUT, description: 'print the data as a JSON string of hex, or null' },

@@ -6,19 +6,58 @@ import { HTTP_OPTIONS, httpOptions } from './common'
 
 /** Options shared by `qcow2 import` and `qcow2 export`. */
 export const WRITE_OPTIONS = [
-  { flag: 'cluster-size', type: 'bytes', value: 'N', default: '64K', description: '512 to 2M, a power of two' },
-  { flag: 'compat', type: 'choice', value: 'VERSION', choices: ['0.10', '1.1'], default: '1.1', description: 'the qcow2 version' },
-  { flag: 'extended-l2', type: 'boolean', description: 'subclusters: extended L2 entries (clusters of 16K or more)' },
-  { flag: 'backing', type: 'string', value: 'FILE', description: 'write an overlay on FILE holding only the clusters that differ from it (stored as given, relative to the image)' },
-  { flag: 'backing-format', type: 'choice', value: 'FMT', choices: ['qcow2', 'raw'], description: "the backing file's format: needed with --backing" },
-  { flag: 'format', short: 'f', type: 'choice', value: 'FMT', choices: sk.qcow2.SOURCE_FORMATS, description: "SRC's format (default: a qcow2 image is recognised by its magic)" },
+  {
+    flag: 'cluster-size',
+    type: 'bytes',
+    value: 'N',
+    default: '64K',
+    description: '512 to 2M, a power of two',
+  },
+  {
+    flag: 'compat',
+    type: 'choice',
+    value: 'VERSION',
+    choices: ['0.10', '1.1'],
+    default: '1.1',
+    description: 'the qcow2 version',
+  },
+  {
+    flag: 'extended-l2',
+    type: 'boolean',
+    description: 'subclusters: extended L2 entries (clusters of 16K or more)',
+  },
+  {
+    flag: 'backing',
+    type: 'string',
+    value: 'FILE',
+    description:
+      'write an overlay on FILE holding only the clusters that differ from it (stored as given, relative to the image)',
+  },
+  {
+    flag: 'backing-format',
+    type: 'choice',
+    value: 'FMT',
+    choices: ['qcow2', 'raw'],
+    description: "the backing file's format: needed with --backing",
+  },
+  {
+    flag: 'format',
+    short: 'f',
+    type: 'choice',
+    value: 'FMT',
+    choices: sk.qcow2.SOURCE_FORMATS,
+    description: "SRC's format (default: a qcow2 image is recognised by its magic)",
+  },
   ...HTTP_OPTIONS,
 ] as const
 
 /** The backing option of the API from `--backing` and `--backing-format`. */
 export function backingOf(v: { backing?: string; 'backing-format'?: 'qcow2' | 'raw' }) {
-  if ((v.backing === undefined) !== (v['backing-format'] === undefined)) throw new UsageError('--backing and --backing-format go together')
-  return v.backing === undefined ? undefined : { file: v.backing, format: v['backing-format'] as 'qcow2' | 'raw' }
+  if ((v.backing === undefined) !== (v['backing-format'] === undefined))
+    throw new UsageError('--backing and --backing-format go together')
+  return v.backing === undefined
+    ? undefined
+    : { file: v.backing, format: v['backing-format'] as 'qcow2' | 'raw' }
 }
 
 export default command({
@@ -26,9 +65,21 @@ export default command({
   summary: 'any image, drive or URL into a new qcow2 image (qemu-img convert -O qcow2)',
   positionals: [{ name: 'SRC' }, { name: 'DST' }],
   options: [
-    { flag: 'compress', short: 'c', type: 'choice', value: 'TYPE', choices: sk.qcow2.COMPRESSIONS, description: 'compress clusters with zlib (as qemu-img convert -c) or zstd, on every core' },
+    {
+      flag: 'compress',
+      short: 'c',
+      type: 'choice',
+      value: 'TYPE',
+      choices: sk.qcow2.COMPRESSIONS,
+      description: 'compress clusters with zlib (as qemu-img convert -c) or zstd, on every core',
+    },
     ...WRITE_OPTIONS,
-    { flag: 'threads', type: 'count', value: 'N', description: 'threads compressing (default: one per core); the output does not depend on it' },
+    {
+      flag: 'threads',
+      type: 'count',
+      value: 'N',
+      description: 'threads compressing (default: one per core); the output does not depend on it',
+    },
     JSON_OUTPUT,
   ],
   notes: [
@@ -53,7 +104,9 @@ export default command({
     if (v.json) await ctx.json(r)
     else {
       const stored = r.dataClusters + r.compressedClusters
-      await ctx.out(`${dst}: ${human(r.fileSize)} for a ${human(r.size)} disk (${stored} clusters stored, ${r.compressedClusters} compressed)\n`)
+      await ctx.out(
+        `${dst}: ${human(r.fileSize)} for a ${human(r.size)} disk (${stored} clusters stored, ${r.compressedClusters} compressed)\n`,
+      )
     }
     return 0
   },

@@ -10,8 +10,15 @@ export default command({
   positionals: [{ name: 'FILE' }],
   options: [
     BACKING_POLICY,
-    { flag: 'backing-chain', type: 'boolean', description: 'with --json, print every image of the backing chain (as qemu-img)' },
-    { ...JSON_OUTPUT, description: "print qemu-img info's JSON (--output=json), key order included" },
+    {
+      flag: 'backing-chain',
+      type: 'boolean',
+      description: 'with --json, print every image of the backing chain (as qemu-img)',
+    },
+    {
+      ...JSON_OUTPUT,
+      description: "print qemu-img info's JSON (--output=json), key order included",
+    },
   ],
   async run(ctx, v, [path]) {
     const i = await sk.qcow2.info(path, { backing: v.backing, signal: ctx.signal })
@@ -24,19 +31,37 @@ export default command({
     const lines: string[] = []
     for (const x of [i, ...(i.backingChain ?? [])]) {
       if (lines.length) lines.push('')
-      lines.push(`image: ${printable(x.filename)}`, `file format: ${x.format}`, `virtual size: ${human(x['virtual-size'])}`)
+      lines.push(
+        `image: ${printable(x.filename)}`,
+        `file format: ${x.format}`,
+        `virtual size: ${human(x['virtual-size'])}`,
+      )
       if (x['actual-size'] !== undefined) lines.push(`disk size: ${human(x['actual-size'])}`)
       if (x['cluster-size'] !== undefined) lines.push(`cluster_size: ${x['cluster-size']}`)
       if (x['backing-filename']) lines.push(`backing file: ${printable(x['backing-filename'])}`)
-      if (x['backing-filename-format']) lines.push(`backing file format: ${printable(x['backing-filename-format'])}`)
-      for (const s of x.snapshots ?? []) lines.push(`snapshot: ${printable(s.id)} ${printable(s.name)} (vm state ${s['vm-state-size']} bytes)`)
+      if (x['backing-filename-format'])
+        lines.push(`backing file format: ${printable(x['backing-filename-format'])}`)
+      for (const s of x.snapshots ?? [])
+        lines.push(
+          `snapshot: ${printable(s.id)} ${printable(s.name)} (vm state ${s['vm-state-size']} bytes)`,
+        )
       const d = x['format-specific']?.data
       if (d) {
-        lines.push(`compat: ${d.compat}`, `compression type: ${d['compression-type']}`, `refcount bits: ${d['refcount-bits']}`)
+        lines.push(
+          `compat: ${d.compat}`,
+          `compression type: ${d['compression-type']}`,
+          `refcount bits: ${d['refcount-bits']}`,
+        )
         if (d['lazy-refcounts'] !== undefined) lines.push(`lazy refcounts: ${d['lazy-refcounts']}`)
         if (d['extended-l2']) lines.push('extended l2: true')
-        if (d['data-file']) lines.push(`data file: ${printable(d['data-file'])}` + (d['data-file-raw'] ? ' (raw)' : ''))
-        for (const b of d.bitmaps ?? []) lines.push(`bitmap: ${printable(b.name)} granularity ${b.granularity} [${b.flags.join(', ')}]`)
+        if (d['data-file'])
+          lines.push(
+            `data file: ${printable(d['data-file'])}` + (d['data-file-raw'] ? ' (raw)' : ''),
+          )
+        for (const b of d.bitmaps ?? [])
+          lines.push(
+            `bitmap: ${printable(b.name)} granularity ${b.granularity} [${b.flags.join(', ')}]`,
+          )
         if (d.encrypt) lines.push(`encrypted: ${d.encrypt.format}`)
         if (d.corrupt) lines.push('corrupt: true')
       }

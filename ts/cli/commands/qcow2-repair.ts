@@ -10,7 +10,11 @@ export default command({
   options: [QCOW2_FORCE, JSON_OUTPUT],
   notes: ['Only leaks are fixed: an image with corruptions is refused.', QCOW2_EDIT_NOTE],
   async run(ctx, v, [path]) {
-    const r = await sk.qcow2.repair(path, { force: v.force, signal: ctx.signal, onProgress: ctx.progress() })
+    const r = await sk.qcow2.repair(path, {
+      force: v.force,
+      signal: ctx.signal,
+      onProgress: ctx.progress(),
+    })
     if (v.json) await ctx.json(r)
     else await ctx.out(`${r.leaksFixed} leaked clusters were fixed.\n`)
     return 0

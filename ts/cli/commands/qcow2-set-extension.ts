@@ -20,8 +20,12 @@ export default command({
   async run(ctx, v, [path, rawType, hex]) {
     const type = extensionType(rawType)
     if (v.remove === (hex !== undefined)) throw new UsageError('give the data as hex, or --remove')
-    if (hex !== undefined && !/^([0-9a-fA-F]{2})*$/.test(hex)) throw new UsageError(`data must be hex bytes, got '${hex}'`)
-    await sk.qcow2.setExtension(path, type, v.remove ? null : Buffer.from(hex as string, 'hex'), { force: v.force, signal: ctx.signal })
+    if (hex !== undefined && !/^([0-9a-fA-F]{2})*$/.test(hex))
+      throw new UsageError(`data must be hex bytes, got '${hex}'`)
+    await sk.qcow2.setExtension(path, type, v.remove ? null : Buffer.from(hex as string, 'hex'), {
+      force: v.force,
+      signal: ctx.signal,
+    })
     return 0
   },
 })

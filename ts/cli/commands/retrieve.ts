@@ -8,7 +8,11 @@ export default command({
   summary: 'blockcopy, side 2: hashes on stdin, the blocks of SRC that differ to stdout',
   positionals: [{ name: 'SRC' }],
   options: [
-    { flag: 'lzma', type: 'boolean', description: 'send compressible blocks xz-compressed (as blockcopy --lzma)' },
+    {
+      flag: 'lzma',
+      type: 'boolean',
+      description: 'send compressible blocks xz-compressed (as blockcopy --lzma)',
+    },
     ...SIDE_OPTIONS,
   ],
   notes: [BLOCKCOPY_NOTE],

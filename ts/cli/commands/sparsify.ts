@@ -8,11 +8,20 @@ export default command({
   summary: "punch the free blocks of an image's file systems out of the file",
   positionals: [{ name: 'IMAGE' }],
   options: [
-    { flag: 'discard', type: 'boolean', description: 'allow a block device: discard its free ranges', api: 'discard' },
+    {
+      flag: 'discard',
+      type: 'boolean',
+      description: 'allow a block device: discard its free ranges',
+      api: 'discard',
+    },
     JSON_OUTPUT,
   ],
   async run(ctx, v, [path]) {
-    const r = await sk.sparsify(path, { discard: v.discard, signal: ctx.signal, onProgress: ctx.progress() })
+    const r = await sk.sparsify(path, {
+      discard: v.discard,
+      signal: ctx.signal,
+      onProgress: ctx.progress(),
+    })
     if (v.json) {
       await ctx.json(r)
       return 0
@@ -21,7 +30,9 @@ export default command({
       r.allocatedBefore !== undefined && r.allocatedAfter !== undefined
         ? `; allocated ${human(r.allocatedBefore)} -> ${human(r.allocatedAfter)}`
         : ''
-    await ctx.out(`${path}: freed ${human(r.freedBytes)}, used ${human(r.usedBytes)} of ${human(r.size)}${alloc}\n`)
+    await ctx.out(
+      `${path}: freed ${human(r.freedBytes)}, used ${human(r.usedBytes)} of ${human(r.size)}${alloc}\n`,
+    )
     return 0
   },
 })

@@ -9,20 +9,31 @@ export default command({
   summary: 'read a drive or file back and compare it with an image, writing nothing',
   positionals: [{ name: 'IMAGE' }, { name: 'DST' }],
   options: [
-    { flag: 'bmap', type: 'string', value: 'FILE', description: 'compare the ranges of this bmap (default: IMAGE.bmap beside a local image)' },
+    {
+      flag: 'bmap',
+      type: 'string',
+      value: 'FILE',
+      description: 'compare the ranges of this bmap (default: IMAGE.bmap beside a local image)',
+    },
     { flag: 'nobmap', type: 'boolean', description: 'ignore any bmap beside IMAGE' },
     { flag: 'seek', type: 'bytes', value: 'N', description: 'the image starts at byte N of DST' },
     { flag: 'sha256', type: 'string', value: 'HEX', description: "also check the image's SHA-256" },
-    { flag: 'zip-entry', type: 'string', value: 'NAME', description: 'the entry of a zip IMAGE (default: its largest file)' },
+    {
+      flag: 'zip-entry',
+      type: 'string',
+      value: 'NAME',
+      description: 'the entry of a zip IMAGE (default: its largest file)',
+    },
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
   ],
   notes: [
-    'What a flash writes is compared: the bmap\'s mapped ranges, or a plain image\'s data. Exit 1 ' +
+    "What a flash writes is compared: the bmap's mapped ranges, or a plain image's data. Exit 1 " +
       'naming the first differing byte range when DST does not hold the image.',
   ],
   async run(ctx, v, [image, dst]) {
-    if (v.bmap !== undefined && v.nobmap) throw new UsageError('--bmap and --nobmap exclude each other')
+    if (v.bmap !== undefined && v.nobmap)
+      throw new UsageError('--bmap and --nobmap exclude each other')
     const http = httpOptions(v, image)
     const onProgress = ctx.progress()
     const r = await sk.verify(image, dst, {
