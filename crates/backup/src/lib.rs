@@ -547,16 +547,7 @@ pub fn backup(
 
     let sha256 = hex(&whole.finalize());
     let verified = if let (true, Some(c)) = (opts.verify, compression) {
-        verify_compressed(
-            &out,
-            c,
-            end,
-            merged,
-            &bmap_ranges,
-            &sha256,
-            output,
-            ctl,
-        )?;
+        verify_compressed(&out, c, end, merged, &bmap_ranges, &sha256, output, ctl)?;
         true
     } else if opts.verify {
         let file: &File = out.file();
