@@ -192,14 +192,24 @@ test('abort leaves no image and the old file in place; progress follows the cont
   writeFileSync(join(dir, 'src.raw'), big)
   const dst = join(dir, 'x.qcow2')
   writeFileSync(dst, 'old')
+  // The source is a URL whose every range answer waits 100 ms: the import needs many of
+  // them, so an abort 300 ms in always lands mid-work, however fast the machine is (a
+  // local file can be imported whole before the first progress message reaches JS).
+  const server = createServer((req, res) => {
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
+    const a = m ? Number(m[1]) : 0
+    const b = m && m[2] !== '' ? Math.min(Number(m[2]), big.length - 1) : big.length - 1
+    setTimeout(() => {
+      res.writeHead(m ? 206 : 200, { 'content-length': b + 1 - a, 'accept-ranges': 'bytes', ...(m ? { 'content-range': `bytes ${a}-${b}/${big.length}` } : {}) })
+      res.end(req.method === 'HEAD' ? undefined : big.subarray(a, b + 1))
+    }, 100)
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise((r) => server.close(r)))
+  const url = `http://127.0.0.1:${server.address().port}/src.raw`
   const ac = new AbortController()
-  const e = await t.throwsAsync(
-    sk.qcow2.importImage(join(dir, 'src.raw'), dst, {
-      compress: 'zlib',
-      signal: ac.signal,
-      onProgress: (p) => p.phase === 'write' && ac.abort(),
-    }),
-  )
+  setTimeout(() => ac.abort(), 300)
+  const e = await t.throwsAsync(sk.qcow2.importImage(url, dst, { compress: 'zlib', signal: ac.signal }))
   t.is(e.code, 'ERR_SPARSEKIT_ABORTED')
   t.is(readFileSync(dst, 'utf8'), 'old')
   t.deepEqual(readdirSync(dir).sort(), ['src.raw', 'x.qcow2'])
