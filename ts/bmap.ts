@@ -5,11 +5,11 @@ import {
   checkOneOf,
   checkOptions,
   checkPath,
-  invalidArgType,
   PathLike,
   LONG_KEYS,
   HTTP_KEYS,
   MEDIA_KEYS,
+  checkBmapChoice,
 } from './validate'
 import { mediaArgs, MediaOptions } from './media'
 import { LongOptions, run } from './run'
@@ -154,19 +154,7 @@ export async function copy(
           CUSTOMIZE_KEYS,
         ) as unknown as BmapCopyOptions['customize'])
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
-  let bmap: string | Buffer | undefined
-  let noBmap = false
-  if (o.bmap === false) noBmap = true
-  else if (o.bmap !== undefined) {
-    const v: unknown = o.bmap
-    if (v === true || v === null)
-      throw invalidArgType(
-        'options.bmap',
-        'of type string or an instance of Buffer or URL, or false',
-        v,
-      )
-    bmap = checkPath('options.bmap', o.bmap)
-  }
+  const { bmap, noBmap } = checkBmapChoice('options.bmap', o.bmap)
   const opts = {
     bmap,
     noBmap,

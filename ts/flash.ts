@@ -23,6 +23,7 @@ import {
   LONG_KEYS,
   HTTP_KEYS,
   MEDIA_KEYS,
+  checkBmapChoice,
 } from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
@@ -237,19 +238,7 @@ export async function flash(
           CUSTOMIZE_KEYS,
         ) as unknown as FlashCustomize)
   if (custom) customizationArgs('options.customize', custom.files, custom.append)
-  let bmap: string | Buffer | undefined
-  let noBmap = false
-  if (o.bmap === false) noBmap = true
-  else if (o.bmap !== undefined) {
-    const v: unknown = o.bmap
-    if (v === true || v === null)
-      throw invalidArgType(
-        'options.bmap',
-        'of type string or an instance of Buffer or URL, or false',
-        v,
-      )
-    bmap = checkPath('options.bmap', o.bmap)
-  }
+  const { bmap, noBmap } = checkBmapChoice('options.bmap', o.bmap)
   if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
   const opts = {
     bmap,
@@ -424,19 +413,7 @@ export async function verify(
     ...LONG_KEYS,
     ...HTTP_KEYS,
   ]) as VerifyOptions
-  let bmap: string | Buffer | undefined
-  let noBmap = false
-  if (o.bmap === false) noBmap = true
-  else if (o.bmap !== undefined) {
-    const v: unknown = o.bmap
-    if (v === true || v === null)
-      throw invalidArgType(
-        'options.bmap',
-        'of type string or an instance of Buffer or URL, or false',
-        v,
-      )
-    bmap = checkPath('options.bmap', o.bmap)
-  }
+  const { bmap, noBmap } = checkBmapChoice('options.bmap', o.bmap)
   if (o.zipEntry !== undefined) checkString('options.zipEntry', o.zipEntry)
   const opts = {
     bmap,

@@ -174,6 +174,22 @@ export function checkFunction(
   return value as (...args: never[]) => unknown
 }
 
+/**
+ * The `bmap` option of flash, verify and bmap copy: a path (string, Buffer or URL) to use,
+ * `false` for none, or absent for the default (`IMAGE.bmap` beside the image).
+ */
+export function checkBmapChoice(
+  name: string,
+  value: unknown,
+): { bmap: string | Buffer | undefined; noBmap: boolean } {
+  if (value === false) return { bmap: undefined, noBmap: true }
+  if (value === undefined) return { bmap: undefined, noBmap: false }
+  if (value === true || value === null) {
+    throw invalidArgType(name, 'of type string or an instance of Buffer or URL, or false', value)
+  }
+  return { bmap: checkPath(name, value), noBmap: false }
+}
+
 export function checkBoolean(name: string, value: unknown): boolean | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
