@@ -62,6 +62,18 @@ impl Loop {
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = sh(&format!("losetup -d {}", self.0));
+        // The kernel detaches only when the last opener (udev's probe, a just-unmounted file
+        // system) lets go: wait until the device no longer names its backing file, so the
+        // next step does not see the image still attached.
+        let name = self.0.trim_start_matches("/dev/");
+        let backing = format!("/sys/block/{name}/loop/backing_file");
+        for _ in 0..100 {
+            if !Path::new(&backing).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("{} still attached 5 s after losetup -d", self.0);
     }
 }
 
