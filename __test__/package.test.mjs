@@ -9,7 +9,7 @@
 // test must never pass.
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, createWriteStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, copyFileSync, createWriteStream, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
@@ -26,7 +26,14 @@ const PLATFORMS = {
 // libc functions newer than the glibc 2.17 link sysroot, called directly (so imported without
 // a version): the glibc release that added each.
 const UNVERSIONED_GLIBC = { copy_file_range: '2.27', statx: '2.28', getrandom: '2.25', gettid: '2.30' }
-const nodeFile = (p) => join(ROOT, 'npm', p, `sparsekit.${p}.node`)
+// npm test builds and checks the `smoke` profile (scripts/prebuilt --smoke: the release code
+// unoptimised and without LTO, same compiler, linkers and checks, a fraction of the CPU
+// time), placed beside cargo's output so the shipped npm/ folders are never overwritten;
+// SPARSEKIT_LONG_TESTS=1 builds and tests the shipped release binaries in npm/.
+const LONG = process.env.SPARSEKIT_LONG_TESTS === '1'
+const TARGET = process.env.CARGO_TARGET_DIR || join(ROOT, 'target')
+const TRIPLE = { 'linux-x64-gnu': 'x86_64-unknown-linux-gnu', 'linux-arm64-gnu': 'aarch64-unknown-linux-gnu' }
+const nodeFile = (p) => (LONG ? join(ROOT, 'npm', p) : join(TARGET, TRIPLE[p], 'smoke')) + `/sparsekit.${p}.node`
 const CAN_NOT_RUN = 3 // exit code of scripts/prebuilt and scripts/test-aarch64.sh
 
 /** Run a command, its output to a log file (big: cargo), resolve { code, seconds, log }. */
@@ -73,7 +80,7 @@ function dynamicSymbols(t, platform) {
 const IS_X64_HOST = process.platform === 'linux' && process.arch === 'x64'
 const logDir = mkdtempSync(join(tmpdir(), 'sparsekit-pkg-'))
 test.after.always(() => rmSync(logDir, { recursive: true, force: true }))
-const prebuilt = IS_X64_HOST ? runLoggedSync('bash', ['scripts/prebuilt', 'x64', 'arm64'], join(logDir, 'prebuilt.log')) : null
+const prebuilt = IS_X64_HOST ? runLoggedSync('bash', ['scripts/prebuilt', ...(LONG ? [] : ['--smoke']), 'x64', 'arm64'], join(logDir, 'prebuilt.log')) : null
 const crossReason = !IS_X64_HOST
   ? `the cross toolchains run on linux-x64 hosts, this is ${process.platform}-${process.arch}`
   : prebuilt.code === CAN_NOT_RUN
@@ -89,7 +96,7 @@ function serialUnless(reason) {
   }
 }
 
-serialUnless(crossReason)('npm run prebuilt builds the x64 and aarch64 binaries from this commit', (t) => {
+serialUnless(crossReason)(`npm run prebuilt builds the x64 and aarch64 binaries from this commit (${LONG ? 'release' : 'smoke'} profile)`, (t) => {
   t.is(prebuilt.code, 0, `scripts/prebuilt failed:\n${tail(prebuilt.log)}`)
   for (const line of prebuilt.log.split('\n')) if (line.startsWith('prebuilt: ')) t.log(line)
   t.log(`scripts/prebuilt: ${prebuilt.seconds} s`)
@@ -204,7 +211,12 @@ withBinaries('npm pack makes root and platform tarballs that hold only what user
     t.deepEqual([m.os, m.cpu, m.libc], [['linux'], [PLATFORMS[p].cpu], ['glibc']])
     t.is(manifest.optionalDependencies?.[m.name], manifest.version, `root optionalDependencies lacks ${m.name}@${manifest.version}`)
     for (const s of ['preinstall', 'install', 'postinstall', 'prepare']) t.falsy(m.scripts?.[s], `${m.name} has a ${s} script`)
-    const info = pack(t, join(ROOT, 'npm', p), dest)
+    // The package folder as shipped, holding the binary under test.
+    const dir = join(dest, `${p}-folder`)
+    mkdirSync(dir)
+    for (const f of ['package.json', 'README.md']) copyFileSync(join(ROOT, 'npm', p, f), join(dir, f))
+    copyFileSync(nodeFile(p), join(dir, `sparsekit.${p}.node`))
+    const info = pack(t, dir, dest)
     t.deepEqual(info.files.map((f) => f.path).sort(), ['README.md', 'package.json', `sparsekit.${p}.node`])
     t.log(`${info.filename}: ${info.size} bytes packed, ${info.unpackedSize} unpacked`)
     packed[p] = join(dest, info.filename)
