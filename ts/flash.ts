@@ -27,7 +27,7 @@ import {
 } from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
-import { mediaArgs, MediaOptions } from './media'
+import { mediaArgs, MediaOptions, trimResult, TrimResult } from './media'
 
 /** One destination's progress, as {@link FlashProgress} lists them. */
 export interface DestinationProgress {
@@ -163,6 +163,12 @@ export interface FlashResult {
   sourceBytes: number
   /** The decompressed image's SHA-256 (lowercase hex), when `sha256` was given and matched. */
   sha256?: string
+  /**
+   * With `trim` and no bmap: the image's used bytes (the only ones read, written and read
+   * back) and its provably free ones; `null` without `trim` or when a bmap was followed
+   * (then `bmap` names it).
+   */
+  trim: TrimResult | null
 }
 
 function failure(f: native.NativeFailure): SparsekitError {
@@ -332,6 +338,7 @@ export async function flash(
     }),
     imageSize: r.imageSize,
     sourceBytes: r.sourceBytes,
+    trim: trimResult(r.trim),
   }
   // First-boot files, into each destination that was written and read back, once the
   // image is there: written, synced and read back by content. A failure fails that

@@ -361,7 +361,7 @@ impl fmt::Display for Error {
                  file-system metadata spread through the whole image, which must be read at \
                  offsets; flash its bmap instead (one written by `sparsekit backup` beside \
                  the image, or `sparsekit bmap create --fs` of the decompressed image), or \
-                 flash without trim. Nothing was written"
+                 flash without trim: true. Nothing was written"
             ),
             Error::InvalidArg { name, value } => write!(f, "invalid {name}: '{value}'"),
             Error::Aborted => f.write_str("the operation was aborted"),
