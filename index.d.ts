@@ -728,6 +728,8 @@ export interface NativeVerifyOptions {
   sha256?: string
   /** The zip entry (default: the largest). */
   zipEntry?: string
+  /** Without a bmap, compare only the blocks the image's file systems use. */
+  trim?: boolean
   ca?: Buffer
   retries?: number
   retryDelay?: number
@@ -739,6 +741,7 @@ export interface NativeVerifyResult {
   imageSize: number
   bmap?: string
   sha256?: string
+  trim?: NativeTrim
 }
 
 /** Clusters this image allocates (not its backing files), one bit per guest cluster. */

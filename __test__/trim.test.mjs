@@ -160,6 +160,11 @@ for (const table of ['gpt', 'dos']) {
     // Written: the used blocks (the first MiB is written last, on its own).
     t.true(d.bytesWritten >= r.trim.usedBytes && d.bytesWritten <= r.trim.usedBytes + MiB, `${d.bytesWritten} written, ${r.trim.usedBytes} used`)
     await check(t, dir, dev, c, r.trim)
+    // verify with trim compares the used blocks only: equal; without, the free ones differ.
+    const v = await sk.verify(c.img, dev, { trim: true })
+    t.deepEqual(v.trim, r.trim)
+    t.is(v.bytesCompared, r.trim.usedBytes)
+    await t.throwsAsync(sk.verify(c.img, dev, { bmap: false }), { code: 'ERR_SPARSEKIT_CHECKSUM_MISMATCH' })
     // Past the image: untouched.
     t.true(readRange(dev, SIZE, 96 * MiB - SIZE).equals(Buffer.alloc(96 * MiB - SIZE, FILL)))
   })
@@ -240,5 +245,5 @@ test('trim is validated like every option', async (t) => {
   await t.throwsAsync(sk.flash('x.img', ['y.img'], { trim: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' })
   await t.throwsAsync(sk.bmap.copy('x.img', 'y.img', { trim: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
   await t.throwsAsync(sk.flash('x.img', ['y.img'], { trimmed: true }), { code: 'ERR_INVALID_ARG_VALUE' })
-  await t.throwsAsync(sk.verify('x.img', 'y.img', { trim: true }), { code: 'ERR_INVALID_ARG_VALUE' })
+  await t.throwsAsync(sk.verify('x.img', 'y.img', { trim: 'no' }), { code: 'ERR_INVALID_ARG_TYPE' })
 })

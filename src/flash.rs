@@ -582,6 +582,8 @@ pub struct NativeVerifyOptions {
     pub sha256: Option<String>,
     /// The zip entry (default: the largest).
     pub zip_entry: Option<String>,
+    /// Without a bmap, compare only the blocks the image's file systems use.
+    pub trim: Option<bool>,
     pub ca: Option<Buffer>,
     pub retries: Option<u32>,
     pub retry_delay: Option<u32>,
@@ -594,6 +596,7 @@ pub struct NativeVerifyResult {
     pub image_size: f64,
     pub bmap: Option<String>,
     pub sha256: Option<String>,
+    pub trim: Option<NativeTrim>,
 }
 
 /// Read a destination back and compare it with an image, writing nothing.
@@ -629,6 +632,7 @@ pub fn verify_image<'env>(
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
+                trim: o.trim.unwrap_or(false),
                 ..FlashOptions::default()
             };
             let r = sparsekit_flash::verify(&source, &dst, &opts, ctl)
@@ -638,6 +642,7 @@ pub fn verify_image<'env>(
                 image_size: to_f64("imageSize", r.image_size)?,
                 bmap: r.bmap,
                 sha256: r.sha256,
+                trim: native_trim(r.trim)?,
             })
         },
         |env, v| unsafe { NativeVerifyResult::to_napi_value(env.raw(), v) },

@@ -50,7 +50,8 @@ export interface MediaOptions {
    * anything is written: its free blocks are only known from metadata spread through the
    * whole image; flash it with its bmap instead (`sparsekit backup` writes one;
    * `bmap.create(img, { filesystems: true })` makes one of a decompressed image). With a
-   * bmap found or given, the bmap is followed and `trim` is `null`. Not for `verify`.
+   * bmap found or given, the bmap is followed and `trim` is `null`. For `verify`: compare only
+   * the used blocks (what a trimmed flash wrote).
    */
   trim?: boolean
 }

@@ -486,6 +486,9 @@ pub struct VerifyReport {
     pub bmap: Option<String>,
     /// The image's SHA-256, when [`FlashOptions::sha256`] asked for it to be checked.
     pub sha256: Option<String>,
+    /// With [`FlashOptions::trim`] and no bmap: what was found (only the used bytes were
+    /// compared).
+    pub trim: Option<crate::trim::Trim>,
 }
 
 /// Read `dst` back and compare it with the image at `source` (any source [`flash`]
@@ -540,6 +543,7 @@ fn verify_opened(
         image_size: r.image_size,
         bmap: r.bmap,
         sha256: r.sha256,
+        trim: r.trim,
     })
 }
 
