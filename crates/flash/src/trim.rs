@@ -134,7 +134,10 @@ pub(crate) fn apply(mut opened: Opened, ctl: &mut Control) -> Result<Opened> {
         }
         Input::Zip { mut archive, index } => {
             let Some(bytes) = opened.archive_bytes.take() else {
-                return Err(unsupported(&opened, "the zip archive cannot be read at offsets"));
+                return Err(unsupported(
+                    &opened,
+                    "the zip archive cannot be read at offsets",
+                ));
             };
             let window = stored_entry(&mut archive, index, bytes, &opened)?;
             let (b, t) = trimmed(&window, ctl)?;
@@ -192,7 +195,9 @@ fn stored_entry(
     };
     let window = Window::new(bytes, start, size).map_err(|e| Error::Zip {
         path: Some(label.clone()),
-        message: format!("the stored entry ({size} bytes at offset {start}) ends past the archive: {e}"),
+        message: format!(
+            "the stored entry ({size} bytes at offset {start}) ends past the archive: {e}"
+        ),
     })?;
     // The entry's first bytes, through the zip reader and through the window: the same,
     // or the offset is not the data's.
@@ -204,7 +209,9 @@ fn stored_entry(
         .read_exact(&mut want)
         .map_err(|e| source::read_error(e, label))?;
     let mut got = vec![0u8; n];
-    window.read_exact_at(&mut got, 0).map_err(crate::error::error_of_io)?;
+    window
+        .read_exact_at(&mut got, 0)
+        .map_err(crate::error::error_of_io)?;
     if got != want {
         return Err(Error::Zip {
             path: Some(label.clone()),
@@ -234,7 +241,10 @@ mod tests {
         let r: Vec<_> = b.ranges.iter().map(|r| (r.first, r.last)).collect();
         assert_eq!(r, vec![(0, 1), (3, 3)]);
         let b = bmap_of_used(10 * 4096 + 100, [10 * 4096..10 * 4096 + 100]);
-        assert_eq!(b.ranges[0].bytes(b.block_size, b.image_size), (40960, 41060));
+        assert_eq!(
+            b.ranges[0].bytes(b.block_size, b.image_size),
+            (40960, 41060)
+        );
         assert_eq!(b.blocks_count, 11);
         assert_eq!(b.mapped_blocks_count, 1);
         assert!(bmap_of_used(100, [200..300]).ranges.is_empty());

@@ -46,7 +46,14 @@ fn must(cmd: &str) -> String {
 
 /// The tools the image is built with, or why the test is skipped.
 fn skip() -> Option<String> {
-    for t in ["sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "mdel", "debugfs"] {
+    for t in [
+        "sfdisk",
+        "mkfs.vfat",
+        "mkfs.ext4",
+        "mcopy",
+        "mdel",
+        "debugfs",
+    ] {
         if sh(&format!("command -v {t}")).is_err() {
             return Some(format!("SKIP: {t} is not installed"));
         }
@@ -167,11 +174,8 @@ fn trimmed(source: &str) -> (sparsekit_flash::FlashReport, Vec<u8>) {
 /// The layout's used ranges of the image, and checks of a trimmed disk against it:
 /// every used byte equal, every whole free block still [`FILL`].
 fn check(img: &[u8], disk: &[u8], r: &sparsekit_flash::FlashReport) {
-    let l = sparsekit_layout::layout(
-        &MemStorage::from_vec(img.to_vec()),
-        &mut Control::none(),
-    )
-    .unwrap();
+    let l = sparsekit_layout::layout(&MemStorage::from_vec(img.to_vec()), &mut Control::none())
+        .unwrap();
     let b = bmap_of_used(l.size, l.used.iter().map(|r| r.offset..r.offset + r.length));
     let t = r.trim.expect("a trim report");
     assert_eq!(t.used_bytes, b.mapped_bytes());
@@ -230,8 +234,8 @@ fn plain_file_trimmed() {
     let (r, disk) = trimmed(img.to_str().unwrap());
     check(&bytes, &disk, &r);
     // The map itself: every used byte inside a mapped range, no mapped block wholly free.
-    let l = sparsekit_layout::layout(&FileStorage::open(&img).unwrap(), &mut Control::none())
-        .unwrap();
+    let l =
+        sparsekit_layout::layout(&FileStorage::open(&img).unwrap(), &mut Control::none()).unwrap();
     let b = bmap_of_used(l.size, l.used.iter().map(|r| r.offset..r.offset + r.length));
     for u in &l.used {
         assert!(
@@ -246,7 +250,9 @@ fn plain_file_trimmed() {
         for blk in m.first..=m.last {
             let (s, e) = (blk * TRIM_BLOCK, ((blk + 1) * TRIM_BLOCK).min(SIZE));
             assert!(
-                l.used.iter().any(|u| u.offset < e && s < u.offset + u.length),
+                l.used
+                    .iter()
+                    .any(|u| u.offset < e && s < u.offset + u.length),
                 "block {blk} is mapped but free"
             );
         }
