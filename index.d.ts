@@ -155,6 +155,8 @@ export interface NativeBmapCopyOptions {
   onlyChanged?: boolean
   /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
   unmapped?: string
+  /** Without a bmap, only the blocks the image's file systems use. */
+  trim?: boolean
 }
 
 export interface NativeBmapCopyResult {
@@ -169,6 +171,8 @@ export interface NativeBmapCopyResult {
   bytesSkipped: number
   retries: number
   sha256?: string
+  /** What trim found, when it was asked for and no bmap was used. */
+  trim?: NativeTrim
 }
 
 export interface NativeBmapCreated {
@@ -343,6 +347,8 @@ export interface NativeFlashOptions {
   checkCapacity?: boolean
   /** Flush and eject each destination that succeeded. */
   eject?: boolean
+  /** Without a bmap, read and write only the blocks the source's file systems use. */
+  trim?: boolean
 }
 
 export interface NativeFlashResult {
@@ -353,6 +359,7 @@ export interface NativeFlashResult {
   zipEntry?: string
   sourceBytes: number
   sha256?: string
+  trim?: NativeTrim
 }
 
 /**
@@ -632,6 +639,8 @@ export interface NativeRemoteOptions {
   onlyChanged?: boolean
   /** bmap copy: `keep`, `zero` or `discard` the unmapped ranges. */
   unmapped?: string
+  /** bmap copy: without a bmap, only the blocks the image's file systems use. */
+  trim?: boolean
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */
@@ -697,6 +706,15 @@ export interface NativeSyncResult {
   streamBytes: number
 }
 
+/**
+ * What trimming found: the image's used bytes (the only ones read and written) and its
+ * provably free ones.
+ */
+export interface NativeTrim {
+  usedBytes: number
+  freeBytes: number
+}
+
 export interface NativeVerifyOptions {
   /** A bmap file; absent: IMAGE.bmap beside a local image, URL.bmap for a URL. */
   bmap?: string | Buffer
@@ -710,6 +728,8 @@ export interface NativeVerifyOptions {
   sha256?: string
   /** The zip entry (default: the largest). */
   zipEntry?: string
+  /** Without a bmap, compare only the blocks the image's file systems use. */
+  trim?: boolean
   ca?: Buffer
   retries?: number
   retryDelay?: number
@@ -721,6 +741,7 @@ export interface NativeVerifyResult {
   imageSize: number
   bmap?: string
   sha256?: string
+  trim?: NativeTrim
 }
 
 /** Clusters this image allocates (not its backing files), one bit per guest cluster. */

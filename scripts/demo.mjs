@@ -344,10 +344,74 @@ try {
   console.log(`  wrote ${cu.written.join(', ')}; appended to ${cu.appended.join(', ')} (once: a second run ${again.already.length ? 'left it' : 'CHANGED it'})`)
   console.log(`  fsck.fat -n ${fsckOk ? 'clean' : 'FAILED'}; the ext4 partition ${rootSum() === rootBefore ? 'byte-identical' : 'CHANGED'}`)
 
+  step('14. backup a card (loop device) to an image of its used blocks, restore it to a smaller card: by its bmap, and by flash --trim')
+  let backupOk = true
+  if (process.getuid?.() === 0) {
+    // A 256 MiB "card": MBR, a boot loader's random bytes before the first partition, FAT32
+    // boot (64 MiB) + ext4 root (96 MiB) holding the step-1 files; 95 MiB unpartitioned after.
+    const devs = []
+    const attach = (name, size) => {
+      // Filled with 0xff, as a used card's free space holds old data.
+      writeFileSync(join(work, name), Buffer.alloc(size, 0xff))
+      const dev = execFileSync('losetup', ['--find', '--show', join(work, name)]).toString().trim()
+      devs.push(dev)
+      return dev
+    }
+    try {
+      const cardImg = join(work, 'card.img')
+      execFileSync('truncate', ['-s', '256M', cardImg])
+      execFileSync('sfdisk', ['-q', cardImg], { input: 'label: dos\nstart=8192, size=131072, type=c\nstart=139264, size=196608, type=83\n' })
+      execFileSync('dd', ['if=/dev/urandom', `of=${cardImg}`, 'bs=1M', 'seek=1', 'count=3', 'conv=notrunc', 'status=none'])
+      const bootPart = join(work, 'card-boot.part')
+      const rootPart = join(work, 'card-root.part')
+      execFileSync('mkfs.vfat', ['-C', '-F', '32', '-n', 'BOOT', bootPart, String(64 * 1024)], { stdio: 'ignore' })
+      execFileSync('mcopy', ['-i', bootPart, join(content, 'boot', 'kernel.img'), join(content, 'README'), '::/'])
+      execFileSync('mkfs.ext4', ['-q', '-F', '-d', content, rootPart, '96M'])
+      execFileSync('dd', [`if=${bootPart}`, `of=${cardImg}`, 'bs=1M', 'seek=4', 'conv=notrunc', 'status=none'])
+      execFileSync('dd', [`if=${rootPart}`, `of=${cardImg}`, 'bs=1M', 'seek=68', 'conv=notrunc', 'status=none'])
+      const card = execFileSync('losetup', ['--find', '--show', cardImg]).toString().trim()
+      devs.push(card)
+      const backupImg = join(work, 'card-backup.img')
+      const b = await time('backup(card)', () => sk.backup(card, backupImg))
+      console.log(`  ${card}: ${human(b.sourceSize)} card, ${human(b.bytesCopied)} copied; image ${human(b.imageSize)} ` +
+        `(${human(b.cutBytes)} cut after the last partition), ${human(statSync(backupImg).blocks * 512)} allocated, bmap beside`)
+      // Restore to two smaller cards (164 MiB: the image ends with the last partition).
+      const sum = (dev, start, len) => createHash('sha256').update(execFileSync('dd', [`if=${dev}`, 'bs=1M', `skip=${start}`, `count=${len}`, 'status=none'], { maxBuffer: 512 * MiB })).digest('hex')
+      const check = (dev) => {
+        const boot = join(work, 'chk-boot.part')
+        const root = join(work, 'chk-root.part')
+        execFileSync('dd', [`if=${dev}`, `of=${boot}`, 'bs=1M', 'skip=4', 'count=64', 'status=none'])
+        execFileSync('dd', [`if=${dev}`, `of=${root}`, 'bs=1M', 'skip=68', 'count=96', 'status=none'])
+        const fsck = spawnSync('fsck.vfat', ['-n', boot]).status === 0 && spawnSync('e2fsck', ['-fn', root]).status === 0
+        const dumped = join(work, 'chk-rootfs.bin')
+        execFileSync('debugfs', ['-R', `dump /data/rootfs.bin ${dumped}`, root], { stdio: 'ignore' })
+        const filesOk = readFileSync(dumped).equals(readFileSync(join(content, 'data', 'rootfs.bin'))) &&
+          execFileSync('mtype', ['-i', boot, '::/README']).toString() === readFileSync(join(content, 'README'), 'utf8')
+        // The partition table and the boot loader's bytes before the first partition.
+        return fsck && filesOk && sum(dev, 0, 4) === sum(cardImg, 0, 4)
+      }
+      const small = [attach('card-b.img', 164 * MiB), attach('card-c.img', 164 * MiB)]
+      const viaBmap = await time('flash(backup, its bmap)', () => sk.flash(backupImg, [small[0]]))
+      const viaTrim = await time('flash(backup, { trim, no bmap })', () => sk.flash(backupImg, [small[1]], { bmap: false, trim: true }))
+      for (const [what, r] of [['bmap', viaBmap], ['trim', viaTrim]]) {
+        const d = r.destinations[0]
+        const ok = d.ok && d.verified && check(d.path)
+        backupOk &&= ok
+        console.log(`  ${d.path} by ${what}: ${human(d.bytesWritten)} written of a ${human(r.imageSize)} image` +
+          `${r.trim ? ` (layout: ${human(r.trim.usedBytes)} used, ${human(r.trim.freeBytes)} free left as it was)` : ` (${r.bmap})`}; ` +
+          `fsck.vfat and e2fsck ${ok ? 'clean, files and the boot loader equal' : 'FAILED or files DIFFER'}`)
+      }
+    } finally {
+      for (const dev of devs.reverse()) spawnSync('losetup', ['-d', dev])
+    }
+  } else {
+    console.log('  (not root: backup and restore of loop devices are skipped)')
+  }
+
   step('12. Windows: the same image in the official Windows node.exe under wine, with the win32 binary')
   const winOk = await windowsStep(image, copyPath, sums.blake3)
 
-  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !writeOk || !syncOk || !editOk || !multiOk || !remoteOk || !winOk || !piOk) throw new Error('demo: a copy did not match its source')
+  if (!same || a !== b || !flashOk || !xzOk || !qcowOk || !writeOk || !syncOk || !editOk || !multiOk || !remoteOk || !winOk || !piOk || !backupOk) throw new Error('demo: a copy did not match its source')
   console.log('\ndemo finished: all checks passed')
 } finally {
   rmSync(work, { recursive: true, force: true })

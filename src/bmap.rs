@@ -99,6 +99,8 @@ pub struct NativeBmapCopyOptions {
     pub only_changed: Option<bool>,
     /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
     pub unmapped: Option<String>,
+    /// Without a bmap, only the blocks the image's file systems use.
+    pub trim: Option<bool>,
 }
 
 #[napi(object)]
@@ -114,6 +116,8 @@ pub struct NativeBmapCopyResult {
     pub bytes_skipped: f64,
     pub retries: f64,
     pub sha256: Option<String>,
+    /// What trim found, when it was asked for and no bmap was used.
+    pub trim: Option<crate::flash::NativeTrim>,
 }
 
 /// The JS result of a bmap copy through the flash crate.
@@ -131,6 +135,7 @@ pub fn copy_result(
         bytes_skipped: r.bytes_skipped as f64,
         retries: r.retries as f64,
         sha256: r.sha256,
+        trim: crate::flash::native_trim(r.trim)?,
     })
 }
 
@@ -170,6 +175,7 @@ pub fn bmap_copy<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: unmapped_arg(o.unmapped.as_deref())?,
+                trim: o.trim.unwrap_or(false),
             };
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.

@@ -186,6 +186,8 @@ pub struct NativeFlashOptions {
     pub check_capacity: Option<bool>,
     /// Flush and eject each destination that succeeded.
     pub eject: Option<bool>,
+    /// Without a bmap, read and write only the blocks the source's file systems use.
+    pub trim: Option<bool>,
 }
 
 /// A destination's failure, as data: the TS layer makes it an `Error`.
@@ -226,6 +228,27 @@ pub struct NativeFlashDestination {
     pub error: Option<NativeFailure>,
 }
 
+/// What trimming found: the image's used bytes (the only ones read and written) and its
+/// provably free ones.
+#[napi(object)]
+pub struct NativeTrim {
+    pub used_bytes: f64,
+    pub free_bytes: f64,
+}
+
+/// A trim report for JS.
+pub(crate) fn native_trim(
+    t: Option<sparsekit_flash::Trim>,
+) -> std::result::Result<Option<NativeTrim>, Failure> {
+    t.map(|t| {
+        Ok(NativeTrim {
+            used_bytes: to_f64("trim.usedBytes", t.used_bytes)?,
+            free_bytes: to_f64("trim.freeBytes", t.free_bytes)?,
+        })
+    })
+    .transpose()
+}
+
 #[napi(object)]
 pub struct NativeFlashResult {
     pub destinations: Vec<NativeFlashDestination>,
@@ -235,6 +258,7 @@ pub struct NativeFlashResult {
     pub zip_entry: Option<String>,
     pub source_bytes: f64,
     pub sha256: Option<String>,
+    pub trim: Option<NativeTrim>,
 }
 
 /// Flash one source (path or http(s) URL) to several destinations at once.
@@ -287,6 +311,7 @@ pub fn flash_multi<'env>(
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
                 check_capacity: o.check_capacity.unwrap_or(false),
                 eject: o.eject.unwrap_or(false),
+                trim: o.trim.unwrap_or(false),
                 ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
@@ -324,6 +349,7 @@ pub fn flash_multi<'env>(
                 zip_entry: r.zip_entry,
                 source_bytes: r.source_bytes as f64,
                 sha256: r.sha256,
+                trim: native_trim(r.trim)?,
             })
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
@@ -369,6 +395,8 @@ pub struct NativeRemoteOptions {
     pub only_changed: Option<bool>,
     /// bmap copy: `keep`, `zero` or `discard` the unmapped ranges.
     pub unmapped: Option<String>,
+    /// bmap copy: without a bmap, only the blocks the image's file systems use.
+    pub trim: Option<bool>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -419,6 +447,7 @@ pub fn remote_bmap_copy<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+                trim: o.trim.unwrap_or(false),
             };
             let r = sparsekit_flash::bmap_copy_media(
                 &url,
@@ -553,6 +582,8 @@ pub struct NativeVerifyOptions {
     pub sha256: Option<String>,
     /// The zip entry (default: the largest).
     pub zip_entry: Option<String>,
+    /// Without a bmap, compare only the blocks the image's file systems use.
+    pub trim: Option<bool>,
     pub ca: Option<Buffer>,
     pub retries: Option<u32>,
     pub retry_delay: Option<u32>,
@@ -565,6 +596,7 @@ pub struct NativeVerifyResult {
     pub image_size: f64,
     pub bmap: Option<String>,
     pub sha256: Option<String>,
+    pub trim: Option<NativeTrim>,
 }
 
 /// Read a destination back and compare it with an image, writing nothing.
@@ -600,6 +632,7 @@ pub fn verify_image<'env>(
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
                 seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
                 sha256: o.sha256,
+                trim: o.trim.unwrap_or(false),
                 ..FlashOptions::default()
             };
             let r = sparsekit_flash::verify(&source, &dst, &opts, ctl)
@@ -609,6 +642,7 @@ pub fn verify_image<'env>(
                 image_size: to_f64("imageSize", r.image_size)?,
                 bmap: r.bmap,
                 sha256: r.sha256,
+                trim: native_trim(r.trim)?,
             })
         },
         |env, v| unsafe { NativeVerifyResult::to_napi_value(env.raw(), v) },

@@ -11,7 +11,7 @@ import {
   MEDIA_KEYS,
   checkBmapChoice,
 } from './validate'
-import { mediaArgs, MediaOptions } from './media'
+import { mediaArgs, MediaOptions, trimResult, TrimResult } from './media'
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 import {
@@ -113,6 +113,8 @@ export interface BmapCopyResult {
   retries: number
   /** The image's SHA-256, when `sha256` was given and matched. */
   sha256?: string
+  /** With `trim` and no bmap: `{ usedBytes, freeBytes }` of the image; `null` otherwise (see `flash`). */
+  trim: TrimResult | null
   /** With `customize`: what was written into the boot partition. */
   customized?: CustomizeResult
 }
@@ -176,6 +178,7 @@ export async function copy(
     rangesReadBack: r.rangesReadBack,
     bytesSkipped: r.bytesSkipped,
     retries: r.retries,
+    trim: trimResult(r.trim),
   }
   if (r.sha256 != null) out.sha256 = r.sha256
   if (r.bmap != null) out.bmap = r.bmap

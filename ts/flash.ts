@@ -27,7 +27,7 @@ import {
 } from './validate'
 import { LongOptions, Progress, run } from './run'
 import { httpArgs } from './http'
-import { mediaArgs, MediaOptions } from './media'
+import { mediaArgs, MediaOptions, trimResult, TrimResult } from './media'
 
 /** One destination's progress, as {@link FlashProgress} lists them. */
 export interface DestinationProgress {
@@ -163,6 +163,12 @@ export interface FlashResult {
   sourceBytes: number
   /** The decompressed image's SHA-256 (lowercase hex), when `sha256` was given and matched. */
   sha256?: string
+  /**
+   * With `trim` and no bmap: the image's used bytes (the only ones read, written and read
+   * back) and its provably free ones; `null` without `trim` or when a bmap was followed
+   * (then `bmap` names it).
+   */
+  trim: TrimResult | null
 }
 
 function failure(f: native.NativeFailure): SparsekitError {
@@ -332,6 +338,7 @@ export async function flash(
     }),
     imageSize: r.imageSize,
     sourceBytes: r.sourceBytes,
+    trim: trimResult(r.trim),
   }
   // First-boot files, into each destination that was written and read back, once the
   // image is there: written, synced and read back by content. A failure fails that
@@ -361,7 +368,7 @@ export async function flash(
 }
 
 /** Options of {@link verify}. */
-export interface VerifyOptions extends LongOptions, Pick<MediaOptions, 'seek' | 'sha256'> {
+export interface VerifyOptions extends LongOptions, Pick<MediaOptions, 'seek' | 'sha256' | 'trim'> {
   /** The bmap file, as for {@link flash}; `false`: none. */
   bmap?: PathLike | false
   /** Check each bmap range's checksum while the source streams; default `true`. */
@@ -388,6 +395,8 @@ export interface VerifyResult {
   bmap?: string
   /** The image's SHA-256, when `sha256` was given and matched. */
   sha256?: string
+  /** With `trim` and no bmap: `{ usedBytes, freeBytes }`; only the used bytes were compared. `null` otherwise. */
+  trim: TrimResult | null
 }
 
 /**
@@ -395,7 +404,8 @@ export interface VerifyResult {
  * at `seek`), writing nothing. What a flash writes is compared: the bmap's mapped ranges,
  * or without one a plain image's data extents, a stream whole. Resolves when they are
  * equal; rejects with `ERR_SPARSEKIT_CHECKSUM_MISMATCH` and `range` (`{ start, length }`,
- * destination bytes) naming the first run of differing 4 KiB blocks. Phase: `'verify'`.
+ * destination bytes) naming the first run of differing 4 KiB blocks. With `trim`, only the
+ * blocks the image's file systems use are compared (what a trimmed flash wrote). Phase: `'verify'`.
  */
 export async function verify(
   image: PathLike,
@@ -410,6 +420,7 @@ export async function verify(
     'zipEntry',
     'seek',
     'sha256',
+    'trim',
     ...LONG_KEYS,
     ...HTTP_KEYS,
   ]) as VerifyOptions
@@ -422,10 +433,15 @@ export async function verify(
     zipEntry: o.zipEntry,
     seek: checkBytes('options.seek', o.seek),
     sha256: checkSha256('options.sha256', o.sha256),
+    trim: checkBoolean('options.trim', o.trim),
     ...httpArgs(o),
   }
   const r = await run(o, (cancel, cb) => native.verifyImage(src, dst, opts, cancel, cb))
-  const out: VerifyResult = { bytesCompared: r.bytesCompared, imageSize: r.imageSize }
+  const out: VerifyResult = {
+    bytesCompared: r.bytesCompared,
+    imageSize: r.imageSize,
+    trim: trimResult(r.trim),
+  }
   if (r.bmap != null) out.bmap = r.bmap
   if (r.sha256 != null) out.sha256 = r.sha256
   return out

@@ -86,7 +86,7 @@ export type {
   VerifyOptions,
   VerifyResult,
 } from './flash'
-export type { MediaOptions } from './media'
+export type { MediaOptions, TrimResult } from './media'
 export type { HttpSourceOptions } from './http'
 export type { SparsekitError } from './validate'
 export type { PathLike } from './validate'

@@ -36,6 +36,37 @@ export interface MediaOptions {
    * destination with `ERR_SPARSEKIT_UNSUPPORTED` (use `zeroUnmapped`). Not with `zeroUnmapped`.
    */
   discard?: boolean
+  /**
+   * Without a bmap, read and write only the blocks the image's partition tables and file
+   * systems use (as {@link layout} finds them: free means provably free; the gap before the
+   * first partition, the tables, unknown, encrypted or dirty file systems are used), rounded
+   * outward to 4 KiB blocks; the read-back covers only those. The destination's bytes in
+   * free blocks are left as they were (on a block device; a regular file written from its
+   * start is truncated first, so they read as zeros): that is what makes it fast. The
+   * result's `trim` says `{ usedBytes, freeBytes }`. The image must be read at offsets: a
+   * plain file, an http(s) URL whose server takes range requests, or a zip entry that is
+   * stored (not deflated). A compressed image (gzip, xz, bzip2, zstd, a deflated zip entry)
+   * or a server without range requests rejects with `ERR_SPARSEKIT_TRIM_UNSUPPORTED` before
+   * anything is written: its free blocks are only known from metadata spread through the
+   * whole image; flash it with its bmap instead (`sparsekit backup` writes one;
+   * `bmap.create(img, { filesystems: true })` makes one of a decompressed image). With a
+   * bmap found or given, the bmap is followed and `trim` is `null`. For `verify`: compare only
+   * the used blocks (what a trimmed flash wrote).
+   */
+  trim?: boolean
+}
+
+/** What `trim` found (the `trim` of a flash or `bmap.copy` result). */
+export interface TrimResult {
+  /** Bytes of the image its layout found used, rounded outward to 4 KiB: the only bytes read, written and read back. */
+  usedBytes: number
+  /** Bytes of the image that are provably free (`imageSize - usedBytes`): neither read nor written. */
+  freeBytes: number
+}
+
+/** A native trim report as the API's result field. */
+export function trimResult(t: { usedBytes: number; freeBytes: number } | null | undefined): TrimResult | null {
+  return t == null ? null : { usedBytes: t.usedBytes, freeBytes: t.freeBytes }
 }
 
 /** The media options, checked, for the native layer. */
@@ -45,6 +76,7 @@ export function mediaArgs(o: MediaOptions) {
     sha256: checkSha256('options.sha256', o.sha256),
     onlyChanged: checkBoolean('options.onlyChanged', o.onlyChanged),
     unmapped: unmapped(o),
+    trim: checkBoolean('options.trim', o.trim),
   }
 }
 

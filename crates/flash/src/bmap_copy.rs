@@ -11,7 +11,7 @@ use sparsekit_http::{self as http, HttpOptions};
 
 use crate::dest::Opener;
 use crate::error::{Error, Result};
-use crate::flash::{run, FlashOptions, FlashReport, Mode, Target};
+use crate::flash::{open_source, run, FlashOptions, FlashReport, Mode, Target};
 use crate::source;
 
 /// The removable-media options `bmap copy` shares with [`crate::flash`] (see
@@ -27,6 +27,9 @@ pub struct Media {
     pub only_changed: bool,
     /// [`FlashOptions::unmapped`].
     pub unmapped: crate::Unmapped,
+    /// [`FlashOptions::trim`]: without a bmap, only the blocks the image's file systems
+    /// use are read and written.
+    pub trim: bool,
 }
 
 /// What [`bmap_copy`] and [`local_bmap_copy`] did, beyond the plain copy's report.
@@ -40,6 +43,8 @@ pub struct MediaReport {
     pub retries: u64,
     /// The image's SHA-256, when [`Media::sha256`] was checked.
     pub sha256: Option<String>,
+    /// What [`Media::trim`] found (see [`crate::FlashReport::trim`]).
+    pub trim: Option<crate::Trim>,
 }
 
 /// `bmap copy` of a remote image: `URL.bmap` found beside it (with
@@ -131,6 +136,7 @@ pub fn local_bmap_copy_media(
             bytes_skipped: 0,
             retries: 0,
             sha256: None,
+            trim: None,
         })
     }
 }
@@ -161,10 +167,13 @@ fn copy_to(
         sha256: media.sha256.clone(),
         only_changed: media.only_changed,
         unmapped: media.unmapped,
+        trim: media.trim,
         ..Default::default()
     };
-    // Open the source first: an unreachable URL leaves the destination untouched.
-    let opened = source::open(url, &fopts.bmap, None, http, ctl.cancel())?;
+    // Open the source first: an unreachable URL (or one that cannot be trimmed) leaves
+    // the destination untouched.
+    let opened = open_source(url, &fopts, ctl)?;
+    let bmap = opened.bmap.clone();
     // The opener's checks and opening: with the addon's, Windows disks and volumes
     // (locked and dismounted while writing) and macOS disks, the system disk and mounted
     // volumes refused.
@@ -196,7 +205,7 @@ fn finish(
         bytes_written: d.bytes_written,
         image_size: r.image_size,
         bmap_path: bmap_from,
-        used_bmap: bmap.is_some(),
+        used_bmap: bmap.is_some() && r.trim.is_none(),
         compression: r.compression,
         ranges_verified: match bmap {
             Some(b) if opts.verify => {
@@ -211,6 +220,7 @@ fn finish(
         bytes_skipped: d.bytes_skipped,
         retries: d.retries,
         sha256: r.sha256,
+        trim: r.trim,
     })
 }
 

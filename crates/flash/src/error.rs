@@ -119,6 +119,18 @@ pub enum Error {
         /// What is unsupported.
         what: String,
     },
+    /// Reading the source's layout for [`crate::FlashOptions::trim`] failed (a corrupt
+    /// partition table): `ERR_SPARSEKIT_LAYOUT_*`.
+    Layout(sparsekit_layout::Error),
+    /// [`crate::FlashOptions::trim`] of a source that cannot be read at offsets (a
+    /// compressed stream, a deflated zip entry, an HTTP server without range requests):
+    /// `ERR_SPARSEKIT_TRIM_UNSUPPORTED`, before anything is written.
+    TrimUnsupported {
+        /// The source.
+        source_name: String,
+        /// Why it cannot be trimmed.
+        why: String,
+    },
     /// A bad argument (no destinations, the same destination twice).
     InvalidArg {
         /// The argument.
@@ -178,6 +190,8 @@ impl ErrorInfo for Error {
             Error::Http(e) => e.code(),
             Error::Zip { .. } => "ERR_SPARSEKIT_ZIP",
             Error::Unsupported { .. } => "ERR_SPARSEKIT_UNSUPPORTED",
+            Error::Layout(e) => e.code(),
+            Error::TrimUnsupported { .. } => "ERR_SPARSEKIT_TRIM_UNSUPPORTED",
             Error::InvalidArg { .. } => "ERR_SPARSEKIT_INVALID_ARG",
             Error::Aborted => "ERR_SPARSEKIT_ABORTED",
         }
@@ -192,6 +206,7 @@ impl ErrorInfo for Error {
             }
             Error::Bmap(e) => e.raw_os_error(),
             Error::Extents(e) => e.raw_os_error(),
+            Error::Layout(e) => e.raw_os_error(),
             Error::Refused(e) => e.raw_os_error(),
             Error::Http(e) => e.raw_os_error(),
             _ => None,
@@ -220,6 +235,7 @@ impl ErrorInfo for Error {
             | Error::Counterfeit { path, .. } => Some(path),
             Error::Bmap(e) => e.path(),
             Error::Extents(e) => e.path(),
+            Error::Layout(e) => e.path(),
             Error::Refused(e) => e.path(),
             Error::Http(e) => e.path(),
             Error::DestinationFull { path, .. } => Some(path),
@@ -238,6 +254,7 @@ impl ErrorInfo for Error {
             | Error::Differs { start, .. } => Some(*start),
             Error::Bmap(e) => e.offset(),
             Error::Extents(e) => e.offset(),
+            Error::Layout(e) => e.offset(),
             Error::Refused(e) => e.offset(),
             Error::Http(e) => e.offset(),
             _ => None,
@@ -337,6 +354,15 @@ impl fmt::Display for Error {
             } => write!(f, "zip archive '{}': {message}", p.display()),
             Error::Zip { message, .. } => write!(f, "zip archive: {message}"),
             Error::Unsupported { what } => write!(f, "unsupported: {what}"),
+            Error::Layout(e) => e.fmt(f),
+            Error::TrimUnsupported { source_name, why } => write!(
+                f,
+                "cannot trim '{source_name}': {why}. Free blocks are only known from \
+                 file-system metadata spread through the whole image, which must be read at \
+                 offsets; flash its bmap instead (one written by `sparsekit backup` beside \
+                 the image, or `sparsekit bmap create --fs` of the decompressed image), or \
+                 flash without trim: true. Nothing was written"
+            ),
             Error::InvalidArg { name, value } => write!(f, "invalid {name}: '{value}'"),
             Error::Aborted => f.write_str("the operation was aborted"),
         }
@@ -352,6 +378,7 @@ impl std::error::Error for Error {
             }
             Error::Bmap(e) => Some(e),
             Error::Extents(e) => Some(e),
+            Error::Layout(e) => Some(e),
             Error::Refused(e) => Some(&**e),
             Error::Http(e) => Some(e),
             _ => None,

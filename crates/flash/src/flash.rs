@@ -90,6 +90,17 @@ pub struct FlashOptions {
     /// outcome in [`DestinationReport::ejected`] and [`DestinationReport::eject_error`]; a
     /// failed eject does not fail the destination).
     pub eject: bool,
+    /// Without a bmap, skip the free blocks of a random-access source (a plain local
+    /// file, an HTTP(S) URL whose server takes range requests, a zip archive's stored
+    /// entry) as its partition tables and file systems say
+    /// ([`sparsekit_layout::layout`]: free means provably free, everything unknown is
+    /// used): only the used blocks, rounded outward to 4 KiB, are read, written and read
+    /// back; the destination's bytes in free blocks are left as they were (see
+    /// [`FlashOptions::unmapped`]). [`FlashReport::trim`] says what was found. With a bmap
+    /// found or given, the bmap is followed and this does nothing. A compressed stream
+    /// (gzip, xz, bzip2, zstd, a deflated zip entry) or a server without range requests
+    /// fails with [`Error::TrimUnsupported`] before anything is written.
+    pub trim: bool,
 }
 
 /// What [`FlashOptions::unmapped`] does with the ranges of the image that are not written.
@@ -132,6 +143,7 @@ impl Default for FlashOptions {
             unmapped: Unmapped::Keep,
             check_capacity: false,
             eject: false,
+            trim: false,
         }
     }
 }
@@ -176,6 +188,9 @@ pub struct FlashReport {
     /// The decompressed image's SHA-256 (lowercase hex), when
     /// [`FlashOptions::sha256`] asked for it to be checked.
     pub sha256: Option<String>,
+    /// With [`FlashOptions::trim`] and no bmap: the image's used and free bytes (only the
+    /// used ones were read and written); `None` without trim or when a bmap was followed.
+    pub trim: Option<crate::trim::Trim>,
 }
 
 /// The state of one destination.
@@ -411,13 +426,7 @@ pub fn flash(
             seen.push(i);
         }
     }
-    let opened = source::open(
-        source,
-        &opts.bmap,
-        opts.zip_entry.as_deref(),
-        &opts.http,
-        ctl.cancel(),
-    )?;
+    let opened = open_source(source, opts, ctl)?;
     let targets = dsts
         .iter()
         .map(|p| Target {
@@ -426,6 +435,29 @@ pub fn flash(
         })
         .collect();
     run(opened, targets, opts, Mode::Write, status, ctl)
+}
+
+/// Open `source` as `opts` say, trimmed ([`FlashOptions::trim`]) when asked: only the
+/// source is read, nothing is written.
+pub(crate) fn open_source(
+    source: &str,
+    opts: &FlashOptions,
+    ctl: &mut Control<'_>,
+) -> Result<Opened> {
+    let opened = source::open(
+        source,
+        &opts.bmap,
+        opts.zip_entry.as_deref(),
+        &opts.http,
+        opts.trim,
+        ctl.cancel(),
+    )?;
+    if !opts.trim {
+        return Ok(opened);
+    }
+    // The layout is read with the caller's cancel token; its progress is not the
+    // flash's phases.
+    crate::trim::apply(opened, &mut Control::with_cancel(ctl.cancel().clone()))
 }
 
 /// [`flash`] to destinations opened by the caller (any [`Destination`]: tests use
@@ -437,13 +469,7 @@ pub fn flash_to(
     status: Option<&FlashStatus>,
     ctl: &mut Control<'_>,
 ) -> Result<FlashReport> {
-    let opened = source::open(
-        source,
-        &opts.bmap,
-        opts.zip_entry.as_deref(),
-        &opts.http,
-        ctl.cancel(),
-    )?;
+    let opened = open_source(source, opts, ctl)?;
     run(opened, targets, opts, Mode::Write, status, ctl)
 }
 
@@ -460,6 +486,9 @@ pub struct VerifyReport {
     pub bmap: Option<String>,
     /// The image's SHA-256, when [`FlashOptions::sha256`] asked for it to be checked.
     pub sha256: Option<String>,
+    /// With [`FlashOptions::trim`] and no bmap: what was found (only the used bytes were
+    /// compared).
+    pub trim: Option<crate::trim::Trim>,
 }
 
 /// Read `dst` back and compare it with the image at `source` (any source [`flash`]
@@ -473,13 +502,7 @@ pub fn verify(
     opts: &FlashOptions,
     ctl: &mut Control<'_>,
 ) -> Result<VerifyReport> {
-    let opened = source::open(
-        source,
-        &opts.bmap,
-        opts.zip_entry.as_deref(),
-        &opts.http,
-        ctl.cancel(),
-    )?;
+    let opened = open_source(source, opts, ctl)?;
     let d = sparsekit_io::FileStorage::open(dst)?;
     verify_opened(
         opened,
@@ -499,13 +522,7 @@ pub fn verify_to(
     opts: &FlashOptions,
     ctl: &mut Control<'_>,
 ) -> Result<VerifyReport> {
-    let opened = source::open(
-        source,
-        &opts.bmap,
-        opts.zip_entry.as_deref(),
-        &opts.http,
-        ctl.cancel(),
-    )?;
+    let opened = open_source(source, opts, ctl)?;
     verify_opened(opened, target, opts, ctl)
 }
 
@@ -526,6 +543,7 @@ fn verify_opened(
         image_size: r.image_size,
         bmap: r.bmap,
         sha256: r.sha256,
+        trim: r.trim,
     })
 }
 
@@ -1685,6 +1703,7 @@ pub(crate) fn run(
         zip_entry,
         consumed,
         label,
+        trim,
         ..
     } = opened;
     let mut reports: Vec<DestinationReport> = Vec::with_capacity(targets.len());
@@ -1893,10 +1912,16 @@ pub(crate) fn run(
         destinations: reports,
         image_size: info.image_size,
         compression: info.compression,
-        bmap: bmap_from.or_else(|| bmap.as_ref().map(|_| "given".to_string())),
+        // A trim's bmap is the engine's own: no bmap was used.
+        bmap: bmap_from.or_else(|| {
+            bmap.as_ref()
+                .filter(|_| trim.is_none())
+                .map(|_| "given".to_string())
+        }),
         zip_entry,
         source_bytes: consumed.load(Ordering::Relaxed).max(info.read.unwrap_or(0)),
         sha256,
+        trim,
     })
 }
 

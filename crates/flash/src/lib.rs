@@ -51,6 +51,7 @@ mod error;
 mod flash;
 mod probe;
 mod source;
+mod trim;
 
 pub use bmap_copy::{
     bmap_copy, bmap_copy_media, local_bmap_copy, local_bmap_copy_media, local_bmap_copy_to_drive,
@@ -65,3 +66,4 @@ pub use flash::{
 };
 pub use probe::{probe_capacity, ProbeReport, PROBE_BLOCK, PROBE_POINTS};
 pub use sparsekit_http::HttpOptions;
+pub use trim::{bmap_of_used, Trim, TRIM_BLOCK};

@@ -50,9 +50,10 @@ pub(crate) enum Input {
         /// unknown until the end, unless a bmap says it).
         compressed: bool,
     },
-    /// A plain image at a URL that has a bmap, read at offsets with range requests: only
-    /// its mapped ranges are fetched.
-    Ranged(Box<HttpStorage>),
+    /// A plain image read at offsets with only its mapped ranges read: a URL that has a
+    /// bmap (or is trimmed), fetched with range requests, or a zip archive's stored entry
+    /// (a window over the archive) to be trimmed.
+    Ranged(Box<dyn Storage>),
     /// An entry of a zip archive (a local file, or a URL read with range requests).
     Zip {
         archive: Box<ZipArchive>,
@@ -70,14 +71,23 @@ pub(crate) struct Opened {
     pub(crate) consumed: Arc<AtomicU64>,
     /// What it is called in messages.
     pub(crate) label: PathBuf,
+    /// For a zip archive opened to be trimmed: the archive's bytes, read at offsets (a
+    /// stored entry is a window of them).
+    pub(crate) archive_bytes: Option<Box<dyn Storage>>,
+    /// What trimming found ([`crate::trim`]), when it was asked for and no bmap was used.
+    pub(crate) trim: Option<crate::trim::Trim>,
 }
 
-/// Open `source` (a path or an http(s) URL).
+/// Open `source` (a path or an http(s) URL). With `trim` (and no bmap), a plain image at
+/// a URL is read with range requests when the server takes them, and a zip archive keeps
+/// its bytes at hand ([`Opened::archive_bytes`]), so [`crate::trim::apply`] can read
+/// the image's layout.
 pub(crate) fn open(
     source: &str,
     bmap: &BmapChoice,
     zip_entry: Option<&str>,
     http_opts: &HttpOptions,
+    trim: bool,
     cancel: &Cancel,
 ) -> Result<Opened> {
     let consumed = Arc::new(AtomicU64::new(0));
@@ -99,9 +109,15 @@ pub(crate) fn open(
             .map_err(|e| read_error(e, Path::new(source)))?;
         if is_zip(&head) {
             drop(r);
-            let storage = HttpStorage::open_with(client, source, http_opts)?;
+            let storage = HttpStorage::open_with(client.clone(), source, http_opts)?;
             let consumed = storage.counter();
             let label = PathBuf::from(source);
+            let archive_bytes = if trim && bmap.is_none() {
+                Some(Box::new(HttpStorage::open_with(client, source, http_opts)?)
+                    as Box<dyn Storage>)
+            } else {
+                None
+            };
             let cursor = sparsekit_io::StorageCursor::new(storage);
             let (archive, index, name) =
                 open_zip(&label, Box::new(cursor) as Box<dyn ReadSeek>, zip_entry)?;
@@ -115,11 +131,13 @@ pub(crate) fn open(
                 zip_entry: Some(name),
                 consumed,
                 label,
+                archive_bytes,
+                trim: None,
             });
         }
-        if bmap.is_some() && Compression::detect(&head).is_none() && !head.is_empty() {
-            // A plain image with a bmap: fetch only the mapped ranges, when the server
-            // can (else stream the whole body).
+        if (bmap.is_some() || trim) && Compression::detect(&head).is_none() && !head.is_empty() {
+            // A plain image with a bmap (or to be trimmed): fetch only the mapped ranges,
+            // when the server can (else stream the whole body; trimming then refuses).
             match HttpStorage::open_with(client.clone(), source, http_opts) {
                 Ok(storage) => {
                     drop(r);
@@ -134,6 +152,8 @@ pub(crate) fn open(
                         zip_entry: None,
                         consumed,
                         label: source.into(),
+                        archive_bytes: None,
+                        trim: None,
                     });
                 }
                 Err(http::Error::HttpNoRanges { .. }) => {}
@@ -159,6 +179,8 @@ pub(crate) fn open(
             zip_entry: None,
             consumed,
             label: source.into(),
+            archive_bytes: None,
+            trim: None,
         });
     }
     let path = Path::new(source);
@@ -177,8 +199,15 @@ pub(crate) fn open(
         zip_entry: None,
         consumed: consumed.clone(),
         label: path.to_path_buf(),
+        archive_bytes: None,
+        trim: None,
     };
     if is_zip(head) {
+        let archive_bytes = if trim && bmap.is_none() {
+            Some(Box::new(FileStorage::open(path)?) as Box<dyn Storage>)
+        } else {
+            None
+        };
         let (archive, index, name) = open_zip(
             path,
             Box::new(file.into_file()) as Box<dyn ReadSeek>,
@@ -189,6 +218,7 @@ pub(crate) fn open(
             index,
         });
         o.zip_entry = Some(name);
+        o.archive_bytes = archive_bytes;
         return Ok(o);
     }
     if zip_entry.is_some() {

@@ -8,6 +8,7 @@ import {
   HTTP_OPTIONS,
   httpOptions,
   MEDIA_OPTIONS,
+  TRIM_OPTION,
 } from './common'
 
 export default command({
@@ -43,6 +44,7 @@ export default command({
       description: 'create DST as a regular file if it does not exist',
     },
     ...MEDIA_OPTIONS,
+    TRIM_OPTION,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
@@ -50,6 +52,10 @@ export default command({
   notes: [
     'IMAGE may be plain or gz/xz/bz2/zst compressed, and an http(s) URL: read as a stream, its ' +
       'bmap fetched from URL.bmap, a cut connection resumed with range requests.',
+    '--trim (no bmap): only the used blocks of the partitions and file systems are read, written ' +
+      'and read back; free blocks of the destination are left as they were. The image must be ' +
+      'read at offsets (plain file, http(s) with ranges, stored zip entry): a compressed one is ' +
+      'refused (ERR_SPARSEKIT_TRIM_UNSUPPORTED); use its bmap (sparsekit backup writes one).',
   ],
   async run(ctx, v, [image, dst]) {
     if (v.bmap !== undefined && v.nobmap)
@@ -71,6 +77,7 @@ export default command({
       onlyChanged: v['only-changed'],
       zeroUnmapped: v['zero-unmapped'],
       discard: v.discard,
+      trim: v.trim,
       signal: ctx.signal,
       onProgress,
     })
@@ -80,7 +87,11 @@ export default command({
       await ctx.out(
         `wrote ${human(r.bytesWritten)} of a ${human(r.imageSize)} image to ${dst}` +
           (r.compression ? ` (${r.compression})` : '') +
-          (r.bmap ? ` with ${r.bmap}` : ' without a bmap') +
+          (r.bmap
+            ? ` with ${r.bmap}`
+            : r.trim
+              ? ` trimmed (${human(r.trim.freeBytes)} free left as it was)`
+              : ' without a bmap') +
           (r.bytesSkipped ? ` (${human(r.bytesSkipped)} already there)` : '') +
           `; ${r.rangesVerified} ranges verified` +
           (r.rangesReadBack ? `, ${r.rangesReadBack} read back` : '') +

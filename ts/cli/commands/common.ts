@@ -53,6 +53,15 @@ export const MEDIA_OPTIONS = [
   },
 ] as const
 
+/** `--trim` of flash and bmap copy: without a bmap, only the blocks the file systems use. */
+export const TRIM_OPTION = {
+  flag: 'trim',
+  type: 'boolean',
+  api: 'trim',
+  description:
+    "without a bmap, read and write only the blocks the image's file systems use (faster)",
+} as const
+
 /** Reads `--ca` and checks that `--ca` / `--retries` have an http(s) `source` to apply to. */
 export function httpOptions(values: Values, source: string): { ca?: Buffer; retries?: number } {
   const o: { ca?: Buffer; retries?: number } = {}

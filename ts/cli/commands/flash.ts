@@ -8,6 +8,7 @@ import {
   CUSTOMIZE_OPTIONS,
   customization,
   MEDIA_OPTIONS,
+  TRIM_OPTION,
 } from './common'
 
 export default command({
@@ -71,6 +72,7 @@ export default command({
       description: 'eject each drive that was written and verified',
     },
     ...MEDIA_OPTIONS,
+    TRIM_OPTION,
     ...HTTP_OPTIONS,
     ...CUSTOMIZE_OPTIONS,
     JSON_OUTPUT,
@@ -79,6 +81,10 @@ export default command({
     'SOURCE is a path or an http(s) URL: a plain image, gz/xz/bz2/zst compressed, or a zip. A drive ' +
       'that fails is reported (exit 1) and the others finish. A missing DST is refused unless ' +
       '--create makes it a file.',
+    '--trim (no bmap): only the used blocks of the partitions and file systems are read, written ' +
+      'and read back; free blocks of the destination are left as they were. The image must be ' +
+      'read at offsets (plain file, http(s) with ranges, stored zip entry): a compressed one is ' +
+      'refused (ERR_SPARSEKIT_TRIM_UNSUPPORTED); use its bmap (sparsekit backup writes one).',
   ],
   async run(ctx, v, [src, ...dsts]) {
     if (v.bmap !== undefined && v.nobmap)
@@ -105,6 +111,7 @@ export default command({
       onlyChanged: v['only-changed'],
       zeroUnmapped: v['zero-unmapped'],
       discard: v.discard,
+      trim: v.trim,
       signal: ctx.signal,
       onProgress,
     })
@@ -126,8 +133,9 @@ export default command({
             : d.ejectError
               ? ` (not ejected: ${ctx.words(d.ejectError.message)})`
               : ''
+          const trimmed = r.trim ? ` (trimmed: ${human(r.trim.freeBytes)} free left as it was)` : ''
           await ctx.out(
-            `${d.path}: wrote ${human(d.bytesWritten)}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`,
+            `${d.path}: wrote ${human(d.bytesWritten)}${trimmed}${skipped}${retried}${d.verified ? ', read back and verified' : ''}${ejected}\n`,
           )
         }
       }

@@ -2,7 +2,7 @@
 import * as sk from '../../index'
 import { command, JSON_OUTPUT, UsageError } from '../command'
 import { human } from '../output'
-import { HTTP_OPTIONS, httpOptions } from './common'
+import { HTTP_OPTIONS, httpOptions, TRIM_OPTION } from './common'
 
 export default command({
   name: 'verify',
@@ -24,12 +24,14 @@ export default command({
       value: 'NAME',
       description: 'the entry of a zip IMAGE (default: its largest file)',
     },
+    TRIM_OPTION,
     ...HTTP_OPTIONS,
     JSON_OUTPUT,
   ],
   notes: [
     "What a flash writes is compared: the bmap's mapped ranges, or a plain image's data. Exit 1 " +
-      'naming the first differing byte range when DST does not hold the image.',
+      'naming the first differing byte range when DST does not hold the image. After a flash ' +
+      '--trim, give --trim here too: only the used blocks are compared.',
   ],
   async run(ctx, v, [image, dst]) {
     if (v.bmap !== undefined && v.nobmap)
@@ -41,6 +43,7 @@ export default command({
       seek: v.seek,
       sha256: v.sha256,
       zipEntry: v['zip-entry'],
+      trim: v.trim,
       ...http,
       signal: ctx.signal,
       onProgress,
