@@ -1019,6 +1019,15 @@ fn plan(
 /// is mapped and scanned first ([`Phase::Map`]), then read again as the stream is read.
 /// The bytes are those [`import_image`] writes with the same options. `backing` is the
 /// opened backing image named by `o.backing` (clusters equal to its data are left out).
+///
+/// Why two reads: the length depends on how many clusters are stored, and a cluster the
+/// map calls data may be all zeros (a raw file's written zeros, a qcow2 cluster whose
+/// data is zeros), which only reading it tells. The map alone (`SEEK_DATA`, the qcow2
+/// tables) would give a length without reading, but only by storing those zero clusters
+/// as data: a different and larger image than [`import_image`]'s and `qemu-img
+/// convert`'s. The first pass reads only what the map calls data (holes are never read),
+/// page aligned, on a thread of its own, and keeps only the list of clusters to store
+/// (BENCHMARKS.md has its cost against reading the image once).
 pub fn export_stream(
     src: Box<dyn Source>,
     backing: Option<&dyn Source>,
