@@ -234,10 +234,12 @@ impl Storage for Guest<'_> {
         if n == 0 {
             return Ok(0);
         }
-        self.0.read_exact_at(&mut buf[..n], offset).map_err(|e| match e {
-            sparsekit_qcow2::Error::Io(io) => io,
-            e => IoError::new("read", std::io::Error::other(e.to_string())).at(offset),
-        })?;
+        self.0
+            .read_exact_at(&mut buf[..n], offset)
+            .map_err(|e| match e {
+                sparsekit_qcow2::Error::Io(io) => io,
+                e => IoError::new("read", std::io::Error::other(e.to_string())).at(offset),
+            })?;
         Ok(n)
     }
     fn write_at(&self, _: &[u8], offset: u64) -> std::result::Result<usize, IoError> {

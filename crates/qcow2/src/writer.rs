@@ -895,9 +895,7 @@ impl<S: Source> ExportStream<S> {
                 }
                 Part::RefTable => {
                     self.part = Part::RefBlock(0);
-                    return Ok(Some(
-                        g.reftable(l.rt_clusters, l.rb_at, l.rb_count).into(),
-                    ));
+                    return Ok(Some(g.reftable(l.rt_clusters, l.rb_at, l.rb_count).into()));
                 }
                 Part::RefBlock(k) => {
                     if *k >= l.rb_count {
@@ -1323,31 +1321,38 @@ fn write_compressed(
         ..ImportResult::default()
     };
     let mut w = Gather::new(out);
-    scan_all(&scanner, &units, Some(&pool), Phase::Write, ctl, |scanned| {
-        for (c, cell) in scanned.cells {
-            let (e, bm) = match cell {
-                Cell::Zero => {
-                    r.zero_clusters += 1;
-                    g.zero_entry()
-                }
-                Cell::Compressed(b) => {
-                    let off = p.compressed(b.len() as u64);
-                    w.write(&b, off)?;
-                    r.compressed_clusters += 1;
-                    (compressed_entry(g.bits, off, b.len() as u64), 0)
-                }
-                Cell::Data(b) => {
-                    let off = p.data();
-                    let b = b.expect("kept");
-                    w.write(&b, off)?;
-                    r.data_clusters += 1;
-                    g.data_entry(off)
-                }
-            };
-            entries.push((c, e, bm));
-        }
-        Ok(())
-    })?;
+    scan_all(
+        &scanner,
+        &units,
+        Some(&pool),
+        Phase::Write,
+        ctl,
+        |scanned| {
+            for (c, cell) in scanned.cells {
+                let (e, bm) = match cell {
+                    Cell::Zero => {
+                        r.zero_clusters += 1;
+                        g.zero_entry()
+                    }
+                    Cell::Compressed(b) => {
+                        let off = p.compressed(b.len() as u64);
+                        w.write(&b, off)?;
+                        r.compressed_clusters += 1;
+                        (compressed_entry(g.bits, off, b.len() as u64), 0)
+                    }
+                    Cell::Data(b) => {
+                        let off = p.data();
+                        let b = b.expect("kept");
+                        w.write(&b, off)?;
+                        r.data_clusters += 1;
+                        g.data_entry(off)
+                    }
+                };
+                entries.push((c, e, bm));
+            }
+            Ok(())
+        },
+    )?;
     w.flush()?;
     // The tables after the data: L2 tables, L1 table, refcount table, refcount blocks.
     let mut tables: Vec<u64> = entries.iter().map(|e| e.0 / g.per_l2).collect();

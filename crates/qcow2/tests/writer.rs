@@ -612,7 +612,11 @@ fn trim_leaves_out_clusters_not_in_use() {
         let r = (c * cs) as usize..((c + 1) * cs) as usize;
         want[r.clone()].copy_from_slice(&data[r]);
     }
-    for c in [None, Some(CompressionType::Zlib), Some(CompressionType::Zstd)] {
+    for c in [
+        None,
+        Some(CompressionType::Zlib),
+        Some(CompressionType::Zstd),
+    ] {
         let o = ImportOptions {
             in_use: Some(in_use.clone()),
             ..opts(cs, false, c)
