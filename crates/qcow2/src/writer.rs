@@ -480,7 +480,13 @@ impl Scanner<'_> {
             ranges = merge(ranges);
         }
         if let Some(used) = self.in_use {
-            ranges = intersect(&ranges, &merge(used.to_vec()));
+            // Clipped to the guest first: ranges of any value never overflow.
+            let size = self.g.size;
+            let used = used
+                .iter()
+                .map(|&(s, l)| (s.min(size), l.min(size - s.min(size))))
+                .collect();
+            ranges = intersect(&ranges, &merge(used));
         }
         let per = (WRITE_UNIT / self.g.cs).max(1);
         let mut units = Vec::new();
@@ -1458,4 +1464,35 @@ pub fn import_image(
     ctl.check()?;
     tmp.persist(&target, meta.as_ref())?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intersect_sorted_ranges() {
+        let a = [(0, 10), (20, 10), (40, 100)];
+        let b = [(5, 20), (28, 1), (100, 5), (139, 50)];
+        assert_eq!(
+            intersect(&a, &b),
+            vec![(5, 5), (20, 5), (28, 1), (100, 5), (139, 1)]
+        );
+        assert_eq!(intersect(&a, &[]), vec![]);
+        assert_eq!(intersect(&[], &b), vec![]);
+    }
+
+    #[test]
+    fn in_use_ranges_near_the_end_of_u64_do_not_overflow() {
+        let src = StorageSource::new(Box::new(sparsekit_io::MemStorage::from_vec(vec![1; 8192])))
+            .unwrap();
+        let o = ImportOptions {
+            cluster_size: 4096,
+            in_use: Some(vec![(u64::MAX - 1, 10), (4096, u64::MAX)]),
+            ..ImportOptions::default()
+        };
+        let out = sparsekit_io::MemStorage::new();
+        let r = write_image(&src, None, &out, &o, &mut Control::none()).unwrap();
+        assert_eq!(r.data_clusters, 1);
+    }
 }
