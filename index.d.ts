@@ -537,6 +537,8 @@ export interface NativeQcow2ImportOptions {
   backingFormat?: string
   /** Threads compressing (0 or absent: one per core). */
   threads?: number
+  /** Leave out clusters entirely in free file-system space (sparsekit_layout). */
+  trim?: boolean
   source?: NativeQcow2SourceOptions
 }
 

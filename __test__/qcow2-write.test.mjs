@@ -271,3 +271,115 @@ qtest('CLI: qcow2 import, export (stdout) and measure', (t) => {
   r = cli(['qcow2', 'import', '--backing', 'x.qcow2', src, join(dir, 'd.qcow2')])
   t.is(r.status, 2)
 })
+
+// Trim: a 64 MiB disk (MBR or GPT) with a FAT32 and an ext4 partition holding files, some
+// deleted (their data left in free space). Imported with `trim`, the image leaves out the
+// clusters lying in free space only: qemu-img check clean; converted back to raw, both
+// file systems check clean (fsck.vfat -n, e2fsck -fn on the partitions cut out) and the
+// files read back equal; the deleted files' data is gone; fewer clusters than without trim.
+const TRIM_TOOLS = ['qemu-img', 'sfdisk', 'mkfs.vfat', 'fsck.vfat', 'mcopy', 'mdel', 'mtype', 'mkfs.ext4', 'e2fsck', 'debugfs']
+const FATP = { start: MiB, length: 40 * MiB }
+const EXTP = { start: 41 * MiB, length: 22 * MiB }
+
+/** Bytes that do not compress and that no file system writes by itself. */
+function noise(n, seed) {
+  const b = Buffer.alloc(n)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    b[i] = x & 0xff
+  }
+  return b
+}
+
+function trimDisk(dir, label) {
+  const files = {
+    keep: noise(300000, 1),
+    gone: noise(3 * MiB, 2),
+    text: Buffer.from('trimmed qcow2 images keep every file\n'.repeat(5000)),
+  }
+  for (const [n, b] of Object.entries(files)) writeFileSync(join(dir, n), b)
+  const img = join(dir, 'disk.img')
+  sh(dir, 'truncate -s 64M disk.img')
+  const [t1, t2] = label === 'gpt' ? ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', '0FC63DAF-8483-4772-8E79-3D69D8477DE4'] : ['c', '83']
+  execFileSync('sfdisk', ['-q', img], {
+    input: `label: ${label}\nstart=${FATP.start / 512}, size=${FATP.length / 512}, type=${t1}\nstart=${EXTP.start / 512}, size=${EXTP.length / 512}, type=${t2}\n`,
+  })
+  // FAT32: keep and text stay, gone is deleted (its clusters free, the data still there).
+  sh(dir, `truncate -s ${FATP.length} fat.part && mkfs.vfat -F 32 fat.part >/dev/null && mcopy -i fat.part keep text gone ::/ && mdel -i fat.part ::/gone`)
+  // ext4: files from a folder, then one removed with debugfs (blocks freed, data left).
+  sh(dir, `mkdir -p root && cp keep text gone root/ && truncate -s ${EXTP.length} ext.part && mkfs.ext4 -q -F -d root ext.part && debugfs -w -R 'rm /gone' ext.part >/dev/null 2>&1`)
+  for (const [part, at] of [['fat.part', FATP], ['ext.part', EXTP]]) {
+    sh(dir, `dd if=${part} of=disk.img bs=1M seek=${at.start / MiB} conv=notrunc status=none`)
+  }
+  // The deleted data really is in the raw disk before the import.
+  t_assertHas(readFileSync(img), files.gone.subarray(0, 4096))
+  return { img, files }
+}
+
+function t_assertHas(buf, needle) {
+  if (buf.indexOf(needle) < 0) throw new Error('test setup: the deleted data is not in the disk image')
+}
+
+/** Convert `q` back to raw, cut the partitions out, check them and read the files. */
+function checkTrimmed(t, dir, q, files) {
+  sh(dir, `qemu-img convert -O raw ${q} back.raw`)
+  const raw = readFileSync(join(dir, 'back.raw'))
+  writeFileSync(join(dir, 'fat.back'), raw.subarray(FATP.start, FATP.start + FATP.length))
+  writeFileSync(join(dir, 'ext.back'), raw.subarray(EXTP.start, EXTP.start + EXTP.length))
+  const fsck = spawnSync('fsck.vfat', ['-n', 'fat.back'], { cwd: dir, encoding: 'utf8' })
+  t.is(fsck.status, 0, fsck.stdout + fsck.stderr)
+  const e2 = spawnSync('e2fsck', ['-fn', 'ext.back'], { cwd: dir, encoding: 'utf8' })
+  t.is(e2.status, 0, e2.stdout + e2.stderr)
+  for (const f of ['keep', 'text']) {
+    t.true(execFileSync('mtype', ['-i', 'fat.back', `::/${f}`], { cwd: dir }).equals(files[f]), `FAT ${f}`)
+    t.true(execFileSync('debugfs', ['-R', `cat /${f}`, 'ext.back'], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 * MiB }).equals(files[f]), `ext4 ${f}`)
+  }
+  // The deleted file's data lay in free space (but for the clusters it shares with the
+  // files before and after it): its middle is not in the image any more, in neither
+  // file system (both copies were the same bytes).
+  for (const at of [MiB, 2 * MiB]) t.is(raw.indexOf(files.gone.subarray(at, at + 4096)), -1, `deleted data at ${at} left out`)
+}
+
+for (const [label, compress] of [['dos', false], ['gpt', 'zlib']]) {
+  testWith(TRIM_TOOLS, test)(`importImage trim (${label}, FAT32 + ext4, compress ${compress}): free clusters left out, file systems clean, files equal`, async (t) => {
+    const dir = tempDir(t)
+    const { img, files } = trimDisk(dir, label)
+    const full = await sk.qcow2.importImage(img, join(dir, 'full.qcow2'), { compress })
+    const { calls, onProgress } = collect()
+    const r = await sk.qcow2.importImage(img, join(dir, 'trim.qcow2'), { compress, trim: true, onProgress })
+    assertContract(t, calls, 'importImage')
+    // The file systems read first ('map'), then one pass over what they use ('write').
+    t.deepEqual([...new Set(calls.map((c) => c.phase))], ['map', 'write'])
+    const check = qemu(dir, ['check', 'trim.qcow2'])
+    t.is(check.status, 0, check.out)
+    const stored = (x) => x.dataClusters + x.compressedClusters
+    // Without trim the deleted files (3 MiB each, noise) are stored: 96 clusters or more.
+    t.true(stored(r) + 90 < stored(full), `trim ${stored(r)} clusters, full ${stored(full)}`)
+    t.true(r.fileSize < full.fileSize)
+    checkTrimmed(t, dir, 'trim.qcow2', files)
+    if (!compress) {
+      // The stream with trim: the same bytes as the import, its length announced.
+      const s = await sk.qcow2.exportStream(img, { trim: true })
+      const chunks = []
+      for await (const c of s) chunks.push(c)
+      const got = Buffer.concat(chunks)
+      t.is(got.length, s.length)
+      t.true(got.equals(readFileSync(join(dir, 'trim.qcow2'))), 'stream == import')
+      // The CLI: --trim gives the same file.
+      const c = cli(['qcow2', 'import', '--trim', img, join(dir, 'cli.qcow2')])
+      t.is(c.status, 0, c.stderr)
+      t.true(readFileSync(join(dir, 'cli.qcow2')).equals(readFileSync(join(dir, 'trim.qcow2'))), 'CLI == API')
+    }
+  })
+}
+
+test('importImage trim must be a boolean', async (t) => {
+  const dir = tempDir(t)
+  const src = rawSource(dir)
+  const e = await t.throwsAsync(sk.qcow2.importImage(src, join(dir, 'x.qcow2'), { trim: 'yes' }))
+  t.is(e.code, 'ERR_INVALID_ARG_TYPE')
+  t.false(existsSync(join(dir, 'x.qcow2')))
+})

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use sparsekit_http::{HttpOptions, HttpStorage};
-use sparsekit_io::{Cancel, Storage};
+use sparsekit_io::{Cancel, IoError, Storage};
 use sparsekit_qcow2::{
     BackingFile, BackingPolicy, CompressionType, ExportStream, Image, ImportOptions,
     MeasureOptions, OpenOptions, Source, StorageSource,
@@ -171,6 +171,8 @@ pub struct NativeQcow2ImportOptions {
     pub backing_format: Option<String>,
     /// Threads compressing (0 or absent: one per core).
     pub threads: Option<u32>,
+    /// Leave out clusters entirely in free file-system space (sparsekit_layout).
+    pub trim: Option<bool>,
     pub source: Option<NativeQcow2SourceOptions>,
 }
 
@@ -216,7 +218,52 @@ fn import_opts(o: &NativeQcow2ImportOptions) -> std::result::Result<ImportOption
         compression,
         backing,
         threads: o.threads.unwrap_or(0) as usize,
+        in_use: None,
     })
+}
+
+/// A guest disk as a read-only [`Storage`], for the layout crate to read its file systems.
+struct Guest<'a>(&'a dyn Source);
+
+impl Storage for Guest<'_> {
+    fn size(&self) -> std::result::Result<u64, IoError> {
+        Ok(self.0.size())
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::result::Result<usize, IoError> {
+        let n = (buf.len() as u64).min(self.0.size().saturating_sub(offset)) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.0
+            .read_exact_at(&mut buf[..n], offset)
+            .map_err(|e| match e {
+                sparsekit_qcow2::Error::Io(io) => io,
+                e => IoError::new("read", std::io::Error::other(e.to_string())).at(offset),
+            })?;
+        Ok(n)
+    }
+    fn write_at(&self, _: &[u8], offset: u64) -> std::result::Result<usize, IoError> {
+        Err(IoError::from_errno("write", sparsekit_io::errno::EROFS).at(offset))
+    }
+    fn flush(&self) -> std::result::Result<(), IoError> {
+        Ok(())
+    }
+    fn path(&self) -> Option<&Path> {
+        self.0.path()
+    }
+}
+
+/// With `trim`, the byte ranges of `src` its file systems use (the rest is provably free).
+fn trim_ranges(
+    trim: bool,
+    src: &dyn Source,
+    ctl: &mut sparsekit_io::Control,
+) -> std::result::Result<Option<Vec<(u64, u64)>>, Failure> {
+    if !trim {
+        return Ok(None);
+    }
+    let l = sparsekit_layout::layout(&Guest(src), ctl).map_err(|e| Failure::from_core(&e))?;
+    Ok(Some(l.used.iter().map(|r| (r.offset, r.length)).collect()))
 }
 
 #[napi(object)]
@@ -248,9 +295,10 @@ pub fn qcow2_import<'env>(
         cancel,
         on_progress,
         move |ctl| {
-            let opts = import_opts(&o)?;
+            let mut opts = import_opts(&o)?;
             let (src, dst) = (src?, dst?);
             let s = open_source(src, &so, ctl.cancel())?;
+            opts.in_use = trim_ranges(o.trim.unwrap_or(false), &*s, ctl)?;
             let r = sparsekit_qcow2::import_image(&*s, &dst, &opts, ctl).map_err(fail)?;
             Ok(NativeQcow2ImportResult {
                 size: to_f64("size", r.size)?,
@@ -317,8 +365,9 @@ pub fn qcow2_export_stream<'env>(
         cancel,
         on_progress,
         move |ctl| {
-            let opts = import_opts(&o)?;
+            let mut opts = import_opts(&o)?;
             let s = open_source(src?, &so, ctl.cancel())?;
+            opts.in_use = trim_ranges(o.trim.unwrap_or(false), &*s, ctl)?;
             // A backing file name is taken relative to the current folder (there is no
             // image folder for a stream).
             let backing = match &opts.backing {

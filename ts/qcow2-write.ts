@@ -59,6 +59,14 @@ export interface Qcow2ImportOptions extends Qcow2SourceOptions, LongOptions {
   backing?: { file: string; format: 'qcow2' | 'raw' }
   /** Threads compressing; default one per core. The bytes written do not depend on it. */
   threads?: number
+  /**
+   * Leave out the clusters lying entirely in free space of the guest's file systems, as
+   * {@link layout} finds it (MBR or GPT; ext2/3/4, FAT, exFAT, NTFS, XFS, btrfs, swap):
+   * they read as zeros (in an overlay: as the backing file). Only provably free space is
+   * left out: a file system it cannot read, or one not clean, is kept whole; a cluster
+   * partly in use is stored whole. Default `false`.
+   */
+  trim?: boolean
 }
 
 /** The result of {@link importImage}. */
@@ -82,6 +90,7 @@ const IMPORT_KEYS = [
   'extendedL2',
   'backing',
   'threads',
+  'trim',
   'format',
   ...LONG_KEYS,
   ...HTTP_KEYS,
@@ -140,6 +149,7 @@ function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions
     backingFile,
     backingFormat,
     threads,
+    trim: checkBoolean('options.trim', o.trim),
     source: sourceOpts(o),
   }
 }
@@ -152,7 +162,8 @@ function importArgs(o: Record<string, unknown>): native.NativeQcow2ImportOptions
  * whatever the number of threads. The file is written beside `dst` and renamed over it
  * when complete, so an error or an abort leaves no image (and an older file at `dst`
  * untouched). The source is read once: phase `'write'` (source bytes that may hold data),
- * then `'sync'` when a file is replaced.
+ * then `'sync'` when a file is replaced; with `trim`, phase `'map'` first (its partition
+ * table and file systems read, as {@link layout} reads them).
  */
 export async function importImage(
   source: PathLike | URL,

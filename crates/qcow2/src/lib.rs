@@ -57,6 +57,7 @@ mod info;
 pub mod lock;
 mod map;
 mod measure;
+mod pagebuf;
 mod refblock;
 mod snapshot;
 mod source;
@@ -80,6 +81,7 @@ pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DE
 pub use info::{Info, Qcow2Specific};
 pub use map::{map_json, Allocation, MapEntry};
 pub use measure::{measure, Measure, MeasureOptions};
+pub use pagebuf::PageBuf;
 pub use snapshot::Snapshot;
 pub use source::{BlockStatus, Source, StorageSource};
 /// What every error of this crate tells besides its message (`code`, errno, path, ...).

@@ -36,6 +36,7 @@ use crate::header::{
     MIN_CLUSTER_BITS_EXTENDED_L2,
 };
 use crate::image::{path_combine, Image, OpenOptions};
+use crate::pagebuf::PageBuf;
 use crate::source::{cluster_runs, merge, Source, StorageSource};
 use crate::table::{COMPRESSED_SECTOR, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
 
@@ -77,6 +78,12 @@ pub struct ImportOptions {
     pub backing: Option<BackingFile>,
     /// Threads reading and compressing (0: one per core). The output does not depend on it.
     pub threads: usize,
+    /// Trim: the byte ranges `(start, length)` of the guest that are in use (for
+    /// instance the used blocks of its file systems, as `sparsekit_layout` finds them);
+    /// guest clusters lying entirely outside them are left unallocated, so they read as
+    /// zeros (or, in an overlay, as the backing image's bytes). A cluster partly in use
+    /// is stored whole, with all its bytes. `None`: every cluster with data is stored.
+    pub in_use: Option<Vec<(u64, u64)>>,
 }
 
 impl Default for ImportOptions {
@@ -88,6 +95,7 @@ impl Default for ImportOptions {
             compression: None,
             backing: None,
             threads: 0,
+            in_use: None,
         }
     }
 }
@@ -412,7 +420,29 @@ pub(crate) struct Scanner<'a> {
     pub keep: bool,
     pub compression: Option<CompressionType>,
     /// Buffers of uncompressed data handed back by the writer ([`Scanned::data`]).
-    pub buffers: std::sync::Mutex<Vec<Vec<u8>>>,
+    pub buffers: std::sync::Mutex<Vec<PageBuf>>,
+    /// [`ImportOptions::in_use`]: only clusters touching these ranges are read.
+    pub in_use: Option<&'a [(u64, u64)]>,
+}
+
+/// The parts of sorted, disjoint ranges `a` that lie in sorted, disjoint ranges `b`.
+pub(crate) fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (sa, ea) = (a[i].0, a[i].0 + a[i].1);
+        let (sb, eb) = (b[j].0, b[j].0 + b[j].1);
+        let (s, e) = (sa.max(sb), ea.min(eb));
+        if s < e {
+            out.push((s, e - s));
+        }
+        if ea <= eb {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
 }
 
 /// What a unit of work found.
@@ -421,7 +451,7 @@ pub(crate) struct Scanned {
     pub cells: Vec<(u64, Cell)>,
     /// Uncompressed writing: the unit's data clusters, in order, one after the other
     /// (their cells are `Data(None)`); the buffer goes back to [`Scanner::buffers`].
-    pub data: Option<Vec<u8>>,
+    pub data: Option<PageBuf>,
 }
 
 /// Fill `buf` from `src` at `off`; bytes past its end read as zeros.
@@ -449,6 +479,15 @@ impl Scanner<'_> {
             ranges.extend(b.data_ranges(quiet)?);
             ranges = merge(ranges);
         }
+        if let Some(used) = self.in_use {
+            // Clipped to the guest first: ranges of any value never overflow.
+            let size = self.g.size;
+            let used = used
+                .iter()
+                .map(|&(s, l)| (s.min(size), l.min(size - s.min(size))))
+                .collect();
+            ranges = intersect(&ranges, &merge(used));
+        }
         let per = (WRITE_UNIT / self.g.cs).max(1);
         let mut units = Vec::new();
         for (first, n) in cluster_runs(&ranges, self.g.bits) {
@@ -468,8 +507,8 @@ impl Scanner<'_> {
         thread_local! {
             /// The source's and the backing file's bytes of a unit, kept between units
             /// (no zeroing of a fresh buffer each time).
-            static BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
-                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            static BUFS: std::cell::RefCell<(PageBuf, PageBuf)> = const {
+                std::cell::RefCell::new((PageBuf::new(), PageBuf::new()))
             };
         }
         cancel.check()?;
@@ -487,15 +526,14 @@ impl Scanner<'_> {
             };
             let buf = match &mut own {
                 Some(v) => v,
-                None if direct => own.insert(Vec::with_capacity(len)),
+                None if direct => own.insert(PageBuf::new()),
                 None => tl,
             };
-            buf.resize(len, 0);
-            buf.truncate(len);
+            buf.set_len(len);
             read_clipped(self.src, buf, first * self.g.cs)?;
             let base = match self.backing {
                 Some(b) => {
-                    bb.resize(len, 0);
+                    bb.set_len(len);
                     read_clipped(b, &mut bb[..len], first * self.g.cs)?;
                     Some(&bb[..len])
                 }
@@ -566,13 +604,15 @@ impl Scanner<'_> {
 fn scan_all(
     scanner: &Scanner<'_>,
     units: &[(u64, u64)],
-    pool: &rayon::ThreadPool,
+    pool: Option<&rayon::ThreadPool>,
     phase: Phase,
     ctl: &mut Control<'_>,
     mut sink: impl FnMut(Scanned) -> Result<()>,
 ) -> Result<()> {
     let total: u64 = units.iter().map(|u| u.1 * scanner.g.cs).sum();
-    let window = pool.current_num_threads().max(1) * 2;
+    // Compression: windows of 8 units per thread, so that the wait for the slowest unit
+    // at the end of each window (one core idle) is a small part of it.
+    let window = pool.map_or(1, |p| p.current_num_threads().max(1) * 8);
     let cancel = ctl.cancel().clone();
     ctl.report(phase, 0, Some(total))?;
     let mut done = 0u64;
@@ -580,15 +620,21 @@ fn scan_all(
     std::thread::scope(|sc| -> Result<()> {
         // Inside the scope: dropped before the scanning thread is joined, so a scanner
         // blocked on a full channel after an error here wakes up and stops.
-        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Scanned>>>(1);
+        // Reading alone (uncompressed): a deeper queue, so that on a busy machine the
+        // reader and the writer each go on whenever they get a core.
+        let depth = if pool.is_some() { 1 } else { 4 };
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Scanned>>>(depth);
         let cancel2 = cancel.clone();
         sc.spawn(move || {
             for w in units.chunks(window) {
-                let r = pool.install(|| {
-                    w.par_iter()
-                        .map(|&u| scanner.scan(u, &cancel2))
-                        .collect::<Result<Vec<_>>>()
-                });
+                let r = match pool {
+                    Some(pool) => pool.install(|| {
+                        w.par_iter()
+                            .map(|&u| scanner.scan(u, &cancel2))
+                            .collect::<Result<Vec<_>>>()
+                    }),
+                    None => w.iter().map(|&u| scanner.scan(u, &cancel2)).collect(),
+                };
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;
@@ -779,10 +825,10 @@ pub struct ExportStream<S: Source = Box<dyn Source>> {
     src: S,
     part: Part,
     pos: u64,
-    pending: Vec<u8>,
+    pending: PageBuf,
     pending_at: usize,
     /// Buffers handed back ([`ExportStream::recycle`]) for the next data chunks.
-    spare: Vec<Vec<u8>>,
+    spare: Vec<PageBuf>,
 }
 
 impl<S: Source> std::fmt::Debug for ExportStream<S> {
@@ -825,14 +871,14 @@ impl<S: Source> ExportStream<S> {
     }
 
     /// Hand a chunk's buffer back to be filled again (saves zeroing a new one).
-    pub fn recycle(&mut self, buf: Vec<u8>) {
+    pub fn recycle(&mut self, buf: PageBuf) {
         if self.spare.len() < 8 {
             self.spare.push(buf);
         }
     }
 
     /// The next bytes of the image (`None` at the end).
-    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+    pub fn next_chunk(&mut self) -> Result<Option<PageBuf>> {
         let chunk = self.produce()?;
         if let Some(c) = &chunk {
             self.pos += c.len() as u64;
@@ -840,22 +886,22 @@ impl<S: Source> ExportStream<S> {
         Ok(chunk)
     }
 
-    fn produce(&mut self) -> Result<Option<Vec<u8>>> {
+    fn produce(&mut self) -> Result<Option<PageBuf>> {
         let l = &self.layout;
         let g = l.g;
         loop {
             match &mut self.part {
                 Part::Header => {
                     self.part = Part::L1;
-                    return Ok(Some(l.header.clone()));
+                    return Ok(Some(l.header.clone().into()));
                 }
                 Part::L1 => {
                     self.part = Part::RefTable;
-                    return Ok(Some(l.l1()));
+                    return Ok(Some(l.l1().into()));
                 }
                 Part::RefTable => {
                     self.part = Part::RefBlock(0);
-                    return Ok(Some(g.reftable(l.rt_clusters, l.rb_at, l.rb_count)));
+                    return Ok(Some(g.reftable(l.rt_clusters, l.rb_at, l.rb_count).into()));
                 }
                 Part::RefBlock(k) => {
                     if *k >= l.rb_count {
@@ -868,7 +914,7 @@ impl<S: Source> ExportStream<S> {
                     }
                     let b = g.refblock(*k, |c| u32::from(c < l.total));
                     *k += 1;
-                    return Ok(Some(b));
+                    return Ok(Some(b.into()));
                 }
                 Part::L2 { table, plan, rank } => {
                     let Some(&l1i) = l.tables.get(*table) else {
@@ -893,7 +939,7 @@ impl<S: Source> ExportStream<S> {
                         *plan += 1;
                     }
                     *table += 1;
-                    return Ok(Some(g.l2_table(entries.into_iter())));
+                    return Ok(Some(g.l2_table(entries.into_iter()).into()));
                 }
                 Part::Data { plan } => {
                     // Skip zero clusters; then a run of consecutive guest clusters.
@@ -911,11 +957,9 @@ impl<S: Source> ExportStream<S> {
                     }
                     *plan += n as usize;
                     let len = (n * g.cs) as usize;
+                    // A recycled buffer is not zeroed again; all its bytes are overwritten.
                     let mut buf = self.spare.pop().unwrap_or_default();
-                    // Only bytes beyond the recycled buffer's length are zeroed; all are
-                    // then overwritten.
-                    buf.resize(len, 0);
-                    buf.truncate(len);
+                    buf.set_len(len);
                     read_clipped(&self.src, &mut buf, first * g.cs)?;
                     return Ok(Some(buf));
                 }
@@ -960,12 +1004,12 @@ fn plan(
         keep: false,
         compression: None,
         buffers: Default::default(),
+        in_use: o.in_use.as_deref(),
     };
     let units = scanner.units(ctl)?;
     let candidates = Candidates::of(&g, &units);
-    let pool = pool(o.threads)?;
     let mut plan = Vec::new();
-    scan_all(&scanner, &units, &pool, Phase::Map, ctl, |scanned| {
+    scan_all(&scanner, &units, None, Phase::Map, ctl, |scanned| {
         plan.extend(scanned.cells.into_iter().map(|(c, cell)| match cell {
             Cell::Zero => c | PLAN_ZERO,
             _ => c,
@@ -979,6 +1023,15 @@ fn plan(
 /// is mapped and scanned first ([`Phase::Map`]), then read again as the stream is read.
 /// The bytes are those [`import_image`] writes with the same options. `backing` is the
 /// opened backing image named by `o.backing` (clusters equal to its data are left out).
+///
+/// Why two reads: the length depends on how many clusters are stored, and a cluster the
+/// map calls data may be all zeros (a raw file's written zeros, a qcow2 cluster whose
+/// data is zeros), which only reading it tells. The map alone (`SEEK_DATA`, the qcow2
+/// tables) would give a length without reading, but only by storing those zero clusters
+/// as data: a different and larger image than [`import_image`]'s and `qemu-img
+/// convert`'s. The first pass reads only what the map calls data (holes are never read),
+/// page aligned, on a thread of its own, and keeps only the list of clusters to store
+/// (BENCHMARKS.md has its cost against reading the image once).
 pub fn export_stream(
     src: Box<dyn Source>,
     backing: Option<&dyn Source>,
@@ -1001,7 +1054,7 @@ pub fn export_stream(
         src,
         part: Part::Header,
         pos: 0,
-        pending: Vec::new(),
+        pending: PageBuf::new(),
         pending_at: 0,
         spare: Vec::new(),
     })
@@ -1072,16 +1125,16 @@ fn write_uncompressed(
         keep: true,
         compression: None,
         buffers: Default::default(),
+        in_use: o.in_use.as_deref(),
     };
     let units = scanner.units(ctl)?;
     let candidates = Candidates::of(&g, &units);
     // Where the data starts depends on the candidates only: data clusters are written
     // there as they are scanned (the source is read once), the tables after.
     let data_at = Layout::new(g, o, Vec::new(), &candidates)?.data_at;
-    let pool = pool(o.threads)?;
     let mut plan = Vec::new();
     let mut rank = 0u64;
-    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |scanned| {
+    scan_all(&scanner, &units, None, Phase::Write, ctl, |scanned| {
         let data = scanned.data.expect("uncompressed writing keeps the data");
         for (c, cell) in scanned.cells {
             plan.push(match cell {
@@ -1116,7 +1169,7 @@ fn write_uncompressed(
         src,
         part: Part::L1,
         pos: g.cs,
-        pending: Vec::new(),
+        pending: PageBuf::new(),
         pending_at: 0,
         spare: Vec::new(),
     };
@@ -1258,6 +1311,7 @@ fn write_compressed(
         keep: true,
         compression: Some(kind),
         buffers: Default::default(),
+        in_use: o.in_use.as_deref(),
     };
     let units = scanner.units(ctl)?;
     let pool = pool(o.threads)?;
@@ -1273,31 +1327,38 @@ fn write_compressed(
         ..ImportResult::default()
     };
     let mut w = Gather::new(out);
-    scan_all(&scanner, &units, &pool, Phase::Write, ctl, |scanned| {
-        for (c, cell) in scanned.cells {
-            let (e, bm) = match cell {
-                Cell::Zero => {
-                    r.zero_clusters += 1;
-                    g.zero_entry()
-                }
-                Cell::Compressed(b) => {
-                    let off = p.compressed(b.len() as u64);
-                    w.write(&b, off)?;
-                    r.compressed_clusters += 1;
-                    (compressed_entry(g.bits, off, b.len() as u64), 0)
-                }
-                Cell::Data(b) => {
-                    let off = p.data();
-                    let b = b.expect("kept");
-                    w.write(&b, off)?;
-                    r.data_clusters += 1;
-                    g.data_entry(off)
-                }
-            };
-            entries.push((c, e, bm));
-        }
-        Ok(())
-    })?;
+    scan_all(
+        &scanner,
+        &units,
+        Some(&pool),
+        Phase::Write,
+        ctl,
+        |scanned| {
+            for (c, cell) in scanned.cells {
+                let (e, bm) = match cell {
+                    Cell::Zero => {
+                        r.zero_clusters += 1;
+                        g.zero_entry()
+                    }
+                    Cell::Compressed(b) => {
+                        let off = p.compressed(b.len() as u64);
+                        w.write(&b, off)?;
+                        r.compressed_clusters += 1;
+                        (compressed_entry(g.bits, off, b.len() as u64), 0)
+                    }
+                    Cell::Data(b) => {
+                        let off = p.data();
+                        let b = b.expect("kept");
+                        w.write(&b, off)?;
+                        r.data_clusters += 1;
+                        g.data_entry(off)
+                    }
+                };
+                entries.push((c, e, bm));
+            }
+            Ok(())
+        },
+    )?;
     w.flush()?;
     // The tables after the data: L2 tables, L1 table, refcount table, refcount blocks.
     let mut tables: Vec<u64> = entries.iter().map(|e| e.0 / g.per_l2).collect();
@@ -1403,4 +1464,35 @@ pub fn import_image(
     ctl.check()?;
     tmp.persist(&target, meta.as_ref())?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intersect_sorted_ranges() {
+        let a = [(0, 10), (20, 10), (40, 100)];
+        let b = [(5, 20), (28, 1), (100, 5), (139, 50)];
+        assert_eq!(
+            intersect(&a, &b),
+            vec![(5, 5), (20, 5), (28, 1), (100, 5), (139, 1)]
+        );
+        assert_eq!(intersect(&a, &[]), vec![]);
+        assert_eq!(intersect(&[], &b), vec![]);
+    }
+
+    #[test]
+    fn in_use_ranges_near_the_end_of_u64_do_not_overflow() {
+        let src = StorageSource::new(Box::new(sparsekit_io::MemStorage::from_vec(vec![1; 8192])))
+            .unwrap();
+        let o = ImportOptions {
+            cluster_size: 4096,
+            in_use: Some(vec![(u64::MAX - 1, 10), (4096, u64::MAX)]),
+            ..ImportOptions::default()
+        };
+        let out = sparsekit_io::MemStorage::new();
+        let r = write_image(&src, None, &out, &o, &mut Control::none()).unwrap();
+        assert_eq!(r.data_clusters, 1);
+    }
 }

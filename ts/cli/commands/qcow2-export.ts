@@ -30,6 +30,7 @@ export default command({
       extendedL2: v['extended-l2'],
       backing: backingOf(v),
       format: v.format,
+      trim: v.trim,
       signal: ctx.signal,
       onProgress: ctx.progress(),
     })

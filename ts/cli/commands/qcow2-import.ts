@@ -41,6 +41,12 @@ export const WRITE_OPTIONS = [
     description: "the backing file's format: needed with --backing",
   },
   {
+    flag: 'trim',
+    type: 'boolean',
+    description:
+      "leave out the clusters lying entirely in free space of SRC's file systems (MBR/GPT, ext2-4, FAT, exFAT, NTFS, XFS, btrfs, swap): they read as zeros",
+  },
+  {
     flag: 'format',
     short: 'f',
     type: 'choice',
@@ -85,7 +91,8 @@ export default command({
   notes: [
     'Holes and all-zero clusters stay unallocated. The output is byte-identical from run to run and whatever the number of threads.',
     'DST is written beside its name and renamed into place when complete: an error or Ctrl-C leaves no image.',
-    'SRC may be an http(s) URL, read with range requests. --trim (free file-system blocks) is not there yet.',
+    'SRC may be an http(s) URL, read with range requests.',
+    'With --trim, only provably free space is left out (a file system it cannot read is kept whole); a cluster partly in use is stored whole.',
   ],
   async run(ctx, v, [src, dst]) {
     const http = httpOptions(v, src)
@@ -97,6 +104,7 @@ export default command({
       extendedL2: v['extended-l2'],
       backing: backingOf(v),
       format: v.format,
+      trim: v.trim,
       threads: v.threads,
       signal: ctx.signal,
       onProgress: ctx.progress(),
