@@ -1417,10 +1417,24 @@ fn first_difference(data: &[u8], old: &[u8], at: u64) -> Option<(u64, u64)> {
 
 /// What a destination held under a chunk, read ahead of its writer.
 struct Old {
-    buf: PageBuf,
-    /// Bytes of `buf` read (fewer than the chunk where the destination ends).
+    /// The read that covered the chunk (one read may cover several chunks).
+    buf: Arc<PageBuf>,
+    /// Where the chunk's bytes start in `buf`.
+    start: usize,
+    /// Bytes of the chunk read (fewer than the chunk where the destination ends).
     have: usize,
 }
+
+impl Old {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.have]
+    }
+}
+
+/// The most bytes [`read_ahead`] reads at once: the chunks already queued behind one are
+/// read with it, so a device that serves several requests at once (the block layer splits
+/// a large read) gets them.
+const SPAN: usize = 4 * CHUNK;
 
 /// A message of the source's reader, with what the destination holds under a chunk when
 /// the writer compares ([`FlashOptions::only_changed`], [`crate::verify()`]).
@@ -1537,40 +1551,87 @@ fn open_read_direct(path: &Path) -> Option<std::fs::File> {
 /// between the source's reader and the writer: it reads what the destination holds under
 /// each chunk while the writer compares and writes the previous ones and the source's
 /// reader reads (and decompresses) the next, so the destination's reads, the source's and
-/// the writes overlap instead of taking turns. After `Start` it waits for `go` (the
-/// writer's size checks and capacity probe come first: the probe writes patterns it then
-/// restores). Buffers come back through `back`.
+/// the writes overlap instead of taking turns. Contiguous chunks already queued are read
+/// at once (up to [`SPAN`]). After `Start` it waits for `go` (the writer's size checks and
+/// capacity probe come first: the probe writes patterns it then restores). Buffers come
+/// back through `back`.
 fn read_ahead(
     rx: Receiver<Msg>,
     tx: SyncSender<Item>,
     go: Receiver<()>,
-    back: Receiver<PageBuf>,
+    back: Receiver<Arc<PageBuf>>,
     mut reader: OldReader<'_>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let seek = reader.plan.seek;
+    let mut free: Vec<PageBuf> = Vec::new();
+    // A message taken while gathering a span that did not belong to it.
+    let mut next: Option<Msg> = None;
     loop {
-        let msg = match rx.recv_timeout(TICK) {
-            Ok(msg) => msg,
-            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
-            Err(_) => return,
+        let msg = match next.take() {
+            Some(msg) => msg,
+            None => match rx.recv_timeout(TICK) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return,
+            },
         };
         let item = match msg {
             Msg::Data { offset, buf } => {
-                let mut old = back.try_recv().unwrap_or_else(|_| PageBuf::new(CHUNK));
-                let r = reader
-                    .read(&mut old, seek + offset, buf.len())
-                    .map(|have| Old { buf: old, have });
-                let failed = r.is_err();
-                if tx
-                    .send(Item {
-                        msg: Msg::Data { offset, buf },
-                        old: Some(r),
-                    })
-                    .is_err()
-                    || failed
-                {
-                    return;
+                let start = seek + offset;
+                let mut end = start + buf.len() as u64;
+                let mut run = vec![(offset, buf)];
+                while end - start < SPAN as u64 && end.is_multiple_of(PAGE as u64) {
+                    match rx.try_recv() {
+                        Ok(Msg::Data { offset, buf })
+                            if seek + offset == end
+                                && (end - start) as usize + buf.len() <= SPAN =>
+                        {
+                            end += buf.len() as u64;
+                            run.push((offset, buf));
+                        }
+                        Ok(msg) => {
+                            next = Some(msg);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                while let Ok(b) = back.try_recv() {
+                    if let Ok(b) = Arc::try_unwrap(b) {
+                        if free.len() < 4 {
+                            free.push(b);
+                        }
+                    }
+                }
+                let mut old = free.pop().unwrap_or_else(|| PageBuf::new(SPAN));
+                match reader.read(&mut old, start, (end - start) as usize) {
+                    Ok(have) => {
+                        let old = Arc::new(old);
+                        for (offset, buf) in run {
+                            let at = (seek + offset - start) as usize;
+                            let o = Old {
+                                buf: old.clone(),
+                                start: at.min(have),
+                                have: have.saturating_sub(at).min(buf.len()),
+                            };
+                            let item = Item {
+                                msg: Msg::Data { offset, buf },
+                                old: Some(Ok(o)),
+                            };
+                            if tx.send(item).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let (offset, buf) = run.swap_remove(0);
+                        let _ = tx.send(Item {
+                            msg: Msg::Data { offset, buf },
+                            old: Some(Err(e)),
+                        });
+                        return;
+                    }
                 }
                 continue;
             }
@@ -1648,7 +1709,7 @@ fn consume(
     std::thread::scope(|s| {
         let (tx, items) = sync_channel::<Item>(QUEUE);
         let (go_tx, go_rx) = sync_channel::<()>(1);
-        let (back_tx, back_rx) = std::sync::mpsc::channel::<PageBuf>();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Arc<PageBuf>>();
         let reader = OldReader {
             dst,
             direct,
@@ -1687,7 +1748,7 @@ fn consume_items(
     label: &Path,
     opener: &dyn Opener,
     next: &mut dyn FnMut() -> Option<Item>,
-    ahead: Option<(SyncSender<()>, std::sync::mpsc::Sender<PageBuf>)>,
+    ahead: Option<(SyncSender<()>, std::sync::mpsc::Sender<Arc<PageBuf>>)>,
     st: &DestStatus,
     plan: Plan,
     cancel: &Cancel,
@@ -1807,23 +1868,22 @@ fn consume_items(
                     None if compare => {
                         let have = w.read_old(at, buf.len())?;
                         Some(Old {
-                            buf: std::mem::take(&mut w.old),
+                            buf: Arc::new(std::mem::take(&mut w.old)),
+                            start: 0,
                             have,
                         })
                     }
                     None => None,
                 };
-                let give_back = |o: Option<Old>, w: &mut Writer<'_>| match (o, &ahead) {
-                    (Some(o), Some((_, back))) => {
+                let give_back = |o: Option<Old>| {
+                    if let (Some(o), Some((_, back))) = (o, &ahead) {
                         let _ = back.send(o.buf);
                     }
-                    (Some(o), None) => w.old = o.buf,
-                    (None, _) => {}
                 };
                 if compare {
                     let o = old.as_ref().expect("read above");
-                    let diff = first_difference(&buf, &o.buf[..o.have], at);
-                    give_back(old, &mut w);
+                    let diff = first_difference(&buf, o.bytes(), at);
+                    give_back(old);
                     if let Some((start, end)) = diff {
                         return Err(Error::Differs {
                             path: label.to_path_buf(),
@@ -1847,15 +1907,16 @@ fn consume_items(
                     let at = at + held as u64;
                     match &old {
                         Some(o) if plan.only_changed => {
+                            let bytes = o.bytes();
                             let r =
-                                w.put_changed(&buf[held..], at, &o.buf[held.min(o.have)..o.have]);
-                            give_back(old, &mut w);
+                                w.put_changed(&buf[held..], at, &bytes[held.min(bytes.len())..]);
+                            give_back(old);
                             r?;
                         }
                         _ => w.put(&buf[held..], at, sparse)?,
                     }
                 } else {
-                    give_back(old, &mut w);
+                    give_back(old);
                 }
                 st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
