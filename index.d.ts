@@ -155,6 +155,10 @@ export interface NativeBmapCopyOptions {
   onlyChanged?: boolean
   /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
   unmapped?: string
+  /** Retries of a write failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** Delay before the first such retry, in ms (default 100, doubled each time). */
+  writeRetryDelay?: number
 }
 
 export interface NativeBmapCopyResult {
@@ -339,6 +343,10 @@ export interface NativeFlashOptions {
   onlyChanged?: boolean
   /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
   unmapped?: string
+  /** Retries of a destination write (or compare read) failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** Delay before the first such retry, in ms (default 100, doubled each time). */
+  writeRetryDelay?: number
   /** Probe each block device's real capacity before writing it. */
   checkCapacity?: boolean
   /** Flush and eject each destination that succeeded. */
@@ -632,6 +640,10 @@ export interface NativeRemoteOptions {
   onlyChanged?: boolean
   /** bmap copy: `keep`, `zero` or `discard` the unmapped ranges. */
   unmapped?: string
+  /** bmap copy: retries of a write failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** bmap copy: delay before the first such retry, in ms (default 100). */
+  writeRetryDelay?: number
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */

@@ -182,6 +182,10 @@ pub struct NativeFlashOptions {
     pub only_changed: Option<bool>,
     /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
     pub unmapped: Option<String>,
+    /// Retries of a destination write (or compare read) failing with EIO, EBUSY or EAGAIN (default 5).
+    pub write_retries: Option<u32>,
+    /// Delay before the first such retry, in ms (default 100, doubled each time).
+    pub write_retry_delay: Option<u32>,
     /// Probe each block device's real capacity before writing it.
     pub check_capacity: Option<bool>,
     /// Flush and eject each destination that succeeded.
@@ -285,6 +289,14 @@ pub fn flash_multi<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+                write_retries: o
+                    .write_retries
+                    .unwrap_or(sparsekit_flash::WRITE_RETRIES),
+                retry_delay: o
+                    .write_retry_delay
+                    .map_or(FlashOptions::default().retry_delay, |ms| {
+                        Duration::from_millis(ms.into())
+                    }),
                 check_capacity: o.check_capacity.unwrap_or(false),
                 eject: o.eject.unwrap_or(false),
                 ..FlashOptions::default()
@@ -369,6 +381,10 @@ pub struct NativeRemoteOptions {
     pub only_changed: Option<bool>,
     /// bmap copy: `keep`, `zero` or `discard` the unmapped ranges.
     pub unmapped: Option<String>,
+    /// bmap copy: retries of a write failing with EIO, EBUSY or EAGAIN (default 5).
+    pub write_retries: Option<u32>,
+    /// bmap copy: delay before the first such retry, in ms (default 100).
+    pub write_retry_delay: Option<u32>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -419,6 +435,10 @@ pub fn remote_bmap_copy<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+                write_retries: o.write_retries,
+                write_retry_delay: o
+                    .write_retry_delay
+                    .map(|ms| Duration::from_millis(ms.into())),
             };
             let r = sparsekit_flash::bmap_copy_media(
                 &url,

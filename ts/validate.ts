@@ -97,7 +97,15 @@ export function showPath(p: string | Buffer): string {
 /** The option keys every long operation takes ({@link LongOptions}). */
 export const LONG_KEYS = ['signal', 'onProgress'] as const
 /** The removable-media option keys of flash, `bmap.copy` and verify ({@link MediaOptions}). */
-export const MEDIA_KEYS = ['seek', 'sha256', 'onlyChanged', 'zeroUnmapped', 'discard'] as const
+export const MEDIA_KEYS = [
+  'seek',
+  'sha256',
+  'onlyChanged',
+  'zeroUnmapped',
+  'discard',
+  'writeRetries',
+  'writeRetryDelay',
+] as const
 
 /** An expected SHA-256: 64 hex digits, returned in lowercase. */
 export function checkSha256(name: string, value: unknown): string | undefined {

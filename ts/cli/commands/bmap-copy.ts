@@ -71,6 +71,8 @@ export default command({
       onlyChanged: v['only-changed'],
       zeroUnmapped: v['zero-unmapped'],
       discard: v.discard,
+      writeRetries: v['write-retries'],
+      writeRetryDelay: v['write-retry-delay'],
       signal: ctx.signal,
       onProgress,
     })
