@@ -289,9 +289,7 @@ pub fn flash_multi<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
-                write_retries: o
-                    .write_retries
-                    .unwrap_or(sparsekit_flash::WRITE_RETRIES),
+                write_retries: o.write_retries.unwrap_or(sparsekit_flash::WRITE_RETRIES),
                 retry_delay: o
                     .write_retry_delay
                     .map_or(FlashOptions::default().retry_delay, |ms| {
