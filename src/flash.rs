@@ -297,7 +297,6 @@ pub fn flash_multi<'env>(
                     }),
                 check_capacity: o.check_capacity.unwrap_or(false),
                 eject: o.eject.unwrap_or(false),
-                ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
                 .map_err(|e| Failure::from_core(&e))?;
