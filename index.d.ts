@@ -157,6 +157,10 @@ export interface NativeBmapCopyOptions {
   unmapped?: string
   /** Without a bmap, only the blocks the image's file systems use. */
   trim?: boolean
+  /** Retries of a write failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** Delay before the first such retry, in ms (default 100, doubled each time). */
+  writeRetryDelay?: number
 }
 
 export interface NativeBmapCopyResult {
@@ -343,6 +347,10 @@ export interface NativeFlashOptions {
   onlyChanged?: boolean
   /** `keep` (default), `zero` or `discard` the image's unmapped ranges. */
   unmapped?: string
+  /** Retries of a destination write (or compare read) failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** Delay before the first such retry, in ms (default 100, doubled each time). */
+  writeRetryDelay?: number
   /** Probe each block device's real capacity before writing it. */
   checkCapacity?: boolean
   /** Flush and eject each destination that succeeded. */
@@ -643,6 +651,10 @@ export interface NativeRemoteOptions {
   unmapped?: string
   /** bmap copy: without a bmap, only the blocks the image's file systems use. */
   trim?: boolean
+  /** bmap copy: retries of a write failing with EIO, EBUSY or EAGAIN (default 5). */
+  writeRetries?: number
+  /** bmap copy: delay before the first such retry, in ms (default 100). */
+  writeRetryDelay?: number
   /** qcow2 convert: write zeros where the guest reads zeros. */
   zeroHoles?: boolean
   /** Extra trusted CA certificates (PEM) for https URLs. */

@@ -170,6 +170,36 @@ test('option checking: unknown keys refused, wrong types coded', async (t) => {
   t.is(again.destinations[0].retries, 0)
 })
 
+test('writeRetries / writeRetryDelay: checked, typed, and taken by flash, bmap copy and the CLI', async (t) => {
+  const dir = tempDir(t)
+  const img = image(dir, 2 * MiB)
+  const dst = join(dir, 'd')
+  writeFileSync(dst, '')
+  for (const run of [(o) => sk.flash(img.path, [dst], o), (o) => sk.bmap.copy(img.path, dst, o)]) {
+    await t.throwsAsync(run({ writeRetries: '3' }), { code: 'ERR_INVALID_ARG_TYPE', message: /writeRetries/ })
+    await t.throwsAsync(run({ writeRetries: -1 }), { code: 'ERR_OUT_OF_RANGE' })
+    await t.throwsAsync(run({ writeRetries: 1.5 }), { code: 'ERR_OUT_OF_RANGE' })
+    await t.throwsAsync(run({ writeRetries: 101 }), { code: 'ERR_INVALID_ARG_VALUE', message: /at most 100/ })
+    await t.throwsAsync(run({ writeRetryDelay: 60001 }), { code: 'ERR_INVALID_ARG_VALUE', message: /at most 60000/ })
+    await t.throwsAsync(run({ writeretries: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /writeRetries/ })
+  }
+  t.true(readFileSync(dst).length === 0, 'nothing written before the options were checked')
+  const r = await sk.flash(img.path, [dst], { writeRetries: 0, writeRetryDelay: 1 })
+  t.true(r.destinations[0].ok, r.destinations[0].error?.message)
+  t.is(r.destinations[0].retries, 0)
+  t.true(readFileSync(dst).equals(img.data))
+  const dst2 = join(dir, 'd2')
+  const c = await sk.bmap.copy(img.path, dst2, { createFiles: true, writeRetries: 100, writeRetryDelay: 0 })
+  t.is(c.retries, 0)
+  t.true(readFileSync(dst2).equals(img.data))
+  const ok = cli(['bmap', 'copy', img.path, join(dir, 'd3'), '--create', '--write-retries', '2', '--write-retry-delay', '10'])
+  t.is(ok.status, 0, ok.stderr)
+  t.true(readFileSync(join(dir, 'd3')).equals(img.data))
+  const bad = cli(['flash', img.path, dst, '--write-retries', 'many'])
+  t.is(bad.status, 2)
+  t.regex(bad.stderr, /write-retries/)
+})
+
 rootTest('zeroUnmapped / discard: stale random bytes in unmapped ranges are gone afterwards', async (t) => {
   const dir = tempDir(t)
   const img = join(dir, 'os.img')

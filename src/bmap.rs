@@ -101,6 +101,10 @@ pub struct NativeBmapCopyOptions {
     pub unmapped: Option<String>,
     /// Without a bmap, only the blocks the image's file systems use.
     pub trim: Option<bool>,
+    /// Retries of a write failing with EIO, EBUSY or EAGAIN (default 5).
+    pub write_retries: Option<u32>,
+    /// Delay before the first such retry, in ms (default 100, doubled each time).
+    pub write_retry_delay: Option<u32>,
 }
 
 #[napi(object)]
@@ -176,6 +180,10 @@ pub fn bmap_copy<'env>(
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: unmapped_arg(o.unmapped.as_deref())?,
                 trim: o.trim.unwrap_or(false),
+                write_retries: o.write_retries,
+                write_retry_delay: o
+                    .write_retry_delay
+                    .map(|ms| std::time::Duration::from_millis(ms.into())),
             };
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.

@@ -182,6 +182,10 @@ pub struct NativeFlashOptions {
     pub only_changed: Option<bool>,
     /// `keep` (default), `zero` or `discard` the image's unmapped ranges.
     pub unmapped: Option<String>,
+    /// Retries of a destination write (or compare read) failing with EIO, EBUSY or EAGAIN (default 5).
+    pub write_retries: Option<u32>,
+    /// Delay before the first such retry, in ms (default 100, doubled each time).
+    pub write_retry_delay: Option<u32>,
     /// Probe each block device's real capacity before writing it.
     pub check_capacity: Option<bool>,
     /// Flush and eject each destination that succeeded.
@@ -309,10 +313,15 @@ pub fn flash_multi<'env>(
                 sha256: o.sha256,
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
+                write_retries: o.write_retries.unwrap_or(sparsekit_flash::WRITE_RETRIES),
+                retry_delay: o
+                    .write_retry_delay
+                    .map_or(FlashOptions::default().retry_delay, |ms| {
+                        Duration::from_millis(ms.into())
+                    }),
                 check_capacity: o.check_capacity.unwrap_or(false),
                 eject: o.eject.unwrap_or(false),
                 trim: o.trim.unwrap_or(false),
-                ..FlashOptions::default()
             };
             let r = flash(&source, &dsts, &opts, status.as_deref(), ctl)
                 .map_err(|e| Failure::from_core(&e))?;
@@ -397,6 +406,10 @@ pub struct NativeRemoteOptions {
     pub unmapped: Option<String>,
     /// bmap copy: without a bmap, only the blocks the image's file systems use.
     pub trim: Option<bool>,
+    /// bmap copy: retries of a write failing with EIO, EBUSY or EAGAIN (default 5).
+    pub write_retries: Option<u32>,
+    /// bmap copy: delay before the first such retry, in ms (default 100).
+    pub write_retry_delay: Option<u32>,
     /// qcow2 convert: write zeros where the guest reads zeros.
     pub zero_holes: Option<bool>,
     /// Extra trusted CA certificates (PEM) for https URLs.
@@ -448,6 +461,10 @@ pub fn remote_bmap_copy<'env>(
                 only_changed: o.only_changed.unwrap_or(false),
                 unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
                 trim: o.trim.unwrap_or(false),
+                write_retries: o.write_retries,
+                write_retry_delay: o
+                    .write_retry_delay
+                    .map(|ms| Duration::from_millis(ms.into())),
             };
             let r = sparsekit_flash::bmap_copy_media(
                 &url,

@@ -88,9 +88,10 @@ export interface FlashOptions extends Omit<LongOptions, 'onProgress'>, MediaOpti
   checkCapacity?: boolean
   /**
    * After a destination succeeded, flush and eject it (Linux: the drive's `device/delete`
-   * in sysfs, as for USB sticks and card readers); reported per destination as `ejected`
-   * or `ejectError` (`ERR_SPARSEKIT_UNSUPPORTED` for a loop device, an SD card in a
-   * built-in slot, Windows and macOS for now). A failed eject does not fail the destination.
+   * in sysfs, as for USB sticks and card readers; Windows: `IOCTL_STORAGE_EJECT_MEDIA`;
+   * macOS: `DKIOCEJECT`); reported per destination as `ejected` or `ejectError`
+   * (`ERR_SPARSEKIT_UNSUPPORTED` for a loop device, a partition, an SD card in a built-in
+   * slot). A failed eject does not fail the destination.
    */
   eject?: boolean
   /** Extra trusted CA certificates (PEM) for https sources, added to the system's store. */

@@ -54,6 +54,18 @@ export interface MediaOptions {
    * the used blocks (what a trimmed flash wrote).
    */
   trim?: boolean
+  /**
+   * Times a write of a destination (with `onlyChanged`, also a read) failing with a
+   * transient error (`EIO`, `EBUSY`, `EAGAIN`: a card reader's hiccup) is tried again
+   * before that destination fails; default 5, at most 100, 0 for none. Counted in the
+   * result's `retries`; a persistent failure's error names the byte range and the attempts.
+   */
+  writeRetries?: number
+  /**
+   * Milliseconds before the first such retry, doubled for each further one (each at most
+   * 5 s); default 100, at most 60000.
+   */
+  writeRetryDelay?: number
 }
 
 /** What `trim` found (the `trim` of a flash or `bmap.copy` result). */
@@ -77,7 +89,16 @@ export function mediaArgs(o: MediaOptions) {
     onlyChanged: checkBoolean('options.onlyChanged', o.onlyChanged),
     unmapped: unmapped(o),
     trim: checkBoolean('options.trim', o.trim),
+    writeRetries: atMost('options.writeRetries', o.writeRetries, 100),
+    writeRetryDelay: atMost('options.writeRetryDelay', o.writeRetryDelay, 60000),
   }
+}
+
+/** A non-negative integer option of at most `max`. */
+function atMost(name: string, v: unknown, max: number): number | undefined {
+  const n = checkBytes(name, v)
+  if (n !== undefined && n > max) throw invalidArgValue(name, n, `must be at most ${max}`)
+  return n
 }
 
 function unmapped(o: MediaOptions): 'zero' | 'discard' | undefined {

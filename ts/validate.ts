@@ -104,6 +104,8 @@ export const MEDIA_KEYS = [
   'zeroUnmapped',
   'discard',
   'trim',
+  'writeRetries',
+  'writeRetryDelay',
 ] as const
 
 /** An expected SHA-256: 64 hex digits, returned in lowercase. */

@@ -46,7 +46,7 @@ pub mod windows;
 
 pub use decide::{decide, Unmount};
 pub use drives::{check_destination, list};
-pub use eject::{eject, eject_with};
+pub use eject::{eject, eject_with, macos_disk, windows_disk};
 pub use error::{Error, Result};
 pub use linux::{check_destination_with, list_with, parse_mountinfo, Mount, Roots};
 pub use open::{busy, is_drive_path, open_destination, open_direct};

@@ -30,6 +30,10 @@ pub struct Media {
     /// [`FlashOptions::trim`]: without a bmap, only the blocks the image's file systems
     /// use are read and written.
     pub trim: bool,
+    /// [`FlashOptions::write_retries`] (default [`crate::WRITE_RETRIES`]).
+    pub write_retries: Option<u32>,
+    /// [`FlashOptions::retry_delay`] (default 100 ms).
+    pub write_retry_delay: Option<std::time::Duration>,
 }
 
 /// What [`bmap_copy`] and [`local_bmap_copy`] did, beyond the plain copy's report.
@@ -168,6 +172,10 @@ fn copy_to(
         only_changed: media.only_changed,
         unmapped: media.unmapped,
         trim: media.trim,
+        write_retries: media.write_retries.unwrap_or(crate::WRITE_RETRIES),
+        retry_delay: media
+            .write_retry_delay
+            .unwrap_or(FlashOptions::default().retry_delay),
         ..Default::default()
     };
     // Open the source first: an unreachable URL (or one that cannot be trimmed) leaves
@@ -307,5 +315,56 @@ mod tests {
         let e = local_bmap_copy_media(&img, &dst, &opts, &opener, &bad, &mut Control::none())
             .unwrap_err();
         assert_eq!(e.code(), "ERR_SPARSEKIT_CHECKSUM_MISMATCH", "{e}");
+    }
+
+    /// The retry settings reach the engine through [`Media`]: a destination whose writes
+    /// keep failing with EIO is tried `write_retries` more times, then fails naming the
+    /// attempts; none at all with 0.
+    #[test]
+    fn write_retries_through_media() {
+        use sparsekit_io::{Fault, Faulty, MemStorage};
+        #[derive(Debug)]
+        struct Flaky;
+        impl Opener for Flaky {
+            fn open(&self, _: &Path) -> Result<Box<dyn sparsekit_bmap::Destination>> {
+                Ok(Box::new(Faulty::new(
+                    MemStorage::new(),
+                    Fault::TransientWriteErrors {
+                        after: 1,
+                        times: 1000,
+                        errno: sparsekit_io::errno::EIO,
+                    },
+                )))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("os.img");
+        std::fs::write(&img, vec![0x5au8; 3 << 20]).unwrap();
+        let opts = sparsekit_bmap::CopyOptions {
+            bmap: BmapChoice::None,
+            ..Default::default()
+        };
+        let opener: Arc<dyn Opener> = Arc::new(Flaky);
+        for (retries, attempts) in [(2u32, Some("3 attempts")), (0, None)] {
+            let media = Media {
+                write_retries: Some(retries),
+                write_retry_delay: Some(std::time::Duration::from_millis(1)),
+                ..Media::default()
+            };
+            let e = local_bmap_copy_to_drive_media(
+                &img,
+                Path::new("flaky"),
+                &opts,
+                &opener,
+                &media,
+                &mut Control::none(),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "ERR_SPARSEKIT_IO", "{e}");
+            assert_eq!(e.to_string().contains("attempts"), retries > 0, "{e}");
+            if let Some(a) = attempts {
+                assert!(e.to_string().contains(a), "{e}");
+            }
+        }
     }
 }

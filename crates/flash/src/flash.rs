@@ -624,7 +624,8 @@ impl Feed {
         Ok(self.alive())
     }
 
-    fn data(&mut self, offset: u64, buf: Buf) -> Result<bool> {
+    /// Send `buf` (image bytes at `offset`) to every live writer, and to `sha`'s hasher.
+    fn data(&mut self, offset: u64, buf: Buf, sha: Option<&mut Digester>) -> Result<bool> {
         // Without a read-back nothing compares digests: none are made.
         let digest = if self.digests {
             *blake3::hash(&buf).as_bytes()
@@ -637,6 +638,9 @@ impl Feed {
             digest,
         });
         let buf = Arc::new(buf);
+        if let Some(d) = sha {
+            d.shared(&buf);
+        }
         // Keep the buffer for reuse once every writer is done with it.
         if self.pool.len() < QUEUE * 2 + 4 {
             self.pool.push(buf.clone());
@@ -692,14 +696,23 @@ fn check_range(b: &Bmap, i: usize, h: sparsekit_bmap::Hasher, label: &Path) -> R
 }
 
 /// The image's bytes, sent to the thread that hashes them (SHA-256) while the reader goes
-/// on (a copy per chunk costs far less than the hash).
+/// on: the chunks the writers get are shared with it (no copy; the buffer pool reuses a
+/// chunk once the hasher is done with it too), the bytes no writer gets (those a bmap
+/// skips) are copied.
 struct Digester {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Arc<Buf>>,
 }
 
 impl Digester {
     fn update(&mut self, data: &[u8]) {
-        let _ = self.tx.send(data.to_vec());
+        let mut b = PageBuf::default();
+        b.resize(data.len());
+        b.copy_from_slice(data);
+        let _ = self.tx.send(Arc::new(b));
+    }
+
+    fn shared(&mut self, buf: &Arc<Buf>) {
+        let _ = self.tx.send(buf.clone());
     }
 }
 
@@ -886,10 +899,7 @@ fn by_ranges(
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
-                    if let Some(s) = &mut sha {
-                        s.update(&buf[..]);
-                    }
-                    if !feed.data(off, buf)? {
+                    if !feed.data(off, buf, sha.as_deref_mut())? {
                         return Ok(SourceInfo {
                             image_size: b.image_size,
                             compression: None,
@@ -975,10 +985,7 @@ fn stream(
                     if let Some(h) = &mut h {
                         h.update(&buf);
                     }
-                    if let Some(s) = &mut sha {
-                        s.update(&buf[..]);
-                    }
-                    if !feed.data(pos, buf)? {
+                    if !feed.data(pos, buf, sha.as_deref_mut())? {
                         return Ok(info(b.image_size));
                     }
                     pos += n as u64;
@@ -1015,10 +1022,7 @@ fn stream(
                     break;
                 }
                 buf.resize(k);
-                if let Some(s) = &mut sha {
-                    s.update(&buf[..]);
-                }
-                if !feed.data(pos, buf)? {
+                if !feed.data(pos, buf, sha.as_deref_mut())? {
                     return Ok(info(pos));
                 }
                 pos += k as u64;
@@ -1263,47 +1267,20 @@ impl Writer<'_> {
     }
 
     /// Read what the destination holds at `at` into `self.old` (`len` bytes): the bytes
-    /// there, fewer at its end.
+    /// there, fewer at its end (the first MiB, compared at the end; every other chunk is
+    /// read ahead by [`OldReader`]).
     fn read_old(&mut self, at: u64, len: usize) -> Result<usize> {
-        // Ask for the next chunks ahead (the write-check descriptor reads the same file),
-        // so the device reads while this chunk is compared and written.
-        if let Some(f) = &self.checks.file {
-            let _ = sparsekit_io::sys::will_need(f, at + len as u64, 4 * CHUNK as u64);
-        }
-        self.old.resize(len);
-        let mut n = 0;
-        while n < len {
-            match self.dst.read_at(&mut self.old[n..], at + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(Error::Io(e)),
-            }
-        }
-        Ok(n)
-    }
-
-    /// The first run of 4 KiB blocks of `data` that differ from what the destination
-    /// holds at `at`, as destination byte offsets.
-    fn first_difference(&mut self, data: &[u8], at: u64) -> Result<Option<(u64, u64)>> {
-        let have = self.read_old(at, data.len())?;
-        let bs = BLOCK as usize;
-        let differs = |old: &[u8], i: usize| {
-            let end = (i + bs).min(data.len());
-            end > have || data[i..end] != old[i..end]
+        let mut old = std::mem::take(&mut self.old);
+        let mut reader = OldReader {
+            dst: self.dst,
+            direct: None,
+            plan: self.plan,
+            cancel: self.cancel,
+            retries: self.retries,
         };
-        let mut i = 0;
-        while i < data.len() {
-            if differs(&self.old, i) {
-                let mut j = i;
-                while j < data.len() && differs(&self.old, j) {
-                    j = (j + bs).min(data.len());
-                }
-                return Ok(Some((at + i as u64, at + j as u64)));
-            }
-            i += bs;
-        }
-        Ok(None)
+        let r = reader.read(&mut old, at, len);
+        self.old = old;
+        r
     }
 
     /// Put `data` at `at`: all of it, or with `only_changed` the 4 KiB blocks that differ
@@ -1311,33 +1288,42 @@ impl Writer<'_> {
     fn put(&mut self, data: &[u8], at: u64, sparse: bool) -> Result<()> {
         if self.plan.only_changed {
             let have = self.read_old(at, data.len())?;
-            let old = std::mem::replace(&mut self.old, PageBuf::new(0));
-            let bs = BLOCK as usize;
-            let differs = |i: usize| {
-                let end = (i + bs).min(data.len());
-                end > have || data[i..end] != old[i..end]
-            };
-            let mut i = 0;
-            let r = (|| {
-                while i < data.len() {
-                    if !differs(i) {
-                        let end = (i + bs).min(data.len());
-                        self.skipped += (end - i) as u64;
-                        i = end;
-                        continue;
-                    }
-                    let mut j = i;
-                    while j < data.len() && differs(j) {
-                        j = (j + bs).min(data.len());
-                    }
-                    self.write(&data[i..j], at + i as u64)?;
-                    i = j;
-                }
-                Ok(())
-            })();
+            let old = std::mem::take(&mut self.old);
+            let r = self.put_changed(data, at, &old[..have]);
             self.old = old;
             return r;
         }
+        self.put_all(data, at, sparse)
+    }
+
+    /// Write the 4 KiB blocks of `data` that differ from `old`, what the destination holds
+    /// at `at` (shorter than `data` where the destination ends): one `memcmp` of the whole
+    /// chunk first (most chunks of a re-flash are equal), block by block only where not.
+    fn put_changed(&mut self, data: &[u8], at: u64, old: &[u8]) -> Result<()> {
+        if old.len() == data.len() && data == old {
+            self.skipped += data.len() as u64;
+            return Ok(());
+        }
+        let mut i = 0;
+        while i < data.len() {
+            if !block_differs(data, old, i) {
+                let end = (i + BLOCK as usize).min(data.len());
+                self.skipped += (end - i) as u64;
+                i = end;
+                continue;
+            }
+            let mut j = i;
+            while j < data.len() && block_differs(data, old, j) {
+                j = (j + BLOCK as usize).min(data.len());
+            }
+            self.write(&data[i..j], at + i as u64)?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Put `data` at `at`, all of it, or in a sparse file the blocks that are not zeros.
+    fn put_all(&mut self, data: &[u8], at: u64, sparse: bool) -> Result<()> {
         if sparse {
             // Runs of blocks that are not all zeros; the rest stays a hole.
             let mut i = 0usize;
@@ -1423,6 +1409,271 @@ impl Writer<'_> {
     }
 }
 
+/// Whether the 4 KiB block of `data` at `i` differs from `old` (what the destination
+/// holds there; shorter where the destination ends).
+fn block_differs(data: &[u8], old: &[u8], i: usize) -> bool {
+    let end = (i + BLOCK as usize).min(data.len());
+    end > old.len() || data[i..end] != old[i..end]
+}
+
+/// The first run of 4 KiB blocks of `data` (to go at `at`) that differ from `old`, what
+/// the destination holds there, as destination byte offsets.
+fn first_difference(data: &[u8], old: &[u8], at: u64) -> Option<(u64, u64)> {
+    if old.len() == data.len() && data == old {
+        return None;
+    }
+    let bs = BLOCK as usize;
+    let i = (0..data.len())
+        .step_by(bs)
+        .find(|&i| block_differs(data, old, i))?;
+    let mut j = i;
+    while j < data.len() && block_differs(data, old, j) {
+        j = (j + bs).min(data.len());
+    }
+    Some((at + i as u64, at + j as u64))
+}
+
+/// What a destination held under a chunk, read ahead of its writer.
+struct Old {
+    /// The read that covered the chunk (one read may cover several chunks).
+    buf: Arc<PageBuf>,
+    /// Where the chunk's bytes start in `buf`.
+    start: usize,
+    /// Bytes of the chunk read (fewer than the chunk where the destination ends).
+    have: usize,
+}
+
+impl Old {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.have]
+    }
+}
+
+/// The most bytes [`read_ahead`] reads at once: the chunks already queued behind one are
+/// read with it, so a device that serves several requests at once (the block layer splits
+/// a large read) gets them.
+const SPAN: usize = 4 * CHUNK;
+
+/// A message of the source's reader, with what the destination holds under a chunk when
+/// the writer compares ([`FlashOptions::only_changed`], [`crate::verify()`]).
+struct Item {
+    msg: Msg,
+    old: Option<Result<Old>>,
+}
+
+/// Reads what a destination holds: past the page cache (`O_DIRECT`, whole chunks) where
+/// offset and length are aligned and the destination takes it, else through the
+/// destination (its page cache dropped first); transient errors are tried again as writes
+/// are.
+struct OldReader<'a> {
+    dst: &'a dyn Destination,
+    direct: Option<std::fs::File>,
+    plan: Plan,
+    cancel: &'a Cancel,
+    retries: &'a AtomicU64,
+}
+
+impl OldReader<'_> {
+    /// Read `len` bytes at `at` into `buf` (resized to hold them); the bytes read, fewer
+    /// only where the destination ends.
+    fn read(&mut self, buf: &mut PageBuf, at: u64, len: usize) -> Result<usize> {
+        let mut attempts = 0u32;
+        let mut delay = self.plan.retry_delay;
+        loop {
+            attempts += 1;
+            match self.try_read(buf, at, len) {
+                Ok(n) => return Ok(n),
+                Err(e) if transient(e.raw_os_error()) && attempts <= self.plan.write_retries => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until {
+                        self.cancel.check()?;
+                        std::thread::sleep(Duration::from_millis(10).min(delay));
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+
+    fn try_read(
+        &mut self,
+        buf: &mut PageBuf,
+        at: u64,
+        len: usize,
+    ) -> std::result::Result<usize, sparsekit_io::IoError> {
+        if let Some(f) = self
+            .direct
+            .as_ref()
+            .filter(|_| at.is_multiple_of(PAGE as u64))
+        {
+            // Whole pages: the last partial block of an image is read with the rest of
+            // its page (the device or file ends there, or holds more).
+            buf.resize(len.next_multiple_of(PAGE));
+            let mut n = 0;
+            let r = loop {
+                if n == buf.len() {
+                    break Ok(());
+                }
+                match sparsekit_io::sys::FileExt::read_at(f, &mut buf[n..], at + n as u64) {
+                    Ok(0) => break Ok(()),
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            match r {
+                Ok(()) => return Ok(n.min(len)),
+                // EINVAL: alignment the device or file system does not take; read
+                // through the destination from now.
+                Err(e) if e.raw_os_error() == Some(errno::EINVAL) => self.direct = None,
+                Err(e) => {
+                    return Err(sparsekit_io::IoError::new("read", e).at(at + n as u64));
+                }
+            }
+        }
+        buf.resize(len);
+        let mut n = 0;
+        while n < len {
+            match self.dst.read_at(&mut buf[n..], at + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Open `path` to read it past the page cache (`O_DIRECT`), where the OS has it.
+fn open_read_direct(path: &Path) -> Option<std::fs::File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The destination's reader of an only-changed flash or a verify, on a thread of its own
+/// between the source's reader and the writer: it reads what the destination holds under
+/// each chunk while the writer compares and writes the previous ones and the source's
+/// reader reads (and decompresses) the next, so the destination's reads, the source's and
+/// the writes overlap instead of taking turns. Contiguous chunks already queued are read
+/// at once (up to [`SPAN`]). After `Start` it waits for `go` (the writer's size checks and
+/// capacity probe come first: the probe writes patterns it then restores). Buffers come
+/// back through `back`.
+fn read_ahead(
+    rx: Receiver<Msg>,
+    tx: SyncSender<Item>,
+    go: Receiver<()>,
+    back: Receiver<Arc<PageBuf>>,
+    mut reader: OldReader<'_>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let seek = reader.plan.seek;
+    let mut free: Vec<PageBuf> = Vec::new();
+    // A message taken while gathering a span that did not belong to it.
+    let mut next: Option<Msg> = None;
+    loop {
+        let msg = match next.take() {
+            Some(msg) => msg,
+            None => match rx.recv_timeout(TICK) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return,
+            },
+        };
+        let item = match msg {
+            Msg::Data { offset, buf } => {
+                let start = seek + offset;
+                let mut end = start + buf.len() as u64;
+                let mut run = vec![(offset, buf)];
+                while end - start < SPAN as u64 && end.is_multiple_of(PAGE as u64) {
+                    match rx.try_recv() {
+                        Ok(Msg::Data { offset, buf })
+                            if seek + offset == end
+                                && (end - start) as usize + buf.len() <= SPAN =>
+                        {
+                            end += buf.len() as u64;
+                            run.push((offset, buf));
+                        }
+                        Ok(msg) => {
+                            next = Some(msg);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                while let Ok(b) = back.try_recv() {
+                    if let Ok(b) = Arc::try_unwrap(b) {
+                        if free.len() < 4 {
+                            free.push(b);
+                        }
+                    }
+                }
+                let mut old = free.pop().unwrap_or_else(|| PageBuf::new(SPAN));
+                match reader.read(&mut old, start, (end - start) as usize) {
+                    Ok(have) => {
+                        let old = Arc::new(old);
+                        for (offset, buf) in run {
+                            let at = (seek + offset - start) as usize;
+                            let o = Old {
+                                buf: old.clone(),
+                                start: at.min(have),
+                                have: have.saturating_sub(at).min(buf.len()),
+                            };
+                            let item = Item {
+                                msg: Msg::Data { offset, buf },
+                                old: Some(Ok(o)),
+                            };
+                            if tx.send(item).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let (offset, buf) = run.swap_remove(0);
+                        let _ = tx.send(Item {
+                            msg: Msg::Data { offset, buf },
+                            old: Some(Err(e)),
+                        });
+                        return;
+                    }
+                }
+                continue;
+            }
+            msg => msg,
+        };
+        let start = matches!(item, Msg::Start { .. });
+        if tx
+            .send(Item {
+                msg: item,
+                old: None,
+            })
+            .is_err()
+        {
+            return;
+        }
+        if start && go.recv().is_err() {
+            return;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
 /// The image's first [`HEAD`] bytes, held back by a writer until everything else is
 /// written and synced.
 struct Head {
@@ -1466,6 +1717,60 @@ fn consume(
     plan: Plan,
     cancel: &Cancel,
 ) -> Result<(u64, bool, u64)> {
+    if plan.mode != Mode::Compare && !plan.only_changed {
+        let mut next = || rx.recv().ok().map(|msg| Item { msg, old: None });
+        return consume_items(dst, label, opener, &mut next, None, st, plan, cancel);
+    }
+    // Compared: the destination is read ahead on a thread of its own ([`read_ahead`]).
+    let direct = dst.path().and_then(open_read_direct);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (tx, items) = sync_channel::<Item>(QUEUE);
+        let (go_tx, go_rx) = sync_channel::<()>(1);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Arc<PageBuf>>();
+        let reader = OldReader {
+            dst,
+            direct,
+            plan,
+            cancel,
+            retries: &st.retries,
+        };
+        let stop = &stop;
+        std::thread::Builder::new()
+            .name("sparsekit-flash-compare".into())
+            .spawn_scoped(s, move || read_ahead(rx, tx, go_rx, back_rx, reader, stop))
+            .expect("spawn a flash destination reader");
+        let mut next = || items.recv().ok();
+        let r = consume_items(
+            dst,
+            label,
+            opener,
+            &mut next,
+            Some((go_tx, back_tx)),
+            st,
+            plan,
+            cancel,
+        );
+        // The destination's reader may wait for the source: it stops at its next look.
+        stop.store(true, Ordering::Relaxed);
+        drop(items);
+        r
+    })
+}
+
+/// [`consume`] of the messages `next` gives: with `ahead`, the destination's reader is
+/// told to go on after `Start` and gets its buffers back.
+#[allow(clippy::too_many_arguments)]
+fn consume_items(
+    dst: &dyn Destination,
+    label: &Path,
+    opener: &dyn Opener,
+    next: &mut dyn FnMut() -> Option<Item>,
+    ahead: Option<(SyncSender<()>, std::sync::mpsc::Sender<Arc<PageBuf>>)>,
+    st: &DestStatus,
+    plan: Plan,
+    cancel: &Cancel,
+) -> Result<(u64, bool, u64)> {
     let path = dst.path().map(Path::to_path_buf);
     let is_dev = dst.is_block_device();
     let seek = plan.seek;
@@ -1501,12 +1806,13 @@ fn consume(
     };
     let mut head = Head::new();
     loop {
-        let Ok(msg) = rx.recv() else {
+        let Some(Item { msg, old }) = next() else {
             // The reader stopped without an end: it failed or was cancelled (or the
             // image's digest did not match). The first MiB was not written.
             return Err(Error::Aborted);
         };
         cancel.check()?;
+        let old = old.transpose()?;
         match msg {
             Msg::Start { size, sparse: s } => {
                 sparse = s && !is_dev && !keep;
@@ -1559,6 +1865,9 @@ fn consume(
                     // Compare with what the medium holds, not with cached pages.
                     let _ = dst.drop_cache(0, 0);
                 }
+                if let Some((go, _)) = &ahead {
+                    let _ = go.send(());
+                }
                 st.state.store(DestState::Writing as u8, Ordering::Relaxed);
             }
             Msg::Data { offset, buf } => {
@@ -1571,8 +1880,29 @@ fn consume(
                         what,
                     });
                 }
+                let at = seek + offset;
+                let old = match old {
+                    Some(o) => Some(o),
+                    None if compare => {
+                        let have = w.read_old(at, buf.len())?;
+                        Some(Old {
+                            buf: Arc::new(std::mem::take(&mut w.old)),
+                            start: 0,
+                            have,
+                        })
+                    }
+                    None => None,
+                };
+                let give_back = |o: Option<Old>| {
+                    if let (Some(o), Some((_, back))) = (o, &ahead) {
+                        let _ = back.send(o.buf);
+                    }
+                };
                 if compare {
-                    if let Some((start, end)) = w.first_difference(&buf, seek + offset)? {
+                    let o = old.as_ref().expect("read above");
+                    let diff = first_difference(&buf, o.bytes(), at);
+                    give_back(old);
+                    if let Some((start, end)) = diff {
                         return Err(Error::Differs {
                             path: label.to_path_buf(),
                             start,
@@ -1592,12 +1922,23 @@ fn consume(
                     head.hold(offset, &buf[..held]);
                 }
                 if held < buf.len() {
-                    w.put(&buf[held..], seek + offset + held as u64, sparse)?;
+                    let at = at + held as u64;
+                    match &old {
+                        Some(o) if plan.only_changed => {
+                            let bytes = o.bytes();
+                            let r =
+                                w.put_changed(&buf[held..], at, &bytes[held.min(bytes.len())..]);
+                            give_back(old);
+                            r?;
+                        }
+                        _ => w.put(&buf[held..], at, sparse)?,
+                    }
+                } else {
+                    give_back(old);
                 }
                 st.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             Msg::End { size, segments } => {
-                drop(rx);
                 st.state.store(DestState::Syncing as u8, Ordering::Relaxed);
                 if compare {
                     let n = st.verified.load(Ordering::Relaxed);
@@ -1778,14 +2119,14 @@ pub(crate) fn run(
                 let digest_out = &mut sha256;
                 // The SHA-256 on a thread of its own, off the reader's path.
                 let mut digester = expected.as_ref().map(|_| {
-                    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+                    let (tx, rx) = sync_channel::<Arc<Buf>>(QUEUE);
                     let h = std::thread::Builder::new()
                         .name("sparsekit-flash-sha256".into())
                         .spawn_scoped(s, move || {
                             use sha2::Digest;
                             let mut h = sha2::Sha256::new();
                             for b in rx {
-                                h.update(&b);
+                                h.update(&b[..]);
                             }
                             hex(&h.finalize())
                         })

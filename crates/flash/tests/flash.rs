@@ -885,3 +885,114 @@ fn zip_deflate_stored_and_xz_inside() {
         assert!(e.code().starts_with("ERR_SPARSEKIT_"), "{e}");
     }
 }
+
+/// Only-changed re-flash with the destination read ahead past the page cache (`O_DIRECT`
+/// on a loop device and on a file on disk): only the differing 4 KiB blocks are written
+/// (changes in the first MiB, which is written last, across a chunk boundary and in the
+/// image's last, partial block), the destination then equals the image, the bytes past it
+/// are untouched, and `verify` (the same read-ahead) agrees and names the first difference.
+#[test]
+fn only_changed_reads_ahead_and_writes_only_differing_blocks() {
+    const MIB: usize = 1 << 20;
+    let Some(l) = Loop::new(
+        8 * MIB as u64,
+        Some(0xAA),
+        false,
+        "only_changed_reads_ahead_and_writes_only_differing_blocks",
+    ) else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("sparsekit-flash-oc-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let size = 5 * MIB + 1234;
+    let a = pattern(size, 41);
+    let img_a = dir.path().join("a.img");
+    std::fs::write(&img_a, &a).unwrap();
+    let file = dir.path().join("dest.img");
+    let dsts = vec![l.dev.clone(), file.clone()];
+    let r = flash(
+        img_a.to_str().unwrap(),
+        &dsts,
+        &opts(),
+        None,
+        &mut Control::none(),
+    )
+    .unwrap();
+    r.destinations.iter().for_each(ok);
+
+    let mut b = a.clone();
+    // (offset, bytes changed): in the first MiB twice, just past it, across the 3 MiB
+    // chunk boundary, and the last byte of the partial last block.
+    for (at, n) in [
+        (100, 1),
+        (600_000, 3),
+        (MIB + 5, 1),
+        (3 * MIB - 2, 4),
+        (size - 1, 1),
+    ] {
+        for x in &mut b[at..at + n] {
+            *x ^= 0x5a;
+        }
+    }
+    let img_b = dir.path().join("b.img");
+    std::fs::write(&img_b, &b).unwrap();
+    let changed = FlashOptions {
+        only_changed: true,
+        ..opts()
+    };
+    let r = flash(
+        img_b.to_str().unwrap(),
+        &dsts,
+        &changed,
+        None,
+        &mut Control::none(),
+    )
+    .unwrap();
+    // Blocks 0, 146 and 256, 767 and 768, and the last partial block's 1234 bytes.
+    let expect = 5 * 4096 + 1234;
+    for d in &r.destinations {
+        ok(d);
+        assert_eq!(d.bytes_written, expect, "{}", d.path.display());
+        assert_eq!(
+            d.bytes_skipped,
+            size as u64 - expect,
+            "{}",
+            d.path.display()
+        );
+    }
+    let dev = l.read(8 * MIB);
+    assert!(dev[..size] == b[..], "the device differs from the image");
+    assert!(
+        dev[size..].iter().all(|&x| x == 0xAA),
+        "bytes past the image"
+    );
+    assert!(
+        std::fs::read(&file).unwrap() == b,
+        "the file differs from the image"
+    );
+
+    // Flashed again with the same image: nothing written.
+    let r = flash(
+        img_b.to_str().unwrap(),
+        &dsts,
+        &changed,
+        None,
+        &mut Control::none(),
+    )
+    .unwrap();
+    for d in &r.destinations {
+        ok(d);
+        assert_eq!(d.bytes_written, 0, "{}", d.path.display());
+    }
+
+    // verify compares through the same read-ahead.
+    for d in &dsts {
+        sparsekit_flash::verify(img_b.to_str().unwrap(), d, &opts(), &mut Control::none()).unwrap();
+        match sparsekit_flash::verify(img_a.to_str().unwrap(), d, &opts(), &mut Control::none()) {
+            Err(Error::Differs { start, end, .. }) => assert_eq!((start, end), (0, 4096)),
+            other => panic!("{}: {other:?}", d.display()),
+        }
+    }
+}

@@ -21,7 +21,7 @@ export const HTTP_OPTIONS = [
   },
 ] as const
 
-/** `--seek`, `--sha256`, `--only-changed`: the removable-media options of flash and bmap copy. */
+/** `--seek`, `--sha256`, `--only-changed`, `--write-retries`...: the removable-media options of flash and bmap copy. */
 export const MEDIA_OPTIONS = [
   {
     flag: 'seek',
@@ -50,6 +50,19 @@ export const MEDIA_OPTIONS = [
     flag: 'discard',
     type: 'boolean',
     description: 'discard those ranges instead (an error where the device cannot discard)',
+  },
+  {
+    flag: 'write-retries',
+    type: 'count',
+    value: 'N',
+    description:
+      'retry a write failing with EIO/EBUSY/EAGAIN this many times before the drive fails (default 5)',
+  },
+  {
+    flag: 'write-retry-delay',
+    type: 'count',
+    value: 'MS',
+    description: 'wait this long before the first such retry, doubled each time (default 100)',
   },
 ] as const
 

@@ -112,6 +112,8 @@ export default command({
       zeroUnmapped: v['zero-unmapped'],
       discard: v.discard,
       trim: v.trim,
+      writeRetries: v['write-retries'],
+      writeRetryDelay: v['write-retry-delay'],
       signal: ctx.signal,
       onProgress,
     })

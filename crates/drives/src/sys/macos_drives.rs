@@ -103,3 +103,27 @@ pub fn fs_stats() -> io::Result<Vec<FsStat>> {
         })
         .collect())
 }
+
+/// `DKIOCSYNCHRONIZECACHE = _IO('d', 22)` (sys/disk.h): flush the drive's write cache.
+const DKIOCSYNCHRONIZECACHE: libc::c_ulong = 0x2000_6416;
+/// `DKIOCEJECT = _IO('d', 21)` (sys/disk.h): eject the medium.
+const DKIOCEJECT: libc::c_ulong = 0x2000_6415;
+
+/// Flush and eject the disk whose raw node is `raw` (`/dev/rdiskN`, after a flash):
+/// `fsync`, `DKIOCSYNCHRONIZECACHE` (a drive without a cache to flush refuses it, which is
+/// ignored), then `DKIOCEJECT`. The failed call's name with the error.
+pub fn eject_disk(raw: &std::path::Path) -> Result<(), (&'static str, io::Error)> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .open(raw)
+        .map_err(|e| ("open", e))?;
+    f.sync_all().map_err(|e| ("fsync", e))?;
+    // SAFETY: requests without an argument on an open descriptor.
+    unsafe {
+        let _ = libc::ioctl(f.as_raw_fd(), DKIOCSYNCHRONIZECACHE);
+        if libc::ioctl(f.as_raw_fd(), DKIOCEJECT) != 0 {
+            return Err(("ioctl(DKIOCEJECT)", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

@@ -25,7 +25,8 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Ioctl::{
     FSCTL_ALLOW_EXTENDED_DASD_IO, FSCTL_DISMOUNT_VOLUME, FSCTL_LOCK_VOLUME,
     IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_IS_WRITABLE, IOCTL_DISK_UPDATE_PROPERTIES,
-    IOCTL_STORAGE_GET_DEVICE_NUMBER, IOCTL_STORAGE_QUERY_PROPERTY,
+    IOCTL_STORAGE_EJECT_MEDIA, IOCTL_STORAGE_GET_DEVICE_NUMBER, IOCTL_STORAGE_MEDIA_REMOVAL,
+    IOCTL_STORAGE_QUERY_PROPERTY,
 };
 use windows_sys::Win32::System::Registry::{
     RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_MULTI_SZ, RRF_RT_REG_SZ,
@@ -446,4 +447,44 @@ impl Storage for RawDevice {
     fn path(&self) -> Option<&Path> {
         Some(&self.path)
     }
+}
+
+/// Flush and eject the disk `\\.\PhysicalDriveN` (after a flash): `FlushFileBuffers`
+/// (fileapi.h), `IOCTL_STORAGE_MEDIA_REMOVAL` with `PreventMediaRemoval` FALSE (a
+/// `PREVENT_MEDIA_REMOVAL`, one BOOLEAN; a device that knows no removal lock refuses it,
+/// which is ignored), then `IOCTL_STORAGE_EJECT_MEDIA` (winioctl.h). The failed call's name
+/// with the error.
+pub fn eject_disk(n: u32) -> Result<(), (&'static str, io::Error)> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+        .open(format!(r"\\.\PhysicalDrive{n}"))
+        .map_err(|e| ("CreateFileW", e))?;
+    f.sync_all().map_err(|e| ("FlushFileBuffers", e))?;
+    let allow = [0u8; 1];
+    // SAFETY: the input is one BOOLEAN (PREVENT_MEDIA_REMOVAL); no output.
+    let _ = unsafe {
+        device_io_control(
+            &f,
+            IOCTL_STORAGE_MEDIA_REMOVAL,
+            allow.as_ptr().cast(),
+            allow.len(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    // SAFETY: no input, no output.
+    unsafe {
+        device_io_control(
+            &f,
+            IOCTL_STORAGE_EJECT_MEDIA,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+            0,
+        )
+    }
+    .map(|_| ())
+    .map_err(|e| ("DeviceIoControl(IOCTL_STORAGE_EJECT_MEDIA)", e))
 }
