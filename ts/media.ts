@@ -77,7 +77,9 @@ export interface TrimResult {
 }
 
 /** A native trim report as the API's result field. */
-export function trimResult(t: { usedBytes: number; freeBytes: number } | null | undefined): TrimResult | null {
+export function trimResult(
+  t: { usedBytes: number; freeBytes: number } | null | undefined,
+): TrimResult | null {
   return t == null ? null : { usedBytes: t.usedBytes, freeBytes: t.freeBytes }
 }
 
