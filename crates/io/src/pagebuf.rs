@@ -19,6 +19,16 @@ pub struct PageBuf {
 }
 
 impl PageBuf {
+    /// An empty buffer that has allocated nothing (usable in `const` and `thread_local!`
+    /// initialisers).
+    pub const fn empty() -> PageBuf {
+        PageBuf {
+            raw: Vec::new(),
+            start: 0,
+            len: 0,
+        }
+    }
+
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> PageBuf {
         let mut b = PageBuf::default();
@@ -33,6 +43,11 @@ impl PageBuf {
             self.start = self.raw.as_ptr().align_offset(PAGE).min(PAGE);
         }
         self.len = len;
+    }
+
+    /// Shorten the buffer to `len` bytes (nothing happens when it is not longer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// The most bytes the buffer holds without reallocating.
@@ -51,6 +66,23 @@ impl std::ops::Deref for PageBuf {
 impl std::ops::DerefMut for PageBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl From<&[u8]> for PageBuf {
+    /// A page-aligned copy of `bytes` (for small pieces, such as table clusters, that
+    /// travel with the large ones).
+    fn from(bytes: &[u8]) -> PageBuf {
+        let mut b = PageBuf::empty();
+        b.resize(bytes.len());
+        b.copy_from_slice(bytes);
+        b
+    }
+}
+
+impl AsRef<[u8]> for PageBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
     }
 }
 
@@ -76,5 +108,10 @@ mod tests {
         }
         assert!(b.capacity() >= 1 << 20);
         assert!(PageBuf::new(5).iter().all(|&x| x == 0));
+        let c = PageBuf::from(&[1u8, 2, 3][..]);
+        assert_eq!((&c[..], c.as_ptr() as usize % PAGE), (&[1u8, 2, 3][..], 0));
+        b.truncate(2);
+        assert_eq!(b.len(), 2);
+        assert_eq!(PageBuf::empty().capacity(), 0);
     }
 }

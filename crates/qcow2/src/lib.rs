@@ -57,7 +57,6 @@ mod info;
 pub mod lock;
 mod map;
 mod measure;
-mod pagebuf;
 mod refblock;
 mod snapshot;
 mod source;
@@ -81,11 +80,11 @@ pub use image::{BackingPolicy, Image, Layer, OpenOptions, RawImage, MAX_CHAIN_DE
 pub use info::{Info, Qcow2Specific};
 pub use map::{map_json, Allocation, MapEntry};
 pub use measure::{measure, Measure, MeasureOptions};
-pub use pagebuf::PageBuf;
 pub use snapshot::Snapshot;
 pub use source::{BlockStatus, Source, StorageSource};
 /// What every error of this crate tells besides its message (`code`, errno, path, ...).
 pub use sparsekit_io::ErrorInfo;
+pub use sparsekit_io::PageBuf;
 pub use writer::{
     export_stream, import_image, open_backing, write_image, BackingFile, ExportStream,
     ImportOptions, ImportResult, Layout, STREAM_CHUNK, WRITE_UNIT,

@@ -36,9 +36,9 @@ use crate::header::{
     MIN_CLUSTER_BITS_EXTENDED_L2,
 };
 use crate::image::{path_combine, Image, OpenOptions};
-use crate::pagebuf::PageBuf;
 use crate::source::{cluster_runs, merge, Source, StorageSource};
 use crate::table::{COMPRESSED_SECTOR, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO};
+use sparsekit_io::PageBuf;
 
 /// Bytes read per unit of work (one thread reads, scans and compresses one unit).
 pub const WRITE_UNIT: u64 = 2 << 20;
@@ -508,7 +508,7 @@ impl Scanner<'_> {
             /// The source's and the backing file's bytes of a unit, kept between units
             /// (no zeroing of a fresh buffer each time).
             static BUFS: std::cell::RefCell<(PageBuf, PageBuf)> = const {
-                std::cell::RefCell::new((PageBuf::new(), PageBuf::new()))
+                std::cell::RefCell::new((PageBuf::empty(), PageBuf::empty()))
             };
         }
         cancel.check()?;
@@ -526,14 +526,14 @@ impl Scanner<'_> {
             };
             let buf = match &mut own {
                 Some(v) => v,
-                None if direct => own.insert(PageBuf::new()),
+                None if direct => own.insert(PageBuf::empty()),
                 None => tl,
             };
-            buf.set_len(len);
+            buf.resize(len);
             read_clipped(self.src, buf, first * self.g.cs)?;
             let base = match self.backing {
                 Some(b) => {
-                    bb.set_len(len);
+                    bb.resize(len);
                     read_clipped(b, &mut bb[..len], first * self.g.cs)?;
                     Some(&bb[..len])
                 }
@@ -893,15 +893,17 @@ impl<S: Source> ExportStream<S> {
             match &mut self.part {
                 Part::Header => {
                     self.part = Part::L1;
-                    return Ok(Some(l.header.clone().into()));
+                    return Ok(Some(PageBuf::from(&l.header[..])));
                 }
                 Part::L1 => {
                     self.part = Part::RefTable;
-                    return Ok(Some(l.l1().into()));
+                    return Ok(Some(PageBuf::from(&l.l1()[..])));
                 }
                 Part::RefTable => {
                     self.part = Part::RefBlock(0);
-                    return Ok(Some(g.reftable(l.rt_clusters, l.rb_at, l.rb_count).into()));
+                    return Ok(Some(PageBuf::from(
+                        &g.reftable(l.rt_clusters, l.rb_at, l.rb_count)[..],
+                    )));
                 }
                 Part::RefBlock(k) => {
                     if *k >= l.rb_count {
@@ -914,7 +916,7 @@ impl<S: Source> ExportStream<S> {
                     }
                     let b = g.refblock(*k, |c| u32::from(c < l.total));
                     *k += 1;
-                    return Ok(Some(b.into()));
+                    return Ok(Some(PageBuf::from(&b[..])));
                 }
                 Part::L2 { table, plan, rank } => {
                     let Some(&l1i) = l.tables.get(*table) else {
@@ -939,7 +941,7 @@ impl<S: Source> ExportStream<S> {
                         *plan += 1;
                     }
                     *table += 1;
-                    return Ok(Some(g.l2_table(entries.into_iter()).into()));
+                    return Ok(Some(PageBuf::from(&g.l2_table(entries.into_iter())[..])));
                 }
                 Part::Data { plan } => {
                     // Skip zero clusters; then a run of consecutive guest clusters.
@@ -959,7 +961,7 @@ impl<S: Source> ExportStream<S> {
                     let len = (n * g.cs) as usize;
                     // A recycled buffer is not zeroed again; all its bytes are overwritten.
                     let mut buf = self.spare.pop().unwrap_or_default();
-                    buf.set_len(len);
+                    buf.resize(len);
                     read_clipped(&self.src, &mut buf, first * g.cs)?;
                     return Ok(Some(buf));
                 }
@@ -1054,7 +1056,7 @@ pub fn export_stream(
         src,
         part: Part::Header,
         pos: 0,
-        pending: PageBuf::new(),
+        pending: PageBuf::empty(),
         pending_at: 0,
         spare: Vec::new(),
     })
@@ -1169,7 +1171,7 @@ fn write_uncompressed(
         src,
         part: Part::L1,
         pos: g.cs,
-        pending: PageBuf::new(),
+        pending: PageBuf::empty(),
         pending_at: 0,
         spare: Vec::new(),
     };
