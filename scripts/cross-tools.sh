@@ -29,6 +29,17 @@ declare -A SK_TOOLCHAIN_PKG=(
 
 sk_log() { echo "cross-tools: $*" >&2; }
 
+# One cross script at a time per build folder: `npm test` starts the package tests' builds
+# in the background (scripts/test) while the ava files that need them run the same
+# scripts, which then wait here and find them built; apt-get and the tool caches are never
+# used by two at once. Held until the sourcing script exits (file descriptor 9).
+sk_cross_lock() {
+  local dir=${CARGO_TARGET_DIR:-target}
+  mkdir -p "$dir"
+  exec 9>"$dir/.sparsekit-cross.lock"
+  flock 9
+}
+
 # Install the Debian cross packages that are missing, each checked by a file it provides
 # (scripts/debian-packages.sh). Prints what it installed. Never pulls nodejs:arm64 or
 # libnode*:arm64 (they would replace this machine's x86_64 node) nor removes a package.

@@ -4,7 +4,8 @@
 # by `scripts/prebuilt win32-x64` when missing or older than this commit's sources, unless
 # SPARSEKIT_WIN32_NODE names a binary).
 #
-# Usage: scripts/test-windows.sh [--smoke-build]      also: npm run test:windows
+# Usage: scripts/test-windows.sh [--smoke-build | --build-only]   also: npm run test:windows
+#   --build-only   the smoke build alone (scripts/test starts it in the background)
 #   --smoke-build  test a binary of the `smoke` profile (Cargo.toml: the release code
 #                  without LTO, unoptimised; about half the cold build time) built into
 #                  CARGO_TARGET_DIR, instead of the prebuilt package's; `npm test` uses it.
@@ -29,16 +30,17 @@ case "$(uname -s)-$(uname -m)" in
   Linux-x86_64) ;;
   *) echo "test-windows: wine and the cross tools run on linux x86_64 hosts only" >&2; exit 3 ;;
 esac
-sk_ensure_wine || exit 3
-node_exe=$(sk_windows_node) || exit 3
-
-smoke_build=0
+smoke_build=0 build_only=0
 for arg in "$@"; do
   case "$arg" in
     --smoke-build) smoke_build=1 ;;
-    *) echo "test-windows: unknown argument '$arg' (use --smoke-build)" >&2; exit 2 ;;
+    --build-only) smoke_build=1 build_only=1 ;;
+    *) echo "test-windows: unknown argument '$arg' (use --smoke-build or --build-only)" >&2; exit 2 ;;
   esac
 done
+sk_cross_lock
+sk_ensure_wine || exit 3
+node_exe=$(sk_windows_node) || exit 3
 
 bin=${SPARSEKIT_WIN32_NODE:-npm/win32-x64-gnu/sparsekit.win32-x64-gnu.node}
 if [ "$smoke_build" = 1 ] && [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
@@ -52,6 +54,7 @@ if [ "$smoke_build" = 1 ] && [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
   bin=${built%/*}/sparsekit.win32-x64-gnu.node
   cp "$built" "$bin.tmp" && mv "$bin.tmp" "$bin"
   echo "test-windows: built $bin ($(stat -c %s "$bin") bytes) in $(( $(date +%s) - start ))s"
+  [ "$build_only" = 0 ] || exit 0
 elif [ -z "${SPARSEKIT_WIN32_NODE:-}" ]; then
   newest=$(git ls-files -z -- src crates Cargo.toml Cargo.lock build.rs | xargs -0 stat -c %Y 2>/dev/null | sort -n | tail -1)
   if [ ! -f "$bin" ] || [ "$(stat -c %Y "$bin")" -lt "${newest:-0}" ]; then

@@ -121,7 +121,7 @@ pub struct NativeBmapCopyResult {
     pub retries: f64,
     pub sha256: Option<String>,
     /// What trim found, when it was asked for and no bmap was used.
-    pub trim: Option<crate::flash::NativeTrim>,
+    pub trim: Option<NativeTrim>,
 }
 
 /// The JS result of a bmap copy through the flash crate.
@@ -139,7 +139,7 @@ pub fn copy_result(
         bytes_skipped: r.bytes_skipped as f64,
         retries: r.retries as f64,
         sha256: r.sha256,
-        trim: crate::flash::native_trim(r.trim)?,
+        trim: native_trim(r.trim)?,
     })
 }
 
@@ -214,4 +214,25 @@ pub fn unmapped_arg(v: Option<&str>) -> std::result::Result<sparsekit_flash::Unm
             )))
         }
     })
+}
+
+/// What trimming found: the image's used bytes (the only ones read and written) and its
+/// provably free ones.
+#[napi(object)]
+pub struct NativeTrim {
+    pub used_bytes: f64,
+    pub free_bytes: f64,
+}
+
+/// A trim report for JS.
+pub(crate) fn native_trim(
+    t: Option<sparsekit_flash::Trim>,
+) -> std::result::Result<Option<NativeTrim>, Failure> {
+    t.map(|t| {
+        Ok(NativeTrim {
+            used_bytes: to_f64("trim.usedBytes", t.used_bytes)?,
+            free_bytes: to_f64("trim.freeBytes", t.free_bytes)?,
+        })
+    })
+    .transpose()
 }

@@ -232,27 +232,6 @@ pub struct NativeFlashDestination {
     pub error: Option<NativeFailure>,
 }
 
-/// What trimming found: the image's used bytes (the only ones read and written) and its
-/// provably free ones.
-#[napi(object)]
-pub struct NativeTrim {
-    pub used_bytes: f64,
-    pub free_bytes: f64,
-}
-
-/// A trim report for JS.
-pub(crate) fn native_trim(
-    t: Option<sparsekit_flash::Trim>,
-) -> std::result::Result<Option<NativeTrim>, Failure> {
-    t.map(|t| {
-        Ok(NativeTrim {
-            used_bytes: to_f64("trim.usedBytes", t.used_bytes)?,
-            free_bytes: to_f64("trim.freeBytes", t.free_bytes)?,
-        })
-    })
-    .transpose()
-}
-
 #[napi(object)]
 pub struct NativeFlashResult {
     pub destinations: Vec<NativeFlashDestination>,
@@ -262,7 +241,7 @@ pub struct NativeFlashResult {
     pub zip_entry: Option<String>,
     pub source_bytes: f64,
     pub sha256: Option<String>,
-    pub trim: Option<NativeTrim>,
+    pub trim: Option<crate::bmap::NativeTrim>,
 }
 
 /// Flash one source (path or http(s) URL) to several destinations at once.
@@ -358,7 +337,7 @@ pub fn flash_multi<'env>(
                 zip_entry: r.zip_entry,
                 source_bytes: r.source_bytes as f64,
                 sha256: r.sha256,
-                trim: native_trim(r.trim)?,
+                trim: crate::bmap::native_trim(r.trim)?,
             })
         },
         |env, v| unsafe { NativeFlashResult::to_napi_value(env.raw(), v) },
@@ -613,7 +592,7 @@ pub struct NativeVerifyResult {
     pub image_size: f64,
     pub bmap: Option<String>,
     pub sha256: Option<String>,
-    pub trim: Option<NativeTrim>,
+    pub trim: Option<crate::bmap::NativeTrim>,
 }
 
 /// Read a destination back and compare it with an image, writing nothing.
@@ -659,7 +638,7 @@ pub fn verify_image<'env>(
                 image_size: to_f64("imageSize", r.image_size)?,
                 bmap: r.bmap,
                 sha256: r.sha256,
-                trim: native_trim(r.trim)?,
+                trim: crate::bmap::native_trim(r.trim)?,
             })
         },
         |env, v| unsafe { NativeVerifyResult::to_napi_value(env.raw(), v) },

@@ -61,6 +61,17 @@ pub(crate) enum Input {
     },
 }
 
+/// What trimming found: the image's bytes the layout says are used (rounded outward to
+/// 4 KiB blocks (`TRIM_BLOCK`); the only ones read, written and read back) and the rest, provably
+/// free (left as they were on the destinations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trim {
+    /// Bytes of the image that are used.
+    pub used_bytes: u64,
+    /// Bytes of the image that are free (`image size - used_bytes`).
+    pub free_bytes: u64,
+}
+
 /// A source ready to read: its input, the bmap to follow, and what to report.
 pub(crate) struct Opened {
     pub(crate) input: Input,
@@ -74,13 +85,13 @@ pub(crate) struct Opened {
     /// For a zip archive opened to be trimmed: the archive's bytes, read at offsets (a
     /// stored entry is a window of them).
     pub(crate) archive_bytes: Option<Box<dyn Storage>>,
-    /// What trimming found ([`crate::trim`]), when it was asked for and no bmap was used.
-    pub(crate) trim: Option<crate::trim::Trim>,
+    /// What trimming found (the `trim` module), when it was asked for and no bmap was used.
+    pub(crate) trim: Option<Trim>,
 }
 
 /// Open `source` (a path or an http(s) URL). With `trim` (and no bmap), a plain image at
 /// a URL is read with range requests when the server takes them, and a zip archive keeps
-/// its bytes at hand ([`Opened::archive_bytes`]), so [`crate::trim::apply`] can read
+/// its bytes at hand ([`Opened::archive_bytes`]), so the trim step (`trim::apply`) can read
 /// the image's layout.
 pub(crate) fn open(
     source: &str,

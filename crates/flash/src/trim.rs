@@ -25,16 +25,7 @@ use crate::source::{self, Input, Opened};
 /// The block size of a trim's bmap: ranges are rounded outward to it.
 pub const TRIM_BLOCK: u64 = 4096;
 
-/// What trimming found: the image's bytes the layout says are used (rounded outward to
-/// [`TRIM_BLOCK`]; the only ones read, written and read back) and the rest, provably
-/// free (left as they were on the destinations).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Trim {
-    /// Bytes of the image that are used.
-    pub used_bytes: u64,
-    /// Bytes of the image that are free (`image size - used_bytes`).
-    pub free_bytes: u64,
-}
+pub use crate::source::Trim;
 
 /// A bmap (format 2.0, no checksums, [`TRIM_BLOCK`] blocks) mapping `used` (sorted,
 /// disjoint byte ranges of an image of `size` bytes), each range rounded outward to
