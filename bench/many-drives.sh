@@ -4,7 +4,7 @@
 # (goal: three within 1.3x the time of one). The drives are loop devices over files in a
 # tmpfs, so the one disk under file-backed loops is not what is measured; the image is a
 # 1 GiB disk image holding ~512 MiB of /usr files (compressible, as an OS image is),
-# compressed with xz -T0 -6 (multi-block: decoded on every core). Each flash reads back
+# compressed with xz -T0 -1 (multi-block: decoded on every core). Each flash reads back
 # what it wrote (the default) and once without (--no-read-back).
 # Usage: bench/many-drives.sh [--runs N]   (root: loop devices, tmpfs mount)
 set -euo pipefail
@@ -53,7 +53,7 @@ for src in ("/usr/lib", "/usr/share"):
                 sys.exit(0)
 PY
 umount "$W/mnt"
-xz -T0 -6 -k -c "$IMG" > "$IMG.xz"
+xz -T0 -1 -k -c "$IMG" > "$IMG.xz"
 rm "$IMG"
 for i in 0 1 2; do
   truncate -s 1G "$T/dev$i"
