@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sparsekit_bmap::{Bmap, BmapChoice, Compression, Destination};
-use sparsekit_io::{errno, is_zero, Cancel, Control, ErrorInfo, PageBuf, Phase, Storage, PAGE};
+use sparsekit_io::{
+    errno, is_zero, Aborted, Cancel, Control, ErrorInfo, PageBuf, Phase, Storage, PAGE,
+};
 
 use sparsekit_http::HttpOptions;
 
@@ -1189,6 +1191,17 @@ fn transient(errno: Option<i32>) -> bool {
     matches!(errno, Some(errno::EIO | errno::EBUSY | libc::EAGAIN))
 }
 
+/// Wait `delay` before retrying a transient error (in small steps, so that an abort is not
+/// held up), and return the next delay: doubled, at most 5 s.
+fn back_off(cancel: &Cancel, delay: Duration) -> std::result::Result<Duration, Aborted> {
+    let until = std::time::Instant::now() + delay;
+    while std::time::Instant::now() < until {
+        cancel.check()?;
+        std::thread::sleep(Duration::from_millis(10).min(delay));
+    }
+    Ok((delay * 2).min(Duration::from_secs(5)))
+}
+
 /// One destination's writes: `O_DIRECT` where aligned, retries of transient errors,
 /// only-changed comparison, and the counts for its report.
 struct Writer<'a> {
@@ -1236,13 +1249,7 @@ impl Writer<'_> {
                 }
                 Err(e) if transient(e.raw_os_error()) && attempts <= self.plan.write_retries => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    // Wait in small steps so that an abort is not held up.
-                    let until = std::time::Instant::now() + delay;
-                    while std::time::Instant::now() < until {
-                        self.cancel.check()?;
-                        std::thread::sleep(Duration::from_millis(10).min(delay));
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = back_off(self.cancel, delay)?;
                 }
                 Err(e) => {
                     let e = match (&e.path, self.label.as_os_str().is_empty()) {
@@ -1485,12 +1492,7 @@ impl OldReader<'_> {
                 Ok(n) => return Ok(n),
                 Err(e) if transient(e.raw_os_error()) && attempts <= self.plan.write_retries => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let until = std::time::Instant::now() + delay;
-                    while std::time::Instant::now() < until {
-                        self.cancel.check()?;
-                        std::thread::sleep(Duration::from_millis(10).min(delay));
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = back_off(self.cancel, delay)?;
                 }
                 Err(e) => return Err(Error::Io(e)),
             }
