@@ -163,28 +163,21 @@ pub fn bmap_copy<'env>(
         on_progress,
         move |ctl| {
             let (image, dst) = paths?;
-            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
-                (_, true) => BmapChoice::None,
-                (Some(p), false) => BmapChoice::Path(p),
-                (None, false) => BmapChoice::Auto,
-            };
             let opts = CopyOptions {
-                bmap: choice,
+                bmap: bmap_choice(bmap?, o.no_bmap),
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(false),
                 create_files: o.create_files.unwrap_or(false),
             };
-            let media = sparsekit_flash::Media {
-                seek: crate::job::opt_u64("options.seek", o.seek)?.unwrap_or(0),
+            let media = media(MediaArgs {
+                seek: o.seek,
                 sha256: o.sha256,
-                only_changed: o.only_changed.unwrap_or(false),
-                unmapped: unmapped_arg(o.unmapped.as_deref())?,
-                trim: o.trim.unwrap_or(false),
+                only_changed: o.only_changed,
+                unmapped: o.unmapped,
+                trim: o.trim,
                 write_retries: o.write_retries,
-                write_retry_delay: o
-                    .write_retry_delay
-                    .map(|ms| std::time::Duration::from_millis(ms.into())),
-            };
+                write_retry_delay: o.write_retry_delay,
+            })?;
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.
             let r = sparsekit_flash::local_bmap_copy_media(
@@ -200,6 +193,42 @@ pub fn bmap_copy<'env>(
         },
         |env, v| unsafe { NativeBmapCopyResult::to_napi_value(env.raw(), v) },
     )
+}
+
+/// `bmap` and `noBmap` as a [`BmapChoice`]: none, the file given, or the one found beside
+/// the image (or at URL.bmap).
+pub(crate) fn bmap_choice(bmap: Option<std::path::PathBuf>, no_bmap: Option<bool>) -> BmapChoice {
+    match (bmap, no_bmap.unwrap_or(false)) {
+        (_, true) => BmapChoice::None,
+        (Some(p), false) => BmapChoice::Path(p),
+        (None, false) => BmapChoice::Auto,
+    }
+}
+
+/// The removable-media options of a bmap copy (of a file or a URL), as JS gives them.
+pub(crate) struct MediaArgs {
+    pub seek: Option<f64>,
+    pub sha256: Option<String>,
+    pub only_changed: Option<bool>,
+    pub unmapped: Option<String>,
+    pub trim: Option<bool>,
+    pub write_retries: Option<u32>,
+    pub write_retry_delay: Option<u32>,
+}
+
+/// [`MediaArgs`] checked, with their defaults.
+pub(crate) fn media(a: MediaArgs) -> std::result::Result<sparsekit_flash::Media, Failure> {
+    Ok(sparsekit_flash::Media {
+        seek: crate::job::opt_u64("options.seek", a.seek)?.unwrap_or(0),
+        sha256: a.sha256,
+        only_changed: a.only_changed.unwrap_or(false),
+        unmapped: unmapped_arg(a.unmapped.as_deref())?,
+        trim: a.trim.unwrap_or(false),
+        write_retries: a.write_retries,
+        write_retry_delay: a
+            .write_retry_delay
+            .map(|ms| std::time::Duration::from_millis(ms.into())),
+    })
 }
 
 /// `keep`, `zero` or `discard` for [`sparsekit_flash::Unmapped`].

@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
-use sparsekit_bmap::BmapChoice;
 use sparsekit_drives::{self as drives, Safety};
 use sparsekit_flash::{flash, FlashOptions, FlashStatus};
 
@@ -272,13 +271,8 @@ pub fn flash_multi<'env>(
         on_progress,
         move |ctl| {
             let dsts = dsts?;
-            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
-                (_, true) => BmapChoice::None,
-                (Some(p), false) => BmapChoice::Path(p),
-                (None, false) => BmapChoice::Auto,
-            };
             let opts = FlashOptions {
-                bmap: choice,
+                bmap: crate::bmap::bmap_choice(bmap?, o.no_bmap),
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(true),
                 opener: Arc::new(DriveOpener(Safety {
@@ -422,29 +416,22 @@ pub fn remote_bmap_copy<'env>(
         on_progress,
         move |ctl| {
             let dst = dst?;
-            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
-                (_, true) => BmapChoice::None,
-                (Some(p), false) => BmapChoice::Path(p),
-                (None, false) => BmapChoice::Auto,
-            };
             let opts = sparsekit_bmap::CopyOptions {
-                bmap: choice,
+                bmap: crate::bmap::bmap_choice(bmap?, o.no_bmap),
                 verify: o.verify.unwrap_or(true),
                 read_back: o.read_back.unwrap_or(false),
                 create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let media = sparsekit_flash::Media {
-                seek: opt_u64("options.seek", o.seek)?.unwrap_or(0),
+            let media = crate::bmap::media(crate::bmap::MediaArgs {
+                seek: o.seek,
                 sha256: o.sha256,
-                only_changed: o.only_changed.unwrap_or(false),
-                unmapped: crate::bmap::unmapped_arg(o.unmapped.as_deref())?,
-                trim: o.trim.unwrap_or(false),
+                only_changed: o.only_changed,
+                unmapped: o.unmapped,
+                trim: o.trim,
                 write_retries: o.write_retries,
-                write_retry_delay: o
-                    .write_retry_delay
-                    .map(|ms| Duration::from_millis(ms.into())),
-            };
+                write_retry_delay: o.write_retry_delay,
+            })?;
             let r = sparsekit_flash::bmap_copy_media(
                 &url,
                 &dst,
@@ -616,13 +603,8 @@ pub fn verify_image<'env>(
         on_progress,
         move |ctl| {
             let dst = dst?;
-            let choice = match (bmap?, o.no_bmap.unwrap_or(false)) {
-                (_, true) => BmapChoice::None,
-                (Some(p), false) => BmapChoice::Path(p),
-                (None, false) => BmapChoice::Auto,
-            };
             let opts = FlashOptions {
-                bmap: choice,
+                bmap: crate::bmap::bmap_choice(bmap?, o.no_bmap),
                 verify: o.verify.unwrap_or(true),
                 zip_entry: o.zip_entry,
                 http: http_options(ca, o.retries, o.retry_delay, o.timeout),
