@@ -228,12 +228,20 @@ fn dd_matrix() {
         CopyMethod::Sendfile,
         CopyMethod::ReadWrite,
     ];
-    let mut n = 0;
+    // Every combination of skip, seek, length and truncate, each with one of the three
+    // destinations in turn (all three with SPARSEKIT_LONG_TESTS=1): dd with bs=7 makes
+    // 40 000 system calls, and the whole product took 14 s.
+    let all = std::env::var_os("SPARSEKIT_LONG_TESTS").is_some();
+    let (mut n, mut outer) = (0, 0usize);
     for skip in [0u64, 4096, 5000, 299_999, 400_000] {
         for seek in [0u64, 7, 4096, 700_000] {
             for length in [None, Some(0u64), Some(12345), Some(1 << 30)] {
                 for truncate in [true, false] {
-                    for init in &initial {
+                    outer += 1;
+                    for (i, init) in initial.iter().enumerate() {
+                        if !all && outer % initial.len() != i {
+                            continue;
+                        }
                         let (ours, theirs) = (d.path().join("ours"), d.path().join("theirs"));
                         let _ = fs::remove_file(&ours);
                         let _ = fs::remove_file(&theirs);
