@@ -169,15 +169,15 @@ pub fn bmap_copy<'env>(
                 read_back: o.read_back.unwrap_or(false),
                 create_files: o.create_files.unwrap_or(false),
             };
-            let media = media(MediaArgs {
-                seek: o.seek,
-                sha256: o.sha256,
-                only_changed: o.only_changed,
-                unmapped: o.unmapped,
-                trim: o.trim,
-                write_retries: o.write_retries,
-                write_retry_delay: o.write_retry_delay,
-            })?;
+            let media = media(
+                o.seek,
+                o.sha256,
+                o.only_changed,
+                o.unmapped,
+                o.trim,
+                o.write_retries,
+                o.write_retry_delay,
+            )?;
             // Drives, block devices, zip archives and the media options go through the
             // flash engine.
             let r = sparsekit_flash::local_bmap_copy_media(
@@ -205,29 +205,25 @@ pub(crate) fn bmap_choice(bmap: Option<std::path::PathBuf>, no_bmap: Option<bool
     }
 }
 
-/// The removable-media options of a bmap copy (of a file or a URL), as JS gives them.
-pub(crate) struct MediaArgs {
-    pub seek: Option<f64>,
-    pub sha256: Option<String>,
-    pub only_changed: Option<bool>,
-    pub unmapped: Option<String>,
-    pub trim: Option<bool>,
-    pub write_retries: Option<u32>,
-    pub write_retry_delay: Option<u32>,
-}
-
-/// [`MediaArgs`] checked, with their defaults.
-pub(crate) fn media(a: MediaArgs) -> std::result::Result<sparsekit_flash::Media, Failure> {
+/// The removable-media options of a bmap copy (of a file or a URL), as JS gives them,
+/// checked and with their defaults.
+pub(crate) fn media(
+    seek: Option<f64>,
+    sha256: Option<String>,
+    only_changed: Option<bool>,
+    unmapped: Option<String>,
+    trim: Option<bool>,
+    write_retries: Option<u32>,
+    write_retry_delay: Option<u32>,
+) -> std::result::Result<sparsekit_flash::Media, Failure> {
     Ok(sparsekit_flash::Media {
-        seek: crate::job::opt_u64("options.seek", a.seek)?.unwrap_or(0),
-        sha256: a.sha256,
-        only_changed: a.only_changed.unwrap_or(false),
-        unmapped: unmapped_arg(a.unmapped.as_deref())?,
-        trim: a.trim.unwrap_or(false),
-        write_retries: a.write_retries,
-        write_retry_delay: a
-            .write_retry_delay
-            .map(|ms| std::time::Duration::from_millis(ms.into())),
+        seek: crate::job::opt_u64("options.seek", seek)?.unwrap_or(0),
+        sha256,
+        only_changed: only_changed.unwrap_or(false),
+        unmapped: unmapped_arg(unmapped.as_deref())?,
+        trim: trim.unwrap_or(false),
+        write_retries,
+        write_retry_delay: write_retry_delay.map(|ms| std::time::Duration::from_millis(ms.into())),
     })
 }
 

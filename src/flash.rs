@@ -423,15 +423,15 @@ pub fn remote_bmap_copy<'env>(
                 create_files: o.create_files.unwrap_or(false),
             };
             let http = http_options(ca, o.retries, o.retry_delay, o.timeout);
-            let media = crate::bmap::media(crate::bmap::MediaArgs {
-                seek: o.seek,
-                sha256: o.sha256,
-                only_changed: o.only_changed,
-                unmapped: o.unmapped,
-                trim: o.trim,
-                write_retries: o.write_retries,
-                write_retry_delay: o.write_retry_delay,
-            })?;
+            let media = crate::bmap::media(
+                o.seek,
+                o.sha256,
+                o.only_changed,
+                o.unmapped,
+                o.trim,
+                o.write_retries,
+                o.write_retry_delay,
+            )?;
             let r = sparsekit_flash::bmap_copy_media(
                 &url,
                 &dst,
