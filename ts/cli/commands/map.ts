@@ -1,50 +1,29 @@
 /** `sparsekit map FILE`: a file's extents, streamed, then what is data and what is hole. @internal */
-import * as sk from '../../index'
-import { command, JSON_OUTPUT } from '../command'
+import { mapExtents } from '../../extents'
+import type { MapHeader, MapOptions } from '../../extents'
+import { handler } from '../command'
+import type * as specs from '../specs'
 import type { Context } from '../command'
 import { human } from '../output'
 
-export default command({
-  name: 'map',
-  summary: "list a file's extents: where its data is and where its holes are",
-  positionals: [{ name: 'FILE' }],
-  options: [
-    { flag: 'start', type: 'bytes', value: 'N', description: 'map from byte N' },
-    {
-      flag: 'length',
-      type: 'bytes',
-      value: 'N',
-      description: 'map N bytes (default: to the end of FILE)',
-    },
-    {
-      flag: 'method',
-      type: 'choice',
-      value: 'METHOD',
-      choices: sk.MAP_METHODS,
-      default: 'auto',
-      description: 'how to find the extents (none: report every byte as data)',
-    },
-    JSON_OUTPUT,
-  ],
-  async run(ctx, v, [path]) {
-    await printMap(
-      ctx,
-      path,
-      { start: v.start, length: v.length, method: v.method, signal: ctx.signal },
-      v.json,
-    )
-    return 0
-  },
+export default handler<typeof specs.map>(async (ctx, v, [path]) => {
+  await printMap(
+    ctx,
+    path,
+    { start: v.start, length: v.length, method: v.method, signal: ctx.signal },
+    v.json,
+  )
+  return 0
 })
 
 /** The `map` output, streamed: one line per extent, then what is data and what is hole. */
 async function printMap(
   ctx: Context,
   path: string,
-  opts: sk.MapOptions,
+  opts: MapOptions,
   json: boolean,
 ): Promise<void> {
-  let header: sk.MapHeader | undefined
+  let header: MapHeader | undefined
   let count = 0
   let data = 0
   let prealloc = 0
@@ -55,13 +34,13 @@ async function printMap(
     if (lines.length) await ctx.out(lines.join(''))
     lines = []
   }
-  const head = (h: sk.MapHeader) =>
+  const head = (h: MapHeader) =>
     json
       ? `{"size":${h.size},"blockSize":${h.blockSize},"method":${JSON.stringify(h.method)},"extents":[`
       : `${path}: ${human(Number(h.size))}, block size ${h.blockSize}, method ${h.method}\n`
-  for await (const e of sk.mapExtents(path, { ...opts, onHeader: (h) => (header = h) })) {
+  for await (const e of mapExtents(path, { ...opts, onHeader: (h) => (header = h) })) {
     if (count === 0) {
-      const h = header as sk.MapHeader
+      const h = header as MapHeader
       lines.push(head(h))
       if (!json) {
         w = String(Number(h.size)).length
@@ -82,7 +61,7 @@ async function printMap(
     else data += e.length
     if (lines.length >= 4096) await flush()
   }
-  const h = header as sk.MapHeader // mapExtents gives the header even when there are no extents
+  const h = header as MapHeader // mapExtents gives the header even when there are no extents
   if (count === 0) lines.push(head(h))
   const size = Number(h.size)
   const end = Math.min(size, opts.length === undefined ? size : start + opts.length)
