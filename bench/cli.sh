@@ -5,9 +5,13 @@
 #             `sparsekit layout` of a small ext4 image, `sparsekit map` of a small file
 #   copy:     `sparsekit copy` of bench/run's 4 GiB file with 512 MiB of data
 #             vs `cp --sparse=always`, and the API in a process (`node bench/js.cjs copy`)
+#   map:      `sparsekit map --json` of bench/run's 100 000-extent file (output discarded)
+#             vs the API in a process (`node bench/js.cjs map`)
 #
-# Usage: bench/cli.sh [--runs N] [--baseline DIR] [--wait-idle S]
+# Usage: bench/cli.sh [--runs N] [--rounds R] [--baseline DIR] [--wait-idle S]
 #   --runs N        timed runs per command after one warmup; default 20
+#   --rounds R      time the copy rows in R rounds of N/R runs each, the commands taking
+#                   turns, so that load that comes and goes hits all alike; default 1
 #   --wait-idle S   first wait up to S seconds for the CPUs to be less than 25% busy
 #   --baseline DIR  also time DIR/dist/cli.js on the same rows (another checkout or build of
 #                   sparsekit, e.g. the commit before a change), interleaved in the same run
@@ -24,12 +28,14 @@ cd "$ROOT"
 RUNS=20
 BASE=
 WAIT_IDLE=0
+ROUNDS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --baseline) BASE=$(cd "$2" && pwd); shift 2 ;;
     --wait-idle) WAIT_IDLE=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/cli.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +50,7 @@ D=${SPARSEKIT_BENCH_DIR:-/var/tmp/sparsekit-cli-bench}
 mkdir -p "$D"
 /usr/bin/python3 bench/mkdata.py "$D" >&2
 SRC=$D/sparse4g.img
+FRAG=$D/frag.img
 DST=$D/dst.img
 SMALL=$D/small-ext4.img
 if [ ! -f "$SMALL" ]; then
@@ -62,9 +69,11 @@ rows() { # PREFIX CLI
   STARTUP+=(-n "${p}layout" "node $cli layout '$SMALL'")
   STARTUP+=(-n "${p}map" "node $cli map '$SMALLFILE'")
   COPY+=(-n "${p}copy" "node $cli copy '$SRC' '$DST'")
+  MAP+=(-n "${p}map --json (100 000 extents)" "node $cli map '$FRAG' --json")
 }
 STARTUP=(-n "node -e 0" "node -e 0")
 COPY=(-n "cp --sparse=always" "cp --sparse=always '$SRC' '$DST'")
+MAP=(-n "node bench/js.cjs map (API)" "node $ROOT/bench/js.cjs map '$FRAG'")
 rows "sparsekit " "$ROOT/dist/cli.js"
 [ -z "$BASE" ] || rows "baseline " "$BASE/dist/cli.js"
 COPY+=(-n "node bench/js.cjs copy (API)" "node $ROOT/bench/js.cjs copy '$SRC' '$DST' --no-prepare")
@@ -97,13 +106,29 @@ while [ "$SECONDS" -lt "$deadline" ] && [ "$(busy)" -ge 25 ]; do sleep 4; done
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg); CPUs $(busy)% busy; $(nproc) CPUs; $(node --version); commit $(git rev-parse --short HEAD)" | tee "$D/facts.txt"
 HF=(hyperfine --style basic --warmup 1 --runs "$RUNS")
 "${HF[@]}" --export-json "$D/startup.json" --export-markdown "$D/startup.md" "${STARTUP[@]}" >&2
-"${HF[@]}" --prepare "rm -f '$DST'; sync" --export-json "$D/copy.json" --export-markdown "$D/copy.md" "${COPY[@]}" >&2
+for r in $(seq "$ROUNDS"); do
+  hyperfine --style basic --warmup 1 --runs $(((RUNS + ROUNDS - 1) / ROUNDS)) --prepare "rm -f '$DST'; sync" \
+    --export-json "$D/copy-$r.json" "${COPY[@]}" >&2
+done
+"${HF[@]}" --export-json "$D/map.json" --export-markdown "$D/map.md" "${MAP[@]}" >&2
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$D/facts.txt"
-# Median wall clock and mean CPU (user + system) of each row, from hyperfine's JSON.
+# Median wall clock (over every run of every round) and mean CPU (user + system) of each
+# row, from hyperfine's JSON; a group's files are joined by '+'.
 node -e '
-for (const f of process.argv.slice(1)) {
-  const { results } = JSON.parse(require("fs").readFileSync(f, "utf8"))
+const fs = require("fs")
+for (const group of process.argv.slice(1)) {
+  const rows = new Map()
+  for (const f of group.split("+")) {
+    for (const r of JSON.parse(fs.readFileSync(f, "utf8")).results) {
+      const row = rows.get(r.command) ?? { times: [], cpu: [] }
+      row.times.push(...r.times)
+      row.cpu.push(r.user + r.system)
+      rows.set(r.command, row)
+    }
+  }
   const ms = (s) => (s * 1000).toFixed(1) + " ms"
-  console.log(`\n| command | median | min … max | CPU (user+sys, mean) |\n|---|---|---|---|`)
-  for (const r of results) console.log(`| ${r.command} | ${ms(r.median)} | ${ms(r.min)} … ${ms(r.max)} | ${ms(r.user + r.system)} |`)
-}' "$D/startup.json" "$D/copy.json"
+  const median = (a) => { const b = [...a].sort((x, y) => x - y); return b.length % 2 ? b[(b.length - 1) / 2] : (b[b.length / 2 - 1] + b[b.length / 2]) / 2 }
+  console.log(`\n| command | median | min … max | n | CPU (user+sys, mean) |\n|---|---|---|---|---|`)
+  for (const [name, r] of rows)
+    console.log(`| ${name} | ${ms(median(r.times))} | ${ms(Math.min(...r.times))} … ${ms(Math.max(...r.times))} | ${r.times.length} | ${ms(r.cpu.reduce((a, b) => a + b) / r.cpu.length)} |`)
+}' "$D/startup.json" "$(seq -f "$D/copy-%g.json" -s + "$ROUNDS")" "$D/map.json"
