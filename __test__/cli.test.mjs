@@ -3,9 +3,10 @@
 import test from 'ava'
 import { createRequire } from 'node:module'
 import { writeFileSync, mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { tempDir, cli, isRoot, has, randomBytes } from './helpers.mjs'
+import { tempDir, cli, CLI, isRoot, has, randomBytes } from './helpers.mjs'
 import { loopDevice } from './fs-helpers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -223,6 +224,70 @@ test('output: the bar is cleared before an error', (t) => {
   ctx.fail(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }))
   t.true(err.text.endsWith('\r\x1b[Ksparsekit: EIO: i/o error\n'), JSON.stringify(err.text))
   t.is(capture(COMMANDS[0], false).ctx.progress(), undefined)
+})
+
+/**
+ * The modules (files under the repository) and native addons a `sparsekit ARGS` process
+ * loads, relative to the repository: a preload script lists `require.cache` at exit.
+ */
+function loaded(t, args) {
+  const dir = tempDir(t)
+  const probe = join(dir, 'probe.cjs')
+  writeFileSync(
+    probe,
+    `process.on('exit', () => require('fs').writeSync(3, JSON.stringify(Object.keys(require.cache))))\n`,
+  )
+  const r = spawnSync(process.execPath, ['--require', probe, CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+  t.is(r.status, 0, r.stderr)
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  return JSON.parse(r.output[3]).filter((f) => f !== probe).map((f) => relative(root, f).split(sep).join('/'))
+}
+
+test('start-up loads only what the run needs: no API or addon for help, one command module', (t) => {
+  // --version reads package.json and nothing else.
+  t.deepEqual(loaded(t, ['--version']).sort(), ['dist/cli.js', 'package.json'])
+  // Help reads the table (and the API's lists of choices), never a command's module, the API
+  // or the addon.
+  for (const args of [['--help'], ['copy', '--help'], ['qcow2', '--help']]) {
+    const files = loaded(t, args)
+    t.true(files.includes('dist/cli/specs.js'), args.join(' '))
+    t.deepEqual(files.filter((f) => /^dist\/cli\/commands\/(?!index\.js)/.test(f) || !/^(dist\/cli|dist\/choices\.js|package\.json)/.test(f)), [], args.join(' '))
+  }
+  // A command loads its own module and the API modules it calls, not the API's index or the
+  // other commands' modules (and so not sync's node:net, qcow2's streams, ...).
+  const dir = tempDir(t)
+  const f = join(dir, 'f')
+  writeFileSync(f, randomBytes(8192))
+  const files = loaded(t, ['copy', f, join(dir, 'g')])
+  t.deepEqual(files.filter((x) => x.startsWith('dist/cli/commands/')).sort(), ['dist/cli/commands/copy.js', 'dist/cli/commands/index.js'])
+  t.true(files.includes('dist/copy.js'))
+  t.true(files.some((x) => x.endsWith('.node')), 'the addon')
+  for (const other of ['dist/index.js', 'dist/qcow2.js', 'dist/sync.js', 'dist/flash.js', 'dist/drives.js']) t.false(files.includes(other), other)
+})
+
+test("Node's compile cache is turned on when the running Node has it, before the CLI's modules load", (t) => {
+  // Node >= 22.1 has module.enableCompileCache; on older Node the CLI starts without it. A
+  // preload gives this Node one that records its call: no arguments (NODE_COMPILE_CACHE or
+  // the OS temporary directory, as Node decides), and only dist/cli.js loaded so far.
+  const dir = tempDir(t)
+  const probe = join(dir, 'probe.cjs')
+  writeFileSync(
+    probe,
+    `const fs = require('fs')
+require('node:module').enableCompileCache = (...args) => fs.writeSync(3, JSON.stringify({ args, loaded: Object.keys(require.cache).filter((f) => f !== __filename) }))\n`,
+  )
+  const r = spawnSync(process.execPath, ['--require', probe, CLI, '--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] })
+  t.is(r.status, 0, r.stderr)
+  const call = JSON.parse(r.output[3])
+  t.deepEqual(call.args, [])
+  t.deepEqual(call.loaded, [CLI])
+})
+
+test("every command's module loads and exports its run", (t) => {
+  for (const c of COMMANDS) {
+    const m = require(`../dist/cli/commands/${c.name.replace(' ', '-')}.js`)
+    t.is(typeof m.default, 'function', c.name)
+  }
 })
 
 const rootTest = isRoot && has('losetup') && has('mkfs.ext4') ? test : test.skip

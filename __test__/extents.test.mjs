@@ -108,6 +108,17 @@ test('cli: map prints extents and a summary; --json is the API result; copy work
   t.regex(human.stdout, /extents?; data .* holes /)
   const js = cli(['map', img, '--json'])
   t.deepEqual(JSON.parse(js.stdout), await sk.map(img))
+  // Byte for byte JSON.stringify of the result (the CLI writes each extent itself), flags
+  // included: a preallocated range is an unwritten extent.
+  t.is(js.stdout, JSON.stringify(await sk.map(img)) + '\n')
+  const pre = join(dir, 'prealloc')
+  writeFileSync(pre, randomBytes(8192))
+  if (spawnSync('fallocate', ['-o', '65536', '-l', '65536', pre]).status === 0) {
+    const p = cli(['map', pre, '--json'])
+    t.is(p.stdout, JSON.stringify(await sk.map(pre)) + '\n')
+    t.true(JSON.parse(p.stdout).extents.some((e) => e.unwritten), p.stdout)
+    t.regex(cli(['map', pre]).stdout, / unwritten\n/)
+  }
   const dst = join(dir, 'copy')
   const c = cli(['copy', img, dst, '--json'])
   t.is(c.status, 0, c.stderr)

@@ -22,8 +22,8 @@ import {
   CustomizeResult,
 } from './customize'
 
-/** Range checksums `bmap.create()` can write. */
-export const BMAP_CHECKSUMS = ['sha256', 'sha1', 'none'] as const
+import { BMAP_CHECKSUMS } from './choices'
+export { BMAP_CHECKSUMS }
 /** A range checksum type; `'none'` writes no range checksums (`bmaptool create --no-checksum`). */
 export type BmapChecksum = (typeof BMAP_CHECKSUMS)[number]
 

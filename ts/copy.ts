@@ -10,8 +10,8 @@ import {
 } from './validate'
 import { LongOptions, run } from './run'
 
-/** Copy methods; `auto` tries reflink, copy_file_range, sendfile, then read/write. */
-export const COPY_METHODS = ['auto', 'reflink', 'copy_file_range', 'sendfile', 'readwrite'] as const
+import { COPY_METHODS } from './choices'
+export { COPY_METHODS }
 /** A copy method. */
 export type CopyMethod = (typeof COPY_METHODS)[number]
 

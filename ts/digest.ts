@@ -2,8 +2,8 @@ import native = require('./native')
 import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
-/** Hash algorithms `digest()` offers. */
-export const ALGORITHMS = ['sha256', 'sha3-512', 'blake3', 'sha1'] as const
+import { ALGORITHMS } from './choices'
+export { ALGORITHMS }
 /** A hash algorithm name. */
 export type Algorithm = (typeof ALGORITHMS)[number]
 

@@ -2,8 +2,8 @@ import native = require('./native')
 import { checkBytes, checkOneOf, checkOptions, checkPath, PathLike, LONG_KEYS } from './validate'
 import { LongOptions, run } from './run'
 
-/** Mapping methods; `auto` tries FIEMAP, then SEEK_DATA/SEEK_HOLE, then `none`. */
-export const MAP_METHODS = ['auto', 'fiemap', 'seek', 'none'] as const
+import { MAP_METHODS } from './choices'
+export { MAP_METHODS }
 /** A mapping method. */
 export type MapMethod = (typeof MAP_METHODS)[number]
 

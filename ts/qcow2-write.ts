@@ -22,12 +22,10 @@ import {
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
-/** Compression of `importImage`. */
-export const COMPRESSIONS = ['zlib', 'zstd'] as const
+import { COMPRESSIONS, SOURCE_FORMATS } from './choices'
+export { COMPRESSIONS, SOURCE_FORMATS }
 /** A compression type. */
 export type Compression = (typeof COMPRESSIONS)[number]
-/** Formats of a source: `raw` data or a `qcow2` image (read through its backing chain). */
-export const SOURCE_FORMATS = ['raw', 'qcow2'] as const
 /** A source format. */
 export type SourceFormat = (typeof SOURCE_FORMATS)[number]
 

@@ -16,8 +16,8 @@ import {
 import { LongOptions, run } from './run'
 import { httpArgs, httpUrl, HttpSourceOptions } from './http'
 
-/** How backing files are handled: `follow` (default) opens the chain, `none` reads only the image. */
-export const BACKING_POLICIES = ['follow', 'none'] as const
+import { BACKING_POLICIES, EXTENSION_HIDDEN } from './choices'
+export { BACKING_POLICIES, EXTENSION_HIDDEN }
 /** A backing policy. */
 export type BackingPolicy = (typeof BACKING_POLICIES)[number]
 
@@ -525,9 +525,6 @@ export interface Qcow2EditOptions {
   force?: boolean
   signal?: AbortSignal
 }
-
-/** XCP-ng's "hidden" header extension type (`'vate'`, one byte of data). */
-export const EXTENSION_HIDDEN = 0x76617465
 
 function editOpts(
   options: unknown,

@@ -97,8 +97,12 @@ export interface Context {
   words(message: string): string
 }
 
-/** A command as declared in `ts/cli/commands/*.ts`, with `run` typed by its options. */
-export interface CommandSpec<Opts extends readonly OptionSpec[]> {
+/**
+ * A command as the table declares it (ts/cli/specs.ts): everything `--help` and parsing
+ * read, and nothing that runs. Its `run` lives in `ts/cli/commands/NAME.ts`, loaded only when
+ * the command runs (see {@link lazy}).
+ */
+export interface Spec<Opts extends readonly OptionSpec[]> {
   /** `'copy'`, or group and subcommand: `'qcow2 info'`. */
   readonly name: string
   /** One line for the command list of `sparsekit --help`. */
@@ -112,20 +116,43 @@ export interface CommandSpec<Opts extends readonly OptionSpec[]> {
   readonly options: Opts
   /** Paragraphs printed after the options by `--help`. */
   readonly notes?: readonly string[]
-  /** Runs the command; resolves to the exit status. A `UsageError` exits 2. */
-  run(ctx: Context, values: ValuesOf<Opts>, positionals: string[]): Promise<number>
 }
 
-/** A table entry: a command with its option types erased. */
-export interface Command extends Omit<CommandSpec<readonly OptionSpec[]>, 'run'> {
+/** What a command does, typed by its spec's options; resolves to the exit status. A `UsageError` exits 2. */
+export type Run<S> =
+  S extends Spec<infer Opts>
+    ? (ctx: Context, values: ValuesOf<Opts>, positionals: string[]) => Promise<number>
+    : never
+
+/** A table entry: a command with its option types erased, and `run` loading its module. */
+export interface Command extends Spec<readonly OptionSpec[]> {
   run(ctx: Context, values: Values, positionals: string[]): Promise<number>
 }
 
-/** Declares a command; `run` gets values typed from `options`. */
-export function command<const Opts extends readonly OptionSpec[]>(
-  spec: CommandSpec<Opts>,
+/** Declares a command's spec; `options` keep their literal types for {@link Run}. */
+export function spec<const Opts extends readonly OptionSpec[]>(s: Spec<Opts>): Spec<Opts> {
+  return s
+}
+
+/** Declares what the command of spec `S` does (the default export of `ts/cli/commands/NAME.ts`). */
+export function handler<S>(run: Run<S>): Run<S> {
+  return run
+}
+
+/**
+ * A table entry: `s` with a `run` that loads the command's module on its first call, so that
+ * `sparsekit --help` or `sparsekit copy` never loads the modules (and the API modules they
+ * import) of the other commands.
+ */
+export function lazy<Opts extends readonly OptionSpec[]>(
+  s: Spec<Opts>,
+  load: () => Promise<{ default: Run<Spec<Opts>> }>,
 ): Command {
-  return spec as unknown as Command
+  return {
+    ...s,
+    run: async (ctx, values, positionals) =>
+      (await load()).default(ctx, values as ValuesOf<Opts>, positionals),
+  }
 }
 
 /**

@@ -1,60 +1,12 @@
 /**
  * What `checksum`, `retrieve` and `save` share: blockcopy's command-line contract (binary
  * streams on stdin/stdout, refused on a terminal; nothing on stderr on success; on failure
- * one line `ERROR (<command>): <reason>`, exit 1) and the flags of all three sides. @internal
+ * one line `ERROR (<command>): <reason>`, exit 1), run by all three sides (their
+ * flags are declared in ts/cli/specs.ts). @internal
  */
 import { isatty } from 'node:tty'
 import type { Progress } from '../../run'
-import { JSON_IGNORED } from '../command'
 import type { Context } from '../command'
-
-/**
- * The flags every side takes, so that one set fits all three (`--zstd` and `--truncate`
- * change nothing in checksum's stream). Every side of a session must give the same ones.
- */
-export const SIDE_OPTIONS = [
-  {
-    flag: 'progress',
-    type: 'boolean',
-    description: 'print progress lines on stderr, even when it is no terminal (as blockcopy)',
-  },
-  { flag: 'blake3', type: 'boolean', description: 'extension: compare blocks by BLAKE3 hashes' },
-  {
-    flag: 'holes',
-    type: 'boolean',
-    description: 'extension: holes are neither read nor sent; zero blocks become holes',
-  },
-  {
-    flag: 'zstd',
-    type: 'boolean',
-    description: 'extension: send blocks zstd-compressed where smaller (not with --lzma)',
-  },
-  {
-    flag: 'truncate',
-    type: 'boolean',
-    description: "extension: save makes DST exactly the source's size",
-  },
-  {
-    flag: 'resume',
-    type: 'boolean',
-    description: 'extension: a cut session continues where it stopped (journal kept by save)',
-  },
-  JSON_IGNORED,
-] as const
-
-/** `--journal FILE` of checksum and save. */
-export const JOURNAL = {
-  flag: 'journal',
-  type: 'string',
-  value: 'FILE',
-  description: 'the journal of --resume (default: DST.sksync-resume beside DST)',
-} as const
-
-/** The paragraph of all three commands' help. */
-export const BLOCKCOPY_NOTE =
-  'blockcopy-compatible delta sync over any pipe: sparsekit checksum DST | (ssh host sparsekit ' +
-  'retrieve SRC) | sparsekit save DST. Extensions are sparsekit-only (never with a blockcopy ' +
-  'peer): give every side the same ones (checksum ignores --zstd and --truncate).'
 
 /** blockcopy's `--progress`: lines on stderr every 5%, even when it is no terminal. */
 export function progressLines(

@@ -1,74 +1,45 @@
 /**
- * The command table: every `sparsekit` command, in the order `sparsekit --help` lists them.
- * Parsing, help and dispatch all read this list. @internal
+ * The command table: every `sparsekit` command, in the order `sparsekit --help` lists them,
+ * each its declaration (ts/cli/specs.ts) with a `run` that loads the command's module
+ * (ts/cli/commands/NAME.ts) only when it runs. Parsing, help and dispatch all read this list.
+ * @internal
  */
 import type { Command } from '../command'
-import map from './map'
-import copy from './copy'
-import digest from './digest'
-import bmapCreate from './bmap-create'
-import bmapCopy from './bmap-copy'
-import checksum from './checksum'
-import retrieve from './retrieve'
-import save from './save'
-import qcow2Info from './qcow2-info'
-import qcow2Map from './qcow2-map'
-import qcow2Check from './qcow2-check'
-import qcow2Convert from './qcow2-convert'
-import qcow2Create from './qcow2-create'
-import qcow2Resize from './qcow2-resize'
-import qcow2Rebase from './qcow2-rebase'
-import qcow2SetExtension from './qcow2-set-extension'
-import qcow2GetExtension from './qcow2-get-extension'
-import qcow2Discard from './qcow2-discard'
-import qcow2Commit from './qcow2-commit'
-import qcow2Repair from './qcow2-repair'
-import qcow2Snapshot from './qcow2-snapshot'
-import qcow2Import from './qcow2-import'
-import qcow2Export from './qcow2-export'
-import qcow2Measure from './qcow2-measure'
-import qcow2Compare from './qcow2-compare'
-import drives from './drives'
-import flash from './flash'
-import customize from './customize'
-import backup from './backup'
-import layout from './layout'
-import sparsify from './sparsify'
-import verify from './verify'
-import probe from './probe'
+import { lazy } from '../command'
+import * as specs from '../specs'
 
 export const COMMANDS: readonly Command[] = [
-  map,
-  copy,
-  digest,
-  bmapCreate,
-  bmapCopy,
-  checksum,
-  retrieve,
-  save,
-  qcow2Info,
-  qcow2Map,
-  qcow2Check,
-  qcow2Convert,
-  qcow2Create,
-  qcow2Resize,
-  qcow2Rebase,
-  qcow2SetExtension,
-  qcow2GetExtension,
-  qcow2Discard,
-  qcow2Commit,
-  qcow2Repair,
-  qcow2Snapshot,
-  qcow2Import,
-  qcow2Export,
-  qcow2Measure,
-  qcow2Compare,
-  drives,
-  flash,
-  customize,
-  backup,
-  layout,
-  sparsify,
-  verify,
-  probe,
+  lazy(specs.map, () => import('./map')),
+  lazy(specs.copy, () => import('./copy')),
+  lazy(specs.digest, () => import('./digest')),
+  lazy(specs.bmapCreate, () => import('./bmap-create')),
+  lazy(specs.bmapCopy, () => import('./bmap-copy')),
+  lazy(specs.checksum, () => import('./checksum')),
+  lazy(specs.retrieve, () => import('./retrieve')),
+  lazy(specs.save, () => import('./save')),
+  lazy(specs.qcow2Info, () => import('./qcow2-info')),
+  lazy(specs.qcow2Map, () => import('./qcow2-map')),
+  lazy(specs.qcow2Check, () => import('./qcow2-check')),
+  lazy(specs.qcow2Convert, () => import('./qcow2-convert')),
+  lazy(specs.qcow2Create, () => import('./qcow2-create')),
+  lazy(specs.qcow2Resize, () => import('./qcow2-resize')),
+  lazy(specs.qcow2Rebase, () => import('./qcow2-rebase')),
+  lazy(specs.qcow2SetExtension, () => import('./qcow2-set-extension')),
+  lazy(specs.qcow2GetExtension, () => import('./qcow2-get-extension')),
+  lazy(specs.qcow2Discard, () => import('./qcow2-discard')),
+  lazy(specs.qcow2Commit, () => import('./qcow2-commit')),
+  lazy(specs.qcow2Repair, () => import('./qcow2-repair')),
+  lazy(specs.qcow2Snapshot, () => import('./qcow2-snapshot')),
+  lazy(specs.qcow2Import, () => import('./qcow2-import')),
+  lazy(specs.qcow2Export, () => import('./qcow2-export')),
+  lazy(specs.qcow2Measure, () => import('./qcow2-measure')),
+  lazy(specs.qcow2Compare, () => import('./qcow2-compare')),
+  lazy(specs.drives, () => import('./drives')),
+  lazy(specs.flash, () => import('./flash')),
+  lazy(specs.customize, () => import('./customize')),
+  lazy(specs.backup, () => import('./backup')),
+  lazy(specs.layout, () => import('./layout')),
+  lazy(specs.sparsify, () => import('./sparsify')),
+  lazy(specs.verify, () => import('./verify')),
+  lazy(specs.probe, () => import('./probe')),
 ]

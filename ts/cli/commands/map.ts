@@ -1,101 +1,85 @@
 /** `sparsekit map FILE`: a file's extents, streamed, then what is data and what is hole. @internal */
-import * as sk from '../../index'
-import { command, JSON_OUTPUT } from '../command'
+import { mapExtents } from '../../extents'
+import type { MapHeader, MapOptions } from '../../extents'
+import { handler } from '../command'
+import type * as specs from '../specs'
 import type { Context } from '../command'
 import { human } from '../output'
 
-export default command({
-  name: 'map',
-  summary: "list a file's extents: where its data is and where its holes are",
-  positionals: [{ name: 'FILE' }],
-  options: [
-    { flag: 'start', type: 'bytes', value: 'N', description: 'map from byte N' },
-    {
-      flag: 'length',
-      type: 'bytes',
-      value: 'N',
-      description: 'map N bytes (default: to the end of FILE)',
-    },
-    {
-      flag: 'method',
-      type: 'choice',
-      value: 'METHOD',
-      choices: sk.MAP_METHODS,
-      default: 'auto',
-      description: 'how to find the extents (none: report every byte as data)',
-    },
-    JSON_OUTPUT,
-  ],
-  async run(ctx, v, [path]) {
-    await printMap(
-      ctx,
-      path,
-      { start: v.start, length: v.length, method: v.method, signal: ctx.signal },
-      v.json,
-    )
-    return 0
-  },
+export default handler<typeof specs.map>(async (ctx, v, [path]) => {
+  await printMap(
+    ctx,
+    path,
+    { start: v.start, length: v.length, method: v.method, signal: ctx.signal },
+    v.json,
+  )
+  return 0
 })
 
 /** The `map` output, streamed: one line per extent, then what is data and what is hole. */
 async function printMap(
   ctx: Context,
   path: string,
-  opts: sk.MapOptions,
+  opts: MapOptions,
   json: boolean,
 ): Promise<void> {
-  let header: sk.MapHeader | undefined
+  let header: MapHeader | undefined
   let count = 0
   let data = 0
   let prealloc = 0
   let w = 0
   const start = opts.start ?? 0
-  let lines: string[] = []
+  // The output in chunks of about 64 KiB: one string appended to (no array of a line per
+  // extent to join), written when full.
+  let chunk = ''
   const flush = async () => {
-    if (lines.length) await ctx.out(lines.join(''))
-    lines = []
+    if (chunk) await ctx.out(chunk)
+    chunk = ''
   }
-  const head = (h: sk.MapHeader) =>
+  const head = (h: MapHeader) =>
     json
       ? `{"size":${h.size},"blockSize":${h.blockSize},"method":${JSON.stringify(h.method)},"extents":[`
       : `${path}: ${human(Number(h.size))}, block size ${h.blockSize}, method ${h.method}\n`
-  for await (const e of sk.mapExtents(path, { ...opts, onHeader: (h) => (header = h) })) {
+  for await (const e of mapExtents(path, { ...opts, onHeader: (h) => (header = h) })) {
     if (count === 0) {
-      const h = header as sk.MapHeader
-      lines.push(head(h))
+      const h = header as MapHeader
+      chunk += head(h)
       if (!json) {
         w = String(Number(h.size)).length
-        lines.push(
-          `${'offset'.padStart(w)}  ${'end'.padStart(w)}  ${'length'.padStart(w)}  flags\n`,
-        )
+        chunk += `${'offset'.padStart(w)}  ${'end'.padStart(w)}  ${'length'.padStart(w)}  flags\n`
       }
     }
-    if (json) lines.push((count ? ',' : '') + JSON.stringify(e))
+    // JSON.stringify(e), written out: an extent is offset and length, then the flags set.
+    if (json)
+      chunk += `${count ? ',' : ''}{"offset":${e.offset},"length":${e.length}${e.unwritten ? ',"unwritten":true' : ''}${e.shared ? ',"shared":true' : ''}}`
     else {
-      const flags = [e.unwritten && 'unwritten', e.shared && 'shared'].filter(Boolean).join(',')
-      lines.push(
-        `${String(e.offset).padStart(w)}  ${String(e.offset + e.length).padStart(w)}  ${String(e.length).padStart(w)}  ${flags}\n`,
-      )
+      const flags = e.unwritten
+        ? e.shared
+          ? 'unwritten,shared'
+          : 'unwritten'
+        : e.shared
+          ? 'shared'
+          : ''
+      chunk += `${String(e.offset).padStart(w)}  ${String(e.offset + e.length).padStart(w)}  ${String(e.length).padStart(w)}  ${flags}\n`
     }
     count++
     if (e.unwritten) prealloc += e.length
     else data += e.length
-    if (lines.length >= 4096) await flush()
+    if (chunk.length >= 1 << 16) await flush()
   }
-  const h = header as sk.MapHeader // mapExtents gives the header even when there are no extents
-  if (count === 0) lines.push(head(h))
+  const h = header as MapHeader // mapExtents gives the header even when there are no extents
+  if (count === 0) chunk += head(h)
   const size = Number(h.size)
   const end = Math.min(size, opts.length === undefined ? size : start + opts.length)
   const window = Math.max(0, end - start)
-  if (json) lines.push(']}\n')
+  if (json) chunk += ']}\n'
   else {
     const pct = window ? ((data / window) * 100).toFixed(1) : '0.0'
-    lines.push(
+    chunk +=
       `${count} extent${count === 1 ? '' : 's'}; data ${human(data)} (${pct}%), ` +
-        `holes ${human(window - data - prealloc)}` +
-        (prealloc ? `, preallocated ${human(prealloc)}` : '') +
-        '\n',
-    )
+      `holes ${human(window - data - prealloc)}` +
+      (prealloc ? `, preallocated ${human(prealloc)}` : '') +
+      '\n'
   }
   await flush()
 }
