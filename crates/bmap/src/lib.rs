@@ -50,6 +50,7 @@ mod format;
 mod par;
 mod size;
 mod source;
+mod zstd_frames;
 
 pub use copy::{
     copy, copy_to, find_bmap, local_bmap, resolve_bmap, BmapChoice, CopyOptions, CopyReport,

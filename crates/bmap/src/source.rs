@@ -66,7 +66,7 @@ impl Compression {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
             Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+            Compression::Zstd => Box::new(crate::zstd_frames::Frames::new(r)),
         })
     }
 }

@@ -578,6 +578,9 @@ struct SourceInfo {
     read: Option<u64>,
 }
 
+/// The read-back digests' thread: its queue and its result (one digest per chunk).
+type Blake = (SyncSender<Arc<Buf>>, std::thread::JoinHandle<Vec<[u8; 32]>>);
+
 struct Feed {
     senders: Vec<Option<SyncSender<Msg>>>,
     segments: Vec<Segment>,
@@ -585,6 +588,9 @@ struct Feed {
     cancel: Cancel,
     /// Keep a digest of every chunk for the read-back.
     digests: bool,
+    /// The thread taking those digests (BLAKE3), off the reader's path: started with the
+    /// first chunk, its digests collected by [`Feed::segments`].
+    blake: Option<Blake>,
 }
 
 /// A chunk buffer (at most [`CHUNK`] bytes) whose data starts on a page boundary: the
@@ -608,6 +614,19 @@ impl Feed {
         b
     }
 
+    /// The segments sent, with their digests (waiting for the digests' thread).
+    fn segments(&mut self) -> Vec<Segment> {
+        let mut segments = std::mem::take(&mut self.segments);
+        if let Some((tx, h)) = self.blake.take() {
+            drop(tx);
+            let digests = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (s, d) in segments.iter_mut().zip(digests) {
+                s.digest = d;
+            }
+        }
+        segments
+    }
+
     fn alive(&self) -> bool {
         self.senders.iter().any(Option::is_some)
     }
@@ -628,18 +647,25 @@ impl Feed {
 
     /// Send `buf` (image bytes at `offset`) to every live writer, and to `sha`'s hasher.
     fn data(&mut self, offset: u64, buf: Buf, sha: Option<&mut Digester>) -> Result<bool> {
-        // Without a read-back nothing compares digests: none are made.
-        let digest = if self.digests {
-            *blake3::hash(&buf).as_bytes()
-        } else {
-            [0; 32]
-        };
+        // Without a read-back nothing compares digests: none are made. They are taken on a
+        // thread of their own (filled in by `segments`).
         self.segments.push(Segment {
             offset,
             len: buf.len() as u32,
-            digest,
+            digest: [0; 32],
         });
         let buf = Arc::new(buf);
+        if self.digests {
+            let (tx, _) = self.blake.get_or_insert_with(|| {
+                let (tx, rx) = sync_channel::<Arc<Buf>>(QUEUE);
+                let h = std::thread::Builder::new()
+                    .name("sparsekit-flash-blake3".into())
+                    .spawn(move || rx.iter().map(|b| *blake3::hash(&b).as_bytes()).collect())
+                    .expect("spawn the flash digester");
+                (tx, h)
+            });
+            let _ = tx.send(buf.clone());
+        }
         if let Some(d) = sha {
             d.shared(&buf);
         }
@@ -1273,6 +1299,52 @@ impl Writer<'_> {
         self.checks.wrote(at, data.len() as u64)
     }
 
+    /// Whether `buf` may be written with others in one `O_DIRECT` write: page-aligned,
+    /// whole pages, and the destination is written that way.
+    fn gathers(&self, buf: &[u8]) -> bool {
+        cfg!(target_os = "linux")
+            && self.direct.is_some()
+            && buf.len().is_multiple_of(PAGE)
+            && (buf.as_ptr() as usize).is_multiple_of(PAGE)
+    }
+
+    /// Write contiguous chunks at `at` in one `O_DIRECT` write (`pwritev`); if that fails
+    /// or falls short, chunk by chunk (each with its retries, a failure naming its own
+    /// range, as [`Writer::write`] does).
+    fn put_group(&mut self, bufs: &[Arc<Buf>], at: u64) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        if let (Some(f), true) = (self.direct.as_ref(), bufs.len() > 1) {
+            use std::os::fd::AsRawFd;
+            let iov: Vec<libc::iovec> = bufs
+                .iter()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_ptr() as *mut libc::c_void,
+                    iov_len: b.len(),
+                })
+                .collect();
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            // SAFETY: every iovec points into a live buffer of its length (held by `bufs`).
+            let n = unsafe {
+                libc::pwritev(
+                    f.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                    at as libc::off_t,
+                )
+            };
+            if n >= 0 && n as usize == total {
+                self.written += total as u64;
+                return self.checks.wrote(at, total as u64);
+            }
+        }
+        let mut a = at;
+        for b in bufs {
+            self.write(b, a)?;
+            a += b.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Read what the destination holds at `at` into `self.old` (`len` bytes): the bytes
     /// there, fewer at its end (the first MiB, compared at the end; every other chunk is
     /// read ahead by [`OldReader`]).
@@ -1460,6 +1532,8 @@ impl Old {
 /// read with it, so a device that serves several requests at once (the block layer splits
 /// a large read) gets them.
 const SPAN: usize = 4 * CHUNK;
+/// The most bytes of queued contiguous chunks written at once ([`Writer::put_group`]).
+const GATHER: usize = 8 * CHUNK;
 
 /// A message of the source's reader, with what the destination holds under a chunk when
 /// the writer compares ([`FlashOptions::only_changed`], [`crate::verify()`]).
@@ -1721,7 +1795,10 @@ fn consume(
 ) -> Result<(u64, bool, u64)> {
     if plan.mode != Mode::Compare && !plan.only_changed {
         let mut next = || rx.recv().ok().map(|msg| Item { msg, old: None });
-        return consume_items(dst, label, opener, &mut next, None, st, plan, cancel);
+        let mut ready = || rx.try_recv().ok().map(|msg| Item { msg, old: None });
+        return consume_items(
+            dst, label, opener, &mut next, &mut ready, None, st, plan, cancel,
+        );
     }
     // Compared: the destination is read ahead on a thread of its own ([`read_ahead`]).
     let direct = dst.path().and_then(open_read_direct);
@@ -1748,6 +1825,7 @@ fn consume(
             label,
             opener,
             &mut next,
+            &mut || None,
             Some((go_tx, back_tx)),
             st,
             plan,
@@ -1760,14 +1838,16 @@ fn consume(
     })
 }
 
-/// [`consume`] of the messages `next` gives: with `ahead`, the destination's reader is
-/// told to go on after `Start` and gets its buffers back.
+/// [`consume`] of the messages `next` gives (`ready` gives one only when it is already
+/// queued: contiguous chunks are written together); with `ahead`, the destination's
+/// reader is told to go on after `Start` and gets its buffers back.
 #[allow(clippy::too_many_arguments)]
 fn consume_items(
     dst: &dyn Destination,
     label: &Path,
     opener: &dyn Opener,
     next: &mut dyn FnMut() -> Option<Item>,
+    ready: &mut dyn FnMut() -> Option<Item>,
     ahead: Option<(SyncSender<()>, std::sync::mpsc::Sender<Arc<PageBuf>>)>,
     st: &DestStatus,
     plan: Plan,
@@ -1807,8 +1887,10 @@ fn consume_items(
         old: PageBuf::new(if keep { CHUNK } else { 0 }),
     };
     let mut head = Head::new();
+    // A message taken from the queue while gathering chunks, not yet handled.
+    let mut stash: Option<Item> = None;
     loop {
-        let Some(Item { msg, old }) = next() else {
+        let Some(Item { msg, old }) = stash.take().or_else(&mut *next) else {
             // The reader stopped without an end: it failed or was cancelled (or the
             // image's digest did not match). The first MiB was not written.
             return Err(Error::Aborted);
@@ -1933,6 +2015,39 @@ fn consume_items(
                             give_back(old);
                             r?;
                         }
+                        _ if held == 0 && !sparse && !plan.only_changed && w.gathers(&buf) => {
+                            // The chunks queued right behind this one, contiguous, go with
+                            // it in one write (a device serves a large write as several
+                            // requests at once; one 1 MiB O_DIRECT write at a time waits
+                            // on each).
+                            let mut group = vec![buf.clone()];
+                            let mut len = buf.len();
+                            let mut next_at = end;
+                            while len < GATHER {
+                                match ready() {
+                                    Some(Item {
+                                        msg: Msg::Data { offset: o, buf: b },
+                                        old: None,
+                                    }) if o == next_at
+                                        && len + b.len() <= GATHER
+                                        && w.gathers(&b)
+                                        && room.is_none_or(|(r, _)| o + b.len() as u64 <= r) =>
+                                    {
+                                        next_at += b.len() as u64;
+                                        len += b.len();
+                                        group.push(b);
+                                    }
+                                    Some(item) => {
+                                        stash = Some(item);
+                                        break;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            w.put_group(&group, at)?;
+                            let extra = (len - buf.len()) as u64;
+                            st.written.fetch_add(extra, Ordering::Relaxed);
+                        }
                         _ => w.put(&buf[held..], at, sparse)?,
                     }
                 } else {
@@ -1996,26 +2111,100 @@ fn consume_items(
                 st.state
                     .store(DestState::Verifying as u8, Ordering::Relaxed);
                 dst.drop_cache(0, 0)?;
-                let mut buf = vec![0u8; CHUNK];
-                for s in segments.iter() {
-                    cancel.check()?;
-                    let b = &mut buf[..s.len as usize];
-                    dst.read_exact_at(b, seek + s.offset)?;
-                    if blake3::hash(b).as_bytes() != &s.digest {
-                        let at = seek + s.offset;
-                        return Err(Error::Bmap(sparsekit_bmap::Error::ReadBackMismatch {
-                            path,
-                            first: at / BLOCK,
-                            last: (at + s.len as u64 - 1) / BLOCK,
-                            bytes: (at, at + s.len as u64),
-                        }));
-                    }
-                    st.verified.fetch_add(s.len as u64, Ordering::Relaxed);
-                }
+                let reader = OldReader {
+                    dst,
+                    direct: path.as_deref().and_then(open_read_direct),
+                    plan,
+                    cancel,
+                    retries: &st.retries,
+                };
+                read_back(reader, &segments, seek, path, st)?;
                 return Ok((written, true, skipped));
             }
         }
     }
+}
+
+/// The most bytes the read-back reads at once: contiguous segments are read together, so
+/// a device that serves several requests at once (the block layer splits a large read)
+/// gets them.
+const BACK_SPAN: usize = 8 * CHUNK;
+
+/// Read every segment written back past the page cache and compare its digest: spans of
+/// contiguous segments (up to [`BACK_SPAN`]) are read by `reader` (`O_DIRECT` where the
+/// destination takes it) on a thread of its own, ahead of the hashing here.
+fn read_back(
+    mut reader: OldReader<'_>,
+    segments: &[Segment],
+    seek: u64,
+    path: Option<PathBuf>,
+    st: &DestStatus,
+) -> Result<()> {
+    // Spans: (first segment, end segment, start offset, length).
+    let mut spans: Vec<(usize, usize, u64, usize)> = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        match spans.last_mut() {
+            Some((_, end, start, len))
+                if *start + *len as u64 == s.offset && *len + s.len as usize <= BACK_SPAN =>
+            {
+                *end = i + 1;
+                *len += s.len as usize;
+            }
+            _ => spans.push((i, i + 1, s.offset, s.len as usize)),
+        }
+    }
+    let cancel = reader.cancel;
+    std::thread::scope(|sc| {
+        let (tx, rx) = sync_channel::<Result<(PageBuf, usize)>>(1);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<PageBuf>();
+        let spans = &spans;
+        std::thread::Builder::new()
+            .name("sparsekit-flash-read-back".into())
+            .spawn_scoped(sc, move || {
+                for &(_, _, start, len) in spans {
+                    let mut buf = back_rx.try_recv().unwrap_or_default();
+                    let r = reader.read(&mut buf, seek + start, len).map(|n| (buf, n));
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the flash read-back");
+        for &(first, end, start, len) in spans {
+            cancel.check()?;
+            let Ok(r) = rx.recv() else {
+                return Err(Error::Aborted);
+            };
+            let (buf, n) = r?;
+            if n < len {
+                let at = seek + start + n as u64;
+                return Err(Error::Io(
+                    sparsekit_io::IoError::new(
+                        "read",
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                    )
+                    .at(at),
+                ));
+            }
+            for s in &segments[first..end] {
+                let o = (s.offset - start) as usize;
+                let b = &buf[o..o + s.len as usize];
+                if blake3::hash(b).as_bytes() != &s.digest {
+                    let at = seek + s.offset;
+                    return Err(Error::Bmap(sparsekit_bmap::Error::ReadBackMismatch {
+                        path,
+                        first: at / BLOCK,
+                        last: (at + s.len as u64 - 1) / BLOCK,
+                        bytes: (at, at + s.len as u64),
+                    }));
+                }
+                st.verified.fetch_add(s.len as u64, Ordering::Relaxed);
+            }
+            let _ = back_tx.send(buf);
+        }
+        Ok(())
+    })
 }
 
 pub(crate) fn run(
@@ -2090,6 +2279,7 @@ pub(crate) fn run(
     };
     let mut feed = Feed {
         digests: read_back,
+        blake: None,
         senders,
         segments: Vec::new(),
         pool: Vec::new(),
@@ -2163,7 +2353,7 @@ pub(crate) fn run(
                         }
                         // Only a whole, matching image lets the writers write the first MiB.
                         if let Ok(info) = &r {
-                            let segments = Arc::new(std::mem::take(&mut feed.segments));
+                            let segments = Arc::new(feed.segments());
                             let size = info.image_size;
                             let _ = feed.send(|| Msg::End {
                                 size,
