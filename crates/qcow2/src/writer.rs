@@ -9,13 +9,15 @@
 //!   source's map alone (the clusters that may hold data), so [`import_image`] writes
 //!   data clusters as it scans them (reading the source once) and the tables after, and
 //!   [`ExportStream`] (which maps and scans first, then reads again) knows its length
-//!   before its first byte and gives the same bytes.
+//!   before its first byte and gives the same bytes. On ext4 the data area of a new file
+//!   is allocated in one call before it is written.
 //! - **Compressed** (zlib = raw deflate with a 4 KiB window as qemu's `-12` window bits,
-//!   or zstd frames): clusters are read and compressed on every core in batches, each
-//!   cluster alone, and written in cluster order after the header cluster, packed byte
-//!   by byte as qemu packs them; the tables follow the data. Compression of one cluster
-//!   does not depend on any other, and placement is decided in cluster order on one
-//!   thread, so the bytes do not depend on the number of threads.
+//!   or zstd frames): units of clusters are read and compressed on every core, each
+//!   thread taking the next unit when done with one, each cluster alone, and written in
+//!   cluster order after the header cluster, packed byte by byte as qemu packs them; the
+//!   tables follow the data. Compression of one cluster does not depend on any other,
+//!   and placement is decided in cluster order on one thread, so the bytes do not depend
+//!   on the number of threads.
 //!
 //! Failure order: a file is written as a temporary file beside the destination, the
 //! header cluster last (until then the file is no image), and renamed over the
