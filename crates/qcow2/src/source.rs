@@ -57,6 +57,15 @@ pub trait Source: Send + Sync {
     fn persistent_bitmaps(&self) -> Result<Option<Vec<Bitmap>>> {
         Ok(None)
     }
+
+    /// Whether a read of a few KiB costs little more than a system call (a local file or
+    /// block device, read through the page cache), so that telling all-zero clusters
+    /// from data may read the first bytes of each cluster, and the rest only when those
+    /// are zeros. `false` (the default) where each read is a request (HTTP) or
+    /// decompresses a whole cluster (a qcow2 image's compressed clusters).
+    fn small_reads_cheap(&self) -> bool {
+        false
+    }
 }
 
 /// The status of a range of guest bytes (qemu's `BDRV_BLOCK_*` flags that matter here).
@@ -111,6 +120,9 @@ macro_rules! forward {
             }
             fn persistent_bitmaps(&self) -> Result<Option<Vec<Bitmap>>> {
                 (**self).persistent_bitmaps()
+            }
+            fn small_reads_cheap(&self) -> bool {
+                (**self).small_reads_cheap()
             }
         }
     )*};
@@ -169,6 +181,8 @@ pub struct StorageSource {
     storage: Box<dyn Storage>,
     size: u64,
     seekable: Option<std::fs::File>,
+    /// A local file or block device ([`Source::small_reads_cheap`]).
+    local: bool,
 }
 
 impl std::fmt::Debug for StorageSource {
@@ -188,6 +202,7 @@ impl StorageSource {
             storage,
             size,
             seekable: None,
+            local: false,
         })
     }
 
@@ -209,6 +224,7 @@ impl StorageSource {
             storage: Box::new(fs),
             size,
             seekable,
+            local: true,
         })
     }
 }
@@ -272,6 +288,10 @@ impl Source for StorageSource {
 
     fn path(&self) -> Option<&Path> {
         self.storage.path()
+    }
+
+    fn small_reads_cheap(&self) -> bool {
+        self.local
     }
 }
 

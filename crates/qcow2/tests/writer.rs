@@ -463,6 +463,105 @@ fn reads_back_through_our_reader() {
     }
 }
 
+/// A raw file whose clusters of 64 KiB hold their only non-zero byte at `at` (or are all
+/// zeros: `None`), all of them allocated (written), the last one partial.
+fn clusters_with_one_byte(dir: &Path, at: &[Option<usize>]) -> PathBuf {
+    let p = dir.join("bytes.raw");
+    let f = FileStorage::open_with(&p, true, true, false).unwrap();
+    let cs = 65536;
+    let len = (at.len() - 1) * cs + 5000;
+    let mut b = vec![0u8; len];
+    for (i, a) in at.iter().enumerate() {
+        if let Some(a) = a {
+            b[i * cs + a] = 0x5a;
+        }
+    }
+    f.write_all_at(&b, 0).unwrap();
+    p
+}
+
+#[test]
+fn data_found_anywhere_in_a_cluster_by_the_export_and_the_import() {
+    // The export's first pass reads the first 4 KiB of each cluster of a local file, and
+    // the rest only when those are zeros: the byte just past the probe, its last byte,
+    // the last byte of a cluster and of a partial cluster are all data.
+    let d = tempfile::tempdir().unwrap();
+    let at = [
+        None,
+        Some(65535),
+        Some(0),
+        Some(4096),
+        Some(4095),
+        None,
+        Some(4500),
+    ];
+    let raw = clusters_with_one_byte(d.path(), &at);
+    let want = std::fs::read(&raw).unwrap();
+    let o = ImportOptions::default();
+    let dst = d.path().join("i.qcow2");
+    let r = import_image(
+        &StorageSource::open(&raw).unwrap(),
+        &dst,
+        &o,
+        &mut Control::none(),
+    )
+    .unwrap();
+    assert_eq!(r.data_clusters, 5);
+    let mut s = export_stream(
+        Box::new(StorageSource::open(&raw).unwrap()),
+        None,
+        &o,
+        &mut Control::none(),
+    )
+    .unwrap();
+    assert_eq!(s.layout().data_clusters(), 5);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut bytes).unwrap();
+    assert!(bytes == std::fs::read(&dst).unwrap());
+    // The same from a storage read whole (no probing).
+    let mem = StorageSource::new(Box::new(MemStorage::from_vec(want.clone()))).unwrap();
+    let s = export_stream(Box::new(mem), None, &o, &mut Control::none()).unwrap();
+    assert_eq!(s.layout().data_clusters(), 5);
+    let img = Image::open(&dst, &OpenOptions::default()).unwrap();
+    let mut got = vec![0u8; want.len()];
+    img.read_exact_at(&mut got, 0).unwrap();
+    assert!(got == want);
+}
+
+#[test]
+fn preallocated_data_area_cut_to_the_clusters_stored() {
+    // 64 clusters written, the last 48 of them zeros: the uncompressed import allocates
+    // room for all 64 first (on ext4), and keeps no block past the image's end.
+    let d = tempfile::tempdir().unwrap();
+    let mut at = vec![Some(7); 16];
+    at.extend(std::iter::repeat_n(None, 48));
+    let raw = clusters_with_one_byte(d.path(), &at);
+    let dst = d.path().join("p.qcow2");
+    let r = import_image(
+        &StorageSource::open(&raw).unwrap(),
+        &dst,
+        &ImportOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap();
+    assert_eq!(r.data_clusters, 16);
+    let m = std::fs::metadata(&dst).unwrap();
+    assert_eq!(m.len(), r.file_size);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            m.blocks() * 512 <= r.file_size,
+            "{} bytes allocated for {} bytes",
+            m.blocks() * 512,
+            r.file_size
+        );
+    }
+    let img = Image::open(&dst, &OpenOptions::default()).unwrap();
+    let chk = img.check(&mut Control::none()).unwrap();
+    assert_eq!((chk.corruptions, chk.leaks), (0, 0));
+}
+
 /// A raw file or a qcow2 image (with its chain) as a source.
 fn open_source(dir: &Path, name: &str) -> Box<dyn Source> {
     let p = dir.join(name);

@@ -24,3 +24,8 @@ pub fn ofd_read_lock(_file: &File, _byte: u64) -> io::Result<()> {
 pub fn ofd_locked(_file: &File, _byte: u64) -> io::Result<bool> {
     Ok(false)
 }
+
+/// Preallocation is measured on Linux's ext4 only (sys.rs): nothing here.
+pub fn preallocate(_file: &File, _offset: u64, _len: u64) -> bool {
+    false
+}
