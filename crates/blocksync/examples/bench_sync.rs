@@ -7,7 +7,7 @@
 //!                               can run (64 MiB in memory; steadier than wall clock on a
 //!                               loaded machine)
 //! bench_sync files [--blake3] [--holes] SRC DST   sync DST to SRC in one process
-//! bench_sync checksum [--blake3] [--holes] DST   hash stream to stdout
+//! bench_sync checksum [--blake3] [--holes] DST   hash stream to stdout (DST `-`: stdin)
 //! bench_sync retrieve [--blake3] [--holes] SRC   hash stream on stdin, block stream to stdout
 //! bench_sync save [--blake3] [--holes] DST       block stream on stdin
 //! ```
@@ -174,6 +174,15 @@ fn stage(cmd: &str, p: &Path, blake3: bool, holes: bool) -> Result<(), sparsekit
     let stdout = || BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
     let ctl = &mut Control::none();
     match cmd {
+        "checksum" if p == Path::new("-") => {
+            // The destination as a stream on stdin (read in order, no `rest`).
+            let opts = ChecksumOptions {
+                blake3,
+                ..Default::default()
+            };
+            let mut r = std::io::stdin().lock();
+            checksum(ChecksumInput::Stream(&mut r), stdout(), &opts, ctl).map(drop)
+        }
         "checksum" => {
             let d = FileStorage::open(p)?;
             let opts = ChecksumOptions {
