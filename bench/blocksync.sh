@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Delta sync benchmark (issue #11), all rows in ONE run on the same data:
 #
-#   SHA3-512 of 128 KiB blocks, one core: sparsekit (4-way AVX2 Keccak, sha3 crate) vs
+#   SHA3-512 of 128 KiB blocks, one core and per CPU second: each sparsekit kernel this CPU
+#   runs (avx2x4: 4-way AVX2 Keccak; scalar: the sha3 crate) vs
 #   OpenSSL (Python hashlib)
+#   Same-run anchor (issue #26): with BLOCKCOPY=path/to/blockcopy.py, the Python blockcopy
+#   pipeline (checksum | retrieve | save, three python3 processes) against sparsekit's
+#   compatible pipeline and sync_files, on 1 GiB and 256 MiB, 1% of 128 KiB blocks changed,
+#   same data, same hyperfine run; the ratios (blockcopy / sparsekit) of wall mean and of
+#   CPU seconds (user + sys, which other load on the machine disturbs less) are printed.
+#   Without BLOCKCOPY this section is skipped with a printed reason.
 #   1 GiB random file, 1% of its 128 KiB blocks changed, whole local pipeline:
 #     sparsekit checksum | retrieve | save (three processes, pipes)   [bench_sync example]
 #     sparsekit sync_files (one process, three threads over pipes)    [bench_sync example]
@@ -20,11 +27,13 @@
 #   min) and CPU time (user + system, mean) from hyperfine's JSON; the load (uptime) is
 #   printed before and after.
 #
-# Usage: bench/blocksync.sh [--runs N] [--keep] [--boost]
+# Usage: bench/blocksync.sh [--runs N] [--keep] [--boost] [--only SECTIONS]
+#   --only   comma-separated subset of: hash, anchor, sync, sparse (default: all four)
 #   --boost  run in a session of its own at autogroup nice -15 (root), so that builds
 #            running at the same time take less of the 2 cores from the timed commands
 # Environment: SPARSEKIT_BENCH_DIR (data folder, kept between runs; default a temp dir under
-# /var/tmp, removed at the end), CARGO_TARGET_DIR, BASELINE (an older bench_sync binary).
+# /var/tmp, removed at the end), CARGO_TARGET_DIR, BASELINE (an older bench_sync binary),
+# BLOCKCOPY (blockcopy.py, the anchor: https://github.com/messa/blockcopy).
 # Needs: hyperfine, rsync, python3, cargo. Warm page cache.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,13 +41,15 @@ cd "$ROOT"
 RUNS=5
 KEEP=0
 BOOST=0
+ONLY=hash,anchor,sync,sparse
 ARGS=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --boost) BOOST=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) ONLY=$2; shift 2 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/blocksync.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +57,7 @@ if [ "$BOOST" = 1 ] && [ -z "${SPARSEKIT_BENCH_BOOSTED:-}" ]; then
   # A new session gets an autogroup of its own; its nice weighs it against the others.
   exec env SPARSEKIT_BENCH_BOOSTED=1 setsid --wait bash -c 'echo -15 > /proc/$$/autogroup && exec bash "$0" "$@"' "$0" "${ARGS[@]}"
 fi
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 for t in hyperfine rsync python3 cargo cmp; do
   command -v "$t" >/dev/null || { echo "bench/blocksync.sh: '$t' not found" >&2; exit 1; }
 done
@@ -60,22 +72,28 @@ if [ -z "$DIR" ]; then
   [ "$KEEP" = 1 ] || trap 'rm -rf "$DIR"' EXIT
 fi
 mkdir -p "$DIR"
-if [ ! -f "$DIR/src.img" ] || [ ! -f "$DIR/dst0.img" ]; then
-  echo "== data: 1 GiB random, 1% of the 128 KiB blocks changed" >&2
-  head -c 1G /dev/urandom > "$DIR/src.img"
-  python3 - "$DIR" <<'EOF'
+# mkpair NAME MIB SEED: NAME.img random, NAME-dst0.img the same with 1% of its 128 KiB
+# blocks changed (one byte each).
+mkpair() {
+  [ -f "$DIR/$1.img" ] && [ -f "$DIR/$1-dst0.img" ] && return
+  echo "== data: $2 MiB random, 1% of the 128 KiB blocks changed ($1)" >&2
+  head -c "$2M" /dev/urandom > "$DIR/$1.img"
+  python3 - "$DIR/$1" "$3" <<'EOF'
 import random, sys
-d = sys.argv[1]
-bs, n = 131072, (1 << 30) // 131072
-random.seed(11)
-data = bytearray(open(d + '/src.img', 'rb').read())
+p, seed = sys.argv[1], int(sys.argv[2])
+bs = 131072
+data = bytearray(open(p + '.img', 'rb').read())
+n = len(data) // bs
+random.seed(seed)
 for b in random.sample(range(n), n // 100):
     data[b * bs + 5] ^= 0xff
-open(d + '/dst0.img', 'wb').write(data)
+open(p + '-dst0.img', 'wb').write(data)
 EOF
-fi
-cat "$DIR/src.img" "$DIR/dst0.img" > /dev/null # warm the page cache
+}
+mkpair src 1024 11
+cat "$DIR/src.img" "$DIR/src-dst0.img" > /dev/null # warm the page cache
 
+if want hash; then
 echo "== SHA3-512, 128 KiB blocks" >&2
 $B hash "$DIR/src.img"
 python3 - "$DIR/src.img" <<'EOF'
@@ -106,6 +124,7 @@ for r in range(3):
 print(f"sha3-512 128 KiB blocks per CPU second: OpenSSL (python hashlib) {best:.0f} MiB/s")
 EOF
 done
+fi
 
 # Wall (mean, min) and CPU (user + system) of each command of a hyperfine JSON export.
 table() {
@@ -120,6 +139,55 @@ for r in json.load(open(sys.argv[1]))["results"]:
 EOF
 }
 
+# Ratios of a hyperfine JSON export: the first command (the anchor) over each other one.
+ratios() {
+  python3 - "$1" <<'EOF'
+import json, sys
+rs = json.load(open(sys.argv[1]))["results"]
+a = rs[0]
+cpu = lambda r: r["user"] + r["system"]
+for r in rs[1:]:
+    print(f"{a['command']} / {r['command']}: wall mean {a['mean'] / r['mean']:.2f}x, "
+          f"wall min {a['min'] / r['min']:.2f}x, CPU {cpu(a) / cpu(r):.2f}x")
+EOF
+}
+
+if want anchor; then
+  if [ -z "${BLOCKCOPY:-}" ]; then
+    echo "== SKIP same-run blockcopy anchor: BLOCKCOPY=path/to/blockcopy.py not given"
+  elif [ ! -f "$BLOCKCOPY" ]; then
+    echo "== SKIP same-run blockcopy anchor: BLOCKCOPY=$BLOCKCOPY is not a file"
+  else
+    mkpair a256 256 13
+    for name in src a256; do
+      S=$DIR/$name.img D=$DIR/$name-dst.img
+      cat "$S" "$DIR/$name-dst0.img" > /dev/null
+      echo "== same-run anchor: $(($(stat -c %s "$S") >> 20)) MiB, 1% of blocks changed"
+      PY="python3 $BLOCKCOPY"
+      CMDS=(
+        'blockcopy.py checksum | retrieve | save' "sh -c '$PY checksum $D | $PY retrieve $S | $PY save $D'"
+        'sparsekit checksum | retrieve | save' "sh -c '$B checksum $D | $B retrieve $S | $B save $D'"
+        'sparsekit sync_files (one process)' "$B files $S $D"
+      )
+      HF=()
+      for ((i = 0; i < ${#CMDS[@]}; i += 2)); do
+        cp "$DIR/$name-dst0.img" "$D"
+        sh -c "${CMDS[i + 1]}" >/dev/null
+        cmp "$S" "$D" || { echo "bench/blocksync.sh: '${CMDS[i + 1]}' left the files different" >&2; exit 1; }
+        HF+=(-n "${CMDS[i]}" "${CMDS[i + 1]}")
+      done
+      uptime
+      hyperfine -N --runs "$RUNS" --prepare "sh -c 'cp $DIR/$name-dst0.img $D && sync'" \
+        --export-json "$DIR/anchor-$name.json" "${HF[@]}" >&2
+      uptime
+      table "$DIR/anchor-$name.json"
+      ratios "$DIR/anchor-$name.json"
+      rm -f "$D"
+    done
+  fi
+fi
+
+if want sync; then
 echo "== 1 GiB, 1% of blocks changed" >&2
 S=$DIR/src.img D=$DIR/dst.img
 pipe() { echo "$1 checksum $2 $D | $1 retrieve $2 $S | $1 save $2 $D"; }
@@ -140,17 +208,19 @@ fi
 # Each command once, checked, outside the timing.
 HF=()
 for ((i = 0; i < ${#CMDS[@]}; i += 2)); do
-  cp "$DIR/dst0.img" "$D"
+  cp "$DIR/src-dst0.img" "$D"
   sh -c "${CMDS[i + 1]}" >/dev/null
   cmp "$S" "$D" || { echo "bench/blocksync.sh: '${CMDS[i + 1]}' left the files different" >&2; exit 1; }
   HF+=(-n "${CMDS[i]}" "${CMDS[i + 1]}")
 done
 uptime
-hyperfine -N --runs "$RUNS" --prepare "sh -c 'cp $DIR/dst0.img $D && sync'" \
+hyperfine -N --runs "$RUNS" --prepare "sh -c 'cp $DIR/src-dst0.img $D && sync'" \
   --export-json "$DIR/sync.json" "${HF[@]}" >&2
 uptime
 table "$DIR/sync.json"
+fi
 
+if want sparse; then
 echo "== 4 GiB image, 90% holes, 1% of data blocks changed" >&2
 SP=$DIR/sparse-src.img DP=$DIR/sparse-dst.img
 if [ ! -f "$SP" ] || [ ! -f "$DIR/sparse-dst0.img" ]; then
@@ -185,3 +255,4 @@ hyperfine -N --runs "$RUNS" --prepare "sh -c 'cp --sparse=always $DIR/sparse-dst
   -n 'rsync --inplace --no-whole-file' "rsync --inplace --no-whole-file $SP $DP" >&2
 uptime
 table "$DIR/sparse.json"
+fi

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! bench_sync hash FILE          SHA3-512 of FILE's 128 KiB blocks: one core, then all cores
-//! bench_sync hashcpu FILE       the same per CPU second of this thread (64 MiB in memory;
-//!                               steadier than wall clock on a loaded machine)
+//! bench_sync hashcpu FILE       per CPU second of this thread, each SHA3-512 kernel this CPU
+//!                               can run (64 MiB in memory; steadier than wall clock on a
+//!                               loaded machine)
 //! bench_sync files [--blake3] [--holes] SRC DST   sync DST to SRC in one process
-//! bench_sync checksum [--blake3] [--holes] DST   hash stream to stdout
+//! bench_sync checksum [--blake3] [--holes] DST   hash stream to stdout (DST `-`: stdin)
 //! bench_sync retrieve [--blake3] [--holes] SRC   hash stream on stdin, block stream to stdout
 //! bench_sync save [--blake3] [--holes] DST       block stream on stdin
 //! ```
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use sparsekit_blocksync::{
     checksum, hole_map, retrieve, save, sha3_512, sha3_512_x4, sync_files, ChecksumInput,
-    ChecksumOptions, RetrieveOptions, SaveOptions, BLOCK_SIZE,
+    ChecksumOptions, RetrieveOptions, SaveOptions, Sha3Kernel, BLOCK_SIZE,
 };
 use sparsekit_io::{Control, FileStorage, Storage};
 
@@ -117,22 +118,27 @@ fn hash_cpu(p: &Path) -> Result<(), sparsekit_blocksync::Error> {
     let blocks: Vec<&[u8]> = data.chunks_exact(bs).collect();
     let mib = (n * bs) as f64 / 1048576.0;
     let mut x = 0u8;
-    let (mut one, mut four) = (0f64, 0f64);
+    // Each kernel this CPU can run (scalar = the sha3 crate one block at a time), best of 3.
+    let kernels = Sha3Kernel::available();
+    let mut best = vec![0f64; kernels.len()];
     for _ in 0..3 {
-        let t = thread_cpu();
-        for b in &blocks {
-            x ^= sha3_512(b)[0];
+        for (k, b) in kernels.iter().zip(best.iter_mut()) {
+            let t = thread_cpu();
+            for g in blocks.chunks_exact(4) {
+                x ^= k.sha3_512_x4([g[0], g[1], g[2], g[3]])[3][0];
+            }
+            *b = b.max(mib / (thread_cpu() - t));
         }
-        one = one.max(mib / (thread_cpu() - t));
-        let t = thread_cpu();
-        for g in blocks.chunks_exact(4) {
-            x ^= sha3_512_x4([g[0], g[1], g[2], g[3]])[3][0];
-        }
-        four = four.max(mib / (thread_cpu() - t));
     }
+    let parts: Vec<String> = kernels
+        .iter()
+        .zip(&best)
+        .map(|(k, b)| format!("{} {b:.0} MiB/s", k.name()))
+        .collect();
     println!(
-        "sha3-512 128 KiB blocks per CPU second: sha3 crate {one:.0} MiB/s, 4-way (avx2 {}) {four:.0} MiB/s ({x})",
-        sparsekit_blocksync::has_avx2()
+        "sha3-512 128 KiB blocks per CPU second, per kernel: {} (selected: {}) ({x})",
+        parts.join(", "),
+        Sha3Kernel::best().name()
     );
     Ok(())
 }
@@ -168,6 +174,15 @@ fn stage(cmd: &str, p: &Path, blake3: bool, holes: bool) -> Result<(), sparsekit
     let stdout = || BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
     let ctl = &mut Control::none();
     match cmd {
+        "checksum" if p == Path::new("-") => {
+            // The destination as a stream on stdin (read in order, no `rest`).
+            let opts = ChecksumOptions {
+                blake3,
+                ..Default::default()
+            };
+            let mut r = std::io::stdin().lock();
+            checksum(ChecksumInput::Stream(&mut r), stdout(), &opts, ctl).map(drop)
+        }
         "checksum" => {
             let d = FileStorage::open(p)?;
             let opts = ChecksumOptions {

@@ -268,6 +268,72 @@ fn fill(r: &mut dyn Read, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
     Ok(got)
 }
 
+/// A block's position, length and digest (`None`: a hole, not hashed).
+type Digested = (u64, u32, Option<[u8; 64]>);
+/// One batch's block buffers.
+type Buffers = Vec<Vec<u8>>;
+
+/// Read up to [`BATCH_BLOCKS`] blocks of the stream into `bufs` (grown as needed), their
+/// `(position, length)` into `batch`; whether the stream (or `end`) was reached.
+fn read_batch(
+    r: &mut dyn Read,
+    bufs: &mut Vec<Vec<u8>>,
+    batch: &mut Vec<(u64, usize)>,
+    pos: &mut u64,
+    end: Option<u64>,
+) -> Result<bool, Error> {
+    let bs = BLOCK_SIZE as usize;
+    while batch.len() < BATCH_BLOCKS {
+        let want = match end {
+            Some(end) if *pos >= end => return Ok(true),
+            Some(end) => (end - *pos).min(bs as u64) as usize,
+            None => bs,
+        };
+        if bufs.len() <= batch.len() {
+            bufs.push(vec![0u8; bs]);
+        }
+        let got = fill(r, &mut bufs[batch.len()][..want], *pos)?;
+        if got == 0 {
+            return Ok(true);
+        }
+        batch.push((*pos, got));
+        *pos += got as u64;
+        if got < want {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The digests of a batch read by [`read_batch`], hashed four blocks per task on the pool.
+fn hash_batch(
+    batch: &[(u64, usize)],
+    bufs: &[Vec<u8>],
+    blake3: bool,
+    cancel: &sparsekit_io::Cancel,
+) -> Result<Vec<Digested>, Error> {
+    let slices: Vec<&[u8]> = batch
+        .iter()
+        .zip(bufs)
+        .map(|(&(_, len), b)| &b[..len])
+        .collect();
+    Ok(slices
+        .par_chunks(4)
+        .zip(batch.par_chunks(4))
+        .map(|(group, pos)| {
+            if cancel.is_cancelled() {
+                return Err(Error::Aborted);
+            }
+            Ok(pos
+                .iter()
+                .zip(hash_group(group, blake3))
+                .map(|(&(p, len), d)| (p, len as u32, Some(d)))
+                .collect::<Vec<_>>())
+        })
+        .collect::<Result<Vec<_>, Error>>()?
+        .concat())
+}
+
 fn from_stream<W: Write>(
     r: &mut dyn Read,
     w: &mut RecordWriter<W>,
@@ -291,58 +357,47 @@ fn from_stream<W: Write>(
         }
     }
     drop(scratch);
-    let mut bufs: Vec<Vec<u8>> = Vec::new();
     let mut eof = pos < opts.start;
     ctl.report(Phase::Hash, 0, total)?;
-    while !eof {
-        let mut batch: Vec<(u64, usize)> = Vec::with_capacity(BATCH_BLOCKS);
-        while batch.len() < BATCH_BLOCKS {
-            let want = match opts.end {
-                Some(end) if pos >= end => {
-                    eof = true;
-                    break;
-                }
-                Some(end) => (end - pos).min(bs as u64) as usize,
-                None => bs,
+    // Two sets of block buffers: the pool hashes one batch while this thread reads the next
+    // from the stream (a pipe is read in order by one reader; hashing after each batch was
+    // read would leave the cores idle while the stream is read, and the stream waiting
+    // while they hash).
+    let mut reading: Vec<Vec<u8>> = Vec::new();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut hashing: Option<(Vec<(u64, usize)>, Buffers)> = None;
+    loop {
+        let (read, digests) = std::thread::scope(|sc| {
+            let job = hashing
+                .as_ref()
+                .map(|(batch, bufs)| sc.spawn(|| hash_batch(batch, bufs, opts.blake3, &cancel)));
+            let mut batch = Vec::with_capacity(BATCH_BLOCKS);
+            let read = if eof {
+                Ok(())
+            } else {
+                read_batch(r, &mut reading, &mut batch, &mut pos, opts.end).map(|e| eof = e)
             };
-            if bufs.len() <= batch.len() {
-                bufs.push(vec![0u8; bs]);
-            }
-            let got = fill(r, &mut bufs[batch.len()][..want], pos)?;
-            if got == 0 {
-                eof = true;
-                break;
-            }
-            batch.push((pos, got));
-            pos += got as u64;
-            if got < want {
-                eof = true;
-                break;
-            }
+            let digests = job.map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (read.map(|()| batch), digests)
+        });
+        // The batch hashed meanwhile goes out first, even when reading the next one failed:
+        // its blocks were read before the failure, as they would have been one by one.
+        if let Some(digests) = digests {
+            let digests = digests?;
+            let (batch, bufs) = hashing.take().expect("a batch was being hashed");
+            emit(w, &digests, sum, opts.blake3)?;
+            w.flush()?;
+            let to = batch.last().map_or(0, |&(p, len)| p + len as u64);
+            ctl.report(Phase::Hash, to.saturating_sub(opts.start), total)?;
+            spare = bufs;
         }
-        let slices: Vec<&[u8]> = batch
-            .iter()
-            .zip(&bufs)
-            .map(|(&(_, len), b)| &b[..len])
-            .collect();
-        let digests = slices
-            .par_chunks(4)
-            .zip(batch.par_chunks(4))
-            .map(|(group, pos)| {
-                if cancel.is_cancelled() {
-                    return Err(Error::Aborted);
-                }
-                Ok(pos
-                    .iter()
-                    .zip(hash_group(group, opts.blake3))
-                    .map(|(&(p, len), d)| (p, len as u32, Some(d)))
-                    .collect::<Vec<_>>())
-            })
-            .collect::<Result<Vec<_>, Error>>()?
-            .concat();
-        emit(w, &digests, sum, opts.blake3)?;
-        w.flush()?;
-        ctl.report(Phase::Hash, pos.saturating_sub(opts.start), total)?;
+        let batch = read?;
+        if batch.is_empty() {
+            break;
+        }
+        // The buffers just read are hashed next; the next batch is read into the other set.
+        let bufs = std::mem::replace(&mut reading, std::mem::take(&mut spare));
+        hashing = Some((batch, bufs));
     }
     if let Some(end) = opts.end {
         if pos < end {

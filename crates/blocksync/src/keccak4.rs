@@ -8,7 +8,8 @@
 //! and ran at 60% of this speed. On an AMD EPYC (Zen 3) one core hashes about 3x the bytes
 //! OpenSSL 3.0's SHA3-512 does (bench/blocksync.sh).
 //! Everywhere else (no AVX2, other architectures) [`sha3_512_x4`] hashes one by one with
-//! [`sha3_512`], the scalar digest of one message (the `sha3` crate).
+//! [`sha3_512`], the scalar digest of one message (the `sha3` crate). [`Sha3Kernel`] names
+//! the kernels; the fastest one the CPU has is chosen once, at run time.
 
 use sha3::{Digest, Sha3_512};
 
@@ -25,37 +26,93 @@ pub fn sha3_512(data: &[u8]) -> [u8; DIGEST_LEN] {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const RATE: usize = 72;
 
-/// SHA3-512 of four messages of the same length; the digests in order. Uses AVX2 when the
-/// CPU has it, the scalar `sha3` crate otherwise.
-pub fn sha3_512_x4(m: [&[u8]; 4]) -> [[u8; DIGEST_LEN]; 4] {
-    let same = m.iter().all(|x| x.len() == m[0].len());
-    #[cfg(target_arch = "x86_64")]
-    if same && has_avx2() {
-        // SAFETY: AVX2 is present (checked at run time).
-        return unsafe { avx2::sha3_512_x4(m) };
-    }
-    let _ = same;
-    [
-        sha3_512(m[0]),
-        sha3_512(m[1]),
-        sha3_512(m[2]),
-        sha3_512(m[3]),
-    ]
+/// A SHA3-512 kernel: the code that hashes four equal-length messages. [`Sha3Kernel::best`]
+/// picks the fastest one the running CPU has, once; [`Sha3Kernel::available`] lists every
+/// one it can run (the tests run them all against each other and the NIST vectors).
+///
+/// There is no AVX-512 kernel: none could be run or verified where this was written (no
+/// AVX-512 CPU, and qemu 7.2's TCG does not implement AVX-512).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sha3Kernel {
+    /// One message at a time, the `sha3` crate (every CPU).
+    Scalar,
+    /// Four messages in the four 64-bit lanes of AVX2 registers (x86_64 with AVX2).
+    Avx2x4,
 }
 
-/// Whether the 4-way AVX2 Keccak is used on this CPU.
-pub fn has_avx2() -> bool {
+impl Sha3Kernel {
+    /// Every kernel this CPU can run, slowest first.
+    pub fn available() -> Vec<Sha3Kernel> {
+        let mut v = vec![Sha3Kernel::Scalar];
+        if avx2_detected() {
+            v.push(Sha3Kernel::Avx2x4);
+        }
+        v
+    }
+
+    /// The fastest kernel this CPU can run (AVX2 -> scalar), detected once.
+    /// `SPARSEKIT_NO_AVX2` set in the environment forces the scalar one.
+    pub fn best() -> Sha3Kernel {
+        static BEST: std::sync::OnceLock<Sha3Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let no_avx2 = std::env::var_os("SPARSEKIT_NO_AVX2").is_some();
+            if !no_avx2 && avx2_detected() {
+                Sha3Kernel::Avx2x4
+            } else {
+                Sha3Kernel::Scalar
+            }
+        })
+    }
+
+    /// A short name for reports: `scalar`, `avx2x4`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sha3Kernel::Scalar => "scalar",
+            Sha3Kernel::Avx2x4 => "avx2x4",
+        }
+    }
+
+    /// SHA3-512 of four messages with this kernel; the digests in order. Messages of
+    /// different lengths, or a kernel this CPU lacks, go one by one through the scalar one.
+    pub fn sha3_512_x4(self, m: [&[u8]; 4]) -> [[u8; DIGEST_LEN]; 4] {
+        let same = m.iter().all(|x| x.len() == m[0].len());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Sha3Kernel::Avx2x4 if same && avx2_detected() => {
+                // SAFETY: AVX2 is present (checked at run time).
+                unsafe { avx2::sha3_512_x4(m) }
+            }
+            _ => [
+                sha3_512(m[0]),
+                sha3_512(m[1]),
+                sha3_512(m[2]),
+                sha3_512(m[3]),
+            ],
+        }
+    }
+}
+
+/// Whether the CPU has AVX2 (cached by std).
+fn avx2_detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("SPARSEKIT_NO_AVX2").is_some() {
-            return false;
-        }
         std::arch::is_x86_feature_detected!("avx2")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
     }
+}
+
+/// SHA3-512 of four messages of the same length with the fastest kernel of this CPU
+/// ([`Sha3Kernel::best`]); the digests in order.
+pub fn sha3_512_x4(m: [&[u8]; 4]) -> [[u8; DIGEST_LEN]; 4] {
+    Sha3Kernel::best().sha3_512_x4(m)
+}
+
+/// Whether the 4-way AVX2 Keccak is used on this CPU.
+pub fn has_avx2() -> bool {
+    Sha3Kernel::best() == Sha3Kernel::Avx2x4
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -53,7 +53,7 @@ pub use checksum::{checksum, ChecksumInput, ChecksumOptions, ChecksumSummary};
 pub use error::{Error, Stream};
 pub use input::{open_checksum_input, OpenedInput};
 pub use keccak4::sha3_512;
-pub use keccak4::{has_avx2, sha3_512_x4};
+pub use keccak4::{has_avx2, sha3_512_x4, Sha3Kernel};
 pub use local::{sync_files, SyncSummary};
 pub use record::{
     BlockHeader, BlockKind, BlockRecord, HashRecord, RecordReader, RecordWriter, BLAKE3_LEN,

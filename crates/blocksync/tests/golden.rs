@@ -556,3 +556,98 @@ fn retrieve_orders_rest_before_the_unfinished_batch_like_blockcopy() {
     want.extend_from_slice(b"done");
     assert_eq!(run_retrieve(&src, &hashes, false), want);
 }
+
+/// A reader that hands out at most `chunk` bytes per call and fails with EIO once `fail_at`
+/// bytes were read.
+struct Trickle<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    fail_at: usize,
+    read: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read >= self.fail_at {
+            return Err(std::io::Error::from_raw_os_error(libc_eio()));
+        }
+        let n = buf
+            .len()
+            .min(self.chunk)
+            .min(self.data.len() - self.read)
+            .min(self.fail_at - self.read);
+        buf[..n].copy_from_slice(&self.data[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+fn libc_eio() -> i32 {
+    5 // EIO on Linux, macOS and Windows' CRT alike
+}
+
+#[test]
+fn checksum_of_a_long_stream_equals_checksum_of_the_file() {
+    // Three batches of 64 blocks and a part of a fourth (the stream side reads one batch
+    // while the previous one hashes), read in uneven pieces, whole and with start/end.
+    let data = pat(3 * 64 * 131_072 + 5 * 131_072 + 777, 9);
+    let s = MemStorage::new();
+    s.write_all_at(&data, 0).unwrap();
+    for (start, end) in [(0, None), (1000, Some(2 * 64 * 131_072 + 4321))] {
+        let opts = ChecksumOptions {
+            start,
+            end,
+            ..Default::default()
+        };
+        let mut from_file = run_checksum(&s, &opts);
+        if end.is_none() {
+            // The file's stream ends with `rest`; a stream has none.
+            let rest = rest_rec(data.len() as u64);
+            let at = from_file.len() - 4 - rest.len();
+            assert_eq!(&from_file[at..at + rest.len()], &rest[..]);
+            from_file.drain(at..at + rest.len());
+        }
+        let mut r = Trickle {
+            data: &data,
+            chunk: 100_003,
+            fail_at: usize::MAX,
+            read: 0,
+        };
+        let mut out = Vec::new();
+        checksum(
+            ChecksumInput::Stream(&mut r),
+            &mut out,
+            &opts,
+            &mut Control::none(),
+        )
+        .unwrap();
+        assert!(out == from_file, "start {start}, end {end:?}");
+    }
+}
+
+#[test]
+fn checksum_of_a_failing_stream_sends_the_batches_read_before() {
+    // EIO in the second batch: the first batch's 64 records are sent, then the error.
+    let data = pat(3 * 64 * 131_072, 10);
+    let mut r = Trickle {
+        data: &data,
+        chunk: 1 << 20,
+        fail_at: 64 * 131_072 + 3000,
+        read: 0,
+    };
+    let mut out = Vec::new();
+    let e = checksum(
+        ChecksumInput::Stream(&mut r),
+        &mut out,
+        &ChecksumOptions::default(),
+        &mut Control::none(),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "ERR_SPARSEKIT_IO", "{e}");
+    let s = MemStorage::new();
+    s.write_all_at(&data[..64 * 131_072], 0).unwrap();
+    let want = run_checksum(&s, &ChecksumOptions::default());
+    // The same 64 records, without the file's `rest` and `done`.
+    assert_eq!(out.len(), 64 * (4 + 8 + 4 + 64));
+    assert!(out[..] == want[..out.len()]);
+}
