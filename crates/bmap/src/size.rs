@@ -260,15 +260,8 @@ fn zstd_size(src: &dyn Storage) -> Result<Option<u64>> {
         if fhd & 0x08 != 0 {
             return Err(corrupt(f, pos + 4, "zstd frame header reserved bit set"));
         }
-        let single = fhd & 0x20 != 0;
-        let fcs_len = match fhd >> 6 {
-            0 => usize::from(single),
-            1 => 2,
-            2 => 4,
-            _ => 8,
-        };
-        let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
-        let fcs_at = pos + 5 + u64::from(!single) + did_len as u64;
+        let (fields, fcs_len) = zstd_header_fields(fhd);
+        let fcs_at = pos + 5 + (fields - fcs_len) as u64;
         if fcs_len == 0 {
             // No content size recorded: the total is unknown.
             return Ok(None);
@@ -276,12 +269,7 @@ fn zstd_size(src: &dyn Storage) -> Result<Option<u64>> {
         let Some(b) = w.get(fcs_at, fcs_len)? else {
             return Err(corrupt(f, pos, "truncated zstd frame header"));
         };
-        let mut v = [0u8; 8];
-        v[..fcs_len].copy_from_slice(b);
-        let mut content = u64::from_le_bytes(v);
-        if fcs_len == 2 {
-            content += 256;
-        }
+        let content = zstd_content_size(b);
         total = total
             .checked_add(content)
             .ok_or_else(|| corrupt(f, pos, "zstd content sizes overflow"))?;
@@ -315,6 +303,34 @@ fn zstd_size(src: &dyn Storage) -> Result<Option<u64>> {
         pos = b;
     }
     Ok(Some(total))
+}
+
+/// The optional fields of a zstd frame header after its descriptor byte `fhd` (RFC 8878
+/// 3.1.1.1): how many bytes they take in all (window descriptor, dictionary ID, frame
+/// content size), and how many of them are the content size (0: not recorded).
+pub(crate) fn zstd_header_fields(fhd: u8) -> (usize, usize) {
+    let single = fhd & 0x20 != 0;
+    let fcs_len = match fhd >> 6 {
+        0 => usize::from(single),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    (usize::from(!single) + did_len + fcs_len, fcs_len)
+}
+
+/// The frame content size from its 1, 2, 4 or 8 little-endian bytes (the 2-byte form
+/// counts from 256).
+pub(crate) fn zstd_content_size(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v[..b.len()].copy_from_slice(b);
+    let s = u64::from_le_bytes(v);
+    if b.len() == 2 {
+        s + 256
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

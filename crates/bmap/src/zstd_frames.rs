@@ -182,28 +182,18 @@ impl<R: BufRead> Frames<R> {
                 return Err(truncated("frame header"));
             }
             let fhd = h[4];
-            let single = fhd & 0x20 != 0;
-            let fcs_len = match fhd >> 6 {
-                0 => usize::from(single),
-                1 => 2,
-                2 => 4,
-                _ => 8,
-            };
-            let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
-            let rest = usize::from(!single) + did_len + fcs_len;
+            let (rest, fcs_len) = crate::size::zstd_header_fields(fhd);
             if !self.take(&mut h, rest)? {
                 return Err(truncated("frame header"));
             }
             let size = if fcs_len == 0 {
                 None
             } else {
-                let mut v = [0u8; 8];
-                v[..fcs_len].copy_from_slice(&h[h.len() - fcs_len..]);
-                let s = u64::from_le_bytes(v);
-                Some(if fcs_len == 2 { s + 256 } else { s })
+                Some(crate::size::zstd_content_size(&h[h.len() - fcs_len..]))
             };
             let size = match size {
-                Some(s) if s <= MAX_FRAME && did_len == 0 && fhd & 0x08 == 0 => s,
+                // No dictionary ID (fhd & 3) and the reserved bit clear.
+                Some(s) if s <= MAX_FRAME && fhd & 3 == 0 && fhd & 0x08 == 0 => s,
                 // Decoded as it streams, by libzstd (which also rejects what is invalid).
                 _ => {
                     self.carry = h;
