@@ -22,6 +22,7 @@
 use sparsekit_io::Storage;
 
 use crate::source::Compression;
+use crate::zstd_frames::{zstd_content_size, zstd_header_fields};
 use crate::{Error, Result};
 
 /// Largest xz index read (each record takes at least 2 bytes, so this is over 8 million
@@ -303,34 +304,6 @@ fn zstd_size(src: &dyn Storage) -> Result<Option<u64>> {
         pos = b;
     }
     Ok(Some(total))
-}
-
-/// The optional fields of a zstd frame header after its descriptor byte `fhd` (RFC 8878
-/// 3.1.1.1): how many bytes they take in all (window descriptor, dictionary ID, frame
-/// content size), and how many of them are the content size (0: not recorded).
-pub(crate) fn zstd_header_fields(fhd: u8) -> (usize, usize) {
-    let single = fhd & 0x20 != 0;
-    let fcs_len = match fhd >> 6 {
-        0 => usize::from(single),
-        1 => 2,
-        2 => 4,
-        _ => 8,
-    };
-    let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
-    (usize::from(!single) + did_len + fcs_len, fcs_len)
-}
-
-/// The frame content size from its 1, 2, 4 or 8 little-endian bytes (the 2-byte form
-/// counts from 256).
-pub(crate) fn zstd_content_size(b: &[u8]) -> u64 {
-    let mut v = [0u8; 8];
-    v[..b.len()].copy_from_slice(b);
-    let s = u64::from_le_bytes(v);
-    if b.len() == 2 {
-        s + 256
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
