@@ -40,6 +40,47 @@ sk_cross_lock() {
   flock 9
 }
 
+# The addon's build inputs as this checkout has them (tracked files with their uncommitted
+# changes, and new files git does not ignore) and the compiler, hashed; empty outside a git
+# checkout (an unpacked tarball), where nothing is ever taken as current.
+sk_source_stamp() {
+  local paths=(src crates build.rs Cargo.toml Cargo.lock .cargo scripts/prebuilt scripts/cross-tools.sh "$@")
+  git rev-parse --git-dir >/dev/null 2>&1 || return 0
+  { "$SK_RUSTC" -V 2>/dev/null || true
+    git ls-files -s -- "${paths[@]}"
+    git diff HEAD -- "${paths[@]}"
+    git ls-files -o --exclude-standard -z -- "${paths[@]}" | xargs -0r sha1sum; } | sha256sum | cut -c1-64
+}
+
+# sk_outputs_current STAMP FILE...: every FILE exists and FILE.stamp holds STAMP.
+sk_outputs_current() {
+  local stamp=$1 out
+  shift
+  [ -n "$stamp" ] || return 1
+  for out in "$@"; do
+    [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ] || return 1
+  done
+}
+
+# sk_cross_lock_unless_current STAMP FILE...: take the lock as sk_cross_lock does, or
+# return 1 without it once every FILE is current (built meanwhile by whoever held the
+# lock). A package test waiting for npm test's background build then goes on as soon as
+# its binaries are placed, instead of queueing behind the win32 build that follows them.
+sk_cross_lock_unless_current() {
+  local stamp=$1 dir=${CARGO_TARGET_DIR:-target}
+  shift
+  mkdir -p "$dir"
+  exec 9>"$dir/.sparsekit-cross.lock"
+  while :; do
+    if sk_outputs_current "$stamp" "$@"; then
+      exec 9>&-
+      return 1
+    fi
+    flock -n 9 && return 0
+    sleep 1
+  done
+}
+
 # Install the Debian cross packages that are missing, each checked by a file it provides
 # (scripts/debian-packages.sh). Prints what it installed. Never pulls nodejs:arm64 or
 # libnode*:arm64 (they would replace this machine's x86_64 node) nor removes a package.
