@@ -3,24 +3,14 @@
 //! inputs, and against each other. The kernels not available here (no AVX2; AVX-512 has no
 //! kernel) are named in the output.
 
+mod common;
+
+use common::noise;
 use sha3::{Digest, Sha3_512};
 use sparsekit_blocksync::Sha3Kernel;
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// xorshift64 bytes: reproducible, no dependency.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn reference(m: &[u8]) -> [u8; 64] {

@@ -9,9 +9,10 @@ use sparsekit_blocksync::{
 };
 use sparsekit_io::{Control, Storage};
 
-/// Incompressible bytes (xorshift), different per seed.
+/// Incompressible bytes (xorshift64), reproducible and different per seed (the seed is
+/// spread by a golden-ratio multiply first, so seeds 0 and 1 differ too).
 pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
