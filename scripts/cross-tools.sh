@@ -102,6 +102,15 @@ sk_ensure_debian_cross() {
 
 # Print the folder of the glibc-2.17 gcc toolchain for TRIPLE, fetching and unpacking it
 # into the user's cache on first use (about 45 MB download, 230 MB unpacked, 15 s).
+# The folder the pinned glibc toolchain of TRIPLE is (or would be) unpacked in.
+sk_glibc_toolchain_dir() {
+  local spec=${SK_TOOLCHAIN_PKG[$1]:-}
+  [ -n "$spec" ] || return 1
+  local cache=${SPARSEKIT_CROSS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsekit/cross-toolchain}
+  local name=${spec#@napi-rs/}
+  echo "$cache/${name//@/-}"
+}
+
 sk_glibc_toolchain() {
   local triple=$1 spec=${SK_TOOLCHAIN_PKG[$1]:-}
   [ -n "$spec" ] || { sk_log "no glibc toolchain known for $triple"; return 1; }
@@ -109,9 +118,8 @@ sk_glibc_toolchain() {
     x86_64) ;;
     *) sk_log "the pinned glibc toolchains run on x86_64 hosts only (this is $(uname -m))"; return 1 ;;
   esac
-  local cache=${SPARSEKIT_CROSS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sparsekit/cross-toolchain}
-  local name=${spec#@napi-rs/} dir
-  dir="$cache/${name//@/-}"
+  local dir
+  dir=$(sk_glibc_toolchain_dir "$triple")
   if [ ! -x "$dir/bin/$triple-gcc" ]; then
     sk_log "fetching $spec (glibc 2.17 sysroot) into $dir"
     local tmp
@@ -213,11 +221,20 @@ sk_libnode_dir() {
 # cargo for x86_64-pc-windows-gnu with ARGS (e.g. build --release -p sparsekit): std built
 # from source, mingw-w64's gcc as the linker, napi's libnode.dll lookup satisfied.
 sk_cargo_windows() {
-  local libnode
+  local libnode host_linker=() tc
   libnode=$(sk_libnode_dir) || return 1
+  # Build scripts and proc macros (host artifacts) are linked by scripts/prebuilt's x86_64
+  # linker, when that toolchain is here: cargo keys them on the linker and on
+  # RUSTC_BOOTSTRAP, so with both alike npm test's x64 and win32 smoke builds share one set
+  # (about 45 CPU-seconds) instead of compiling syn, the napi macros and the build scripts twice.
+  tc=$(sk_glibc_toolchain_dir x86_64-unknown-linux-gnu)
+  if [ "$(uname -m)" = x86_64 ] && [ -x "$tc/bin/x86_64-unknown-linux-gnu-gcc" ]; then
+    host_linker=(CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER="$tc/bin/x86_64-unknown-linux-gnu-gcc")
+  fi
   # napi's build script wants a libnode.dll in LIBNODE_PATH (empty: dyn-symbols, see
   # Cargo.toml); cargo does not track that variable, which never changes here.
   env RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_STRIP=symbols RUSTC="$SK_RUSTC" RUSTDOC="$SK_RUSTDOC" \
+    "${host_linker[@]}" \
     LIBNODE_PATH="$libnode" CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
     "$SK_CARGO" "$@" -Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu
 }
