@@ -40,7 +40,13 @@ rootTest('a drive that fails at 8 MiB (a loop device on a full tmpfs) keeps its 
   const d = r.destinations[0]
   t.false(d.ok)
   t.is(d.error.code, 'ENOSPC', d.error.message)
-  t.truthy(d.error.range, 'the range not written')
+  // The range not written, as { start, length } (issue 20: `length` was once the end): the
+  // tmpfs is full once about 7 MiB of the image is on it (after the 1 MiB already there),
+  // so the failed write ends past that; one write is at most 8 MiB (queued chunks are
+  // gathered; on a quiet machine: start 8 MiB, length 1 MiB).
+  const { start, length } = d.error.range
+  t.true(start % 4096 === 0 && start <= 8 * MiB, `range ${start}+${length}`)
+  t.true(length > 0 && length <= 8 * MiB && start + length > 6 * MiB && start + length <= img.data.length, `range ${start}+${length}`)
   const got = readFileSync(backing)
   t.true(got.subarray(0, MiB).every((b) => b === 0xa5), 'first MiB written before the end')
   t.true(got.subarray(MiB, 2 * MiB).equals(img.data.subarray(MiB, 2 * MiB)), 'nothing written at all')
