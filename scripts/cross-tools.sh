@@ -100,8 +100,6 @@ sk_ensure_debian_cross() {
   sk_apt_install cross-tools "${need[@]}" >&2
 }
 
-# Print the folder of the glibc-2.17 gcc toolchain for TRIPLE, fetching and unpacking it
-# into the user's cache on first use (about 45 MB download, 230 MB unpacked, 15 s).
 # The folder the pinned glibc toolchain of TRIPLE is (or would be) unpacked in.
 sk_glibc_toolchain_dir() {
   local spec=${SK_TOOLCHAIN_PKG[$1]:-}
@@ -111,6 +109,8 @@ sk_glibc_toolchain_dir() {
   echo "$cache/${name//@/-}"
 }
 
+# Print the folder of the glibc-2.17 gcc toolchain for TRIPLE, fetching and unpacking it
+# into the user's cache on first use (about 45 MB download, 230 MB unpacked, 15 s).
 sk_glibc_toolchain() {
   local triple=$1 spec=${SK_TOOLCHAIN_PKG[$1]:-}
   [ -n "$spec" ] || { sk_log "no glibc toolchain known for $triple"; return 1; }
