@@ -34,6 +34,18 @@ const BLOCK: u64 = 4096;
 /// Bytes copied per read.
 const CHUNK: usize = 4 << 20;
 
+/// How many chunks the reading may run ahead of the slowest consumer (the compressors of
+/// a `.img.zst`, the whole image's hasher): 1/64 of the machine's memory, between 8 and
+/// 64 chunks (32–256 MiB). The hasher is a serial chain over the whole image, zeros
+/// included (3.4 GiB of a 4 GiB card with 600 MiB used), and a card's used blocks mostly
+/// come first: while the compressors work through them, the hasher can only go as far
+/// as the reading got. With 8 chunks a backup of such a card took 5.0 s on 2 cores, with
+/// 64 4.4–4.6 s (BENCHMARKS.md).
+pub(crate) fn read_ahead() -> usize {
+    let budget = sparsekit_io::sys::physical_memory().unwrap_or(0) / 64;
+    ((budget / CHUNK as u64) as usize).clamp(8, 64)
+}
+
 /// What [`backup`] does.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
@@ -690,7 +702,7 @@ fn produce(
     feed: &mut dyn Feed,
     ctl: &mut Control,
 ) -> Result<(Vec<BmapRange>, WholeSha)> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Whole>(8);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Whole>(read_ahead());
     let hasher = std::thread::Builder::new()
         .name("sparsekit-backup-sha256".into())
         .spawn(move || {

@@ -166,6 +166,17 @@ pub fn open_direct(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Open `path` for reading with `O_DIRECT`: reads go from the device into the caller's
+/// buffer, without a copy through (or eviction from) the page cache. The same alignment
+/// rules as [`open_direct`]; a file system without it (tmpfs) fails with EINVAL.
+pub fn open_direct_read(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
 fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
     let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -216,6 +227,40 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
         unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
     if r != 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES) * _SC_PAGESIZE`), for
+/// sizing read-ahead budgets; `None` where unknown.
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf takes no pointers.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
+}
+
+/// Lower the calling thread's scheduling priority by `by` nice steps
+/// (`setpriority(PRIO_PROCESS, gettid(), nice + by)`: on Linux a thread id names one
+/// thread). For bulk workers whose output a serial computation waits on less than that
+/// computation itself: on a machine with few cores the scheduler then gives the serial
+/// chain the core it needs, and the workers the rest. Callers ignore failures.
+pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    // SAFETY: plain syscalls; errno is checked where -1 is ambiguous.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, tid, (now + by).min(19)) != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

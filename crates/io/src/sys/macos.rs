@@ -138,6 +138,13 @@ pub fn open_direct(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Open `path` for reading with the cache off (`fcntl(F_NOCACHE, 1)`, as [`open_direct`]).
+pub fn open_direct_read(path: &Path) -> io::Result<File> {
+    let f = File::open(path)?;
+    fcntl_int(&f, libc::F_NOCACHE, 1)?;
+    Ok(f)
+}
+
 fn fcntl_int(file: &File, cmd: libc::c_int, arg: libc::c_int) -> io::Result<()> {
     // SAFETY: fcntl with an integer argument on a valid descriptor.
     if unsafe { libc::fcntl(file.as_raw_fd(), cmd, arg) } == -1 {
@@ -186,4 +193,22 @@ pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> 
 /// macOS has no ranged writeback wait; the error of any part of the file is reported.
 pub fn wait_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     file.sync_data()
+}
+
+/// Thread priority: left as it is on macOS (its scheduler has no per-thread nice; QoS
+/// classes would be the counterpart).
+pub fn lower_thread_priority(_by: i32) -> io::Result<()> {
+    Ok(())
+}
+
+/// The machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES) * _SC_PAGESIZE`).
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf takes no pointers.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
 }

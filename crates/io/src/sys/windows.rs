@@ -475,6 +475,12 @@ pub fn open_direct(_path: &Path) -> io::Result<File> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
+/// Unbuffered reads are not offered on Windows yet: `Unsupported`, and the caller reads
+/// through its buffered handle.
+pub fn open_direct_read(_path: &Path) -> io::Result<File> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Page-cache hint: Windows has no call that evicts a range of a file from the cache, so
 /// nothing is done (a read-back then reads through the system cache: it checks what the
 /// file system holds, not the medium).
@@ -504,4 +510,15 @@ pub fn start_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> 
 /// flush, through the writer's handle, on files.
 pub fn wait_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Ok(())
+}
+
+/// Thread priority: left as it is on Windows.
+pub fn lower_thread_priority(_by: i32) -> io::Result<()> {
+    Ok(())
+}
+
+/// The machine's physical memory: not asked on Windows yet (`None`: callers use their
+/// smaller default).
+pub fn physical_memory() -> Option<u64> {
+    None
 }
