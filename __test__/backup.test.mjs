@@ -1,6 +1,9 @@
 // Drive backup (issue 23): a loop device with an MBR and an ext4 partition full of files is
 // backed up to a sparse image with a bmap, shrunk to its last partition, and flashed back
-// to a second device through the bmap; e2fsck and debugfs check the files there.
+// to a second device through the bmap; e2fsck and debugfs check the files there. Then the
+// issue's round trip: a GPT and an MBR "Raspberry Pi card" on a 2 GiB drive to .img,
+// .img.zst and .img.xz, each restored to a 1.5 GiB drive by flash (and by bmaptool); and
+// the fault cases: ENOSPC on the output, an abort mid-way.
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
@@ -8,8 +11,10 @@ import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { sk, tempDir, has, run, cli, isRoot, testWith } from './helpers.mjs'
 import { loopDevice } from './fs-helpers.mjs'
+import { EXT, card, cardTools, checkCard, readRange } from './card-helpers.mjs'
 
 const MiB = 1 << 20
+const GiB = 1024 * MiB
 const P1 = { start: MiB, length: 40 * MiB }
 const tools = ['sfdisk', 'mkfs.ext4', 'e2fsck', 'debugfs']
 const rootTest = isRoot && has('losetup') ? testWith(tools, test) : (title, fn) => (console.error(`SKIP ${title}: needs root and losetup`), test.skip(title, fn))
@@ -120,4 +125,114 @@ test('backup refuses bad arguments, and a missing source leaves no output', asyn
   writeFileSync(img, Buffer.alloc(MiB, 1))
   await t.throwsAsync(sk.backup(img, out, { signal: ac.signal }), { code: 'ERR_SPARSEKIT_ABORTED' })
   t.false(existsSync(out))
+})
+
+// The issue's round trip: a "Raspberry Pi card" (bootloader bytes in the gap before the
+// first partition, FAT32 boot + ext4 root with files, a few deleted) on a 2 GiB drive with
+// stale bytes past its last partition, backed up to .img, .img.zst and .img.xz, each
+// flashed back to a smaller 1.5 GiB drive (and the .img by bmaptool with its bmap).
+const roundTrip =
+  isRoot && has('losetup')
+    ? testWith([...cardTools, 'zstd', 'xz', 'bmaptool', 'sgdisk'], test)
+    : (title, fn) => (console.error(`SKIP ${title}: needs root and losetup`), test.skip(title, fn))
+for (const table of ['gpt', 'dos']) {
+  roundTrip(`backup of a ${table} card on a 2 GiB drive: .img, .img.zst and .img.xz restored to a 1.5 GiB drive`, async (t) => {
+    const dir = tempDir(t)
+    const c = card(dir, table, 2 * GiB)
+    // Stale bytes after the last partition: used by nothing, never carried.
+    run('dd', ['if=/dev/urandom', `of=${c.img}`, 'bs=1M', `seek=${GiB / MiB}`, 'count=4', 'conv=notrunc', 'status=none'])
+    const src = loopDevice(t, c.img)
+    const layout = await sk.layout(src)
+    // The image ends at the last partition (GPT: then its backup entries and header).
+    const end = EXT.start + EXT.length + (table === 'gpt' ? 33 * 512 : 0)
+    let raw
+    for (const ext of ['img', 'img.zst', 'img.xz']) {
+      const out = join(dir, `backup.${ext}`)
+      const r = await sk.backup(src, out)
+      t.true(r.verified, ext)
+      t.is(r.table, table === 'dos' ? 'mbr' : 'gpt')
+      t.is(r.sourceSize, 2 * GiB)
+      t.is(r.imageSize, end, ext)
+      t.is(r.cutBytes, 2 * GiB - end)
+      t.is(r.bmap, `${out}.bmap`)
+      if (ext === 'img') {
+        raw = r
+        // Allocated ≈ used: the used blocks up to the new end, free blocks are holes.
+        const used = layout.used.reduce((n, u) => n + Math.max(0, Math.min(u.offset + u.length, end) - u.offset), 0)
+        const allocated = statSync(out).blocks * 512
+        t.true(allocated >= used - MiB && allocated <= used + MiB, `allocated ${allocated}, used ${used}`)
+        t.is(r.sha256, sha(readFileSync(out)))
+        // The shrunk table verifies (GPT: both headers, CRCs, the alternate LBA).
+        run('sfdisk', ['--verify', out])
+        if (table === 'gpt') t.regex(run('sgdisk', ['-v', out]), /No problems found/)
+      } else {
+        t.is(r.sha256, raw.sha256, `${ext}: the same image`)
+        t.is(readFileSync(`${out}.bmap`, 'utf8'), readFileSync(`${raw.bmap}`, 'utf8'), `${ext}: the raw image's bmap`)
+      }
+      // Flashed back to a smaller drive (its bmap found beside it): whole, and only the
+      // image's part of the drive written.
+      const small = join(dir, `small-${ext}.img`)
+      writeFileSync(small, Buffer.alloc(96 * MiB, 0x5a))
+      run('truncate', ['-s', String(1.5 * GiB), small])
+      const dev = loopDevice(t, small)
+      const f = await sk.flash(out, [dev])
+      t.true(f.destinations[0].ok, f.destinations[0].error?.message)
+      t.is(f.bmap, `${out}.bmap`)
+      const disk = checkCard(t, dir, dev, c, { table: join(dir, 'backup.img') })
+      t.true(readRange(dev, end, 4 * MiB).equals(Buffer.alloc(4 * MiB, 0x5a)), `${ext}: nothing written past the image`)
+      // The table as written verifies: the image's part of the drive.
+      const head = join(dir, `head-${ext}.img`)
+      writeFileSync(head, Buffer.concat([disk, readRange(dev, disk.length, end - disk.length)]))
+      run('sfdisk', ['--verify', head])
+      if (table === 'gpt') t.regex(run('sgdisk', ['-v', head]), /No problems found/)
+    }
+    // bmaptool restores the .img with its bmap.
+    const small = join(dir, 'small-bmaptool.img')
+    run('truncate', ['-s', String(1.5 * GiB), small])
+    const dev = loopDevice(t, small)
+    run('bmaptool', ['-q', 'copy', '--bmap', raw.bmap, join(dir, 'backup.img'), dev])
+    checkCard(t, dir, dev, c, { table: join(dir, 'backup.img') })
+  })
+}
+
+roundTrip('ENOSPC on the output and an abort mid-way: coded errors, no output, nothing left beside', async (t) => {
+  const dir = tempDir(t)
+  // The card: its files are random bytes, so no output format shrinks them much.
+  const c = card(dir, 'dos')
+  const dev = loopDevice(t, c.img)
+  // A 2 MiB tmpfs: the backup (its gap and files alone are 6 MiB) does not fit.
+  const small = join(dir, 'small')
+  mkdirSync(small)
+  run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small])
+  try {
+    for (const name of ['full.img', 'full.img.zst', 'full.img.xz']) {
+      const out = join(small, name)
+      const e = await t.throwsAsync(sk.backup(dev, out, { bmap: true }))
+      t.is(e.code, 'ENOSPC', `${name}: ${e.message}`)
+      t.true(e.message.includes(small), e.message)
+      t.deepEqual(readdirSync(small), [], `${name}: no output and no temporary file`)
+    }
+  } finally {
+    spawnSync('umount', [small])
+  }
+  // Abort once the copy is under way.
+  const out = join(dir, 'aborted.img')
+  const ac = new AbortController()
+  let copied = 0
+  const e = await t.throwsAsync(
+    sk.backup(dev, out, {
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.phase === 'copy' && p.bytesDone > 0) {
+          copied = p.bytesDone
+          ac.abort()
+        }
+      },
+    }),
+  )
+  t.is(e.code, 'ERR_SPARSEKIT_ABORTED', e.message)
+  t.true(copied > 0, 'aborted mid-way')
+  t.false(existsSync(out))
+  t.false(existsSync(`${out}.bmap`))
+  t.deepEqual(readdirSync(dir).filter((n) => n.includes('.sparsekit-')), [])
 })

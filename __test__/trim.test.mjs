@@ -5,72 +5,20 @@
 // clean, every file's SHA-256 is equal, the gap is equal, bytes written ≈ used, and the free
 // blocks still hold the pattern. A compressed image is refused before anything is written.
 import test from 'ava'
-import { createHash } from 'node:crypto'
 import { createServer } from 'node:http'
-import { readFileSync, statSync, writeFileSync, writeSync, mkdirSync, mkdtempSync, rmSync, openSync, readSync, closeSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { sk, tempDir, has, run, cli, isRoot, testWith, randomBytes } from './helpers.mjs'
+import { sk, tempDir, has, run, cli, isRoot, testWith } from './helpers.mjs'
 import { loopDevice } from './fs-helpers.mjs'
+import { MiB, SIZE, card, cardTools as tools, checkCard, readRange } from './card-helpers.mjs'
 
-const MiB = 1 << 20
 const BLOCK = 4096
-const GAP = { start: MiB, length: 3 * MiB }
-const FAT = { start: 4 * MiB, length: 40 * MiB }
-const EXT = { start: 44 * MiB, length: 40 * MiB }
-const SIZE = 85 * MiB
 const FILL = 0x5a
-const tools = ['sfdisk', 'mkfs.vfat', 'mkfs.ext4', 'mcopy', 'mdel', 'debugfs', 'e2fsck', 'fsck.vfat']
 const rootTest =
   isRoot && has('losetup')
     ? testWith(tools, test)
     : (title, fn) => (console.error(`SKIP ${title}: needs root and losetup`), test.skip(title, fn))
-const sha = (b) => createHash('sha256').update(b).digest('hex')
-const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
-
-/** The card image: `table` (gpt or dos), random gap, FAT32 and ext4 with files, a few deleted. */
-function card(dir, table) {
-  const img = join(dir, `card-${table}.img`)
-  const gap = randomBytes(GAP.length)
-  writeFileSync(img, Buffer.alloc(0))
-  run('truncate', ['-s', String(SIZE), img])
-  const [fatType, extType] = table === 'gpt' ? ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', '0FC63DAF-8483-4772-8E79-3D69D8477DE4'] : ['c', '83']
-  run('sfdisk', ['-q', img], {
-    input: `label: ${table}\nstart=${FAT.start / 512}, size=${FAT.length / 512}, type=${fatType}\nstart=${EXT.start / 512}, size=${EXT.length / 512}, type=${extType}\n`,
-  })
-  const fd = openSync(img, 'r+')
-  try {
-    writeSync(fd, gap, 0, gap.length, GAP.start)
-  } finally {
-    closeSync(fd)
-  }
-  const src = join(dir, `files-${table}`)
-  mkdirSync(src)
-  const files = {}
-  for (let i = 0; i < 6; i++) {
-    const b = randomBytes(300_000 + i * 123_457)
-    writeFileSync(join(src, `f${i}`), b)
-    files[`f${i}`] = sha(b)
-  }
-  const fat = join(dir, `fat-${table}.img`)
-  run('mkfs.vfat', ['-C', '-F', '32', '-s', '1', '-n', 'BOOT', fat, String(FAT.length / 1024)])
-  run('mcopy', ['-i', fat, ...Object.keys(files).map((n) => join(src, n)), '::/'], { env })
-  const ext = join(dir, `ext-${table}.img`)
-  run('mkfs.ext4', ['-q', '-F', '-d', src, ext, `${EXT.length / 1024}K`])
-  // Deleted: their blocks are free again (and still hold their data).
-  run('mdel', ['-i', fat, '::/f1', '::/f4'], { env })
-  writeFileSync(join(dir, `rm-${table}`), 'rm f2\nrm f5\n')
-  run('debugfs', ['-w', '-f', join(dir, `rm-${table}`), ext], { stdio: 'ignore' })
-  const fatFiles = { ...files }
-  delete fatFiles.f1
-  delete fatFiles.f4
-  const extFiles = { ...files }
-  delete extFiles.f2
-  delete extFiles.f5
-  for (const [part, at] of [[fat, FAT.start], [ext, EXT.start]])
-    run('dd', [`if=${part}`, `of=${img}`, 'bs=1M', `seek=${at / MiB}`, 'conv=notrunc', 'status=none'])
-  return { img, gap, fatFiles, extFiles }
-}
 
 /** The cards, built once for the whole file (in a directory removed after it). */
 const cards = {}
@@ -89,43 +37,10 @@ function patterned(t, dir, name, size = 96 * MiB) {
   return loopDevice(t, f)
 }
 
-function readRange(path, start, length) {
-  const b = Buffer.alloc(length)
-  const fd = openSync(path, 'r')
-  try {
-    let at = 0
-    while (at < length) {
-      const n = readSync(fd, b, at, length - at, start + at)
-      if (n === 0) break
-      at += n
-    }
-  } finally {
-    closeSync(fd)
-  }
-  return b
-}
-
 /** The written copy checks: file systems clean, files equal, gap equal, free blocks untouched. */
 async function check(t, dir, dst, c, trim, isFile = false) {
+  checkCard(t, dir, dst, c)
   const disk = readRange(dst, 0, SIZE)
-  const src = readFileSync(c.img)
-  t.true(disk.subarray(0, GAP.start + GAP.length).equals(src.subarray(0, GAP.start + GAP.length)), 'table and gap')
-  t.true(disk.subarray(GAP.start, GAP.start + GAP.length).equals(c.gap), 'gap bytes')
-  const fat = join(dir, `chk-fat-${Math.random().toString(36).slice(2)}.img`)
-  const ext = join(dir, `chk-ext-${Math.random().toString(36).slice(2)}.img`)
-  writeFileSync(fat, disk.subarray(FAT.start, FAT.start + FAT.length))
-  writeFileSync(ext, disk.subarray(EXT.start, EXT.start + EXT.length))
-  run('fsck.vfat', ['-n', fat])
-  run('e2fsck', ['-fn', ext], { stdio: 'ignore' })
-  const out = join(dir, 'out.bin')
-  for (const [n, sum] of Object.entries(c.fatFiles)) {
-    run('mcopy', ['-o', '-i', fat, `::/${n}`, out], { env })
-    t.is(sha(readFileSync(out)), sum, `FAT ${n}`)
-  }
-  for (const [n, sum] of Object.entries(c.extFiles)) {
-    run('debugfs', ['-R', `dump /${n} ${out}`, ext], { stdio: 'ignore' })
-    t.is(sha(readFileSync(out)), sum, `ext4 ${n}`)
-  }
   // Every 4 KiB block the layout finds wholly free was not written: it holds FILL (a file
   // destination, truncated first, reads zeros there).
   const l = await sk.layout(c.img)

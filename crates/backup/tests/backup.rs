@@ -250,7 +250,14 @@ fn abort_and_a_failing_read_leave_no_output() {
         &BackupOptions::default(),
         &mut Control::none(),
     ) {
-        Err(e) => assert!(!e.to_string().is_empty()),
+        Err(e) => {
+            // Coded, and it names the device and the failed read's place in it.
+            assert_eq!(e.code(), "ERR_SPARSEKIT_IO", "{e}");
+            assert_eq!(e.raw_os_error(), Some(sparsekit_io::errno::EIO), "{e}");
+            assert_eq!(e.syscall(), Some("read"), "{e}");
+            assert_eq!(e.offset(), Some(P1.0 + 20 * MIB), "{e}");
+            assert_eq!(e.path(), Some(img.as_path()), "{e}");
+        }
         Ok(r) => panic!("a failing read gave a backup: {r:?}"),
     }
     assert!(!out.exists());
