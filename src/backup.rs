@@ -1,6 +1,5 @@
 use napi::bindgen_prelude::*;
 use sparsekit_backup::{backup as run_backup, BackupOptions};
-use sparsekit_io::FileStorage;
 
 use crate::error::Failure;
 use crate::job::{path_arg, spawn, to_f64, CancelToken, ProgressFn};
@@ -79,13 +78,8 @@ pub fn backup<'env>(
                     return Err(f);
                 }
             }
-            let mut src = FileStorage::open(&source)
+            let src = sparsekit_backup::open_source(&source)
                 .map_err(|e| Failure::from_core(&sparsekit_backup::Error::Io(e)))?;
-            // A drive is read once from end to end: past the page cache (an image file
-            // may be cached already, and is read through the cache).
-            if src.kind() == sparsekit_io::FileKind::BlockDevice {
-                src = src.read_direct();
-            }
             let r = run_backup(&src, &output, &opts, ctl).map_err(|e| Failure::from_core(&e))?;
             Ok(NativeBackup {
                 source_size: to_f64("source size", r.source_size)?,

@@ -1,6 +1,6 @@
 //! Back up an image or device: `cargo run --release --example backup -- SOURCE OUTPUT`,
 //! printing when each phase began (bench/backup.sh's runs without Node's start-up).
-use sparsekit_io::{Cancel, Control, FileStorage, Phase, Progress};
+use sparsekit_io::{Cancel, Control, Phase, Progress};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,11 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: backup SOURCE OUTPUT".into());
     };
     let t0 = Instant::now();
-    let mut src = FileStorage::open(std::path::Path::new(source))?;
-    // As the addon does: a drive is read past the page cache.
-    if src.kind() == sparsekit_io::FileKind::BlockDevice {
-        src = src.read_direct();
-    }
+    let src = sparsekit_backup::open_source(std::path::Path::new(source))?;
     let mut last: Option<Phase> = None;
     let mut ctl = Control::new(Cancel::new(), move |p: Progress| {
         if last != Some(p.phase) {

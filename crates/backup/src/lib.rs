@@ -46,6 +46,18 @@ pub(crate) fn read_ahead() -> usize {
     ((budget / CHUNK as u64) as usize).clamp(8, 64)
 }
 
+/// Open a backup's source for reading: a drive is read once from end to end, so past the
+/// page cache ([`FileStorage::read_direct`]); an image file through the cache, which may
+/// hold it already.
+pub fn open_source(path: &Path) -> std::result::Result<FileStorage, IoError> {
+    let s = FileStorage::open(path)?;
+    Ok(if s.kind() == sparsekit_io::FileKind::BlockDevice {
+        s.read_direct()
+    } else {
+        s
+    })
+}
+
 /// What [`backup`] does.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {

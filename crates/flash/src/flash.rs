@@ -1623,20 +1623,13 @@ impl OldReader<'_> {
     }
 }
 
-/// Open `path` to read it past the page cache (`O_DIRECT`), where the OS has it.
+/// Open `path` to read it past the page cache (`O_DIRECT`) on Linux; elsewhere `None`: the
+/// read-back reads through its destination (macOS's `F_NOCACHE` switches a whole
+/// descriptor, which the read-back does with `drop_cache` instead).
 fn open_read_direct(path: &Path) -> Option<std::fs::File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
+    if cfg!(target_os = "linux") {
+        sparsekit_io::sys::open_direct_read(path).ok()
+    } else {
         None
     }
 }

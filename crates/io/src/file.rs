@@ -80,6 +80,17 @@ struct Direct {
     off: std::sync::atomic::AtomicBool,
 }
 
+impl Direct {
+    /// Whether a read of `buf` at `offset` goes through this descriptor: it is aligned (a
+    /// page-aligned buffer, offset and length in whole blocks) and the OS has not refused one.
+    fn serves(&self, buf: &[u8], offset: u64) -> bool {
+        (buf.as_ptr() as usize).is_multiple_of(crate::PAGE)
+            && offset.is_multiple_of(self.align)
+            && (buf.len() as u64).is_multiple_of(self.align)
+            && !self.off.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl FileStorage {
     /// Open for reading. Directories fail with EISDIR, streams (FIFOs, sockets, character
     /// devices) with ESPIPE: they have no offsets. Opening never blocks (see [`sys::open`]).
@@ -232,27 +243,18 @@ impl Storage for FileStorage {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, IoError> {
-        use std::sync::atomic::Ordering;
-        if let Some(d) = &self.direct {
-            let aligned = (buf.as_ptr() as usize).is_multiple_of(crate::PAGE)
-                && offset.is_multiple_of(d.align)
-                && (buf.len() as u64).is_multiple_of(d.align);
-            if aligned && !d.off.load(Ordering::Relaxed) {
-                loop {
-                    match d.file.read_at(buf, offset) {
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.raw_os_error() == Some(crate::errno::EINVAL) => {
-                            d.off.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        r => return r.op_at("read", &self.path, offset),
-                    }
-                }
-            }
-        }
+        let direct = self.direct.as_ref().filter(|d| d.serves(buf, offset));
+        let file = direct.map_or(&self.file, |d| &d.file);
         loop {
-            match self.file.read_at(buf, offset) {
+            match file.read_at(buf, offset) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(crate::errno::EINVAL) && direct.is_some() => {
+                    // Refused past the cache: buffered from now on (this read included).
+                    if let Some(d) = direct {
+                        d.off.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return self.read_at(buf, offset);
+                }
                 r => return r.op_at("read", &self.path, offset),
             }
         }

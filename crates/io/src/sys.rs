@@ -37,7 +37,7 @@ pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 #[path = "sys/posix.rs"]
 mod posix;
-pub use posix::{open, open_flags, poll_readable, seek, set_nonblocking};
+pub use posix::{open, open_flags, physical_memory, poll_readable, seek, set_nonblocking};
 
 /// The size in bytes of a block device (`BLKGETSIZE64`; its `st_size` is 0).
 pub fn block_device_size(file: &File) -> io::Result<u64> {
@@ -229,19 +229,6 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES) * _SC_PAGESIZE`), for
-/// sizing read-ahead budgets; `None` where unknown.
-pub fn physical_memory() -> Option<u64> {
-    // SAFETY: sysconf takes no pointers.
-    let (pages, size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
 }
 
 /// Lower the calling thread's scheduling priority by `by` nice steps

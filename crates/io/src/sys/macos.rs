@@ -42,7 +42,7 @@ pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
 
 #[path = "posix.rs"]
 mod posix;
-pub use posix::{open, open_flags, poll_readable, seek, set_nonblocking};
+pub use posix::{open, open_flags, physical_memory, poll_readable, seek, set_nonblocking};
 
 /// The size in bytes of a disk: `DKIOCGETBLOCKCOUNT` x `DKIOCGETBLOCKSIZE` (sys/disk.h).
 pub fn block_device_size(file: &File) -> io::Result<u64> {
@@ -199,16 +199,4 @@ pub fn wait_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
 /// classes would be the counterpart).
 pub fn lower_thread_priority(_by: i32) -> io::Result<()> {
     Ok(())
-}
-
-/// The machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES) * _SC_PAGESIZE`).
-pub fn physical_memory() -> Option<u64> {
-    // SAFETY: sysconf takes no pointers.
-    let (pages, size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
 }

@@ -118,3 +118,16 @@ pub fn seek(file: &File, offset: u64, hole: bool) -> io::Result<Option<u64>> {
     }
     Ok(Some(r as u64))
 }
+
+/// The machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES) * _SC_PAGESIZE`), for
+/// sizing read-ahead budgets; `None` where unknown.
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf takes no pointers.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
+}
